@@ -1,0 +1,56 @@
+//! The `vigil` binary: one program with subcommands, which also answers as a drop-in
+//! `evmctl` or `fsverity` when started under that name (a symlink or hard link).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod getopt;
+
+/// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
+/// and sealing, byte-compatible with the kernel, evmctl, fsverity-utils and Keylime.
+///
+/// Exit status: 0 on success, 1 when a verification fails, 2 on bad usage or
+/// unreadable input.
+///
+/// Run as `evmctl` or `fsverity` (through a link of that name) vigil accepts those
+/// tools' command lines and prints their output.
+#[derive(Parser)]
+#[command(name = "vigil", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let prog = std::path::Path::new(&argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("vigil")
+        .to_owned();
+    match prog.as_str() {
+        _ => run_vigil(Cli::parse()),
+    }
+}
+
+fn run_vigil(cli: Cli) -> ExitCode {
+    let result: anyhow::Result<ExitCode> = match cli.command {};
+    finish(result)
+}
+
+/// Turn a command's result into the process exit status: errors (bad usage,
+/// unreadable input) are printed with their context and exit 2.
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("vigil: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
