@@ -9,6 +9,9 @@ pub mod hash;
 // -- xattrs, signatures and keys --
 
 // -- measurement lists, PCR replay, event logs --
+pub mod list;
+pub mod pcrs;
+pub mod tcg;
 
 // -- the IMA policy language --
 
