@@ -1280,13 +1280,14 @@ pub fn evmctl_ima_measurement(
     let mut sha1 = [0u8; 20];
     let mut digest = [0u8; 64];
     let mut entry_num: u64 = 0;
+    let mut unprocessed_seen: Vec<String> = Vec::new();
     loop {
         let raw = match rd.next_raw() {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
                 eprintln!("{e}");
-                return ExitCode::from(EVMCTL_ERROR);
+                return evmctl_exit(err);
             }
         };
         entry_num += 1;
@@ -1295,7 +1296,7 @@ pub fn evmctl_ima_measurement(
             None => first_is_ima = Some(is_ima),
             Some(f) if f != is_ima => {
                 eprintln!("Mixed measurement list containing \"ima\" and other template formats not supported.");
-                return ExitCode::from(EVMCTL_ERROR);
+                return evmctl_exit(err);
             }
             _ => {}
         }
@@ -1308,11 +1309,14 @@ pub fn evmctl_ima_measurement(
                 eprintln!("Unable to read template");
                 return ExitCode::from(EVMCTL_ERROR);
             }
-            if sha1[..] != *raw.digest {
-                invalid_digest = true;
-                if verbose >= 2 {
-                    eprintln!("Failed to verify template data digest(line {entry_num}).");
-                }
+        }
+        // evmctl keeps the result of the last check in one variable, which is what a
+        // run cut short returns.
+        err = i32::from(!violation && sha1[..] != *raw.digest);
+        if err != 0 {
+            invalid_digest = true;
+            if verbose >= 2 {
+                eprintln!("Failed to verify template data digest(line {entry_num}).");
             }
         }
         let pcr = raw.pcr as usize;
@@ -1334,10 +1338,16 @@ pub fn evmctl_ima_measurement(
             let _ = calc_padded[k].extend(pcr, pd);
         }
         if verbose >= 1 {
-            let mut line = Vec::new();
-            if let Ok(r) = raw.to_record(HashAlgo::Sha1, Endian::native()) {
-                ascii::format_record(&r, Endian::native(), &mut line);
-                let _ = io::stderr().write_all(&line);
+            let _ = io::stderr().write_all(&evmctl_show_line(&raw));
+        }
+        if !is_ima {
+            let left = evmctl_unprocessed(raw.template_name, raw.data);
+            if left != 0 && !unprocessed_seen.iter().any(|n| n == raw.template_name) {
+                unprocessed_seen.push(raw.template_name.to_owned());
+                eprintln!(
+                    "Template \"{}\" contains unprocessed data: {left} bytes",
+                    raw.template_name
+                );
             }
         }
         if tpm.is_none() {
@@ -1369,19 +1379,13 @@ pub fn evmctl_ima_measurement(
         }
     }
     let mut rc = if tpm.is_none() {
-        if verbose >= 1 {
-            eprintln!("Failed to read any TPM PCRs");
-        }
+        eprintln!("Failed to read any TPM PCRs");
         0
     } else if err == 0 {
-        if verbose >= 1 {
-            eprintln!("Matched per TPM bank calculated digest(s).");
-        }
+        eprintln!("Matched per TPM bank calculated digest(s).");
         0
     } else if err_padded == 0 {
-        if verbose >= 1 {
-            eprintln!("Matched SHA1 padded TPM digest(s).");
-        }
+        eprintln!("Matched SHA1 padded TPM digest(s).");
         0
     } else {
         eprintln!("Failed to match per TPM bank or SHA1 padded TPM digest(s).");
@@ -1392,6 +1396,82 @@ pub fn evmctl_ima_measurement(
         rc = 1;
     }
     ExitCode::from(rc)
+}
+
+/// evmctl's exit status for a command result: -1 becomes 125.
+fn evmctl_exit(err: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(err).unwrap_or(EVMCTL_ERROR))
+}
+
+/// The line evmctl prints for a record with `-v` (`ima_show`/`ima_ng_show`): PCR
+/// without padding, the file digest field's string prefix and hex, the name, and for
+/// `ima-buf`/`ima-sig` the buffer or signature in hex.
+fn evmctl_show_line(raw: &vigil_ima::list::RawRecord<'_>) -> Vec<u8> {
+    fn c_str(b: &[u8]) -> &[u8] {
+        &b[..b.iter().position(|&x| x == 0).unwrap_or(b.len())]
+    }
+    let mut out = format!(
+        "{} {} {}",
+        raw.pcr,
+        hex::encode(raw.digest),
+        raw.template_name
+    )
+    .into_bytes();
+    if raw.template_name == "ima" {
+        out.push(b' ');
+        out.extend_from_slice(hex::encode(&raw.data[..20.min(raw.data.len())]).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(c_str(raw.data.get(24..).unwrap_or_default()));
+        out.push(b'\n');
+        return out;
+    }
+    let mut fields = Vec::new();
+    let mut rest = raw.data;
+    while rest.len() >= 4 {
+        let len = u32::from_ne_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let f = &rest[4..];
+        let f = &f[..len.min(f.len())];
+        fields.push(f);
+        rest = &rest[4 + f.len()..];
+    }
+    let field = |i: usize| fields.get(i).copied().unwrap_or_default();
+    let algo = c_str(field(0));
+    out.push(b' ');
+    out.extend_from_slice(algo);
+    let digest = field(0).get(algo.len() + 1..).unwrap_or_default();
+    out.extend_from_slice(hex::encode(digest).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(c_str(field(1)));
+    let third = field(2);
+    if raw.template_name == "ima-buf" && !third.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(hex::encode(third).as_bytes());
+    }
+    if raw.template_name == "ima-sig" && !third.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(hex::encode(third).as_bytes());
+    }
+    out.push(b'\n');
+    out
+}
+
+/// The bytes evmctl's `ima_ng_show` leaves unparsed in a record's template data: it
+/// reads a digest and a name field, plus a third for `ima-sig` and `ima-buf`.
+fn evmctl_unprocessed(template_name: &str, data: &[u8]) -> i64 {
+    let fields = if matches!(template_name, "ima-sig" | "ima-buf") {
+        3
+    } else {
+        2
+    };
+    let mut pos = 0usize;
+    for _ in 0..fields {
+        let Some(len) = data.get(pos..pos + 4) else {
+            break;
+        };
+        let len = u32::from_ne_bytes(len.try_into().expect("4 bytes")) as usize;
+        pos = pos.saturating_add(4).saturating_add(len);
+    }
+    data.len() as i64 - pos.min(i64::MAX as usize) as i64
 }
 
 /// evmctl's `compare_tpm_banks` for the banks in `mask`: every computed non-zero PCR
@@ -1444,7 +1524,7 @@ pub fn evmctl_ima_boot_aggregate(
     let banks: Result<PcrBanks> = if let Some(log) = event_log {
         std::fs::read(log)
             .map_err(anyhow::Error::from)
-            .and_then(|d| Ok(EventLog::parse(&d)?.replay()?))
+            .and_then(|d| Ok(EventLog::parse(&d)?.replay_with(true)?))
             .with_context(|| format!("Failed reading the TPM 1.2 event log {}.", log.display()))
     } else if !pcr_files.is_empty() {
         for spec in pcr_files {

@@ -145,9 +145,16 @@ impl EventLog {
     /// Replay the log into PCR banks of every algorithm it declares. A
     /// `StartupLocality` event sets PCR 0's initial value to the locality.
     pub fn replay(&self) -> Result<PcrBanks> {
+        self.replay_with(false)
+    }
+
+    /// Replay as [`EventLog::replay`]; with `extend_no_action`, a TPM 1.2 log's
+    /// `EV_NO_ACTION` events are extended too, as `evmctl ima_boot_aggregate` does.
+    pub fn replay_with(&self, extend_no_action: bool) -> Result<PcrBanks> {
+        let extend_no_action = extend_no_action && !self.crypto_agile;
         let mut banks = PcrBanks::new(&self.algos);
         for (i, ev) in self.events.iter().enumerate() {
-            if ev.event_type == EV_NO_ACTION {
+            if ev.event_type == EV_NO_ACTION && !extend_no_action {
                 if ev.data.len() >= 17 && ev.data.starts_with(STARTUP_LOCALITY) {
                     for b in &mut banks.banks {
                         let last = b.pcrs[0].len() - 1;
