@@ -1024,7 +1024,12 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
         let Some((i, step)) = src
             .next_parts(|p| {
                 let step = p.extend(&mut per_bank)?;
-                p.extend(&mut padded)?;
+                // Kernels < 5.8 extended the logged SHA-1 template digest, padded; only
+                // legacy (SHA-1) lists can come from them.
+                if p.digest_algo == HashAlgo::Sha1 {
+                    let sha1 = (!step.violation).then_some(p.digest);
+                    padded.extend_sha1_padded(p.pcr, sha1)?;
+                }
                 Ok((p.index, step))
             })
             .with_context(|| src.name.clone())?

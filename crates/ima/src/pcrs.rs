@@ -1,6 +1,6 @@
 //! PCR values from text: evmctl's `--pcrs` files and the TPM 1.2 sysfs `pcrs` file
 //! (`PCR-00: hex`), `tsspcrread`/tpm2-tools style `0: hex` or `0 : 0xHEX` lines, and
-//! IBM TSS dumps (` PCR 10: 9b e6 …`). Lines that carry no PCR value are skipped.
+//! IBM TSS dumps (` PCR 10: 9b e6 …`), and `vigil log replay` output (`sha1 PCR-10: hex`). Lines that carry no PCR value are skipped.
 
 use crate::list::{Bank, NUM_PCRS};
 use crate::{Error, Result};
@@ -12,7 +12,12 @@ pub fn parse_pcr_text(text: &str) -> Result<Vec<(usize, Vec<u8>)>> {
         let Some((left, right)) = line.split_once(':') else {
             continue;
         };
+        // An optional bank name in front (`sha1 PCR-10: …`, as `vigil log replay` prints).
         let left = left.trim();
+        let left = match left.split_once(' ') {
+            Some((bank, rest)) if crate::HashAlgo::from_name(bank).is_ok() => rest.trim(),
+            _ => left,
+        };
         let idx = left
             .strip_prefix("PCR")
             .map(|s| s.trim_start_matches(['-', ' ', '_']))

@@ -14,6 +14,9 @@ pub const MAX_TEMPLATE_NAME: usize = 255;
 /// absurd claim into an early error.
 pub const MAX_TEMPLATE_DATA: u32 = 64 << 20;
 
+/// Reads up to this size go straight into the record buffer.
+const SMALL_READ: usize = 64 << 10;
+
 /// What to do when the input ends inside a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TailPolicy {
@@ -194,13 +197,35 @@ impl<R: Read> BinaryReader<R> {
     /// byte of them arrived when `at_start`.
     fn fill(&mut self, n: usize, what: &'static str, at_start: bool) -> Result<bool> {
         let start = self.buf.len();
-        let got = (&mut self.inner)
-            .take(n as u64)
-            .read_to_end(&mut self.buf)
-            .map_err(|source| Error::ListIo {
-                offset: self.offset + start as u64,
-                source,
-            })?;
+        let got = if n <= SMALL_READ {
+            // Small pieces: read straight into the buffer (bounded allocation).
+            self.buf.resize(start + n, 0);
+            let mut got = 0;
+            while got < n {
+                match self.inner.read(&mut self.buf[start + got..start + n]) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(source) => {
+                        return Err(Error::ListIo {
+                            offset: self.offset + (start + got) as u64,
+                            source,
+                        })
+                    }
+                }
+            }
+            self.buf.truncate(start + got);
+            got
+        } else {
+            // Large claims: let the buffer grow only as bytes actually arrive.
+            (&mut self.inner)
+                .take(n as u64)
+                .read_to_end(&mut self.buf)
+                .map_err(|source| Error::ListIo {
+                    offset: self.offset + start as u64,
+                    source,
+                })?
+        };
         if got == n {
             return Ok(true);
         }

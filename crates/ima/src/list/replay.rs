@@ -224,6 +224,37 @@ impl Replay {
         )
     }
 
+    /// Extend a record whose SHA-1 template digest is already known (`None` for a
+    /// violation) into every bank, in [`ExtendMode::Sha1Padded`] fashion whatever the
+    /// replay's mode: for verifying a legacy list both ways with one hash per record.
+    pub fn extend_sha1_padded(&mut self, pcr: u32, sha1: Option<&[u8]>) -> Result<()> {
+        let pcr = pcr as usize;
+        if pcr >= NUM_PCRS || sha1.is_some_and(|d| d.len() != 20) {
+            return Err(Error::ListField {
+                field: "PCR extend",
+                msg: format!("PCR {pcr} or SHA-1 digest length"),
+            });
+        }
+        let mut buf = [0u8; MAX_DIGEST];
+        for bank in &mut self.banks.banks {
+            let len = bank.algo.digest_len();
+            let e = &mut buf[..len];
+            e.fill(0);
+            let n = 20.min(len);
+            match sha1 {
+                Some(d) => e[..n].copy_from_slice(&d[..n]),
+                None => e[..n].fill(0xff),
+            }
+            bank.extend(pcr, e)?;
+        }
+        self.records += 1;
+        self.touched |= 1 << pcr;
+        if sha1.is_none() {
+            self.violations += 1;
+        }
+        Ok(())
+    }
+
     /// Extend one record given as its parts: PCR, logged template digest (of
     /// `digest_algo`), template name and template data as in the binary list.
     pub fn extend_data(
