@@ -214,6 +214,23 @@ fn vector_a_ima_ng_record() {
 }
 
 #[test]
+fn record_constructors() {
+    let r = Record::ima_ng(
+        10,
+        HashAlgo::Sha256,
+        &HashAlgo::Sha256.digest(b"abc").unwrap(),
+        b"/tmp/imatest/abc.txt",
+    )
+    .unwrap();
+    assert_eq!(r, abc_ng());
+    let spaced = Record::ima_ng(10, HashAlgo::Sha256, &[1; 32], b"/a b").unwrap();
+    assert_eq!(spaced.name(), Some(&b"/a_b"[..]));
+    let v = spaced.into_violation();
+    assert!(v.is_violation());
+    assert_eq!(v.file_digest().unwrap().1, &[0; 32][..]);
+}
+
+#[test]
 fn vector_b_ima_record() {
     let want = hex::decode(concat!(
         "0a000000ac72052fb44ca84a42232633fb04979e6d56826803000000696d61",

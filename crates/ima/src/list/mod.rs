@@ -107,6 +107,59 @@ pub struct Record {
 }
 
 impl Record {
+    /// A record of template `template_name` with `fields`, its template digest computed
+    /// with `digest_algo` (SHA-1 for the legacy list, a bank's algorithm for the
+    /// per-bank lists) over the data in byte order `endian`.
+    pub fn new(
+        pcr: u32,
+        template_name: &str,
+        fields: Vec<Field>,
+        digest_algo: HashAlgo,
+        endian: Endian,
+    ) -> Result<Record> {
+        let mut r = Record {
+            pcr,
+            digest_algo,
+            digest: Vec::new(),
+            template_name: template_name.to_owned(),
+            fields,
+        };
+        r.digest = r.template_digest(digest_algo, endian)?;
+        Ok(r)
+    }
+
+    /// An `ima-ng` record of a file (or buffer) digest and its name, as the kernel
+    /// writes it (spaces in the name become `_`).
+    pub fn ima_ng(
+        pcr: u32,
+        file_algo: HashAlgo,
+        file_digest: &[u8],
+        name: &[u8],
+    ) -> Result<Record> {
+        let fields = vec![
+            Field::DigestNg {
+                algo: DigestAlgo::Known(file_algo),
+                digest: file_digest.to_vec(),
+            },
+            Field::NameNg(kernel_name(name)),
+        ];
+        Record::new(pcr, "ima-ng", fields, HashAlgo::Sha1, Endian::native())
+    }
+
+    /// The same record as a violation: all-zero template digest and file digest.
+    pub fn into_violation(mut self) -> Record {
+        self.digest.fill(0);
+        for f in &mut self.fields {
+            match f {
+                Field::D(d)
+                | Field::DigestNg { digest: d, .. }
+                | Field::DigestNgV2 { digest: d, .. } => d.fill(0),
+                _ => {}
+            }
+        }
+        self
+    }
+
     /// Whether this is a violation record (its template digest is all zero).
     pub fn is_violation(&self) -> bool {
         is_zero(&self.digest)
@@ -221,6 +274,14 @@ pub(crate) fn split_ima_data(data: &[u8], endian: Endian) -> Option<(&[u8], &[u8
     let len = endian.u32(rest[..4].try_into().ok()?) as usize;
     let name = &rest[4..];
     (name.len() == len && len <= IMA_NAME_MAX).then_some((d, name))
+}
+
+/// A name as the kernel stores it in `n`/`n-ng` fields: every space replaced by `_`
+/// (the ASCII list separates fields with spaces).
+pub fn kernel_name(name: &[u8]) -> Vec<u8> {
+    name.iter()
+        .map(|&b| if b == b' ' { b'_' } else { b })
+        .collect()
 }
 
 /// Whether every byte is zero (a violation's template digest).
