@@ -62,3 +62,44 @@ pub fn load_bank(bank: &mut Bank, text: &str) -> Result<u32> {
     }
     Ok(mask)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dump_format() {
+        let text = "pcrread: tsspcrread -halg sha1\n\
+                    0: 92c1850372e9493929aa9a2e9ea953e21ff1be45\n\
+                    PCR-01: 41 C5 40 39 CA 27 50 EA 60 D8 AB 7C 48 B1 42 B1 0A BA 56 67\n \
+                    PCR 02: b2 a8 3b 0e bf 2f 83 74 29 9a 5b 2b dc fc 31 ea 95 5a d7 36 \n\
+                    sha1 PCR-03: b2a83b0ebf2f8374299a5b2bdfc31ea955ad7236\n\
+                    4 : 0x4C1A19AAD90F770956FF5EE00334A2D548B1A350\n\
+                    not a value: at all\n";
+        let v = parse_pcr_text(text).unwrap();
+        assert_eq!(
+            v.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            hex::encode(&v[1].1),
+            "41c54039ca2750ea60d8ab7c48b142b10aba5667"
+        );
+        assert_eq!(
+            hex::encode(&v[4].1),
+            "4c1a19aad90f770956ff5ee00334a2d548b1a350"
+        );
+        let mut bank = Bank::new(crate::HashAlgo::Sha1);
+        assert_eq!(load_bank(&mut bank, text).unwrap(), 0b11111);
+        let mut bank256 = Bank::new(crate::HashAlgo::Sha256);
+        assert!(
+            load_bank(&mut bank256, text).is_err(),
+            "20-byte values in a sha256 bank"
+        );
+        assert!(parse_pcr_text("24: 00").is_err());
+        assert!(parse_pcr_text("3: zz")
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+    }
+}
