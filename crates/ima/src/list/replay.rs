@@ -57,6 +57,16 @@ impl Bank {
     /// TPM2_PCR_Extend: `pcr[i] = H(pcr[i] ‖ digest)`; `digest` must have the bank's
     /// length.
     pub fn extend(&mut self, i: usize, digest: &[u8]) -> Result<()> {
+        if i >= NUM_PCRS || digest.len() != self.algo.digest_len() {
+            return Err(Error::ListField {
+                field: "PCR extend",
+                msg: format!(
+                    "PCR {i} of bank {} with a {}-byte digest",
+                    self.algo,
+                    digest.len()
+                ),
+            });
+        }
         let mut h = Hasher::new(self.algo)?;
         h.update(&self.pcrs[i]);
         h.update(digest);

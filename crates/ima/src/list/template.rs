@@ -421,10 +421,29 @@ impl Field {
                 }
             },
             Fmt::DigestWithAlgo => {
+                // `[alg:]hex` (d-ng, d-modsig) or `type:alg:hex` (d-ngv2); names are
+                // printable and colon-free.
+                let colons = if id == FieldId::DigestNgV2 { 2 } else { 1 };
                 let (prefix, hexpart) = match text.iter().rposition(|&b| b == b':') {
                     Some(i) => (&text[..=i], &text[i + 1..]),
                     None => (&b""[..], text),
                 };
+                let names_ok = prefix.iter().all(|b| b.is_ascii_graphic())
+                    && prefix.iter().filter(|&&b| b == b':').count()
+                        == if prefix.is_empty() { 0 } else { colons }
+                    && !prefix.starts_with(b":")
+                    && !prefix.windows(2).any(|w| w == b"::");
+                if !names_ok || (prefix.is_empty() && id == FieldId::DigestNgV2) {
+                    return Err(bad(format!(
+                        "{:?} is not {}",
+                        String::from_utf8_lossy(text),
+                        if colons == 2 {
+                            "type:algorithm:hex"
+                        } else {
+                            "[algorithm:]hex"
+                        }
+                    )));
+                }
                 let mut v = if prefix.is_empty() {
                     b":".to_vec()
                 } else {
