@@ -1170,7 +1170,7 @@ fn boot_aggregate_cmd(a: BootAggregateArgs) -> Result<ExitCode> {
     for b in banks
         .banks
         .iter()
-        .filter(|b| only.as_ref().is_none_or(|o| o.contains(&b.algo)))
+        .filter(|b| only.as_ref().map_or(true, |o| o.contains(&b.algo)))
     {
         let ranges: &[(AggregateRange, &str)] = match a.range {
             RangeArg::Kernel => &[(AggregateRange::kernel_default(b.algo), "")],
@@ -1306,14 +1306,13 @@ pub fn evmctl_ima_measurement(
             _ => {}
         }
         let violation = raw.is_violation();
-        if !violation {
-            if raw
+        if !violation
+            && raw
                 .template_digest_into(HashAlgo::Sha1, Endian::native(), &mut sha1)
                 .is_err()
-            {
-                eprintln!("Unable to read template");
-                return ExitCode::from(EVMCTL_ERROR);
-            }
+        {
+            eprintln!("Unable to read template");
+            return ExitCode::from(EVMCTL_ERROR);
         }
         // evmctl keeps the result of the last check in one variable, which is what a
         // run cut short returns.

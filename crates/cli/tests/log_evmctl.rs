@@ -18,10 +18,9 @@ fn messages(stderr: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     for l in text.lines() {
         // evmctl prints some of those messages without a newline.
-        let mut l = l;
-        for noise in ["Unsupported file type (0xa000)"] {
-            l = l.strip_prefix(noise).unwrap_or(l);
-        }
+        let l = l
+            .strip_prefix("Unsupported file type (0xa000)")
+            .unwrap_or(l);
         let skip = [
             "errno:",
             "Failed to open keyfile",
