@@ -52,3 +52,5 @@ pub use descriptor::{
 pub use error::{Error, Result};
 pub use params::{HashAlg, Params};
 pub use tree::{build_tree, build_tree_from_slice, compute_digest, Geometry, Tree, TreeBuilder};
+pub mod verify;
+pub use verify::{TreeSource, Verifier};
