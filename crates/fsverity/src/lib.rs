@@ -54,3 +54,5 @@ pub use params::{HashAlg, Params};
 pub use tree::{build_tree, build_tree_from_slice, compute_digest, Geometry, Tree, TreeBuilder};
 pub mod verify;
 pub use verify::{TreeSource, Verifier};
+pub mod sign;
+pub use sign::{certificate_from_pem, parse_signature, sign, verify, SigningKey};
