@@ -56,3 +56,4 @@ pub mod verify;
 pub use verify::{TreeSource, Verifier};
 pub mod sign;
 pub use sign::{certificate_from_pem, parse_signature, sign, verify, SigningKey};
+pub mod sys;
