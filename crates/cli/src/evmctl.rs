@@ -317,7 +317,7 @@ const CMDS: &[Cmd] = &[
     },
     Cmd {
         name: "sign",
-        arg: "[-r] [--imahash | --imasig ] [--key key] [--pass[=<password>]] file",
+        arg: "[-r] [--imahash | --imasig ] [--key key] [--pass [password] file",
         msg: "Sign file metadata.\n",
     },
     Cmd {
@@ -327,7 +327,7 @@ const CMDS: &[Cmd] = &[
     },
     Cmd {
         name: "ima_sign",
-        arg: "[--sigfile] [--key key] [--pass[=<password>]] file",
+        arg: "[--sigfile] [--key key] [--pass [password] file",
         msg: "Make file content signature.\n",
     },
     Cmd {
@@ -347,7 +347,7 @@ const CMDS: &[Cmd] = &[
     },
     Cmd {
         name: "sign_hash",
-        arg: "[--veritysig] [--key key] [--pass[=<password>]]",
+        arg: "[--veritysig] [--key key] [--pass [password]",
         msg: "Sign hashes from either shaXsum or \"fsverity digest\" output.\n",
     },
 ];

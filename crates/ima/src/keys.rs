@@ -396,8 +396,9 @@ pub fn keyid_from_cert(data: &[u8], what: &str) -> Result<KeyId> {
 /// `SEQUENCE { SEQUENCE { OID, NULL }, OCTET STRING digest }`).
 fn digest_info_oid(algo: HashAlgo) -> Option<&'static str> {
     use HashAlgo as A;
+    // The algorithms with a DigestInfo template in both the kernel's pkcs1pad and
+    // OpenSSL: a signature over any other could not be verified by either.
     Some(match algo {
-        A::Md4 => "1.2.840.113549.2.4",
         A::Md5 => "1.2.840.113549.2.5",
         A::Sha1 => "1.3.14.3.2.26",
         A::Rmd160 => "1.3.36.3.2.1",
@@ -408,9 +409,6 @@ fn digest_info_oid(algo: HashAlgo) -> Option<&'static str> {
         A::Sha3_256 => "2.16.840.1.101.3.4.2.8",
         A::Sha3_384 => "2.16.840.1.101.3.4.2.9",
         A::Sha3_512 => "2.16.840.1.101.3.4.2.10",
-        A::Sm3 => "1.2.156.10197.1.401",
-        A::Streebog256 => "1.2.643.7.1.1.2.2",
-        A::Streebog512 => "1.2.643.7.1.1.2.3",
         _ => return None,
     })
 }
