@@ -563,8 +563,14 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     for f in rest {
         let p = Path::new(f);
         let r = ima::read_ima_value(p, opts.sigfile, names).and_then(|v| {
-            if v.first() != Some(&(XattrType::DigSig as u8)) {
-                bail!("{} has no signature", names.ima);
+            let x = ImaXattr::decode(&v).with_context(|| format!("invalid {}", names.ima))?;
+            if x.xattr_type() != XattrType::DigSig {
+                bail!(
+                    "{} has no signature (type 0x{:02x} {})",
+                    names.ima,
+                    x.xattr_type() as u8,
+                    x.xattr_type().kernel_name()
+                );
             }
             ima::verify_ima_value(p, &v, &ring)
         });
