@@ -9,6 +9,7 @@ mod evmctl;
 mod fsverity_compat;
 mod getopt;
 mod ima;
+mod log;
 mod verity;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
@@ -32,6 +33,8 @@ enum Command {
     Verity(verity::Command),
     #[command(flatten)]
     Ima(ima::Command),
+    #[command(flatten)]
+    Log(log::Command),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn run_vigil(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Verity(c) => verity::run(c),
         Command::Ima(c) => ima::run(c),
+        Command::Log(c) => log::run(c),
     };
     finish(result)
 }

@@ -85,6 +85,59 @@ pub enum Error {
     #[error("line {line}: {reason}")]
     HashLine { line: usize, reason: String },
     // -- measurement lists, PCR replay, event logs --
-
+    /// A malformed record of a binary measurement list.
+    #[error("measurement list record {record} at offset {offset}: {msg}")]
+    ListRecord {
+        /// 0-based record number.
+        record: u64,
+        /// Byte offset of the record.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A malformed line of an ASCII measurement list.
+    #[error("measurement list line {line} (offset {offset}): {msg}")]
+    ListAscii {
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A malformed field value (template data, PCR value, template format).
+    #[error("{field}: {msg}")]
+    ListField {
+        /// Which field or value.
+        field: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Reading a measurement list failed.
+    #[error("reading measurement list at offset {offset}: {source}")]
+    ListIo {
+        /// Offset where the read failed.
+        offset: u64,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A malformed TCG boot event log.
+    #[error("event log event {event} at offset {offset}: {msg}")]
+    EventLog {
+        /// 0-based event number.
+        event: u64,
+        /// Byte offset of the event.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A malformed PCR value file.
+    #[error("PCR file line {line}: {msg}")]
+    PcrText {
+        /// 1-based line number (0: the file as a whole).
+        line: u64,
+        /// What is wrong.
+        msg: String,
+    },
     // -- the IMA policy language --
 }

@@ -17,6 +17,9 @@ pub use sig::{sign_digest, sign_v3, ImaFileId};
 pub use xattr::{ImaXattr, Signature, SignatureV2Header, XattrType};
 
 // -- measurement lists, PCR replay, event logs --
+pub mod list;
+pub mod pcrs;
+pub mod tcg;
 
 // -- the IMA policy language --
 
