@@ -423,6 +423,30 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "sign_hash" => cmd_sign_hash(&opts),
         "sign" => cmd_sign(&opts, rest),
         "verify" => cmd_verify(&opts, rest),
+        "ima_measurement" => {
+            let Some(file) = rest.first() else {
+                usage();
+                return ExitCode::from(125);
+            };
+            let bank = opts
+                .verify_bank
+                .as_ref()
+                .map(|b| b.as_deref().unwrap_or(&opts.hash_algo));
+            return crate::log::evmctl_ima_measurement(
+                Path::new(file),
+                &opts.pcrs,
+                opts.ignore_violations,
+                bank,
+                opts.verbose as u32,
+            );
+        }
+        "ima_boot_aggregate" => {
+            return crate::log::evmctl_ima_boot_aggregate(
+                &opts.pcrs,
+                rest.first().map(Path::new),
+                opts.verbose as u32,
+            );
+        }
         _ => {
             println!("Invalid command: {command}");
             Err(anyhow!("unknown command {command:?}")).map_err(|e| e.context(Reported))
