@@ -11,6 +11,7 @@ pub mod hash;
 // -- measurement lists, PCR replay, event logs --
 
 // -- the IMA policy language --
+pub mod policy;
 
 pub use error::{Error, Result};
 pub use hash::{HashAlgo, Hasher};
