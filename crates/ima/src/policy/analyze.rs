@@ -263,7 +263,11 @@ pub fn analyze(p: &Policy) -> Vec<Finding> {
                 }
             }
             Action::Appraise => {
-                let fs = pseudo_fs_reached(p, j, None);
+                let fs = if matches!(r.func, None | Some(Func::FileCheck)) {
+                    pseudo_fs_reached(p, j, Some(Func::FileCheck))
+                } else {
+                    Vec::new()
+                };
                 if !fs.is_empty() {
                     let msg = format!(
                         "appraises files on {} which cannot carry security.ima: access will be denied",

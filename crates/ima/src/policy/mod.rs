@@ -646,3 +646,6 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<DiffItem> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,14 +17,50 @@ fn truncated(s: &str) -> &str {
     &s[..end]
 }
 
-fn id(f: &mut impl Write, key: &str, c: IdCond) -> fmt::Result {
-    // `%d` of a kuid_t: ids above 2^31-1 come out negative, as in the kernel.
-    write!(f, "{key}{}{} ", c.op.symbol(), c.value as i32)
+fn id(f: &mut impl Write, key: &str, c: IdCond, loadable: bool) -> fmt::Result {
+    if loadable {
+        write!(f, "{key}{}{} ", c.op.symbol(), c.value)
+    } else {
+        // `%d` of a kuid_t: ids above 2^31-1 come out negative, as in the kernel.
+        write!(f, "{key}{}{} ", c.op.symbol(), c.value as i32)
+    }
+}
+
+/// A rule printed in a form the kernel accepts back (see [`Rule::loadable`]).
+pub struct Loadable<'a>(&'a Rule);
+
+impl Rule {
+    /// The rule in the kernel's normalised form, except where that form cannot be
+    /// loaded again: `digest_type=verity` comes before `appraise_type=` (the kernel
+    /// prints it after, but refuses that order), ids above 2^31-1 are printed unsigned
+    /// and `fsname=`/`fs_subtype=` are not truncated.
+    pub fn loadable(&self) -> Loadable<'_> {
+        Loadable(self)
+    }
+}
+
+impl fmt::Display for Loadable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, true)
+    }
 }
 
 impl fmt::Display for Rule {
-    /// One rule as the kernel prints it, without the trailing newline.
+    /// One rule exactly as the kernel prints it, without the trailing newline.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, false)
+    }
+}
+
+impl Rule {
+    fn write(&self, f: &mut fmt::Formatter<'_>, loadable: bool) -> fmt::Result {
+        let cut = |s: &'_ str| {
+            if loadable {
+                s.to_owned()
+            } else {
+                truncated(s).to_owned()
+            }
+        };
         f.write_str(self.action.token())?;
         f.write_char(' ')?;
         if let Some(func) = self.func {
@@ -42,10 +78,10 @@ impl fmt::Display for Rule {
             write!(f, "fsmagic=0x{m:x} ")?;
         }
         if let Some(n) = &self.fsname {
-            write!(f, "fsname={} ", truncated(n))?;
+            write!(f, "fsname={} ", cut(n))?;
         }
         if let Some(n) = &self.fs_subtype {
-            write!(f, "fs_subtype={} ", truncated(n))?;
+            write!(f, "fs_subtype={} ", cut(n))?;
         }
         if let Some(k) = &self.keyrings {
             write!(f, "keyrings={} ", k.join("|"))?;
@@ -69,16 +105,26 @@ impl fmt::Display for Rule {
             )?;
         }
         if let Some(u) = self.uid {
-            id(f, if u.effective { "euid" } else { "uid" }, u.cond)?;
+            id(
+                f,
+                if u.effective { "euid" } else { "uid" },
+                u.cond,
+                loadable,
+            )?;
         }
         if let Some(g) = self.gid {
-            id(f, if g.effective { "egid" } else { "gid" }, g.cond)?;
+            id(
+                f,
+                if g.effective { "egid" } else { "gid" },
+                g.cond,
+                loadable,
+            )?;
         }
         if let Some(c) = self.fowner {
-            id(f, "fowner", c)?;
+            id(f, "fowner", c, loadable)?;
         }
         if let Some(c) = self.fgroup {
-            id(f, "fgroup", c)?;
+            id(f, "fgroup", c, loadable)?;
         }
         if let Some(bits) = self.appraise_algos {
             let names: Vec<&str> = algos_from_bits(bits).iter().map(|a| a.name()).collect();
@@ -92,10 +138,13 @@ impl fmt::Display for Rule {
         if let Some(t) = self.template {
             write!(f, "template={t} ")?;
         }
+        if loadable && self.digest_verity {
+            f.write_str("digest_type=verity ")?;
+        }
         if let Some(t) = self.appraise_type() {
             write!(f, "appraise_type={} ", t.token())?;
         }
-        if self.digest_verity {
+        if !loadable && self.digest_verity {
             f.write_str("digest_type=verity ")?;
         }
         if self.permit_directio {
@@ -112,6 +161,16 @@ impl Policy {
         for r in &self.rules {
             // Writing to a String cannot fail.
             let _ = writeln!(s, "{r}");
+        }
+        s
+    }
+
+    /// The policy in a form the kernel (and [`super::parse`]) accepts back with the
+    /// same rules; see [`Rule::loadable`].
+    pub fn to_loadable_string(&self) -> String {
+        let mut s = String::new();
+        for r in &self.rules {
+            let _ = writeln!(s, "{}", r.loadable());
         }
         s
     }
