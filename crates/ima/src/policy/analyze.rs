@@ -270,7 +270,7 @@ pub fn analyze(p: &Policy) -> Vec<Finding> {
                 };
                 if !fs.is_empty() {
                     let msg = format!(
-                        "appraises files on {} which cannot carry security.ima: access will be denied",
+                        "appraises files read on {}, whose files have no security.ima: access to them will be denied",
                         fs.join(", ")
                     );
                     push(Severity::Warning, FindingKind::AppraisesPseudoFs(fs), msg);
