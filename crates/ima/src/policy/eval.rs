@@ -150,7 +150,6 @@ pub struct Decision {
     /// `appraise_algos=` of the appraise rule: bit `1 << HashAlgo id` per allowed
     /// algorithm (`None`: any).
     pub appraise_algos: Option<u32>,
-    hash_cleared: bool,
 }
 
 impl Decision {
@@ -190,8 +189,8 @@ impl Decision {
 
     /// The hash xattr must be kept current by a `hash` rule. As in the kernel, a
     /// matching `appraise` rule takes this over (appraisal keeps it current).
-    pub const fn must_hash(&self) -> bool {
-        self.hash.act && !self.hash_cleared
+    pub fn must_hash(&self) -> bool {
+        self.hash.act && !(self.appraise.act && self.appraise.rule > self.hash.rule)
     }
 
     /// The signature requirement in effect, as `appraise_type=` would print it.
@@ -368,6 +367,18 @@ struct CRule {
     appraise_algos: Option<u32>,
 }
 
+/// `euid=`/`egid=` with CAP_SETUID/CAP_SETGID also match the saved and real id.
+#[inline]
+pub(super) fn cred_matches(c: CredCond, cap: bool, real: u32, eff: u32, saved: u32) -> bool {
+    if !c.effective {
+        c.cond.matches(real)
+    } else if cap {
+        c.cond.matches(eff) || c.cond.matches(saved) || c.cond.matches(real)
+    } else {
+        c.cond.matches(eff)
+    }
+}
+
 /// A policy compiled for evaluation: rules as fixed-size records (bit sets, integers,
 /// pre-parsed UUIDs, string indices), and per hook the list of rules that can apply.
 #[derive(Debug, Clone)]
@@ -378,6 +389,7 @@ pub struct CompiledPolicy {
     all: Vec<u32>,
     lines: Vec<usize>,
     setxattr_algos: Option<u32>,
+    index: Option<super::index::Index>,
 }
 
 const ANY_ID: IdCond = IdCond {
@@ -496,6 +508,8 @@ impl CompiledPolicy {
             all,
             lines: policy.lines.clone(),
             setxattr_algos,
+            index: (policy.rules.len() <= super::index::MAX_INDEXED_RULES)
+                .then(|| super::index::Index::new(policy)),
         }
     }
 
@@ -523,17 +537,6 @@ impl CompiledPolicy {
     #[inline]
     fn s(&self, i: u32) -> &str {
         &self.strings[i as usize]
-    }
-
-    #[inline]
-    fn cred_matches(c: CredCond, cap: bool, real: u32, eff: u32, saved: u32) -> bool {
-        if !c.effective {
-            c.cond.matches(real)
-        } else if cap {
-            c.cond.matches(eff) || c.cond.matches(saved) || c.cond.matches(real)
-        } else {
-            c.cond.matches(eff)
-        }
     }
 
     /// `ima_match_rules`: the first failing condition, in the kernel's order.
@@ -578,10 +581,10 @@ impl CompiledPolicy {
         if ck & C_FSUUID != 0 && r.fsuuid != q.fsuuid {
             return Err(Mismatch::Fsuuid);
         }
-        if ck & C_UID != 0 && !Self::cred_matches(r.uid, q.cap_setuid, q.uid, q.euid, q.suid) {
+        if ck & C_UID != 0 && !cred_matches(r.uid, q.cap_setuid, q.uid, q.euid, q.suid) {
             return Err(Mismatch::Uid(r.uid));
         }
-        if ck & C_GID != 0 && !Self::cred_matches(r.gid, q.cap_setgid, q.gid, q.egid, q.sgid) {
+        if ck & C_GID != 0 && !cred_matches(r.gid, q.cap_setgid, q.gid, q.egid, q.sgid) {
             return Err(Mismatch::Gid(r.gid));
         }
         if ck & C_FOWNER != 0 && !r.fowner.matches(q.fowner) {
@@ -623,17 +626,8 @@ impl CompiledPolicy {
         d.sigv3 |= r.sigv3;
         d.digest_verity |= r.digest_verity;
         d.permit_directio |= r.permit_directio;
-        if r.act {
-            match r.class {
-                ActionClass::Appraise => {
-                    d.hash_cleared = true;
-                    if r.appraise_algos.is_some() {
-                        d.appraise_algos = r.appraise_algos;
-                    }
-                }
-                ActionClass::Hash => d.hash_cleared = false,
-                _ => {}
-            }
+        if r.act && r.class == ActionClass::Appraise && r.appraise_algos.is_some() {
+            d.appraise_algos = r.appraise_algos;
         }
         if r.pcr.is_some() {
             d.pcr = r.pcr;
@@ -650,9 +644,27 @@ impl CompiledPolicy {
             .unwrap_or(&self.all)
     }
 
-    /// Decide `req`: first match per action class. Allocation-free.
+    /// Decide `req`: first match per action class, exactly as the kernel walks its
+    /// rules. Allocation-free.
     #[inline]
     pub fn evaluate(&self, req: &Request) -> Decision {
+        let data = matches!(req.func, Func::KeyCheck | Func::CriticalData);
+        match &self.index {
+            Some(index) if !data => {
+                let mut d = Decision::default();
+                index.walk(req, req.classes, |i| {
+                    Self::apply(&mut d, &self.rules[i], i as u32)
+                });
+                d
+            }
+            _ => self.evaluate_reference(req),
+        }
+    }
+
+    /// Decide `req` by walking the rules one by one (the kernel's algorithm, without
+    /// the index). Same result as [`CompiledPolicy::evaluate`]; kept to cross-check it.
+    #[doc(hidden)]
+    pub fn evaluate_reference(&self, req: &Request) -> Decision {
         let mut d = Decision::default();
         let mut undecided = req.classes & 0xf;
         if undecided == 0 {

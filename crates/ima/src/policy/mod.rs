@@ -14,6 +14,7 @@
 mod analyze;
 pub mod builtin;
 mod eval;
+mod index;
 mod parse;
 mod print;
 

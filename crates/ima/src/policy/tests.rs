@@ -1116,3 +1116,147 @@ mod roundtrip {
         }
     }
 }
+
+mod index_equivalence {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rule() -> impl Strategy<Value = String> {
+        let opt = |v: Vec<&'static str>| prop::option::weighted(0.25, prop::sample::select(v));
+        let conds = vec![
+            opt(vec![
+                "func=FILE_CHECK",
+                "func=BPRM_CHECK",
+                "func=MMAP_CHECK",
+                "func=KEY_CHECK",
+            ]),
+            opt(vec![
+                "mask=MAY_READ",
+                "mask=^MAY_READ",
+                "mask=MAY_EXEC",
+                "mask=^MAY_WRITE",
+            ]),
+            opt(vec!["fsmagic=0x9fa0", "fsmagic=0xef53"]),
+            opt(vec![
+                "fsuuid=00000000-0000-0000-0000-000000000001",
+                "fsuuid=00000000-0000-0000-0000-000000000002",
+            ]),
+            opt(vec!["fsname=ext4", "fsname=fuse"]),
+            opt(vec!["fs_subtype=a", "fs_subtype=b"]),
+            opt(vec!["uid=0", "uid<5", "euid=0", "euid>3", "uid>1"]),
+            opt(vec!["gid=0", "egid<2"]),
+            opt(vec!["fowner=0", "fowner>2"]),
+            opt(vec!["fgroup<3"]),
+            opt(vec!["obj_type=t", "obj_type=u"]),
+            opt(vec!["subj_user=t", "subj_role=u"]),
+            opt(vec!["keyrings=.ima", "pcr=3", "appraise_algos=sha256"]),
+        ];
+        (
+            prop::sample::select(vec![
+                "measure",
+                "dont_measure",
+                "appraise",
+                "dont_appraise",
+                "audit",
+                "dont_audit",
+                "hash",
+                "dont_hash",
+            ]),
+            conds,
+        )
+            .prop_map(|(action, conds)| {
+                let mut parts = vec![action];
+                parts.extend(conds.into_iter().flatten());
+                parts.join(" ")
+            })
+    }
+
+    fn request() -> impl Strategy<Value = Request<'static>> {
+        let label = || prop::option::of(prop::sample::select(vec!["t", "u"]));
+        (
+            prop::sample::select(vec![
+                Func::FileCheck,
+                Func::BprmCheck,
+                Func::MmapCheck,
+                Func::PostSetattr,
+                Func::KeyCheck,
+            ]),
+            0u8..32,
+            (0u32..8, 0u32..8, 0u32..8, prop::bool::ANY),
+            (0u32..4, 0u32..4, prop::bool::ANY),
+            (0u32..5, 0u32..5),
+            (
+                prop::sample::select(vec![0x9fa0u64, 0xef53, 0x1234]),
+                0u8..3,
+            ),
+            (
+                prop::sample::select(vec!["ext4", "fuse", ""]),
+                prop::option::of(prop::sample::select(vec!["a", "b"])),
+            ),
+            (label(), label(), label()),
+            (
+                0u8..16,
+                prop::option::of(prop::sample::select(vec![".ima", ".evm"])),
+            ),
+        )
+            .prop_map(
+                |(
+                    func,
+                    mask,
+                    (uid, euid, suid, cu),
+                    (gid, egid, cg),
+                    (fo, fg),
+                    (fsmagic, u),
+                    (fsname, sub),
+                    (ot, su, sr),
+                    (classes, data),
+                )| {
+                    let mut fsuuid = [0u8; 16];
+                    fsuuid[15] = u;
+                    Request {
+                        func,
+                        mask,
+                        uid,
+                        euid,
+                        suid,
+                        cap_setuid: cu,
+                        gid,
+                        egid,
+                        sgid: gid,
+                        cap_setgid: cg,
+                        fowner: fo,
+                        fgroup: fg,
+                        fsmagic,
+                        fsuuid,
+                        fsname,
+                        fs_subtype: sub,
+                        obj: LsmLabel {
+                            type_: ot,
+                            ..LsmLabel::default()
+                        },
+                        subj: LsmLabel {
+                            user: su,
+                            role: sr,
+                            ..LsmLabel::default()
+                        },
+                        func_data: data,
+                        classes,
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+        #[test]
+        fn indexed_equals_rule_walk(rules in prop::collection::vec(rule(), 1..90), reqs in prop::collection::vec(request(), 1..20)) {
+            let out = parse_all(&rules.join("\n"), &KernelConfig::default());
+            let c = out.policy.compile();
+            for q in &reqs {
+                let fast = c.evaluate(q);
+                prop_assert_eq!(fast, c.evaluate_reference(q));
+                prop_assert_eq!(fast, c.explain(q).decision);
+            }
+        }
+    }
+}
