@@ -293,7 +293,11 @@ fn report_parse(path: &Path, out: &policy::ParseOutcome) {
             reason,
         } = e
         {
-            eprintln!("{}:{line}: {token:?}: {reason}", path.display());
+            match (line, token.is_empty()) {
+                (0, _) => eprintln!("{}: {reason}", path.display()),
+                (_, true) => eprintln!("{}:{line}: {reason}", path.display()),
+                _ => eprintln!("{}:{line}: {token:?}: {reason}", path.display()),
+            }
         }
     }
     for w in &out.warnings {
@@ -386,7 +390,16 @@ fn check(files: &[PathBuf], cfg: &KernelConfig, json: bool) -> anyhow::Result<Ex
     let mut reports = Vec::new();
     for f in files {
         let text = read_text(f)?;
-        let out = policy::parse_all(&text, cfg);
+        let mut out = policy::parse_all(&text, cfg);
+        let empty = out.errors.is_empty() && out.policy.rules.is_empty();
+        if empty {
+            // ima_check_policy: closing the policy file with no rule written fails.
+            out.errors.push(vigil_ima::Error::PolicyRule {
+                line: 0,
+                token: String::new(),
+                reason: "the policy has no rules; the kernel refuses an empty policy".into(),
+            });
+        }
         all_ok &= out.errors.is_empty();
         if json {
             let errors: Vec<Value> = out
@@ -417,6 +430,8 @@ fn check(files: &[PathBuf], cfg: &KernelConfig, json: bool) -> anyhow::Result<Ex
             report_parse(f, &out);
             if out.errors.is_empty() {
                 println!("{}: {} rules OK", f.display(), out.policy.rules.len());
+            } else if empty {
+                println!("{}: no rules", f.display());
             } else {
                 println!(
                     "{}: {} of {} rules rejected",

@@ -76,6 +76,15 @@ fn check_accepts_and_rejects_with_line_token_reason() {
             .code(),
         Some(1)
     );
+    // an empty policy (comments only) is refused by the kernel
+    let empty = write(&d, "empty", "# nothing\n\n");
+    let o = vigil(&["policy", "check", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("refuses an empty policy"),
+        "{}",
+        stderr(&o)
+    );
     // unreadable input
     let o = vigil(&[
         "policy",
