@@ -703,9 +703,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             StepOutcome::Decided(c) => format!("DECIDES {}", c.name()),
         };
         println!(
-            "  {:<9} {:<42} {}",
+            "  {}: {}\n      {what}",
             where_(s.rule),
-            what,
             p.rules[s.rule].to_string().trim_end()
         );
     }
