@@ -68,7 +68,7 @@ pub enum PolicyCommand {
     },
     /// Decide one request: which rule decides measure, appraise, audit and hash, the
     /// options in effect, and why each earlier rule did not match.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Report shadowed rules (an earlier rule of the same class already decides every
     /// request they match) and risky patterns: measuring or appraising pseudo
     /// filesystems, appraising executables without a signature requirement, exact
@@ -352,7 +352,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             print!("{}", p.to_kernel_string());
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Eval(args) => eval(args),
+        PolicyCommand::Eval(args) => eval(*args),
         PolicyCommand::Lint {
             file,
             builtin: names,
