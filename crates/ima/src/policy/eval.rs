@@ -94,6 +94,28 @@ impl Default for Request<'_> {
     }
 }
 
+/// The `MAY_*` mask the kernel passes to IMA for an `open(2)` with `flags`
+/// (`build_open_flags` + `ima_file_check`): the access mode (`O_RDONLY` → `MAY_READ`,
+/// `O_WRONLY` → `MAY_WRITE`, `O_RDWR` → both), `O_TRUNC` adds `MAY_WRITE`, `O_APPEND`
+/// adds `MAY_APPEND`. Works on the flags of a FUSE `OPEN` request.
+pub const fn mask_from_open_flags(flags: u32) -> u8 {
+    const O_ACCMODE: u32 = 0o3;
+    const O_TRUNC: u32 = 0o1000;
+    const O_APPEND: u32 = 0o2000;
+    let mut mask = match flags & O_ACCMODE {
+        0 => super::MAY_READ,
+        1 => super::MAY_WRITE,
+        _ => super::MAY_READ | super::MAY_WRITE,
+    };
+    if flags & O_TRUNC != 0 {
+        mask |= super::MAY_WRITE;
+    }
+    if flags & O_APPEND != 0 {
+        mask |= super::MAY_APPEND;
+    }
+    mask
+}
+
 impl<'a> Request<'a> {
     /// A request for `func` with `mask`, otherwise [`Request::default`].
     pub fn new(func: Func, mask: u8) -> Request<'a> {

@@ -10,6 +10,35 @@
 //! - [`CompiledPolicy`]: the rules compiled to a compact form and evaluated without
 //!   allocation, first match per action class, exactly as `ima_match_policy`.
 //! - [`analyze`]: shadowed rules and risky patterns.
+//!
+//! ```
+//! use vigil_ima::policy::{mask_from_open_flags, parse, Func, Request, MAY_EXEC};
+//!
+//! let policy = parse(
+//!     "dont_measure fsmagic=0x9fa0\n\
+//!      measure func=BPRM_CHECK mask=MAY_EXEC\n\
+//!      measure func=FILE_CHECK mask=^MAY_READ uid=0\n\
+//!      appraise fowner=0 appraise_type=imasig\n",
+//! )?;
+//! let compiled = policy.compile();
+//!
+//! // root opens a root-owned file O_RDWR on ext4
+//! let open = Request {
+//!     fsmagic: 0xef53,
+//!     fsname: "ext4",
+//!     ..Request::new(Func::FileCheck, mask_from_open_flags(2))
+//! };
+//! let d = compiled.evaluate(&open);
+//! assert!(d.must_measure() && d.must_appraise());
+//! assert_eq!(d.measure.rule, Some(2));
+//! assert!(d.sig_required);
+//!
+//! // a user executes a file owned by a user
+//! let exec = Request { uid: 1000, euid: 1000, fowner: 1000, ..Request::new(Func::BprmCheck, MAY_EXEC) };
+//! let d = compiled.evaluate(&exec);
+//! assert!(d.must_measure() && !d.must_appraise());
+//! # Ok::<(), vigil_ima::Error>(())
+//! ```
 
 mod analyze;
 pub mod builtin;
@@ -20,8 +49,8 @@ mod print;
 
 pub use analyze::{analyze, covers, Finding, FindingKind, Severity};
 pub use eval::{
-    ClassDecision, CompiledPolicy, Decision, Explanation, LsmLabel, Mismatch, Request, Step,
-    StepOutcome,
+    mask_from_open_flags, ClassDecision, CompiledPolicy, Decision, Explanation, LsmLabel, Mismatch,
+    Request, Step, StepOutcome,
 };
 pub use parse::{parse, parse_all, parse_rule, KernelConfig, ParseOutcome, Warning};
 

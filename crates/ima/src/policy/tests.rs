@@ -664,6 +664,46 @@ fn first_match_per_action_class() {
 }
 
 #[test]
+fn open_flags_to_mask() {
+    assert_eq!(mask_from_open_flags(0), MAY_READ); // O_RDONLY
+    assert_eq!(mask_from_open_flags(1), MAY_WRITE); // O_WRONLY
+    assert_eq!(mask_from_open_flags(2), MAY_READ | MAY_WRITE); // O_RDWR
+    assert_eq!(mask_from_open_flags(0o1000), MAY_READ | MAY_WRITE); // O_RDONLY|O_TRUNC
+    assert_eq!(mask_from_open_flags(0o2001), MAY_WRITE | MAY_APPEND); // O_WRONLY|O_APPEND
+    assert_eq!(mask_from_open_flags(0o100 | 0o4000), MAY_READ); // O_CREAT|O_NONBLOCK
+}
+
+#[test]
+fn large_policies_are_evaluated_without_the_index() {
+    let mut text = String::new();
+    for i in 0..(index::MAX_INDEXED_RULES + 10) {
+        text += &format!("dont_measure fsmagic={:#x}\n", 0x1000 + i);
+    }
+    text += "measure func=FILE_CHECK\nappraise fowner=0\n";
+    let big = parse(&text).unwrap().compile();
+    let small = parse("measure func=FILE_CHECK\nappraise fowner=0\n")
+        .unwrap()
+        .compile();
+    for fsmagic in [
+        0x1000u64,
+        0xef53,
+        0x1000 + index::MAX_INDEXED_RULES as u64 + 9,
+    ] {
+        let q = Request {
+            fsmagic,
+            ..req(Func::FileCheck, MAY_READ)
+        };
+        let d = big.evaluate(&q);
+        assert_eq!(d, big.explain(&q).decision);
+        assert_eq!(
+            d.measure.act,
+            small.evaluate(&q).measure.act && fsmagic == 0xef53
+        );
+        assert!(d.must_appraise());
+    }
+}
+
+#[test]
 fn pcr_template_and_appraise_options() {
     let p = parse(
         "measure func=BPRM_CHECK pcr=12 template=ima-sig\n\
