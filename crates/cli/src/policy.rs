@@ -59,6 +59,9 @@ pub enum PolicyCommand {
     /// Print the kernel's built-in policy for boot parameters, e.g. `tcb`,
     /// `ima_tcb`, `appraise_tcb`, `secure_boot`, `critical_data`, or a combination
     /// as in `ima_policy=tcb|appraise_tcb`.
+    ///
+    /// The parts are combined in the kernel's order whatever the order given. Exit
+    /// status 2 for an unknown name.
     Builtin {
         /// Built-in policy names (each may be a `|`-separated list).
         #[arg(required = true)]
@@ -68,6 +71,10 @@ pub enum PolicyCommand {
     },
     /// Decide one request: which rule decides measure, appraise, audit and hash, the
     /// options in effect, and why each earlier rule did not match.
+    ///
+    /// The first matching rule of each action class decides it (rules are walked in
+    /// order, as the kernel's ima_match_policy does). Rejected rules are reported and
+    /// left out. Exit status 0 once the decision is printed, 2 on bad usage.
     Eval(Box<EvalArgs>),
     /// Report shadowed rules (an earlier rule of the same class already decides every
     /// request they match) and risky patterns: measuring or appraising pseudo
