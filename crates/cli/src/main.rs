@@ -10,6 +10,7 @@ mod fsverity_compat;
 mod getopt;
 mod ima;
 mod log;
+mod policy;
 mod verity;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
@@ -35,6 +36,8 @@ enum Command {
     Ima(ima::Command),
     #[command(flatten)]
     Log(log::Command),
+    #[command(flatten)]
+    Policy(policy::Command),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn run_vigil(cli: Cli) -> ExitCode {
         Command::Verity(c) => verity::run(c),
         Command::Ima(c) => ima::run(c),
         Command::Log(c) => log::run(c),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     finish(result)
 }

@@ -140,4 +140,18 @@ pub enum Error {
         msg: String,
     },
     // -- the IMA policy language --
+    /// A policy rule the kernel would refuse: its 1-based line, the offending token
+    /// (empty if the rule has none) and the reason.
+    #[error("policy line {line}: {token:?}: {reason}")]
+    PolicyRule {
+        /// 1-based line in the policy text.
+        line: usize,
+        /// The token the kernel stopped at.
+        token: String,
+        /// Why the kernel refuses it.
+        reason: String,
+    },
+    /// A built-in policy name the kernel does not know.
+    #[error("unknown built-in policy {0:?} (tcb, ima_tcb, appraise_tcb, secure_boot, critical_data, fail_securely)")]
+    UnknownBuiltinPolicy(String),
 }

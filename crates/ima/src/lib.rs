@@ -22,6 +22,7 @@ pub mod pcrs;
 pub mod tcg;
 
 // -- the IMA policy language --
+pub mod policy;
 
 pub use error::{Error, Result};
 pub use hash::{HashAlgo, Hasher};
