@@ -9,11 +9,13 @@
 pub mod ascii;
 pub mod binary;
 pub mod replay;
+pub mod sigcheck;
 pub mod template;
 
 pub use ascii::AsciiReader;
 pub use binary::{BinaryReader, BinaryWriter, RawRecord, TailPolicy};
 pub use replay::{Bank, ExtendMode, PcrBanks, Replay, ReplayStep, NUM_PCRS};
+pub use sigcheck::{check_signatures, SigCheck};
 pub use template::{DigestAlgo, Field, FieldId, Template};
 
 use crate::{Error, HashAlgo, Hasher, Result};
