@@ -47,9 +47,9 @@ fn ibm_pcr10() -> Vec<(HashAlgo, Vec<u8>)> {
     algos
         .iter()
         .zip(vals)
-        .map(|(a, (i, v))| {
-            assert_eq!(i, 10);
-            (*a, v)
+        .map(|(a, l)| {
+            assert_eq!(l.index, 10);
+            (*a, l.value)
         })
         .collect()
 }

@@ -130,6 +130,30 @@ impl Record {
         Ok(r)
     }
 
+    /// Decode a record from its binary parts: the template data as stored after the
+    /// template name (see [`RawRecord::data`]).
+    pub fn decode(
+        pcr: u32,
+        digest_algo: HashAlgo,
+        digest: &[u8],
+        template_name: &str,
+        data: &[u8],
+        endian: Endian,
+    ) -> Result<Record> {
+        let fields =
+            binary::decode_fields(template_name, data, endian).map_err(|msg| Error::ListField {
+                field: "template data",
+                msg,
+            })?;
+        Ok(Record {
+            pcr,
+            digest_algo,
+            digest: digest.to_vec(),
+            template_name: template_name.to_owned(),
+            fields,
+        })
+    }
+
     /// An `ima-ng` record of a file (or buffer) digest and its name, as the kernel
     /// writes it (spaces in the name become `_`).
     pub fn ima_ng(
