@@ -1541,7 +1541,12 @@ impl EvmctlSigs {
             match vigil_ima::PublicKey::load(path) {
                 Ok(k) => {
                     s.numbered.push(k.computed_keyid());
-                    eprintln!("key {}: {} {path}", s.numbered.len(), k.computed_keyid());
+                    // evmctl prints key ids with %x: no leading zeros.
+                    eprintln!(
+                        "key {}: {:x} {path}",
+                        s.numbered.len(),
+                        k.computed_keyid().0
+                    );
                     s.ring.add(k);
                 }
                 Err(_) => {
@@ -1587,10 +1592,17 @@ impl EvmctlSigs {
         if self.ring.find(sig.keyid).is_none() {
             if !self.numbered.contains(&sig.keyid) {
                 self.numbered.push(sig.keyid);
-                eprintln!("key {}: {} (unknown keyid)", self.numbered.len(), sig.keyid);
+                eprintln!(
+                    "key {}: {:x} (unknown keyid)",
+                    self.numbered.len(),
+                    sig.keyid.0
+                );
             }
             if self.verbose >= 1 {
-                eprintln!("{path}: verification failed: unknown keyid {}", sig.keyid);
+                eprintln!(
+                    "{path}: verification failed: unknown keyid {:x}",
+                    sig.keyid.0
+                );
             }
             return;
         }
