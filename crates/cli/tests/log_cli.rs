@@ -410,3 +410,114 @@ fn replay_state_resumes_on_a_growing_list() {
     ]));
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// `ima-modsig` entries: PKCS#7 (openssl smime, as the kernel's sign-file makes them)
+/// and CMS with signed attributes, RSA and ECDSA, checked against their d-modsig.
+#[test]
+fn modsig_signatures() {
+    use vigil_ima::list::{DigestAlgo, Endian, Field, FieldId, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |script: &str| {
+        let o = run(std::process::Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(d));
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    std::fs::write(
+        d.join("genkey.cnf"),
+        "[ req ]\ndistinguished_name = dn\nprompt = no\nx509_extensions = v3\n[ dn ]\nCN = vigil modsig\n\
+         [ v3 ]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\nsubjectKeyIdentifier=hash\n",
+    )
+    .unwrap();
+    sh("openssl genrsa -out rsa.pem 2048 2>/dev/null
+        openssl req -x509 -new -key rsa.pem -batch -config genkey.cnf -set_serial 1 -out rsa.crt
+        openssl ecparam -name prime256v1 -genkey -noout -out ec.pem
+        openssl req -x509 -new -key ec.pem -batch -config genkey.cnf -set_serial 2 -out ec.crt
+        openssl x509 -in rsa.crt -outform DER -out rsa.der
+        openssl x509 -in ec.crt -outform DER -out ec.der
+        printf 'module code' > mod.ko
+        openssl smime -sign -binary -noattr -nocerts -outform DER -md sha256 -in mod.ko -signer rsa.crt -inkey rsa.pem -out rsa-noattr.p7
+        openssl cms -sign -binary -nocerts -outform DER -md sha256 -in mod.ko -signer ec.crt -inkey ec.pem -out ec-attr.p7
+        openssl cms -sign -binary -noattr -outform DER -md sha512 -in mod.ko -signer rsa.crt -inkey rsa.pem -out rsa-512.p7");
+    let content = b"module code";
+    let entry = |algo: HashAlgo, sig: &str| {
+        let fields = vec![
+            Field::DigestNg {
+                algo: DigestAlgo::Known(HashAlgo::Sha256),
+                digest: vec![1; 32],
+            },
+            Field::NameNg(b"/lib/modules/mod.ko".to_vec()),
+            Field::Sig(vec![]),
+            Field::DModsig {
+                algo: DigestAlgo::Known(algo),
+                digest: algo.digest(content).unwrap(),
+            },
+            Field::Modsig(std::fs::read(d.join(sig)).unwrap()),
+        ];
+        Record::new(10, "ima-modsig", fields, HashAlgo::Sha1, Endian::Little).unwrap()
+    };
+    let mut tampered = entry(HashAlgo::Sha256, "rsa-noattr.p7");
+    tampered.fields[3] = Field::DModsig {
+        algo: DigestAlgo::Known(HashAlgo::Sha256),
+        digest: vec![2; 32],
+    };
+    tampered.digest = tampered
+        .template_digest(HashAlgo::Sha1, Endian::Little)
+        .unwrap();
+    let recs = [
+        entry(HashAlgo::Sha256, "rsa-noattr.p7"),
+        entry(HashAlgo::Sha256, "ec-attr.p7"),
+        entry(HashAlgo::Sha512, "rsa-512.p7"),
+        tampered,
+    ];
+    let mut ring = vigil_ima::KeyRing::new();
+    for k in ["rsa.der", "ec.der"] {
+        ring.add(vigil_ima::PublicKey::load(d.join(k)).unwrap());
+    }
+    let outcome = |r: &Record| vigil_ima::list::check_signatures(r, &ring, Endian::Little);
+    for r in &recs[..3] {
+        assert!(
+            matches!(
+                outcome(r)[..],
+                [(FieldId::Modsig, vigil_ima::list::SigCheck::Verified(_))]
+            ),
+            "{:?}",
+            outcome(r)
+        );
+    }
+    assert!(outcome(&recs[3])[0].1.is_failure());
+    // Through the CLI: the tampered entry fails, named by its record number.
+    let list = d.join("list.bin");
+    std::fs::write(&list, encode(&recs)).unwrap();
+    let pcrs = d.join("pcrs");
+    std::fs::write(
+        &pcrs,
+        run(vigil().args(["log", "replay", "--bank", "sha1"]).arg(&list)).stdout,
+    )
+    .unwrap();
+    let keys = format!(
+        "{},{}",
+        d.join("rsa.der").display(),
+        d.join("ec.der").display()
+    );
+    let o = run(vigil()
+        .args(["log", "verify", "--verify-sig", "--key", &keys, "--pcrs"])
+        .arg(format!("sha1,{}", pcrs.display()))
+        .arg(&list));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("record 3 /lib/modules/mod.ko: modsig: bad signature"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 signatures fail (first: record 3); 3 verified"),
+        "{err}"
+    );
+}

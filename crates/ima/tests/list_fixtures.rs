@@ -757,7 +757,7 @@ mod signatures {
         // The owner changed: the signature no longer verifies.
         r.fields[7] = Field::IGid(43);
         assert!(check_signatures(&r, &ring(), LE)[0].1.is_failure());
-        // Appended signatures are reported as not checked.
+        // A modsig that is not PKCS#7 fails.
         let mut m = abc_ng();
         m.template_name = "ima-modsig".into();
         m.fields.extend([
@@ -770,7 +770,7 @@ mod signatures {
         ]);
         assert!(matches!(
             check_signatures(&m, &ring(), LE)[..],
-            [(FieldId::Modsig, SigCheck::Unchecked(_))]
+            [(FieldId::Modsig, SigCheck::Failed { .. })]
         ));
     }
 }

@@ -54,6 +54,10 @@ impl std::fmt::Display for SigCheck {
 /// Check every signature an entry carries (`sig`, `evmsig`, `modsig`; empty fields are
 /// skipped). `endian` is the byte order of the list the entry came from (for
 /// `xattrlengths`). Returns one outcome per signature field, in field order.
+///
+/// An appended (`modsig`) signature is a PKCS#7/CMS `SignedData` over the `d-modsig`
+/// digest (directly, or through signed attributes whose `messageDigest` is it); it
+/// verifies if one of the ring's keys verifies it.
 pub fn check_signatures(
     r: &Record,
     keys: &KeyRing,
@@ -66,10 +70,7 @@ pub fn check_signatures(
             Field::EvmSig(s) if !s.is_empty() => {
                 out.push((f.id(), check_evm_sig(r, s, keys, endian)))
             }
-            Field::Modsig(s) if !s.is_empty() => out.push((
-                f.id(),
-                SigCheck::Unchecked("appended PKCS#7 (modsig) signatures are not checked".into()),
-            )),
+            Field::Modsig(s) if !s.is_empty() => out.push((f.id(), check_modsig(r, s, keys))),
             _ => {}
         }
     }
@@ -208,4 +209,113 @@ pub fn evm_portable_digest(r: &Record, algo: HashAlgo, endian: Endian) -> Result
         None,
     )
     .map_err(|e| e.to_string())
+}
+
+const OID_SIGNED_DATA: &str = "1.2.840.113549.1.7.2";
+const OID_MESSAGE_DIGEST: &str = "1.2.840.113549.1.9.4";
+
+/// The hash algorithm of a PKCS#7 digest algorithm identifier.
+fn pkcs7_digest_algo(oid: &str) -> Option<HashAlgo> {
+    Some(match oid {
+        "1.3.14.3.2.26" => HashAlgo::Sha1,
+        "2.16.840.1.101.3.4.2.1" => HashAlgo::Sha256,
+        "2.16.840.1.101.3.4.2.2" => HashAlgo::Sha384,
+        "2.16.840.1.101.3.4.2.3" => HashAlgo::Sha512,
+        "2.16.840.1.101.3.4.2.4" => HashAlgo::Sha224,
+        "2.16.840.1.101.3.4.2.8" => HashAlgo::Sha3_256,
+        "2.16.840.1.101.3.4.2.9" => HashAlgo::Sha3_384,
+        "2.16.840.1.101.3.4.2.10" => HashAlgo::Sha3_512,
+        "1.2.156.10197.1.401" => HashAlgo::Sm3,
+        _ => return None,
+    })
+}
+
+fn check_modsig(r: &Record, bytes: &[u8], keys: &KeyRing) -> SigCheck {
+    use cms::content_info::ContentInfo;
+    use cms::signed_data::SignedData;
+    use der::{Decode, Encode};
+
+    let failed = |reason: String| SigCheck::Failed {
+        keyid: None,
+        reason,
+    };
+    let Some((algo, digest)) = r.fields.iter().find_map(|f| match f {
+        Field::DModsig { algo, digest } => Some((algo.hash_algo(digest.len()), digest.as_slice())),
+        _ => None,
+    }) else {
+        return failed("the entry has a modsig but no d-modsig digest".into());
+    };
+    let signed = match ContentInfo::from_der(bytes) {
+        Ok(ci) if ci.content_type.to_string() == OID_SIGNED_DATA => {
+            ci.content.decode_as::<SignedData>()
+        }
+        Ok(ci) => {
+            return failed(format!(
+                "PKCS#7 content type {} is not signedData",
+                ci.content_type
+            ))
+        }
+        Err(e) => return failed(format!("modsig is not PKCS#7: {e}")),
+    };
+    let signed = match signed {
+        Ok(s) => s,
+        Err(e) => return failed(format!("PKCS#7 SignedData: {e}")),
+    };
+    let mut last = String::from("no signer");
+    for si in signed.signer_infos.0.iter() {
+        let oid = si.digest_alg.oid.to_string();
+        let Some(h) = pkcs7_digest_algo(&oid) else {
+            last = format!("unsupported PKCS#7 digest algorithm {oid}");
+            continue;
+        };
+        if algo.is_some_and(|a| a != h) {
+            last = format!(
+                "the PKCS#7 signature uses {h}, the d-modsig digest is {}",
+                algo.expect("some")
+            );
+            continue;
+        }
+        let to_verify = match &si.signed_attrs {
+            None => digest.to_vec(),
+            Some(attrs) => {
+                let md = attrs
+                    .iter()
+                    .find(|a| a.oid.to_string() == OID_MESSAGE_DIGEST)
+                    .and_then(|a| {
+                        a.values
+                            .iter()
+                            .next()
+                            .and_then(|v| v.decode_as::<der::asn1::OctetString>().ok())
+                    });
+                if md.as_ref().map(|m| m.as_bytes()) != Some(digest) {
+                    last = "the signed messageDigest is not the d-modsig digest".into();
+                    continue;
+                }
+                match attrs
+                    .to_der()
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| h.digest(&d).map_err(|e| e.to_string()))
+                {
+                    Ok(d) => d,
+                    Err(e) => {
+                        last = e;
+                        continue;
+                    }
+                }
+            }
+        };
+        let sig = si.signature.as_bytes();
+        if let Some(k) = keys
+            .keys()
+            .iter()
+            .find(|k| k.verify_digest(h, &to_verify, sig).is_ok())
+        {
+            return SigCheck::Verified(k.keyid());
+        }
+        last = format!(
+            "no key verifies the PKCS#7 signature ({} keys tried)",
+            keys.keys().len()
+        );
+    }
+    failed(last)
 }
