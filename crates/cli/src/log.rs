@@ -90,12 +90,16 @@ pub enum LogCommand {
     /// ahead of the PCRs (the kernel appends before it extends), never behind.
     ///
     /// PCR files (--pcrs [ALG,]FILE, ALG defaults to sha1) may be evmctl's
-    /// `PCR-NN: hex`, tsspcrread's `N: hex`, or IBM TSS ` PCR NN: xx xx …` dumps. With
-    /// no --pcrs, the sysfs PCR files of the TPM are read.
+    /// `PCR-NN: hex`, tsspcrread's `N: hex`, IBM TSS ` PCR NN: xx xx …` dumps or
+    /// `vigil log replay` output. With no --pcrs, the sysfs PCR files of the TPM are
+    /// read.
     ///
-    /// Exit status: 0 every given bank matches, every template digest is correct and
-    /// (unless --ignore-violations) there is no violation; 1 otherwise, naming the
-    /// first record that diverges; 2 unreadable input.
+    /// With --verify-sig, every signature in the list is checked too (see below).
+    ///
+    /// Exit status: 0 every given bank matches, every template digest is correct,
+    /// (with --verify-sig) every signature verifies and (unless --ignore-violations)
+    /// there is no violation; 1 otherwise, naming the first record that diverges;
+    /// 2 unreadable input.
     Verify(VerifyArgs),
 }
 
@@ -239,9 +243,10 @@ pub struct VerifyArgs {
     pub verify_bank: Option<String>,
     /// Check the signature of every entry that carries one — `ima-sig`/`ima-sigv2`
     /// (and custom templates with a `sig` field) against the entry's file digest,
-    /// `evm-sig` against the EVM portable digest of the entry's xattrs, owner and mode —
-    /// with the keys of --key. A bad signature or a key id with no key fails the
-    /// verification; appended (modsig) signatures are reported as not checked.
+    /// `evm-sig` against the EVM portable digest of the entry's xattrs, owner and mode,
+    /// `ima-modsig` (appended PKCS#7) against its d-modsig digest — with the keys of
+    /// --key. A bad signature or a key id with no key fails the verification, naming
+    /// the record.
     #[arg(long)]
     pub verify_sig: bool,
     /// Verification key (X.509 certificate, DER or PEM, or a public key), or a
