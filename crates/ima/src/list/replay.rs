@@ -100,8 +100,9 @@ impl TryFrom<BankRepr> for Bank {
     }
 }
 
-/// A set of PCR banks.
+/// A set of PCR banks (serialized as the list of banks).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct PcrBanks {
     /// The banks, in the order they were asked for.
     pub banks: Vec<Bank>,
