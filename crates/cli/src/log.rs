@@ -285,6 +285,9 @@ pub struct BootAggregateArgs {
     /// messages and exit status (125 when no PCRs can be read).
     #[arg(long)]
     pub evmctl: bool,
+    /// With --evmctl: evmctl's verbosity (repeatable).
+    #[arg(short, long, action = clap::ArgAction::Count, requires = "evmctl")]
+    pub verbose: u8,
 }
 
 /// PCR range of a boot_aggregate.
@@ -1241,7 +1244,11 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
 
 fn boot_aggregate_cmd(a: BootAggregateArgs) -> Result<ExitCode> {
     if a.evmctl {
-        return Ok(evmctl_ima_boot_aggregate(&a.pcrs, a.eventlog.as_deref(), 0));
+        return Ok(evmctl_ima_boot_aggregate(
+            &a.pcrs,
+            a.eventlog.as_deref(),
+            a.verbose.into(),
+        ));
     }
     let banks = if !a.pcrs.is_empty() {
         read_pcr_files(&a.pcrs)?.banks
@@ -1639,6 +1646,22 @@ fn evmctl_hash_local_file(path: &str, algo: HashAlgo) -> Option<Vec<u8>> {
     Some(h.finalize())
 }
 
+/// What `evmctl -v ima_boot_aggregate LOG` prints while it reads a TPM 1.2 log: each
+/// event's PCR and SHA-1 digest, then the 24 replayed PCRs (index in hex).
+fn evmctl_show_event_log(path: &Path, log: &EventLog, banks: &PcrBanks) {
+    eprintln!("Reading the TPM 1.2 event log {}.", path.display());
+    for ev in &log.events {
+        if let Some((_, d)) = ev.digests.first() {
+            eprintln!("{:02} {}", ev.pcr, hex::encode(d));
+        }
+    }
+    if let Some(b) = banks.get(HashAlgo::Sha1) {
+        for (i, p) in b.pcrs.iter().enumerate() {
+            eprintln!("PCR-{i:02x} {}", hex::encode(p));
+        }
+    }
+}
+
 /// evmctl's exit status for a command result: -1 becomes 125.
 fn evmctl_exit(err: i32) -> ExitCode {
     ExitCode::from(u8::try_from(err).unwrap_or(EVMCTL_ERROR))
@@ -1765,7 +1788,14 @@ pub fn evmctl_ima_boot_aggregate(
     let banks: Result<PcrBanks> = if let Some(log) = event_log {
         std::fs::read(log)
             .map_err(anyhow::Error::from)
-            .and_then(|d| Ok(EventLog::parse(&d)?.replay_with(true)?))
+            .and_then(|d| {
+                let parsed = EventLog::parse(&d)?;
+                let banks = parsed.replay_with(true)?;
+                if verbose >= 1 && !parsed.crypto_agile {
+                    evmctl_show_event_log(log, &parsed, &banks);
+                }
+                Ok(banks)
+            })
             .with_context(|| format!("Failed reading the TPM 1.2 event log {}.", log.display()))
     } else if !pcr_files.is_empty() {
         for spec in pcr_files {

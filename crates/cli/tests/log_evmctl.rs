@@ -348,6 +348,9 @@ fn boot_aggregate_matches_evmctl() {
         let ev = String::from_utf8(ev.stdout).unwrap();
         let vg = run(vigil().args(["boot-aggregate", "--evmctl"]).arg(&p));
         assert_eq!(String::from_utf8(vg.stdout).unwrap(), ev);
+        let evv = run(evmctl().args(["-v", "ima_boot_aggregate"]).arg(&p));
+        let vgv = run(vigil().args(["boot-aggregate", "--evmctl", "-v"]).arg(&p));
+        assert_eq!((vgv.stdout, vgv.stderr), (evv.stdout, evv.stderr));
         let vg = run(vigil().args(["boot-aggregate"]).arg(&p));
         assert_eq!(String::from_utf8(vg.stdout).unwrap() == ev, !no_action);
     }
