@@ -44,6 +44,7 @@ pub mod descriptor;
 pub mod error;
 mod hash;
 pub mod params;
+mod shani;
 pub mod tree;
 
 pub use descriptor::{
