@@ -83,33 +83,50 @@ unsafe fn compress2_impl(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[u8], b: &[u8
         let (save_abef_a, save_cdgh_a, save_abef_b, save_cdgh_b) = (abef_a, cdgh_a, abef_b, cdgh_b);
         let pa = a.as_ptr().add(off) as *const __m128i;
         let pb = b.as_ptr().add(off) as *const __m128i;
-        let mut wa = [
-            _mm_shuffle_epi8(_mm_loadu_si128(pa), mask),
-            _mm_shuffle_epi8(_mm_loadu_si128(pa.add(1)), mask),
-            _mm_shuffle_epi8(_mm_loadu_si128(pa.add(2)), mask),
-            _mm_shuffle_epi8(_mm_loadu_si128(pa.add(3)), mask),
-        ];
-        let mut wb = [
-            _mm_shuffle_epi8(_mm_loadu_si128(pb), mask),
-            _mm_shuffle_epi8(_mm_loadu_si128(pb.add(1)), mask),
-            _mm_shuffle_epi8(_mm_loadu_si128(pb.add(2)), mask),
-            _mm_shuffle_epi8(_mm_loadu_si128(pb.add(3)), mask),
-        ];
-        for i in 0..16 {
-            if i >= 4 {
-                // w[i % 4] becomes the schedule word for rounds 4i..4i+3.
-                let j = i % 4;
-                wa[j] = schedule(wa[j], wa[(j + 1) % 4], wa[(j + 2) % 4], wa[(j + 3) % 4]);
-                wb[j] = schedule(wb[j], wb[(j + 1) % 4], wb[(j + 2) % 4], wb[(j + 3) % 4]);
-            }
-            let k = _mm_loadu_si128(kp.add(i));
-            let ta = _mm_add_epi32(wa[i % 4], k);
-            let tb = _mm_add_epi32(wb[i % 4], k);
-            cdgh_a = _mm_sha256rnds2_epu32(cdgh_a, abef_a, ta);
-            cdgh_b = _mm_sha256rnds2_epu32(cdgh_b, abef_b, tb);
-            abef_a = _mm_sha256rnds2_epu32(abef_a, cdgh_a, _mm_shuffle_epi32(ta, 0x0E));
-            abef_b = _mm_sha256rnds2_epu32(abef_b, cdgh_b, _mm_shuffle_epi32(tb, 0x0E));
+        let mut a0 = _mm_shuffle_epi8(_mm_loadu_si128(pa), mask);
+        let mut a1 = _mm_shuffle_epi8(_mm_loadu_si128(pa.add(1)), mask);
+        let mut a2 = _mm_shuffle_epi8(_mm_loadu_si128(pa.add(2)), mask);
+        let mut a3 = _mm_shuffle_epi8(_mm_loadu_si128(pa.add(3)), mask);
+        let mut b0 = _mm_shuffle_epi8(_mm_loadu_si128(pb), mask);
+        let mut b1 = _mm_shuffle_epi8(_mm_loadu_si128(pb.add(1)), mask);
+        let mut b2 = _mm_shuffle_epi8(_mm_loadu_si128(pb.add(2)), mask);
+        let mut b3 = _mm_shuffle_epi8(_mm_loadu_si128(pb.add(3)), mask);
+        // Four rounds of both messages, interleaved, with schedule words wa / wb.
+        macro_rules! rounds4 {
+            ($wa:expr, $wb:expr, $i:expr) => {{
+                let k = _mm_loadu_si128(kp.add($i));
+                let ta = _mm_add_epi32($wa, k);
+                let tb = _mm_add_epi32($wb, k);
+                cdgh_a = _mm_sha256rnds2_epu32(cdgh_a, abef_a, ta);
+                cdgh_b = _mm_sha256rnds2_epu32(cdgh_b, abef_b, tb);
+                abef_a = _mm_sha256rnds2_epu32(abef_a, cdgh_a, _mm_shuffle_epi32(ta, 0x0E));
+                abef_b = _mm_sha256rnds2_epu32(abef_b, cdgh_b, _mm_shuffle_epi32(tb, 0x0E));
+            }};
         }
+        // The next schedule word replaces the oldest one, then four rounds with it.
+        macro_rules! schedule_rounds4 {
+            ($a0:ident, $a1:ident, $a2:ident, $a3:ident, $b0:ident, $b1:ident, $b2:ident, $b3:ident, $i:expr) => {{
+                $a0 = schedule($a0, $a1, $a2, $a3);
+                $b0 = schedule($b0, $b1, $b2, $b3);
+                rounds4!($a0, $b0, $i);
+            }};
+        }
+        rounds4!(a0, b0, 0);
+        rounds4!(a1, b1, 1);
+        rounds4!(a2, b2, 2);
+        rounds4!(a3, b3, 3);
+        schedule_rounds4!(a0, a1, a2, a3, b0, b1, b2, b3, 4);
+        schedule_rounds4!(a1, a2, a3, a0, b1, b2, b3, b0, 5);
+        schedule_rounds4!(a2, a3, a0, a1, b2, b3, b0, b1, 6);
+        schedule_rounds4!(a3, a0, a1, a2, b3, b0, b1, b2, 7);
+        schedule_rounds4!(a0, a1, a2, a3, b0, b1, b2, b3, 8);
+        schedule_rounds4!(a1, a2, a3, a0, b1, b2, b3, b0, 9);
+        schedule_rounds4!(a2, a3, a0, a1, b2, b3, b0, b1, 10);
+        schedule_rounds4!(a3, a0, a1, a2, b3, b0, b1, b2, 11);
+        schedule_rounds4!(a0, a1, a2, a3, b0, b1, b2, b3, 12);
+        schedule_rounds4!(a1, a2, a3, a0, b1, b2, b3, b0, 13);
+        schedule_rounds4!(a2, a3, a0, a1, b2, b3, b0, b1, 14);
+        schedule_rounds4!(a3, a0, a1, a2, b3, b0, b1, b2, 15);
         abef_a = _mm_add_epi32(abef_a, save_abef_a);
         cdgh_a = _mm_add_epi32(cdgh_a, save_cdgh_a);
         abef_b = _mm_add_epi32(abef_b, save_abef_b);
