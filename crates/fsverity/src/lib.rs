@@ -9,13 +9,14 @@
 //! * [`Geometry`]: where each level and hash lives in a stored tree;
 //! * [`Verifier`]: verification of any byte range of file data against a stored tree
 //!   and root hash, caching verified tree blocks in a bitmap like the kernel;
-//! * [`formatted_digest`] and [`sign`] / [`verify`]: the PKCS#7 builtin signature of
+//! * [`formatted_digest`] and [`sign()`] / [`verify()`]: the PKCS#7 builtin signature of
 //!   `fsverity sign`, byte-identical for RSA keys;
 //! * [`sys`]: the kernel ioctls (`FS_IOC_ENABLE_VERITY`, `FS_IOC_MEASURE_VERITY`,
 //!   `FS_IOC_READ_VERITY_METADATA`), which report [`Error::NotSupported`] where the
 //!   kernel or file system lacks fs-verity.
 //!
-//! Everything except [`sys`] works on `&[u8]` and `Read`: no file system access.
+//! Everything except [`sys`] works on `&[u8]` and `Read` (and reads stored trees from a
+//! `File` only through [`TreeSource`]): no file system access of its own.
 //!
 //! # Speed
 //!
