@@ -329,6 +329,20 @@ fn write_out(file: &mut File, path: &str, bytes: &[u8]) -> Res<()> {
         })
 }
 
+/// The tree is written with `pwrite` from offset 0, as libfsverity does, so with several
+/// input files each tree overwrites the start of the previous one.
+fn write_tree(file: &mut File, path: &str, bytes: &[u8]) -> Res<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| {
+            runtime(format!(
+                "ERROR: write error on '{path}': {}\n",
+                strerror(&e)
+            ))
+        })
+}
+
 /// Compute the tree of `path` (read to EOF), with fsverity-utils' error messages.
 fn compute(path: &str, raw: &RawParams, keep_tree: bool) -> Res<Tree> {
     let mut file = open_in(path)?;
@@ -396,7 +410,7 @@ fn digest(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
             *out += &format!("{}:{hex} {path}\n", d.alg());
         }
         if let Some((f, p)) = &mut tree_out {
-            write_out(f, p, tree.merkle_tree())?;
+            write_tree(f, p, tree.merkle_tree())?;
         }
         if let Some((f, p)) = &mut desc_out {
             write_out(f, p, &tree.descriptor_bytes())?;
@@ -478,7 +492,7 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
     let mut f = open_out(sig_path).map_err(runtime)?;
     write_out(&mut f, sig_path, &sig)?;
     if let Some((f, p)) = &mut tree_out {
-        write_out(f, p, tree.merkle_tree())?;
+        write_tree(f, p, tree.merkle_tree())?;
     }
     if let Some((f, p)) = &mut desc_out {
         write_out(f, p, &tree.descriptor_bytes())?;

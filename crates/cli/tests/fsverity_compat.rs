@@ -155,6 +155,11 @@ fn digest_trees_and_descriptors_match() {
         .chain(files.iter().map(|s| s.as_str()))
         .collect();
     e.same(&all);
+    // Several files into one tree/descriptor file: trees overwrite from offset 0,
+    // descriptors are appended.
+    let mut several = all.clone();
+    several.extend(["--out-merkle-tree={tree}", "--out-descriptor={desc}"]);
+    e.same(&several);
     for flags in [
         &["--compact"][..],
         &["--for-builtin-sig"],
