@@ -312,10 +312,11 @@ fn digest(a: DigestArgs) -> anyhow::Result<ExitCode> {
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {pos_files} eta {eta}",
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
         ) {
             bar.set_style(style);
         }
+        bar.set_message(format!("{} files", inputs.len()));
         bar
     });
     let results: Vec<anyhow::Result<Tree>> = inputs
