@@ -278,7 +278,15 @@ impl TreeBuilder {
     /// [`READ_CHUNK`]-sized pieces, the next piece being read while the previous one is
     /// hashed.
     pub fn read_from<R: Read + Send>(&mut self, reader: &mut R) -> std::io::Result<u64> {
-        let mut total = 0;
+        // Small files are read with one small buffer; larger ones switch to two big ones.
+        let mut first = vec![0u8; 64 << 10];
+        let n = read_full(reader, &mut first)?;
+        self.update(&first[..n]);
+        if n < first.len() {
+            return Ok(n as u64);
+        }
+        drop(first);
+        let mut total = n as u64;
         let mut cur = vec![0u8; READ_CHUNK];
         let mut next = vec![0u8; READ_CHUNK];
         let mut len = read_full(reader, &mut cur)?;
