@@ -6,19 +6,20 @@ use libfuzzer_sys::fuzz_target;
 use vigil_fsverity::{build_tree_from_slice, HashAlg, Params, Verifier};
 
 fuzz_target!(|input: &[u8]| {
-    if input.len() < 4 {
-        return;
-    }
-    let alg = if input[0] & 1 == 0 { HashAlg::Sha256 } else { HashAlg::Sha512 };
-    // Small blocks so that short inputs still make multi-level trees.
-    let bs = 1u32 << (7 + (input[1] % 4));
-    let Ok(params) = Params::new_userspace(alg, bs, &input[2..2 + (input[2] as usize % 4)]) else {
+    let [a, b, c, rest @ ..] = input else {
         return;
     };
-    let body = &input[3..];
+    let alg = if a & 1 == 0 { HashAlg::Sha256 } else { HashAlg::Sha512 };
+    // Small blocks so that short inputs still make multi-level trees.
+    let bs = 1u32 << (7 + (b % 4));
+    let salt_len = (*c as usize % 4).min(rest.len());
+    let (salt, body) = rest.split_at(salt_len);
+    let Ok(params) = Params::new_userspace(alg, bs, salt) else {
+        return;
+    };
     let split = body.len() / 2;
     let (tree_bytes, data) = body.split_at(split);
-    let root = vec![input[3 % input.len()]; params.digest_size()];
+    let root = vec![*c; params.digest_size()];
     // Arbitrary tree: construction may fail on the length, verification must not panic.
     if let Ok(v) = Verifier::new(&params, data.len() as u64, &root, tree_bytes) {
         let _ = v.verify(0, data);
