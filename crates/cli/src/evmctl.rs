@@ -195,22 +195,26 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
         ParseExit(ExitCode::from(1))
     })?;
     let mut o = EvmctlOpts::default();
+    if parsed.has("help") {
+        usage();
+        return Err(ParseExit(ExitCode::SUCCESS));
+    }
+    o.verbose = parsed.count("v");
+    o.pcrs = parsed.values("pcrs").map(str::to_owned).collect();
+    if let Some(a) = parsed.value("hashalgo") {
+        o.hash_algo = a.to_owned();
+    }
     for (key, value) in &parsed.opts {
         let v = value.clone();
         match *key {
-            "help" => {
-                usage();
-                return Err(ParseExit(ExitCode::SUCCESS));
-            }
             "version" => {
                 println!("{VERSION}");
                 return Err(ParseExit(ExitCode::SUCCESS));
             }
-            "v" => o.verbose += 1,
+            "help" | "v" | "pcrs" | "hashalgo" => {}
             "n" => o.no_xattr = true,
             "imasig" => o.imasig = true,
             "imahash" => o.imahash = true,
-            "hashalgo" => o.hash_algo = v.unwrap_or_default(),
             "pass" => match v {
                 Some(p) => o.pass = Some(p),
                 None => o.pass_prompt = true,
@@ -254,7 +258,6 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
             "engine" | "provider" => o.engine = v,
             "xattr-user" => o.xattr_user = true,
             "ignore-violations" => o.ignore_violations = true,
-            "pcrs" => o.pcrs.extend(v),
             "verify-bank" => o.verify_bank = Some(v),
             "keyid" => match v.as_deref().unwrap_or_default().parse::<KeyId>() {
                 Ok(k) => o.keyid = Some(k),
