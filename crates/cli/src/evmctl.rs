@@ -349,6 +349,16 @@ const CMDS: &[Cmd] = &[
         msg: "Make file content hash.\n",
     },
     Cmd {
+        name: "ima_measurement",
+        arg: "[--ignore-violations] [--verify-sig [--key key1, key2, ...]] [--pcrs [hash-algorithm,]file [--pcrs hash-algorithm,file] ...] [--verify-bank hash-algorithm] file",
+        msg: "Verify measurement list (experimental).\n",
+    },
+    Cmd {
+        name: "ima_boot_aggregate",
+        arg: "[--pcrs hash-algorithm,file] [TPM 1.2 BIOS event log]",
+        msg: "Calculate per TPM bank boot_aggregate digests\n",
+    },
+    Cmd {
         name: "sign_hash",
         arg: "[--veritysig] [--key key] [--pass [password]",
         msg: "Sign hashes from either shaXsum or \"fsverity digest\" output.\n",
@@ -426,6 +436,30 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "sign_hash" => cmd_sign_hash(&opts),
         "sign" => cmd_sign(&opts, rest),
         "verify" => cmd_verify(&opts, rest),
+        "ima_measurement" => {
+            let Some(file) = rest.first() else {
+                usage();
+                return ExitCode::from(125);
+            };
+            let bank = opts
+                .verify_bank
+                .as_ref()
+                .map(|b| b.as_deref().unwrap_or(&opts.hash_algo));
+            return crate::log::evmctl_ima_measurement(
+                Path::new(file),
+                &opts.pcrs,
+                opts.ignore_violations,
+                bank,
+                opts.verbose as u32,
+            );
+        }
+        "ima_boot_aggregate" => {
+            return crate::log::evmctl_ima_boot_aggregate(
+                &opts.pcrs,
+                rest.first().map(Path::new),
+                opts.verbose as u32,
+            );
+        }
         _ => {
             println!("Invalid command: {command}");
             Err(anyhow!("unknown command {command:?}")).map_err(|e| e.context(Reported))

@@ -6,8 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod evmctl;
+mod fsverity_compat;
 mod getopt;
 mod ima;
+mod log;
+mod policy;
+mod verity;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
 /// and sealing, byte-compatible with the kernel, evmctl, fsverity-utils and Keylime.
@@ -27,7 +31,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
+    Verity(verity::Command),
+    #[command(flatten)]
     Ima(ima::Command),
+    #[command(flatten)]
+    Log(log::Command),
+    #[command(flatten)]
+    Policy(policy::Command),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +49,7 @@ fn main() -> ExitCode {
         .unwrap_or("vigil")
         .to_owned();
     match prog.as_str() {
+        "fsverity" => fsverity_compat::main(args.collect()),
         "evmctl" => evmctl::main(args.map(|a| a.to_string_lossy().into_owned()).collect()),
         _ => run_vigil(Cli::parse()),
     }
@@ -46,7 +57,10 @@ fn main() -> ExitCode {
 
 fn run_vigil(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Verity(c) => verity::run(c),
         Command::Ima(c) => ima::run(c),
+        Command::Log(c) => log::run(c),
+        Command::Policy(cmd) => policy::run(cmd),
     };
     finish(result)
 }

@@ -17,7 +17,6 @@ pub enum Error {
     /// A known algorithm that vigil has no implementation of.
     #[error("hash algorithm {0} is not supported (no implementation available)")]
     UnsupportedHash(&'static str),
-
     // -- xattrs, signatures and keys --
     /// An empty `security.ima`/`security.evm` value or `.sig` file.
     #[error("empty xattr value")]
@@ -86,6 +85,73 @@ pub enum Error {
     #[error("line {line}: {reason}")]
     HashLine { line: usize, reason: String },
     // -- measurement lists, PCR replay, event logs --
-
+    /// A malformed record of a binary measurement list.
+    #[error("measurement list record {record} at offset {offset}: {msg}")]
+    ListRecord {
+        /// 0-based record number.
+        record: u64,
+        /// Byte offset of the record.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A malformed line of an ASCII measurement list.
+    #[error("measurement list line {line} (offset {offset}): {msg}")]
+    ListAscii {
+        /// 1-based line number.
+        line: u64,
+        /// Byte offset of the line.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A malformed field value (template data, PCR value, template format).
+    #[error("{field}: {msg}")]
+    ListField {
+        /// Which field or value.
+        field: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Reading a measurement list failed.
+    #[error("reading measurement list at offset {offset}: {source}")]
+    ListIo {
+        /// Offset where the read failed.
+        offset: u64,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A malformed TCG boot event log.
+    #[error("event log event {event} at offset {offset}: {msg}")]
+    EventLog {
+        /// 0-based event number.
+        event: u64,
+        /// Byte offset of the event.
+        offset: u64,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A malformed PCR value file.
+    #[error("PCR file line {line}: {msg}")]
+    PcrText {
+        /// 1-based line number (0: the file as a whole).
+        line: u64,
+        /// What is wrong.
+        msg: String,
+    },
     // -- the IMA policy language --
+    /// A policy rule the kernel would refuse: its 1-based line, the offending token
+    /// (empty if the rule has none) and the reason.
+    #[error("policy line {line}: {token:?}: {reason}")]
+    PolicyRule {
+        /// 1-based line in the policy text.
+        line: usize,
+        /// The token the kernel stopped at.
+        token: String,
+        /// Why the kernel refuses it.
+        reason: String,
+    },
+    /// A built-in policy name the kernel does not know.
+    #[error("unknown built-in policy {0:?} (tcb, ima_tcb, appraise_tcb, secure_boot, critical_data, fail_securely)")]
+    UnknownBuiltinPolicy(String),
 }

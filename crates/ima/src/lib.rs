@@ -17,8 +17,12 @@ pub use sig::{sign_digest, sign_v3, ImaFileId};
 pub use xattr::{ImaXattr, Signature, SignatureV2Header, XattrType};
 
 // -- measurement lists, PCR replay, event logs --
+pub mod list;
+pub mod pcrs;
+pub mod tcg;
 
 // -- the IMA policy language --
+pub mod policy;
 
 pub use error::{Error, Result};
 pub use hash::{HashAlgo, Hasher};
