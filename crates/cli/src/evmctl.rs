@@ -601,7 +601,7 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         let p = Path::new(f);
         let r = ima::read_ima_value(p, opts.sigfile, names).and_then(|v| {
             let x = ImaXattr::decode(&v).with_context(|| format!("invalid {}", names.ima))?;
-            if x.xattr_type() != XattrType::DigSig {
+            if !matches!(x.xattr_type(), XattrType::DigSig | XattrType::ImaVeritySig) {
                 bail!(
                     "{} has no signature (type 0x{:02x} {})",
                     names.ima,
@@ -609,7 +609,7 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
                     x.xattr_type().kernel_name()
                 );
             }
-            ima::verify_ima_value(p, &v, &ring)
+            ima::verify_ima_value(p, &v, &ring, &ima::VerityParams::default())
         });
         match r {
             Ok(_) if opts.verbose > 0 => eprintln!("{f}: verification is OK"),
