@@ -543,11 +543,8 @@ pub(crate) fn verify_ima_value(
         }
         ImaXattr::Hmac(_) => bail!("an EVM HMAC is not an IMA value"),
         ImaXattr::Signature(sig) => {
-            match sig.xattr_type {
-                XattrType::EvmPortableDigSig => {
-                    bail!("an EVM portable signature (type 0x05) is not an IMA file signature")
-                }
-                _ => {}
+            if sig.xattr_type == XattrType::EvmPortableDigSig {
+                bail!("an EVM portable signature (type 0x05) is not an IMA file signature");
             }
             let digest = if sig.xattr_type == XattrType::ImaVeritySig {
                 verity_digest(path, sig.hash_algo, verity)?
