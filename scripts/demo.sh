@@ -56,7 +56,7 @@ echo "   $ok of $files signatures valid"
 
 echo "== tampering: appending one byte to etc/motd"
 printf '!' >>"$tree/etc/motd"
-if "$vigil" verify-sig "$tree/etc/motd" "$tree/etc/motd.sig" --cert "$work/cert.pem" | sed 's|^|   |'; then
+if "$vigil" verify-sig "$tree/etc/motd" "$tree/etc/motd.sig" --cert "$work/cert.pem" | sed "s|$tree/||; s|^|   |"; then
   echo "   tampering NOT detected" >&2
   exit 1
 fi

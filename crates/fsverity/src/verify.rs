@@ -112,10 +112,9 @@ impl<S: TreeSource> Verifier<S> {
     pub fn new(params: &Params, data_size: u64, root_hash: &[u8], source: S) -> Result<Self> {
         let geometry = Geometry::new(params, data_size)?;
         if root_hash.len() != params.digest_size() {
-            return Err(Error::Range {
-                offset: 0,
-                len: root_hash.len(),
-                what: "root hash has the wrong length for the algorithm",
+            return Err(Error::RootHashLength {
+                actual: root_hash.len(),
+                expected: params.digest_size(),
             });
         }
         let actual = source
