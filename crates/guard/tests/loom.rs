@@ -178,7 +178,10 @@ fn queue_no_lost_jobs() {
             q.done();
         }
         let acc = accepted.load(Ordering::SeqCst);
-        let key1_gens: Vec<u64> = [5u64, 6].into_iter().filter(|g| acc & (1 << (8 + *g as u32 % 8)) != 0).collect();
+        let key1_gens: Vec<u64> = [5u64, 6]
+            .into_iter()
+            .filter(|g| acc & (1 << (8 + *g as u32 % 8)) != 0)
+            .collect();
         if let Some(max) = key1_gens.iter().max() {
             let delivered: Vec<_> = seen.iter().filter(|(k, _)| *k == 1).collect();
             assert_eq!(delivered.len(), 1, "key 1 delivered once: {seen:?}");
@@ -188,7 +191,10 @@ fn queue_no_lost_jobs() {
             assert!(delivered[0].1 <= *max);
         }
         assert_eq!(q.push(2, 1, ()), queue::Push::Closed);
-        assert!(results.iter().any(|r| *r), "the first push into an empty queue is accepted");
+        assert!(
+            results.iter().any(|r| *r),
+            "the first push into an empty queue is accepted"
+        );
         q.wait_idle();
     });
 }
