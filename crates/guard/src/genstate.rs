@@ -68,29 +68,34 @@ impl<T: Clone> GenState<T> {
         }
     }
 
-    fn update(&self, f: impl Fn(u64) -> u64) {
-        let _ = self
+    /// Apply `f` atomically; returns the generation of the new word.
+    fn update(&self, f: impl Fn(u64) -> u64) -> u64 {
+        let prev = self
             .word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(f(w)));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| Some(f(w)))
+            .unwrap_or_else(|w| w);
+        f(prev) >> GEN_SHIFT
     }
 
     /// A change that is complete when this is called (attribute, xattr, rename):
     /// bump the generation, set dirty. Never blocks.
-    pub fn invalidate(&self) {
-        self.update(|w| (w.wrapping_add(GEN_ONE)) | DIRTY);
+    pub fn invalidate(&self) -> u64 {
+        self.update(|w| (w.wrapping_add(GEN_ONE)) | DIRTY)
     }
 
-    /// A content change is about to start. Never blocks.
-    pub fn begin_modify(&self) {
-        self.update(|w| w.wrapping_add(GEN_ONE + INFLIGHT_ONE) | DIRTY);
+    /// A content change is about to start; returns the (in-flight) generation.
+    /// Never blocks.
+    pub fn begin_modify(&self) -> u64 {
+        self.update(|w| w.wrapping_add(GEN_ONE + INFLIGHT_ONE) | DIRTY)
     }
 
-    /// The content change begun by [`GenState::begin_modify`] is complete. Never blocks.
-    pub fn end_modify(&self) {
+    /// The content change begun by [`GenState::begin_modify`] is complete; returns
+    /// the generation the new content has. Never blocks.
+    pub fn end_modify(&self) -> u64 {
         self.update(|w| {
             debug_assert!(w & INFLIGHT_MASK != 0, "end_modify without begin_modify");
             w.wrapping_add(GEN_ONE).wrapping_sub(INFLIGHT_ONE) | DIRTY
-        });
+        })
     }
 
     /// The outer lock; hold it for the whole measurement.

@@ -314,11 +314,28 @@ impl Drop for MapToken {
 /// is dirty from its creation until after it is dropped.
 pub struct Modification {
     state: Arc<FileState>,
+    begin: u64,
+    done: bool,
+}
+
+impl Modification {
+    /// The (in-flight) generation the change began.
+    pub fn begin_generation(&self) -> u64 {
+        self.begin
+    }
+
+    /// End the change now; returns the generation of the new content.
+    pub fn finish(mut self) -> u64 {
+        self.done = true;
+        self.state.gen.end_modify()
+    }
 }
 
 impl Drop for Modification {
     fn drop(&mut self) {
-        self.state.gen.end_modify();
+        if !self.done {
+            self.state.gen.end_modify();
+        }
     }
 }
 
@@ -617,8 +634,12 @@ impl Guard {
         if st.sealed() {
             return Err(Error::Sealed);
         }
-        st.gen.begin_modify();
-        Ok(Modification { state: st })
+        let begin = st.gen.begin_modify();
+        Ok(Modification {
+            state: st,
+            begin,
+            done: false,
+        })
     }
 
     /// A metadata change that is complete (chmod/chown, setxattr/removexattr, a rename
