@@ -6,7 +6,10 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vigil_guard::{Actions, Config, FixedPolicy, Guard, LogConfig, MeasureAction, MeasurementLog, OpenRequest, XattrSource};
+use vigil_guard::{
+    Actions, Config, FixedPolicy, Guard, LogConfig, MeasureAction, MeasurementLog, OpenRequest,
+    XattrSource,
+};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -29,7 +32,9 @@ fn guard(dir: &std::path::Path) -> Guard {
 }
 
 fn main() {
-    let base = std::env::var_os("VIGIL_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| ".".into());
+    let base = std::env::var_os("VIGIL_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| ".".into());
     let d = tempfile::tempdir_in(base).unwrap();
 
     // 1. Cached decision for an unchanged, measured file.
@@ -59,8 +64,13 @@ fn main() {
         }
         runs.push(t.elapsed().as_nanos() as f64 / 20_000.0);
     }
-    println!("cached decision (on_open, unchanged measured file): {cached:.0} ns/open (target <= 1000)");
-    println!("identify (statx + name_to_handle_at + fstatfs):      {:.0} ns/call", median(runs));
+    println!(
+        "cached decision (on_open, unchanged measured file): {cached:.0} ns/open (target <= 1000)"
+    );
+    println!(
+        "identify (statx + name_to_handle_at + fstatfs):      {:.0} ns/call",
+        median(runs)
+    );
     drop(g);
 
     // 2. Measurement throughput on many small files.
@@ -78,7 +88,10 @@ fn main() {
         for p in &files {
             let f = File::open(p).unwrap();
             let id = g.identify(f.as_fd()).unwrap();
-            drop(g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap())).unwrap());
+            drop(
+                g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+                    .unwrap(),
+            );
         }
         runs.push(files.len() as f64 / t.elapsed().as_secs_f64());
     }

@@ -140,22 +140,13 @@ impl MeasurementLog {
             banks: config.banks.iter().map(|&b| (b, BTreeMap::new())).collect(),
             seen: HashSet::new(),
         };
-        let mut off = 0usize;
-        loop {
-            match parse_record(&buf[off..], 20) {
-                Ok(Some((rec, n))) => {
-                    Self::account(&config, &mut state, &rec)?;
-                    off += n;
-                }
-                Ok(None) => break,
-                Err((at, what)) => {
-                    return Err(Error::Corrupt {
-                        path,
-                        offset: off as u64 + at,
-                        what,
-                    })
-                }
-            }
+        let (recs, off) = scan(&buf).map_err(|(offset, what)| Error::Corrupt {
+            path: path.clone(),
+            offset,
+            what,
+        })?;
+        for rec in &recs {
+            Self::account(&config, &mut state, rec)?;
         }
         if off < buf.len() {
             state.stats.torn_bytes_cut = (buf.len() - off) as u64;
@@ -296,24 +287,11 @@ impl MeasurementLog {
             .take(len)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &self.path, e))?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        while off < buf.len() {
-            match parse_record(&buf[off..], 20) {
-                Ok(Some((r, n))) => {
-                    out.push(r);
-                    off += n;
-                }
-                Ok(None) => break,
-                Err((at, what)) => {
-                    return Err(Error::Corrupt {
-                        path: self.path.clone(),
-                        offset: off as u64 + at,
-                        what,
-                    })
-                }
-            }
-        }
+        let (out, _) = scan(&buf).map_err(|(offset, what)| Error::Corrupt {
+            path: self.path.clone(),
+            offset,
+            what,
+        })?;
         Ok(out)
     }
 
@@ -349,6 +327,25 @@ impl MeasurementLog {
         out.write_all(s.as_bytes())
             .map_err(|e| Error::io("write", "<output>", e))
     }
+}
+
+/// Split a persisted log into whole records: returns them and the length of the
+/// prefix they occupy (what follows is a torn tail), or the offset and description of a
+/// field that cannot be right.
+pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, String)> {
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off < buf.len() {
+        match parse_record(&buf[off..], 20) {
+            Ok(Some((r, n))) => {
+                out.push(r);
+                off += n;
+            }
+            Ok(None) => break,
+            Err((at, what)) => return Err((off as u64 + at, what)),
+        }
+    }
+    Ok((out, off))
 }
 
 /// Replay `records` into PCR values for `bank` (violations extend 0xFF…).
