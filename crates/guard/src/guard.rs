@@ -941,6 +941,11 @@ impl Shared {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        if self.config.tree_builder.is_some() {
+            // Best effort: a tree that cannot be removed now is keyed by an identity
+            // that is never handed out again.
+            let _ = self.trees.remove_for(&id.to_hex(), None);
+        }
     }
 
     fn violation(&self, path: &str) -> Result<()> {
@@ -1061,6 +1066,10 @@ impl Shared {
                                 &keep,
                             )
                             .ok();
+                        if stored.is_some() {
+                            // Trees of earlier contents of this file are of no use now.
+                            self.trees.remove_for(&key, Some(&tree.digest))?;
+                        }
                         Some((tree, stored))
                     }
                     Err(_) if !st.gen.still_current(t) => None,

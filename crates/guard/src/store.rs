@@ -195,13 +195,17 @@ impl TreeStore {
         load_tree(&r.path)
     }
 
-    /// Delete every tree stored for an identity (`key` as given to [`TreeStore::store`]).
-    pub fn remove_for(&self, key: &str) -> Result<()> {
+    /// Delete the trees stored for an identity (`key` as given to
+    /// [`TreeStore::store`]), except the one for digest `keep`.
+    pub fn remove_for(&self, key: &str, keep: Option<&[u8]>) -> Result<()> {
         let prefix = format!("{key}-");
+        let kept = keep.map(|d| format!("{key}-{}.tree", hex::encode(d)));
         let rd = fs::read_dir(&self.dir).map_err(|e| Error::io("readdir", &self.dir, e))?;
         for ent in rd.flatten() {
-            if ent.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = fs::remove_file(ent.path());
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && name.ends_with(".tree") && Some(&name) != kept.as_ref()
+            {
+                fs::remove_file(ent.path()).map_err(|e| Error::io("unlink", ent.path(), e))?;
             }
         }
         Ok(())
