@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod fsverity_compat;
 mod getopt;
+mod verity;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
 /// and sealing, byte-compatible with the kernel, evmctl, fsverity-utils and Keylime.
@@ -23,7 +25,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    #[command(flatten)]
+    Verity(verity::Command),
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
@@ -34,12 +39,15 @@ fn main() -> ExitCode {
         .unwrap_or("vigil")
         .to_owned();
     match prog.as_str() {
+        "fsverity" => fsverity_compat::main(args.collect()),
         _ => run_vigil(Cli::parse()),
     }
 }
 
 fn run_vigil(cli: Cli) -> ExitCode {
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Verity(c) => verity::run(c),
+    };
     finish(result)
 }
 
