@@ -22,6 +22,7 @@ fn guard(dir: &std::path::Path) -> Guard {
             measure: Some(MeasureAction {
                 pcr: 10,
                 template: None,
+                verity: false,
             }),
             ..Actions::default()
         })),

@@ -16,8 +16,8 @@ use crate::genstate::GenState;
 use crate::identity::{self, FileAttrs, FileId, Identified};
 use crate::log::{LogConfig, MeasurementLog, IMA_PCR};
 use crate::policy::{
-    Access, Actions, AppraiseAction, FixedPolicy, Hook, PolicyEngine, MAY_APPEND, MAY_READ,
-    MAY_WRITE,
+    Access, Actions, AppraiseAction, FixedPolicy, Hook, MeasureAction, PolicyEngine, MAY_APPEND,
+    MAY_READ, MAY_WRITE,
 };
 use crate::queue::{DedupQueue, Push};
 use crate::store::{TreeRef, TreeStore};
@@ -594,12 +594,7 @@ impl Guard {
             }
             let bit = 1u64 << ma.pcr.min(63);
             if m.logged.load(Ordering::Acquire) & bit == 0 {
-                s.log_measurement(
-                    &m,
-                    ma.pcr,
-                    ma.template.unwrap_or(s.config.template),
-                    &req.path,
-                )?;
+                s.log_measurement(&m, ma, ma.template.unwrap_or(s.config.template), &req.path)?;
                 m.logged.fetch_or(bit, Ordering::AcqRel);
             }
         }
@@ -966,11 +961,18 @@ impl Shared {
         Ok(())
     }
 
-    fn log_measurement(&self, m: &Measurement, pcr: u32, t: Template, path: &str) -> Result<()> {
-        let (algo, digest, dt) = match (&m.verity, t) {
-            (Some((v, _)), Template::ImaNgV2 | Template::ImaSigV2) => {
-                (v.algo, &v.digest[..], DigestType::Verity)
-            }
+    fn log_measurement(
+        &self,
+        m: &Measurement,
+        ma: &MeasureAction,
+        t: Template,
+        path: &str,
+    ) -> Result<()> {
+        // `digest_type=verity` logs the fs-verity digest (labelled as such only by the
+        // v2 templates); without a tree the content hash is logged, labelled `ima`.
+        let (pcr, verity) = (ma.pcr, ma.verity);
+        let (algo, digest, dt) = match (&m.verity, verity) {
+            (Some((v, _)), true) => (v.algo, &v.digest[..], DigestType::Verity),
             _ => (m.algo, &m.digest[..], DigestType::Ima),
         };
         let sig = match &m.ima_value {
@@ -1046,33 +1048,34 @@ impl Shared {
         let rfd = readable(fd)?;
         let attrs = identity::identify_fd(rfd.as_fd())?.attrs;
         let algo = self.config.hash_algo;
-        let digest = hash_fd(rfd.as_fd(), algo, &|| st.gen.still_current(t))?;
-        let verity = match &self.config.tree_builder {
-            Some(b) if st.gen.still_current(t) => {
+        let keep = || st.gen.still_current(t);
+        let (digest, verity) = match &self.config.tree_builder {
+            None => (hash_fd(rfd.as_fd(), algo, &keep)?, None),
+            Some(b) => {
+                // One pass: the tree builder reads, the content hash sees the same bytes.
                 let mut r = FdReader {
                     fd: rfd.as_fd(),
                     off: 0,
+                    hasher: vigil_ima::Hasher::new(algo)?,
                 };
-                let keep = || st.gen.still_current(t);
-                match b.build(&mut r, attrs.size, &keep) {
+                let built = b.build(&mut r, attrs.size, &keep);
+                let digest = r.hasher.finalize();
+                let verity = match built {
                     Ok(tree) => {
                         let key = id.to_hex();
-                        let stored = self
-                            .trees
-                            .store(
-                                &key,
-                                &tree.digest,
-                                &mut std::iter::once(tree.tree.clone()),
-                                &keep,
-                            )
-                            .ok();
+                        let body = &mut std::iter::once(tree.tree.clone());
+                        let stored = match self.trees.store(&key, &tree.digest, body, &keep) {
+                            Ok(r) => Some(r),
+                            Err(Error::Changed) => None,
+                            Err(e) => return Err(e),
+                        };
                         if stored.is_some() {
                             // Trees of earlier contents of this file are of no use now.
                             self.trees.remove_for(&key, Some(&tree.digest))?;
                         }
                         Some((tree, stored))
                     }
-                    Err(_) if !st.gen.still_current(t) => None,
+                    Err(_) if !keep() => return Err(Error::Changed),
                     Err(e) => {
                         return Err(Error::io(
                             "build tree",
@@ -1080,9 +1083,9 @@ impl Shared {
                             std::io::Error::other(e),
                         ))
                     }
-                }
+                };
+                (digest, verity)
             }
-            _ => None,
         };
         let mut ima_value = self.read_value(id, rfd.as_fd())?;
         let mut attrs = attrs;
@@ -1274,14 +1277,17 @@ fn needs_value_refresh(m: &Measurement) -> bool {
     }
 }
 
+/// Reads a descriptor from offset 0 and hashes what it reads.
 struct FdReader<'a> {
     fd: BorrowedFd<'a>,
     off: u64,
+    hasher: vigil_ima::Hasher,
 }
 
 impl std::io::Read for FdReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = rustix::io::pread(self.fd, buf, self.off)?;
+        let n = rustix::io::pread(self.fd, &mut *buf, self.off)?;
+        self.hasher.update(&buf[..n]);
         self.off += n as u64;
         Ok(n)
     }

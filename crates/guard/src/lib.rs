@@ -33,6 +33,7 @@ pub mod queue;
 pub mod store;
 pub mod sys;
 pub mod template;
+pub mod verity;
 
 pub use appraise::{AppraiseMode, SignatureVerifier, Verdict, XattrSource};
 pub use error::{Error, Result};
@@ -45,6 +46,7 @@ pub use log::{Appended, LogConfig, LogStats, MeasurementLog};
 pub use policy::{Access, Actions, AppraiseAction, FixedPolicy, Hook, MeasureAction, PolicyEngine};
 pub use store::{TreeRef, TreeStore};
 pub use template::{Record, Template};
+pub use verity::FsVerityTrees;
 
 /// The synchronisation primitives of [`genstate`] and [`queue`]; the model tests
 /// compile those two files against `loom`'s instead.

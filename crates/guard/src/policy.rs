@@ -61,6 +61,8 @@ pub struct MeasureAction {
     pub pcr: u32,
     /// `template=`, else the configured default.
     pub template: Option<Template>,
+    /// `digest_type=verity`: log the fs-verity digest (`d-ngv2` type `verity`).
+    pub verity: bool,
 }
 
 /// Options of a matching `appraise` rule.

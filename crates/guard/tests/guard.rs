@@ -512,6 +512,7 @@ fn measure_template_and_pcr_from_rule() {
         measure: Some(MeasureAction {
             pcr: 11,
             template: Some(vigil_guard::Template::ImaSig),
+            verity: false,
         }),
         ..Actions::default()
     };

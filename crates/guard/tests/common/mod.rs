@@ -21,6 +21,7 @@ pub fn measure_all() -> Actions {
         measure: Some(MeasureAction {
             pcr: 10,
             template: None,
+            verity: false,
         }),
         ..Actions::default()
     }
@@ -31,6 +32,7 @@ pub fn appraise_hash() -> Actions {
         measure: Some(MeasureAction {
             pcr: 10,
             template: None,
+            verity: false,
         }),
         appraise: Some(AppraiseAction::default()),
         hash: true,
