@@ -38,22 +38,42 @@ fn trees_match_fsverity_utils() {
         })
     };
     let g = Guard::new(cfg, d.path().join("state")).unwrap();
-    for (i, size) in [0usize, 1, 4096, 4097, 1 << 20, (1 << 20) + 4095].into_iter().enumerate() {
+    for (i, size) in [0usize, 1, 4096, 4097, 1 << 20, (1 << 20) + 4095]
+        .into_iter()
+        .enumerate()
+    {
         let data: Vec<u8> = (0..size).map(|j| (j * 7 + i) as u8).collect();
         let p = write_file(&d.path().join(format!("v{i}")), &data);
         let f = File::open(&p).unwrap();
         let id = g.identify(f.as_fd()).unwrap();
-        let dec = g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap())).unwrap();
+        let dec = g
+            .on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+            .unwrap();
         let m = dec.measurement.unwrap();
-        assert_eq!(hex::encode(&m.digest), sha256_hex(&data), "content digest, size {size}");
+        assert_eq!(
+            hex::encode(&m.digest),
+            sha256_hex(&data),
+            "content digest, size {size}"
+        );
         let (tree, stored) = m.verity.as_ref().expect("verity built");
         let ref_tree = d.path().join(format!("ref{i}.tree"));
-        assert_eq!(hex::encode(&tree.digest), fsverity_digest(&p, &ref_tree), "size {size}");
+        assert_eq!(
+            hex::encode(&tree.digest),
+            fsverity_digest(&p, &ref_tree),
+            "size {size}"
+        );
         let stored = stored.as_ref().expect("tree stored");
-        assert_eq!(g.trees().load(stored).unwrap(), std::fs::read(&ref_tree).unwrap(), "size {size}");
+        assert_eq!(
+            g.trees().load(stored).unwrap(),
+            std::fs::read(&ref_tree).unwrap(),
+            "size {size}"
+        );
         let rec = g.log().records().unwrap().pop().unwrap();
         assert!(
-            rec.ascii().contains(&format!(" ima-ngv2 verity:sha256:{} ", hex::encode(&tree.digest))),
+            rec.ascii().contains(&format!(
+                " ima-ngv2 verity:sha256:{} ",
+                hex::encode(&tree.digest)
+            )),
             "{}",
             rec.ascii()
         );
@@ -67,7 +87,13 @@ fn trees_match_fsverity_utils() {
     let count = || {
         std::fs::read_dir(g.trees().dir())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(&key))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&key)
+            })
             .count()
     };
     assert_eq!(count(), 1);
@@ -76,7 +102,9 @@ fn trees_match_fsverity_utils() {
         std::fs::write(&p, b"replaced").unwrap();
     }
     let now = g.identify(f.as_fd()).unwrap();
-    let dec = g.on_open(&now, f.as_fd(), &OpenRequest::read(p.to_str().unwrap())).unwrap();
+    let dec = g
+        .on_open(&now, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+        .unwrap();
     assert!(dec.measurement.unwrap().tree().is_some());
     assert_eq!(count(), 1, "old tree left behind");
     g.forget(&id.id);
