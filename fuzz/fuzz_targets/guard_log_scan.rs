@@ -9,8 +9,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(len <= data.len());
         let mut again = Vec::new();
         for r in &recs {
-            let _ = r.ascii();
-            r.encode(&mut again);
+            let _ = vigil_guard::log::ascii_line(r);
+            vigil_ima::list::binary::encode_record(r, vigil_ima::list::Endian::Little, &mut again);
         }
         assert_eq!(&again[..], &data[..len]);
     }

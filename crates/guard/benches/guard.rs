@@ -112,8 +112,20 @@ fn main() {
                 let log = log.clone();
                 s.spawn(move || {
                     for i in 0..per {
-                        let data = format!("record {th} {i}").into_bytes();
-                        log.append(10, "ima-ng", &data, false).unwrap();
+                        let name = format!("/bench/record {th} {i}");
+                        let digest = vigil_ima::HashAlgo::Sha256.digest(name.as_bytes()).unwrap();
+                        let ev = vigil_guard::template::Event {
+                            algo: vigil_ima::HashAlgo::Sha256,
+                            digest: Some(&digest),
+                            digest_type: vigil_guard::template::DigestType::Ima,
+                            name: &name,
+                            sig: &[],
+                            buf: &[],
+                        };
+                        let rec =
+                            vigil_guard::template::record(vigil_guard::Template::ImaNg, &ev, 10)
+                                .unwrap();
+                        log.append(&rec).unwrap();
                     }
                 });
             }

@@ -823,7 +823,7 @@ impl Guard {
     }
 
     /// The software PCR banks.
-    pub fn pcrs(&self) -> Vec<(HashAlgo, BTreeMap<u32, Vec<u8>>)> {
+    pub fn pcrs(&self) -> vigil_ima::list::PcrBanks {
         self.shared.log.pcrs()
     }
 
@@ -836,7 +836,7 @@ impl Guard {
     pub fn measure_buffer(&self, name: &str, buf: &[u8], pcr: u32) -> Result<()> {
         let s = &self.shared;
         let digest = s.config.hash_algo.digest(buf)?;
-        let data = template::template_data(
+        let rec = template::record(
             Template::ImaBuf,
             &Event {
                 algo: s.config.hash_algo,
@@ -846,8 +846,9 @@ impl Guard {
                 sig: &[],
                 buf,
             },
-        );
-        s.log.append(pcr, Template::ImaBuf.name(), &data, false)?;
+            pcr,
+        )?;
+        s.log.append(&rec)?;
         Ok(())
     }
 
@@ -946,7 +947,7 @@ impl Shared {
     fn violation(&self, path: &str) -> Result<()> {
         self.counters.violations.fetch_add(1, Ordering::Relaxed);
         let t = self.config.template;
-        let data = template::template_data(
+        let rec = template::record(
             t,
             &Event {
                 algo: self.config.hash_algo,
@@ -956,8 +957,9 @@ impl Shared {
                 sig: &[],
                 buf: &[],
             },
-        );
-        self.log.append(IMA_PCR, t.name(), &data, true)?;
+            IMA_PCR,
+        )?;
+        self.log.append(&rec)?;
         Ok(())
     }
 
@@ -979,7 +981,7 @@ impl Shared {
             Some(v) if matches!(v.first(), Some(0x03 | 0x06)) => &v[..],
             _ => &[][..],
         };
-        let data = template::template_data(
+        let rec = template::record(
             t,
             &Event {
                 algo,
@@ -989,8 +991,9 @@ impl Shared {
                 sig,
                 buf: &[],
             },
-        );
-        self.log.append(pcr, t.name(), &data, false)?;
+            pcr,
+        )?;
+        self.log.append(&rec)?;
         Ok(())
     }
 

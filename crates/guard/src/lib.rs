@@ -45,8 +45,9 @@ pub use identity::{FileAttrs, FileId, Identified};
 pub use log::{Appended, LogConfig, LogStats, MeasurementLog};
 pub use policy::{Access, Actions, AppraiseAction, FixedPolicy, Hook, MeasureAction, PolicyEngine};
 pub use store::{TreeRef, TreeStore};
-pub use template::{Record, Template};
+pub use template::Template;
 pub use verity::FsVerityTrees;
+pub use vigil_ima::list::{PcrBanks, Record};
 
 /// The synchronisation primitives of [`genstate`] and [`queue`]; the model tests
 /// compile those two files against `loom`'s instead.

@@ -1,31 +1,36 @@
 //! The measurement log: the kernel's measurement list, persisted.
 //!
 //! The file is exactly `binary_runtime_measurements` (SHA-1 template digests,
-//! little-endian). Appends are durable when [`MeasurementLog::append`] returns: callers
-//! that append at the same time share one `fsync` (group commit; the first waiter
-//! writes and syncs everything queued, the others wait for it). Software PCR banks
-//! are extended per record in log order, and duplicates (same PCR and template digest
-//! in the `ima_hash` algorithm) are suppressed as the kernel does. On open, a torn last
-//! record is cut off and the banks are rebuilt by replay, so every acknowledged
-//! record survives a crash and nothing unacknowledged is half-present.
+//! little-endian); records are encoded, parsed and replayed by `vigil_ima::list`.
+//! Appends are durable when [`MeasurementLog::append`] returns: callers that append at
+//! the same time share one `fsync` (group commit; the first waiter writes and syncs
+//! everything queued, the others wait for it). Software PCR banks are extended per
+//! record in log order, and duplicates (same PCR and template digest in the `ima_hash`
+//! algorithm) are suppressed as the kernel does. On open, a torn last record is cut
+//! off and the banks are rebuilt by replay, so every acknowledged record survives a
+//! crash and nothing unacknowledged is half-present.
 //!
 //! One lock (`state`) guards the in-memory state; the file is written and synced by
 //! the leader of a batch without it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
+use vigil_ima::list::binary::{encode_record, parse_all};
+use vigil_ima::list::{
+    ascii, BinaryReader, Endian, ExtendMode, PcrBanks, Record, Replay, TailPolicy, NUM_PCRS,
+};
 use vigil_ima::HashAlgo;
 
-use crate::template::{parse_record, Record};
 use crate::{Error, Result};
 
 /// IMA's default PCR.
 pub const IMA_PCR: u32 = 10;
+const ENDIAN: Endian = Endian::Little;
 
 /// Log settings.
 #[derive(Debug, Clone)]
@@ -66,7 +71,7 @@ pub struct LogStats {
     pub violations: u64,
     /// fsyncs issued (≤ records thanks to group commit).
     pub syncs: u64,
-    /// Records cut off as a torn tail when the log was opened.
+    /// Bytes of a torn last record cut off when the log was opened.
     pub torn_bytes_cut: u64,
 }
 
@@ -77,8 +82,9 @@ struct State {
     syncing: bool,
     failed: Option<String>,
     durable_len: u64,
-    stats: LogStats,
-    banks: Vec<(HashAlgo, BTreeMap<u32, Vec<u8>>)>,
+    syncs: u64,
+    torn_bytes_cut: u64,
+    replay: Replay,
     seen: HashSet<(u32, Vec<u8>)>,
 }
 
@@ -91,25 +97,45 @@ pub struct MeasurementLog {
     synced: Condvar,
 }
 
-fn extend(
-    bank: HashAlgo,
-    pcrs: &mut BTreeMap<u32, Vec<u8>>,
-    pcr: u32,
-    rec_data: &[u8],
-    violation: bool,
-) -> Result<()> {
-    let len = bank.digest_len();
-    let e = if violation {
-        vec![0xff; len]
-    } else {
-        bank.digest(rec_data)?
-    };
-    let cur = pcrs.entry(pcr).or_insert_with(|| vec![0; len]);
-    let mut h = vigil_ima::Hasher::new(bank)?;
-    h.update(cur);
-    h.update(&e);
-    *cur = h.finalize();
-    Ok(())
+/// Split a persisted log into whole records: returns them and the length of the prefix
+/// they occupy (what follows is a torn tail), or the offset and description of a record
+/// that cannot be right.
+pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, String)> {
+    let mut rd = BinaryReader::new(buf, HashAlgo::Sha1, ENDIAN).tail_policy(TailPolicy::Stop);
+    let mut out = Vec::new();
+    loop {
+        let at = rd.offset();
+        match rd.next_raw() {
+            Ok(Some(raw)) => out.push(
+                raw.to_record(HashAlgo::Sha1, ENDIAN)
+                    .map_err(|e| (raw.offset, e.to_string()))?,
+            ),
+            Ok(None) => break,
+            Err(e) => return Err((at, e.to_string())),
+        }
+    }
+    Ok((out, rd.offset() as usize))
+}
+
+/// The ASCII line of a record (without the newline), as securityfs prints it.
+pub fn ascii_line(r: &Record) -> String {
+    let mut out = Vec::new();
+    ascii::format_record(r, ENDIAN, &mut out);
+    out.pop();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Replay `records` into fresh PCR banks of `banks` (violations extend 0xFF…).
+pub fn replay(records: &[Record], banks: &[HashAlgo]) -> Result<PcrBanks> {
+    let mut r = Replay::new(banks, ExtendMode::PerBank);
+    for rec in records {
+        r.extend_record(rec, ENDIAN)?;
+    }
+    Ok(r.banks)
+}
+
+fn dedup_key(config: &LogConfig, rec: &Record) -> Result<(u32, Vec<u8>)> {
+    Ok((rec.pcr, rec.template_digest(config.ima_hash, ENDIAN)?))
 }
 
 impl MeasurementLog {
@@ -119,7 +145,6 @@ impl MeasurementLog {
         if !config.banks.contains(&HashAlgo::Sha1) {
             config.banks.insert(0, HashAlgo::Sha1);
         }
-        config.banks.dedup();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -129,32 +154,35 @@ impl MeasurementLog {
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &path, e))?;
+        let (recs, len) = scan(&buf).map_err(|(offset, what)| Error::Corrupt {
+            path: path.clone(),
+            offset,
+            what,
+        })?;
         let mut state = State {
             pending: Vec::new(),
             next_seq: 0,
             synced_seq: 0,
             syncing: false,
             failed: None,
-            durable_len: 0,
-            stats: LogStats::default(),
-            banks: config.banks.iter().map(|&b| (b, BTreeMap::new())).collect(),
+            durable_len: len as u64,
+            syncs: 0,
+            torn_bytes_cut: 0,
+            replay: Replay::new(&config.banks, ExtendMode::PerBank),
             seen: HashSet::new(),
         };
-        let (recs, off) = scan(&buf).map_err(|(offset, what)| Error::Corrupt {
-            path: path.clone(),
-            offset,
-            what,
-        })?;
         for rec in &recs {
-            Self::account(&config, &mut state, rec)?;
+            state.replay.extend_record(rec, ENDIAN)?;
+            if !rec.is_violation() {
+                state.seen.insert(dedup_key(&config, rec)?);
+            }
         }
-        if off < buf.len() {
-            state.stats.torn_bytes_cut = (buf.len() - off) as u64;
-            file.set_len(off as u64)
+        if len < buf.len() {
+            state.torn_bytes_cut = (buf.len() - len) as u64;
+            file.set_len(len as u64)
                 .map_err(|e| Error::io("truncate", &path, e))?;
             file.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
         }
-        state.durable_len = off as u64;
         Ok(MeasurementLog {
             path,
             file,
@@ -162,21 +190,6 @@ impl MeasurementLog {
             state: Mutex::new(state),
             synced: Condvar::new(),
         })
-    }
-
-    fn account(config: &LogConfig, st: &mut State, rec: &Record) -> Result<()> {
-        let violation = rec.is_violation();
-        for (bank, pcrs) in &mut st.banks {
-            extend(*bank, pcrs, rec.pcr, &rec.data, violation)?;
-        }
-        st.stats.records += 1;
-        if violation {
-            st.stats.violations += 1;
-        } else {
-            st.seen
-                .insert((rec.pcr, config.ima_hash.digest(&rec.data)?));
-        }
-        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -188,52 +201,46 @@ impl MeasurementLog {
         &self.path
     }
 
-    /// Append a record of `template` with `data` to `pcr` (a violation when
-    /// `violation`); returns once it is durable.
-    pub fn append(
-        &self,
-        pcr: u32,
-        template: &str,
-        data: &[u8],
-        violation: bool,
-    ) -> Result<Appended> {
-        let digest = if violation {
-            vec![0u8; 20]
+    fn failed(&self, f: &str) -> Error {
+        Error::io("append", &self.path, std::io::Error::other(f.to_owned()))
+    }
+
+    /// Append `rec` (SHA-1 template digest, all zero for a violation); returns once it
+    /// is durable.
+    pub fn append(&self, rec: &Record) -> Result<Appended> {
+        if rec.pcr as usize >= NUM_PCRS {
+            return Err(Error::Config(format!(
+                "PCR {} is not below {NUM_PCRS}",
+                rec.pcr
+            )));
+        }
+        if rec.digest_algo != HashAlgo::Sha1 {
+            return Err(Error::Config(
+                "log records carry SHA-1 template digests".into(),
+            ));
+        }
+        let key = if rec.is_violation() {
+            None
         } else {
-            HashAlgo::Sha1.digest(data)?
-        };
-        let rec = Record {
-            pcr,
-            digest,
-            template: template.to_owned(),
-            data: data.to_vec(),
+            Some(dedup_key(&self.config, rec)?)
         };
         let mut st = self.lock();
         if let Some(f) = &st.failed {
-            return Err(Error::io(
-                "append",
-                &self.path,
-                std::io::Error::other(f.clone()),
-            ));
+            return Err(self.failed(f));
         }
-        if !violation {
-            let key = (pcr, self.config.ima_hash.digest(data)?);
-            if st.seen.contains(&key) {
+        if let Some(key) = key {
+            if !st.seen.insert(key) {
                 return Ok(Appended::Duplicate);
             }
         }
-        Self::account(&self.config, &mut st, &rec)?;
-        let index = st.stats.records - 1;
-        rec.encode(&mut st.pending);
+        st.replay.extend_record(rec, ENDIAN)?;
+        let index = st.replay.records - 1;
+        encode_record(rec, ENDIAN, &mut st.pending);
         st.next_seq += 1;
         let my_seq = st.next_seq;
         loop {
             if let Some(f) = &st.failed {
-                return Err(Error::io(
-                    "append",
-                    &self.path,
-                    std::io::Error::other(f.clone()),
-                ));
+                return Err(self.failed(f));
             }
             if st.synced_seq >= my_seq {
                 return Ok(Appended::Added(index));
@@ -257,7 +264,7 @@ impl MeasurementLog {
                     Ok(()) => {
                         st.synced_seq = last;
                         st.durable_len += batch.len() as u64;
-                        st.stats.syncs += 1;
+                        st.syncs += 1;
                     }
                     Err(e) => st.failed = Some(format!("write/fsync failed: {e}")),
                 }
@@ -268,14 +275,20 @@ impl MeasurementLog {
         }
     }
 
-    /// The software PCR banks: per algorithm, the value of every PCR extended so far.
-    pub fn pcrs(&self) -> Vec<(HashAlgo, BTreeMap<u32, Vec<u8>>)> {
-        self.lock().banks.clone()
+    /// The software PCR banks.
+    pub fn pcrs(&self) -> PcrBanks {
+        self.lock().replay.banks.clone()
     }
 
     /// Counters.
     pub fn stats(&self) -> LogStats {
-        self.lock().stats
+        let st = self.lock();
+        LogStats {
+            records: st.replay.records,
+            violations: st.replay.violations,
+            syncs: st.syncs,
+            torn_bytes_cut: st.torn_bytes_cut,
+        }
     }
 
     /// The durable records, read back from the file (readable while being written).
@@ -287,21 +300,17 @@ impl MeasurementLog {
             .take(len)
             .read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &self.path, e))?;
-        let (out, _) = scan(&buf).map_err(|(offset, what)| Error::Corrupt {
-            path: self.path.clone(),
-            offset,
-            what,
-        })?;
-        Ok(out)
+        Ok(parse_all(&buf, HashAlgo::Sha1, ENDIAN)?)
     }
 
     fn bank_record(rec: &Record, bank: HashAlgo) -> Result<Record> {
         let mut r = rec.clone();
         if bank != HashAlgo::Sha1 {
+            r.digest_algo = bank;
             r.digest = if rec.is_violation() {
                 vec![0; bank.digest_len()]
             } else {
-                bank.digest(&rec.data)?
+                rec.template_digest(bank, ENDIAN)?
             };
         }
         Ok(r)
@@ -311,7 +320,7 @@ impl MeasurementLog {
     pub fn export_binary(&self, bank: HashAlgo, out: &mut dyn Write) -> Result<()> {
         let mut buf = Vec::new();
         for rec in self.records()? {
-            Self::bank_record(&rec, bank)?.encode(&mut buf);
+            encode_record(&Self::bank_record(&rec, bank)?, ENDIAN, &mut buf);
         }
         out.write_all(&buf)
             .map_err(|e| Error::io("write", "<output>", e))
@@ -319,40 +328,11 @@ impl MeasurementLog {
 
     /// Write the list as `ascii_runtime_measurements_<bank>`.
     pub fn export_ascii(&self, bank: HashAlgo, out: &mut dyn Write) -> Result<()> {
-        let mut s = String::new();
+        let mut buf = Vec::new();
         for rec in self.records()? {
-            s.push_str(&Self::bank_record(&rec, bank)?.ascii());
-            s.push('\n');
+            ascii::format_record(&Self::bank_record(&rec, bank)?, ENDIAN, &mut buf);
         }
-        out.write_all(s.as_bytes())
+        out.write_all(&buf)
             .map_err(|e| Error::io("write", "<output>", e))
     }
-}
-
-/// Split a persisted log into whole records: returns them and the length of the
-/// prefix they occupy (what follows is a torn tail), or the offset and description of a
-/// field that cannot be right.
-pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, String)> {
-    let mut out = Vec::new();
-    let mut off = 0usize;
-    while off < buf.len() {
-        match parse_record(&buf[off..], 20) {
-            Ok(Some((r, n))) => {
-                out.push(r);
-                off += n;
-            }
-            Ok(None) => break,
-            Err((at, what)) => return Err((off as u64 + at, what)),
-        }
-    }
-    Ok((out, off))
-}
-
-/// Replay `records` into PCR values for `bank` (violations extend 0xFF…).
-pub fn replay(records: &[Record], bank: HashAlgo) -> Result<BTreeMap<u32, Vec<u8>>> {
-    let mut pcrs = BTreeMap::new();
-    for r in records {
-        extend(bank, &mut pcrs, r.pcr, &r.data, r.is_violation())?;
-    }
-    Ok(pcrs)
 }

@@ -1,7 +1,9 @@
-//! Template data of measurement-list records (`ima-ng`, `ima-sig`, `ima-ngv2`,
-//! `ima-sigv2`, `ima-buf`) and the binary record framing, little-endian as on x86 and
-//! arm64 (and as `ima_canonical_fmt` writes everywhere).
+//! The templates the guard writes (`ima-ng`, `ima-sig`, `ima-ngv2`, `ima-sigv2`,
+//! `ima-buf`) and the measurement-list records of its events, built with
+//! `vigil_ima::list` (little-endian, as on x86 and arm64 and as `ima_canonical_fmt`
+//! writes everywhere).
 
+use vigil_ima::list::{kernel_name, DigestAlgo, Endian, Field, Record};
 use vigil_ima::HashAlgo;
 
 use crate::{Error, Result};
@@ -44,26 +46,6 @@ impl Template {
             _ => return Err(Error::Config(format!("unsupported template {name:?}"))),
         })
     }
-
-    fn fields(self) -> &'static [Field] {
-        use Field::*;
-        match self {
-            Template::ImaNg => &[DNg, NNg],
-            Template::ImaSig => &[DNg, NNg, Sig],
-            Template::ImaNgV2 => &[DNgV2, NNg],
-            Template::ImaSigV2 => &[DNgV2, NNg, Sig],
-            Template::ImaBuf => &[DNg, NNg, Buf],
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Field {
-    DNg,
-    DNgV2,
-    NNg,
-    Sig,
-    Buf,
 }
 
 /// What a digest in a `d-ngv2` field is.
@@ -92,167 +74,33 @@ pub struct Event<'a> {
     pub buf: &'a [u8],
 }
 
-fn push_field(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-}
-
-/// The template data (field lengths included, as hashed into the template digest).
-pub fn template_data(t: Template, ev: &Event<'_>) -> Vec<u8> {
+/// The record of `ev` for PCR `pcr` (SHA-1 template digest, little-endian), a
+/// violation record (zero digests) when `ev.digest` is `None`.
+pub fn record(t: Template, ev: &Event<'_>, pcr: u32) -> Result<Record> {
     let zeros = vec![0u8; ev.algo.digest_len()];
-    let digest = ev.digest.unwrap_or(&zeros);
-    let mut out = Vec::new();
-    for f in t.fields() {
-        let mut v = Vec::new();
-        match f {
-            Field::DNg => {
-                v.extend_from_slice(ev.algo.name().as_bytes());
-                v.extend_from_slice(b":\0");
-                v.extend_from_slice(digest);
-            }
-            Field::DNgV2 => {
-                v.extend_from_slice(match ev.digest_type {
-                    DigestType::Ima => b"ima:",
-                    DigestType::Verity => b"verity:",
-                });
-                v.extend_from_slice(ev.algo.name().as_bytes());
-                v.extend_from_slice(b":\0");
-                v.extend_from_slice(digest);
-            }
-            Field::NNg => {
-                v.extend(ev.name.bytes().map(|b| if b == b' ' { b'_' } else { b }));
-                v.push(0);
-            }
-            Field::Sig => v.extend_from_slice(ev.sig),
-            Field::Buf => v.extend_from_slice(ev.buf),
-        }
-        push_field(&mut out, &v);
-    }
-    out
-}
-
-/// One binary record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// PCR index.
-    pub pcr: u32,
-    /// Template digest as stored (all zero = violation).
-    pub digest: Vec<u8>,
-    /// Template name.
-    pub template: String,
-    /// Template data.
-    pub data: Vec<u8>,
-}
-
-impl Record {
-    /// Whether this is a violation record.
-    pub fn is_violation(&self) -> bool {
-        self.digest.iter().all(|&b| b == 0)
-    }
-
-    /// Append the binary encoding.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.pcr.to_le_bytes());
-        out.extend_from_slice(&self.digest);
-        push_field(out, self.template.as_bytes());
-        push_field(out, &self.data);
-    }
-
-    /// The ASCII line (without the newline) as securityfs prints it.
-    pub fn ascii(&self) -> String {
-        let mut s = format!(
-            "{:2} {} {}",
-            self.pcr,
-            hex::encode(&self.digest),
-            self.template
-        );
-        let mut p = &self.data[..];
-        let kinds: &[Field] = Template::from_name(&self.template)
-            .map(|t| t.fields())
-            .unwrap_or(&[]);
-        let mut i = 0;
-        while p.len() >= 4 {
-            let n = u32::from_le_bytes(p[..4].try_into().expect("4 bytes")) as usize;
-            let Some(v) = p.get(4..4 + n) else { break };
-            s.push(' ');
-            match kinds.get(i) {
-                Some(Field::DNg) | Some(Field::DNgV2) => {
-                    if let Some(z) = v.windows(2).position(|w| w == b":\0") {
-                        s.push_str(&String::from_utf8_lossy(&v[..z + 1]));
-                        s.push_str(&hex::encode(&v[z + 2..]));
-                    } else {
-                        s.push_str(&hex::encode(v));
-                    }
-                }
-                Some(Field::NNg) => {
-                    let v = v.strip_suffix(&[0]).unwrap_or(v);
-                    s.push_str(&String::from_utf8_lossy(v));
-                }
-                _ => s.push_str(&hex::encode(v)),
-            }
-            p = &p[4 + n..];
-            i += 1;
-        }
-        s
-    }
-}
-
-/// Parse one record of `digest_len`-byte template digests from the start of `buf`.
-/// `Ok(None)` when `buf` ends inside the record (a torn tail); `Err` with the offset
-/// (relative to `buf`) of a field that cannot be right.
-pub fn parse_record(
-    buf: &[u8],
-    digest_len: usize,
-) -> Result<Option<(Record, usize)>, (u64, String)> {
-    let mut off = 0usize;
-    let take = |off: &mut usize, n: usize| -> Option<&[u8]> {
-        let s = buf.get(*off..off.checked_add(n)?)?;
-        *off += n;
-        Some(s)
-    };
-    let u32_at = |off: &mut usize| -> Option<u32> {
-        take(off, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    };
-    let Some(pcr) = u32_at(&mut off) else {
-        return Ok(None);
-    };
-    if pcr > 63 {
-        return Err((0, format!("PCR index {pcr} out of range")));
-    }
-    let Some(digest) = take(&mut off, digest_len) else {
-        return Ok(None);
-    };
-    let digest = digest.to_vec();
-    let noff = off as u64;
-    let Some(nlen) = u32_at(&mut off) else {
-        return Ok(None);
-    };
-    if nlen == 0 || nlen > 255 {
-        return Err((noff, format!("template name length {nlen}")));
-    }
-    let Some(name) = take(&mut off, nlen as usize) else {
-        return Ok(None);
-    };
-    let Ok(template) = std::str::from_utf8(name) else {
-        return Err((noff + 4, "template name is not UTF-8".into()));
-    };
-    if template == "ima" {
-        return Err((noff + 4, "template \"ima\" is not written by vigil".into()));
-    }
-    let template = template.to_owned();
-    let Some(dlen) = u32_at(&mut off) else {
-        return Ok(None);
-    };
-    let Some(data) = take(&mut off, dlen as usize) else {
-        return Ok(None);
-    };
-    Ok(Some((
-        Record {
-            pcr,
+    let digest = ev.digest.unwrap_or(&zeros).to_vec();
+    let algo = DigestAlgo::Known(ev.algo);
+    let d = match t {
+        Template::ImaNgV2 | Template::ImaSigV2 => Field::DigestNgV2 {
+            kind: match ev.digest_type {
+                DigestType::Ima => "ima".into(),
+                DigestType::Verity => "verity".into(),
+            },
+            algo,
             digest,
-            template,
-            data: data.to_vec(),
         },
-        off,
-    )))
+        _ => Field::DigestNg { algo, digest },
+    };
+    let mut fields = vec![d, Field::NameNg(kernel_name(ev.name.as_bytes()))];
+    match t {
+        Template::ImaSig | Template::ImaSigV2 => fields.push(Field::Sig(ev.sig.to_vec())),
+        Template::ImaBuf => fields.push(Field::Buf(ev.buf.to_vec())),
+        Template::ImaNg | Template::ImaNgV2 => {}
+    }
+    let r = Record::new(pcr, t.name(), fields, HashAlgo::Sha1, Endian::Little)?;
+    Ok(if ev.digest.is_none() {
+        r.into_violation()
+    } else {
+        r
+    })
 }

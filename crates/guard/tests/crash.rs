@@ -11,29 +11,33 @@ use std::time::Duration;
 
 use vigil_guard::log::{replay, LogConfig, MeasurementLog};
 use vigil_guard::store::TreeStore;
-use vigil_guard::template::{template_data, DigestType, Event, Template};
+use vigil_guard::template::{record, DigestType, Event, Template};
+use vigil_guard::Record;
+use vigil_ima::list::binary::encode_record;
+use vigil_ima::list::Endian;
 use vigil_ima::HashAlgo;
 
 const CHILD_ENV: &str = "VIGIL_GUARD_CRASH_CHILD";
 
-fn event_data(name: &str) -> Vec<u8> {
+fn event(name: &str, pcr: u32, violation: bool) -> Record {
     let digest = HashAlgo::Sha256.digest(name.as_bytes()).unwrap();
-    template_data(
-        Template::ImaSig,
-        &Event {
-            algo: HashAlgo::Sha256,
-            digest: Some(&digest),
-            digest_type: DigestType::Ima,
-            name,
-            sig: if name.len() % 2 == 0 {
-                b"\x03\x02sig"
-            } else {
-                b""
-            },
-            buf: &[],
-        },
-    )
+    let sig: &[u8] = if name.len() % 2 == 0 {
+        b"\x03\x02sig"
+    } else {
+        b""
+    };
+    let ev = Event {
+        algo: HashAlgo::Sha256,
+        digest: (!violation).then_some(&digest[..]),
+        digest_type: DigestType::Ima,
+        name,
+        sig,
+        buf: &[],
+    };
+    record(Template::ImaSig, &ev, pcr).unwrap()
 }
+
+const BANKS: [HashAlgo; 2] = [HashAlgo::Sha1, HashAlgo::Sha256];
 
 fn tree_body(key: &str) -> Vec<Vec<u8>> {
     // 4–12 chunks of 64 KiB of key-derived bytes.
@@ -70,7 +74,7 @@ fn crash_child() {
                         for n in 0.. {
                             let name = format!("/round{round}/t{t}/file {n}");
                             let viol = n % 17 == 5;
-                            log.append(10 + (n % 2) as u32, "ima-sig", &event_data(&name), viol)
+                            log.append(&event(&name, 10 + (n % 2) as u32, viol))
                                 .unwrap();
                             let mut o = out.lock().unwrap();
                             writeln!(o, "ack {name}").unwrap();
@@ -140,13 +144,11 @@ fn log_survives_kill9() {
         if round % 3 == 2 {
             // A write torn by a power cut (SIGKILL alone never tears a write(2)).
             let mut torn = Vec::new();
-            vigil_guard::Record {
-                pcr: 10,
-                digest: vec![7; 20],
-                template: "ima-sig".into(),
-                data: event_data("/never acknowledged"),
-            }
-            .encode(&mut torn);
+            encode_record(
+                &event("/never acknowledged", 10, false),
+                Endian::Little,
+                &mut torn,
+            );
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(d.path().join("log.bin"))
@@ -163,31 +165,29 @@ fn log_survives_kill9() {
             {
                 let mut b = Vec::new();
                 for r in &recs {
-                    r.encode(&mut b);
+                    encode_record(r, Endian::Little, &mut b);
                 }
                 b.len() as u64
             },
             "file holds exactly the parsed records"
         );
-        for (bank, pcrs) in log.pcrs() {
-            assert_eq!(
-                pcrs,
-                replay(&recs, bank).unwrap(),
-                "round {round} bank {bank}"
-            );
-        }
+        assert_eq!(log.pcrs(), replay(&recs, &BANKS).unwrap(), "round {round}");
         // Nothing acknowledged is missing.
-        let present: HashSet<Vec<u8>> = recs.iter().map(|r| r.data.clone()).collect();
+        let present: HashSet<Vec<u8>> = recs.iter().map(|r| r.name().unwrap().to_vec()).collect();
         for name in &acked_all {
+            let stored = vigil_ima::list::kernel_name(name.as_bytes());
             assert!(
-                present.contains(&event_data(name)),
+                present.contains(&stored),
                 "round {round}: acknowledged {name} lost"
             );
         }
         // Each record is whole: its template digest matches its data.
         for r in &recs {
             if !r.is_violation() {
-                assert_eq!(r.digest, HashAlgo::Sha1.digest(&r.data).unwrap());
+                assert_eq!(
+                    r.digest,
+                    r.template_digest(HashAlgo::Sha1, Endian::Little).unwrap()
+                );
             }
         }
     }
@@ -285,8 +285,7 @@ fn torn_log_tail_is_cut() {
     let p = d.path().join("log.bin");
     let log = MeasurementLog::open(&p, LogConfig::default()).unwrap();
     for i in 0..3 {
-        log.append(10, "ima-ng", &event_data(&format!("/f{i}")), false)
-            .unwrap();
+        log.append(&event(&format!("/f{i}"), 10, false)).unwrap();
     }
     let pcrs = log.pcrs();
     drop(log);
@@ -294,13 +293,7 @@ fn torn_log_tail_is_cut() {
     let whole = bytes.len();
     // A half-written fourth record.
     let mut rec = Vec::new();
-    vigil_guard::Record {
-        pcr: 10,
-        digest: vec![1; 20],
-        template: "ima-ng".into(),
-        data: event_data("/f3"),
-    }
-    .encode(&mut rec);
+    encode_record(&event("/f3", 10, false), Endian::Little, &mut rec);
     bytes.extend_from_slice(&rec[..rec.len() / 2]);
     std::fs::write(&p, &bytes).unwrap();
     let log = MeasurementLog::open(&p, LogConfig::default()).unwrap();
@@ -310,7 +303,7 @@ fn torn_log_tail_is_cut() {
     assert_eq!(log.stats().records, 3);
     // Duplicates are suppressed across a restart too.
     assert_eq!(
-        log.append(10, "ima-ng", &event_data("/f1"), false).unwrap(),
+        log.append(&event("/f1", 10, false)).unwrap(),
         vigil_guard::Appended::Duplicate
     );
     // Garbage in the middle is reported with its offset, not cut.

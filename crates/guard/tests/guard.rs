@@ -12,7 +12,10 @@ use vigil_guard::{
     Actions, AppraiseAction, AppraiseMode, Config, Error, FixedPolicy, Guard, MeasureAction,
     OpenRequest, ReleaseOutcome, Verdict,
 };
+use vigil_ima::list::Endian;
 use vigil_ima::HashAlgo;
+
+const BANKS: [HashAlgo; 2] = [HashAlgo::Sha1, HashAlgo::Sha256];
 
 fn open_read(g: &Guard, path: &std::path::Path) -> vigil_guard::Result<vigil_guard::OpenDecision> {
     let f = File::open(path).unwrap();
@@ -69,8 +72,10 @@ fn measures_caches_and_invalidates() {
     // Three distinct contents logged, once each; PCRs equal the replay.
     let recs = g.log().records().unwrap();
     assert_eq!(recs.len(), 3);
-    let line = recs[0].ascii();
-    let want_sha1 = hex::encode(HashAlgo::Sha1.digest(&recs[0].data).unwrap());
+    let line = vigil_guard::log::ascii_line(&recs[0]);
+    let mut data = Vec::new();
+    recs[0].encode_data(Endian::Little, &mut data);
+    let want_sha1 = hex::encode(HashAlgo::Sha1.digest(&data).unwrap());
     assert_eq!(
         line,
         format!(
@@ -79,13 +84,7 @@ fn measures_caches_and_invalidates() {
             p.to_str().unwrap().replace(' ', "_")
         )
     );
-    for (bank, pcrs) in g.pcrs() {
-        assert_eq!(
-            pcrs,
-            vigil_guard::log::replay(&recs, bank).unwrap(),
-            "{bank}"
-        );
-    }
+    assert_eq!(g.pcrs(), vigil_guard::log::replay(&recs, &BANKS).unwrap());
 }
 
 #[test]
@@ -138,14 +137,12 @@ fn violations_tomtou_and_open_writers() {
     assert_eq!(viol.len(), 3);
     assert_eq!(g.log().stats().violations, 3);
     // Violation: zero template digest, zero file digest, 0xFF extended.
-    assert!(viol[0].ascii().starts_with(&format!(
+    assert!(vigil_guard::log::ascii_line(viol[0]).starts_with(&format!(
         "10 {} ima-ng sha256:{} {path}",
         "0".repeat(40),
         "0".repeat(64)
     )));
-    for (bank, pcrs) in g.pcrs() {
-        assert_eq!(pcrs, vigil_guard::log::replay(&recs, bank).unwrap());
-    }
+    assert_eq!(g.pcrs(), vigil_guard::log::replay(&recs, &BANKS).unwrap());
 }
 
 #[test]
@@ -472,11 +469,11 @@ fn log_verifies_with_evmctl() {
     std::fs::write(&bin, &out).unwrap();
     assert_eq!(out, std::fs::read(g.log().path()).unwrap());
     let mut pcr_args = Vec::new();
-    for (bank, pcrs) in g.pcrs() {
+    for b in g.pcrs().banks {
+        let bank = b.algo;
         let mut s = String::new();
-        for i in 0..24u32 {
-            let v = pcrs.get(&i).cloned().unwrap_or(vec![0; bank.digest_len()]);
-            s.push_str(&format!("PCR-{i:02}: {}\n", hex::encode(v)));
+        for i in 0..24 {
+            s.push_str(&format!("PCR-{i:02}: {}\n", hex::encode(b.pcr(i))));
         }
         let pf = d.path().join(format!("pcrs-{bank}"));
         std::fs::write(&pf, s).unwrap();
@@ -523,10 +520,9 @@ fn measure_template_and_pcr_from_rule() {
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].pcr, 11);
     // ima-sig without a signature ends with an empty field: trailing space.
-    assert!(
-        recs[0].ascii().ends_with("/sig_file "),
-        "{}",
-        recs[0].ascii()
-    );
-    assert_eq!(g.pcrs()[0].1.keys().copied().collect::<Vec<_>>(), vec![11]);
+    let line = vigil_guard::log::ascii_line(&recs[0]);
+    assert!(line.ends_with("/sig_file "), "{line}");
+    let sha1 = g.pcrs().get(HashAlgo::Sha1).unwrap().clone();
+    assert_eq!(sha1.pcr(10), &[0u8; 20]);
+    assert_ne!(sha1.pcr(11), &[0u8; 20]);
 }
