@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use vigil_ima::HashAlgo;
+use vigil_ima::{HashAlgo, ImaXattr, KeyRing, Signature, XattrType};
 
 use crate::policy::AppraiseAction;
 
@@ -70,38 +70,46 @@ pub trait SignatureVerifier: Send + Sync {
     ) -> Result<(), String>;
 }
 
-/// A hash value (`security.ima` types 0x01, 0x04): algorithm and digest.
-pub fn parse_hash_value(v: &[u8]) -> Option<(HashAlgo, &[u8])> {
-    match v.first()? {
-        0x01 => {
-            let d = &v[1..];
-            HashAlgo::from_legacy_len(d.len()).map(|a| (a, d))
-        }
-        0x04 => {
-            let a = HashAlgo::from_id(*v.get(1)?).ok()?;
-            let d = &v[2..];
-            (d.len() == a.digest_len()).then_some((a, d))
-        }
-        _ => None,
-    }
-}
-
 /// Whether `v` is a signature value (types 0x03, 0x05, 0x06).
 pub fn is_signature(v: &[u8]) -> bool {
     matches!(v.first(), Some(0x03 | 0x05 | 0x06))
 }
 
-/// The hash value the kernel writes: 0x01 + digest for md5/sha1, else 0x04 + id + digest.
+/// The hash value the kernel (and evmctl) writes for `digest`: 0x01 + digest for
+/// md4/md5/sha1, else 0x04 + algorithm id + digest.
 pub fn hash_value(algo: HashAlgo, digest: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(digest.len() + 2);
-    if matches!(algo, HashAlgo::Md4 | HashAlgo::Md5 | HashAlgo::Sha1) {
-        v.push(0x01);
-    } else {
-        v.push(0x04);
-        v.push(algo as u8);
+    ImaXattr::from_digest(algo, digest.to_vec())
+        .map(|x| x.encode())
+        .unwrap_or_default()
+}
+
+/// A key ring verifies v2 and v3 signatures: type 0x03 over the content hash made with
+/// the signature's algorithm, type 0x06 over the fs-verity digest.
+impl SignatureVerifier for KeyRing {
+    fn verify(
+        &self,
+        xattr: &[u8],
+        file_digest: &mut dyn FnMut(HashAlgo) -> Result<Vec<u8>, String>,
+        verity: Option<(HashAlgo, &[u8])>,
+    ) -> Result<(), String> {
+        let sig = Signature::decode(xattr).map_err(|e| format!("invalid-signature: {e}"))?;
+        let digest = match sig.xattr_type {
+            XattrType::ImaVeritySig => match verity {
+                Some((algo, d)) if algo == sig.hash_algo => d.to_vec(),
+                Some((algo, _)) => {
+                    return Err(format!(
+                        "invalid-signature: signature over a {} verity digest, tree is {algo}",
+                        sig.hash_algo
+                    ))
+                }
+                None => return Err("no-verity-digest".into()),
+            },
+            _ => file_digest(sig.hash_algo)?,
+        };
+        self.verify_signature(&sig, &digest)
+            .map(|_| ())
+            .map_err(|e| format!("invalid-signature: {e}"))
     }
-    v.extend_from_slice(digest);
-    v
 }
 
 /// Appraise `value` (the file's IMA value, if any) for `action`.
@@ -149,8 +157,11 @@ pub fn appraise(
     if action.require_signature {
         return fail("IMA-signature-required");
     }
-    let Some((algo, want)) = parse_hash_value(v) else {
-        return fail("invalid-hash");
+    let (algo, want) = match ImaXattr::decode(v) {
+        Ok(ImaXattr::Digest { algo, digest } | ImaXattr::DigestNg { algo, digest }) => {
+            (algo, digest)
+        }
+        _ => return fail("invalid-hash"),
     };
     if !action.algos.is_empty() && !action.algos.contains(&algo) {
         return fail("invalid-hash");

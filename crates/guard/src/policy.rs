@@ -102,3 +102,44 @@ impl PolicyEngine for FixedPolicy {
         self.0.clone()
     }
 }
+
+/// The IMA policy language (a parsed and compiled `vigil_ima::policy::Policy`) as the
+/// guard's policy: first match per action class, options of the matching rules.
+/// A `template=` the guard cannot write (`ima`, `evm-sig`, `ima-modsig`, custom
+/// formats) falls back to the configured default template.
+impl PolicyEngine for vigil_ima::policy::CompiledPolicy {
+    fn actions(&self, a: &Access<'_>) -> Actions {
+        use vigil_ima::policy::{algos_from_bits, Func, Request};
+        let func = match a.hook {
+            Hook::FileCheck => Func::FileCheck,
+            Hook::MmapCheck => Func::MmapCheck,
+            Hook::BprmCheck => Func::BprmCheck,
+        };
+        let req = Request {
+            uid: a.uid,
+            euid: a.euid,
+            suid: a.euid,
+            gid: a.gid,
+            egid: a.egid,
+            sgid: a.egid,
+            fowner: a.fowner,
+            fgroup: a.fgroup,
+            fsmagic: a.fsmagic,
+            ..Request::new(func, (a.mask & 0xf) as u8)
+        };
+        let d = self.evaluate(&req);
+        Actions {
+            measure: d.must_measure().then(|| MeasureAction {
+                pcr: u32::from(d.pcr.unwrap_or(10)),
+                template: d.template.and_then(|t| Template::from_name(t).ok()),
+                verity: d.digest_verity,
+            }),
+            appraise: d.must_appraise().then(|| AppraiseAction {
+                require_signature: d.sig_required,
+                verity: d.digest_verity,
+                algos: d.appraise_algos.map(algos_from_bits).unwrap_or_default(),
+            }),
+            hash: d.must_hash(),
+        }
+    }
+}
