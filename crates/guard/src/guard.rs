@@ -473,6 +473,17 @@ impl Guard {
         identity::identify_fd(fd)
     }
 
+    /// Fresh attributes for a file already identified: `fd` must be the file `known`
+    /// names (opened from the same FUSE node, say). One `statx` instead of the three
+    /// system calls of [`Guard::identify`]; falls back to a full identification when
+    /// `fd` is on another mount.
+    pub fn refresh(&self, known: &Identified, fd: BorrowedFd<'_>) -> Result<Identified> {
+        match identity::refresh_fd(&known.id, fd, known.attrs.fs_magic)? {
+            Some(i) => Ok(i),
+            None => identity::identify_fd(fd),
+        }
+    }
+
     /// Identify `path` under `dirfd` (symlinks not followed).
     pub fn identify_at(&self, dirfd: BorrowedFd<'_>, path: &Path) -> Result<Identified> {
         identity::identify_at(dirfd, path)
