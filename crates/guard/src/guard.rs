@@ -590,6 +590,15 @@ impl Guard {
             .appraise
             .as_ref()
             .filter(|_| s.config.appraise_mode != AppraiseMode::Off);
+        // mmap_violation_check: an executable mapping of an appraised file that is
+        // mapped writable somewhere is refused (audit cause `mmapped_writers`).
+        if req.hook == Hook::MmapCheck
+            && appraise.is_some()
+            && s.config.appraise_mode == AppraiseMode::Enforce
+            && st.maps() > 0
+        {
+            return Err(Error::TextBusy);
+        }
         if actions.measure.is_none() && appraise.is_none() && !actions.hash {
             return Ok(OpenDecision {
                 handle,
