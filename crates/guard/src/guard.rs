@@ -110,7 +110,8 @@ pub struct Measurement {
     pub ima_value: Option<Vec<u8>>,
     /// PCRs this version was logged to (bit n = PCR n).
     logged: AtomicU64,
-    /// Appraisal verdicts, by the appraise options that asked.
+    /// Appraisal verdicts, by the appraise options that asked. A leaf lock: held only
+    /// to look up or add a verdict, never across I/O or with another lock.
     verdicts: Mutex<Vec<(AppraiseAction, Verdict)>>,
 }
 
@@ -566,7 +567,8 @@ impl Guard {
             id: file.id.clone(),
             state: Arc::clone(&st),
             write,
-            job: Some(JobInfo {
+            // Only a writer's release queues a job.
+            job: write.then(|| JobInfo {
                 path: Arc::from(req.path.as_str()),
                 uid: req.uid,
                 gid: req.gid,
