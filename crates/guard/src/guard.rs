@@ -412,6 +412,8 @@ struct JobInfo {
 }
 
 struct Shared {
+    /// Holds the exclusive lock on `<state>/lock` for the guard's lifetime.
+    _lock: File,
     config: Config,
     files: RwLock<HashMap<FileId, Arc<FileState>>>,
     mounts: RwLock<HashMap<u64, Arc<OwnedFd>>>,
@@ -440,6 +442,17 @@ impl Guard {
     pub fn new(config: Config, state_dir: impl AsRef<Path>) -> Result<Guard> {
         let dir = state_dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+        // One guard per state directory: the log, trees and seals have one writer.
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| match e {
+                rustix::io::Errno::WOULDBLOCK => {
+                    Error::Config(format!("{}: in use by another guard", dir.display()))
+                }
+                e => Error::io("flock", &lock_path, e),
+            },
+        )?;
         let mut logcfg = config.log.clone();
         logcfg.ima_hash = config.hash_algo;
         let log = MeasurementLog::open(dir.join("measurements.bin"), logcfg)?;
@@ -447,6 +460,7 @@ impl Guard {
         let seals_path = dir.join("seals");
         let seals = load_seals(&seals_path)?;
         let shared = Arc::new(Shared {
+            _lock: lock,
             queue: DedupQueue::new(config.queue_capacity),
             config,
             files: RwLock::new(HashMap::new()),

@@ -606,3 +606,15 @@ fn sidecar_store_holds_values() {
         format!("0404{}", sha256_hex(b"sidecar content"))
     );
 }
+
+#[test]
+fn one_guard_per_state_directory() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    match Guard::new(config(measure_all()), d.path().join("state")) {
+        Err(Error::Config(m)) => assert!(m.contains("in use"), "{m}"),
+        other => panic!("second guard on one state dir: {:?}", other.is_ok()),
+    }
+    drop(g);
+    Guard::new(config(measure_all()), d.path().join("state")).unwrap();
+}
