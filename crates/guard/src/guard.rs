@@ -312,7 +312,8 @@ impl Drop for MapToken {
 }
 
 /// A content change in progress (write, truncate, fallocate, size change): the file
-/// is dirty from its creation until after it is dropped.
+/// is dirty, and counted as having a writer, from its creation until after it is
+/// dropped.
 pub struct Modification {
     state: Arc<FileState>,
     begin: u64,
@@ -327,15 +328,25 @@ impl Modification {
 
     /// End the change now; returns the generation of the new content.
     pub fn finish(mut self) -> u64 {
+        self.end()
+    }
+
+    fn end(&mut self) -> u64 {
         self.done = true;
-        self.state.gen.end_modify()
+        let generation = self.state.gen.end_modify();
+        if self.state.release(0) == 1 {
+            self.state
+                .emitted_open_writers
+                .store(false, Ordering::Release);
+        }
+        generation
     }
 }
 
 impl Drop for Modification {
     fn drop(&mut self) {
         if !self.done {
-            self.state.gen.end_modify();
+            self.end();
         }
     }
 }
@@ -662,9 +673,9 @@ impl Guard {
     /// guard until the change is done. Never blocks; [`Error::Sealed`] if sealed.
     pub fn modify(&self, id: &FileId) -> Result<Modification> {
         let st = self.shared.state_for(id);
-        if st.sealed() {
-            return Err(Error::Sealed);
-        }
+        // Counted as a writer while it lasts (as truncate(2) takes write access), so
+        // a seal cannot slip in between this check and the change.
+        st.acquire(0)?;
         let begin = st.gen.begin_modify();
         Ok(Modification {
             state: st,

@@ -618,3 +618,25 @@ fn one_guard_per_state_directory() {
     drop(g);
     Guard::new(config(measure_all()), d.path().join("state")).unwrap();
 }
+
+#[test]
+fn seal_waits_for_a_change_in_flight() {
+    let d = scratch();
+    let g = guard(d.path(), Actions::default());
+    let p = write_file(&d.path().join("t"), b"0123456789");
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    // A path truncate(2) in flight counts as a writer: no seal slips in before it.
+    let m = g.modify(&id.id).unwrap();
+    assert!(matches!(
+        g.seal(&id, f.as_fd()),
+        Err(Error::Busy { writers: 1, .. })
+    ));
+    f.set_len(4).unwrap();
+    drop(m);
+    let now = g.identify(f.as_fd()).unwrap();
+    let rec = g.seal(&now, f.as_fd()).unwrap();
+    assert_eq!(hex::encode(rec.digest), sha256_hex(b"0123"));
+    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    assert_eq!(g.status(&id.id).unwrap().writers, 0);
+}
