@@ -557,7 +557,7 @@ fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
                 .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
         }
         Ok((
-            format!("hash({}): ", algo.openssl_name()),
+            format!("hash({}): ", opts.hash_algo),
             format!("{}\n", hex::encode(value)),
         ))
     })
@@ -580,7 +580,7 @@ fn ima_sign_one(
     .encode();
     let mut err = format!(
         "hash({}): {}\nevm/ima signature: {} bytes\n",
-        algo.openssl_name(),
+        opts.hash_algo,
         hex::encode(&digest),
         value.len() - 1
     );
@@ -702,7 +702,7 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
                 ima::sys::set_xattr(p, names.ima, &value)
                     .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
             }
-            err.push_str(&format!("hash({}): ", algo.openssl_name()));
+            err.push_str(&format!("hash({}): ", opts.hash_algo));
             out.push_str(&format!("{}\n", hex::encode(value)));
         }
         let digest = ima::evm_file_digest(p, names, &opts.evm, algo)?;
@@ -719,7 +719,7 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         .encode();
         err.push_str(&format!(
             "hash({}): {}\nevm/ima signature: {} bytes\n",
-            algo.openssl_name(),
+            opts.hash_algo,
             hex::encode(&digest),
             value.len() - 1
         ));
