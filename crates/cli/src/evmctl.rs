@@ -459,6 +459,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 opts.ignore_violations,
                 bank,
                 opts.verbose as u32,
+                opts.verify_sig,
+                opts.keys.as_deref(),
             );
         }
         "ima_boot_aggregate" => {
