@@ -70,6 +70,20 @@ fn private_key_formats() {
         .unwrap();
     ok(&v, "EVMCTL_KEY_PASSWORD");
     assert_eq!(stdout(&v), format!("{}  f\n", reference.trim_end()));
+    // `-p` alone reads the password from standard input.
+    let r = evmctl_stdin(
+        &["ima_sign", "-n", "-p", "--key", "enc.pem", "f"],
+        p,
+        b"secret\n",
+    );
+    let v = vevmctl_stdin(
+        &["ima_sign", "-n", "-p", "--key", "enc.pem", "f"],
+        p,
+        b"secret\n",
+    );
+    ok(&v, "-p from stdin");
+    assert_eq!(stdout(&v), stdout(&r));
+    assert_eq!(stdout(&v), reference);
     let v = vevmctl(
         &["ima_sign", "-n", "--key", "enc.pem", "--pass=wrong", "f"],
         p,
