@@ -66,6 +66,8 @@ const OPTS: &[Opt] = &[
     ),
     Opt::new(None, Some("veritysig"), HasArg::No, "veritysig"),
     Opt::new(None, Some("hwtpm"), HasArg::No, "hwtpm"),
+    Opt::new(None, Some("v2"), HasArg::No, "v2"),
+    Opt::new(None, Some("v3"), HasArg::No, "v3"),
 ];
 
 /// evmctl's parsed options, for every command (including those implemented in
@@ -120,6 +122,9 @@ pub struct EvmctlOpts {
     pub engine: Option<String>,
     /// `--rsa` (legacy v1 signatures; accepted, ignored).
     pub rsa: bool,
+    /// `--v3` (upstream 2026): sigv3 over `ima_file_id` for IMA (type 0x03) and
+    /// EVM (type 0x03/0x05) signatures; `--v2` switches back.
+    pub v3: bool,
 }
 
 impl Default for EvmctlOpts {
@@ -149,6 +154,7 @@ impl Default for EvmctlOpts {
             hwtpm: false,
             engine: None,
             rsa: false,
+            v3: false,
         }
     }
 }
@@ -287,6 +293,8 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
             }
             "veritysig" => o.veritysig = true,
             "hwtpm" => o.hwtpm = true,
+            "v2" => o.v3 = false,
+            "v3" => o.v3 = true,
             other => unreachable!("option key {other} has no handler"),
         }
     }
@@ -551,7 +559,7 @@ fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
                 .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
         }
         Ok((
-            format!("hash({}): ", algo.openssl_name()),
+            format!("hash({}): ", opts.hash_algo),
             format!("{}\n", hex::encode(value)),
         ))
     })
@@ -566,10 +574,15 @@ fn ima_sign_one(
     p: &Path,
 ) -> anyhow::Result<(String, String)> {
     let digest = ima::file_digest(p, algo)?;
-    let value = vigil_ima::sign_digest(key, algo, &digest)?.encode();
+    let value = if opts.v3 {
+        vigil_ima::sign_v3(key, XattrType::DigSig, algo, &digest)?
+    } else {
+        vigil_ima::sign_digest(key, algo, &digest)?
+    }
+    .encode();
     let mut err = format!(
         "hash({}): {}\nevm/ima signature: {} bytes\n",
-        algo.openssl_name(),
+        opts.hash_algo,
         hex::encode(&digest),
         value.len() - 1
     );
@@ -691,7 +704,7 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
                 ima::sys::set_xattr(p, names.ima, &value)
                     .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
             }
-            err.push_str(&format!("hash({}): ", algo.openssl_name()));
+            err.push_str(&format!("hash({}): ", opts.hash_algo));
             out.push_str(&format!("{}\n", hex::encode(value)));
         }
         let digest = ima::evm_file_digest(p, names, &opts.evm, algo)?;
@@ -700,10 +713,15 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         } else {
             XattrType::DigSig
         };
-        let value = vigil_ima::sig::sign_digest_as(&key, kind, algo, &digest)?.encode();
+        let value = if opts.v3 {
+            vigil_ima::sign_v3(&key, kind, algo, &digest)?
+        } else {
+            vigil_ima::sig::sign_digest_as(&key, kind, algo, &digest)?
+        }
+        .encode();
         err.push_str(&format!(
             "hash({}): {}\nevm/ima signature: {} bytes\n",
-            algo.openssl_name(),
+            opts.hash_algo,
             hex::encode(&digest),
             value.len() - 1
         ));
@@ -729,7 +747,7 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     };
     let mut evm = opts.evm.clone();
     if sig.xattr_type == XattrType::EvmPortableDigSig {
-        if sig.version != 2 {
+        if sig.version != 2 && sig.version != 3 {
             bail!("Portable sig: invalid type");
         }
         evm.portable = true;

@@ -1119,11 +1119,28 @@ fn fs_uuid(dev: u64) -> anyhow::Result<[u8; 16]> {
     })
 }
 
-/// Read a line from standard input after a prompt (evmctl's `-p` without value).
+/// Read a password from standard input (evmctl's `-p` without value): on a terminal
+/// after a prompt and with echo off, else silently (for scripts piping it in).
 pub(crate) fn prompt_password() -> anyhow::Result<String> {
-    print!("PEM password: ");
-    std::io::stdout().flush()?;
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is plain data; tcgetattr fills it or fails (not a terminal).
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let is_tty = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if is_tty {
+        print!("PEM password: ");
+        std::io::stdout().flush()?;
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: a valid termios for this terminal.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
     let mut s = String::new();
-    std::io::stdin().lock().read_line(&mut s)?;
+    let read = std::io::stdin().lock().read_line(&mut s);
+    if is_tty {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    read?;
     Ok(s.trim_end_matches('\n').to_owned())
 }

@@ -419,3 +419,79 @@ fn cli_conventions() {
         (125, 125)
     );
 }
+
+/// SM2 keys with sm3 digests, both ways.
+#[test]
+fn sm2_both_ways() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), data(3000, 13)).unwrap();
+    openssl_in(p, &["genpkey", "-algorithm", "SM2", "-out", "sm2.pem"]);
+    std::fs::write(
+        p.join("sm2.cnf"),
+        "[ req ]\ndistinguished_name = dn\nprompt = no\nx509_extensions = v3\n[ dn ]\nCN = sm2\n[ v3 ]\nsubjectKeyIdentifier=hash\n",
+    )
+    .unwrap();
+    openssl_in(
+        p,
+        &[
+            "req", "-x509", "-new", "-key", "sm2.pem", "-sm3", "-batch", "-config", "sm2.cnf",
+            "-outform", "DER", "-out", "sm2.der",
+        ],
+    );
+    ok(
+        &evmctl(
+            &[
+                "ima_sign",
+                "--xattr-user",
+                "-a",
+                "sm3",
+                "--key",
+                "sm2.pem",
+                "f",
+            ],
+            p,
+        ),
+        "evmctl sm2",
+    );
+    let theirs = get_xattr(&p.join("f"), "user.ima");
+    ok(
+        &vevmctl(&["ima_verify", "--xattr-user", "--key", "sm2.der", "f"], p),
+        "vigil verifies sm2",
+    );
+    ok(
+        &vevmctl(
+            &[
+                "ima_sign",
+                "--xattr-user",
+                "-a",
+                "sm3",
+                "--key",
+                "sm2.pem",
+                "f",
+            ],
+            p,
+        ),
+        "vigil sm2",
+    );
+    let ours = get_xattr(&p.join("f"), "user.ima");
+    assert_eq!(ours[..7], theirs[..7]);
+    ok(
+        &evmctl(&["ima_verify", "--xattr-user", "--key", "sm2.der", "f"], p),
+        "evmctl verifies sm2",
+    );
+    std::fs::write(p.join("f"), b"tampered").unwrap();
+    assert_eq!(
+        code(&vevmctl(
+            &["ima_verify", "--xattr-user", "--key", "sm2.der", "f"],
+            p
+        )),
+        1
+    );
+    let v = vevmctl(
+        &["ima_sign", "-n", "-a", "sha512", "--key", "sm2.pem", "f"],
+        p,
+    );
+    assert_eq!(code(&v), 125);
+    assert!(all_text(&v).contains("SM2 signs 32-byte digests"));
+}

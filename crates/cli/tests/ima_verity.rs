@@ -171,3 +171,88 @@ fn verity_sign_verify() {
     assert_eq!(code(&v), 2);
     assert!(all_text(&v).contains("sha256 or sha512"));
 }
+
+/// `--v3` (sigv3 for regular file hashes and EVM, upstream 2026): the signature is
+/// over `H(03 ‖ algo ‖ H(file))`.
+#[test]
+fn sigv3_regular_files() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), data(5000, 11)).unwrap();
+    let k = key("rsa2048");
+    let c = cert("rsa2048");
+    ok(
+        &vigil(
+            &["ima", "sign", "--v3", "--xattr-user", "--key", &k, "f"],
+            p,
+        ),
+        "sign --v3",
+    );
+    let value = get_xattr(&p.join("f"), "user.ima");
+    assert_eq!(&value[..3], &[3, 3, 4]);
+    let fe = vevmctl(&["ima_sign", "--v3", "-n", "--key", &k, "f"], p);
+    assert_eq!(stdout(&fe), format!("{}\n", hex::encode(&value)));
+
+    let o = std::process::Command::new("sha256sum")
+        .arg("f")
+        .current_dir(p)
+        .output()
+        .unwrap();
+    let file_hash = hex::decode(&String::from_utf8(o.stdout).unwrap()[..64]).unwrap();
+    let mut id = vec![3u8, 4];
+    id.extend_from_slice(&file_hash);
+    std::fs::write(p.join("id"), &id).unwrap();
+    std::fs::write(p.join("sig"), &value[9..]).unwrap();
+    openssl_in(p, &["pkey", "-in", &k, "-pubout", "-out", "pub.pem"]);
+    openssl_in(
+        p,
+        &[
+            "dgst",
+            "-sha256",
+            "-verify",
+            "pub.pem",
+            "-signature",
+            "sig",
+            "id",
+        ],
+    );
+    ok(
+        &vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p),
+        "verify v3",
+    );
+    ok(
+        &vevmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p),
+        "front door v3",
+    );
+
+    // EVM portable v3.
+    ok(
+        &vevmctl(
+            &[
+                "sign",
+                "--v3",
+                "--portable",
+                "--xattr-user",
+                "--key",
+                &k,
+                "f",
+            ],
+            p,
+        ),
+        "evm v3",
+    );
+    assert_eq!(&get_xattr(&p.join("f"), "user.evm")[..2], &[5, 3]);
+    ok(
+        &vevmctl(&["verify", "--xattr-user", "--key", &c, "f"], p),
+        "evm v3 verify",
+    );
+    std::fs::set_permissions(
+        p.join("f"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    assert_eq!(
+        code(&vevmctl(&["verify", "--xattr-user", "--key", &c, "f"], p)),
+        1
+    );
+}

@@ -9,9 +9,10 @@
 //! * [`KeyRing`]: several verification keys looked up by [`KeyId`], like the
 //!   kernel's `.ima` keyring and evmctl's `--key a.der,b.der`.
 //!
-//! Algorithms: RSA PKCS#1 v1.5 over a DigestInfo, and ECDSA on NIST P-192, P-224,
-//! P-256, P-384 and P-521 with DER `SEQUENCE { r, s }` signatures; both over a digest
-//! computed by the caller ("prehashed"), as the kernel verifies them.
+//! Algorithms: RSA PKCS#1 v1.5 over a DigestInfo, ECDSA on NIST P-192, P-224,
+//! P-256, P-384 and P-521, and SM2 (32-byte digests, no `Z` prefix, as OpenSSL's
+//! `EVP_PKEY_sign`), the latter two with DER `SEQUENCE { r, s }` signatures; all over a
+//! digest computed by the caller ("prehashed"), as the kernel verifies them.
 
 use std::fmt;
 use std::ops::Add;
@@ -76,6 +77,10 @@ const OID_P224: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.33");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const OID_P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
+const OID_SM2: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.156.10197.1.301");
+/// The default SM2 distinguishing identifier (unused for prehashed signatures, but
+/// part of the key objects).
+const SM2_DISTID: &str = "1234567812345678";
 const OID_SKID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 
 /// The curves vigil signs and verifies with.
@@ -86,6 +91,9 @@ pub enum Curve {
     P256,
     P384,
     P521,
+    /// SM2 (GB/T 32918), signing 32-byte digests (sm3) without the `Z` prefix, as
+    /// OpenSSL's `EVP_PKEY_sign` and so evmctl do.
+    Sm2,
 }
 
 impl Curve {
@@ -96,6 +104,7 @@ impl Curve {
             OID_P256 => Curve::P256,
             OID_P384 => Curve::P384,
             OID_P521 => Curve::P521,
+            OID_SM2 => Curve::Sm2,
             _ => return Err(Error::UnsupportedKey(format!("elliptic curve {oid}"))),
         })
     }
@@ -108,6 +117,7 @@ impl Curve {
             Curve::P256 => "prime256v1",
             Curve::P384 => "secp384r1",
             Curve::P521 => "secp521r1",
+            Curve::Sm2 => "SM2",
         }
     }
 }
@@ -120,6 +130,7 @@ enum Public {
     P256(elliptic_curve::PublicKey<p256::NistP256>),
     P384(elliptic_curve::PublicKey<p384::NistP384>),
     P521(elliptic_curve::PublicKey<p521::NistP521>),
+    Sm2(sm2::dsa::VerifyingKey),
 }
 
 #[derive(Clone)]
@@ -130,13 +141,15 @@ enum Secret {
     P256(elliptic_curve::SecretKey<p256::NistP256>),
     P384(elliptic_curve::SecretKey<p384::NistP384>),
     P521(elliptic_curve::SecretKey<p521::NistP521>),
+    Sm2(sm2::SecretKey),
 }
 
 /// Dispatch over the EC variants of [`Public`] or [`Secret`] with one generic body.
 macro_rules! each_curve {
-    ($enum:ident, $value:expr, $k:ident => $ec:expr, $rsa:ident => $rsa_body:expr) => {
+    ($enum:ident, $value:expr, $k:ident => $ec:expr, $rsa:ident => $rsa_body:expr, $s:ident => $sm2_body:expr) => {
         match $value {
             $enum::Rsa($rsa) => $rsa_body,
+            $enum::Sm2($s) => $sm2_body,
             $enum::P192($k) => $ec,
             $enum::P224($k) => $ec,
             $enum::P256($k) => $ec,
@@ -168,6 +181,10 @@ impl Public {
             Curve::P521 => {
                 Public::P521(elliptic_curve::PublicKey::from_sec1_bytes(point).map_err(bad)?)
             }
+            Curve::Sm2 => Public::Sm2(
+                sm2::dsa::VerifyingKey::from_sec1_bytes(SM2_DISTID, point)
+                    .map_err(|_| bad(elliptic_curve::Error))?,
+            ),
         })
     }
 
@@ -175,7 +192,8 @@ impl Public {
     fn key_bits(&self) -> Vec<u8> {
         each_curve!(Public, self,
             k => k.to_encoded_point(false).as_bytes().to_vec(),
-            r => r.to_pkcs1_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default())
+            r => r.to_pkcs1_der().map(|d| d.as_bytes().to_vec()).unwrap_or_default(),
+            s => s.as_affine().to_encoded_point(false).as_bytes().to_vec())
     }
 
     fn describe(&self) -> String {
@@ -186,6 +204,7 @@ impl Public {
             Public::P256(_) => "ECDSA prime256v1".into(),
             Public::P384(_) => "ECDSA secp384r1".into(),
             Public::P521(_) => "ECDSA secp521r1".into(),
+            Public::Sm2(_) => "SM2".into(),
         }
     }
 }
@@ -321,6 +340,7 @@ impl PublicKey {
             Public::P256(k) => ec_verify(k, digest, sig).map_err(|e| fail(&e)),
             Public::P384(k) => ec_verify(k, digest, sig).map_err(|e| fail(&e)),
             Public::P521(k) => ec_verify(k, digest, sig).map_err(|e| fail(&e)),
+            Public::Sm2(k) => sm2_verify(k, digest, sig).map_err(|e| fail(&e)),
         }
     }
 }
@@ -478,6 +498,44 @@ where
     Err(Error::Sign("ECDSA produced no valid signature".into()))
 }
 
+/// SM2 signatures are over a 32-byte digest used directly as `e` (no `Z` prefix).
+fn sm2_check_len(digest: &[u8]) -> std::result::Result<(), String> {
+    if digest.len() != 32 {
+        return Err(format!(
+            "SM2 signs 32-byte digests (sm3), not {} bytes",
+            digest.len()
+        ));
+    }
+    Ok(())
+}
+
+fn sm2_sign(key: &sm2::SecretKey, digest: &[u8]) -> Result<Vec<u8>> {
+    use signature::hazmat::RandomizedPrehashSigner;
+    sm2_check_len(digest).map_err(Error::Sign)?;
+    let sk = sm2::dsa::SigningKey::new(SM2_DISTID, key).map_err(|e| Error::Sign(e.to_string()))?;
+    let sig = sk
+        .sign_prehash_with_rng(&mut rand_core::OsRng, digest)
+        .map_err(|e| Error::Sign(e.to_string()))?;
+    let sig = ecdsa::Signature::<sm2::Sm2>::from_slice(&sig.to_bytes())
+        .map_err(|e| Error::Sign(e.to_string()))?;
+    Ok(sig.to_der().as_bytes().to_vec())
+}
+
+fn sm2_verify(
+    key: &sm2::dsa::VerifyingKey,
+    digest: &[u8],
+    sig: &[u8],
+) -> std::result::Result<(), String> {
+    use signature::hazmat::PrehashVerifier;
+    sm2_check_len(digest)?;
+    let der = ecdsa::Signature::<sm2::Sm2>::from_der(sig)
+        .map_err(|_| "malformed SM2 DER signature".to_string())?;
+    let sig = sm2::dsa::Signature::from_slice(&der.to_bytes())
+        .map_err(|_| "malformed SM2 signature".to_string())?;
+    key.verify_prehash(digest, &sig)
+        .map_err(|_| "SM2 signature does not match".to_string())
+}
+
 /// A signing key with the key id its signatures carry.
 #[derive(Clone)]
 pub struct PrivateKey {
@@ -571,6 +629,10 @@ impl PrivateKey {
             Secret::P256(k) => Public::P256(k.public_key()),
             Secret::P384(k) => Public::P384(k.public_key()),
             Secret::P521(k) => Public::P521(k.public_key()),
+            Secret::Sm2(k) => Public::Sm2(
+                sm2::dsa::VerifyingKey::new(SM2_DISTID, k.public_key())
+                    .expect("an SM2 public key of a valid secret key"),
+            ),
         }
     }
 
@@ -597,7 +659,8 @@ impl PrivateKey {
         crate::xattr::check_digest_len(algo, digest)?;
         each_curve!(Secret, &self.key,
             k => ec_sign(k, digest),
-            r => r.sign(pkcs1v15(algo)?, digest).map_err(|e| Error::Sign(e.to_string())))
+            r => r.sign(pkcs1v15(algo)?, digest).map_err(|e| Error::Sign(e.to_string())),
+            k => sm2_sign(k, digest))
     }
 }
 
@@ -619,6 +682,7 @@ fn secret_from_scalar(curve: Curve, bytes: &[u8], what: &str) -> Result<Secret> 
         Curve::P256 => Secret::P256(elliptic_curve::SecretKey::from_slice(bytes).map_err(bad)?),
         Curve::P384 => Secret::P384(elliptic_curve::SecretKey::from_slice(bytes).map_err(bad)?),
         Curve::P521 => Secret::P521(elliptic_curve::SecretKey::from_slice(bytes).map_err(bad)?),
+        Curve::Sm2 => Secret::Sm2(elliptic_curve::SecretKey::from_slice(bytes).map_err(bad)?),
     })
 }
 

@@ -402,6 +402,47 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_signature_roundtrips(
+            t in proptest::sample::select(vec![3u8, 5, 6]),
+            v3 in proptest::bool::ANY,
+            algo in 0u8..23,
+            keyid in proptest::num::u32::ANY,
+            sig in proptest::collection::vec(proptest::num::u8::ANY, 1..600),
+        ) {
+            let version = if t == 6 || v3 { 3 } else { 2 };
+            let s = Signature {
+                xattr_type: XattrType::from_u8(t).unwrap(),
+                version,
+                hash_algo: HashAlgo::from_id(algo).unwrap(),
+                keyid: KeyId(keyid),
+                sig,
+            };
+            let bytes = s.encode();
+            proptest::prop_assert_eq!(bytes.len(), SIG_HEADER_LEN + s.sig.len());
+            proptest::prop_assert_eq!(&Signature::decode(&bytes).unwrap(), &s);
+            proptest::prop_assert_eq!(ImaXattr::decode(&bytes).unwrap(), ImaXattr::Signature(s.clone()));
+            // Any shorter or longer value is rejected, never misread.
+            proptest::prop_assert!(Signature::decode(&bytes[..bytes.len() - 1]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            proptest::prop_assert!(Signature::decode(&longer).is_err());
+        }
+
+        #[test]
+        fn any_digest_roundtrips(algo in 0u8..23, seed in proptest::num::u8::ANY) {
+            let algo = HashAlgo::from_id(algo).unwrap();
+            let digest = vec![seed | 1; algo.digest_len()];
+            let x = ImaXattr::from_digest(algo, digest.clone()).unwrap();
+            let back = ImaXattr::decode(&x.encode()).unwrap();
+            // Type 0x01 carries no algorithm: md4 reads back as md5, as in the kernel.
+            let expect = if algo == HashAlgo::Md4 { HashAlgo::Md5 } else { algo };
+            proptest::prop_assert_eq!(back.hash_algo(), expect);
+            proptest::prop_assert_eq!(back.encode(), x.encode());
+        }
+    }
+
     #[test]
     fn signature_roundtrip() {
         let v = h("060304967db4720003010203");
