@@ -122,10 +122,7 @@ impl PublicKey {
         if let Ok(k) = rsa::RsaPublicKey::from_public_key_der(der) {
             return Ok(PublicKey::Rsa(k));
         }
-        Err(key_err(
-            what,
-            "not an ECDSA P-256/P-384 or RSA public key",
-        ))
+        Err(key_err(what, "not an ECDSA P-256/P-384 or RSA public key"))
     }
 
     /// Parse a PEM public key (`PUBLIC KEY`) or an X.509 certificate (PEM or DER).
@@ -138,8 +135,10 @@ impl PublicKey {
                 .map_err(|e| key_err(what, e.to_string()))?;
             return PublicKey::from_spki_der(&spki, what);
         }
-        let text = std::str::from_utf8(data).map_err(|_| key_err(what, "not a PEM file or certificate"))?;
-        let (label, der) = pem_decode(text).ok_or_else(|| key_err(what, "not a PEM file or certificate"))?;
+        let text = std::str::from_utf8(data)
+            .map_err(|_| key_err(what, "not a PEM file or certificate"))?;
+        let (label, der) =
+            pem_decode(text).ok_or_else(|| key_err(what, "not a PEM file or certificate"))?;
         match label.as_str() {
             "PUBLIC KEY" => PublicKey::from_spki_der(&der, what),
             "RSA PUBLIC KEY" => {
@@ -382,14 +381,20 @@ pub fn verify(env: &Envelope, keys: &[PublicKey]) -> Result<Vec<u8>> {
 /// certificate, and the signature must verify with that certificate's key. This proves
 /// only that the envelope is intact, not who signed it; callers should check the
 /// returned certificates against what they trust.
-pub fn verify_with_embedded_certs(env: &Envelope) -> Result<(Vec<u8>, Vec<x509_cert::Certificate>)> {
+pub fn verify_with_embedded_certs(
+    env: &Envelope,
+) -> Result<(Vec<u8>, Vec<x509_cert::Certificate>)> {
     let payload = b64dec(&env.payload)?;
     let msg = pae(&env.payload_type, &payload);
     let mut good = Vec::new();
     for s in &env.signatures {
         let Some(keyid) = &s.keyid else { continue };
-        let Ok(pem) = STANDARD.decode(keyid) else { continue };
-        let Some(cert) = parse_cert(&pem) else { continue };
+        let Ok(pem) = STANDARD.decode(keyid) else {
+            continue;
+        };
+        let Some(cert) = parse_cert(&pem) else {
+            continue;
+        };
         let Ok(spki) = cert.tbs_certificate.subject_public_key_info.to_der() else {
             continue;
         };

@@ -86,7 +86,11 @@ fn quantifier_len(s: &[u8]) -> Option<(usize, bool)> {
     }
     let min_missing = i == 0;
     if i < s.len() && s[i] == b'}' {
-        return if min_missing { None } else { Some((i + 1, false)) };
+        return if min_missing {
+            None
+        } else {
+            Some((i + 1, false))
+        };
     }
     if i < s.len() && s[i] == b',' {
         i += 1;

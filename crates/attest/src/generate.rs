@@ -225,7 +225,11 @@ fn foreign_mounts(excluded: &[String]) -> Vec<String> {
             Some((unescape_mount(mp), fstype.to_owned()))
         })
         .collect();
-    let Some(root_fs) = mounts.iter().find(|(mp, _)| mp == "/").map(|(_, t)| t.clone()) else {
+    let Some(root_fs) = mounts
+        .iter()
+        .find(|(mp, _)| mp == "/")
+        .map(|(_, t)| t.clone())
+    else {
         return Vec::new();
     };
     mounts
@@ -241,7 +245,10 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -325,7 +332,11 @@ pub fn collect_tree(rootfs: &Path, opts: &TreeOptions) -> Result<Vec<(String, Pa
                 out.push((key.replace(' ', "_"), path));
             } else if ft.is_dir() {
                 let full = path.to_string_lossy();
-                let rel = if is_slash { &full[..] } else { &full[root_str.len()..] };
+                let rel = if is_slash {
+                    &full[..]
+                } else {
+                    &full[root_str.len()..]
+                };
                 if excluded.contains(rel) {
                     continue;
                 }
@@ -423,7 +434,10 @@ pub fn create(
         None => AlgoHint::None,
     };
     let algo = choose_algo(&[
-        (inputs.algo.map(AlgoHint::Algo).unwrap_or(AlgoHint::None), "--algo option"),
+        (
+            inputs.algo.map(AlgoHint::Algo).unwrap_or(AlgoHint::None),
+            "--algo option",
+        ),
         (base_hint, "base policy"),
         (allow_hint, "allowlist"),
         (list_hint, "IMA measurement list"),

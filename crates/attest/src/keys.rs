@@ -51,7 +51,9 @@ pub enum SigCheck {
 
 fn keyid_from_spki(spki: &spki::SubjectPublicKeyInfoRef) -> u32 {
     let bits = spki.subject_public_key.raw_bytes();
-    let h = vigil_ima::HashAlgo::Sha1.digest(bits).unwrap_or_else(|_| vec![0; 20]);
+    let h = vigil_ima::HashAlgo::Sha1
+        .digest(bits)
+        .unwrap_or_else(|_| vec![0; 20]);
     u32::from_be_bytes([h[16], h[17], h[18], h[19]])
 }
 
@@ -84,7 +86,14 @@ fn from_cert(cert: &x509_cert::Certificate) -> Option<std::result::Result<Stored
         .and_then(|e| der::asn1::OctetString::from_der(e.extn_value.as_bytes()).ok())
         .map(|o| o.as_bytes().to_vec())
         .filter(|s| s.len() >= 4)
-        .map(|s| u32::from_be_bytes([s[s.len() - 4], s[s.len() - 3], s[s.len() - 2], s[s.len() - 1]]));
+        .map(|s| {
+            u32::from_be_bytes([
+                s[s.len() - 4],
+                s[s.len() - 3],
+                s[s.len() - 2],
+                s[s.len() - 1],
+            ])
+        });
     from_spki_der(&spki, skid)
 }
 

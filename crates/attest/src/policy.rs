@@ -67,9 +67,7 @@ impl DigestMap {
 
     /// The digests accepted for `name`.
     pub fn get(&self, name: &str) -> Option<&[String]> {
-        self.index
-            .get(name)
-            .map(|&i| self.entries[i].1.as_slice())
+        self.index.get(name).map(|&i| self.entries[i].1.as_slice())
     }
 
     /// Whether `name` has an entry.
@@ -338,10 +336,7 @@ impl Serialize for RuntimePolicy {
     }
 }
 
-fn field<'de, M: MapAccess<'de>, T: Deserialize<'de>>(
-    m: &mut M,
-    key: &str,
-) -> Result<T, M::Error> {
+fn field<'de, M: MapAccess<'de>, T: Deserialize<'de>>(m: &mut M, key: &str) -> Result<T, M::Error> {
     m.next_value::<T>().map_err(|e| nest(key, e))
 }
 
@@ -360,11 +355,15 @@ impl<'de> Deserialize<'de> for NonNeg {
                     return Ok(NonNeg(v));
                 }
                 if n.as_i64().is_some() {
-                    return Err(de::Error::custom(format!("{n} is less than the minimum of 0")));
+                    return Err(de::Error::custom(format!(
+                        "{n} is less than the minimum of 0"
+                    )));
                 }
                 // JSON Schema counts 1.0 as an integer, as Python's jsonschema does.
                 match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && (0.0..9.0e15).contains(&f) => Ok(NonNeg(f as u64)),
+                    Some(f) if f.fract() == 0.0 && (0.0..9.0e15).contains(&f) => {
+                        Ok(NonNeg(f as u64))
+                    }
                     _ => Err(de::Error::custom(format!("{n} is not of type 'integer'"))),
                 }
             }
@@ -509,7 +508,9 @@ fn classify(err: serde_json::Error) -> Error {
         Category::Data => {
             let text = strip_position(&err.to_string());
             match text.split_once(PATH_SEP) {
-                Some((path, msg)) => Error::schema(if path.is_empty() { "(top level)" } else { path }, msg),
+                Some((path, msg)) => {
+                    Error::schema(if path.is_empty() { "(top level)" } else { path }, msg)
+                }
                 None => Error::schema("(top level)", text),
             }
         }
@@ -659,8 +660,12 @@ impl RuntimePolicy {
         self.ima.ignored_keyrings.dedup();
         if self.verification_keys.is_empty() {
             self.verification_keys = other.verification_keys.clone();
-        } else if !other.verification_keys.is_empty() && other.verification_keys != self.verification_keys {
-            if let (Ok(Some(mut a)), Ok(Some(b))) = (self.verification_keys(), other.verification_keys()) {
+        } else if !other.verification_keys.is_empty()
+            && other.verification_keys != self.verification_keys
+        {
+            if let (Ok(Some(mut a)), Ok(Some(b))) =
+                (self.verification_keys(), other.verification_keys())
+            {
                 let ids_a = key_ids_or_none(&a);
                 for (i, k) in b.pubkeys.iter().enumerate() {
                     if !a.pubkeys.contains(k) {
@@ -770,10 +775,22 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             (r#""release": 0"#, r#""release": -1"#, "release"),
             (r#""release": 0"#, r#""release": "x""#, "release"),
-            (r#""digests": {}"#, r#""digests": {"/a": "x"}"#, r#"digests["/a"]"#),
-            (r#""digests": {}"#, r#""digests": {"/a": [1]}"#, r#"digests["/a"][0]"#),
+            (
+                r#""digests": {}"#,
+                r#""digests": {"/a": "x"}"#,
+                r#"digests["/a"]"#,
+            ),
+            (
+                r#""digests": {}"#,
+                r#""digests": {"/a": [1]}"#,
+                r#"digests["/a"][0]"#,
+            ),
             (r#""digests": {}"#, r#""digests": []"#, "digests"),
-            (r#""log_hash_alg": "sha1""#, r#""log_hash_alg": 5"#, "ima.log_hash_alg"),
+            (
+                r#""log_hash_alg": "sha1""#,
+                r#""log_hash_alg": 5"#,
+                "ima.log_hash_alg",
+            ),
             (r#""version": 1, "#, "", "meta.version"),
             (r#""excludes": []"#, r#""excludes": [1]"#, "excludes[0]"),
         ];
@@ -786,7 +803,10 @@ mod tests {
         }
         let text = base.replacen(r#""release": 0, "#, "", 1);
         let err = RuntimePolicy::from_json(text.as_bytes()).unwrap_err();
-        assert!(err.to_string().contains("release: is a required property"), "{err}");
+        assert!(
+            err.to_string().contains("release: is a required property"),
+            "{err}"
+        );
         assert!(matches!(
             RuntimePolicy::from_json(b"{\"meta\": "),
             Err(Error::Json { .. })
@@ -802,16 +822,23 @@ mod tests {
         let mut p = RuntimePolicy::default();
         p.digests.push("/a", "abc");
         let e = p.validate_schema().unwrap_err();
-        assert!(matches!(&e, Error::Schema { key, .. } if key == r#"digests["/a"][0]"#), "{e}");
+        assert!(
+            matches!(&e, Error::Schema { key, .. } if key == r#"digests["/a"][0]"#),
+            "{e}"
+        );
         let mut p = RuntimePolicy::default();
         p.ima.log_hash_alg = "md5".into();
-        assert!(matches!(p.validate_schema(), Err(Error::Schema { key, .. }) if key == "ima.log_hash_alg"));
+        assert!(
+            matches!(p.validate_schema(), Err(Error::Schema { key, .. }) if key == "ima.log_hash_alg")
+        );
         let mut p = RuntimePolicy::default();
         p.keyrings.insert(".ima", vec![]);
         assert!(p.validate_schema().is_err());
         let mut p = RuntimePolicy::default();
         p.verification_keys = "{\"pubkeys\": 1}".into();
-        assert!(matches!(p.validate_schema(), Err(Error::Schema { key, .. }) if key == "verification-keys"));
+        assert!(
+            matches!(p.validate_schema(), Err(Error::Schema { key, .. }) if key == "verification-keys")
+        );
         let mut p = RuntimePolicy::default();
         p.meta.generator = 4;
         assert!(p.validate_schema().is_err());
@@ -837,7 +864,10 @@ mod tests {
         o.push("/y", "dd");
         m.merge(&o);
         assert_eq!(m.get("/x").unwrap(), ["aa", "bb", "cc"]);
-        assert_eq!(m.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["/usr/bin/a_b", "/x", "/y"]);
+        assert_eq!(
+            m.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["/usr/bin/a_b", "/x", "/y"]
+        );
         assert_eq!(m.remove("/x").unwrap().len(), 3);
         assert_eq!(m.get("/y").unwrap(), ["dd"]);
     }

@@ -73,7 +73,10 @@ mod tests {
     fn python_layout_and_escapes() {
         let v = serde_json::json!({"a": [1, "x"], "b": {"c": null}});
         assert_eq!(to_string(&v), r#"{"a": [1, "x"], "b": {"c": null}}"#);
-        assert_eq!(to_string("é\u{7f}\n\t\u{1}/\"\\"), r#""\u00e9\u007f\n\t\u0001/\"\\""#);
+        assert_eq!(
+            to_string("é\u{7f}\n\t\u{1}/\"\\"),
+            r#""\u00e9\u007f\n\t\u0001/\"\\""#
+        );
         assert_eq!(to_string("\u{1F600}"), r#""\ud83d\ude00""#);
         assert_eq!(to_string(&Vec::<u8>::new()), "[]");
         assert_eq!(to_string(&serde_json::json!({})), "{}");

@@ -248,7 +248,9 @@ impl std::fmt::Display for Failure {
             Some(SignatureProblem::BadSignature { keyid }) => {
                 write!(f, " (signature by key {keyid} does not verify)")
             }
-            Some(SignatureProblem::Unusable { reason }) => write!(f, " (signature unusable: {reason})"),
+            Some(SignatureProblem::Unusable { reason }) => {
+                write!(f, " (signature unusable: {reason})")
+            }
             None => Ok(()),
         }
     }
@@ -485,7 +487,9 @@ impl<'p> Validator<'p> {
         summary: &mut Summary,
     ) -> (Rule, Option<SignatureProblem>) {
         match e.template {
-            Template::Ima | Template::ImaNg => (self.ima_ng(&self.policy.digests, "digests", e), None),
+            Template::Ima | Template::ImaNg => {
+                (self.ima_ng(&self.policy.digests, "digests", e), None)
+            }
             Template::ImaSig => {
                 let mut problem = None;
                 if sig_header_ok(&e.sig) {
@@ -518,7 +522,11 @@ impl<'p> Validator<'p> {
                     }
                 }
                 let rule = self.ima_ng(&self.policy.digests, "digests", e);
-                let problem = if matches!(rule, Rule::Fail(_)) { problem } else { None };
+                let problem = if matches!(rule, Rule::Fail(_)) {
+                    problem
+                } else {
+                    None
+                };
                 (rule, problem)
             }
             Template::ImaBuf => match Keyrings::parse_key(&e.buf) {

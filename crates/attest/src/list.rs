@@ -1,0 +1,150 @@
+//! Measurement lists as the validation engine reads them: the ASCII list a Keylime
+//! agent sends (one line per entry, template data re-synthesised from the text as
+//! Keylime does) or a binary list, both parsed by `vigil_ima::list`.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+use vigil_ima::list::{ascii, BinaryReader, Endian, Field, Record, IMA_NAME_HASH_LEN};
+use vigil_ima::HashAlgo;
+
+use crate::validate::{Entry, Template, Unparsable};
+use crate::Result;
+
+/// The two encodings of a measurement list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    /// `ascii_runtime_measurements*`, or what a Keylime agent sends.
+    Ascii,
+    /// `binary_runtime_measurements*`.
+    Binary,
+}
+
+impl ListFormat {
+    /// Tell the encodings apart: an ASCII list starts with a PCR number in decimal
+    /// (`10 ` or ` 9 `), a binary one with a 4-byte PCR index.
+    pub fn detect(data: &[u8]) -> ListFormat {
+        let head = &data[..data.len().min(4)];
+        if !head.is_empty() && head.iter().all(|&b| b == b' ' || b.is_ascii_digit()) {
+            ListFormat::Ascii
+        } else if data.is_empty() {
+            ListFormat::Ascii
+        } else {
+            ListFormat::Binary
+        }
+    }
+}
+
+/// An owned entry (`Entry<'static>`) or why it could not be read.
+pub type ListItem = std::result::Result<Entry<'static>, Unparsable>;
+
+/// Turn a parsed record into an engine entry.
+pub fn entry_from_record(r: Record, endian: Endian) -> ListItem {
+    let Some(template) = Template::from_name(&r.template_name) else {
+        return Err(Unparsable {
+            message: format!(
+                "template {:?} is not supported (Keylime validates only ima, ima-ng, ima-sig, ima-buf)",
+                r.template_name
+            ),
+            name: r.name().map(|n| String::from_utf8_lossy(n).into_owned()),
+        });
+    };
+    let name = r.name().map(<[u8]>::to_vec).unwrap_or_default();
+    let mut digest_algo = String::new();
+    let mut digest = Vec::new();
+    let mut sig = Vec::new();
+    let mut buf = Vec::new();
+    for f in &r.fields {
+        match f {
+            Field::D(d) => {
+                digest_algo = HashAlgo::from_legacy_len(d.len())
+                    .map(|a| a.name().to_owned())
+                    .unwrap_or_default();
+                digest = d.clone();
+            }
+            Field::DigestNg { algo, digest: d } => {
+                digest_algo = algo.name().to_owned();
+                digest = d.clone();
+            }
+            Field::Sig(s) => sig = s.clone(),
+            Field::Buf(b) => buf = b.clone(),
+            _ => {}
+        }
+    }
+    let template_data = if template == Template::Ima {
+        // H(d ‖ n zero-padded to 256 bytes): keep exactly the hashed bytes.
+        let mut v = Vec::with_capacity(20 + IMA_NAME_HASH_LEN);
+        v.extend_from_slice(&digest);
+        v.extend_from_slice(&name);
+        v.resize(digest.len() + IMA_NAME_HASH_LEN.max(name.len()), 0);
+        v
+    } else {
+        let mut v = Vec::with_capacity(64 + name.len() + sig.len() + buf.len());
+        r.encode_data(endian, &mut v);
+        v
+    };
+    Ok(Entry {
+        pcr: r.pcr,
+        template_hash: Cow::Owned(r.digest),
+        template,
+        template_data: Cow::Owned(template_data),
+        digest_algo: Cow::Owned(digest_algo),
+        digest: Cow::Owned(digest),
+        name: Cow::Owned(name),
+        sig: Cow::Owned(sig),
+        buf: Cow::Owned(buf),
+    })
+}
+
+/// Parse an ASCII list line by line (in parallel). Blank lines are skipped; a line that
+/// cannot be parsed becomes an [`Unparsable`] item, as Keylime reports such lines and
+/// goes on.
+pub fn parse_ascii(text: &[u8]) -> Vec<ListItem> {
+    let endian = Endian::Little;
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty() && *l != b"\r")
+        .collect();
+    lines
+        .par_iter()
+        .with_min_len(256)
+        .map(|line| match ascii::parse_line(line, None, endian) {
+            Ok(r) => entry_from_record(r, endian),
+            Err(e) => Err(Unparsable {
+                message: format!("{e}: {}", String::from_utf8_lossy(line)),
+                name: None,
+            }),
+        })
+        .collect()
+}
+
+/// Parse a binary list whose template-digest column is `digest_algo` (SHA-1 for the
+/// legacy file, the bank's algorithm for `binary_runtime_measurements_<alg>`). A
+/// structural error stops the list: binary records cannot be resynchronised.
+pub fn parse_binary(data: &[u8], digest_algo: HashAlgo) -> Result<Vec<ListItem>> {
+    let endian = if data.len() >= 4 {
+        Endian::detect([data[0], data[1], data[2], data[3]])
+    } else {
+        Endian::native()
+    };
+    let mut reader = BinaryReader::new(data, digest_algo, endian);
+    let mut out = Vec::new();
+    while let Some(raw) = reader.next_raw()? {
+        let rec = raw.to_record(digest_algo, endian)?;
+        out.push(entry_from_record(rec, endian));
+    }
+    Ok(out)
+}
+
+/// Parse a list in either encoding (see [`ListFormat::detect`]).
+pub fn parse(data: &[u8], binary_digest_algo: HashAlgo) -> Result<Vec<ListItem>> {
+    match ListFormat::detect(data) {
+        ListFormat::Ascii => Ok(parse_ascii(data)),
+        ListFormat::Binary => parse_binary(data, binary_digest_algo),
+    }
+}
+
+/// Only the entries that could be read (for policy generation).
+pub fn readable(items: Vec<ListItem>) -> Vec<Entry<'static>> {
+    items.into_iter().filter_map(|i| i.ok()).collect()
+}
