@@ -16,8 +16,7 @@ cargo build --release -q -p vigil
 VIGIL=target/release/vigil
 work=$(mktemp -d /var/tmp/vigil-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/stub" "$work/tree"
-touch "$work/stub/gpg.py"   # keylime.signing imports gpg; policy creation never uses it
+mkdir -p "$work/tree"
 "$PY" - "$work/tree" "$FILES" <<'PYEOF'
 import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])
@@ -34,8 +33,7 @@ echo "tree: $FILES files, $(du -sh "$work/tree" | cut -f1)"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 time_it() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk "BEGIN{print $e - $s}"; }
 
-kl() { PYTHONPATH="$work/stub" "$PY" -c 'import sys; from keylime.cmd.keylime_policy import main; sys.argv[0]="keylime-policy"; main()' \
-  create runtime --rootfs "$work/tree" -o "$1"; }
+kl() { "$PY" crates/cli/tests/attest_keylime.py --create --rootfs "$work/tree" -o "$1"; }
 vg() { "$VIGIL" runtime-policy create --rootfs "$work/tree" -o "$1"; }
 
 kl "$work/k.json" >/dev/null 2>&1; vg "$work/v.json"   # warm-up (page cache)

@@ -247,7 +247,14 @@ impl Keyrings {
     }
 }
 
-/// Verify the signature part of an IMA v2 signature with a DER SPKI key.
-fn verify_prehashed(_spki: &[u8], _sig: &[u8], _digest: &[u8]) -> bool {
-    false
+/// Verify the signature part of an IMA v2 signature (`sig` is the whole field, header
+/// included) over `digest` with a DER SPKI key, by `vigil_ima`'s verifier.
+fn verify_prehashed(spki: &[u8], sig: &[u8], digest: &[u8]) -> bool {
+    let Ok(key) = vigil_ima::PublicKey::from_spki_der(spki, "keyring key") else {
+        return false;
+    };
+    let Ok(algo) = vigil_ima::HashAlgo::from_id(sig[2]) else {
+        return false;
+    };
+    key.verify_digest(algo, digest, &sig[9..]).is_ok()
 }

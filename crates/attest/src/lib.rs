@@ -14,6 +14,7 @@ pub mod error;
 pub mod exclude;
 pub mod generate;
 pub mod keys;
+pub mod list;
 pub mod policy;
 pub mod pyjson;
 pub mod validate;

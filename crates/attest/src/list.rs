@@ -24,10 +24,13 @@ impl ListFormat {
     /// Tell the encodings apart: an ASCII list starts with a PCR number in decimal
     /// (`10 ` or ` 9 `), a binary one with a 4-byte PCR index.
     pub fn detect(data: &[u8]) -> ListFormat {
-        let head = &data[..data.len().min(4)];
-        if !head.is_empty() && head.iter().all(|&b| b == b' ' || b.is_ascii_digit()) {
-            ListFormat::Ascii
-        } else if data.is_empty() {
+        // A binary list starts with a u32 PCR index (below 24: NUL bytes); an ASCII line
+        // with printable text.
+        let head = &data[..data.len().min(16)];
+        if head
+            .iter()
+            .all(|&b| b == b' ' || b == b'\n' || b.is_ascii_graphic())
+        {
             ListFormat::Ascii
         } else {
             ListFormat::Binary

@@ -9,9 +9,9 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
 use vigil_attest::dsse::{self, PrivateKey, PublicKey, Signer};
 use vigil_attest::generate::{self, CreateInputs, TreeOptions};
+use vigil_attest::list;
 use vigil_attest::policy::{self, DigestMap, RuntimePolicy};
 use vigil_attest::validate::{ListInfo, Options, Report, State, Validator, Verdict};
-use vigil_attest::list;
 use vigil_ima::HashAlgo;
 
 /// Remote attestation (Keylime-compatible).
@@ -231,7 +231,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v).context("reading standard input")?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+            .context("reading standard input")?;
         return Ok(v);
     }
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
@@ -309,7 +310,10 @@ fn parse_algo(name: &str) -> anyhow::Result<HashAlgo> {
 }
 
 /// Parse `--pcr ALG:HEX` / `--pcrs ALG,FILE` into (bank, value).
-fn quote_value(pcr: Option<&str>, pcrs: Option<&str>) -> anyhow::Result<Option<(HashAlgo, Vec<u8>)>> {
+fn quote_value(
+    pcr: Option<&str>,
+    pcrs: Option<&str>,
+) -> anyhow::Result<Option<(HashAlgo, Vec<u8>)>> {
     let (bank, hex_text) = match (pcr, pcrs) {
         (Some(p), _) => {
             let (a, h) = p
@@ -322,9 +326,12 @@ fn quote_value(pcr: Option<&str>, pcrs: Option<&str>) -> anyhow::Result<Option<(
                 .split_once(',')
                 .ok_or_else(|| anyhow!("--pcrs {p:?}: expected ALG,FILE"))?;
             let bank = parse_algo(a)?;
-            let text = String::from_utf8(read(Path::new(f))?)
-                .map_err(|_| anyhow!("{f}: not text"))?;
-            (bank, pcr10_from_text(&text).ok_or_else(|| anyhow!("{f}: no PCR 10 value found"))?)
+            let text =
+                String::from_utf8(read(Path::new(f))?).map_err(|_| anyhow!("{f}: not text"))?;
+            (
+                bank,
+                pcr10_from_text(&text).ok_or_else(|| anyhow!("{f}: no PCR 10 value found"))?,
+            )
         }
         (None, None) => return Ok(None),
     };
@@ -387,15 +394,17 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     let items = list::parse(&data, col_algo).with_context(|| a.list.display().to_string())?;
 
     let mut state = match &a.state {
-        Some(p) if p.exists() => Some(
-            State::from_json(&read(p)?).with_context(|| p.display().to_string())?,
-        ),
+        Some(p) if p.exists() => {
+            Some(State::from_json(&read(p)?).with_context(|| p.display().to_string())?)
+        }
         Some(_) => Some(State::default()),
         None => None,
     };
     let (first_entry, skip) = match (a.list_start, &state) {
         (Some(n), _) => (n, 0),
-        (None, Some(s)) if s.next_entry as usize <= items.len() => (s.next_entry, s.next_entry as usize),
+        (None, Some(s)) if s.next_entry as usize <= items.len() => {
+            (s.next_entry, s.next_entry as usize)
+        }
         (None, Some(_)) => (0, 0),
         (None, None) => (0, 0),
     };
@@ -712,9 +721,9 @@ fn verify(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(vigil_attest::Error::Json { source, .. }) => {
-            Err(anyhow!("{what}: runtime policy is not valid JSON: {source}"))
-        }
+        Err(vigil_attest::Error::Json { source, .. }) => Err(anyhow!(
+            "{what}: runtime policy is not valid JSON: {source}"
+        )),
         Err(e) => {
             println!("{what}: {e}");
             Ok(ExitCode::from(1))

@@ -5,7 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attest;
+mod evmctl;
+mod fsverity_compat;
 mod getopt;
+mod ima;
+mod log;
+mod policy;
+mod verity;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
 /// and sealing, byte-compatible with the kernel, evmctl, fsverity-utils and Keylime.
@@ -23,7 +30,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    #[command(flatten)]
+    Verity(verity::Command),
+    #[command(flatten)]
+    Ima(ima::Command),
+    #[command(flatten)]
+    Log(log::Command),
+    #[command(flatten)]
+    Policy(policy::Command),
+    #[command(flatten)]
+    Attest(attest::Command),
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
@@ -34,12 +52,20 @@ fn main() -> ExitCode {
         .unwrap_or("vigil")
         .to_owned();
     match prog.as_str() {
+        "fsverity" => fsverity_compat::main(args.collect()),
+        "evmctl" => evmctl::main(args.map(|a| a.to_string_lossy().into_owned()).collect()),
         _ => run_vigil(Cli::parse()),
     }
 }
 
 fn run_vigil(cli: Cli) -> ExitCode {
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Verity(c) => verity::run(c),
+        Command::Ima(c) => ima::run(c),
+        Command::Log(c) => log::run(c),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Attest(c) => attest::run(c),
+    };
     finish(result)
 }
 

@@ -5,6 +5,7 @@ bench/attest-validate.sh (timing).
 
 Usage: python attest_keylime.py CASES.json          -> results JSON on stdout
        python attest_keylime.py --bench POLICY LIST PCRHEX ROUNDS
+       python attest_keylime.py --create ARGS...     -> keylime-policy create runtime ARGS
 """
 
 import json
@@ -103,8 +104,23 @@ def bench():
     print(json.dumps(times))
 
 
+def create():
+    # keylime-policy's entry point also imports the measured-boot tools (tpm2-tools);
+    # build only its "create runtime" parser.
+    import argparse
+
+    from keylime.policy import create_runtime_policy
+
+    parser = argparse.ArgumentParser()
+    create_runtime_policy.get_arg_parser(parser.add_subparsers(), argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["runtime"] + sys.argv[2:])
+    sys.exit(0 if args.func(args) is not None else 1)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--bench":
         bench()
+    elif sys.argv[1] == "--create":
+        create()
     else:
         main()

@@ -45,7 +45,11 @@ fn keylime_python() -> Option<PathBuf> {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let st = Command::new("openssl").args(args).current_dir(dir).status().expect("openssl");
+    let st = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .expect("openssl");
     assert!(st.success(), "openssl {args:?}");
 }
 
@@ -53,10 +57,35 @@ fn openssl(dir: &Path, args: &[&str]) {
 fn key_and_cert(dir: &Path, name: &str) -> (PrivateKey, Vec<u8>) {
     let key = format!("{name}.key");
     let crt = format!("{name}.der");
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", &key]);
     openssl(
         dir,
-        &["req", "-new", "-x509", "-key", &key, "-subj", &format!("/CN={name}"), "-days", "30", "-outform", "DER", "-out", &crt],
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            &key,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "30",
+            "-outform",
+            "DER",
+            "-out",
+            &crt,
+        ],
     );
     let k = PrivateKey::from_bytes(&std::fs::read(dir.join(&key)).unwrap(), None, name).unwrap();
     (k, std::fs::read(dir.join(crt)).unwrap())
@@ -73,7 +102,10 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 
 impl ListBuilder {
     fn new() -> ListBuilder {
-        ListBuilder { records: Vec::new(), extra_lines: Vec::new() }
+        ListBuilder {
+            records: Vec::new(),
+            extra_lines: Vec::new(),
+        }
     }
 
     fn push(&mut self, template: &str, fields: Vec<Field>, column: HashAlgo) -> &mut Record {
@@ -93,7 +125,10 @@ impl ListBuilder {
         self.push(
             "ima-ng",
             vec![
-                Field::DigestNg { algo: DigestAlgo::Known(HashAlgo::Sha256), digest: digest.to_vec() },
+                Field::DigestNg {
+                    algo: DigestAlgo::Known(HashAlgo::Sha256),
+                    digest: digest.to_vec(),
+                },
                 Field::NameNg(path.as_bytes().to_vec()),
             ],
             col,
@@ -104,7 +139,10 @@ impl ListBuilder {
         self.push(
             "ima-sig",
             vec![
-                Field::DigestNg { algo: DigestAlgo::Known(HashAlgo::Sha256), digest: digest.to_vec() },
+                Field::DigestNg {
+                    algo: DigestAlgo::Known(HashAlgo::Sha256),
+                    digest: digest.to_vec(),
+                },
                 Field::NameNg(path.as_bytes().to_vec()),
                 Field::Sig(sig),
             ],
@@ -116,7 +154,10 @@ impl ListBuilder {
         self.push(
             "ima-buf",
             vec![
-                Field::DigestNg { algo: DigestAlgo::Known(HashAlgo::Sha256), digest: sha256(buf) },
+                Field::DigestNg {
+                    algo: DigestAlgo::Known(HashAlgo::Sha256),
+                    digest: sha256(buf),
+                },
                 Field::NameNg(name.as_bytes().to_vec()),
                 Field::Buf(buf.to_vec()),
             ],
@@ -131,7 +172,10 @@ impl ListBuilder {
             .map(|r| {
                 let mut out = Vec::new();
                 ascii::format_record(r, Endian::Little, &mut out);
-                String::from_utf8(out).unwrap().trim_end_matches('\n').to_owned()
+                String::from_utf8(out)
+                    .unwrap()
+                    .trim_end_matches('\n')
+                    .to_owned()
             })
             .collect();
         for (at, l) in self.extra_lines.iter().rev() {
@@ -174,7 +218,13 @@ struct Case {
 }
 
 /// Per round: (attested, per-entry event sets, list-level events, running PCR, next entry).
-type Outcome = (bool, Vec<BTreeSet<String>>, BTreeSet<String>, String, Option<u64>);
+type Outcome = (
+    bool,
+    Vec<BTreeSet<String>>,
+    BTreeSet<String>,
+    String,
+    Option<u64>,
+);
 
 fn run_keylime(py: &Path, dir: &Path, cases: &[Case]) -> Vec<Vec<Outcome>> {
     let spec: Vec<Value> = cases
@@ -189,8 +239,16 @@ fn run_keylime(py: &Path, dir: &Path, cases: &[Case]) -> Vec<Vec<Outcome>> {
         .collect();
     let spec_path = dir.join("cases.json");
     std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
-    let out = Command::new(py).arg(HARNESS).arg(&spec_path).output().unwrap();
-    assert!(out.status.success(), "harness: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(py)
+        .arg(HARNESS)
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "harness: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v.as_array()
         .unwrap()
@@ -205,9 +263,20 @@ fn run_keylime(py: &Path, dir: &Path, cases: &[Case]) -> Vec<Vec<Outcome>> {
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(|e| e.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+                        .map(|e| {
+                            e.as_array()
+                                .unwrap()
+                                .iter()
+                                .map(|s| s.as_str().unwrap().to_owned())
+                                .collect()
+                        })
                         .collect();
-                    let glob = r["global"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+                    let glob = r["global"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|s| s.as_str().unwrap().to_owned())
+                        .collect();
                     (
                         r["attested"].as_bool().unwrap(),
                         entries,
@@ -227,7 +296,12 @@ fn run_vigil(dir: &Path, case: &Case, idx: usize) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for r in &case.rounds {
         let mut cmd = Command::new(VIGIL);
-        cmd.arg("attest").arg("--policy").arg(&case.policy).arg("--list").arg(&r.list).arg("--json");
+        cmd.arg("attest")
+            .arg("--policy")
+            .arg(&case.policy)
+            .arg("--list")
+            .arg(&r.list)
+            .arg("--json");
         cmd.args(&case.vigil_args);
         if let Some(p) = &r.pcr {
             cmd.arg("--pcr").arg(format!("{}:{p}", r.bank));
@@ -318,7 +392,9 @@ fn validation_matches_keylime() {
         let d = sha256(p.as_bytes());
         l.ng(&p, &d, col);
         policy.digests.push(&p, hex::encode(&d));
-        policy.digests.push(&p, hex::encode(sha256(b"other version")));
+        policy
+            .digests
+            .push(&p, hex::encode(sha256(b"other version")));
     }
     // Keys: the .ima certificate is allowed (learned), the rogue one is not, the
     // ignored keyring's is accepted unchecked but never learned.
@@ -326,12 +402,24 @@ fn validation_matches_keylime() {
     policy.keyrings.push(".ima", hex::encode(sha256(&ima_cert)));
     l.buf(".evil", &rogue_cert, col);
     l.buf(".builtin_trusted_keys", &ign_cert, col);
-    policy.ima.ignored_keyrings.push(".builtin_trusted_keys".into());
+    policy
+        .ima
+        .ignored_keyrings
+        .push(".builtin_trusted_keys".into());
     l.buf("kexec-cmdline", b"root=/dev/vda1 ro", col);
-    policy.ima_buf.push("kexec-cmdline", hex::encode(sha256(b"root=/dev/vda1 ro")));
+    policy
+        .ima_buf
+        .push("kexec-cmdline", hex::encode(sha256(b"root=/dev/vda1 ro")));
     l.buf("kernel_version", b"6.1.0", col);
-    let sign = |k: &PrivateKey, d: &[u8]| vigil_ima::sign_digest(k, HashAlgo::Sha256, d).unwrap().encode();
-    for (i, k) in [&tenant_key, &ima_key, &rogue_key, &ign_key].into_iter().enumerate() {
+    let sign = |k: &PrivateKey, d: &[u8]| {
+        vigil_ima::sign_digest(k, HashAlgo::Sha256, d)
+            .unwrap()
+            .encode()
+    };
+    for (i, k) in [&tenant_key, &ima_key, &rogue_key, &ign_key]
+        .into_iter()
+        .enumerate()
+    {
         // Not in digests: passes only by a good signature.
         let p = format!("/opt/signed{i}");
         let d = sha256(p.as_bytes());
@@ -353,30 +441,59 @@ fn validation_matches_keylime() {
     l.ng("/tmp/scratch", &sha256(b"t"), col);
     l.ng("/var/log/app.log", &sha256(b"t"), col);
     l.ng("/home/user/.cache/x", &sha256(b"t"), col);
-    policy.excludes = vec!["/tmp".into(), r"/var/log/.*\.log$".into(), "/home/[^/]+/\\.cache/".into()];
+    policy.excludes = vec![
+        "/tmp".into(),
+        r"/var/log/.*\.log$".into(),
+        "/home/[^/]+/\\.cache/".into(),
+    ];
     // Violation, wrong PCR, broken template hash, legacy `ima` template.
     let v = l.ng("/usr/bin/ok6", &[0u8; 32], col);
     v.digest = vec![0; 20];
     l.ng("/usr/bin/ok7", &sha256(b"/usr/bin/ok7"), col).pcr = 11;
     l.ng("/usr/bin/ok8", &sha256(b"/usr/bin/ok8"), col).digest[3] ^= 1;
     let legacy = HashAlgo::Sha1.digest(b"legacy").unwrap();
-    l.push("ima", vec![Field::D(legacy.clone()), Field::N(b"/usr/bin/legacy".to_vec())], col);
+    l.push(
+        "ima",
+        vec![
+            Field::D(legacy.clone()),
+            Field::N(b"/usr/bin/legacy".to_vec()),
+        ],
+        col,
+    );
     policy.digests.push("/usr/bin/legacy", hex::encode(&legacy));
     l.ng("/usr/bin/ok9", &sha256(b"/usr/bin/ok9"), col);
     // Unparsable lines.
-    l.extra_lines.push((l.records.len(), "10 zz ima-ng sha256:00 /broken".into()));
-    l.extra_lines.push((l.records.len(), format!("10 {} ima-ngv2 ima:sha256:{} /v2", "11".repeat(20), "22".repeat(32))));
+    l.extra_lines
+        .push((l.records.len(), "10 zz ima-ng sha256:00 /broken".into()));
+    l.extra_lines.push((
+        l.records.len(),
+        format!(
+            "10 {} ima-ngv2 ima:sha256:{} /v2",
+            "11".repeat(20),
+            "22".repeat(32)
+        ),
+    ));
     l.ng("/usr/bin/ok10", &sha256(b"/usr/bin/ok10"), col);
 
     // verification-keys: made by vigil's generator (checked against Keylime's below).
     let cert_path = write(dir, "tenant.der", &tenant_cert);
     let out = Command::new(VIGIL)
-        .args(["runtime-policy", "create", "--add-ima-signature-verification-key"])
+        .args([
+            "runtime-policy",
+            "create",
+            "--add-ima-signature-verification-key",
+        ])
         .arg(&cert_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let vk = RuntimePolicy::from_json(&out.stdout).unwrap().verification_keys;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vk = RuntimePolicy::from_json(&out.stdout)
+        .unwrap()
+        .verification_keys;
     assert!(!vk.is_empty());
     policy.verification_keys = vk;
 
@@ -414,20 +531,32 @@ fn validation_matches_keylime() {
     p256.ima.log_hash_alg = "sha256".into();
     let pol256 = write(dir, "policy256.json", p256.to_json());
 
-    let round = |list: &PathBuf, pcr: Option<String>, bank: &'static str| Round { list: list.clone(), pcr, bank };
+    let round = |list: &PathBuf, pcr: Option<String>, bank: &'static str| Round {
+        list: list.clone(),
+        pcr,
+        bank,
+    };
     let cases = vec![
         Case {
             name: "full list, sha1 quote",
             policy: pol.clone(),
             stateful: false,
-            rounds: vec![round(&list, Some(replay(&text, total, HashAlgo::Sha1)), "sha1")],
+            rounds: vec![round(
+                &list,
+                Some(replay(&text, total, HashAlgo::Sha1)),
+                "sha1",
+            )],
             vigil_args: vec![],
         },
         Case {
             name: "sha256 bank, quote lags the log",
             policy: pol.clone(),
             stateful: false,
-            rounds: vec![round(&list, Some(replay(&text, 20, HashAlgo::Sha256)), "sha256")],
+            rounds: vec![round(
+                &list,
+                Some(replay(&text, 20, HashAlgo::Sha256)),
+                "sha256",
+            )],
             vigil_args: vec![],
         },
         Case {
@@ -449,12 +578,36 @@ fn validation_matches_keylime() {
             policy: pol.clone(),
             stateful: true,
             rounds: vec![
-                round(&good_list, Some(replay(&good_text, 5, HashAlgo::Sha256)), "sha256"),
-                round(&good_list, Some(replay(&good_text, 9, HashAlgo::Sha256)), "sha256"),
-                round(&good_list, Some(replay(&good_text, gn, HashAlgo::Sha256)), "sha256"),
-                round(&good_list, Some(replay(&good_text, gn, HashAlgo::Sha256)), "sha256"),
-                round(&list, Some(replay(&text, total, HashAlgo::Sha256)), "sha256"),
-                round(&good_list, Some(replay(&good_text, gn, HashAlgo::Sha256)), "sha256"),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, 5, HashAlgo::Sha256)),
+                    "sha256",
+                ),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, gn, HashAlgo::Sha256)),
+                    "sha256",
+                ),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, gn, HashAlgo::Sha256)),
+                    "sha256",
+                ),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, gn, HashAlgo::Sha256)),
+                    "sha256",
+                ),
+                round(
+                    &list,
+                    Some(replay(&text, total, HashAlgo::Sha256)),
+                    "sha256",
+                ),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, gn, HashAlgo::Sha256)),
+                    "sha256",
+                ),
             ],
             vigil_args: vec![],
         },
@@ -463,8 +616,16 @@ fn validation_matches_keylime() {
             policy: pol.clone(),
             stateful: true,
             rounds: vec![
-                round(&good_list, Some(replay(&good_text, 2, HashAlgo::Sha1)), "sha1"),
-                round(&good_list, Some(replay(&good_text, 3, HashAlgo::Sha1)), "sha1"),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, 2, HashAlgo::Sha1)),
+                    "sha1",
+                ),
+                round(
+                    &good_list,
+                    Some(replay(&good_text, 3, HashAlgo::Sha1)),
+                    "sha1",
+                ),
             ],
             vigil_args: vec![],
         },
@@ -472,7 +633,11 @@ fn validation_matches_keylime() {
             name: "log_hash_alg sha256",
             policy: pol256,
             stateful: false,
-            rounds: vec![round(&list256, Some(replay(&t256, 3, HashAlgo::Sha384)), "sha384")],
+            rounds: vec![round(
+                &list256,
+                Some(replay(&t256, 3, HashAlgo::Sha384)),
+                "sha384",
+            )],
             vigil_args: vec![],
         },
     ];
@@ -484,7 +649,13 @@ fn validation_matches_keylime() {
         for (r, (a, b)) in ours.iter().zip(&keylime[i]).enumerate() {
             assert_eq!(a.1.len(), b.1.len(), "{} round {r}: entry count", case.name);
             for (e, (x, y)) in a.1.iter().zip(&b.1).enumerate() {
-                assert_eq!(x, y, "{} round {r}: entry {e}: {}", case.name, text.lines().nth(e).unwrap_or(""));
+                assert_eq!(
+                    x,
+                    y,
+                    "{} round {r}: entry {e}: {}",
+                    case.name,
+                    text.lines().nth(e).unwrap_or("")
+                );
                 failing_seen.extend(x.iter().cloned());
             }
             assert_eq!(a.2, b.2, "{} round {r}: list-level failures", case.name);
@@ -494,11 +665,21 @@ fn validation_matches_keylime() {
         }
     }
     // The cases exercise every entry-level reason.
-    for ev in ["not_in_allowlist", "runtime_policy_hash", "ima_hash", "tomtou", "ima_pcr", "entry"] {
+    for ev in [
+        "not_in_allowlist",
+        "runtime_policy_hash",
+        "ima_hash",
+        "tomtou",
+        "ima_pcr",
+        "entry",
+    ] {
         assert!(failing_seen.contains(ev), "no case produced {ev}");
     }
     // And the incremental rounds progressed as expected (on both sides).
-    assert_eq!(keylime[4].iter().map(|r| r.4.unwrap()).collect::<Vec<_>>(), [5, 9, gn as u64, gn as u64, 0, gn as u64]);
+    assert_eq!(
+        keylime[4].iter().map(|r| r.4.unwrap()).collect::<Vec<_>>(),
+        [5, gn as u64, gn as u64, gn as u64, 0, gn as u64]
+    );
 }
 
 #[test]
@@ -506,14 +687,14 @@ fn policy_generation_matches_keylime() {
     let Some(py) = keylime_python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let stub = dir.join("stub");
-    std::fs::create_dir(&stub).unwrap();
-    std::fs::write(stub.join("gpg.py"), "").unwrap();
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata/keylime/create-runtime-policy");
+    let data = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/testdata/keylime/create-runtime-policy"
+    );
     let keylime = |args: &[&str], out: &Path| -> Option<Value> {
         let o = Command::new(&py)
-            .env("PYTHONPATH", &stub)
-            .args(["-c", "import sys; from keylime.cmd.keylime_policy import main; sys.argv[0]='keylime-policy'; main()", "create", "runtime"])
+            .arg(HARNESS)
+            .arg("--create")
             .args(args)
             .arg("-o")
             .arg(out)
@@ -526,7 +707,13 @@ fn policy_generation_matches_keylime() {
         Some(serde_json::from_slice(&text).unwrap())
     };
     let vigil = |args: &[&str], out: &Path| -> Option<Value> {
-        let o = Command::new(VIGIL).args(["runtime-policy", "create"]).args(args).arg("-o").arg(out).output().unwrap();
+        let o = Command::new(VIGIL)
+            .args(["runtime-policy", "create"])
+            .args(args)
+            .arg("-o")
+            .arg(out)
+            .output()
+            .unwrap();
         if o.status.code() == Some(2) {
             return None;
         }
@@ -555,15 +742,29 @@ fn policy_generation_matches_keylime() {
             assert_eq!(strip(k), strip(v.clone()), "{alg}");
             // It contains the base policy's digests and the allowlist's and list's.
             let d = &v["digests"];
-            assert!(d.get("data").is_some() && d.get("/data").is_some(), "{alg}: {d}");
+            assert!(
+                d.get("data").is_some() && d.get("/data").is_some(),
+                "{alg}: {d}"
+            );
         }
     }
-    assert!(vigil(&["-a", &format!("{data}/allowlist-unknown")], &dir.join("x.json")).is_none());
+    assert!(vigil(
+        &["-a", &format!("{data}/allowlist-unknown")],
+        &dir.join("x.json")
+    )
+    .is_none());
 
     // A root file system with excluded directories, a non-root file, a symlink,
     // spaces in names and an exclude list; plus keyrings from a list.
     let root = dir.join("root");
-    for d in ["usr/bin", "usr/lib/sub dir", "var/lib", "tmp", "etc", "opt/skip"] {
+    for d in [
+        "usr/bin",
+        "usr/lib/sub dir",
+        "var/lib",
+        "tmp",
+        "etc",
+        "opt/skip",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     for (f, c) in [
@@ -583,13 +784,29 @@ fn policy_generation_matches_keylime() {
     let root_s = root.to_str().unwrap().to_owned();
     let skip = format!("{root_s}/opt/skip");
     for algo in ["sha256", "sha1", "sha512"] {
-        let args = ["--rootfs", &root_s, "--algo", algo, "-s", &skip, "-e", excl.to_str().unwrap(), "--ignored-keyrings", ".x"];
+        let args = [
+            "--rootfs",
+            &root_s,
+            "--algo",
+            algo,
+            "-s",
+            &skip,
+            "-e",
+            excl.to_str().unwrap(),
+            "--ignored-keyrings",
+            ".x",
+        ];
         let k = keylime(&args, &dir.join("k.json")).expect("keylime rootfs");
         let v = vigil(&args, &dir.join("v.json")).unwrap();
         assert_eq!(strip(k), strip(v.clone()), "rootfs {algo}");
         let keys: Vec<&String> = v["digests"].as_object().unwrap().keys().collect();
-        assert!(keys.contains(&&"/usr/lib/sub_dir/lib_a.so".to_owned()), "{keys:?}");
-        assert!(!keys.iter().any(|k| k.starts_with("/var") || k.starts_with("/tmp") || k.starts_with("/opt")));
+        assert!(
+            keys.contains(&&"/usr/lib/sub_dir/lib_a.so".to_owned()),
+            "{keys:?}"
+        );
+        assert!(!keys
+            .iter()
+            .any(|k| k.starts_with("/var") || k.starts_with("/tmp") || k.starts_with("/opt")));
     }
 }
 
@@ -598,11 +815,38 @@ fn dsse_interoperates_with_keylime() {
     let Some(py) = keylime_python() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "k.pem"]);
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "k.pem",
+        ],
+    );
     openssl(dir, &["pkey", "-in", "k.pem", "-pubout", "-out", "k.pub"]);
-    openssl(dir, &["req", "-new", "-x509", "-key", "k.pem", "-subj", "/CN=dsse_lib", "-days", "3", "-out", "c.pem"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            "k.pem",
+            "-subj",
+            "/CN=dsse_lib",
+            "-days",
+            "3",
+            "-out",
+            "c.pem",
+        ],
+    );
     let mut p = RuntimePolicy::default();
-    p.digests.push("/usr/bin/true", "0123456789abcdef0123456789abcdef01234567");
+    p.digests
+        .push("/usr/bin/true", "0123456789abcdef0123456789abcdef01234567");
     let pol = write(dir, "p.json", p.to_json());
     let sign = |extra: &[&str], out: &str| {
         let o = Command::new(VIGIL)
@@ -638,8 +882,16 @@ mine = json.loads(open(d + '/ecdsa.json').read())
 assert json.loads(env)['signatures'][0]['keyid'] == mine['signatures'][0]['keyid']
 assert json.loads(env)['payload'] == mine['payload']
 "#;
-    let o = Command::new(&py).args(["-c", script]).arg(dir).output().unwrap();
-    assert!(o.status.success(), "keylime: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(&py)
+        .args(["-c", script])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "keylime: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for (file, args) in [
         ("keylime.json", vec!["-k", "k.pub"]),
         ("ecdsa.json", vec!["-k", "c.pem"]),
@@ -651,6 +903,11 @@ assert json.loads(env)['payload'] == mine['payload']
             .current_dir(dir)
             .output()
             .unwrap();
-        assert_eq!(o.status.code(), Some(0), "{file}: {}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{file}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
     }
 }
