@@ -52,40 +52,52 @@ pub fn entry_from_record(r: Record, endian: Endian) -> ListItem {
             name: r.name().map(|n| String::from_utf8_lossy(n).into_owned()),
         });
     };
-    let name = r.name().map(<[u8]>::to_vec).unwrap_or_default();
+    let template_data = if template == Template::Ima {
+        // H(d ‖ n zero-padded to 256 bytes): keep exactly the hashed bytes.
+        let mut v = Vec::with_capacity(20 + IMA_NAME_HASH_LEN);
+        for f in &r.fields {
+            if let Field::D(d) | Field::N(d) = f {
+                v.extend_from_slice(d);
+            }
+        }
+        let d_len = r
+            .fields
+            .iter()
+            .find_map(|f| match f {
+                Field::D(d) => Some(d.len()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        v.resize(v.len().max(d_len + IMA_NAME_HASH_LEN), 0);
+        v
+    } else {
+        let mut v = Vec::with_capacity(128);
+        r.encode_data(endian, &mut v);
+        v
+    };
+    let mut name = Vec::new();
     let mut digest_algo = String::new();
     let mut digest = Vec::new();
     let mut sig = Vec::new();
     let mut buf = Vec::new();
-    for f in &r.fields {
+    for f in r.fields {
         match f {
             Field::D(d) => {
                 digest_algo = HashAlgo::from_legacy_len(d.len())
                     .map(|a| a.name().to_owned())
                     .unwrap_or_default();
-                digest = d.clone();
+                digest = d;
             }
             Field::DigestNg { algo, digest: d } => {
                 digest_algo = algo.name().to_owned();
-                digest = d.clone();
+                digest = d;
             }
-            Field::Sig(s) => sig = s.clone(),
-            Field::Buf(b) => buf = b.clone(),
+            Field::N(n) | Field::NameNg(n) => name = n,
+            Field::Sig(s) => sig = s,
+            Field::Buf(b) => buf = b,
             _ => {}
         }
     }
-    let template_data = if template == Template::Ima {
-        // H(d ‖ n zero-padded to 256 bytes): keep exactly the hashed bytes.
-        let mut v = Vec::with_capacity(20 + IMA_NAME_HASH_LEN);
-        v.extend_from_slice(&digest);
-        v.extend_from_slice(&name);
-        v.resize(digest.len() + IMA_NAME_HASH_LEN.max(name.len()), 0);
-        v
-    } else {
-        let mut v = Vec::with_capacity(64 + name.len() + sig.len() + buf.len());
-        r.encode_data(endian, &mut v);
-        v
-    };
     Ok(Entry {
         pcr: r.pcr,
         template_hash: Cow::Owned(r.digest),
@@ -103,22 +115,44 @@ pub fn entry_from_record(r: Record, endian: Endian) -> ListItem {
 /// cannot be parsed becomes an [`Unparsable`] item, as Keylime reports such lines and
 /// goes on.
 pub fn parse_ascii(text: &[u8]) -> Vec<ListItem> {
-    let endian = Endian::Little;
-    let lines: Vec<&[u8]> = text
-        .split(|&b| b == b'\n')
+    ascii_items(text, 0).collect()
+}
+
+fn ascii_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty() && *l != b"\r")
-        .collect();
-    lines
-        .par_iter()
-        .with_min_len(256)
-        .map(|line| match ascii::parse_line(line, None, endian) {
-            Ok(r) => entry_from_record(r, endian),
-            Err(e) => Err(Unparsable {
-                message: format!("{e}: {}", String::from_utf8_lossy(line)),
-                name: None,
-            }),
-        })
-        .collect()
+}
+
+/// Number of entries (non-blank lines) of an ASCII list.
+pub fn ascii_len(text: &[u8]) -> usize {
+    ascii_lines(text).count()
+}
+
+/// Like [`parse_ascii`], but lazily: lines are parsed in parallel a chunk at a time, so
+/// a caller that validates as it goes keeps only one chunk of entries in memory. The
+/// first `skip` entries are neither parsed nor returned.
+pub fn ascii_items(text: &[u8], skip: usize) -> impl Iterator<Item = ListItem> + '_ {
+    const CHUNK: usize = 4096;
+    let lines: Vec<&[u8]> = ascii_lines(text).skip(skip).collect();
+    let chunks: Vec<Vec<&[u8]>> = lines.chunks(CHUNK).map(<[&[u8]]>::to_vec).collect();
+    chunks.into_iter().flat_map(|chunk| {
+        chunk
+            .par_iter()
+            .with_min_len(256)
+            .map(|line| parse_ascii_line(line))
+            .collect::<Vec<_>>()
+    })
+}
+
+fn parse_ascii_line(line: &[u8]) -> ListItem {
+    let endian = Endian::Little;
+    match ascii::parse_line(line, None, endian) {
+        Ok(r) => entry_from_record(r, endian),
+        Err(e) => Err(Unparsable {
+            message: format!("{e}: {}", String::from_utf8_lossy(line)),
+            name: None,
+        }),
+    }
 }
 
 /// Parse a binary list whose template-digest column is `digest_algo` (SHA-1 for the

@@ -3,7 +3,6 @@
 //! schema (`RUNTIME_POLICY_SCHEMA`), plus DSSE-wrapped policies and the legacy
 //! `sha256sum`-style allowlist and exclude-list inputs.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
@@ -35,10 +34,88 @@ const PATH_SEP: char = '\u{1}';
 
 /// An ordered map from a name (path, keyring, ima-buf event) to accepted hex digests,
 /// kept in insertion order as Python dicts are, with a hash index for lookups.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct DigestMap {
     entries: Vec<(String, Vec<String>)>,
-    index: HashMap<String, usize>,
+    index: Index,
+}
+
+impl PartialEq for DigestMap {
+    fn eq(&self, other: &DigestMap) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for DigestMap {}
+
+/// Open-addressing index from name to position in `entries` (names are stored once,
+/// in `entries`; lookups are allocation-free).
+#[derive(Clone, Default)]
+struct Index {
+    /// Position + 1, or 0 for an empty slot; the length is a power of two.
+    slots: Vec<u32>,
+}
+
+/// FxHash-style multiplicative hash: policies are trusted input and lookups never
+/// insert, so a keyed hash buys nothing here.
+fn name_hash(s: &str) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0;
+    let mut chunks = s.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    for &b in chunks.remainder() {
+        h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
+    }
+    // Final mix so that the low bits (the slot) depend on every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+impl Index {
+    fn find(&self, entries: &[(String, Vec<String>)], name: &str) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = name_hash(name) as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => return None,
+                p if entries[p as usize - 1].0 == name => return Some(p as usize - 1),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn place(&mut self, name: &str, pos: usize) {
+        let mask = self.slots.len() - 1;
+        let mut i = name_hash(name) as usize & mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = pos as u32 + 1;
+    }
+
+    fn rebuild(&mut self, entries: &[(String, Vec<String>)], min_cap: usize) {
+        let cap = (min_cap.max(8) * 2).next_power_of_two();
+        self.slots = vec![0; cap];
+        for (pos, (name, _)) in entries.iter().enumerate() {
+            self.place(name, pos);
+        }
+    }
+
+    /// Record that `entries[pos]` was just appended.
+    fn added(&mut self, entries: &[(String, Vec<String>)], pos: usize) {
+        if (pos + 1) * 2 > self.slots.len() {
+            self.rebuild(entries, entries.len());
+        } else {
+            self.place(&entries[pos].0, pos);
+        }
+    }
 }
 
 impl fmt::Debug for DigestMap {
@@ -67,12 +144,14 @@ impl DigestMap {
 
     /// The digests accepted for `name`.
     pub fn get(&self, name: &str) -> Option<&[String]> {
-        self.index.get(name).map(|&i| self.entries[i].1.as_slice())
+        self.index
+            .find(&self.entries, name)
+            .map(|i| self.entries[i].1.as_slice())
     }
 
     /// Whether `name` has an entry.
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.index.find(&self.entries, name).is_some()
     }
 
     /// Names and digests in order.
@@ -95,32 +174,29 @@ impl DigestMap {
 
     /// Remove `name`; later entries keep their order.
     pub fn remove(&mut self, name: &str) -> Option<Vec<String>> {
-        let i = self.index.remove(name)?;
+        let i = self.index.find(&self.entries, name)?;
         let (_, v) = self.entries.remove(i);
-        for (_, idx) in self.index.iter_mut() {
-            if *idx > i {
-                *idx -= 1;
-            }
-        }
+        self.index.rebuild(&self.entries, self.entries.len());
         Some(v)
     }
 
     fn slot(&mut self, name: &str) -> usize {
-        if let Some(&i) = self.index.get(name) {
+        if let Some(i) = self.index.find(&self.entries, name) {
             return i;
         }
         self.entries.push((name.to_owned(), Vec::new()));
-        self.index.insert(name.to_owned(), self.entries.len() - 1);
-        self.entries.len() - 1
+        let pos = self.entries.len() - 1;
+        self.index.added(&self.entries, pos);
+        pos
     }
 
     /// Keylime's `merge_maplists`: names new to `self` are appended with their list;
     /// lists of names present in both become the sorted set union.
     pub fn merge(&mut self, other: &DigestMap) {
         for (name, digests) in other.iter() {
-            match self.index.get(name) {
+            match self.index.find(&self.entries, name) {
                 None => self.insert(name, digests.to_vec()),
-                Some(&i) => {
+                Some(i) => {
                     let list = &mut self.entries[i].1;
                     list.extend(digests.iter().cloned());
                     list.sort();

@@ -368,15 +368,17 @@ fn pcr10_from_text(text: &str) -> Option<String> {
 }
 
 fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
-    let (policy, signed) = load_policy(&a.policy, a.policy_key.as_deref())?;
+    // Read and parse the policy while the list is read.
+    let (loaded, list_data) = rayon::join(
+        || load_policy(&a.policy, a.policy_key.as_deref()),
+        || read(&a.list),
+    );
+    let (policy, signed) = loaded?;
     if signed && a.policy_key.is_none() {
         eprintln!(
             "vigil: warning: {}: DSSE signature not checked (no --policy-key)",
             a.policy.display()
         );
-    }
-    if let Err(e) = policy.validate_schema() {
-        eprintln!("vigil: warning: {}: {e}", a.policy.display());
     }
     let quote = quote_value(a.pcr.as_deref(), a.pcrs.as_deref())?;
     let validator = Validator::new(
@@ -390,8 +392,16 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         Some(n) => parse_algo(n)?,
         None => validator.log_hash_alg(),
     };
-    let data = read(&a.list)?;
-    let items = list::parse(&data, col_algo).with_context(|| a.list.display().to_string())?;
+    let data = list_data?;
+    let ascii = list::ListFormat::detect(&data) == list::ListFormat::Ascii;
+    let mut binary_items = Vec::new();
+    let n_entries = if ascii {
+        list::ascii_len(&data)
+    } else {
+        binary_items =
+            list::parse_binary(&data, col_algo).with_context(|| a.list.display().to_string())?;
+        binary_items.len()
+    };
 
     let mut state = match &a.state {
         Some(p) if p.exists() => {
@@ -400,17 +410,22 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         Some(_) => Some(State::default()),
         None => None,
     };
+    // Without --list-start the list is complete: skip what the state already covers.
     let (first_entry, skip) = match (a.list_start, &state) {
         (Some(n), _) => (n, 0),
-        (None, Some(s)) if s.next_entry as usize <= items.len() => {
+        (None, Some(s)) if s.next_entry as usize <= n_entries => {
             (s.next_entry, s.next_entry as usize)
         }
-        (None, Some(_)) => (0, 0),
-        (None, None) => (0, 0),
+        _ => (0, 0),
+    };
+    let items: Box<dyn Iterator<Item = list::ListItem>> = if ascii {
+        Box::new(list::ascii_items(&data, skip))
+    } else {
+        Box::new(binary_items.into_iter().skip(skip))
     };
     let bank = quote.as_ref().map(|q| q.0).unwrap_or(HashAlgo::Sha1);
     let report = validator.validate(
-        items.into_iter().skip(skip),
+        items,
         bank,
         quote.as_ref().map(|q| q.1.as_slice()),
         state.as_mut(),
