@@ -330,7 +330,9 @@ fn quote_value(
                 String::from_utf8(read(Path::new(f))?).map_err(|_| anyhow!("{f}: not text"))?;
             (
                 bank,
-                pcr10_from_text(&text).ok_or_else(|| anyhow!("{f}: no PCR 10 value found"))?,
+                pcr10_from_text(&text, bank)
+                    .with_context(|| f.to_owned())?
+                    .ok_or_else(|| anyhow!("{f}: no PCR 10 value found"))?,
             )
         }
         (None, None) => return Ok(None),
@@ -347,24 +349,26 @@ fn quote_value(
     Ok(Some((bank, v)))
 }
 
-/// Find PCR 10 in a PCR dump: a bare hex value, or a `10: …`/`PCR-10: …`/`pcr10 …` line.
-fn pcr10_from_text(text: &str) -> Option<String> {
+/// Find PCR 10 of `bank` in a PCR dump: a bare hex value (sysfs `pcr-<alg>/10`), or
+/// any format `vigil_ima::pcrs` reads; with several PCR 10 lines (one per bank, as in
+/// IBM TSS dumps) the one of the bank's length is taken.
+fn pcr10_from_text(text: &str, bank: HashAlgo) -> anyhow::Result<Option<String>> {
     let trimmed = text.trim();
-    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_whitespace()).collect() };
-    if !trimmed.contains('\n') && !trimmed.contains(':') {
-        return Some(clean(trimmed));
+    if !trimmed.is_empty() && !trimmed.contains(':') && !trimmed.contains('\n') {
+        let v: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+        return Ok(Some(v.trim_start_matches("0x").to_owned()));
     }
-    for line in text.lines() {
-        let l = line.trim();
-        let lower = l.to_ascii_lowercase();
-        for prefix in ["pcr-10:", "pcr-10 ", "pcr10:", "pcr10 ", "10:", "10 :"] {
-            if let Some(rest) = lower.strip_prefix(prefix) {
-                let v = clean(rest);
-                return Some(v.strip_prefix("0x").unwrap_or(&v).to_owned());
-            }
-        }
-    }
-    None
+    let values = vigil_ima::pcrs::parse_pcr_text(text).map_err(|e| anyhow!("{e}"))?;
+    let tens: Vec<&Vec<u8>> = values
+        .iter()
+        .filter(|(i, _)| *i == 10)
+        .map(|(_, v)| v)
+        .collect();
+    Ok(tens
+        .iter()
+        .find(|v| v.len() == bank.digest_len())
+        .or(tens.first())
+        .map(hex::encode))
 }
 
 fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
