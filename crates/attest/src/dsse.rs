@@ -265,7 +265,7 @@ fn parse_cert(data: &[u8]) -> Option<x509_cert::Certificate> {
 
 fn pem_decode(text: &str) -> Option<(String, Vec<u8>)> {
     let start = text.find("-----BEGIN ")?;
-    let (label, doc) = der::pem::decode_vec(text[start..].as_bytes()).ok()?;
+    let (label, doc) = der::pem::decode_vec(&text.as_bytes()[start..]).ok()?;
     Some((label.to_owned(), doc))
 }
 

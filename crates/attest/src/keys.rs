@@ -99,7 +99,7 @@ fn from_cert(cert: &x509_cert::Certificate) -> Option<std::result::Result<Stored
 
 fn pem_blocks(text: &str) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
     text.match_indices("-----BEGIN ").filter_map(move |(i, _)| {
-        der::pem::decode_vec(text[i..].as_bytes())
+        der::pem::decode_vec(&text.as_bytes()[i..])
             .ok()
             .map(|(l, d)| (l.to_owned(), d))
     })

@@ -108,15 +108,15 @@ fn sign_and_verify_each_key_type() {
             env.signatures[0].keyid.as_deref(),
             Some(public.keyid().as_str())
         );
-        assert_eq!(dsse::verify(&env, &[public.clone()]).unwrap(), payload);
+        assert_eq!(dsse::verify(&env, std::slice::from_ref(&public)).unwrap(), payload);
         assert!(matches!(
-            dsse::verify(&env, &[other.clone()]),
+            dsse::verify(&env, std::slice::from_ref(&other)),
             Err(Error::DsseNoValidSignature)
         ));
         // Any change of payload or type breaks it.
         let mut bad = env.clone();
         bad.payload = base64_of(&[&payload[..], b" "].concat());
-        assert!(dsse::verify(&bad, &[public.clone()]).is_err());
+        assert!(dsse::verify(&bad, std::slice::from_ref(&public)).is_err());
         let mut bad = env.clone();
         bad.payload_type = "application/json".into();
         assert!(dsse::verify(&bad, &[public]).is_err());
@@ -176,7 +176,7 @@ fn keylime_b64dec_quirk_and_bad_envelopes() {
     // A payload that is valid hex is decoded as hex, as Keylime's b64dec does.
     assert_eq!(dsse::b64dec("7b7d").unwrap(), b"{}");
     assert_eq!(dsse::b64dec("e30=").unwrap(), b"{}");
-    assert_eq!(dsse::b64dec("e30_").is_err(), false);
+    assert!(dsse::b64dec("e30_").is_ok());
     assert!(dsse::b64dec("!!").is_err());
     assert!(matches!(
         dsse::parse(b"{\"payload\": 1}"),

@@ -412,7 +412,7 @@ fn keyring_and_ima_buf_sections() {
     let v = Validator::new(&p, Options::default()).unwrap();
     let r = v
         .validate(
-            ok(&[e.clone()]),
+            ok(std::slice::from_ref(&e)),
             HashAlgo::Sha1,
             None,
             None,
