@@ -7,7 +7,9 @@
 # hash only root-owned files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ROOTFS=/usr/share runs both on an existing tree instead of a generated one.
 FILES=${FILES:-20000}
+ROOTFS=${ROOTFS:-}
 ROUNDS=${ROUNDS:-3}
 PY=${KEYLIME_PYTHON:-target/keylime-venv/bin/python}
 [[ -x $PY ]] || { echo "no Keylime venv at $PY; run scripts/install-deps.sh" >&2; exit 2; }
@@ -16,6 +18,8 @@ cargo build --release -q -p vigil
 VIGIL=target/release/vigil
 work=$(mktemp -d /var/tmp/vigil-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
+tree=${ROOTFS:-$work/tree}
+if [[ -z $ROOTFS ]]; then
 mkdir -p "$work/tree"
 "$PY" - "$work/tree" "$FILES" <<'PYEOF'
 import os, random, sys
@@ -28,13 +32,14 @@ for i in range(n):
     with open(os.path.join(d, f"file{i}.so"), "wb") as f:
         f.write(rnd.randbytes(size))
 PYEOF
-echo "tree: $FILES files, $(du -sh "$work/tree" | cut -f1)"
+fi
+echo "tree: $tree, $(find "$tree" -type f | wc -l) files, $(du -sh "$tree" | cut -f1)"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 time_it() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk "BEGIN{print $e - $s}"; }
 
-kl() { "$PY" crates/cli/tests/attest_keylime.py --create --rootfs "$work/tree" -o "$1"; }
-vg() { "$VIGIL" runtime-policy create --rootfs "$work/tree" -o "$1"; }
+kl() { "$PY" crates/cli/tests/attest_keylime.py --create --rootfs "$tree" -o "$1"; }
+vg() { "$VIGIL" runtime-policy create --rootfs "$tree" -o "$1"; }
 
 kl "$work/k.json" >/dev/null 2>&1; vg "$work/v.json"   # warm-up (page cache)
 kt=(); vt=()
