@@ -108,7 +108,10 @@ fn sign_and_verify_each_key_type() {
             env.signatures[0].keyid.as_deref(),
             Some(public.keyid().as_str())
         );
-        assert_eq!(dsse::verify(&env, std::slice::from_ref(&public)).unwrap(), payload);
+        assert_eq!(
+            dsse::verify(&env, std::slice::from_ref(&public)).unwrap(),
+            payload
+        );
         assert!(matches!(
             dsse::verify(&env, std::slice::from_ref(&other)),
             Err(Error::DsseNoValidSignature)

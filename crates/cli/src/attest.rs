@@ -196,6 +196,11 @@ pub struct CreateArgs {
     /// Add a boot_aggregate digest (hex; repeatable).
     #[arg(long, value_name = "HEX")]
     boot_aggregate: Vec<String>,
+    /// Add the boot_aggregate values of a TCG2 event log
+    /// (/sys/kernel/security/tpm0/binary_bios_measurements): for the SHA-1 bank over
+    /// PCR 0–7, for every other bank over PCR 0–7 and 0–9 (kernels differ).
+    #[arg(long, value_name = "FILE")]
+    tcg_log: Option<PathBuf>,
     /// Print only the digests, in the legacy allowlist format.
     #[arg(long)]
     show_legacy_allowlist: bool,
@@ -537,6 +542,11 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
+    let mut boot_aggregates = c.boot_aggregate.clone();
+    if let Some(p) = &c.tcg_log {
+        boot_aggregates
+            .extend(tcg_boot_aggregates(&read(p)?).with_context(|| p.display().to_string())?);
+    }
     let mut keys = Vec::new();
     for k in &c.add_ima_signature_verification_key {
         keys.push((k.display().to_string(), read(k)?));
@@ -566,7 +576,7 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
             keyrings: c.keyrings,
             ima_buf: c.ima_buf,
             verification_keys: keys,
-            boot_aggregates: c.boot_aggregate.clone(),
+            boot_aggregates,
             timestamp: generate::python_now(),
         },
         pb.as_ref(),
@@ -581,6 +591,41 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
     };
     write_out(c.output.as_deref(), text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The boot_aggregate values a TCG2 event log allows.
+fn tcg_boot_aggregates(data: &[u8]) -> anyhow::Result<Vec<String>> {
+    use vigil_ima::tcg::{boot_aggregate, AggregateRange, EventLog};
+    let banks = EventLog::parse(data)
+        .map_err(|e| anyhow!("{e}"))?
+        .replay()
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for algo in [
+        HashAlgo::Sha1,
+        HashAlgo::Sha256,
+        HashAlgo::Sha384,
+        HashAlgo::Sha512,
+        HashAlgo::Sm3,
+    ] {
+        let Some(bank) = banks.get(algo) else {
+            continue;
+        };
+        let ranges: &[AggregateRange] = if algo == HashAlgo::Sha1 {
+            &[AggregateRange::Pcr0To7]
+        } else {
+            &[AggregateRange::Pcr0To7, AggregateRange::Pcr0To9]
+        };
+        for &r in ranges {
+            out.push(hex::encode(
+                boot_aggregate(bank, r).map_err(|e| anyhow!("{e}"))?,
+            ));
+        }
+    }
+    if out.is_empty() {
+        bail!("the event log has no SHA-1/SHA-2/SM3 bank");
+    }
+    Ok(out)
 }
 
 fn diff_map(out: &mut Vec<String>, section: &str, a: &DigestMap, b: &DigestMap) {

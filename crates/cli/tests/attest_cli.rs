@@ -484,3 +484,65 @@ fn verify_diff_merge_sign() {
     assert_eq!(code(&o), 2);
     assert!(text(&o).contains("no valid signature"), "{}", text(&o));
 }
+
+#[test]
+fn boot_aggregates_from_tcg_event_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Known answers from shared/testdata/SOURCES.md (checked with evmctl).
+    for (log, want) in [
+        (
+            "sample-binary_bios_measurements-pcrs-8-9",
+            &[
+                "83d19723ef3b3c05bb8ae70d86b3886c158f2408f1b71ed265886a7b79eb700e",
+                "902992f8f550b797165537c7e8ab9a2f2170321d",
+            ][..],
+        ),
+        (
+            "test_binary_bios_measurements",
+            &["f1b4c7c9b27e94569f4c2b64051c452bc609c3cb891dd7fae06b758f8bc83d14"][..],
+        ),
+    ] {
+        let path = format!("{DATA}/ima-evm-utils/{log}");
+        let o = vigil(&["runtime-policy", "create", "--tcg-log", &path], d);
+        assert_eq!(code(&o), 0, "{}", text(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let ba: Vec<&str> = p["digests"]["boot_aggregate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for w in want {
+            assert!(ba.contains(w), "{log}: {ba:?}");
+        }
+    }
+    // The matching ASCII list's boot_aggregate entry is then accepted.
+    let list = format!("{DATA}/ima-evm-utils/sample-ascii_runtime_measurements-pcrs-8-9");
+    let first = std::fs::read_to_string(&list)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    std::fs::write(d.join("first"), format!("{first}\n")).unwrap();
+    let log = format!("{DATA}/ima-evm-utils/sample-binary_bios_measurements-pcrs-8-9");
+    assert_eq!(
+        code(&vigil(
+            &[
+                "runtime-policy",
+                "create",
+                "--tcg-log",
+                &log,
+                "-o",
+                "ba.json"
+            ],
+            d
+        )),
+        0
+    );
+    let o = vigil(&["attest", "--policy", "ba.json", "--list", "first"], d);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let o = vigil(&["runtime-policy", "create", "--tcg-log", &list], d);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+}
