@@ -364,16 +364,17 @@ fn pcr10_from_text(text: &str, bank: HashAlgo) -> anyhow::Result<Option<String>>
         return Ok(Some(v.trim_start_matches("0x").to_owned()));
     }
     let values = vigil_ima::pcrs::parse_pcr_text(text).map_err(|e| anyhow!("{e}"))?;
-    let tens: Vec<&Vec<u8>> = values
-        .iter()
-        .filter(|(i, _)| *i == 10)
-        .map(|(_, v)| v)
-        .collect();
+    // PCR 10 lines of this bank: named so, or unnamed with the bank's length.
+    let tens: Vec<&vigil_ima::pcrs::PcrLine> = values.iter().filter(|l| l.index == 10).collect();
     Ok(tens
         .iter()
-        .find(|v| v.len() == bank.digest_len())
+        .find(|l| l.bank == Some(bank))
+        .or_else(|| {
+            tens.iter()
+                .find(|l| l.bank.is_none() && l.value.len() == bank.digest_len())
+        })
         .or(tens.first())
-        .map(hex::encode))
+        .map(|l| hex::encode(&l.value)))
 }
 
 fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
