@@ -719,9 +719,10 @@ impl RuntimePolicy {
         self.ima.ignored_keyrings.dedup();
     }
 
-    /// Merge `other` into `self` as `keylime-policy create runtime --base-policy` merges
-    /// a base policy: digest maps and lists are unions, `log_hash_alg` and
-    /// `verification-keys` are taken from `other` where `self` has none.
+    /// Merge `other` into `self` (`vigil runtime-policy merge`): digest maps, excludes
+    /// and ignored keyrings become unions (Keylime's `merge_maplists`/`merge_lists`),
+    /// verification keys are combined; `meta`, `release` and `log_hash_alg` stay
+    /// `self`'s.
     pub fn merge(&mut self, other: &RuntimePolicy) {
         self.digests.merge(&other.digests);
         self.keyrings.merge(&other.keyrings);
