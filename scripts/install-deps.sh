@@ -23,7 +23,7 @@ fi
 keylime_venv="$(cd "$(dirname "$0")/.." && pwd)/target/keylime-venv"
 if [[ ! -x "$keylime_venv/bin/python" ]] || ! "$keylime_venv/bin/python" -c 'import keylime' 2>/dev/null; then
   if python3 -m venv "$keylime_venv" 2>/dev/null || { rm -rf "$keylime_venv"; false; }; then
-    "$keylime_venv/bin/pip" install -q --disable-pip-version-check keylime jsonschema cryptography \
+    "$keylime_venv/bin/pip" install -q --disable-pip-version-check keylime==7.14.3 jsonschema cryptography \
       lark pyyaml packaging psutil sqlalchemy alembic requests tornado pyasn1 pyasn1-modules \
       jinja2 pyzmq >/dev/null \
       || { echo "install-deps: pip could not install keylime; its differential tests will be skipped" >&2; rm -rf "$keylime_venv"; }
