@@ -16,3 +16,18 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Keylime's Python package, for the differential tests and benchmarks of `vigil attest`
+# and `vigil runtime-policy` (its IMA module imports more than the package declares).
+# Installed once into target/keylime-venv; skipped (the tests then say so) without pip.
+keylime_venv="$(cd "$(dirname "$0")/.." && pwd)/target/keylime-venv"
+if [[ ! -x "$keylime_venv/bin/python" ]] || ! "$keylime_venv/bin/python" -c 'import keylime' 2>/dev/null; then
+  if python3 -m venv "$keylime_venv" 2>/dev/null || { rm -rf "$keylime_venv"; false; }; then
+    "$keylime_venv/bin/pip" install -q --disable-pip-version-check keylime==7.14.3 jsonschema cryptography \
+      lark pyyaml packaging psutil sqlalchemy alembic requests tornado pyasn1 pyasn1-modules \
+      jinja2 pyzmq >/dev/null \
+      || { echo "install-deps: pip could not install keylime; its differential tests will be skipped" >&2; rm -rf "$keylime_venv"; }
+  else
+    echo "install-deps: python3 -m venv is unavailable; keylime differential tests will be skipped" >&2
+  fi
+fi

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod attest;
 mod evmctl;
 mod fsverity_compat;
 mod getopt;
@@ -38,6 +39,8 @@ enum Command {
     Log(log::Command),
     #[command(flatten)]
     Policy(policy::Command),
+    #[command(flatten)]
+    Attest(attest::Command),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn run_vigil(cli: Cli) -> ExitCode {
         Command::Ima(c) => ima::run(c),
         Command::Log(c) => log::run(c),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Attest(c) => attest::run(c),
     };
     finish(result)
 }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Validation of a 100,000-entry measurement list against a 100,000-path runtime policy,
+# end to end (read policy + list, validate, check PCR 10): vigil attest vs Keylime's
+# Python keylime.ima.ima.process_measurement_list, on the same input in one run.
+# Prints both medians and the ratio. Needs Keylime in target/keylime-venv
+# (scripts/install-deps.sh creates it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-100000}
+ROUNDS=${ROUNDS:-5}
+PY=${KEYLIME_PYTHON:-target/keylime-venv/bin/python}
+[[ -x $PY ]] || { echo "no Keylime venv at $PY; run scripts/install-deps.sh" >&2; exit 2; }
+cargo build --release -q -p vigil
+VIGIL=target/release/vigil
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+pcr=$("$PY" bench/attest-gen.py "$N" "$work/list" "$work/policy.json")
+echo "input: $N entries, $(wc -c <"$work/list") bytes of list, $(wc -c <"$work/policy.json") bytes of policy"
+
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+"$VIGIL" attest --policy "$work/policy.json" --list "$work/list" --pcr "sha1:$pcr" >/dev/null  # warm-up
+vt=()
+for ((i = 0; i < ROUNDS; i++)); do
+  s=$(date +%s.%N)
+  "$VIGIL" attest --policy "$work/policy.json" --list "$work/list" --pcr "sha1:$pcr" >/dev/null
+  e=$(date +%s.%N)
+  vt+=("$(awk "BEGIN{print $e - $s}")")
+done
+vmed=$(printf '%s\n' "${vt[@]}" | median)
+
+kt=$("$PY" crates/cli/tests/attest_keylime.py --bench "$work/policy.json" "$work/list" "$pcr" "$ROUNDS")
+kmed=$(echo "$kt" | tr -d '[]' | tr ',' '\n' | median)
+
+printf 'vigil attest:                     median %.4f s (%s rounds)\n' "$vmed" "$ROUNDS"
+printf 'keylime process_measurement_list: median %.4f s (%s rounds)\n' "$kmed" "$ROUNDS"
+printf 'ratio: %.1fx\n' "$(awk "BEGIN{print $kmed / $vmed}")"
