@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod getopt;
+mod mount;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
 /// and sealing, byte-compatible with the kernel, evmctl, fsverity-utils and Keylime.
@@ -23,7 +24,10 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    #[command(flatten)]
+    Mount(mount::Command),
+}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
@@ -39,7 +43,9 @@ fn main() -> ExitCode {
 }
 
 fn run_vigil(cli: Cli) -> ExitCode {
-    let result: anyhow::Result<ExitCode> = match cli.command {};
+    let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Mount(c) => mount::run(c),
+    };
     finish(result)
 }
 

@@ -356,7 +356,8 @@ pub fn is_vigil_mount(path: &Path) -> bool {
         };
         f.len() > 4
             && unescape_mountinfo(f[4]).as_bytes() == p.as_os_str().as_bytes()
-            && f.get(dash + 1).is_some_and(|t| *t == "fuse.vigil")
+            && f.get(dash + 1).is_some_and(|t| t.starts_with("fuse"))
+            && f.get(dash + 2).is_some_and(|src| src.starts_with("vigil:"))
     })
 }
 
