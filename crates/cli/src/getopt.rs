@@ -184,8 +184,12 @@ fn find_long<'a>(spec: &'a [Opt], name: &str, arg: &str) -> Result<&'a Opt, Geto
         .filter(|o| o.long.is_some_and(|l| l.starts_with(name)) && !name.is_empty());
     match (candidates.next(), candidates.next()) {
         (Some(only), None) => Ok(only),
-        (Some(_), Some(_)) => Err(GetoptError::Ambiguous(arg.split('=').next().unwrap_or(arg).to_owned())),
-        _ => Err(GetoptError::Unrecognized(arg.split('=').next().unwrap_or(arg).to_owned())),
+        (Some(_), Some(_)) => Err(GetoptError::Ambiguous(
+            arg.split('=').next().unwrap_or(arg).to_owned(),
+        )),
+        _ => Err(GetoptError::Unrecognized(
+            arg.split('=').next().unwrap_or(arg).to_owned(),
+        )),
     }
 }
 
@@ -203,12 +207,25 @@ mod tests {
     ];
 
     fn p(args: &[&str]) -> Result<Parsed, GetoptError> {
-        parse(SPEC, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        parse(
+            SPEC,
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
     }
 
     #[test]
     fn gnu_semantics() {
-        let r = p(&["ima_sign", "-vv", "-a", "sha1", "--key=k.pem", "file", "-psecret", "--sigf"]).unwrap();
+        let r = p(&[
+            "ima_sign",
+            "-vv",
+            "-a",
+            "sha1",
+            "--key=k.pem",
+            "file",
+            "-psecret",
+            "--sigf",
+        ])
+        .unwrap();
         assert_eq!(r.operands, ["ima_sign", "file"]);
         assert_eq!(r.count("verbose"), 2);
         assert_eq!(r.value("algo"), Some("sha1"));
@@ -221,10 +238,19 @@ mod tests {
         assert_eq!(r.operands, ["secret"]);
         // Exact match wins over a prefix; a shared prefix is ambiguous.
         assert_eq!(p(&["--key", "x"]).unwrap().value("key"), Some("x"));
-        assert_eq!(p(&["--ke", "x"]), Err(GetoptError::Ambiguous("--ke".into())));
+        assert_eq!(
+            p(&["--ke", "x"]),
+            Err(GetoptError::Ambiguous("--ke".into()))
+        );
         assert!(matches!(p(&["-x"]), Err(GetoptError::Unrecognized(_))));
-        assert!(matches!(p(&["--key"]), Err(GetoptError::MissingArgument(_))));
-        assert!(matches!(p(&["--sigfile=1"]), Err(GetoptError::UnexpectedArgument(_))));
+        assert!(matches!(
+            p(&["--key"]),
+            Err(GetoptError::MissingArgument(_))
+        ));
+        assert!(matches!(
+            p(&["--sigfile=1"]),
+            Err(GetoptError::UnexpectedArgument(_))
+        ));
         assert_eq!(p(&["--", "-v"]).unwrap().operands, ["-v"]);
         assert_eq!(p(&["-ash1"]).unwrap().value("algo"), Some("sh1"));
     }

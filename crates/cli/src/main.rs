@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod fsverity_compat;
 mod getopt;
+mod verity;
 mod mount;
 
 /// File integrity for Linux userspace: IMA measurement and appraisal, EVM, fs-verity
@@ -26,6 +28,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     #[command(flatten)]
+    Verity(verity::Command),
+    #[command(flatten)]
     Mount(mount::Command),
 }
 
@@ -38,12 +42,14 @@ fn main() -> ExitCode {
         .unwrap_or("vigil")
         .to_owned();
     match prog.as_str() {
+        "fsverity" => fsverity_compat::main(args.collect()),
         _ => run_vigil(Cli::parse()),
     }
 }
 
 fn run_vigil(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
+        Command::Verity(c) => verity::run(c),
         Command::Mount(c) => mount::run(c),
     };
     finish(result)

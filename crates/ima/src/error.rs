@@ -17,7 +17,6 @@ pub enum Error {
     /// A known algorithm that vigil has no implementation of.
     #[error("hash algorithm {0} is not supported (no implementation available)")]
     UnsupportedHash(&'static str),
-
     // -- xattrs, signatures and keys --
 
     // -- measurement lists, PCR replay, event logs --

@@ -302,7 +302,10 @@ mod tests {
         let abc = b"abc";
         assert_eq!(hex_of(A::Md4, abc), "a448017aaf21d8525fc10ae87aa6729d");
         assert_eq!(hex_of(A::Md5, abc), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(hex_of(A::Sha1, abc), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            hex_of(A::Sha1, abc),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(
             hex_of(A::Sha256, abc),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -311,7 +314,10 @@ mod tests {
             hex_of(A::Sha224, abc),
             "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7"
         );
-        assert_eq!(hex_of(A::Rmd160, abc), "8eb208f7e05d987a9b044a8e98c6b087f15a0bfc");
+        assert_eq!(
+            hex_of(A::Rmd160, abc),
+            "8eb208f7e05d987a9b044a8e98c6b087f15a0bfc"
+        );
         assert_eq!(
             hex_of(A::Sm3, abc),
             "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
