@@ -5,8 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod evmctl;
 mod fsverity_compat;
 mod getopt;
+mod ima;
+mod log;
+mod policy;
 mod verity;
 mod mount;
 
@@ -30,6 +34,12 @@ enum Command {
     #[command(flatten)]
     Verity(verity::Command),
     #[command(flatten)]
+    Ima(ima::Command),
+    #[command(flatten)]
+    Log(log::Command),
+    #[command(flatten)]
+    Policy(policy::Command),
+    #[command(flatten)]
     Mount(mount::Command),
 }
 
@@ -43,6 +53,7 @@ fn main() -> ExitCode {
         .to_owned();
     match prog.as_str() {
         "fsverity" => fsverity_compat::main(args.collect()),
+        "evmctl" => evmctl::main(args.map(|a| a.to_string_lossy().into_owned()).collect()),
         _ => run_vigil(Cli::parse()),
     }
 }
@@ -50,6 +61,9 @@ fn main() -> ExitCode {
 fn run_vigil(cli: Cli) -> ExitCode {
     let result: anyhow::Result<ExitCode> = match cli.command {
         Command::Verity(c) => verity::run(c),
+        Command::Ima(c) => ima::run(c),
+        Command::Log(c) => log::run(c),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Mount(c) => mount::run(c),
     };
     finish(result)

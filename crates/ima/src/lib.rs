@@ -7,10 +7,22 @@ pub mod error;
 pub mod hash;
 
 // -- xattrs, signatures and keys --
+pub mod evm;
+pub mod keys;
+mod pem;
+pub mod sig;
+pub mod xattr;
+pub use keys::{KeyId, KeyRing, PrivateKey, PublicKey};
+pub use sig::{sign_digest, sign_v3, ImaFileId};
+pub use xattr::{ImaXattr, Signature, SignatureV2Header, XattrType};
 
 // -- measurement lists, PCR replay, event logs --
+pub mod list;
+pub mod pcrs;
+pub mod tcg;
 
 // -- the IMA policy language --
+pub mod policy;
 
 pub use error::{Error, Result};
 pub use hash::{HashAlgo, Hasher};

@@ -1,0 +1,735 @@
+//! The `evmctl` front door: vigil run under the name `evmctl` accepts evmctl's
+//! command line (ima-evm-utils 1.4, plus the 1.6 option names), prints what evmctl
+//! prints on stdout and exits as it does: 0 on success, 1 when a verification
+//! fails (and on command-line errors), 125 on other errors.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use vigil_ima::evm::MiscLayout;
+use vigil_ima::{HashAlgo, ImaXattr, KeyId, KeyRing, PrivateKey, Signature, XattrType};
+
+use crate::getopt::{self, HasArg, Opt};
+use crate::ima::{self, EvmParams, XattrNames};
+
+/// The version string `evmctl --version` prints.
+const VERSION: &str = concat!("evmctl 1.4 (vigil ", env!("CARGO_PKG_VERSION"), ")");
+
+const OPTS: &[Opt] = &[
+    Opt::new(Some('h'), Some("help"), HasArg::No, "help"),
+    Opt::new(Some('v'), None, HasArg::No, "v"),
+    Opt::new(Some('n'), None, HasArg::No, "n"),
+    Opt::new(Some('s'), Some("imasig"), HasArg::No, "imasig"),
+    Opt::new(Some('d'), Some("imahash"), HasArg::No, "imahash"),
+    Opt::new(Some('a'), Some("hashalgo"), HasArg::Required, "hashalgo"),
+    Opt::new(Some('p'), Some("pass"), HasArg::Optional, "pass"),
+    Opt::new(Some('f'), Some("sigfile"), HasArg::No, "sigfile"),
+    Opt::new(Some('u'), Some("uuid"), HasArg::Optional, "uuid"),
+    Opt::new(None, Some("rsa"), HasArg::No, "rsa"),
+    Opt::new(Some('k'), Some("key"), HasArg::Required, "key"),
+    Opt::new(Some('t'), Some("type"), HasArg::Required, "type"),
+    Opt::new(Some('r'), Some("recursive"), HasArg::No, "recursive"),
+    Opt::new(Some('i'), None, HasArg::No, "immutable"),
+    Opt::new(None, Some("m32"), HasArg::No, "m32"),
+    Opt::new(None, Some("m64"), HasArg::No, "m64"),
+    Opt::new(Some('o'), Some("portable"), HasArg::No, "portable"),
+    Opt::new(None, Some("smack"), HasArg::No, "smack"),
+    Opt::new(None, Some("version"), HasArg::No, "version"),
+    Opt::new(None, Some("inode"), HasArg::Required, "inode"),
+    Opt::new(None, Some("uid"), HasArg::Required, "uid"),
+    Opt::new(None, Some("gid"), HasArg::Required, "gid"),
+    Opt::new(None, Some("mode"), HasArg::Required, "mode"),
+    Opt::new(None, Some("generation"), HasArg::Required, "generation"),
+    Opt::new(None, Some("ima"), HasArg::Required, "ima"),
+    Opt::new(None, Some("selinux"), HasArg::Required, "selinux"),
+    Opt::new(None, Some("caps"), HasArg::Optional, "caps"),
+    Opt::new(None, Some("verify-sig"), HasArg::No, "verify-sig"),
+    Opt::new(None, Some("engine"), HasArg::Required, "engine"),
+    Opt::new(None, Some("provider"), HasArg::Required, "provider"),
+    Opt::new(None, Some("xattr-user"), HasArg::No, "xattr-user"),
+    Opt::new(
+        None,
+        Some("ignore-violations"),
+        HasArg::No,
+        "ignore-violations",
+    ),
+    Opt::new(None, Some("pcrs"), HasArg::Required, "pcrs"),
+    Opt::new(None, Some("verify-bank"), HasArg::Optional, "verify-bank"),
+    Opt::new(None, Some("keyid"), HasArg::Required, "keyid"),
+    Opt::new(
+        None,
+        Some("keyid-from-cert"),
+        HasArg::Required,
+        "keyid-from-cert",
+    ),
+    Opt::new(None, Some("veritysig"), HasArg::No, "veritysig"),
+    Opt::new(None, Some("hwtpm"), HasArg::No, "hwtpm"),
+];
+
+/// evmctl's parsed options, for every command (including those implemented in
+/// other modules, which take `&EvmctlOpts`).
+#[derive(Debug, Clone)]
+pub struct EvmctlOpts {
+    /// `-v` count.
+    pub verbose: usize,
+    /// `-a/--hashalgo` as given (default `sha256`); see [`EvmctlOpts::algo`].
+    pub hash_algo: String,
+    /// `-k/--key`: a key file, or a comma-separated list for verification.
+    pub keys: Option<String>,
+    /// `-p/--pass` (attached value only) or `EVMCTL_KEY_PASSWORD`.
+    pub pass: Option<String>,
+    /// `-p` given without a value: prompt for the password.
+    pub pass_prompt: bool,
+    /// `--keyid HEX`.
+    pub keyid: Option<KeyId>,
+    /// `--keyid-from-cert FILE`.
+    pub keyid_from_cert: Option<PathBuf>,
+    /// `-n`: print only, do not set xattrs.
+    pub no_xattr: bool,
+    /// `-f/--sigfile`.
+    pub sigfile: bool,
+    /// `--xattr-user`: `user.ima`/`user.evm`.
+    pub xattr_user: bool,
+    /// `-r/--recursive`.
+    pub recursive: bool,
+    /// `-t/--type`.
+    pub search_type: Option<String>,
+    /// `-s/--imasig`.
+    pub imasig: bool,
+    /// `-d/--imahash`.
+    pub imahash: bool,
+    /// `-i`: immutable EVM signature (not supported by vigil).
+    pub immutable: bool,
+    /// EVM hash parameters (`--portable`, `-u`, `--m32/--m64`, `--smack`, overrides).
+    pub evm: EvmParams,
+    /// `--pcrs [ALG,]FILE`, in order.
+    pub pcrs: Vec<String>,
+    /// `--ignore-violations`.
+    pub ignore_violations: bool,
+    /// `--verify-sig`.
+    pub verify_sig: bool,
+    /// `--verify-bank[=ALG]`: `Some(None)` when given without a value.
+    pub verify_bank: Option<Option<String>>,
+    /// `--veritysig`.
+    pub veritysig: bool,
+    /// `--hwtpm`.
+    pub hwtpm: bool,
+    /// `--engine` / `--provider` (accepted; vigil has no OpenSSL engines).
+    pub engine: Option<String>,
+    /// `--rsa` (legacy v1 signatures; accepted, ignored).
+    pub rsa: bool,
+}
+
+impl Default for EvmctlOpts {
+    fn default() -> Self {
+        EvmctlOpts {
+            verbose: 0,
+            hash_algo: "sha256".into(),
+            keys: None,
+            pass: None,
+            pass_prompt: false,
+            keyid: None,
+            keyid_from_cert: None,
+            no_xattr: false,
+            sigfile: false,
+            xattr_user: false,
+            recursive: false,
+            search_type: None,
+            imasig: false,
+            imahash: false,
+            immutable: false,
+            evm: EvmParams::default(),
+            pcrs: Vec::new(),
+            ignore_violations: false,
+            verify_sig: false,
+            verify_bank: None,
+            veritysig: false,
+            hwtpm: false,
+            engine: None,
+            rsa: false,
+        }
+    }
+}
+
+impl EvmctlOpts {
+    /// The `-a` algorithm; evmctl's error wording when unknown.
+    pub fn algo(&self) -> anyhow::Result<HashAlgo> {
+        HashAlgo::from_name(&self.hash_algo)
+            .map_err(|_| anyhow!("Unknown hash algo: {}", self.hash_algo))
+    }
+
+    /// The xattr names in use.
+    pub(crate) fn names(&self) -> XattrNames {
+        XattrNames::new(self.xattr_user)
+    }
+
+    /// The verification keys (`--key` list, default `/etc/keys/x509_evm.der`).
+    pub fn keyring(&self) -> anyhow::Result<KeyRing> {
+        let list = self.keys.as_deref().unwrap_or(ima::DEFAULT_CERT);
+        let ring = KeyRing::load_list(list)?;
+        if self.verbose > 0 {
+            for (i, k) in ring.keys().iter().enumerate() {
+                eprintln!("key {}: {} {}", i + 1, k.keyid(), k.source());
+            }
+        }
+        Ok(ring)
+    }
+
+    fn signing_key(&self) -> anyhow::Result<PrivateKey> {
+        let path = self.keys.as_deref().unwrap_or(ima::DEFAULT_PRIVATE_KEY);
+        let pass = if self.pass_prompt && self.pass.is_none() {
+            Some(ima::prompt_password()?)
+        } else {
+            self.pass.clone()
+        };
+        ima::load_signing_key(Path::new(path), pass.as_deref(), self.keyid, None)
+    }
+}
+
+/// Parse evmctl's options (everything after argv[0]) into options and operands.
+pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExit> {
+    let parsed = getopt::parse(OPTS, args).map_err(|e| {
+        eprintln!("evmctl: {e}");
+        ParseExit(ExitCode::from(1))
+    })?;
+    let mut o = EvmctlOpts::default();
+    for (key, value) in &parsed.opts {
+        let v = value.clone();
+        match *key {
+            "help" => {
+                usage();
+                return Err(ParseExit(ExitCode::SUCCESS));
+            }
+            "version" => {
+                println!("{VERSION}");
+                return Err(ParseExit(ExitCode::SUCCESS));
+            }
+            "v" => o.verbose += 1,
+            "n" => o.no_xattr = true,
+            "imasig" => o.imasig = true,
+            "imahash" => o.imahash = true,
+            "hashalgo" => o.hash_algo = v.unwrap_or_default(),
+            "pass" => match v {
+                Some(p) => o.pass = Some(p),
+                None => o.pass_prompt = true,
+            },
+            "sigfile" => o.sigfile = true,
+            "uuid" => o.evm.uuid = Some(v),
+            "rsa" => o.rsa = true,
+            "key" => o.keys = v,
+            "type" => o.search_type = v,
+            "recursive" => o.recursive = true,
+            "immutable" => {
+                if o.evm.portable {
+                    eprintln!(
+                        "Portable and immutable options are exclusive, ignoring immutable option."
+                    );
+                } else {
+                    o.immutable = true;
+                }
+            }
+            "portable" => {
+                if o.immutable {
+                    eprintln!(
+                        "Portable and immutable options are exclusive, ignoring portable option."
+                    );
+                } else {
+                    o.evm.portable = true;
+                }
+            }
+            "m32" => o.evm.layout = MiscLayout::M32,
+            "m64" => o.evm.layout = MiscLayout::M64,
+            "smack" => o.evm.smack = true,
+            "inode" => o.evm.ino = v,
+            "uid" => o.evm.uid = v,
+            "gid" => o.evm.gid = v,
+            "mode" => o.evm.mode = v,
+            "generation" => o.evm.generation = v,
+            "ima" => o.evm.ima = v,
+            "selinux" => o.evm.selinux = v,
+            "caps" => o.evm.caps = Some(v),
+            "verify-sig" => o.verify_sig = true,
+            "engine" | "provider" => o.engine = v,
+            "xattr-user" => o.xattr_user = true,
+            "ignore-violations" => o.ignore_violations = true,
+            "pcrs" => o.pcrs.extend(v),
+            "verify-bank" => o.verify_bank = Some(v),
+            "keyid" => match v.as_deref().unwrap_or_default().parse::<KeyId>() {
+                Ok(k) => o.keyid = Some(k),
+                Err(_) => {
+                    eprintln!("Invalid keyid value.");
+                    return Err(ParseExit(ExitCode::from(1)));
+                }
+            },
+            "keyid-from-cert" => {
+                let cert = PathBuf::from(v.unwrap_or_default());
+                let read = std::fs::read(&cert)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|d| {
+                        Ok(vigil_ima::keys::keyid_from_cert(
+                            &d,
+                            &cert.display().to_string(),
+                        )?)
+                    });
+                match read {
+                    Ok(k) => o.keyid = Some(k),
+                    Err(e) => {
+                        eprintln!("{}: {e:#}\nError reading keyid.", cert.display());
+                        return Err(ParseExit(ExitCode::from(1)));
+                    }
+                }
+                o.keyid_from_cert = Some(cert);
+            }
+            "veritysig" => o.veritysig = true,
+            "hwtpm" => o.hwtpm = true,
+            other => unreachable!("option key {other} has no handler"),
+        }
+    }
+    if o.pass.is_none() {
+        o.pass = std::env::var("EVMCTL_KEY_PASSWORD").ok();
+    }
+    Ok((o, parsed.operands))
+}
+
+/// An early exit while parsing (`--help`, `--version`, a bad option).
+#[derive(Debug)]
+pub struct ParseExit(pub ExitCode);
+
+/// One evmctl command: name, argument synopsis, description.
+struct Cmd {
+    name: &'static str,
+    arg: &'static str,
+    msg: &'static str,
+}
+
+const CMDS: &[Cmd] = &[
+    Cmd {
+        name: "--version",
+        arg: "",
+        msg: "",
+    },
+    Cmd {
+        name: "help",
+        arg: "<command>",
+        msg: "",
+    },
+    Cmd {
+        name: "sign",
+        arg: "[-r] [--imahash | --imasig ] [--key key] [--pass [password] file",
+        msg: "Sign file metadata.\n",
+    },
+    Cmd {
+        name: "verify",
+        arg: "file",
+        msg: "Verify EVM signature (for debugging).\n",
+    },
+    Cmd {
+        name: "ima_sign",
+        arg: "[--sigfile] [--key key] [--pass [password] file",
+        msg: "Make file content signature.\n",
+    },
+    Cmd {
+        name: "ima_verify",
+        arg: "file",
+        msg: "Verify IMA signature (for debugging).\n",
+    },
+    Cmd {
+        name: "ima_setxattr",
+        arg: "[--sigfile file]",
+        msg: "Set IMA signature from sigfile\n",
+    },
+    Cmd {
+        name: "ima_hash",
+        arg: "file",
+        msg: "Make file content hash.\n",
+    },
+    Cmd {
+        name: "sign_hash",
+        arg: "[--veritysig] [--key key] [--pass [password]",
+        msg: "Sign hashes from either shaXsum or \"fsverity digest\" output.\n",
+    },
+];
+
+fn usage() {
+    println!("Usage: evmctl [-v] <command> [OPTIONS]");
+    println!("commands:");
+    for c in CMDS {
+        println!(" {} {}", c.name, c.arg);
+    }
+    print!(
+        "
+  -a, --hashalgo     sha1, sha224, sha256, sha384, sha512, streebog256, streebog512 (default: sha256)
+  -s, --imasig       make IMA signature
+      --veritysig    sign an fs-verity file digest hash
+  -d, --imahash      make IMA hash
+  -f, --sigfile      store IMA signature in .sig file instead of xattr
+      --xattr-user   store xattrs in user namespace (for testing purposes)
+  -k, --key          path to signing key (default: /etc/keys/{{privkey,pubkey}}_evm.pem)
+      --keyid n      overwrite signature keyid with a 32-bit value in hex (for signing)
+      --keyid-from-cert file
+                     read keyid value from SKID of a x509 cert file
+  -o, --portable     generate portable EVM signatures
+  -p, --pass         password for encrypted signing key
+  -r, --recursive    recurse into directories (sign)
+  -t, --type         file types to fix 'fxm' (f: file)
+  -n                 print result to stdout instead of setting xattr
+  -u, --uuid         use custom FS UUID for EVM (unspecified: from FS, empty: do not use)
+      --smack        use extra SMACK xattrs for EVM
+      --m32          force EVM hmac/signature for 32 bit target system
+      --m64          force EVM hmac/signature for 64 bit target system
+      --ino          use custom inode for EVM
+      --uid          use custom UID for EVM
+      --gid          use custom GID for EVM
+      --mode         use custom Mode for EVM
+      --generation   use custom Generation for EVM(unspecified: from FS, empty: use 0)
+      --ima          use custom IMA signature for EVM
+      --selinux      use custom Selinux label for EVM
+      --caps         use custom Capabilities for EVM(unspecified: from FS, empty: do not use)
+      --verify-sig   verify measurement list signatures
+      --ignore-violations ignore ToMToU measurement violations
+  -v                 increase verbosity level
+  -h, --help         display this help and exit
+
+Environment variables:
+
+EVMCTL_KEY_PASSWORD  : Private key password to use; do not use --pass option
+
+"
+    );
+}
+
+/// Run as `evmctl` with `args` (without argv[0]).
+pub fn main(args: Vec<String>) -> ExitCode {
+    let (opts, operands) = match parse_args(&args) {
+        Ok(x) => x,
+        Err(ParseExit(code)) => return code,
+    };
+    let Some((command, rest)) = operands.split_first() else {
+        usage();
+        return ExitCode::SUCCESS;
+    };
+    let result = match command.to_ascii_lowercase().as_str() {
+        "--version" => {
+            println!("{VERSION}");
+            Ok(0)
+        }
+        "help" => cmd_help(rest),
+        "ima_hash" => cmd_ima_hash(&opts, rest),
+        "ima_sign" => cmd_ima_sign(&opts, rest),
+        "ima_verify" => cmd_ima_verify(&opts, rest),
+        "ima_setxattr" => cmd_ima_setxattr(&opts, rest),
+        "sign_hash" => cmd_sign_hash(&opts),
+        "sign" => cmd_sign(&opts, rest),
+        "verify" => cmd_verify(&opts, rest),
+        "ima_measurement" => {
+            let Some(file) = rest.first() else {
+                usage();
+                return ExitCode::from(125);
+            };
+            let bank = opts
+                .verify_bank
+                .as_ref()
+                .map(|b| b.as_deref().unwrap_or(&opts.hash_algo));
+            return crate::log::evmctl_ima_measurement(
+                Path::new(file),
+                &opts.pcrs,
+                opts.ignore_violations,
+                bank,
+                opts.verbose as u32,
+            );
+        }
+        "ima_boot_aggregate" => {
+            return crate::log::evmctl_ima_boot_aggregate(
+                &opts.pcrs,
+                rest.first().map(Path::new),
+                opts.verbose as u32,
+            );
+        }
+        _ => {
+            println!("Invalid command: {command}");
+            Err(anyhow!("unknown command {command:?}")).map_err(|e| e.context(Reported))
+        }
+    };
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if e.downcast_ref::<Reported>().is_none() {
+                eprintln!("{e:#}");
+            }
+            ExitCode::from(125)
+        }
+    }
+}
+
+/// Marks an error whose message was already printed.
+#[derive(Debug)]
+struct Reported;
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reported")
+    }
+}
+
+fn cmd_help(rest: &[String]) -> anyhow::Result<u8> {
+    match rest.first() {
+        None => {
+            println!("usage: help <command>");
+            Ok(0)
+        }
+        Some(name) => match CMDS.iter().find(|c| c.name == name) {
+            Some(c) => {
+                println!("usage: {} {}", c.name, c.arg);
+                print!("{}", c.msg);
+                Ok(0)
+            }
+            None => {
+                println!("invalid command: {name}");
+                Err(anyhow!("invalid command").context(Reported))
+            }
+        },
+    }
+}
+
+fn missing(cmd: &str) -> anyhow::Error {
+    let c = CMDS.iter().find(|c| c.name == cmd);
+    eprintln!("Parameters missing");
+    if let Some(c) = c {
+        println!("usage: {} {}", c.name, c.arg);
+    }
+    anyhow!("parameters missing").context(Reported)
+}
+
+/// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
+fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let path = rest.first().ok_or_else(|| missing(cmd))?;
+    ima::expand(&[PathBuf::from(path)], opts.recursive)
+}
+
+/// Run `f` over the targets in parallel, print their outputs in order, stop at the
+/// first failure (as evmctl's walk does) and report it.
+fn for_each_target(
+    files: &[PathBuf],
+    f: impl Fn(&Path) -> anyhow::Result<(String, String)> + Sync + Send,
+) -> anyhow::Result<u8> {
+    let results = ima::par_map(files, f);
+    let mut out = std::io::stdout().lock();
+    for r in results {
+        let (err_text, out_text) = r?;
+        eprint!("{err_text}");
+        out.write_all(out_text.as_bytes())?;
+    }
+    Ok(0)
+}
+
+fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let algo = opts.algo()?;
+    let names = opts.names();
+    let files = targets(opts, rest, "ima_hash")?;
+    for_each_target(&files, |p| {
+        let digest = ima::file_digest(p, algo)?;
+        let value = ImaXattr::from_digest(algo, digest)?.encode();
+        if !opts.no_xattr {
+            ima::sys::set_xattr(p, names.ima, &value)
+                .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
+        }
+        Ok((
+            format!("hash({}): ", algo.openssl_name()),
+            format!("{}\n", hex::encode(value)),
+        ))
+    })
+}
+
+/// Sign one file's content and store the value as evmctl does; returns the
+/// (stderr, stdout) texts.
+fn ima_sign_one(
+    opts: &EvmctlOpts,
+    key: &PrivateKey,
+    algo: HashAlgo,
+    p: &Path,
+) -> anyhow::Result<(String, String)> {
+    let digest = ima::file_digest(p, algo)?;
+    let value = vigil_ima::sign_digest(key, algo, &digest)?.encode();
+    let mut err = format!(
+        "hash({}): {}\nevm/ima signature: {} bytes\n",
+        algo.openssl_name(),
+        hex::encode(&digest),
+        value.len() - 1
+    );
+    if opts.sigfile {
+        let sig = ima::sigfile_path(p);
+        err.push_str(&format!("Writing to {}\n", sig.display()));
+        ima::write_atomic(&sig, &value)?;
+    }
+    if !opts.no_xattr {
+        ima::sys::set_xattr(p, opts.names().ima, &value)
+            .with_context(|| format!("Setting IMA sig xattr failed: {}", p.display()))?;
+    }
+    Ok((err, format!("{}\n", hex::encode(value))))
+}
+
+fn cmd_ima_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let algo = opts.algo()?;
+    let files = targets(opts, rest, "ima_sign")?;
+    let key = opts.signing_key()?;
+    for_each_target(&files, |p| ima_sign_one(opts, &key, algo, p))
+}
+
+fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let ring = opts.keyring()?;
+    if rest.is_empty() {
+        return Err(missing("ima_verify"));
+    }
+    let names = opts.names();
+    let mut fails = 0;
+    for f in rest {
+        let p = Path::new(f);
+        let r = ima::read_ima_value(p, opts.sigfile, names).and_then(|v| {
+            let x = ImaXattr::decode(&v).with_context(|| format!("invalid {}", names.ima))?;
+            if x.xattr_type() != XattrType::DigSig {
+                bail!(
+                    "{} has no signature (type 0x{:02x} {})",
+                    names.ima,
+                    x.xattr_type() as u8,
+                    x.xattr_type().kernel_name()
+                );
+            }
+            ima::verify_ima_value(p, &v, &ring)
+        });
+        match r {
+            Ok(_) if opts.verbose > 0 => eprintln!("{f}: verification is OK"),
+            Ok(_) => {}
+            Err(e) => {
+                fails += 1;
+                eprintln!("{f}: verification failed: {e:#}");
+            }
+        }
+    }
+    Ok(u8::from(fails > 0))
+}
+
+fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let (sig, file) = if opts.sigfile {
+        (rest.first().map(PathBuf::from), rest.get(1))
+    } else {
+        (None, rest.first())
+    };
+    let file = Path::new(file.ok_or_else(|| missing("ima_setxattr"))?);
+    let sig = sig.unwrap_or_else(|| ima::sigfile_path(file));
+    let value =
+        std::fs::read(&sig).with_context(|| format!("Failed to open: {}", sig.display()))?;
+    ima::sys::set_xattr(file, opts.names().ima, &value)
+        .with_context(|| format!("Setting IMA sig xattr failed: {}", file.display()))?;
+    Ok(0)
+}
+
+fn cmd_sign_hash(opts: &EvmctlOpts) -> anyhow::Result<u8> {
+    let algo = opts.algo()?;
+    let key = opts.signing_key()?;
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    let (mut signed, mut bad) = (0, 0);
+    for (i, line) in stdin.lines().enumerate() {
+        let line = line.context("reading standard input")?;
+        let parsed = match ima::parse_hash_line(&line, algo, opts.veritysig, i + 1) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                bad += 1;
+                continue;
+            }
+        };
+        let sig = ima::sign_hash_line(&key, &parsed, opts.veritysig)?;
+        writeln!(out, "{} {}", parsed.line, hex::encode(sig.encode()))?;
+        signed += 1;
+    }
+    out.flush()?;
+    if signed == 0 && bad == 0 {
+        return Err(missing("sign_hash"));
+    }
+    if bad > 0 {
+        return Err(anyhow!("{bad} input lines could not be signed").context(Reported));
+    }
+    Ok(0)
+}
+
+fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    if opts.immutable {
+        bail!("immutable EVM signatures (-i) are not supported");
+    }
+    let algo = opts.algo()?;
+    let files = targets(opts, rest, "sign")?;
+    let key = opts.signing_key()?;
+    let names = opts.names();
+    for_each_target(&files, |p| {
+        let (mut err, mut out) = (String::new(), String::new());
+        if opts.imasig {
+            let (e, o) = ima_sign_one(opts, &key, algo, p)?;
+            err.push_str(&e);
+            out.push_str(&o);
+        }
+        if opts.imahash {
+            let value = ImaXattr::from_digest(algo, ima::file_digest(p, algo)?)?.encode();
+            if !opts.no_xattr {
+                ima::sys::set_xattr(p, names.ima, &value)
+                    .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
+            }
+            err.push_str(&format!("hash({}): ", algo.openssl_name()));
+            out.push_str(&format!("{}\n", hex::encode(value)));
+        }
+        let digest = ima::evm_file_digest(p, names, &opts.evm, algo)?;
+        let kind = if opts.evm.portable {
+            XattrType::EvmPortableDigSig
+        } else {
+            XattrType::DigSig
+        };
+        let value = vigil_ima::sig::sign_digest_as(&key, kind, algo, &digest)?.encode();
+        err.push_str(&format!(
+            "hash({}): {}\nevm/ima signature: {} bytes\n",
+            algo.openssl_name(),
+            hex::encode(&digest),
+            value.len() - 1
+        ));
+        if !opts.no_xattr {
+            ima::sys::set_xattr(p, names.evm, &value)
+                .with_context(|| format!("Setting EVM xattr failed: {}", p.display()))?;
+        }
+        out.push_str(&format!("{}\n", hex::encode(value)));
+        Ok((err, out))
+    })
+}
+
+fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let file = Path::new(rest.first().ok_or_else(|| missing("verify"))?);
+    let ring = opts.keyring()?;
+    let names = opts.names();
+    let value = ima::sys::get_xattr(file, names.evm)
+        .with_context(|| format!("getxattr failed: {}", file.display()))?;
+    let sig = match value.first() {
+        Some(3) | Some(5) => Signature::decode(&value)
+            .with_context(|| format!("{}: invalid {}", file.display(), names.evm))?,
+        _ => bail!("{} has no signature", names.evm),
+    };
+    let mut evm = opts.evm.clone();
+    if sig.xattr_type == XattrType::EvmPortableDigSig {
+        if sig.version != 2 {
+            bail!("Portable sig: invalid type");
+        }
+        evm.portable = true;
+    }
+    let digest = ima::evm_file_digest(file, names, &evm, sig.hash_algo)?;
+    match ring.verify_signature(&sig, &digest) {
+        Ok(_) => {
+            if opts.verbose > 0 {
+                eprintln!("{}: verification is OK", file.display());
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("{}: verification failed: {e}", file.display());
+            Ok(1)
+        }
+    }
+}

@@ -1,0 +1,1024 @@
+//! `vigil ima …`: IMA file hashes and signatures in `security.ima` (or `user.ima`),
+//! plus the file-system side shared with the `evmctl` front door: reading files,
+//! xattrs, `.sig` files and EVM metadata.
+
+use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use rayon::prelude::*;
+use serde::Serialize;
+use vigil_ima::evm::{self, EvmKind, EvmMeta, MiscLayout};
+use vigil_ima::{HashAlgo, ImaXattr, KeyId, KeyRing, PrivateKey, Signature, XattrType};
+
+/// Default signing key of evmctl.
+pub(crate) const DEFAULT_PRIVATE_KEY: &str = "/etc/keys/privkey_evm.pem";
+/// Default verification certificate of evmctl.
+pub(crate) const DEFAULT_CERT: &str = "/etc/keys/x509_evm.der";
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// IMA file hashes and signatures: compute, sign, verify and explain
+    /// `security.ima` values (byte-compatible with the kernel and evmctl).
+    #[command(subcommand)]
+    Ima(ImaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ImaCommand {
+    /// Hash files and store the IMA hash value (type 0x01 for md4/md5/sha1, else
+    /// 0x04 + algorithm id) in `security.ima`.
+    ///
+    /// Prints `VALUE-HEX  PATH` per file. Exit status 0, or 2 if a file could not
+    /// be read or its xattr not written.
+    Hash(HashArgs),
+    /// Sign files: v2 signature over the file hash (type 0x03), or v3 over the hash
+    /// of an `ima_file_id` with `--v3`. Stores it in `security.ima` and/or a
+    /// `FILE.sig` file.
+    ///
+    /// Prints `VALUE-HEX  PATH` per file. Directories given with `-r` are signed in
+    /// parallel. Exit status 0, or 2 on unreadable input or a bad key.
+    Sign(SignArgs),
+    /// Verify files against their `security.ima` value (or `FILE.sig`): signatures
+    /// with the given keys, hash values by rehashing.
+    ///
+    /// Prints `PATH: OK …` or `PATH: FAILED: reason` per file. Exit status 0 if all
+    /// verify, 1 if any does not, 2 on bad usage or unreadable keys.
+    Verify(VerifyArgs),
+    /// Sign digests read from standard input, one `HEX  PATH` line each (sha*sum
+    /// output), or `ALG:HEX PATH` (`fsverity digest` output) with `--veritysig`.
+    ///
+    /// Prints each input line followed by a space and the signature value in hex,
+    /// exactly as `evmctl sign_hash`.
+    SignHash(SignHashArgs),
+    /// Decode and explain an IMA/EVM value: a file's `security.ima`/`security.evm`,
+    /// a `.sig` file (`--sigfile`), or a hex string (`--hex`).
+    Show(ShowArgs),
+}
+
+/// Where IMA/EVM values live.
+#[derive(Args, Clone, Copy)]
+pub struct XattrOpts {
+    /// Use `user.ima`/`user.evm` instead of `security.ima`/`security.evm` (testing
+    /// without CAP_SYS_ADMIN).
+    #[arg(long)]
+    pub xattr_user: bool,
+}
+
+impl XattrOpts {
+    pub(crate) fn names(self) -> XattrNames {
+        XattrNames::new(self.xattr_user)
+    }
+}
+
+#[derive(Args)]
+pub struct HashArgs {
+    /// Hash algorithm: a kernel name (sha256, sha3-256, sm3, streebog256, …) or an
+    /// OpenSSL alias (md_gost12_256, ripemd160).
+    #[arg(short = 'a', long, default_value = "sha256")]
+    pub hash_algo: HashAlgo,
+    #[command(flatten)]
+    pub xattr: XattrOpts,
+    /// Only print the values; do not write xattrs.
+    #[arg(short = 'n', long)]
+    pub no_xattr: bool,
+    /// Recurse into directories (regular files only, symlinks not followed).
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Print a JSON array of `{path, value, algo, digest}` instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Files (or directories with `-r`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Options selecting and unlocking a signing key.
+#[derive(Args)]
+pub struct KeyArgs {
+    /// Private key: PEM or DER, PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8. A
+    /// certificate in the same PEM file supplies the key id.
+    #[arg(short = 'k', long, default_value = DEFAULT_PRIVATE_KEY)]
+    pub key: PathBuf,
+    /// Password of an encrypted key.
+    #[arg(short = 'p', long, env = "EVMCTL_KEY_PASSWORD", hide_env_values = true)]
+    pub pass: Option<String>,
+    /// Key id to put in the signature header (8 hex digits), overriding the one
+    /// derived from the key.
+    #[arg(long, value_name = "HEX")]
+    pub keyid: Option<KeyId>,
+    /// Take the key id from the subject key identifier of this certificate.
+    #[arg(long, value_name = "CERT", conflicts_with = "keyid")]
+    pub keyid_from_cert: Option<PathBuf>,
+}
+
+impl KeyArgs {
+    pub(crate) fn load(&self) -> anyhow::Result<PrivateKey> {
+        load_signing_key(
+            &self.key,
+            self.pass.as_deref(),
+            self.keyid,
+            self.keyid_from_cert.as_deref(),
+        )
+    }
+}
+
+#[derive(Args)]
+pub struct SignArgs {
+    /// Hash algorithm of the file hash and the signature.
+    #[arg(short = 'a', long, default_value = "sha256")]
+    pub hash_algo: HashAlgo,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub xattr: XattrOpts,
+    /// Also write the value to `FILE.sig`.
+    #[arg(short = 'f', long)]
+    pub sigfile: bool,
+    /// Only print (and with --sigfile, write `.sig` files); do not write xattrs.
+    #[arg(short = 'n', long)]
+    pub no_xattr: bool,
+    /// Make a v3 signature (over `H(ima_file_id)` with type 0x03) instead of v2.
+    /// Needs a kernel or verifier with sigv3 support for regular file hashes.
+    #[arg(long)]
+    pub v3: bool,
+    /// Recurse into directories (regular files only), signing in parallel.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Print a JSON array of `{path, value, keyid, algo}` instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Files (or directories with `-r`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Verification keys, comma-separated: X.509 certificates (DER or PEM), public
+    /// keys, or private keys. Matched by key id (certificate SKID, else computed).
+    #[arg(short = 'k', long, default_value = DEFAULT_CERT)]
+    pub key: String,
+    #[command(flatten)]
+    pub xattr: XattrOpts,
+    /// Read the value from `FILE.sig` instead of the xattr.
+    #[arg(short = 'f', long)]
+    pub sigfile: bool,
+    /// Fail files that carry only a hash value, not a signature (like
+    /// `appraise_type=imasig`).
+    #[arg(long)]
+    pub require_signature: bool,
+    /// Recurse into directories (regular files only), verifying in parallel.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Print a JSON array of `{path, ok, kind, keyid, algo, error}` instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Files (or directories with `-r`).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SignHashArgs {
+    /// Hash algorithm of the digests on standard input (ignored with --veritysig,
+    /// where each line names its algorithm).
+    #[arg(short = 'a', long, default_value = "sha256")]
+    pub hash_algo: HashAlgo,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Input lines are `fsverity digest` output (`ALG:HEX PATH`); make v3 type-0x06
+    /// signatures over their `ima_file_id`.
+    #[arg(long)]
+    pub veritysig: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub xattr: XattrOpts,
+    /// Treat each argument as a `.sig` file (or a file holding a raw value).
+    #[arg(short = 'f', long, conflicts_with = "hex")]
+    pub sigfile: bool,
+    /// Decode this hex string instead of reading files.
+    #[arg(long, value_name = "HEX")]
+    pub hex: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Files whose `security.ima` and `security.evm` to show.
+    #[arg(required_unless_present = "hex")]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    let Command::Ima(cmd) = cmd;
+    match cmd {
+        ImaCommand::Hash(a) => cmd_hash(a),
+        ImaCommand::Sign(a) => cmd_sign(a),
+        ImaCommand::Verify(a) => cmd_verify(a),
+        ImaCommand::SignHash(a) => cmd_sign_hash(a),
+        ImaCommand::Show(a) => cmd_show(a),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// File-system side shared with the evmctl front door.
+
+/// The xattr names in use: `security.*`, or `user.*` with `--xattr-user`.
+#[derive(Clone, Copy)]
+pub(crate) struct XattrNames {
+    pub ima: &'static str,
+    pub evm: &'static str,
+}
+
+impl XattrNames {
+    pub(crate) fn new(user: bool) -> XattrNames {
+        if user {
+            XattrNames {
+                ima: "user.ima",
+                evm: "user.evm",
+            }
+        } else {
+            XattrNames {
+                ima: "security.ima",
+                evm: "security.evm",
+            }
+        }
+    }
+}
+
+/// Extended attributes and the inode generation, on the path itself (no symlink
+/// following), as evmctl uses them.
+pub(crate) mod sys {
+    use std::io;
+    use std::path::Path;
+
+    fn errno(e: rustix::io::Errno) -> io::Error {
+        io::Error::from_raw_os_error(e.raw_os_error())
+    }
+
+    /// The value of xattr `name`.
+    pub fn get_xattr(path: &Path, name: &str) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Ok(buf);
+                }
+                Err(rustix::io::Errno::RANGE) if buf.len() < 65536 => buf.resize(65536, 0),
+                Err(e) => return Err(errno(e)),
+            }
+        }
+    }
+
+    /// Set xattr `name` to `value`.
+    pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+        rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).map_err(errno)
+    }
+
+    /// Names of the xattrs of `path`.
+    pub fn list_xattrs(path: &Path) -> io::Result<Vec<String>> {
+        let mut buf = vec![0u8; 65536];
+        let n = rustix::fs::llistxattr(path, &mut buf[..]).map_err(errno)?;
+        Ok(buf[..n]
+            .split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect())
+    }
+
+    /// The inode generation (`FS_IOC_GETVERSION`).
+    pub fn generation(path: &Path) -> io::Result<u32> {
+        use std::os::fd::AsRawFd;
+        const IOC_READ: libc::c_ulong = 2;
+        const FS_IOC_GETVERSION: libc::c_ulong = (IOC_READ << 30)
+            | ((std::mem::size_of::<libc::c_long>() as libc::c_ulong) << 16)
+            | ((b'v' as libc::c_ulong) << 8)
+            | 1;
+        let f = std::fs::File::open(path)?;
+        let mut v: libc::c_long = 0;
+        // SAFETY: FS_IOC_GETVERSION writes at most a `long` to the pointer given.
+        let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETVERSION as _, &mut v) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(v as u32)
+    }
+}
+
+/// Hash a regular file's contents. Anything but a regular file is refused, as
+/// evmctl 1.4 does ("Unsupported file type").
+pub(crate) fn file_digest(path: &Path, algo: HashAlgo) -> anyhow::Result<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!(
+            "{}: unsupported file type (0x{:x}): only regular files have IMA hashes",
+            path.display(),
+            meta.mode() & libc::S_IFMT
+        );
+    }
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut h = vigil_ima::Hasher::new(algo)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: read", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize())
+}
+
+/// Load a signing key with evmctl's key id rules.
+pub(crate) fn load_signing_key(
+    path: &Path,
+    pass: Option<&str>,
+    keyid: Option<KeyId>,
+    keyid_from_cert: Option<&Path>,
+) -> anyhow::Result<PrivateKey> {
+    let mut key = PrivateKey::load(path, pass)?;
+    if let Some(cert) = keyid_from_cert {
+        let data = std::fs::read(cert).with_context(|| format!("{}", cert.display()))?;
+        key.set_keyid(vigil_ima::keys::keyid_from_cert(
+            &data,
+            &cert.display().to_string(),
+        )?);
+    }
+    if let Some(id) = keyid {
+        key.set_keyid(id);
+    }
+    Ok(key)
+}
+
+/// Sign a file's hash: v2, or v3 over `ima_file_id` (type 0x03).
+pub(crate) fn sign_file(
+    path: &Path,
+    key: &PrivateKey,
+    algo: HashAlgo,
+    v3: bool,
+) -> anyhow::Result<Signature> {
+    let digest = file_digest(path, algo)?;
+    let sig = if v3 {
+        vigil_ima::sign_v3(key, XattrType::DigSig, algo, &digest)?
+    } else {
+        vigil_ima::sign_digest(key, algo, &digest)?
+    };
+    Ok(sig)
+}
+
+/// `PATH.sig`.
+pub(crate) fn sigfile_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// Write `data` to `dest` atomically: temp file in the same directory, fsync, rename.
+pub(crate) fn write_atomic(dest: &Path, data: &[u8]) -> anyhow::Result<()> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("{}: create temporary file", dir.display()))?;
+    tmp.write_all(data)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("{}: write", dest.display()))?;
+    tmp.persist(dest)
+        .map_err(|e| anyhow!("{}: {}", dest.display(), e.error))?;
+    Ok(())
+}
+
+/// The IMA value of a file: from its xattr, or from `FILE.sig`.
+pub(crate) fn read_ima_value(
+    path: &Path,
+    sigfile: bool,
+    names: XattrNames,
+) -> anyhow::Result<Vec<u8>> {
+    if sigfile {
+        let p = sigfile_path(path);
+        let data = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
+        if data.len() > 65536 {
+            bail!("{}: signature file is too big", p.display());
+        }
+        Ok(data)
+    } else {
+        sys::get_xattr(path, names.ima)
+            .with_context(|| format!("{}: {}", path.display(), names.ima))
+    }
+}
+
+/// What a successful IMA verification found.
+pub(crate) struct Verified {
+    /// `None` for a hash value.
+    pub keyid: Option<KeyId>,
+    pub algo: HashAlgo,
+    pub value: ImaXattr,
+}
+
+/// Verify a file against an IMA value (hash or signature).
+pub(crate) fn verify_ima_value(
+    path: &Path,
+    value: &[u8],
+    ring: &KeyRing,
+) -> anyhow::Result<Verified> {
+    let x = ImaXattr::decode(value).context("invalid IMA value")?;
+    match &x {
+        ImaXattr::Digest { algo, digest } | ImaXattr::DigestNg { algo, digest } => {
+            let actual = file_digest(path, *algo)?;
+            if &actual != digest {
+                bail!("{algo} hash does not match the file (file was changed)");
+            }
+            Ok(Verified {
+                keyid: None,
+                algo: *algo,
+                value: x,
+            })
+        }
+        ImaXattr::Hmac(_) => bail!("an EVM HMAC is not an IMA value"),
+        ImaXattr::Signature(sig) => {
+            match sig.xattr_type {
+                XattrType::EvmPortableDigSig => {
+                    bail!("an EVM portable signature (type 0x05) is not an IMA file signature")
+                }
+                XattrType::ImaVeritySig => {
+                    bail!("fs-verity signatures (type 0x06) need the file's fs-verity digest, which this build cannot compute")
+                }
+                _ => {}
+            }
+            let digest = file_digest(path, sig.hash_algo)?;
+            let keyid = ring.verify_signature(sig, &digest)?;
+            Ok(Verified {
+                keyid: Some(keyid),
+                algo: sig.hash_algo,
+                value: x,
+            })
+        }
+    }
+}
+
+/// Regular files under each operand (the operand itself if not recursing).
+pub(crate) fn expand(files: &[PathBuf], recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
+    if !recursive {
+        return Ok(files.to_vec());
+    }
+    let mut out = Vec::new();
+    for f in files {
+        walk(f, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)
+            .with_context(|| format!("{}", path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{}", path.display()))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            walk(&e.path(), out)?;
+        }
+    } else if meta.file_type().is_file() {
+        out.push(path.to_owned());
+    }
+    Ok(())
+}
+
+/// Run `f` over `files` in parallel (with a progress bar on a terminal), keeping
+/// the input order in the results.
+pub(crate) fn par_map<T: Send>(files: &[PathBuf], f: impl Fn(&Path) -> T + Sync + Send) -> Vec<T> {
+    let bar = if files.len() > 1 {
+        indicatif::ProgressBar::with_draw_target(
+            Some(files.len() as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let out = files
+        .par_iter()
+        .map(|p| {
+            let r = f(p);
+            bar.inc(1);
+            r
+        })
+        .collect();
+    bar.finish_and_clear();
+    out
+}
+
+// ---------------------------------------------------------------------------------
+// vigil ima commands.
+
+#[derive(Serialize)]
+struct ValueJson {
+    path: String,
+    value: String,
+    algo: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyid: Option<String>,
+}
+
+/// Print per-file results; report failures; exit 2 if any file failed.
+fn finish_values(
+    files: &[PathBuf],
+    results: Vec<anyhow::Result<ValueJson>>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    let mut ok = Vec::new();
+    let mut failed = 0;
+    for (p, r) in files.iter().zip(results) {
+        match r {
+            Ok(v) if json => ok.push(v),
+            Ok(v) => writeln!(out, "{}  {}", v.value, p.display())?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("vigil: {e:#}");
+            }
+        }
+    }
+    if json {
+        serde_json::to_writer_pretty(&mut out, &ok)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    if failed > 0 {
+        bail!("{failed} of {} files failed", files.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_value(path: &Path, name: &str, value: &[u8]) -> anyhow::Result<()> {
+    sys::set_xattr(path, name, value).with_context(|| format!("{}: set {name}", path.display()))
+}
+
+fn cmd_hash(a: HashArgs) -> anyhow::Result<ExitCode> {
+    let files = expand(&a.files, a.recursive)?;
+    let names = a.xattr.names();
+    let results = par_map(&files, |p| {
+        let digest = file_digest(p, a.hash_algo)?;
+        let value = ImaXattr::from_digest(a.hash_algo, digest.clone())?.encode();
+        if !a.no_xattr {
+            set_value(p, names.ima, &value)?;
+        }
+        Ok(ValueJson {
+            path: p.display().to_string(),
+            value: hex::encode(value),
+            algo: a.hash_algo.name(),
+            keyid: None,
+        })
+    });
+    finish_values(&files, results, a.json)
+}
+
+fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
+    let key = a.key.load()?;
+    let files = expand(&a.files, a.recursive)?;
+    let names = a.xattr.names();
+    let results = par_map(&files, |p| {
+        let value = sign_file(p, &key, a.hash_algo, a.v3)?.encode();
+        if a.sigfile {
+            write_atomic(&sigfile_path(p), &value)?;
+        }
+        if !a.no_xattr {
+            set_value(p, names.ima, &value)?;
+        }
+        Ok(ValueJson {
+            path: p.display().to_string(),
+            value: hex::encode(value),
+            algo: a.hash_algo.name(),
+            keyid: Some(key.keyid().to_string()),
+        })
+    });
+    finish_values(&files, results, a.json)
+}
+
+#[derive(Serialize)]
+struct VerifyJson {
+    path: String,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keyid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    algo: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let ring = KeyRing::load_list(&a.key).context("loading verification keys")?;
+    let files = expand(&a.files, a.recursive)?;
+    let names = a.xattr.names();
+    let results = par_map(&files, |p| {
+        let v = read_ima_value(p, a.sigfile, names)
+            .and_then(|value| verify_ima_value(p, &value, &ring))?;
+        if a.require_signature && v.keyid.is_none() {
+            bail!("has a hash value, not a signature");
+        }
+        Ok(v)
+    });
+    let mut out = std::io::stdout().lock();
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for (p, r) in files.iter().zip(results) {
+        let row = match r {
+            Ok(v) => VerifyJson {
+                path: p.display().to_string(),
+                ok: true,
+                kind: Some(match &v.value {
+                    ImaXattr::Signature(s) if s.version == 3 => "signature v3",
+                    ImaXattr::Signature(_) => "signature v2",
+                    _ => "hash",
+                }),
+                keyid: v.keyid.map(|k| k.to_string()),
+                algo: Some(v.algo.name()),
+                error: None,
+            },
+            Err(e) => {
+                failed += 1;
+                VerifyJson {
+                    path: p.display().to_string(),
+                    ok: false,
+                    kind: None,
+                    keyid: None,
+                    algo: None,
+                    error: Some(format!("{e:#}")),
+                }
+            }
+        };
+        if !a.json {
+            match (&row.error, &row.keyid) {
+                (Some(e), _) => writeln!(out, "{}: FAILED: {e}", row.path)?,
+                (None, Some(k)) => writeln!(
+                    out,
+                    "{}: OK ({}, {}, keyid {k})",
+                    row.path,
+                    row.kind.unwrap_or_default(),
+                    row.algo.unwrap_or_default()
+                )?,
+                (None, None) => writeln!(
+                    out,
+                    "{}: OK ({} {})",
+                    row.path,
+                    row.algo.unwrap_or_default(),
+                    row.kind.unwrap_or_default()
+                )?,
+            }
+        }
+        rows.push(row);
+    }
+    if a.json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One parsed `sign_hash` input line: the digest, its algorithm and whether it is
+/// an fs-verity digest.
+pub(crate) struct HashLine<'a> {
+    pub line: &'a str,
+    pub algo: HashAlgo,
+    pub digest: Vec<u8>,
+}
+
+/// Parse a `sign_hash` line: `HEX  PATH` (sha*sum, algorithm given) or, for
+/// `veritysig`, `ALG:HEX PATH` (`fsverity digest`).
+pub(crate) fn parse_hash_line<'a>(
+    line: &'a str,
+    algo: HashAlgo,
+    veritysig: bool,
+    lineno: usize,
+) -> vigil_ima::Result<HashLine<'a>> {
+    let err = |reason: String| vigil_ima::Error::HashLine {
+        line: lineno,
+        reason,
+    };
+    let (algo, hex_part) = if veritysig {
+        let (alg, rest) = line
+            .split_once(':')
+            .ok_or_else(|| err("missing fs-verity hash algorithm (ALG:HEX PATH)".into()))?;
+        let algo = HashAlgo::from_name(alg).map_err(|e| err(e.to_string()))?;
+        (algo, rest.split([' ', '\t']).next().unwrap_or(""))
+    } else {
+        (algo, line.split([' ', '\t']).next().unwrap_or(""))
+    };
+    let digest = hex::decode(hex_part).map_err(|e| err(format!("bad hex digest: {e}")))?;
+    if digest.len() != algo.digest_len() {
+        return Err(err(format!(
+            "{algo} digest must be {} hex digits, got {}",
+            2 * algo.digest_len(),
+            hex_part.len()
+        )));
+    }
+    Ok(HashLine { line, algo, digest })
+}
+
+/// Sign one parsed line: v2 type 0x03, or v3 type 0x06 for fs-verity digests.
+pub(crate) fn sign_hash_line(
+    key: &PrivateKey,
+    l: &HashLine,
+    veritysig: bool,
+) -> vigil_ima::Result<Signature> {
+    if veritysig {
+        vigil_ima::sign_v3(key, XattrType::ImaVeritySig, l.algo, &l.digest)
+    } else {
+        vigil_ima::sign_digest(key, l.algo, &l.digest)
+    }
+}
+
+fn cmd_sign_hash(a: SignHashArgs) -> anyhow::Result<ExitCode> {
+    let key = a.key.load()?;
+    let stdin = std::io::stdin().lock();
+    let mut out = std::io::stdout().lock();
+    let mut n = 0;
+    for (i, line) in stdin.lines().enumerate() {
+        let line = line.context("reading standard input")?;
+        if line.is_empty() {
+            continue;
+        }
+        let parsed = parse_hash_line(&line, a.hash_algo, a.veritysig, i + 1)?;
+        let sig = sign_hash_line(&key, &parsed, a.veritysig)?;
+        writeln!(out, "{} {}", parsed.line, hex::encode(sig.encode()))?;
+        n += 1;
+    }
+    if n == 0 {
+        bail!("no `HEX  PATH` lines on standard input");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A human explanation of a value, one fact per line.
+pub(crate) fn explain(value: &[u8]) -> Vec<String> {
+    let mut lines = vec![format!(
+        "value: {} ({} bytes)",
+        hex::encode(value),
+        value.len()
+    )];
+    match ImaXattr::decode(value) {
+        Err(e) => lines.push(format!("invalid: {e}")),
+        Ok(x) => {
+            let t = x.xattr_type();
+            lines.push(format!("type: 0x{:02x} {}", t as u8, t.kernel_name()));
+            match &x {
+                ImaXattr::Digest { algo, digest } | ImaXattr::DigestNg { algo, digest } => {
+                    lines.push(format!("algorithm: {algo}"));
+                    lines.push(format!("digest: {}", hex::encode(digest)));
+                }
+                ImaXattr::Hmac(h) => lines.push(format!("hmac-sha1: {}", hex::encode(h))),
+                ImaXattr::Signature(s) => {
+                    lines.push(format!("version: {}", s.version));
+                    lines.push(format!("algorithm: {}", s.hash_algo));
+                    lines.push(format!("keyid: {}", s.keyid));
+                    lines.push(format!("sig_size: {}", s.sig.len()));
+                    let kind = match (s.sig.first(), s.sig.len()) {
+                        (Some(0x30), _) => "ECDSA (DER r,s)",
+                        (_, n) if n >= 64 && n.is_power_of_two() => "RSA PKCS#1 v1.5",
+                        _ => "raw",
+                    };
+                    lines.push(format!("signature: {kind} {}", hex::encode(&s.sig)));
+                    lines.push(
+                        match (s.xattr_type, s.version) {
+                            (XattrType::ImaVeritySig, _) => {
+                                "signs: H(ima_file_id{0x06, algo, fs-verity digest})"
+                            }
+                            (XattrType::EvmPortableDigSig, 2) => {
+                                "signs: the EVM portable metadata hash"
+                            }
+                            (_, 3) => "signs: H(ima_file_id{type, algo, digest})",
+                            _ => "signs: the file (or EVM metadata) digest directly",
+                        }
+                        .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    lines
+}
+
+fn cmd_show(a: ShowArgs) -> anyhow::Result<ExitCode> {
+    let names = a.xattr.names();
+    let mut items: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(h) = &a.hex {
+        items.push((
+            "hex".into(),
+            hex::decode(h.trim()).context("--hex: bad hex")?,
+        ));
+    }
+    for f in &a.files {
+        if a.sigfile {
+            let data = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
+            items.push((f.display().to_string(), data));
+        } else {
+            let mut any = false;
+            for name in [names.ima, names.evm] {
+                match sys::get_xattr(f, name) {
+                    Ok(v) => {
+                        any = true;
+                        items.push((format!("{} {name}", f.display()), v));
+                    }
+                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                    Err(e) => return Err(e).with_context(|| format!("{}: {name}", f.display())),
+                }
+            }
+            if !any {
+                bail!("{}: no {} or {}", f.display(), names.ima, names.evm);
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let v: Vec<_> = items
+            .iter()
+            .map(|(what, value)| serde_json::json!({ "source": what, "explain": explain(value) }))
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &v)?;
+        writeln!(out)?;
+    } else {
+        for (what, value) in &items {
+            writeln!(out, "{what}:")?;
+            for l in explain(value) {
+                writeln!(out, "  {l}")?;
+            }
+        }
+    }
+    let invalid = items.iter().any(|(_, v)| ImaXattr::decode(v).is_err());
+    Ok(if invalid {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// EVM (used by the evmctl front door's `sign` and `verify`).
+
+/// How to build the EVM metadata hash (evmctl's EVM options).
+#[derive(Debug, Default, Clone)]
+pub struct EvmParams {
+    pub portable: bool,
+    /// `Some(None)`: `-u` without a value (no UUID); `Some(Some(u))`: this UUID;
+    /// `None`: the file system's UUID from blkid.
+    pub uuid: Option<Option<String>>,
+    pub layout: MiscLayout,
+    pub smack: bool,
+    pub ino: Option<String>,
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+    pub mode: Option<String>,
+    pub generation: Option<String>,
+    /// `--ima HEX`: use this value for security.ima.
+    pub ima: Option<String>,
+    /// `--selinux LABEL`.
+    pub selinux: Option<String>,
+    /// `--caps[=VALUE]`: `Some(None)` leaves capabilities out.
+    pub caps: Option<Option<String>>,
+}
+
+fn strtoul(s: &str) -> u64 {
+    let digits: String = s
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().unwrap_or(0)
+}
+
+/// The EVM digest of `path` with `algo`, as evmctl's `calc_evm_hash()`.
+pub(crate) fn evm_file_digest(
+    path: &Path,
+    names: XattrNames,
+    p: &EvmParams,
+    algo: HashAlgo,
+) -> anyhow::Result<Vec<u8>> {
+    let st = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+    let mut meta = EvmMeta {
+        ino: st.ino(),
+        generation: 0,
+        uid: st.uid(),
+        gid: st.gid(),
+        mode: st.mode(),
+    };
+    if let Some(v) = &p.ino {
+        meta.ino = strtoul(v);
+    }
+    if let Some(v) = &p.uid {
+        meta.uid = strtoul(v) as u32;
+    }
+    if let Some(v) = &p.gid {
+        meta.gid = strtoul(v) as u32;
+    }
+    if let Some(v) = &p.mode {
+        meta.mode = strtoul(v) as u32;
+    }
+    if let Some(v) = &p.generation {
+        meta.generation = strtoul(v) as u32;
+    } else if !p.portable && st.file_type().is_file() {
+        meta.generation = sys::generation(path)
+            .with_context(|| format!("{}: reading the inode generation", path.display()))?;
+    }
+    let present =
+        sys::list_xattrs(path).with_context(|| format!("{}: listxattr", path.display()))?;
+    let list = if p.smack {
+        evm::EVM_XATTRS_SMACK
+    } else {
+        evm::EVM_XATTRS
+    };
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    for &name in list {
+        let v = if name == "security.selinux" && p.selinux.is_some() {
+            let mut v = p.selinux.clone().unwrap_or_default().into_bytes();
+            v.push(0);
+            v
+        } else if name == "security.ima" && p.ima.is_some() {
+            hex::decode(p.ima.as_deref().unwrap_or_default()).context("--ima: bad hex")?
+        } else if name == "security.ima" && p.portable {
+            sys::get_xattr(path, names.ima).with_context(|| {
+                format!(
+                    "{}: EVM portable signature: {} required",
+                    path.display(),
+                    names.ima
+                )
+            })?
+        } else if name == "security.capability" && p.caps.is_some() {
+            match p.caps.as_ref().and_then(|c| c.as_deref()) {
+                None => continue,
+                Some(c) => c.as_bytes().to_vec(),
+            }
+        } else {
+            match sys::get_xattr(path, name) {
+                Ok(v) if present.iter().any(|n| n == name) => v,
+                _ => continue,
+            }
+        };
+        values.push(v);
+    }
+    let kind = if p.portable {
+        EvmKind::Portable
+    } else {
+        EvmKind::Bound
+    };
+    let uuid = match (&p.uuid, kind) {
+        (_, EvmKind::Portable) | (Some(None), _) => None,
+        (Some(Some(u)), _) => {
+            Some(evm::parse_uuid(u).ok_or_else(|| anyhow!("wrong UUID format: {u:?}"))?)
+        }
+        (None, _) => Some(fs_uuid(st.dev())?),
+    };
+    let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+    Ok(evm::evm_digest(
+        algo,
+        &refs,
+        &meta,
+        kind,
+        p.layout,
+        uuid.as_ref(),
+    )?)
+}
+
+/// The UUID of the file system on device `dev`, via `blkid` as evmctl does.
+fn fs_uuid(dev: u64) -> anyhow::Result<[u8; 16]> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let out = std::process::Command::new("blkid")
+        .args([
+            "-s",
+            "UUID",
+            "-o",
+            "value",
+            &format!("/dev/block/{major}:{minor}"),
+        ])
+        .output()
+        .context("running blkid")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    evm::parse_uuid(text.trim()).ok_or_else(|| {
+        anyhow!("failed to read the file system UUID of /dev/block/{major}:{minor} (give -u UUID, or -u for none)")
+    })
+}
+
+/// Read a line from standard input after a prompt (evmctl's `-p` without value).
+pub(crate) fn prompt_password() -> anyhow::Result<String> {
+    print!("PEM password: ");
+    std::io::stdout().flush()?;
+    let mut s = String::new();
+    std::io::stdin().lock().read_line(&mut s)?;
+    Ok(s.trim_end_matches('\n').to_owned())
+}

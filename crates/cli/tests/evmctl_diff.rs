@@ -1,0 +1,421 @@
+//! Differential tests: vigil run as `evmctl` against the installed evmctl 1.4, on
+//! files and keys generated here, using `user.*` xattrs.
+
+mod ima_support;
+use ima_support::*;
+
+const HASH_ALGOS: &[&str] = &[
+    "md5", "sha1", "rmd160", "sha224", "sha256", "sha384", "sha512", "sm3",
+];
+
+#[test]
+fn ima_hash_output_and_xattr_identical() {
+    let d = scratch();
+    let p = d.path();
+    let files = [
+        ("empty", data(0, 0)),
+        ("abc", b"abc".to_vec()),
+        ("big", data(300_000, 7)),
+    ];
+    for (name, content) in &files {
+        std::fs::write(p.join(name), content).unwrap();
+    }
+    for algo in HASH_ALGOS {
+        for (name, _) in &files {
+            let r = evmctl(&["ima_hash", "--xattr-user", "-a", algo, name], p);
+            ok(&r, "evmctl ima_hash");
+            let ref_x = get_xattr(&p.join(name), "user.ima");
+            std::fs::remove_file(p.join(name)).ok();
+            std::fs::write(
+                p.join(name),
+                &files.iter().find(|f| f.0 == *name).unwrap().1,
+            )
+            .unwrap();
+            let v = vevmctl(&["ima_hash", "--xattr-user", "-a", algo, name], p);
+            ok(&v, "vigil evmctl ima_hash");
+            assert_eq!(stdout(&v), stdout(&r), "ima_hash -a {algo} {name}");
+            assert_eq!(
+                get_xattr(&p.join(name), "user.ima"),
+                ref_x,
+                "user.ima -a {algo} {name}"
+            );
+            assert_eq!(hex::encode(&ref_x) + "\n", stdout(&r));
+            // -n prints the same value and writes nothing.
+            let n = vevmctl(&["ima_hash", "-n", "-a", algo, name], p);
+            assert_eq!(stdout(&n), stdout(&r));
+            // The native command agrees.
+            let nat = vigil(&["ima", "hash", "-n", "-a", algo, name], p);
+            ok(&nat, "vigil ima hash");
+            assert_eq!(stdout(&nat), format!("{}  {name}\n", hex::encode(&ref_x)));
+        }
+    }
+    // Unknown and wrongly-cased names fail like evmctl does.
+    for bad in ["SHA256", "sha512-224", "nope"] {
+        let r = evmctl(&["ima_hash", "-n", "-a", bad, "abc"], p);
+        let v = vevmctl(&["ima_hash", "-n", "-a", bad, "abc"], p);
+        assert_eq!(code(&v), code(&r), "-a {bad}");
+        assert!(
+            all_text(&v).contains("Unknown hash algo"),
+            "{}",
+            all_text(&v)
+        );
+    }
+}
+
+/// vigil signs → evmctl verifies, and the reverse, for every key type and several
+/// hash algorithms; RSA values are byte-identical.
+#[test]
+fn sign_verify_both_ways() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), data(5000, 3)).unwrap();
+    let f = p.join("f");
+    for (name, _) in KEYS {
+        let (k, c) = (key(name), cert(name));
+        for algo in ["sha1", "sha256", "sha384", "sha512"] {
+            let what = format!("{name} {algo}");
+            let r = evmctl(
+                &["ima_sign", "--xattr-user", "-a", algo, "--key", &k, "f"],
+                p,
+            );
+            ok(&r, &format!("evmctl ima_sign {what}"));
+            let ref_value = get_xattr(&f, "user.ima");
+            let v = vevmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+            ok(&v, &format!("vigil verifies evmctl's {what}"));
+            let n = vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p);
+            ok(&n, &format!("vigil ima verify of evmctl's {what}"));
+
+            let v = vevmctl(
+                &["ima_sign", "--xattr-user", "-a", algo, "--key", &k, "f"],
+                p,
+            );
+            ok(&v, &format!("vigil ima_sign {what}"));
+            let ours = get_xattr(&f, "user.ima");
+            assert_eq!(stdout(&v), format!("{}\n", hex::encode(&ours)));
+            let r = evmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+            ok(&r, &format!("evmctl verifies vigil's {what}"));
+            assert_eq!(ours[..7], ref_value[..7], "header {what}");
+            if name.starts_with("rsa") {
+                assert_eq!(ours, ref_value, "RSA value must be byte-identical ({what})");
+            }
+
+            let n = vigil(
+                &["ima", "sign", "--xattr-user", "-a", algo, "--key", &k, "f"],
+                p,
+            );
+            ok(&n, &format!("vigil ima sign {what}"));
+            let r = evmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+            ok(&r, &format!("evmctl verifies vigil ima sign {what}"));
+        }
+    }
+}
+
+/// Several verification keys at once (comma-separated), the right one picked by
+/// key id; a key list without the signer fails.
+#[test]
+fn key_lists_and_wrong_keys() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"key list test").unwrap();
+    let list = format!("{},{},{}", cert("rsa1024"), cert("p256"), cert("rsa2048"));
+    let wrong = format!("{},{}", cert("rsa1024"), cert("p384"));
+    for signer in ["rsa2048", "p256"] {
+        ok(
+            &vevmctl(&["ima_sign", "--xattr-user", "--key", &key(signer), "f"], p),
+            "sign",
+        );
+        ok(
+            &evmctl(&["ima_verify", "--xattr-user", "--key", &list, "f"], p),
+            "evmctl list",
+        );
+        ok(
+            &vevmctl(&["ima_verify", "--xattr-user", "--key", &list, "f"], p),
+            "vigil list",
+        );
+        let r = evmctl(&["ima_verify", "--xattr-user", "--key", &wrong, "f"], p);
+        let v = vevmctl(&["ima_verify", "--xattr-user", "--key", &wrong, "f"], p);
+        assert_eq!(code(&r), 1);
+        assert_eq!(code(&v), 1, "{}", all_text(&v));
+        assert!(all_text(&v).contains("unknown keyid"), "{}", all_text(&v));
+    }
+}
+
+/// `--sigfile` writes `FILE.sig` equal to the xattr; `ima_setxattr` copies it back;
+/// `ima_verify --sigfile` reads it.
+#[test]
+fn sigfile_and_setxattr() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"sigfile").unwrap();
+    std::fs::write(p.join("g"), b"sigfile").unwrap();
+    let k = key("rsa2048");
+    let c = cert("rsa2048");
+    ok(
+        &vevmctl(
+            &["ima_sign", "--xattr-user", "--sigfile", "--key", &k, "f"],
+            p,
+        ),
+        "sign",
+    );
+    let sig = std::fs::read(p.join("f.sig")).unwrap();
+    assert_eq!(sig, get_xattr(&p.join("f"), "user.ima"));
+    ok(
+        &evmctl(&["ima_verify", "--sigfile", "--key", &c, "f"], p),
+        "evmctl --sigfile",
+    );
+    ok(
+        &vevmctl(&["ima_verify", "--sigfile", "--key", &c, "f"], p),
+        "vigil --sigfile",
+    );
+    ok(
+        &vevmctl(
+            &["ima_setxattr", "--xattr-user", "--sigfile", "f.sig", "g"],
+            p,
+        ),
+        "setxattr",
+    );
+    assert_eq!(get_xattr(&p.join("g"), "user.ima"), sig);
+    ok(
+        &evmctl(&["ima_verify", "--xattr-user", "--key", &c, "g"], p),
+        "evmctl verifies g",
+    );
+    // evmctl's .sig is the same bytes (RSA is deterministic).
+    ok(
+        &evmctl(&["ima_sign", "-n", "--sigfile", "--key", &k, "f"], p),
+        "evmctl sigfile",
+    );
+    assert_eq!(std::fs::read(p.join("f.sig")).unwrap(), sig);
+}
+
+/// `sign_hash` output is identical for RSA, for sha*sum input.
+#[test]
+fn sign_hash_identical() {
+    let d = scratch();
+    let p = d.path();
+    let input = format!(
+        "{}  abc.txt\n{}  other file\n",
+        hex::encode(vigil_sha256(b"abc")),
+        hex::encode(vigil_sha256(b"other"))
+    );
+    let k = key("rsa2048");
+    let r = evmctl_stdin(&["sign_hash", "--key", &k], p, input.as_bytes());
+    let v = vevmctl_stdin(&["sign_hash", "--key", &k], p, input.as_bytes());
+    ok(&r, "evmctl sign_hash");
+    ok(&v, "vigil sign_hash");
+    assert_eq!(stdout(&v), stdout(&r));
+    assert_eq!(stdout(&v).lines().count(), 2);
+}
+
+fn vigil_sha256(data: &[u8]) -> Vec<u8> {
+    use std::process::Command;
+    let mut c = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        c.stdin.take().unwrap().write_all(data).unwrap();
+    }
+    let o = c.wait_with_output().unwrap();
+    hex::decode(
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `sign_hash --veritysig` (evmctl ≥ 1.5) reproduces the §3.3 vector with the
+/// test-only RSA key.
+#[test]
+fn sign_hash_veritysig_vector() {
+    let d = scratch();
+    let p = d.path();
+    let k = concat!(env!("CARGO_MANIFEST_DIR"), "/../ima/tests/data/rsa2048.pem");
+    let line = "sha256:700b6bd8510f0b4f9bac8b9cf0459151a1c4a99f467892bb4bd289a67df8e19c abc";
+    let v = vevmctl_stdin(
+        &["sign_hash", "--veritysig", "--key", k],
+        p,
+        format!("{line}\n").as_bytes(),
+    );
+    ok(&v, "sign_hash --veritysig");
+    let out = stdout(&v);
+    assert!(
+        out.starts_with(&format!(
+            "{line} 060304967db47201003f3e9b411256ea47dd591dd24d1606cc99f3fa"
+        )),
+        "{out}"
+    );
+    let n = std::process::Command::new(vigil_bin())
+        .args(["ima", "sign-hash", "--veritysig", "--key", k])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{line}\n").as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(stdout(&n), out);
+}
+
+/// EVM signatures: portable (with --imasig) and inode-bound (no UUID, and a given
+/// UUID), signed by one and verified by the other; a metadata change fails both.
+#[test]
+fn evm_sign_verify_both_ways() {
+    let d = scratch();
+    let p = d.path();
+    let k = key("rsa2048");
+    let c = cert("p256");
+    let kc = cert("rsa2048");
+    let ek = key("p256");
+    let uuid = "--uuid=01234567-89ab-cdef-0123-456789abcdef";
+    for (signer, verifier, sk, vc) in [
+        ("vigil", "evmctl", &k, &kc),
+        ("evmctl", "vigil", &k, &kc),
+        ("vigil", "evmctl", &ek, &c),
+        ("evmctl", "vigil", &ek, &c),
+    ] {
+        for mode in [&["--portable", "--imasig"][..], &["-u"][..], &[uuid][..]] {
+            let f = p.join("e");
+            std::fs::write(&f, b"evm test").unwrap();
+            let mut args = vec!["sign", "--xattr-user", "--key", sk.as_str()];
+            args.extend_from_slice(mode);
+            args.push("e");
+            let s = if signer == "vigil" {
+                vevmctl(&args, p)
+            } else {
+                evmctl(&args, p)
+            };
+            ok(&s, &format!("{signer} sign {mode:?}"));
+            let vmode: Vec<&str> = mode
+                .iter()
+                .copied()
+                .filter(|m| *m != "--imasig" && *m != "--portable")
+                .collect();
+            let mut vargs = vec!["verify", "--xattr-user", "--key", vc.as_str()];
+            vargs.extend_from_slice(&vmode);
+            vargs.push("e");
+            let v = if verifier == "vigil" {
+                vevmctl(&vargs, p)
+            } else {
+                evmctl(&vargs, p)
+            };
+            ok(&v, &format!("{verifier} verifies {signer}'s EVM {mode:?}"));
+            std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            let r = evmctl(&vargs, p);
+            let v = vevmctl(&vargs, p);
+            assert_eq!(code(&r), 1, "evmctl after chmod {mode:?}: {}", all_text(&r));
+            assert_eq!(code(&v), 1, "vigil after chmod {mode:?}: {}", all_text(&v));
+            std::fs::remove_file(&f).unwrap();
+        }
+    }
+}
+
+/// Recursive signing signs every regular file below the directory.
+#[test]
+fn recursive_sign() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("tree/a/b")).unwrap();
+    let names = ["tree/x", "tree/a/y", "tree/a/b/z"];
+    for (i, n) in names.iter().enumerate() {
+        std::fs::write(p.join(n), data(100 + i, i as u32)).unwrap();
+    }
+    std::os::unix::fs::symlink("x", p.join("tree/link")).unwrap();
+    let k = key("p384");
+    let c = cert("p384");
+    let v = vevmctl(&["ima_sign", "-r", "--xattr-user", "--key", &k, "tree"], p);
+    ok(&v, "evmctl -r");
+    assert_eq!(stdout(&v).lines().count(), 3);
+    for n in names {
+        ok(
+            &evmctl(&["ima_verify", "--xattr-user", "--key", &c, n], p),
+            n,
+        );
+    }
+    let v = vigil(
+        &[
+            "ima",
+            "sign",
+            "-r",
+            "--xattr-user",
+            "--key",
+            &key("rsa1024"),
+            "tree",
+        ],
+        p,
+    );
+    ok(&v, "vigil ima sign -r");
+    for n in names {
+        ok(
+            &evmctl(
+                &["ima_verify", "--xattr-user", "--key", &cert("rsa1024"), n],
+                p,
+            ),
+            n,
+        );
+    }
+    let v = vigil(
+        &[
+            "ima",
+            "verify",
+            "-r",
+            "--xattr-user",
+            "--key",
+            &cert("rsa1024"),
+            "tree",
+        ],
+        p,
+    );
+    ok(&v, "vigil ima verify -r");
+    assert_eq!(stdout(&v).matches(": OK").count(), 3);
+}
+
+/// Command-line behaviour scripts depend on.
+#[test]
+fn cli_conventions() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"x").unwrap();
+    // No command: usage, exit 0. Unknown command and missing operand: 125.
+    let v = vevmctl(&[], p);
+    assert_eq!(code(&v), 0);
+    assert!(stdout(&v).starts_with("Usage: evmctl"));
+    let v = vevmctl(&["frobnicate"], p);
+    assert_eq!((code(&v), code(&evmctl(&["frobnicate"], p))), (125, 125));
+    assert!(stdout(&v).contains("Invalid command: frobnicate"));
+    assert_eq!(
+        code(&vevmctl(&["ima_hash"], p)),
+        code(&evmctl(&["ima_hash"], p))
+    );
+    // A bad option exits 1, as getopt in evmctl does.
+    assert_eq!(code(&vevmctl(&["-Z", "ima_hash", "f"], p)), 1);
+    // --version and help.
+    assert!(stdout(&vevmctl(&["--version"], p)).starts_with("evmctl "));
+    let h = vevmctl(&["help", "ima_sign"], p);
+    assert_eq!(stdout(&h), stdout(&evmctl(&["help", "ima_sign"], p)));
+    // Options after operands (GNU permutation), long-option prefixes, clustered -n.
+    let a = vevmctl(&["ima_hash", "f", "--hashal=sha1", "-n"], p);
+    let b = evmctl(&["ima_hash", "f", "--hashal=sha1", "-n"], p);
+    assert_eq!(stdout(&a), stdout(&b));
+    // Missing file: 125 with the file named.
+    let v = vevmctl(&["ima_hash", "-n", "nonexistent"], p);
+    assert_eq!(code(&v), 125);
+    assert!(all_text(&v).contains("nonexistent"));
+    // Only regular files.
+    std::fs::create_dir(p.join("dir")).unwrap();
+    let v = vevmctl(&["ima_hash", "-n", "dir"], p);
+    assert_eq!(
+        (code(&v), code(&evmctl(&["ima_hash", "-n", "dir"], p))),
+        (125, 125)
+    );
+}

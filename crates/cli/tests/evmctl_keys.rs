@@ -1,0 +1,253 @@
+//! Key formats, passwords and key ids, compared with the installed evmctl.
+
+mod ima_support;
+use ima_support::*;
+
+/// The value evmctl and vigil-as-evmctl write for `f` with `extra` options.
+fn both(p: &std::path::Path, extra: &[&str]) -> (std::process::Output, std::process::Output) {
+    let mut args = vec!["ima_sign", "-n"];
+    args.extend_from_slice(extra);
+    args.push("f");
+    (evmctl(&args, p), vevmctl(&args, p))
+}
+
+#[test]
+fn private_key_formats() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"key formats").unwrap();
+    // RSA: PKCS#1 PEM, PKCS#8 PEM, PKCS#8 DER, encrypted PKCS#8.
+    openssl_in(p, &["genrsa", "-traditional", "-out", "pkcs1.pem", "2048"]);
+    openssl_in(p, &["pkey", "-in", "pkcs1.pem", "-out", "pkcs8.pem"]);
+    openssl_in(
+        p,
+        &[
+            "pkey",
+            "-in",
+            "pkcs1.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "pkcs8.der",
+        ],
+    );
+    openssl_in(
+        p,
+        &[
+            "pkey",
+            "-in",
+            "pkcs1.pem",
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            "enc.pem",
+        ],
+    );
+    let (r, v) = both(p, &["--key", "pkcs1.pem"]);
+    ok(&r, "evmctl pkcs1");
+    ok(&v, "vigil pkcs1");
+    let reference = stdout(&r);
+    assert_eq!(stdout(&v), reference);
+    assert!(stdout(&v).starts_with("030204"));
+    for k in ["pkcs8.pem", "pkcs8.der"] {
+        let v = vevmctl(&["ima_sign", "-n", "--key", k, "f"], p);
+        ok(&v, k);
+        assert_eq!(stdout(&v), reference, "{k}");
+    }
+    // The password must be attached: -psecret, --pass=secret, or the environment.
+    for pass in ["-psecret", "--pass=secret"] {
+        let (r, v) = both(p, &["--key", "enc.pem", pass]);
+        ok(&r, pass);
+        ok(&v, pass);
+        assert_eq!(stdout(&v), reference, "{pass}");
+    }
+    let v = std::process::Command::new(vigil_bin())
+        .args(["ima", "sign", "-n", "--key", "enc.pem", "f"])
+        .env("EVMCTL_KEY_PASSWORD", "secret")
+        .current_dir(p)
+        .output()
+        .unwrap();
+    ok(&v, "EVMCTL_KEY_PASSWORD");
+    assert_eq!(stdout(&v), format!("{}  f\n", reference.trim_end()));
+    let v = vevmctl(
+        &["ima_sign", "-n", "--key", "enc.pem", "--pass=wrong", "f"],
+        p,
+    );
+    assert_eq!(code(&v), 125);
+    assert!(all_text(&v).contains("wrong password"), "{}", all_text(&v));
+    let v = vigil(&["ima", "sign", "-n", "--key", "enc.pem", "f"], p);
+    assert_eq!(code(&v), 2);
+    assert!(all_text(&v).contains("encrypted"), "{}", all_text(&v));
+
+    // EC: SEC1 with an EC PARAMETERS block (what `openssl ecparam -genkey` writes).
+    openssl_in(
+        p,
+        &[
+            "ecparam",
+            "-name",
+            "secp384r1",
+            "-genkey",
+            "-out",
+            "sec1.pem",
+        ],
+    );
+    make_cert(p, "sec1.pem", "sec1.der", None);
+    let v = vevmctl(&["ima_sign", "--xattr-user", "--key", "sec1.pem", "f"], p);
+    ok(&v, "sec1");
+    ok(
+        &evmctl(&["ima_verify", "--xattr-user", "--key", "sec1.der", "f"], p),
+        "evmctl verifies sec1",
+    );
+    let (r, v) = both(p, &["--key", "sec1.pem"]);
+    assert_eq!(stdout(&v)[..14], stdout(&r)[..14], "EC header incl. keyid");
+
+    // Garbage key file.
+    std::fs::write(p.join("junk.pem"), b"not a key").unwrap();
+    let v = vevmctl(&["ima_sign", "-n", "--key", "junk.pem", "f"], p);
+    assert_eq!(code(&v), 125);
+    assert!(all_text(&v).contains("junk.pem"));
+}
+
+#[test]
+fn key_ids() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"key ids").unwrap();
+    let k = key("rsa2048");
+    // --keyid overrides; evmctl rejects zero and non-hex values.
+    let (r, v) = both(p, &["--keyid", "aabbccdd", "--key", &k]);
+    assert_eq!(stdout(&v), stdout(&r));
+    assert!(stdout(&v).starts_with("030204aabbccdd"));
+    for bad in ["0", "xyz", "123456789"] {
+        let (r, v) = both(p, &["--keyid", bad, "--key", &k]);
+        assert_eq!(code(&v), code(&r), "--keyid {bad}");
+        assert_eq!(code(&v), 1);
+    }
+    // A certificate with a custom SKID: --keyid-from-cert, and appended to the key.
+    make_cert(p, &k, "skid.der", Some("1122334412345678"));
+    let (r, v) = both(p, &["--keyid-from-cert", "skid.der", "--key", &k]);
+    assert_eq!(stdout(&v), stdout(&r));
+    assert!(stdout(&v).starts_with("03020412345678"));
+    openssl_in(
+        p,
+        &[
+            "x509", "-inform", "DER", "-in", "skid.der", "-out", "skid.crt",
+        ],
+    );
+    let mut with_cert = std::fs::read(&k).unwrap();
+    with_cert.extend(std::fs::read(p.join("skid.crt")).unwrap());
+    std::fs::write(p.join("with_cert.pem"), with_cert).unwrap();
+    let (r, v) = both(p, &["--key", "with_cert.pem"]);
+    assert_eq!(stdout(&v), stdout(&r));
+    assert!(stdout(&v).starts_with("03020412345678"));
+    // Verification matches the certificate's SKID, as the kernel (and evmctl 1.6)
+    // do; evmctl 1.4 recomputes the id from the public key and cannot.
+    ok(
+        &vevmctl(
+            &["ima_sign", "--xattr-user", "--key", "with_cert.pem", "f"],
+            p,
+        ),
+        "sign",
+    );
+    ok(
+        &vevmctl(&["ima_verify", "--xattr-user", "--key", "skid.der", "f"], p),
+        "SKID match",
+    );
+    assert_eq!(
+        code(&evmctl(
+            &["ima_verify", "--xattr-user", "--key", "skid.der", "f"],
+            p
+        )),
+        1
+    );
+}
+
+#[test]
+fn verification_key_formats() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"pubkeys").unwrap();
+    let k = key("p256");
+    ok(
+        &vevmctl(&["ima_sign", "--xattr-user", "--key", &k, "f"], p),
+        "sign",
+    );
+    openssl_in(
+        p,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            &cert("p256"),
+            "-out",
+            "cert.pem",
+        ],
+    );
+    openssl_in(p, &["pkey", "-in", &k, "-pubout", "-out", "pub.pem"]);
+    openssl_in(
+        p,
+        &[
+            "pkey", "-in", &k, "-pubout", "-outform", "DER", "-out", "pub.der",
+        ],
+    );
+    for vk in [
+        cert("p256"),
+        "cert.pem".into(),
+        "pub.pem".into(),
+        "pub.der".into(),
+        k.clone(),
+    ] {
+        ok(
+            &vigil(&["ima", "verify", "--xattr-user", "--key", &vk, "f"], p),
+            &vk,
+        );
+        ok(
+            &vevmctl(&["ima_verify", "--xattr-user", "--key", &vk, "f"], p),
+            &vk,
+        );
+    }
+}
+
+/// As root on a real file system, `security.ima` works the same way.
+#[test]
+fn security_namespace() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"security.ima").unwrap();
+    let k = key("rsa2048");
+    let c = cert("rsa2048");
+    let v = vevmctl(&["ima_sign", "--key", &k, "f"], p);
+    if rustix_is_root() {
+        ok(&v, "ima_sign to security.ima");
+        ok(
+            &evmctl(&["ima_verify", "--key", &c, "f"], p),
+            "evmctl reads security.ima",
+        );
+        let r = evmctl(&["ima_sign", "--key", &k, "f"], p);
+        assert_eq!(stdout(&r), stdout(&v));
+        ok(
+            &vigil(&["ima", "verify", "--key", &c, "f"], p),
+            "vigil reads security.ima",
+        );
+    } else {
+        assert_eq!(
+            code(&v),
+            125,
+            "without CAP_SYS_ADMIN setting security.ima fails"
+        );
+        assert!(
+            all_text(&v).contains("security.ima")
+                || all_text(&v).contains("Setting IMA sig xattr failed")
+        );
+    }
+}
+
+fn rustix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}

@@ -1,0 +1,245 @@
+//! Verification failures: tampered files, wrong keys and corrupt values exit 1 with a
+//! message naming the problem, in `vigil ima verify` and in the evmctl front door
+//! (whose exit status is compared with the installed evmctl).
+
+mod ima_support;
+use ima_support::*;
+
+struct Case {
+    name: &'static str,
+    /// Make the bad state from a good signed file.
+    corrupt: fn(&std::path::Path, Vec<u8>),
+    /// Text the diagnostic must contain.
+    message: &'static str,
+    /// Whether evmctl 1.4 rejects it too. It ignores `sig_size` for RSA, which the
+    /// kernel (`asymmetric_verify`) checks.
+    ref_fails: bool,
+}
+
+fn set(p: &std::path::Path, v: &[u8]) {
+    set_xattr(p, "user.ima", v);
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "tampered file",
+        corrupt: |p, _| std::fs::write(p, b"tampered contents").unwrap(),
+        message: "does not match",
+        ref_fails: true,
+    },
+    Case {
+        name: "flipped signature byte",
+        corrupt: |p, mut v| {
+            let n = v.len() - 1;
+            v[n] ^= 0x40;
+            set(p, &v)
+        },
+        message: "does not match",
+        ref_fails: true,
+    },
+    Case {
+        name: "unknown keyid",
+        corrupt: |p, mut v| {
+            v[3..7].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+            set(p, &v)
+        },
+        message: "unknown keyid",
+        ref_fails: true,
+    },
+    Case {
+        name: "truncated signature",
+        corrupt: |p, v| set(p, &v[..6]),
+        message: "truncated signature",
+        ref_fails: true,
+    },
+    Case {
+        name: "short signature body",
+        corrupt: |p, v| set(p, &v[..v.len() - 10]),
+        message: "bad sig_size",
+        ref_fails: true,
+    },
+    Case {
+        name: "bad sig_size",
+        corrupt: |p, mut v| {
+            v[7] = 0x7f;
+            set(p, &v)
+        },
+        message: "bad sig_size",
+        ref_fails: false,
+    },
+    Case {
+        name: "unknown hash algorithm",
+        corrupt: |p, mut v| {
+            v[2] = 0x30;
+            set(p, &v)
+        },
+        message: "unknown hash algorithm id 48",
+        ref_fails: true,
+    },
+    Case {
+        name: "wrong hash algorithm",
+        corrupt: |p, mut v| {
+            v[2] = 2;
+            set(p, &v)
+        },
+        message: "does not match",
+        ref_fails: true,
+    },
+    Case {
+        name: "unsupported version",
+        corrupt: |p, mut v| {
+            v[1] = 1;
+            set(p, &v)
+        },
+        message: "unsupported signature version 1",
+        ref_fails: true,
+    },
+    Case {
+        name: "garbage xattr",
+        corrupt: |p, _| set(p, b"\x99garbage"),
+        message: "unknown xattr type 0x99",
+        ref_fails: true,
+    },
+];
+
+#[test]
+fn corrupt_values_fail_with_named_problem() {
+    let d = scratch();
+    let p = d.path();
+    for signer in ["rsa2048", "p256"] {
+        let c = cert(signer);
+        for case in CASES {
+            let f = p.join("f");
+            std::fs::write(&f, data(777, 5)).unwrap();
+            ok(
+                &vevmctl(&["ima_sign", "--xattr-user", "--key", &key(signer), "f"], p),
+                "sign",
+            );
+            let good = get_xattr(&f, "user.ima");
+            (case.corrupt)(&f, good);
+            let what = format!("{signer}: {}", case.name);
+
+            let r = evmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+            if case.ref_fails {
+                assert_eq!(code(&r), 1, "{what}: reference evmctl should fail too");
+            }
+            let v = vevmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+            assert_eq!(code(&v), 1, "{what}: {}", all_text(&v));
+            assert!(
+                all_text(&v).contains(case.message),
+                "{what}: {}",
+                all_text(&v)
+            );
+
+            let n = vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p);
+            assert_eq!(code(&n), 1, "{what}: {}", all_text(&n));
+            let out = stdout(&n);
+            assert!(
+                out.contains("f: FAILED") && out.contains(case.message),
+                "{what}: {out}"
+            );
+            std::fs::remove_file(&f).unwrap();
+        }
+    }
+}
+
+#[test]
+fn missing_and_hash_values() {
+    let d = scratch();
+    let p = d.path();
+    let c = cert("rsa2048");
+    std::fs::write(p.join("f"), b"no xattr").unwrap();
+    let v = vevmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+    assert_eq!(code(&v), 1);
+    assert!(all_text(&v).contains("user.ima"), "{}", all_text(&v));
+    let n = vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p);
+    assert_eq!(code(&n), 1);
+
+    // A hash value verifies as a hash in vigil, but is no signature for evmctl.
+    ok(&vevmctl(&["ima_hash", "--xattr-user", "f"], p), "ima_hash");
+    let v = vevmctl(&["ima_verify", "--xattr-user", "--key", &c, "f"], p);
+    assert_eq!(
+        code(&v),
+        code(&evmctl(
+            &["ima_verify", "--xattr-user", "--key", &c, "f"],
+            p
+        ))
+    );
+    assert_eq!(code(&v), 1);
+    assert!(all_text(&v).contains("has no signature"));
+    let n = vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p);
+    ok(&n, "hash value verifies");
+    assert!(stdout(&n).contains("OK (sha256 hash)"), "{}", stdout(&n));
+    let n = vigil(
+        &[
+            "ima",
+            "verify",
+            "--require-signature",
+            "--xattr-user",
+            "--key",
+            &c,
+            "f",
+        ],
+        p,
+    );
+    assert_eq!(code(&n), 1);
+    std::fs::write(p.join("f"), b"changed").unwrap();
+    let n = vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p);
+    assert_eq!(code(&n), 1);
+    assert!(stdout(&n).contains("hash does not match"), "{}", stdout(&n));
+
+    // Unreadable keys are a usage error (2), not a verification failure.
+    let n = vigil(
+        &[
+            "ima",
+            "verify",
+            "--xattr-user",
+            "--key",
+            "/nonexistent.der",
+            "f",
+        ],
+        p,
+    );
+    assert_eq!(code(&n), 2);
+    assert!(all_text(&n).contains("/nonexistent.der"));
+}
+
+#[test]
+fn show_explains_and_flags_garbage() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"abc").unwrap();
+    ok(
+        &vevmctl(
+            &["ima_sign", "--xattr-user", "--key", &key("rsa2048"), "f"],
+            p,
+        ),
+        "sign",
+    );
+    let s = vigil(&["ima", "show", "--xattr-user", "f"], p);
+    ok(&s, "show");
+    let out = stdout(&s);
+    assert!(out.contains("type: 0x03 EVM_IMA_XATTR_DIGSIG"), "{out}");
+    assert!(
+        out.contains("version: 2") && out.contains("algorithm: sha256"),
+        "{out}"
+    );
+    let s = vigil(
+        &[
+            "ima",
+            "show",
+            "--hex",
+            "0404ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ],
+        p,
+    );
+    ok(&s, "show --hex");
+    assert!(stdout(&s).contains("digest: ba7816bf"));
+    let s = vigil(&["ima", "show", "--hex", "030204aabbccdd0005aa"], p);
+    assert_eq!(code(&s), 1);
+    assert!(
+        stdout(&s).contains("invalid: bad sig_size"),
+        "{}",
+        stdout(&s)
+    );
+}

@@ -1,0 +1,412 @@
+//! `vigil log …` and `vigil boot-aggregate` on the real fixtures and generated lists.
+
+mod log_common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use log_common::*;
+use vigil_ima::list::ExtendMode;
+use vigil_ima::HashAlgo;
+
+fn stdout(args: &[&str]) -> String {
+    let o = run(vigil().args(args));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn f(p: &str) -> String {
+    fixture(p).display().to_string()
+}
+
+#[test]
+fn replay_fixtures() {
+    let out = stdout(&[
+        "log",
+        "replay",
+        &f("ibmtss/sha1.log"),
+        "--bank",
+        "sha1,sha256,sha384,sha512",
+    ]);
+    let want = [
+        "sha1 PCR-10: 9be6bac02bf18d09d17e726c2df00bca4e8831ea",
+        "sha256 PCR-10: 7fac48c81837d6d29046008aef0cdad8c2745cc98c3340cbba9bfdf39b4124b8",
+        "sha384 PCR-10: e8923687b18847064ff3af89fd7ed088fa03c8b2467f7f8648bab264684575beb92e707d813ed561189492bb4b6e5c8b",
+        "sha512 PCR-10: 698dab0fbb7c4ae0ec4ecae0d3890e9635cc2ba97b9dec459f9ef867b96d858843697c701e580931d6f2cf1e18acb2b3192eb660e871a37cf5b45392086ce807",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    for (i, alg) in ["sha256", "sha384", "sha512"].iter().enumerate() {
+        let out = stdout(&[
+            "log",
+            "replay",
+            &f(&format!("ibmtss/{alg}.log")),
+            "--template-hash",
+            alg,
+            "--bank",
+            alg,
+        ]);
+        assert_eq!(out.trim(), want[i + 1]);
+    }
+    let out = stdout(&["log", "replay", &f("ibmtss/imatest.log"), "--bank", "sha1"]);
+    assert_eq!(
+        out.trim(),
+        "sha1 PCR-10: 0ff68e1da514770e85581bffe693809776302a63"
+    );
+    // ASCII lists replay too (Keylime's sm3 list: sm3 template hashes, sm3 bank).
+    let sm3 = f("keylime/create-runtime-policy/ima-log-sm3_256");
+    let out = stdout(&[
+        "log",
+        "replay",
+        &sm3,
+        "--template-hash",
+        "sm3",
+        "--bank",
+        "sm3",
+    ]);
+    assert!(out.starts_with("sm3 PCR-10: "), "{out}");
+}
+
+#[test]
+fn verify_fixtures_against_pcr_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("ibmtss/imakvtpcr10.txt")).unwrap();
+    let mut args = vec!["log".to_owned(), "verify".into(), f("ibmtss/sha1.log")];
+    for (line, alg) in text.lines().zip(["sha1", "sha256", "sha384", "sha512"]) {
+        let p = dir.path().join(alg);
+        std::fs::write(&p, line).unwrap();
+        args.push("--pcrs".into());
+        args.push(format!("{alg},{}", p.display()));
+    }
+    let o = run(vigil().args(&args).arg("-v"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(
+        out.matches("matched after record 361 of 362 (per-bank")
+            .count(),
+        4,
+        "{out}"
+    );
+    // Per-bank list against its bank.
+    let o = run(vigil()
+        .args([
+            "log",
+            "verify",
+            &f("ibmtss/sha256.log"),
+            "--template-hash",
+            "sha256",
+            "--pcrs",
+        ])
+        .arg(format!("sha256,{}", dir.path().join("sha256").display())));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The wrong bank's values fail and say why.
+    let o = run(vigil()
+        .args(["log", "verify", &f("ibmtss/sha1.log"), "--pcrs"])
+        .arg(format!("sha256,{}", dir.path().join("sha384").display())));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a 48-byte value for a sha256 bank is bad input"
+    );
+    // The TPM dump of the ima-evm-utils sample (sha1, tsspcrread format).
+    let o = run(vigil().args([
+        "boot-aggregate",
+        "--pcrs",
+        &format!("sha1,{}", f("ima-evm-utils/sample-tpm-2.0-pcrs-8-9")),
+    ]));
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        "sha1:902992f8f550b797165537c7e8ab9a2f2170321d\n"
+    );
+}
+
+#[test]
+fn boot_aggregate_of_event_logs() {
+    let out = stdout(&[
+        "boot-aggregate",
+        &f("ima-evm-utils/sample-binary_bios_measurements-pcrs-8-9"),
+    ]);
+    assert_eq!(
+        out,
+        "sha1:902992f8f550b797165537c7e8ab9a2f2170321d\nsha256:83d19723ef3b3c05bb8ae70d86b3886c158f2408f1b71ed265886a7b79eb700e\n"
+    );
+    let out = stdout(&[
+        "boot-aggregate",
+        "--range",
+        "0-7",
+        "--bank",
+        "sha256",
+        &f("ima-evm-utils/test_binary_bios_measurements"),
+    ]);
+    assert_eq!(
+        out,
+        "sha256:f1b4c7c9b27e94569f4c2b64051c452bc609c3cb891dd7fae06b758f8bc83d14\n"
+    );
+    let out = stdout(&[
+        "boot-aggregate",
+        "--range",
+        "all",
+        "--bank",
+        "sha256",
+        &f("ima-evm-utils/test_binary_bios_measurements"),
+    ]);
+    assert!(
+        out.contains("sha256:f1b4c7c9") && out.contains("sha256:3135de09"),
+        "{out}"
+    );
+    // The list's boot_aggregate record carries the same value.
+    let show = stdout(&[
+        "log",
+        "show",
+        "--ascii",
+        &f("ima-evm-utils/test_ascii_runtime_measurements"),
+    ]);
+    assert!(show.lines().next().unwrap().contains(
+        "sha256:f1b4c7c9b27e94569f4c2b64051c452bc609c3cb891dd7fae06b758f8bc83d14 boot_aggregate"
+    ));
+    // A truncated event log is a located error.
+    let dir = tempfile::tempdir().unwrap();
+    let data = std::fs::read(fixture("ima-evm-utils/test_binary_bios_measurements")).unwrap();
+    let p = dir.path().join("cut");
+    std::fs::write(&p, &data[..data.len() - 7]).unwrap();
+    let o = run(vigil().arg("boot-aggregate").arg(&p));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("event") && err.contains("offset") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn show_ascii_is_the_kernel_format() {
+    // The kernel's ASCII list of the ima-evm-utils sample, reproduced byte for byte
+    // from its own parse (ASCII → records → ASCII).
+    for p in [
+        "ima-evm-utils/test_ascii_runtime_measurements",
+        "ima-evm-utils/sample-ascii_runtime_measurements-pcrs-8-9",
+        "keylime/create-runtime-policy/ima-log-sha256",
+        "keylime/create-runtime-policy/ima-log-sm3_256",
+    ] {
+        let out = stdout(&["log", "show", "--ascii", &f(p)]);
+        assert_eq!(out.as_bytes(), std::fs::read(fixture(p)).unwrap(), "{p}");
+    }
+    let table = stdout(&["log", "show", &f("ibmtss/imatest.log")]);
+    assert_eq!(table.lines().count(), 17);
+    assert!(table.lines().nth(6).unwrap().contains(" viol "));
+    assert!(!table.contains(" BAD "));
+}
+
+#[test]
+fn convert_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (src, extra) in [
+        ("ibmtss/sha1.log", vec![]),
+        ("ibmtss/sha512.log", vec!["--template-hash", "sha512"]),
+        ("ibmtss/imatest.log", vec![]),
+    ] {
+        let orig = std::fs::read(fixture(src)).unwrap();
+        let json = d.join("x.json");
+        let bin = d.join("x.bin");
+        let src_path = f(src);
+        let a: Vec<&str> = [
+            "log",
+            "convert",
+            "--to",
+            "json",
+            "-o",
+            json.to_str().unwrap(),
+            &src_path,
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+        stdout(&a);
+        stdout(&[
+            "log",
+            "convert",
+            "--to",
+            "binary",
+            "-o",
+            bin.to_str().unwrap(),
+            json.to_str().unwrap(),
+        ]);
+        assert_eq!(std::fs::read(&bin).unwrap(), orig, "{src} via JSON");
+        // Big-endian output differs and converts back.
+        let be = d.join("x.be");
+        stdout(&[
+            "log",
+            "convert",
+            "--to",
+            "binary",
+            "--out-endian",
+            "big",
+            "-o",
+            be.to_str().unwrap(),
+            json.to_str().unwrap(),
+        ]);
+        assert_ne!(std::fs::read(&be).unwrap(), orig);
+        let a: Vec<&str> = [
+            "log",
+            "convert",
+            "--to",
+            "binary",
+            "--endian",
+            "big",
+            "--out-endian",
+            "little",
+            "-o",
+            bin.to_str().unwrap(),
+            be.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+        stdout(&a);
+        assert_eq!(std::fs::read(&bin).unwrap(), orig, "{src} via big-endian");
+    }
+    // Binary → ASCII → binary through pipes (stdin as `-`).
+    let orig = std::fs::read(fixture("ibmtss/sha1.log")).unwrap();
+    let ascii = stdout(&["log", "convert", "--to", "ascii", &f("ibmtss/sha1.log")]);
+    let mut child = vigil()
+        .args(["log", "convert", "--to", "binary", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ascii.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, orig);
+    // Generated lists of every template and custom formats, with violations.
+    let recs = list(3, 200, TEMPLATES, 11, &[10, 11, 12]);
+    let p = d.join("gen.bin");
+    std::fs::write(&p, encode(&recs)).unwrap();
+    let ascii = stdout(&["log", "convert", "--to", "ascii", p.to_str().unwrap()]);
+    let a = d.join("gen.txt");
+    std::fs::write(&a, &ascii).unwrap();
+    stdout(&[
+        "log",
+        "convert",
+        "--to",
+        "binary",
+        "-o",
+        d.join("gen2.bin").to_str().unwrap(),
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(d.join("gen2.bin")).unwrap(), encode(&recs));
+}
+
+#[test]
+fn malformed_input_is_a_located_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let orig = std::fs::read(fixture("ibmtss/sha1.log")).unwrap();
+    let p = dir.path().join("cut");
+    std::fs::write(&p, &orig[..1000]).unwrap();
+    for cmd in [
+        &["log", "show"][..],
+        &["log", "replay"],
+        &["log", "convert", "--to", "ascii"],
+    ] {
+        let o = run(vigil().args(cmd).arg(&p));
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(
+            err.contains("record 8 at offset 925") && err.contains("truncated"),
+            "{cmd:?}: {err}"
+        );
+    }
+    // A list being appended to: --partial stops at the last whole record.
+    let out = stdout(&[
+        "log",
+        "replay",
+        "--partial",
+        "--bank",
+        "sha1",
+        p.to_str().unwrap(),
+    ]);
+    let whole = stdout(&["log", "replay", "--bank", "sha1", &{
+        let q = dir.path().join("whole");
+        std::fs::write(&q, &orig[..925]).unwrap();
+        q.display().to_string()
+    }]);
+    assert_eq!(out, whole);
+    // A 4 GiB length claim in a tiny file.
+    let mut huge = orig[..38].to_vec();
+    huge.extend_from_slice(&0xffff_fff0u32.to_le_bytes());
+    huge.extend_from_slice(b"tiny");
+    std::fs::write(&p, &huge).unwrap();
+    let o = run(vigil().args(["log", "show"]).arg(&p));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("record 0 at offset 0") && err.contains("exceeds"),
+        "{err}"
+    );
+    // Garbage ASCII names the line.
+    std::fs::write(&p, "10 0000 ima-ng sha1:00 /x\n10 zz\n").unwrap();
+    let o = run(vigil().args(["log", "show"]).arg(&p));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8(o.stderr).unwrap().contains("line 1"));
+}
+
+#[test]
+fn replay_state_resumes_on_a_growing_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let recs = list(5, 300, TEMPLATES, 0, &[10, 12]);
+    let all = encode(&recs);
+    let p = dir.path().join("list");
+    let state = dir.path().join("state.json");
+    // Grow the list in three steps; each replay resumes from the saved state.
+    for cut in [100usize, 200, 300] {
+        let mut bytes = Vec::new();
+        for r in &recs[..cut] {
+            vigil_ima::list::binary::encode_record(r, LE, &mut bytes);
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        stdout(&[
+            "log",
+            "replay",
+            "--bank",
+            "sha1,sha256",
+            "--state",
+            state.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ]);
+    }
+    assert_eq!(std::fs::read(&p).unwrap(), all);
+    let resumed: vigil_ima::list::Replay =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(resumed.records, 300);
+    let direct = {
+        let mut r =
+            vigil_ima::list::Replay::new(&[HashAlgo::Sha1, HashAlgo::Sha256], ExtendMode::PerBank);
+        for rec in &recs {
+            r.extend_record(rec, LE).unwrap();
+        }
+        r
+    };
+    assert_eq!(resumed.banks, direct.banks);
+    assert_eq!(resumed.offset, all.len() as u64);
+    // A state from another list is refused when the list is shorter than its offset
+    // (nothing to read) only if the records no longer parse; a mismatching mode is an
+    // error.
+    let o = run(vigil().args([
+        "log",
+        "replay",
+        "--sha1-padded",
+        "--state",
+        state.to_str().unwrap(),
+        p.to_str().unwrap(),
+    ]));
+    assert_eq!(o.status.code(), Some(2));
+}

@@ -1,0 +1,359 @@
+//! `vigil log verify` (native and `--evmctl`) and `vigil boot-aggregate` against the
+//! installed `evmctl ima_measurement` / `ima_boot_aggregate` on generated lists with
+//! every template, violations and several PCRs.
+
+mod log_common;
+
+use std::path::Path;
+
+use log_common::*;
+use vigil_ima::list::ExtendMode;
+use vigil_ima::HashAlgo;
+
+/// evmctl's diagnostics without the errno line it appends whenever errno is set and
+/// without the messages of its attempt to verify `ima-sig` signatures against the
+/// local files of the same names (which do not exist here, and need keys).
+fn messages(stderr: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let mut out = Vec::new();
+    for l in text.lines() {
+        // evmctl prints some of those messages without a newline.
+        let mut l = l;
+        for noise in ["Unsupported file type (0xa000)"] {
+            l = l.strip_prefix(noise).unwrap_or(l);
+        }
+        let skip = [
+            "errno:",
+            "Failed to open keyfile",
+            "Failed to stat:",
+            "key 1:",
+            "hash(",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p));
+        if !skip && !l.is_empty() {
+            out.push(l.to_owned());
+        }
+    }
+    out
+}
+
+struct Case<'a> {
+    name: &'a str,
+    list: &'a Path,
+    pcrs: Vec<String>,
+    flags: &'a [&'a str],
+}
+
+/// Run evmctl, `vigil log verify --evmctl` and `vigil log verify` on one case; the
+/// first two must agree on exit status and messages, the native verify on the verdict.
+fn compare(c: &Case, native_agrees: bool) -> i32 {
+    let mut args: Vec<String> = c.flags.iter().map(|s| s.to_string()).collect();
+    for p in &c.pcrs {
+        args.push("--pcrs".into());
+        args.push(p.clone());
+    }
+    let ev = run(evmctl().arg("ima_measurement").args(&args).arg(c.list));
+    let vg = run(vigil()
+        .args(["log", "verify", "--evmctl"])
+        .args(&args)
+        .arg(c.list));
+    let (erc, vrc) = (ev.status.code().unwrap(), vg.status.code().unwrap());
+    assert_eq!(
+        erc,
+        vrc,
+        "{}: exit status; evmctl said {:?}",
+        c.name,
+        messages(&ev.stderr)
+    );
+    assert_eq!(
+        messages(&ev.stderr),
+        messages(&vg.stderr),
+        "{}: messages",
+        c.name
+    );
+    if native_agrees {
+        let nv = run(vigil().args(["log", "verify"]).args(&args).arg(c.list));
+        assert_eq!(
+            nv.status.code().unwrap() == 0,
+            erc == 0,
+            "{}: native verify {:?}",
+            c.name,
+            String::from_utf8_lossy(&nv.stderr)
+        );
+    }
+    erc
+}
+
+#[test]
+fn ima_measurement_matches_evmctl() {
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("LOG_TEST_KEEP").is_some() {
+        eprintln!("keeping {}", dir.path().display());
+        dir.disable_cleanup(true);
+    }
+    let d = dir.path();
+    let pcr = |name: &str, recs: &[vigil_ima::list::Record], algo: HashAlgo, mode| {
+        let r = replay(recs, algo, mode);
+        format!("{},{}", algo.name(), pcr_file(d, name, &r, algo).display())
+    };
+
+    // Every template, violations, PCRs 10, 11 and 12.
+    let recs = list(7, 120, TEMPLATES, 17, &[10, 10, 11, 12]);
+    let listf = d.join("all.bin");
+    std::fs::write(&listf, encode(&recs)).unwrap();
+    let s1 = pcr("s1", &recs, HashAlgo::Sha1, ExtendMode::PerBank);
+    let s256 = pcr("s256", &recs, HashAlgo::Sha256, ExtendMode::PerBank);
+    let both = vec![s1.clone(), s256.clone()];
+    let case = |name, pcrs: Vec<String>, flags| Case {
+        name,
+        list: &listf,
+        pcrs,
+        flags,
+    };
+    assert_eq!(
+        compare(
+            &case(
+                "violations accepted",
+                both.clone(),
+                &["--ignore-violations"]
+            ),
+            true
+        ),
+        0
+    );
+    assert_eq!(
+        compare(&case("violations refused", both.clone(), &[]), true),
+        1
+    );
+    assert_eq!(
+        compare(
+            &case("sha1 only", vec![s1.clone()], &["--ignore-violations"]),
+            true
+        ),
+        0
+    );
+    assert_eq!(
+        compare(
+            &case("sha256 only", vec![s256.clone()], &["--ignore-violations"]),
+            true
+        ),
+        0
+    );
+    assert_eq!(
+        compare(
+            &case(
+                "verify-bank",
+                both.clone(),
+                &["--ignore-violations", "--verify-bank=sha256"]
+            ),
+            false
+        ),
+        0
+    );
+
+    // Kernels < 5.8: SHA-1 zero-padded into the sha256 bank.
+    let p256 = pcr("p256", &recs, HashAlgo::Sha256, ExtendMode::Sha1Padded);
+    assert_eq!(
+        compare(
+            &case("sha1 padded", vec![p256], &["--ignore-violations"]),
+            true
+        ),
+        0
+    );
+
+    // The list is ahead of the PCRs (records appended after the quote).
+    let a1 = pcr("a1", &recs[..90], HashAlgo::Sha1, ExtendMode::PerBank);
+    let a256 = pcr("a256", &recs[..90], HashAlgo::Sha256, ExtendMode::PerBank);
+    assert_eq!(
+        compare(
+            &case("log ahead", vec![a1, a256], &["--ignore-violations"]),
+            true
+        ),
+        0
+    );
+
+    // Wrong PCR values.
+    let wrong = pcr("w", &recs[1..], HashAlgo::Sha256, ExtendMode::PerBank);
+    assert_eq!(
+        compare(
+            &case(
+                "mismatch",
+                vec![s1.clone(), wrong.clone()],
+                &["--ignore-violations"]
+            ),
+            true
+        ),
+        1
+    );
+    assert_eq!(
+        compare(
+            &case("mismatch only", vec![wrong], &["--ignore-violations"]),
+            true
+        ),
+        1
+    );
+
+    // A record whose template digest does not match its data.
+    let mut bad = recs.clone();
+    bad[5].digest[0] ^= 1;
+    let badf = d.join("bad.bin");
+    std::fs::write(&badf, encode(&bad)).unwrap();
+    let c = Case {
+        name: "bad digest",
+        list: &badf,
+        pcrs: both.clone(),
+        flags: &["--ignore-violations"],
+    };
+    assert_eq!(compare(&c, true), 1);
+
+    // No violations: matches without --ignore-violations.
+    let clean = list(11, 60, TEMPLATES, 0, &[10]);
+    let cleanf = d.join("clean.bin");
+    std::fs::write(&cleanf, encode(&clean)).unwrap();
+    let c1 = pcr("c1", &clean, HashAlgo::Sha1, ExtendMode::PerBank);
+    let c256 = pcr("c256", &clean, HashAlgo::Sha256, ExtendMode::PerBank);
+    let c = Case {
+        name: "clean",
+        list: &cleanf,
+        pcrs: vec![c1, c256],
+        flags: &[],
+    };
+    assert_eq!(compare(&c, true), 0);
+
+    // Verbose output (ASCII-style lines, per-PCR comparisons) of lists without
+    // signatures, whose checks evmctl would try against local files.
+    let quiet = list(
+        17,
+        40,
+        &["ima-ng", "ima-ngv2", "ima-buf", "ima-modsig"],
+        9,
+        &[10, 11],
+    );
+    let quietf = d.join("quiet.bin");
+    std::fs::write(&quietf, encode(&quiet)).unwrap();
+    let q1 = pcr("q1", &quiet, HashAlgo::Sha1, ExtendMode::PerBank);
+    let q256 = pcr("q256", &quiet[..30], HashAlgo::Sha256, ExtendMode::PerBank);
+    let qbad = pcr("qbad", &quiet[3..], HashAlgo::Sha256, ExtendMode::PerBank);
+    for flags in [
+        &["-v", "--ignore-violations"][..],
+        &["-vv", "--ignore-violations"],
+        &["-vvv"],
+        &["-v"],
+    ] {
+        for pcrs in [
+            vec![q1.clone(), q256.clone()],
+            vec![q1.clone(), qbad.clone()],
+        ] {
+            let c = Case {
+                name: "verbose",
+                list: &quietf,
+                pcrs,
+                flags,
+            };
+            compare(&c, false);
+        }
+    }
+
+    // The legacy `ima` template, with a violation.
+    let ima = list(13, 30, &["ima"], 7, &[10, 11]);
+    let imaf = d.join("ima.bin");
+    std::fs::write(&imaf, encode(&ima)).unwrap();
+    let i1 = pcr("i1", &ima, HashAlgo::Sha1, ExtendMode::PerBank);
+    let i256 = pcr("i256", &ima, HashAlgo::Sha256, ExtendMode::PerBank);
+    for flags in [&["--ignore-violations"][..], &[]] {
+        let c = Case {
+            name: "ima template",
+            list: &imaf,
+            pcrs: vec![i1.clone(), i256.clone()],
+            flags,
+        };
+        compare(&c, true);
+    }
+
+    // evmctl refuses lists mixing `ima` with other templates.
+    let mut mixed = clean.clone();
+    mixed.extend(ima.iter().cloned());
+    let mixedf = d.join("mixed.bin");
+    std::fs::write(&mixedf, encode(&mixed)).unwrap();
+    let c = Case {
+        name: "mixed",
+        list: &mixedf,
+        pcrs: both.clone(),
+        flags: &[],
+    };
+    assert_ne!(compare(&c, false), 0);
+
+    // A missing list.
+    let c = Case {
+        name: "missing",
+        list: &d.join("nonexistent"),
+        pcrs: both,
+        flags: &[],
+    };
+    assert_eq!(compare(&c, false), 125);
+}
+
+#[test]
+fn boot_aggregate_matches_evmctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(99);
+    for round in 0..4 {
+        let mut args = Vec::new();
+        for algo in [HashAlgo::Sha1, HashAlgo::Sha256] {
+            let text: String = (0..24)
+                .map(|i| {
+                    format!(
+                        "PCR-{i:02}: {}\n",
+                        hex::encode(rng.bytes(algo.digest_len()))
+                    )
+                })
+                .collect();
+            let p = dir.path().join(format!("{round}-{algo}"));
+            std::fs::write(&p, text).unwrap();
+            args.push("--pcrs".to_owned());
+            args.push(format!("{},{}", algo.name(), p.display()));
+            let ev = run(evmctl().arg("ima_boot_aggregate").args(&args));
+            assert_eq!(ev.status.code(), Some(0));
+            for vargs in [&["boot-aggregate", "--evmctl"][..], &["boot-aggregate"]] {
+                let vg = run(vigil().args(vargs).args(&args));
+                assert_eq!(vg.status.code(), Some(0));
+                assert_eq!(
+                    String::from_utf8(vg.stdout).unwrap(),
+                    String::from_utf8(ev.stdout.clone()).unwrap()
+                );
+            }
+        }
+    }
+    // TPM 1.2 (SHA-1) event logs. evmctl extends every event, EV_NO_ACTION ones too;
+    // vigil (like the TPM) skips those, except with --evmctl.
+    for no_action in [false, true] {
+        let mut log = Vec::new();
+        for i in 0..40u32 {
+            let pcr = i % 10;
+            log.extend_from_slice(&pcr.to_le_bytes());
+            log.extend_from_slice(
+                &(if no_action && i % 9 == 3 { 3u32 } else { 0xd }).to_le_bytes(),
+            );
+            log.extend_from_slice(&rng.bytes(20));
+            // evmctl stops at an event without data (its fread of 0 bytes "fails").
+            let n = 1 + rng.below(50) as usize;
+            let data = rng.bytes(n);
+            log.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            log.extend_from_slice(&data);
+        }
+        let p = dir.path().join("tpm12.log");
+        std::fs::write(&p, &log).unwrap();
+        let ev = run(evmctl().arg("ima_boot_aggregate").arg(&p));
+        assert_eq!(ev.status.code(), Some(0));
+        let ev = String::from_utf8(ev.stdout).unwrap();
+        let vg = run(vigil().args(["boot-aggregate", "--evmctl"]).arg(&p));
+        assert_eq!(String::from_utf8(vg.stdout).unwrap(), ev);
+        let vg = run(vigil().args(["boot-aggregate"]).arg(&p));
+        assert_eq!(String::from_utf8(vg.stdout).unwrap() == ev, !no_action);
+    }
+    // No PCRs at all.
+    let ev = run(evmctl().args(["ima_boot_aggregate", "--pcrs", "sha1,/nonexistent"]));
+    let vg = run(vigil().args(["boot-aggregate", "--evmctl", "--pcrs", "sha1,/nonexistent"]));
+    assert_eq!(ev.status.code(), vg.status.code());
+}
