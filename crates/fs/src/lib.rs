@@ -16,6 +16,7 @@ pub mod ioctl;
 mod mount;
 mod pool;
 mod sys;
+pub mod verity;
 mod wstate;
 
 pub use control::ControlFile;
