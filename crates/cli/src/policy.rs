@@ -209,16 +209,21 @@ pub struct EvalArgs {
     /// The task has CAP_SETGID.
     #[arg(long)]
     cap_setgid: bool,
-    /// Owner of the file.
-    #[arg(long, default_value_t = 0)]
-    fowner: u32,
-    /// Group of the file.
-    #[arg(long, default_value_t = 0)]
-    fgroup: u32,
+    /// Take the file's owner, group, filesystem magic, type name and subtype from an
+    /// existing file (stat, statfs and /proc/self/mountinfo); options given explicitly
+    /// take precedence.
+    #[arg(long, value_name = "FILE")]
+    path: Option<PathBuf>,
+    /// Owner of the file (default 0).
+    #[arg(long)]
+    fowner: Option<u32>,
+    /// Group of the file (default 0).
+    #[arg(long)]
+    fgroup: Option<u32>,
     /// Filesystem magic (hex, with or without 0x) or a name: ext4, xfs, btrfs, tmpfs,
-    /// proc, sysfs, fuse, overlayfs, …
-    #[arg(long, default_value = "ext4")]
-    fsmagic: String,
+    /// proc, sysfs, fuse, overlayfs, … (default ext4).
+    #[arg(long)]
+    fsmagic: Option<String>,
     /// Filesystem UUID.
     #[arg(long)]
     fsuuid: Option<String>,
@@ -508,6 +513,81 @@ fn parse_fsmagic(s: &str) -> anyhow::Result<(u64, Option<&'static str>)> {
     Ok((m, name))
 }
 
+/// What the kernel would see of an existing file.
+struct Probed {
+    uid: u32,
+    gid: u32,
+    fsmagic: u64,
+    fsname: Option<String>,
+    fs_subtype: Option<String>,
+}
+
+fn probe(path: &Path) -> anyhow::Result<Probed> {
+    let st = rustix::fs::stat(path).with_context(|| format!("stat {}", path.display()))?;
+    let sfs = rustix::fs::statfs(path).with_context(|| format!("statfs {}", path.display()))?;
+    let canon =
+        std::fs::canonicalize(path).with_context(|| format!("resolving {}", path.display()))?;
+    let (fsname, fs_subtype) = match mount_fstype(&canon) {
+        Some(t) => match t.split_once('.') {
+            // mountinfo shows FUSE mounts as `fuse.<subtype>`
+            Some((name, sub)) => (Some(name.to_owned()), Some(sub.to_owned())),
+            None => (Some(t), None),
+        },
+        None => (None, None),
+    };
+    Ok(Probed {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        // filesystem magics are 32-bit; f_type is a signed long on some architectures
+        fsmagic: (sfs.f_type as u64) & 0xffff_ffff,
+        fsname,
+        fs_subtype,
+    })
+}
+
+/// The filesystem type (`/proc/self/mountinfo` field after `-`) of the mount holding
+/// `path`: the deepest mount point above it, the last one mounted if stacked.
+fn mount_fstype(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let unescape = |s: &str| -> String {
+        let mut out = String::new();
+        let mut it = s.chars().peekable();
+        while let Some(c) = it.next() {
+            if c == '\\' {
+                let oct: String = it.by_ref().take(3).collect();
+                match u8::from_str_radix(&oct, 8) {
+                    Ok(b) => out.push(b as char),
+                    Err(_) => {
+                        out.push('\\');
+                        out.push_str(&oct);
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let mut best: Option<(usize, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(mnt), Some(fstype)) = (fields.get(4), fields.get(dash + 1)) else {
+            continue;
+        };
+        let mnt = PathBuf::from(unescape(mnt));
+        if path.starts_with(&mnt) {
+            let depth = mnt.components().count();
+            if best.as_ref().map_or(true, |(d, _)| depth >= *d) {
+                best = Some((depth, (*fstype).to_owned()));
+            }
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
 fn parse_uuid(s: &str) -> anyhow::Result<[u8; 16]> {
     let hex: String = s.chars().filter(|c| *c != '-').collect();
     let v = hex::decode(&hex).with_context(|| format!("--fsuuid: {s:?} is not a UUID"))?;
@@ -577,7 +657,27 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let func =
         Func::from_name(&a.func).with_context(|| format!("--func: unknown hook {:?}", a.func))?;
-    let (fsmagic, fsname) = parse_fsmagic(&a.fsmagic)?;
+    let probed = a.path.as_deref().map(probe).transpose()?;
+    let (fsmagic, magic_name) = match (&a.fsmagic, &probed) {
+        (Some(m), _) => parse_fsmagic(m)?,
+        (None, Some(p)) => (p.fsmagic, None),
+        (None, None) => parse_fsmagic("ext4")?,
+    };
+    // an explicit --fsmagic names the filesystem; else what the file is on
+    let probed_name = match a.fsmagic {
+        Some(_) => None,
+        None => probed.as_ref().and_then(|p| p.fsname.clone()),
+    };
+    let fsname = a
+        .fsname
+        .clone()
+        .or(probed_name)
+        .or(magic_name.map(str::to_owned))
+        .unwrap_or_default();
+    let fs_subtype = a.fs_subtype.clone().or_else(|| match a.fsmagic {
+        Some(_) => None,
+        None => probed.as_ref().and_then(|p| p.fs_subtype.clone()),
+    });
     let fsuuid = a
         .fsuuid
         .as_deref()
@@ -603,12 +703,12 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         sgid: a.sgid.unwrap_or(egid),
         cap_setuid: a.cap_setuid,
         cap_setgid: a.cap_setgid,
-        fowner: a.fowner,
-        fgroup: a.fgroup,
+        fowner: a.fowner.or(probed.as_ref().map(|p| p.uid)).unwrap_or(0),
+        fgroup: a.fgroup.or(probed.as_ref().map(|p| p.gid)).unwrap_or(0),
         fsmagic,
         fsuuid,
-        fsname: a.fsname.as_deref().or(fsname).unwrap_or(""),
-        fs_subtype: a.fs_subtype.as_deref(),
+        fsname: &fsname,
+        fs_subtype: fs_subtype.as_deref(),
         subj: LsmLabel {
             user: a.subj_user.as_deref(),
             role: a.subj_role.as_deref(),
@@ -649,6 +749,18 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let mut v = decision_json(&p, &d);
         v["policy"] = json!(source);
+        v["request"] = json!({
+            "func": req.func.name(),
+            "mask": req.mask,
+            "uid": req.uid, "euid": req.euid, "suid": req.suid,
+            "gid": req.gid, "egid": req.egid, "sgid": req.sgid,
+            "cap_setuid": req.cap_setuid, "cap_setgid": req.cap_setgid,
+            "fowner": req.fowner, "fgroup": req.fgroup,
+            "fsmagic": format!("{:#x}", req.fsmagic),
+            "fsuuid": hex::encode(req.fsuuid),
+            "fsname": req.fsname,
+            "fs_subtype": req.fs_subtype,
+        });
         v["steps"] = json!(steps);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);

@@ -348,3 +348,73 @@ fn lint_and_diff() {
         "{text}"
     );
 }
+
+fn coreutils_stat(args: &[&str]) -> String {
+    let o = Command::new("stat").args(args).output().expect("run stat");
+    assert!(o.status.success());
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn eval_takes_the_request_from_a_real_file() {
+    let d = tempfile::tempdir().unwrap();
+    let f = write(&d, "f", "data");
+    let o = vigil(&[
+        "policy",
+        "eval",
+        "--builtin",
+        "tcb|appraise_tcb",
+        "--path",
+        f.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // the same values as coreutils stat(1) reports
+    let magic = u64::from_str_radix(
+        &coreutils_stat(&["-f", "-c", "%t", f.to_str().unwrap()]),
+        16,
+    )
+    .unwrap();
+    assert_eq!(v["request"]["fsmagic"], format!("{magic:#x}"));
+    assert_eq!(
+        v["request"]["fowner"].to_string(),
+        coreutils_stat(&["-c", "%u", f.to_str().unwrap()])
+    );
+    assert_eq!(
+        v["request"]["fgroup"].to_string(),
+        coreutils_stat(&["-c", "%g", f.to_str().unwrap()])
+    );
+    // explicit options win
+    let o = vigil(&[
+        "policy",
+        "eval",
+        "--builtin",
+        "tcb",
+        "--path",
+        f.to_str().unwrap(),
+        "--fowner",
+        "4242",
+        "--fsmagic",
+        "proc",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["request"]["fowner"], 4242);
+    assert_eq!(v["request"]["fsname"], "proc");
+    assert_eq!(v["classes"]["measure"]["action"], "dont_measure");
+    // procfs as the kernel sees it: excluded from measurement by tcb
+    let o = vigil(&[
+        "policy",
+        "eval",
+        "--builtin",
+        "tcb",
+        "--path",
+        "/proc/self/status",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["request"]["fsmagic"], "0x9fa0");
+    assert_eq!(v["request"]["fsname"], "proc");
+    assert_eq!(v["classes"]["measure"]["rule"], 1);
+}

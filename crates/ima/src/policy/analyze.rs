@@ -2,7 +2,7 @@
 //! of the same class that matches every request they match, or with unsatisfiable
 //! conditions) and risky patterns.
 
-use super::{magic, Action, ActionClass, CredCond, Func, IdCond, MaskCond, Policy, Rule};
+use super::{magic, Action, CredCond, Func, IdCond, MaskCond, Policy, Rule};
 
 /// How serious a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -306,11 +306,4 @@ pub fn analyze(p: &Policy) -> Vec<Finding> {
         }
     }
     out
-}
-
-impl ActionClass {
-    /// The class with this name.
-    pub fn from_name(s: &str) -> Option<ActionClass> {
-        ActionClass::ALL.into_iter().find(|c| c.name() == s)
-    }
 }

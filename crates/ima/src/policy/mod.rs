@@ -161,6 +161,11 @@ impl ActionClass {
         1 << self as u8
     }
 
+    /// The class with this name.
+    pub fn from_name(s: &str) -> Option<ActionClass> {
+        ActionClass::ALL.into_iter().find(|c| c.name() == s)
+    }
+
     /// `measure`, `appraise`, `audit` or `hash`.
     pub const fn name(self) -> &'static str {
         match self {
@@ -205,6 +210,11 @@ impl Action {
         (Action::Hash, "hash"),
         (Action::DontHash, "dont_hash"),
     ];
+
+    /// Parse an action token.
+    pub fn from_token(s: &str) -> Option<Action> {
+        Action::ALL.iter().find(|(_, t)| *t == s).map(|(a, _)| *a)
+    }
 
     /// The policy token.
     pub fn token(self) -> &'static str {

@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Write};
 
-use super::{algos_from_bits, Action, IdCond, LsmField, Policy, Rule, MASK_NAMES};
+use super::{algos_from_bits, IdCond, LsmField, Policy, Rule, MASK_NAMES};
 
 /// The kernel prints `fsname=`/`fs_subtype=` through a 64-byte buffer.
 fn truncated(s: &str) -> &str {
@@ -173,12 +173,5 @@ impl Policy {
             let _ = writeln!(s, "{}", r.loadable());
         }
         s
-    }
-}
-
-impl Action {
-    /// Parse an action token.
-    pub fn from_token(s: &str) -> Option<Action> {
-        Action::ALL.iter().find(|(_, t)| *t == s).map(|(a, _)| *a)
     }
 }

@@ -1,0 +1,1374 @@
+//! [`Guard`]: per-file state, the open/write/release hooks, deferred re-measurement,
+//! seals and sealed memfds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use vigil_ima::HashAlgo;
+
+use crate::appraise::{self, AppraiseMode, SignatureVerifier, Verdict, XattrSource};
+use crate::genstate::GenState;
+use crate::identity::{self, FileAttrs, FileId, Identified};
+use crate::log::{LogConfig, MeasurementLog, IMA_PCR};
+use crate::policy::{
+    Access, Actions, AppraiseAction, FixedPolicy, Hook, MeasureAction, PolicyEngine, MAY_APPEND,
+    MAY_READ, MAY_WRITE,
+};
+use crate::queue::{DedupQueue, Push};
+use crate::store::{TreeRef, TreeStore};
+use crate::sys;
+use crate::template::{self, DigestType, Event, Template};
+use crate::{Error, Result};
+
+/// An fs-verity Merkle tree and the file digest it yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityTree {
+    /// Hash algorithm of the tree.
+    pub algo: HashAlgo,
+    /// The fs-verity file digest (the digest of the descriptor).
+    pub digest: Vec<u8>,
+    /// The tree bytes, as stored after the data.
+    pub tree: Vec<u8>,
+}
+
+/// Builds fs-verity trees from content.
+pub trait TreeBuilder: Send + Sync {
+    /// Build the tree of the `size` bytes readable from `content`. `keep_going` is
+    /// asked between blocks; when it answers false the build stops (return any error).
+    fn build(
+        &self,
+        content: &mut dyn std::io::Read,
+        size: u64,
+        keep_going: &dyn Fn() -> bool,
+    ) -> std::result::Result<VerityTree, String>;
+}
+
+/// Settings of a [`Guard`].
+#[derive(Clone)]
+pub struct Config {
+    /// `ima_hash`: the algorithm of file digests in the log and of refreshed hash values.
+    pub hash_algo: HashAlgo,
+    /// Default template of measurement records.
+    pub template: Template,
+    /// PCR banks and group commit of the measurement log.
+    pub log: LogConfig,
+    /// Appraisal mode.
+    pub appraise_mode: AppraiseMode,
+    /// Where IMA values are read and written.
+    pub xattr: XattrSource,
+    /// The policy.
+    pub policy: Arc<dyn PolicyEngine>,
+    /// The key ring for signature values (none: every signature fails with `no-keys`).
+    pub verifier: Option<Arc<dyn SignatureVerifier>>,
+    /// The fs-verity tree builder (none: no trees, no verity digests).
+    pub tree_builder: Option<Arc<dyn TreeBuilder>>,
+    /// Worker threads for deferred jobs.
+    pub workers: usize,
+    /// Capacity of the deferred-job queue (distinct files).
+    pub queue_capacity: usize,
+    /// Uids allowed to unseal (root always is).
+    pub seal_admins: Vec<u32>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hash_algo: HashAlgo::Sha256,
+            template: Template::ImaNg,
+            log: LogConfig::default(),
+            appraise_mode: AppraiseMode::Enforce,
+            xattr: XattrSource::Security,
+            policy: Arc::new(FixedPolicy::default()),
+            verifier: None,
+            tree_builder: None,
+            workers: 2,
+            queue_capacity: 4096,
+            seal_admins: Vec::new(),
+        }
+    }
+}
+
+/// The result of measuring one version of a file.
+#[derive(Debug)]
+pub struct Measurement {
+    /// Generation of the file the measurement belongs to.
+    pub generation: u64,
+    /// Attributes when the measurement began.
+    pub attrs: FileAttrs,
+    /// Content digest algorithm (`ima_hash`).
+    pub algo: HashAlgo,
+    /// Content digest.
+    pub digest: Vec<u8>,
+    /// fs-verity digest and stored tree, if a tree builder is configured.
+    pub verity: Option<(VerityTree, Option<TreeRef>)>,
+    /// The IMA value (`security.ima` or configured source) read with the content.
+    pub ima_value: Option<Vec<u8>>,
+    /// PCRs this version was logged to (bit n = PCR n).
+    logged: AtomicU64,
+    /// Appraisal verdicts, by the appraise options that asked.
+    verdicts: Mutex<Vec<(AppraiseAction, Verdict)>>,
+}
+
+impl Measurement {
+    /// The verity tree reference (for block verification of reads).
+    pub fn tree(&self) -> Option<&TreeRef> {
+        self.verity.as_ref().and_then(|(_, r)| r.as_ref())
+    }
+}
+
+const MAPS_SHIFT: u32 = 24;
+const COUNT_MASK: u64 = (1 << 24) - 1;
+const SEALED: u64 = 1 << 63;
+
+/// Per-file state. Its two locks (outer measurement lock, inner result slot) live in
+/// [`GenState`], whose documentation gives their order; everything else here is atomic.
+pub(crate) struct FileState {
+    gen: GenState<Arc<Measurement>>,
+    /// writers (bits 0–23) | writable mappings (bits 24–47) | SEALED (bit 63).
+    acct: AtomicU64,
+    readers: AtomicU32,
+    may_emit_tomtou: AtomicBool,
+    emitted_open_writers: AtomicBool,
+}
+
+impl FileState {
+    fn new(sealed: bool) -> Self {
+        FileState {
+            gen: GenState::new(),
+            acct: AtomicU64::new(if sealed { SEALED } else { 0 }),
+            readers: AtomicU32::new(0),
+            may_emit_tomtou: AtomicBool::new(false),
+            emitted_open_writers: AtomicBool::new(false),
+        }
+    }
+
+    fn writers(&self) -> u32 {
+        (self.acct.load(Ordering::Acquire) & COUNT_MASK) as u32
+    }
+
+    fn maps(&self) -> u32 {
+        ((self.acct.load(Ordering::Acquire) >> MAPS_SHIFT) & COUNT_MASK) as u32
+    }
+
+    fn sealed(&self) -> bool {
+        self.acct.load(Ordering::Acquire) & SEALED != 0
+    }
+
+    /// Count one more writer (shift 0) or writable mapping (shift 24), unless sealed.
+    fn acquire(&self, shift: u32) -> Result<()> {
+        self.acct
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a & SEALED == 0).then_some(a + (1 << shift))
+            })
+            .map(|_| ())
+            .map_err(|_| Error::Sealed)
+    }
+
+    /// Drop one writer/mapping; returns the count before.
+    fn release(&self, shift: u32) -> u32 {
+        let prev = self.acct.fetch_sub(1 << shift, Ordering::AcqRel);
+        ((prev >> shift) & COUNT_MASK) as u32
+    }
+}
+
+/// One access being opened.
+#[derive(Debug, Clone)]
+pub struct OpenRequest {
+    /// Hook (open, exec mmap, execve).
+    pub hook: Hook,
+    /// `MAY_*` bits.
+    pub mask: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// The path to log.
+    pub path: String,
+    /// The opener created the file (`O_CREAT` that made it).
+    pub created: bool,
+}
+
+impl OpenRequest {
+    /// A read open by root of `path`.
+    pub fn read(path: impl Into<String>) -> Self {
+        OpenRequest {
+            hook: Hook::FileCheck,
+            mask: MAY_READ,
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            path: path.into(),
+            created: false,
+        }
+    }
+
+    /// A write open by root of `path`.
+    pub fn write(path: impl Into<String>) -> Self {
+        OpenRequest {
+            mask: MAY_WRITE,
+            ..Self::read(path)
+        }
+    }
+
+    fn is_write(&self) -> bool {
+        self.mask & (MAY_WRITE | MAY_APPEND) != 0
+    }
+}
+
+/// A counted open. Keep it for as long as the file is open (a FUSE file handle) and
+/// give it back with [`Guard::on_release`]; dropping it without does the accounting
+/// but queues no re-measurement.
+pub struct OpenHandle {
+    id: FileId,
+    state: Arc<FileState>,
+    write: bool,
+    job: Option<JobInfo>,
+    released: bool,
+}
+
+impl OpenHandle {
+    /// The file.
+    pub fn id(&self) -> &FileId {
+        &self.id
+    }
+
+    /// Whether this open counts as a writer.
+    pub fn is_writer(&self) -> bool {
+        self.write
+    }
+
+    /// Returns true if this was the last writer.
+    fn release_counts(&mut self) -> bool {
+        if self.released {
+            return false;
+        }
+        self.released = true;
+        if self.write {
+            let last = self.state.release(0) == 1;
+            if last {
+                self.state
+                    .emitted_open_writers
+                    .store(false, Ordering::Release);
+            }
+            last
+        } else {
+            self.state.readers.fetch_sub(1, Ordering::AcqRel);
+            false
+        }
+    }
+}
+
+impl Drop for OpenHandle {
+    fn drop(&mut self) {
+        self.release_counts();
+    }
+}
+
+/// The answer to an open.
+pub struct OpenDecision {
+    /// The counted open.
+    pub handle: OpenHandle,
+    /// The measurement used, if the policy asked for any action.
+    pub measurement: Option<Arc<Measurement>>,
+    /// The appraisal verdict, if appraised (in log/fix mode it may be a failure that
+    /// did not deny).
+    pub verdict: Option<Verdict>,
+}
+
+/// What [`Guard::on_release`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// A reader, or a writer that was not the last.
+    Counted,
+    /// The last writer: a re-measurement job was queued.
+    Queued,
+    /// The last writer: merged into a job already waiting for this file.
+    Merged,
+    /// The last writer, but the queue is full: no job queued (the file stays dirty and
+    /// is measured at its next open).
+    QueueFull,
+}
+
+/// A counted writable shared mapping; dropping it uncounts it.
+pub struct MapToken {
+    state: Arc<FileState>,
+}
+
+impl Drop for MapToken {
+    fn drop(&mut self) {
+        self.state.release(MAPS_SHIFT);
+    }
+}
+
+/// A content change in progress (write, truncate, fallocate, size change): the file
+/// is dirty from its creation until after it is dropped.
+pub struct Modification {
+    state: Arc<FileState>,
+    begin: u64,
+    done: bool,
+}
+
+impl Modification {
+    /// The (in-flight) generation the change began.
+    pub fn begin_generation(&self) -> u64 {
+        self.begin
+    }
+
+    /// End the change now; returns the generation of the new content.
+    pub fn finish(mut self) -> u64 {
+        self.done = true;
+        self.state.gen.end_modify()
+    }
+}
+
+impl Drop for Modification {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state.gen.end_modify();
+        }
+    }
+}
+
+/// A recorded seal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealRecord {
+    /// Content digest algorithm.
+    pub algo: HashAlgo,
+    /// Content digest when sealed.
+    pub digest: Vec<u8>,
+    /// fs-verity digest when sealed (algorithm, digest), if trees are built.
+    pub verity: Option<(HashAlgo, Vec<u8>)>,
+}
+
+/// The accounting state of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStatus {
+    /// Open-for-write handles.
+    pub writers: u32,
+    /// Writable shared mappings.
+    pub writable_maps: u32,
+    /// Read-only handles.
+    pub readers: u32,
+    /// Sealed.
+    pub sealed: bool,
+    /// Current generation.
+    pub generation: u64,
+    /// No valid published measurement.
+    pub dirty: bool,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuardStats {
+    /// Measurements performed (file content read and hashed).
+    pub measurements: u64,
+    /// Opens answered from a published measurement.
+    pub cache_hits: u64,
+    /// Measurements whose result was discarded because the file changed meanwhile.
+    pub publish_refused: u64,
+    /// Violation records (ToMToU, open_writers).
+    pub violations: u64,
+    /// Deferred jobs queued / merged / refused (queue full).
+    pub jobs_queued: u64,
+    /// Jobs merged into a waiting job.
+    pub jobs_merged: u64,
+    /// Jobs refused because the queue was full.
+    pub jobs_refused: u64,
+    /// Jobs finished.
+    pub jobs_done: u64,
+    /// Jobs that failed (file gone, no mount registered, I/O error).
+    pub jobs_failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    measurements: AtomicU64,
+    cache_hits: AtomicU64,
+    publish_refused: AtomicU64,
+    violations: AtomicU64,
+    jobs_queued: AtomicU64,
+    jobs_merged: AtomicU64,
+    jobs_refused: AtomicU64,
+    jobs_done: AtomicU64,
+    jobs_failed: AtomicU64,
+}
+
+#[derive(Clone, Debug)]
+struct JobInfo {
+    path: Arc<str>,
+    uid: u32,
+    gid: u32,
+}
+
+struct Shared {
+    config: Config,
+    files: RwLock<HashMap<FileId, Arc<FileState>>>,
+    mounts: RwLock<HashMap<u64, Arc<OwnedFd>>>,
+    queue: DedupQueue<FileId, JobInfo>,
+    log: MeasurementLog,
+    trees: TreeStore,
+    seals: Mutex<BTreeMap<String, SealRecord>>,
+    seals_path: PathBuf,
+    counters: Counters,
+}
+
+/// The enforcement core. Cheap to share (`Arc` inside); dropping the last copy stops
+/// the workers after they finish the queued jobs.
+pub struct Guard {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+const MEASURE_ATTEMPTS: usize = 3;
+
+impl Guard {
+    /// Start a guard keeping its state (measurement log `measurements.bin`, Merkle trees
+    /// `trees/`, seals `seals`) in `state_dir`. A torn log tail and partial trees left
+    /// by a crash are removed here.
+    pub fn new(config: Config, state_dir: impl AsRef<Path>) -> Result<Guard> {
+        let dir = state_dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+        let mut logcfg = config.log.clone();
+        logcfg.ima_hash = config.hash_algo;
+        let log = MeasurementLog::open(dir.join("measurements.bin"), logcfg)?;
+        let (trees, _) = TreeStore::open(dir.join("trees"))?;
+        let seals_path = dir.join("seals");
+        let seals = load_seals(&seals_path)?;
+        let shared = Arc::new(Shared {
+            queue: DedupQueue::new(config.queue_capacity),
+            config,
+            files: RwLock::new(HashMap::new()),
+            mounts: RwLock::new(HashMap::new()),
+            log,
+            trees,
+            seals: Mutex::new(seals),
+            seals_path,
+            counters: Counters::default(),
+        });
+        let workers = (0..shared.config.workers.max(1))
+            .map(|i| {
+                let s = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("vigil-guard-{i}"))
+                    .spawn(move || s.worker())
+                    .map_err(|e| Error::io("spawn", "worker thread", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Guard { shared, workers })
+    }
+
+    /// Identify the file open as `fd`.
+    pub fn identify(&self, fd: BorrowedFd<'_>) -> Result<Identified> {
+        identity::identify_fd(fd)
+    }
+
+    /// Identify `path` under `dirfd` (symlinks not followed).
+    pub fn identify_at(&self, dirfd: BorrowedFd<'_>, path: &Path) -> Result<Identified> {
+        identity::identify_at(dirfd, path)
+    }
+
+    /// Register a descriptor on a mount (for example the backing directory), so
+    /// deferred jobs can reopen that mount's files by handle. Returns the mount id.
+    /// This is the only descriptor the guard keeps, one per mount.
+    pub fn register_mount(&self, fd: OwnedFd) -> Result<u64> {
+        let st = sys::statx(fd.as_fd(), Path::new(""))
+            .map_err(|e| Error::io("statx", "<mount fd>", e))?;
+        self.shared
+            .mounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(st.mnt_id, Arc::new(fd));
+        Ok(st.mnt_id)
+    }
+
+    /// Drop every entry of a mount that went away (and its registered descriptor).
+    pub fn purge_mount(&self, mount: u64) {
+        self.shared
+            .files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| id.mount() != mount);
+        self.shared
+            .mounts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&mount);
+    }
+
+    /// Drop the entry of one file (it was deleted, or its handle went stale).
+    pub fn forget(&self, id: &FileId) {
+        self.shared.forget(id);
+    }
+
+    /// Number of files with state.
+    pub fn tracked_files(&self) -> usize {
+        self.shared
+            .files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// An open: measure and/or appraise as the policy says, count writers and readers,
+    /// and emit ToMToU / open_writers violations as IMA does. `fd` is the opened file
+    /// (if opened write-only it is reopened read-only through /proc for measuring).
+    /// Errors: [`Error::Sealed`] for a write open of a sealed file, [`Error::Denied`]
+    /// when appraisal fails in enforce mode or a signed file is opened for write.
+    pub fn on_open(
+        &self,
+        file: &Identified,
+        fd: BorrowedFd<'_>,
+        req: &OpenRequest,
+    ) -> Result<OpenDecision> {
+        let s = &self.shared;
+        let st = s.state_for(&file.id);
+        let write = req.is_write();
+        let actions = s.config.policy.actions(&Access {
+            hook: req.hook,
+            mask: req.mask,
+            uid: req.uid,
+            euid: req.euid,
+            gid: req.gid,
+            egid: req.egid,
+            fowner: file.attrs.uid,
+            fgroup: file.attrs.gid,
+            fsmagic: file.attrs.fs_magic,
+            path: &req.path,
+        });
+        if write {
+            st.acquire(0)?;
+        } else {
+            st.readers.fetch_add(1, Ordering::AcqRel);
+        }
+        let handle = OpenHandle {
+            id: file.id.clone(),
+            state: Arc::clone(&st),
+            write,
+            job: Some(JobInfo {
+                path: Arc::from(req.path.as_str()),
+                uid: req.uid,
+                gid: req.gid,
+            }),
+            released: false,
+        };
+        // ima_rdwr_violation_check
+        if write {
+            if st.readers.load(Ordering::Acquire) > 0
+                && st.may_emit_tomtou.swap(false, Ordering::AcqRel)
+            {
+                s.violation(&req.path)?;
+            }
+        } else if actions.measure.is_some()
+            && st.writers() > 0
+            && !st.emitted_open_writers.swap(true, Ordering::AcqRel)
+        {
+            s.violation(&req.path)?;
+        }
+        let appraise = actions
+            .appraise
+            .as_ref()
+            .filter(|_| s.config.appraise_mode != AppraiseMode::Off);
+        if actions.measure.is_none() && appraise.is_none() && !actions.hash {
+            return Ok(OpenDecision {
+                handle,
+                measurement: None,
+                verdict: None,
+            });
+        }
+        let fix = appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix;
+        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, fix)?;
+        if let Some(ma) = &actions.measure {
+            if !write && req.mask & MAY_READ != 0 {
+                st.may_emit_tomtou.store(true, Ordering::Release);
+            }
+            let bit = 1u64 << ma.pcr.min(63);
+            if m.logged.load(Ordering::Acquire) & bit == 0 {
+                s.log_measurement(&m, ma, ma.template.unwrap_or(s.config.template), &req.path)?;
+                m.logged.fetch_or(bit, Ordering::AcqRel);
+            }
+        }
+        let mut verdict = None;
+        if let Some(a) = appraise {
+            let v = s.verdict(&m, a, req.created, fd)?;
+            if s.config.appraise_mode == AppraiseMode::Enforce {
+                if let Verdict::Fail(cause) = &v {
+                    return Err(Error::Denied(format!("{}: {cause}", req.path)));
+                }
+                if write && v == Verdict::PassSignature {
+                    return Err(Error::Denied(format!(
+                        "{}: signed file is immutable",
+                        req.path
+                    )));
+                }
+            }
+            verdict = Some(v);
+        }
+        Ok(OpenDecision {
+            handle,
+            measurement: Some(m),
+            verdict,
+        })
+    }
+
+    /// The content of `id` is about to change (write, truncate, fallocate,
+    /// copy_file_range into it, size-changing setattr, O_TRUNC): keep the returned
+    /// guard until the change is done. Never blocks; [`Error::Sealed`] if sealed.
+    pub fn modify(&self, id: &FileId) -> Result<Modification> {
+        let st = self.shared.state_for(id);
+        if st.sealed() {
+            return Err(Error::Sealed);
+        }
+        let begin = st.gen.begin_modify();
+        Ok(Modification {
+            state: st,
+            begin,
+            done: false,
+        })
+    }
+
+    /// A metadata change that is complete (chmod/chown, setxattr/removexattr, a rename
+    /// over the file): invalidate. Never blocks, never hashes.
+    pub fn invalidate(&self, id: &FileId) {
+        if let Some(st) = self.shared.existing(id) {
+            st.gen.invalidate();
+        }
+    }
+
+    /// Count a writable shared mapping of `id` ([`Error::Sealed`] if sealed).
+    pub fn map_writable(&self, id: &FileId) -> Result<MapToken> {
+        let st = self.shared.state_for(id);
+        st.acquire(MAPS_SHIFT)?;
+        Ok(MapToken { state: st })
+    }
+
+    /// A file handle is released (FUSE RELEASE). The last writer's release only queues a
+    /// re-measurement job (never blocks, holds no lock while queueing).
+    pub fn on_release(&self, mut handle: OpenHandle) -> ReleaseOutcome {
+        if !handle.release_counts() {
+            return ReleaseOutcome::Counted;
+        }
+        let s = &self.shared;
+        let info = handle.job.take().unwrap_or(JobInfo {
+            path: Arc::from(""),
+            uid: 0,
+            gid: 0,
+        });
+        match s
+            .queue
+            .push(handle.id.clone(), handle.state.gen.generation(), info)
+        {
+            Push::Queued => {
+                s.counters.jobs_queued.fetch_add(1, Ordering::Relaxed);
+                ReleaseOutcome::Queued
+            }
+            Push::Merged => {
+                s.counters.jobs_merged.fetch_add(1, Ordering::Relaxed);
+                ReleaseOutcome::Merged
+            }
+            Push::Full | Push::Closed => {
+                s.counters.jobs_refused.fetch_add(1, Ordering::Relaxed);
+                ReleaseOutcome::QueueFull
+            }
+        }
+    }
+
+    /// Block until the deferred queue is empty and no job runs.
+    pub fn wait_idle(&self) {
+        self.shared.queue.wait_idle();
+    }
+
+    /// Seal a file: refused with [`Error::Busy`] while writers or writable mappings are
+    /// counted; otherwise later writes, truncation and size changes get
+    /// [`Error::Sealed`] until [`Guard::unseal`]. Records the digests of the content
+    /// sealed (persisted in the state directory).
+    pub fn seal(&self, file: &Identified, fd: BorrowedFd<'_>) -> Result<SealRecord> {
+        let s = &self.shared;
+        let st = s.state_for(&file.id);
+        st.acct
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a & (COUNT_MASK | (COUNT_MASK << MAPS_SHIFT)) == 0).then_some(a | SEALED)
+            })
+            .map_err(|a| Error::Busy {
+                writers: (a & COUNT_MASK) as u32,
+                writable_maps: ((a >> MAPS_SHIFT) & COUNT_MASK) as u32,
+            })?;
+        let m = match s.measurement(&file.id, &st, None, fd, false) {
+            Ok(m) => m,
+            Err(e) => {
+                st.acct.fetch_and(!SEALED, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let rec = SealRecord {
+            algo: m.algo,
+            digest: m.digest.clone(),
+            verity: m.verity.as_ref().map(|(t, _)| (t.algo, t.digest.clone())),
+        };
+        let mut seals = s.seals.lock().unwrap_or_else(|e| e.into_inner());
+        seals.insert(file.id.to_hex(), rec.clone());
+        save_seals(&s.seals_path, &seals)?;
+        Ok(rec)
+    }
+
+    /// Remove a seal; only root and the configured seal admins may.
+    pub fn unseal(&self, id: &FileId, uid: u32) -> Result<()> {
+        let s = &self.shared;
+        if uid != 0 && !s.config.seal_admins.contains(&uid) {
+            return Err(Error::NotAuthorised { uid });
+        }
+        let mut seals = s.seals.lock().unwrap_or_else(|e| e.into_inner());
+        seals.remove(&id.to_hex());
+        save_seals(&s.seals_path, &seals)?;
+        if let Some(st) = s.existing(id) {
+            st.acct.fetch_and(!SEALED, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// The seal of `id`, if sealed.
+    pub fn seal_of(&self, id: &FileId) -> Option<SealRecord> {
+        let seals = self.shared.seals.lock().unwrap_or_else(|e| e.into_inner());
+        seals.get(&id.to_hex()).cloned()
+    }
+
+    /// Verified content in a memfd sealed with WRITE, SHRINK, GROW and SEAL (created
+    /// `MFD_EXEC` when `exec`, else `MFD_NOEXEC_SEAL`). The copy is hashed as it is made
+    /// and must equal the file's current measurement (and its seal, if sealed); else
+    /// [`Error::Changed`].
+    pub fn sealed_memfd(
+        &self,
+        file: &Identified,
+        fd: BorrowedFd<'_>,
+        exec: bool,
+    ) -> Result<OwnedFd> {
+        let s = &self.shared;
+        let st = s.state_for(&file.id);
+        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, false)?;
+        if let Some(seal) = self.seal_of(&file.id) {
+            if seal.algo != m.algo || seal.digest != m.digest {
+                return Err(Error::Changed);
+            }
+        }
+        let rfd = readable(fd)?;
+        let mem = sys::memfd("vigil-verified", exec)
+            .map_err(|e| Error::io("memfd_create", "vigil-verified", e))?;
+        let mut h = vigil_ima::Hasher::new(m.algo)?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut off = 0u64;
+        loop {
+            let n = rustix::io::pread(rfd.as_fd(), &mut buf[..], off)
+                .map_err(|e| Error::io("pread", &*file_label(file), e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            let mut w = 0;
+            while w < n {
+                w += rustix::io::write(&mem, &buf[w..n])
+                    .map_err(|e| Error::io("write", "memfd", e))?;
+            }
+            off += n as u64;
+        }
+        if h.finalize() != m.digest {
+            return Err(Error::Changed);
+        }
+        let want = sys::SealFlags::WRITE
+            | sys::SealFlags::SHRINK
+            | sys::SealFlags::GROW
+            | sys::SealFlags::SEAL;
+        sys::add_seals(mem.as_fd(), want).map_err(|e| Error::io("F_ADD_SEALS", "memfd", e))?;
+        let got = sys::get_seals(&mem).map_err(|e| Error::io("F_GET_SEALS", "memfd", e))?;
+        if !got.contains(want) {
+            return Err(Error::io(
+                "F_GET_SEALS",
+                "memfd",
+                std::io::Error::other("seals missing"),
+            ));
+        }
+        Ok(mem)
+    }
+
+    /// Writers, writable mappings, readers, seal and cache state of `id`.
+    pub fn status(&self, id: &FileId) -> Option<FileStatus> {
+        let st = self.shared.existing(id)?;
+        Some(FileStatus {
+            writers: st.writers(),
+            writable_maps: st.maps(),
+            readers: st.readers.load(Ordering::Acquire),
+            sealed: st.sealed(),
+            generation: st.gen.generation(),
+            dirty: st.gen.is_dirty(),
+        })
+    }
+
+    /// The published measurement of `id` if it is clean (no I/O).
+    pub fn cached(&self, id: &FileId) -> Option<Arc<Measurement>> {
+        self.shared.existing(id)?.gen.lookup()
+    }
+
+    /// The measurement log.
+    pub fn log(&self) -> &MeasurementLog {
+        &self.shared.log
+    }
+
+    /// The software PCR banks.
+    pub fn pcrs(&self) -> vigil_ima::list::PcrBanks {
+        self.shared.log.pcrs()
+    }
+
+    /// The Merkle tree store.
+    pub fn trees(&self) -> &TreeStore {
+        &self.shared.trees
+    }
+
+    /// Record a buffer measurement (`ima-buf`), e.g. a key or a command line.
+    pub fn measure_buffer(&self, name: &str, buf: &[u8], pcr: u32) -> Result<()> {
+        let s = &self.shared;
+        let digest = s.config.hash_algo.digest(buf)?;
+        let rec = template::record(
+            Template::ImaBuf,
+            &Event {
+                algo: s.config.hash_algo,
+                digest: Some(&digest),
+                digest_type: DigestType::Ima,
+                name,
+                sig: &[],
+                buf,
+            },
+            pcr,
+        )?;
+        s.log.append(&rec)?;
+        Ok(())
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> GuardStats {
+        let c = &self.shared.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GuardStats {
+            measurements: l(&c.measurements),
+            cache_hits: l(&c.cache_hits),
+            publish_refused: l(&c.publish_refused),
+            violations: l(&c.violations),
+            jobs_queued: l(&c.jobs_queued),
+            jobs_merged: l(&c.jobs_merged),
+            jobs_refused: l(&c.jobs_refused),
+            jobs_done: l(&c.jobs_done),
+            jobs_failed: l(&c.jobs_failed),
+        }
+    }
+
+    /// Test hook: run a measurement of `fd` for `id` now, with the outer lock, as an open
+    /// would on a cache miss; returns whether the result was published.
+    #[doc(hidden)]
+    pub fn measure_now(&self, id: &FileId, fd: BorrowedFd<'_>) -> Result<(Arc<Measurement>, bool)> {
+        let s = &self.shared;
+        let st = s.state_for(id);
+        let _outer = st.gen.measure_lock();
+        s.measure_once(id, &st, fd, false)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.shared.queue.close();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn file_label(file: &Identified) -> String {
+    format!("{:?}", file.id)
+}
+
+/// `fd` if it is readable, else a read-only reopen of it through /proc/self/fd.
+fn readable(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let fl = rustix::fs::fcntl_getfl(fd).map_err(|e| Error::io("fcntl", "<fd>", e))?;
+    if fl & rustix::fs::OFlags::RWMODE != rustix::fs::OFlags::WRONLY {
+        return fd
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("dup", "<fd>", e));
+    }
+    let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let f = File::open(&p).map_err(|e| Error::io("open", p, e))?;
+    Ok(f.into())
+}
+
+impl Shared {
+    fn existing(&self, id: &FileId) -> Option<Arc<FileState>> {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn state_for(&self, id: &FileId) -> Arc<FileState> {
+        if let Some(st) = self.existing(id) {
+            return st;
+        }
+        let sealed = self
+            .seals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id.to_hex());
+        let mut files = self.files.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            files
+                .entry(id.clone())
+                .or_insert_with(|| Arc::new(FileState::new(sealed))),
+        )
+    }
+
+    fn forget(&self, id: &FileId) {
+        self.files
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if self.config.tree_builder.is_some() {
+            // Best effort: a tree that cannot be removed now is keyed by an identity
+            // that is never handed out again.
+            let _ = self.trees.remove_for(&id.to_hex(), None);
+        }
+    }
+
+    fn violation(&self, path: &str) -> Result<()> {
+        self.counters.violations.fetch_add(1, Ordering::Relaxed);
+        let t = self.config.template;
+        let rec = template::record(
+            t,
+            &Event {
+                algo: self.config.hash_algo,
+                digest: None,
+                digest_type: DigestType::Ima,
+                name: path,
+                sig: &[],
+                buf: &[],
+            },
+            IMA_PCR,
+        )?;
+        self.log.append(&rec)?;
+        Ok(())
+    }
+
+    fn log_measurement(
+        &self,
+        m: &Measurement,
+        ma: &MeasureAction,
+        t: Template,
+        path: &str,
+    ) -> Result<()> {
+        // `digest_type=verity` logs the fs-verity digest (labelled as such only by the
+        // v2 templates); without a tree the content hash is logged, labelled `ima`.
+        let (pcr, verity) = (ma.pcr, ma.verity);
+        let (algo, digest, dt) = match (&m.verity, verity) {
+            (Some((v, _)), true) => (v.algo, &v.digest[..], DigestType::Verity),
+            _ => (m.algo, &m.digest[..], DigestType::Ima),
+        };
+        let sig = match &m.ima_value {
+            Some(v) if matches!(v.first(), Some(0x03 | 0x06)) => &v[..],
+            _ => &[][..],
+        };
+        let rec = template::record(
+            t,
+            &Event {
+                algo,
+                digest: Some(digest),
+                digest_type: dt,
+                name: path,
+                sig,
+                buf: &[],
+            },
+            pcr,
+        )?;
+        self.log.append(&rec)?;
+        Ok(())
+    }
+
+    /// The current measurement: the published one if it is valid for `attrs`, else a
+    /// fresh one under the outer lock (published if nothing changed meanwhile).
+    fn measurement(
+        &self,
+        id: &FileId,
+        st: &FileState,
+        attrs: Option<&FileAttrs>,
+        fd: BorrowedFd<'_>,
+        refresh_value: bool,
+    ) -> Result<Arc<Measurement>> {
+        let valid = |m: &Measurement| attrs.map_or(true, |a| m.attrs.same_version(a));
+        if let Some(m) = st.gen.lookup() {
+            if valid(&m) && !(refresh_value && needs_value_refresh(&m)) {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(m);
+            }
+            if !valid(&m) {
+                // Changed behind our back (a write that did not pass through us).
+                st.gen.invalidate();
+            }
+        }
+        let _outer = st.gen.measure_lock();
+        if let Some(m) = st.gen.lookup() {
+            if valid(&m) && !(refresh_value && needs_value_refresh(&m)) {
+                self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(m);
+            }
+        }
+        let mut last = None;
+        for _ in 0..MEASURE_ATTEMPTS {
+            let (m, published) = self.measure_once(id, st, fd, refresh_value)?;
+            if published {
+                return Ok(m);
+            }
+            last = Some(m);
+        }
+        // The file keeps changing: answer with the latest (unpublished) measurement,
+        // as IMA measures a file that is being written.
+        Ok(last.expect("at least one attempt"))
+    }
+
+    /// One measurement; the caller holds the outer lock.
+    fn measure_once(
+        &self,
+        id: &FileId,
+        st: &FileState,
+        fd: BorrowedFd<'_>,
+        refresh_value: bool,
+    ) -> Result<(Arc<Measurement>, bool)> {
+        self.counters.measurements.fetch_add(1, Ordering::Relaxed);
+        let t = st.gen.ticket();
+        let rfd = readable(fd)?;
+        let attrs = identity::identify_fd(rfd.as_fd())?.attrs;
+        let algo = self.config.hash_algo;
+        let keep = || st.gen.still_current(t);
+        let (digest, verity) = match &self.config.tree_builder {
+            None => (hash_fd(rfd.as_fd(), algo, &keep)?, None),
+            Some(b) => {
+                // One pass: the tree builder reads, the content hash sees the same bytes.
+                let mut r = FdReader {
+                    fd: rfd.as_fd(),
+                    off: 0,
+                    hasher: vigil_ima::Hasher::new(algo)?,
+                };
+                let built = b.build(&mut r, attrs.size, &keep);
+                let digest = r.hasher.finalize();
+                let verity = match built {
+                    Ok(tree) => {
+                        let key = id.to_hex();
+                        let body = &mut std::iter::once(tree.tree.clone());
+                        let stored = match self.trees.store(&key, &tree.digest, body, &keep) {
+                            Ok(r) => Some(r),
+                            Err(Error::Changed) => None,
+                            Err(e) => return Err(e),
+                        };
+                        if stored.is_some() {
+                            // Trees of earlier contents of this file are of no use now.
+                            self.trees.remove_for(&key, Some(&tree.digest))?;
+                        }
+                        Some((tree, stored))
+                    }
+                    Err(_) if !keep() => return Err(Error::Changed),
+                    Err(e) => {
+                        return Err(Error::io(
+                            "build tree",
+                            format!("{id:?}"),
+                            std::io::Error::other(e),
+                        ))
+                    }
+                };
+                (digest, verity)
+            }
+        };
+        let mut ima_value = self.read_value(id, rfd.as_fd())?;
+        let mut attrs = attrs;
+        if refresh_value
+            && st.gen.still_current(t)
+            && ima_value
+                .as_deref()
+                .map_or(true, |v| !appraise::is_signature(v))
+        {
+            let v = appraise::hash_value(algo, &digest);
+            if ima_value.as_deref() != Some(&v[..]) {
+                self.write_value(id, rfd.as_fd(), &v)?;
+                // Our own xattr write changed ctime.
+                attrs = identity::identify_fd(rfd.as_fd())?.attrs;
+                ima_value = Some(v);
+            }
+        }
+        let m = Arc::new(Measurement {
+            generation: t.generation(),
+            attrs,
+            algo,
+            digest,
+            verity,
+            ima_value,
+            logged: AtomicU64::new(0),
+            verdicts: Mutex::new(Vec::new()),
+        });
+        let published = st.gen.publish(t, Arc::clone(&m));
+        if !published {
+            self.counters
+                .publish_refused
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((m, published))
+    }
+
+    fn value_name(&self) -> Option<&'static str> {
+        match &self.config.xattr {
+            XattrSource::Security => Some("security.ima"),
+            XattrSource::User => Some("user.ima"),
+            XattrSource::Sidecar(_) => None,
+        }
+    }
+
+    fn read_value(&self, id: &FileId, fd: BorrowedFd<'_>) -> Result<Option<Vec<u8>>> {
+        match (&self.config.xattr, self.value_name()) {
+            (_, Some(name)) => sys::get_xattr(fd, name).map_err(|e| Error::io("getxattr", name, e)),
+            (XattrSource::Sidecar(dir), None) => {
+                let p = dir.join(format!("{}.ima", id.to_hex()));
+                match std::fs::read(&p) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io("read", p, e)),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn write_value(&self, id: &FileId, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
+        match (&self.config.xattr, self.value_name()) {
+            (_, Some(name)) => {
+                // A read-only descriptor cannot always set xattrs on every fs; use the
+                // path through /proc, which reaches the same inode.
+                let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                rustix::fs::setxattr(p.as_str(), name, v, rustix::fs::XattrFlags::empty())
+                    .map_err(|e| Error::io("setxattr", name, e))
+            }
+            (XattrSource::Sidecar(dir), None) => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+                crate::store::write_atomic(&dir.join(format!("{}.ima", id.to_hex())), v)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn verdict(
+        &self,
+        m: &Measurement,
+        action: &AppraiseAction,
+        created: bool,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Verdict> {
+        if !created {
+            let cached = m.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, v)) = cached.iter().find(|(a, _)| a == action) {
+                return Ok(v.clone());
+            }
+        }
+        let mut file_digest = |algo: HashAlgo| -> std::result::Result<Vec<u8>, String> {
+            if algo == m.algo {
+                return Ok(m.digest.clone());
+            }
+            let rfd = readable(fd).map_err(|e| e.to_string())?;
+            hash_fd(rfd.as_fd(), algo, &|| true).map_err(|e| e.to_string())
+        };
+        let verity = m.verity.as_ref().map(|(t, _)| (t.algo, &t.digest[..]));
+        let v = appraise::appraise(
+            action,
+            m.ima_value.as_deref(),
+            created,
+            m.attrs.size,
+            self.config.verifier.as_deref(),
+            &mut file_digest,
+            verity,
+        );
+        if !created {
+            m.verdicts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((action.clone(), v.clone()));
+        }
+        Ok(v)
+    }
+
+    fn worker(self: Arc<Self>) {
+        while let Some((id, _gen, info)) = self.queue.pop() {
+            let ok = self.run_job(&id, &info);
+            let c = if ok.is_ok() {
+                &self.counters.jobs_done
+            } else {
+                &self.counters.jobs_failed
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            self.queue.done();
+        }
+    }
+
+    /// Re-measure after the last writer: refresh the hash value where the policy asks,
+    /// rebuild the tree. Runs on a worker with no lock held while waiting.
+    fn run_job(&self, id: &FileId, info: &JobInfo) -> Result<()> {
+        let Some(st) = self.existing(id) else {
+            return Ok(());
+        };
+        let mount = self
+            .mounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id.mount())
+            .cloned()
+            .ok_or_else(|| {
+                Error::Config(format!("no descriptor registered for mount {}", id.mount()))
+            })?;
+        let f = match identity::reopen(mount.as_fd(), id) {
+            Ok(f) => f,
+            Err(Error::Stale) => {
+                self.forget(id);
+                return Err(Error::Stale);
+            }
+            Err(e) => return Err(e),
+        };
+        let now = identity::identify_fd(f.as_fd())?;
+        if &now.id != id {
+            self.forget(id);
+            return Err(Error::Stale);
+        }
+        let actions: Actions = self.config.policy.actions(&Access {
+            hook: Hook::FileCheck,
+            mask: MAY_READ,
+            uid: info.uid,
+            euid: info.uid,
+            gid: info.gid,
+            egid: info.gid,
+            fowner: now.attrs.uid,
+            fgroup: now.attrs.gid,
+            fsmagic: now.attrs.fs_magic,
+            path: &info.path,
+        });
+        let appraised =
+            actions.appraise.is_some() && self.config.appraise_mode != AppraiseMode::Off;
+        if actions.measure.is_none()
+            && !appraised
+            && !actions.hash
+            && self.config.tree_builder.is_none()
+        {
+            return Ok(());
+        }
+        let refresh = actions.hash || appraised;
+        self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh)?;
+        Ok(())
+    }
+}
+
+fn needs_value_refresh(m: &Measurement) -> bool {
+    match m.ima_value.as_deref() {
+        Some(v) if appraise::is_signature(v) => false,
+        Some(v) => v != appraise::hash_value(m.algo, &m.digest),
+        None => true,
+    }
+}
+
+/// Reads a descriptor from offset 0 and hashes what it reads.
+struct FdReader<'a> {
+    fd: BorrowedFd<'a>,
+    off: u64,
+    hasher: vigil_ima::Hasher,
+}
+
+impl std::io::Read for FdReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = rustix::io::pread(self.fd, &mut *buf, self.off)?;
+        self.hasher.update(&buf[..n]);
+        self.off += n as u64;
+        Ok(n)
+    }
+}
+
+/// Hash the content of `fd` from offset 0, asking `keep_going` between chunks.
+fn hash_fd(fd: BorrowedFd<'_>, algo: HashAlgo, keep_going: &dyn Fn() -> bool) -> Result<Vec<u8>> {
+    let mut h = vigil_ima::Hasher::new(algo)?;
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut off = 0u64;
+    loop {
+        let n =
+            rustix::io::pread(fd, &mut buf[..], off).map_err(|e| Error::io("pread", "<fd>", e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+        if !keep_going() {
+            return Err(Error::Changed);
+        }
+    }
+    Ok(h.finalize())
+}
+
+fn load_seals(path: &Path) -> Result<BTreeMap<String, SealRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    let mut out = BTreeMap::new();
+    let mut off = 0u64;
+    for line in text.lines() {
+        let bad = |what: &str| Error::Corrupt {
+            path: path.to_owned(),
+            offset: off,
+            what: what.to_owned(),
+        };
+        let mut it = line.split(' ');
+        let (Some(id), Some(d)) = (it.next(), it.next()) else {
+            return Err(bad("seal line needs an identity and a digest"));
+        };
+        let parse = |s: &str| -> Option<(HashAlgo, Vec<u8>)> {
+            let (a, h) = s.split_once(':')?;
+            let a = HashAlgo::from_name(a).ok()?;
+            let h = hex::decode(h).ok()?;
+            (h.len() == a.digest_len()).then_some((a, h))
+        };
+        let (algo, digest) = parse(d).ok_or_else(|| bad("bad seal digest"))?;
+        let verity = match it.next() {
+            Some(v) => Some(parse(v).ok_or_else(|| bad("bad seal verity digest"))?),
+            None => None,
+        };
+        if hex::decode(id).is_err() {
+            return Err(bad("bad seal identity"));
+        }
+        out.insert(
+            id.to_owned(),
+            SealRecord {
+                algo,
+                digest,
+                verity,
+            },
+        );
+        off += line.len() as u64 + 1;
+    }
+    Ok(out)
+}
+
+fn save_seals(path: &Path, seals: &BTreeMap<String, SealRecord>) -> Result<()> {
+    let mut s = String::new();
+    for (id, r) in seals {
+        s.push_str(&format!("{id} {}:{}", r.algo, hex::encode(&r.digest)));
+        if let Some((a, d)) = &r.verity {
+            s.push_str(&format!(" {a}:{}", hex::encode(d)));
+        }
+        s.push('\n');
+    }
+    crate::store::write_atomic(path, s.as_bytes())
+}

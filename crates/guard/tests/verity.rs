@@ -1,0 +1,111 @@
+//! Trees built by the guard (vigil-fsverity) against fsverity-utils, stored and reloaded.
+
+mod common;
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use vigil_guard::{Actions, Config, FsVerityTrees, Guard, MeasureAction, OpenRequest, Template};
+
+fn fsverity_digest(path: &std::path::Path, tree_out: &std::path::Path) -> String {
+    let o = Command::new("fsverity")
+        .arg("digest")
+        .arg("--compact")
+        .arg(format!("--out-merkle-tree={}", tree_out.display()))
+        .arg(path)
+        .output()
+        .expect("fsverity (scripts/install-deps.sh installs fsverity)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn trees_match_fsverity_utils() {
+    let d = scratch();
+    let cfg = Config {
+        tree_builder: Some(Arc::new(FsVerityTrees::default())),
+        template: Template::ImaNgV2,
+        ..config(Actions {
+            measure: Some(MeasureAction {
+                pcr: 10,
+                template: None,
+                verity: true,
+            }),
+            ..Actions::default()
+        })
+    };
+    let g = Guard::new(cfg, d.path().join("state")).unwrap();
+    for (i, size) in [0usize, 1, 4096, 4097, 1 << 20, (1 << 20) + 4095]
+        .into_iter()
+        .enumerate()
+    {
+        let data: Vec<u8> = (0..size).map(|j| (j * 7 + i) as u8).collect();
+        let p = write_file(&d.path().join(format!("v{i}")), &data);
+        let f = File::open(&p).unwrap();
+        let id = g.identify(f.as_fd()).unwrap();
+        let dec = g
+            .on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+            .unwrap();
+        let m = dec.measurement.unwrap();
+        assert_eq!(
+            hex::encode(&m.digest),
+            sha256_hex(&data),
+            "content digest, size {size}"
+        );
+        let (tree, stored) = m.verity.as_ref().expect("verity built");
+        let ref_tree = d.path().join(format!("ref{i}.tree"));
+        assert_eq!(
+            hex::encode(&tree.digest),
+            fsverity_digest(&p, &ref_tree),
+            "size {size}"
+        );
+        let stored = stored.as_ref().expect("tree stored");
+        assert_eq!(
+            g.trees().load(stored).unwrap(),
+            std::fs::read(&ref_tree).unwrap(),
+            "size {size}"
+        );
+        let rec = vigil_guard::log::ascii_line(&g.log().records().unwrap().pop().unwrap());
+        assert!(
+            rec.contains(&format!(
+                " ima-ngv2 verity:sha256:{} ",
+                hex::encode(&tree.digest)
+            )),
+            "{rec}"
+        );
+    }
+
+    // A new content replaces the stored tree of the old one.
+    let p = d.path().join("v3");
+    let f = File::open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let key = id.id.to_hex();
+    let count = || {
+        std::fs::read_dir(g.trees().dir())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&key)
+            })
+            .count()
+    };
+    assert_eq!(count(), 1);
+    {
+        let _m = g.modify(&id.id).unwrap();
+        std::fs::write(&p, b"replaced").unwrap();
+    }
+    let now = g.identify(f.as_fd()).unwrap();
+    let dec = g
+        .on_open(&now, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+        .unwrap();
+    assert!(dec.measurement.unwrap().tree().is_some());
+    assert_eq!(count(), 1, "old tree left behind");
+    g.forget(&id.id);
+    assert_eq!(count(), 0, "tree of a forgotten file left behind");
+}
