@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use vigil_fs::{ioctl, Mount, MountOptions, Passthrough};
+use vigil_fs::{ioctl, Mount, MountOptions};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -45,6 +45,76 @@ pub enum Command {
     ///
     /// Exit status: 0 unsealed, 2 on error.
     Unseal(UnsealArgs),
+    /// Appraise FILE by policy (as execve would: BPRM_CHECK, MAY_EXEC), copy the
+    /// verified bytes into a memfd sealed against writing, shrinking and growing, and
+    /// execute that memfd — so what was verified is exactly what runs. A script's
+    /// interpreter is given the memfd (`/dev/fd/N`) to read.
+    ///
+    /// Exit status: that of the program; 1 if appraisal refused the file or it changed
+    /// while it was copied; 2 on bad usage or an unreadable file.
+    Exec(ExecArgs),
+}
+
+/// Enforcement settings shared by `vigil mount` and `vigil exec`.
+#[derive(Args, Clone)]
+pub struct EnforceArgs {
+    /// IMA policy file (the kernel's policy language, one rule per line). Evaluated
+    /// after any --builtin policies.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// A built-in kernel policy: tcb, ima_tcb, appraise_tcb, secure_boot,
+    /// critical_data (repeatable). Without --policy and --builtin nothing is measured
+    /// or appraised.
+    #[arg(long = "builtin", value_name = "NAME")]
+    pub builtins: Vec<String>,
+    /// Appraisal mode (ima_appraise=): enforce denies opens that fail (EACCES), log
+    /// records them, fix also writes missing or wrong hash values, off skips appraisal.
+    #[arg(long, value_enum, default_value = "enforce")]
+    pub appraise: Appraise,
+    /// Public keys or certificates (PEM or DER) that verify IMA signatures; a
+    /// comma-separated list, repeatable (as evmctl --key).
+    #[arg(long = "keys", value_name = "FILE[,FILE…]")]
+    pub keys: Vec<String>,
+    /// Where files' IMA values are read (and written in fix mode): security.ima, or
+    /// user.ima as `evmctl --xattr-user` writes them.
+    #[arg(long, value_enum, default_value = "security")]
+    pub xattr: Xattr,
+    /// Hash algorithm of file digests in the log (ima_hash=).
+    #[arg(long, value_name = "ALG", default_value = "sha256")]
+    pub hash_algo: String,
+    /// Default template of measurement records (ima_template=): ima-ng, ima-sig,
+    /// ima-ngv2, ima-sigv2.
+    #[arg(long, value_name = "NAME", default_value = "ima-ng")]
+    pub template: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appraise {
+    Enforce,
+    Log,
+    Fix,
+    Off,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Xattr {
+    Security,
+    User,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub enforce: EnforceArgs,
+    /// Keep the measurement log in DIR (as `vigil mount --state` does; default: a
+    /// private temporary directory, discarded).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// The program to run.
+    pub file: PathBuf,
+    /// Its arguments (argv[1…]; argv[0] is FILE as given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -53,6 +123,17 @@ pub struct MountArgs {
     pub source: PathBuf,
     /// The mount point (an existing directory; may be SOURCE).
     pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub enforce: EnforceArgs,
+    /// State directory: the measurement log, Merkle trees and seals, kept across
+    /// restarts (a restart on the same directory continues the log). Must not be inside
+    /// MNT. Default: /var/lib/vigil/mounts/<MNT with / as _>.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Do not verify reads against Merkle trees (measurement and appraisal at open
+    /// still happen).
+    #[arg(long)]
+    pub no_verify_reads: bool,
     /// Stay in the foreground (logs go to stderr) instead of detaching.
     #[arg(short, long)]
     pub foreground: bool,
@@ -118,7 +199,70 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Status(a) => status(a),
         Command::Seal(a) => seal(a),
         Command::Unseal(a) => unseal(a),
+        Command::Exec(a) => exec(a),
     }
+}
+
+/// A path made into one file name (`/srv/app` → `_srv_app`).
+fn flat_name(p: &Path) -> String {
+    p.to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The guard configuration the enforcement options describe (policy parsed, keys
+/// loaded): everything that can fail on bad input fails here, before forking.
+fn guard_config(e: &EnforceArgs) -> anyhow::Result<vigil_guard::Config> {
+    use vigil_ima::policy;
+    let mut pol = policy::Policy::default();
+    if !e.builtins.is_empty() {
+        let names: Vec<&str> = e.builtins.iter().map(String::as_str).collect();
+        pol = policy::builtin::policy(&names, &policy::builtin::BuiltinConfig::default())
+            .context("--builtin")?;
+    }
+    if let Some(p) = &e.policy {
+        let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+        pol.extend(policy::parse(&text).with_context(|| format!("{}", p.display()))?);
+    }
+    let mut ring = vigil_ima::KeyRing::new();
+    for list in &e.keys {
+        for k in vigil_ima::KeyRing::load_list(list)
+            .with_context(|| format!("--keys {list}"))?
+            .keys()
+        {
+            ring.add(k.clone());
+        }
+    }
+    let hash_algo = vigil_ima::HashAlgo::from_name(&e.hash_algo)
+        .with_context(|| format!("--hash-algo {}", e.hash_algo))?;
+    let template = vigil_guard::Template::from_name(&e.template)
+        .with_context(|| format!("--template {}", e.template))?;
+    Ok(vigil_guard::Config {
+        hash_algo,
+        template,
+        appraise_mode: match e.appraise {
+            Appraise::Enforce => vigil_guard::AppraiseMode::Enforce,
+            Appraise::Log => vigil_guard::AppraiseMode::Log,
+            Appraise::Fix => vigil_guard::AppraiseMode::Fix,
+            Appraise::Off => vigil_guard::AppraiseMode::Off,
+        },
+        xattr: match e.xattr {
+            Xattr::Security => vigil_guard::XattrSource::Security,
+            Xattr::User => vigil_guard::XattrSource::User,
+        },
+        policy: Arc::new(pol.compile()),
+        verifier: (!ring.keys().is_empty())
+            .then(|| Arc::new(ring) as Arc<dyn vigil_guard::SignatureVerifier>),
+        tree_builder: Some(vigil_fs::verity::tree_builder()),
+        ..Default::default()
+    })
 }
 
 /// Where the daemon of the mount at `mnt` records its pid.
@@ -154,19 +298,36 @@ fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
     if vigil_fs::is_vigil_mount(&mnt) && src != mnt {
         bail!("{}: already a vigil mount", mnt.display());
     }
-    let mut opts = MountOptions::new(&src, &mnt, Arc::new(Passthrough));
-    if let Some(n) = a.threads {
-        opts.loop_threads = n.max(1);
+    let config = guard_config(&a.enforce)?;
+    let state = a
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/vigil/mounts").join(flat_name(&mnt)));
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    let state = std::fs::canonicalize(&state)?;
+    if state.starts_with(&mnt) {
+        // The daemon would do I/O on its own mount.
+        bail!(
+            "state directory {} is inside the mount point {}",
+            state.display(),
+            mnt.display()
+        );
     }
-    if let Some(n) = a.workers {
-        opts.workers = n.max(1);
-    }
-    opts.watchdog = (a.watchdog > 0).then(|| Duration::from_secs(a.watchdog));
+    let setup = Setup {
+        src: src.clone(),
+        mnt: mnt.clone(),
+        state,
+        config,
+        threads: a.threads,
+        workers: a.workers,
+        watchdog: (a.watchdog > 0).then(|| Duration::from_secs(a.watchdog)),
+        verify_reads: !a.no_verify_reads,
+    };
 
     if a.foreground {
         vigil_fs::block_signals();
-        let m = Mount::new(opts)
-            .with_context(|| format!("mounting {} on {}", src.display(), mnt.display()))?;
+        let m = setup.mount()?;
         let pidf = write_pid(&mnt);
         eprintln!("vigil: {} mounted on {}", src.display(), mnt.display());
         let r = m.run(true);
@@ -191,7 +352,7 @@ fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
         -1 => Err(std::io::Error::last_os_error()).context("fork"),
         0 => {
             drop(rd);
-            let code = daemon(opts, &src, &mnt, wr, a.log.as_deref());
+            let code = daemon(setup, wr, a.log.as_deref());
             std::process::exit(code);
         }
         _child => {
@@ -216,21 +377,49 @@ fn write_pid(mnt: &Path) -> Option<PathBuf> {
     Some(p)
 }
 
+/// Everything `vigil mount` decided before forking.
+struct Setup {
+    src: PathBuf,
+    mnt: PathBuf,
+    state: PathBuf,
+    config: vigil_guard::Config,
+    threads: Option<usize>,
+    workers: Option<usize>,
+    watchdog: Option<Duration>,
+    verify_reads: bool,
+}
+
+impl Setup {
+    /// Start the guard on the state directory and mount (threads start here).
+    fn mount(self) -> anyhow::Result<Mount> {
+        let guard = vigil_guard::Guard::new(self.config, &self.state)
+            .with_context(|| format!("state directory {}", self.state.display()))?;
+        let mut opts = MountOptions::new(&self.src, &self.mnt, guard);
+        if let Some(n) = self.threads {
+            opts.loop_threads = n.max(1);
+        }
+        if let Some(n) = self.workers {
+            opts.workers = n.max(1);
+        }
+        opts.watchdog = self.watchdog;
+        opts.verify_reads = self.verify_reads;
+        Mount::new(opts)
+            .with_context(|| format!("mounting {} on {}", self.src.display(), self.mnt.display()))
+    }
+}
+
 /// The detached daemon: mount, report, serve. Returns the exit code.
-fn daemon(opts: MountOptions, src: &Path, mnt: &Path, report: OwnedFd, log: Option<&Path>) -> i32 {
+fn daemon(setup: Setup, report: OwnedFd, log: Option<&Path>) -> i32 {
     // SAFETY: setsid in the freshly forked child.
     unsafe { libc::setsid() };
     vigil_fs::block_signals();
     let mut report = std::fs::File::from(report);
-    let m = match Mount::new(opts) {
+    let mnt = setup.mnt.clone();
+    let mnt = mnt.as_path();
+    let m = match setup.mount() {
         Ok(m) => m,
         Err(e) => {
-            let _ = write!(
-                report,
-                "mounting {} on {}: {e}",
-                src.display(),
-                mnt.display()
-            );
+            let _ = write!(report, "{e:#}");
             return 2;
         }
     };
@@ -422,4 +611,100 @@ fn unseal(a: UnsealArgs) -> anyhow::Result<ExitCode> {
         file_ioctl(p, ioctl::UNSEAL).map_err(|e| explain(p, e))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
+    use std::ffi::CString;
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let config = guard_config(&a.enforce)?;
+    let path = std::fs::canonicalize(&a.file).with_context(|| format!("{}", a.file.display()))?;
+    let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+    let tmp = match &a.state {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("temporary state directory")?),
+    };
+    let state = match (&a.state, &tmp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_owned(),
+        (None, None) => unreachable!("a temporary directory exists when --state is absent"),
+    };
+    let guard = vigil_guard::Guard::new(config, &state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    let ident = guard
+        .identify(file.as_fd())
+        .with_context(|| format!("{}", path.display()))?;
+    // SAFETY: trivial getters.
+    let (uid, euid, gid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
+    let req = vigil_guard::OpenRequest {
+        hook: vigil_guard::Hook::BprmCheck,
+        mask: 0x1, // MAY_EXEC
+        uid,
+        euid,
+        gid,
+        egid,
+        path: path.display().to_string(),
+        created: false,
+    };
+    let decision = match guard.on_open(&ident, file.as_fd(), &req) {
+        Ok(d) => d,
+        Err(e @ vigil_guard::Error::Denied(_)) => {
+            eprintln!("vigil: exec {}: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+    };
+    let mem = match guard.sealed_memfd(&ident, file.as_fd(), true) {
+        Ok(m) => m,
+        Err(e @ vigil_guard::Error::Changed) => {
+            eprintln!("vigil: exec {}: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("copying {} into a sealed memfd", path.display()))
+        }
+    };
+    drop(decision);
+    drop(guard);
+    drop(file);
+    // A script's interpreter opens /dev/fd/N after the exec: that descriptor must
+    // survive it. A binary needs no descriptor once loaded.
+    let mut magic = [0u8; 2];
+    let script = rustix::io::pread(&mem, &mut magic, 0)
+        .map(|n| n == 2 && &magic == b"#!")
+        .unwrap_or(false);
+    if script {
+        rustix::io::fcntl_setfd(&mem, rustix::io::FdFlags::empty()).context("fcntl")?;
+    }
+    let argv: Vec<CString> = std::iter::once(a.file.as_os_str().to_owned())
+        .chain(a.args.iter().cloned())
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| anyhow::anyhow!("argument contains a NUL byte"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let mut argp: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envpp: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envpp.push(std::ptr::null());
+    drop(tmp);
+    // SAFETY: NULL-terminated argv/envp of valid C strings; on success this never returns.
+    unsafe { libc::fexecve(mem.as_fd().as_raw_fd(), argp.as_ptr(), envpp.as_ptr()) };
+    Err(std::io::Error::last_os_error()).with_context(|| format!("executing {}", path.display()))
 }

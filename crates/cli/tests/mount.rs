@@ -31,6 +31,12 @@ struct Dirs {
     run: PathBuf,
 }
 
+impl Dirs {
+    fn state(&self) -> PathBuf {
+        self._t.path().join("state")
+    }
+}
+
 fn dirs() -> Dirs {
     let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/cli-mount-tests");
     fs::create_dir_all(base).unwrap();
@@ -40,7 +46,7 @@ fn dirs() -> Dirs {
         t.path().join("mnt"),
         t.path().join("run"),
     );
-    for d in [&src, &mnt, &run] {
+    for d in [&src, &mnt, &run, &t.path().join("state")] {
         fs::create_dir(d).unwrap();
     }
     Dirs {
@@ -105,7 +111,7 @@ fn mount_status_and_three_ways_to_unmount() {
     fs::write(d.src.join("f"), b"content").unwrap();
 
     // vigil umount; busy first while a file is open.
-    let o = vigil(&[&"mount", &d.src, &d.mnt], &d.run);
+    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(fs::read(d.mnt.join("f")).unwrap(), b"content");
     let o = vigil(&[&"status", &d.mnt], &d.run);
@@ -129,7 +135,7 @@ fn mount_status_and_three_ways_to_unmount() {
     assert_eq!(vigil(&[&"status", &d.mnt], &d.run).status.code(), Some(2));
 
     // SIGTERM, with the mount over its own source.
-    let o = vigil(&[&"mount", &d.src, &d.src], &d.run);
+    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.src], &d.run);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(d.src.join(".vigil").is_dir());
     let pid = daemon_pid(&d);
@@ -140,7 +146,7 @@ fn mount_status_and_three_ways_to_unmount() {
     assert!(!d.src.join(".vigil").exists());
 
     // fusermount3 -u
-    let o = vigil(&[&"mount", &d.src, &d.mnt], &d.run);
+    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
     assert!(o.status.success());
     let pid = daemon_pid(&d);
     assert!(Command::new("fusermount3")
@@ -178,7 +184,7 @@ fn seal_and_unseal() {
     let d = dirs();
     fs::write(d.src.join("f"), b"sealed content").unwrap();
     fs::set_permissions(d.src.join("f"), fs::Permissions::from_mode(0o666)).unwrap();
-    let o = vigil(&[&"mount", &d.src, &d.mnt], &d.run);
+    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
     assert!(o.status.success());
     let f = d.mnt.join("f");
 

@@ -22,11 +22,11 @@ use fuser::{
 };
 
 use crate::control::{self, ControlFile};
-use crate::enforce::{Enforcement, OpenInfo};
+use crate::enforce::{Caller, Enforcer};
 use crate::inode::{Handle, HandleKind, HandleTable, InodeTable, Node, Stamp, ROOT_INO};
+use crate::ioctl;
 use crate::pool::Pool;
 use crate::sys::{self, errno};
-use crate::{ioctl, wstate};
 
 /// Largest READ/WRITE the kernel is asked to send (and the readahead window).
 pub const MAX_IO: u32 = 1 << 20;
@@ -36,7 +36,7 @@ pub struct Shared {
     pub inodes: InodeTable,
     pub handles: HandleTable,
     pub pool: Arc<Pool>,
-    pub enforce: Arc<dyn Enforcement>,
+    pub enforce: Arc<Enforcer>,
     pub notifier: OnceLock<Notifier>,
     pub ttl: Duration,
     /// The daemon runs as root: new files are given to the requesting user.
@@ -69,7 +69,7 @@ fn is_dot(name: &[u8]) -> bool {
 impl VigilFs {
     pub fn new(
         root: std::os::fd::OwnedFd,
-        enforce: Arc<dyn Enforcement>,
+        enforce: Arc<Enforcer>,
         workers: usize,
     ) -> io::Result<VigilFs> {
         let inodes = InodeTable::new(root)?;
@@ -198,11 +198,18 @@ impl Shared {
         Ok(())
     }
 
-    /// Record a change made through the mount (inner invalidation only).
+    /// Record a change made through the mount (inner invalidation only): the node's
+    /// generation moves on (so handles opened before stop verifying against the old
+    /// tree) and the kernel's cached pages are not kept at the next open.
     fn changed(&self, node: &Node) {
         node.state.bump();
         *node.state.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.enforce.changed(node);
+    }
+
+    /// A metadata change through the mount happened.
+    fn meta_changed(&self, node: &Node) {
+        self.changed(node);
+        self.enforce.invalidate(node);
     }
 
     fn list_dir(&self, node: &Node) -> io::Result<Vec<Entry>> {
@@ -266,63 +273,37 @@ impl Shared {
         &self,
         node: Arc<Node>,
         flags: i32,
-        req: (u32, u32, u32),
+        who: Caller,
+        created: bool,
     ) -> Result<(u64, FopenFlags), Errno> {
         let acc = flags & libc::O_ACCMODE;
         let writable = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        if writable && !wstate::add_writer(&node.state.writers) {
-            return Err(Errno::EPERM);
-        }
-        let undo = |node: &Node| {
-            if writable {
-                wstate::drop_writer(&node.state.writers);
-            }
-        };
         let oflags = flags
-            & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_DIRECT | libc::O_NOFOLLOW);
-        let file = match sys::reopen(node.fd(), oflags) {
-            Ok(fd) => File::from(fd),
-            Err(e) => {
-                undo(&node);
-                return Err(errno(&e));
-            }
-        };
-        let st = match sys::fstat(file.as_fd()) {
-            Ok(st) => st,
-            Err(e) => {
-                undo(&node);
-                return Err(errno(&e));
-            }
-        };
-        let info = OpenInfo {
-            node: &node,
-            file: &file,
-            stat: &st,
-            flags,
-            uid: req.0,
-            gid: req.1,
-            pid: req.2,
-        };
-        let _grant = match self.enforce.open(&info) {
-            Ok(g) => g,
-            Err(e) => {
-                undo(&node);
-                return Err(e);
-            }
-        };
+            & !(libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_NOCTTY
+                | libc::O_DIRECT
+                | libc::O_NOFOLLOW
+                | libc::O_TRUNC);
+        let file = File::from(sys::reopen(node.fd(), oflags).map_err(|e| errno(&e))?);
+        let opened = self.enforce.open(&node, &file, flags, who, created)?;
         if flags & libc::O_TRUNC != 0 {
+            // Only sent with atomic O_TRUNC; truncate after the open was allowed.
+            let _m = self.enforce.modify(&node)?;
+            file.set_len(0).map_err(|e| errno(&e))?;
             self.changed(&node);
         }
-        // Keep the kernel's cached pages only if the backing file is what it was when
-        // they were read (they were verified as they were served, if verifying);
-        // otherwise the kernel drops them at this open.
-        // A read-only handle has nothing to flush (locks are the kernel's own): spare the
-        // FLUSH round trip at every close.
+        let st = sys::fstat(file.as_fd()).map_err(|e| errno(&e))?;
+        // A read-only handle has nothing to flush (locks are the kernel's own): spare
+        // the FLUSH round trip at every close.
         let mut fopen = if writable {
             FopenFlags::empty()
         } else {
             FopenFlags::FOPEN_NOFLUSH
         };
+        // Keep the kernel's cached pages only if the backing file is what it was when
+        // they were read (they were verified as they were served); otherwise the kernel
+        // drops them at this open.
         {
             let now = Stamp::of(&st);
             let mut cached = node.state.cached.lock().unwrap_or_else(|e| e.into_inner());
@@ -338,32 +319,69 @@ impl Shared {
             kind: HandleKind::File(file),
             writable,
             opened_gen,
+            opened: Some(opened),
         });
         Ok((fh, fopen))
     }
 
+    /// READ on a worker: verified against the measurement's tree when the handle has
+    /// one and the file has not been changed through the mount since it was opened.
     fn read_into(&self, h: &Handle, offset: u64, size: u32, reply: ReplyData) {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
+        let check = h
+            .opened
+            .as_ref()
+            .and_then(|o| o.check.as_ref())
+            .filter(|_| node.state.generation() == h.opened_gen);
+        let want_end = offset.saturating_add(size as u64);
+        let (start, end) = match check {
+            Some(c) => {
+                if want_end > c.size() && offset < want_end {
+                    // Beyond the measured size: anything the backing file has there now
+                    // was never measured.
+                    match sys::fstat(file.as_fd()) {
+                        Ok(st) if st.st_size as u64 == c.size() => {}
+                        Ok(st) => {
+                            self.enforce.audit(format_args!(
+                                "read {}: file is {} bytes, measured {}: EIO",
+                                self.enforce.path_of(node),
+                                st.st_size,
+                                c.size()
+                            ));
+                            return reply.error(Errno::EIO);
+                        }
+                        Err(e) => return reply.error(errno(&e)),
+                    }
+                }
+                c.span(offset, size as u64)
+            }
+            None => (offset, want_end),
+        };
         READ_BUF.with(|b| {
             let mut buf = b.borrow_mut();
-            if buf.len() < size as usize {
-                buf.resize(size as usize, 0);
+            let len = (end - start) as usize;
+            if buf.len() < len {
+                buf.resize(len, 0);
             }
             let mut n = 0usize;
-            while n < size as usize {
-                match file.read_at(&mut buf[n..size as usize], offset + n as u64) {
+            while n < len {
+                match file.read_at(&mut buf[n..len], start + n as u64) {
                     Ok(0) => break,
                     Ok(k) => n += k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return reply.error(errno(&e)),
                 }
             }
-            match self.enforce.read(node, file, offset, &buf[..n]) {
-                Ok(()) => reply.data(&buf[..n]),
-                Err(e) => reply.error(e),
+            if let Some(c) = check {
+                if let Err(e) = self.enforce.check_read(node, c, start, &buf[..n]) {
+                    return reply.error(e);
+                }
             }
+            let from = ((offset.max(start) - start) as usize).min(n);
+            let to = ((want_end.min(end) - start) as usize).clamp(from, n);
+            reply.data(&buf[from..to]);
         });
     }
 
@@ -373,22 +391,13 @@ impl Shared {
         };
         let Some(node) = h.node.as_ref() else { return };
         node.state.opens.fetch_sub(1, Ordering::AcqRel);
-        if h.writable && wstate::drop_writer(&node.state.writers) == 0 {
-            self.enforce.last_writer_closed(node);
-        }
-    }
-
-    fn sealed_check(&self, node: &Node) -> Result<(), Errno> {
-        if wstate::is_sealed(&node.state.writers) {
-            Err(Errno::EPERM)
-        } else {
-            Ok(())
+        if let Some(o) = &h.opened {
+            self.enforce.release(node, o);
         }
     }
 
     fn do_setattr(
         &self,
-        req: &Request,
         node: &Node,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -398,23 +407,8 @@ impl Shared {
         mtime: Option<TimeOrNow>,
         fh: Option<FileHandle>,
     ) -> Result<libc::stat, Errno> {
-        let _ = req;
-        if size.is_some() {
-            self.sealed_check(node)?;
-        }
-        let mut changed = false;
-        if let Some(mode) = mode {
-            if node.kind == FileType::Symlink {
-                return Err(Errno::EOPNOTSUPP);
-            }
-            sys::chmod_fd(node.fd(), mode & 0o7777).map_err(|e| errno(&e))?;
-            changed = true;
-        }
-        if uid.is_some() || gid.is_some() {
-            sys::chown_fd(node.fd(), uid, gid).map_err(|e| errno(&e))?;
-            changed = true;
-        }
         if let Some(size) = size {
+            let _m = self.enforce.modify(node)?;
             let handle = fh.and_then(|fh| self.handles.get(fh.0));
             let res = match handle
                 .as_ref()
@@ -424,8 +418,20 @@ impl Shared {
                 None => sys::reopen(node.fd(), libc::O_WRONLY)
                     .and_then(|fd| File::from(fd).set_len(size)),
             };
+            self.changed(node);
             res.map_err(|e| errno(&e))?;
-            changed = true;
+        }
+        let mut meta = false;
+        if let Some(mode) = mode {
+            if node.kind == FileType::Symlink {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            sys::chmod_fd(node.fd(), mode & 0o7777).map_err(|e| errno(&e))?;
+            meta = true;
+        }
+        if uid.is_some() || gid.is_some() {
+            sys::chown_fd(node.fd(), uid, gid).map_err(|e| errno(&e))?;
+            meta = true;
         }
         if atime.is_some() || mtime.is_some() {
             if node.kind == FileType::Symlink {
@@ -433,9 +439,10 @@ impl Shared {
             }
             let times = [sys::timespec(atime), sys::timespec(mtime)];
             sys::utimens_fd(node.fd(), &times).map_err(|e| errno(&e))?;
+            meta = true;
         }
-        if changed {
-            self.changed(node);
+        if meta {
+            self.meta_changed(node);
         }
         node.stat().map_err(|e| errno(&e))
     }
@@ -458,26 +465,30 @@ impl Shared {
                 if req.uid() != 0 && req.uid() != st.st_uid {
                     return Err(Errno::EPERM);
                 }
-                wstate::seal(&node.state.writers).map_err(|()| Errno::EBUSY)?;
+                let file =
+                    File::from(sys::reopen(node.fd(), libc::O_RDONLY).map_err(|e| errno(&e))?);
+                self.enforce.seal(node, &file)?;
                 Ok(0)
             }
             ioctl::UNSEAL => {
-                if req.uid() != 0 {
-                    return Err(Errno::EPERM);
-                }
-                wstate::unseal(&node.state.writers);
+                self.enforce.unseal(node, req.uid())?;
                 Ok(0)
             }
             ioctl::STATUS => {
-                let w = wstate::writers(&node.state.writers) as i32;
-                Ok(w | if wstate::is_sealed(&node.state.writers) {
-                    ioctl::STATUS_SEALED
-                } else {
-                    0
-                })
+                let (writers, sealed) = self.enforce.status(node);
+                Ok((writers.min(ioctl::STATUS_SEALED as u32 - 1)) as i32
+                    | if sealed { ioctl::STATUS_SEALED } else { 0 })
             }
             _ => Err(Errno::ENOTTY),
         }
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
     }
 }
 
@@ -605,7 +616,7 @@ impl Filesystem for VigilFs {
 
     fn setattr(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -626,7 +637,7 @@ impl Filesystem for VigilFs {
             return reply.error(Errno::EACCES);
         }
         let node = tri!(reply, s.node(ino));
-        match s.do_setattr(req, &node, mode, uid, gid, size, atime, mtime, fh) {
+        match s.do_setattr(&node, mode, uid, gid, size, atime, mtime, fh) {
             Ok(st) => reply.attr(&s.ttl, &sys::to_attr(node.ino, &st)),
             Err(e) => reply.error(e),
         }
@@ -744,7 +755,9 @@ impl Filesystem for VigilFs {
                 .peek_key((st.st_dev, st.st_ino))
                 .and_then(|i| s.inodes.get(i))
             {
-                tri!(reply, s.sealed_check(&n));
+                if s.enforce.sealed(&n) {
+                    return reply.error(Errno::EPERM);
+                }
             }
         }
         match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
@@ -786,14 +799,15 @@ impl Filesystem for VigilFs {
                 kind: HandleKind::Control(data),
                 writable: false,
                 opened_gen: 0,
+                opened: None,
             });
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
         let node = tri!(reply, s.node(ino));
-        let who = (req.uid(), req.gid(), req.pid());
+        let who = caller(req);
         let shared = self.shared.clone();
         s.pool
-            .run(move || match shared.open_file(node, flags.0, who) {
+            .run(move || match shared.open_file(node, flags.0, who, false) {
                 Ok((fh, fl)) => reply.opened(FileHandle(fh), fl),
                 Err(e) => reply.error(e),
             });
@@ -841,9 +855,10 @@ impl Filesystem for VigilFs {
         };
         // Page-cache writeback (mmap stores, pid 0) arrives here too, on some writable
         // handle of the file: it is counted like any other write.
-        tri!(reply, s.sealed_check(node));
+        let m = tri!(reply, s.enforce.modify(node));
         let r = file.write_all_at(data, offset);
         s.changed(node);
+        drop(m);
         match r {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(errno(&e)),
@@ -909,6 +924,7 @@ impl Filesystem for VigilFs {
                 kind: HandleKind::Dir(Mutex::new(Vec::new())),
                 writable: false,
                 opened_gen: 0,
+                opened: None,
             });
             return reply.opened(FileHandle(fh), FopenFlags::empty());
         }
@@ -921,6 +937,7 @@ impl Filesystem for VigilFs {
             kind: HandleKind::Dir(Mutex::new(Vec::new())),
             writable: false,
             opened_gen: 0,
+            opened: None,
         });
         reply.opened(FileHandle(fh), FopenFlags::empty());
     }
@@ -1102,7 +1119,7 @@ impl Filesystem for VigilFs {
         if r < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
-        s.changed(&node);
+        s.meta_changed(&node);
         reply.ok();
     }
 
@@ -1141,7 +1158,7 @@ impl Filesystem for VigilFs {
         if unsafe { libc::removexattr(path.as_ptr(), n.as_ptr()) } < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
-        s.changed(&node);
+        s.meta_changed(&node);
         reply.ok();
     }
 
@@ -1164,7 +1181,7 @@ impl Filesystem for VigilFs {
         tri!(reply, s.check_name(parent, name));
         let p = tri!(reply, s.node(parent));
         let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
-        let oflags = (flags | libc::O_CREAT) & !(libc::O_NOCTTY | libc::O_DIRECT);
+        let oflags = (flags | libc::O_CREAT) & !(libc::O_NOCTTY | libc::O_DIRECT | libc::O_TRUNC);
         // Create through an O_PATH-free open, then take the node from the opened file so
         // a concurrent rename cannot swap it.
         let r = (|| -> io::Result<(Arc<Node>, libc::stat)> {
@@ -1177,7 +1194,8 @@ impl Filesystem for VigilFs {
         match s.open_file(
             node.clone(),
             flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC),
-            (req.uid(), req.gid(), req.pid()),
+            caller(req),
+            true,
         ) {
             Ok((fh, fl)) => {
                 let st = tri!(reply, node.stat().map_err(|e| errno(&e)));
@@ -1230,13 +1248,14 @@ impl Filesystem for VigilFs {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
-        tri!(reply, s.sealed_check(node));
+        let m = tri!(reply, s.enforce.modify(node));
         // SAFETY: plain syscall on our descriptor.
         let r = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, length as i64) };
+        s.changed(node);
+        drop(m);
         if r < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
-        s.changed(node);
         reply.ok();
     }
 

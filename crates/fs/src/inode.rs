@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use fuser::FileType;
 
@@ -48,12 +48,8 @@ pub struct NodeState {
     /// xattr changes, fallocate, copy into). A measurement publishes only if the
     /// generation it started from is still current.
     pub generation: AtomicU64,
-    /// Open file handles with write access (write-OPENs minus their RELEASEs).
-    pub writers: AtomicU32,
     /// Open handles of any kind.
     pub opens: AtomicU32,
-    /// Set by `vigil seal`: writes, truncation and write opens fail with EPERM.
-    pub sealed: AtomicBool,
     /// Backing state when the kernel's page cache for this node was last (re)filled.
     pub cached: Mutex<Option<Stamp>>,
 }
@@ -75,9 +71,27 @@ pub struct Node {
     pub key: (u64, u64),
     lookups: AtomicU64,
     pub state: NodeState,
+    /// The guard's identity of the backing file (stable for the node's lifetime: the
+    /// node's descriptor pins the inode).
+    pub ident: OnceLock<vigil_guard::FileId>,
+    /// The read check of the latest measurement, with that measurement.
+    pub check: Mutex<Option<(Arc<vigil_guard::Measurement>, Arc<crate::verity::ReadCheck>)>>,
 }
 
 impl Node {
+    fn new(ino: u64, fd: OwnedFd, kind: FileType, key: (u64, u64)) -> Node {
+        Node {
+            ino,
+            fd,
+            kind,
+            key,
+            lookups: AtomicU64::new(1),
+            state: NodeState::default(),
+            ident: OnceLock::new(),
+            check: Mutex::new(None),
+        }
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -100,14 +114,7 @@ impl InodeTable {
     pub fn new(root: OwnedFd) -> std::io::Result<InodeTable> {
         let st = sys::fstat(root.as_fd())?;
         let key = (st.st_dev, st.st_ino);
-        let node = Arc::new(Node {
-            ino: ROOT_INO,
-            fd: root,
-            kind: FileType::Directory,
-            key,
-            lookups: AtomicU64::new(1),
-            state: NodeState::default(),
-        });
+        let node = Arc::new(Node::new(ROOT_INO, root, FileType::Directory, key));
         let mut nodes = HashMap::new();
         nodes.insert(ROOT_INO, node);
         let mut by_key = HashMap::new();
@@ -153,14 +160,7 @@ impl InodeTable {
         }
         let ino = t.next;
         t.next += 1;
-        let node = Arc::new(Node {
-            ino,
-            fd,
-            kind: sys::mode_kind(st.st_mode),
-            key,
-            lookups: AtomicU64::new(1),
-            state: NodeState::default(),
-        });
+        let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key));
         t.nodes.insert(ino, node.clone());
         t.by_key.insert(key, ino);
         node
@@ -210,6 +210,8 @@ pub struct Handle {
     pub writable: bool,
     /// The node's generation when this handle was opened.
     pub opened_gen: u64,
+    /// Enforcement state (regular files).
+    pub opened: Option<crate::enforce::Opened>,
 }
 
 impl Handle {

@@ -17,10 +17,9 @@ mod mount;
 mod pool;
 mod sys;
 pub mod verity;
-mod wstate;
 
 pub use control::ControlFile;
-pub use enforce::{Enforcement, Grant, OpenInfo, Passthrough};
+pub use enforce::{format_pcrs, Caller, Enforcer};
 pub use fs::MAX_IO;
 pub use mount::{
     abort_connection, block_signals, detach, is_vigil_mount, unmount, Background, Mount,

@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
-use crate::enforce::Enforcement;
+use crate::enforce::Enforcer;
 use crate::fs::{Shared, VigilFs, MAX_IO};
 use crate::sys;
 
@@ -27,14 +28,18 @@ pub struct MountOptions {
     pub watchdog: Option<Duration>,
     /// Readahead window for the mount, in KiB (the kernel's default is 128).
     pub read_ahead_kb: u32,
-    pub enforcement: Arc<dyn Enforcement>,
+    /// The enforcement core: policy, appraisal, measurement log, seals, trees.
+    pub guard: vigil_guard::Guard,
+    /// Verify every read of a measured file against its Merkle tree (the guard must
+    /// have been configured with [`crate::verity::tree_builder`]).
+    pub verify_reads: bool,
 }
 
 impl MountOptions {
     pub fn new(
         source: impl Into<PathBuf>,
         mountpoint: impl Into<PathBuf>,
-        enforcement: Arc<dyn Enforcement>,
+        guard: vigil_guard::Guard,
     ) -> Self {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -46,7 +51,8 @@ impl MountOptions {
             workers: (cpus * 2).clamp(4, 32),
             watchdog: Some(Duration::from_secs(120)),
             read_ahead_kb: MAX_IO / 1024,
-            enforcement,
+            guard,
+            verify_reads: true,
         }
     }
 }
@@ -155,7 +161,16 @@ impl Mount {
         // caller's umask already).
         // SAFETY: trivial.
         unsafe { libc::umask(0) };
-        let fs = VigilFs::new(root, opts.enforcement.clone(), opts.workers)?;
+        let source = std::fs::canonicalize(&opts.source)
+            .map_err(|e| io_context(e, format!("{}", opts.source.display())))?;
+        let enforcer = Enforcer::new(
+            opts.guard,
+            &source,
+            &mountpoint,
+            root.as_fd(),
+            opts.verify_reads,
+        )?;
+        let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers)?;
         let shared = fs.shared.clone();
         let mut config = Config::default();
         config.mount_options = vec![

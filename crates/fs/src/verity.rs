@@ -1,8 +1,8 @@
-//! Merkle trees for the mount: built from the data at measurement time (fs-verity's
-//! format, SHA-256, 4 KiB blocks, no salt — what `fsverity digest` computes by
-//! default), and checked against on every read before data leaves the daemon.
+//! Merkle trees for the mount: built by the guard from the data at measurement time
+//! (fs-verity's format, SHA-256, 4 KiB blocks, no salt — what `fsverity digest`
+//! computes by default), and checked against on every read before data leaves the
+//! daemon.
 
-use std::io::Read;
 use std::sync::Arc;
 
 use vigil_fsverity::{HashAlg, Params, TreeSource, Verifier};
@@ -15,37 +15,10 @@ fn params() -> Params {
     Params::new(HashAlg::Sha256, BLOCK as u32, &[]).expect("SHA-256/4K is valid")
 }
 
-/// Build the tree of the `size` bytes of `content`: (fs-verity file digest, stored tree
-/// in the kernel's layout). Stops with an error as soon as `keep_going` says no (the
-/// file changed while it was being built).
-pub fn build(
-    content: &mut dyn Read,
-    size: u64,
-    keep_going: &dyn Fn() -> bool,
-) -> Result<(Vec<u8>, Vec<u8>), String> {
-    let mut b = vigil_fsverity::TreeBuilder::new(&params()).keep_tree(true);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        if !keep_going() {
-            return Err("tree build halted: the file changed".into());
-        }
-        let n = match content.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading the file for its Merkle tree: {e}")),
-        };
-        b.update(&buf[..n]);
-        total += n as u64;
-    }
-    if total != size {
-        return Err(format!(
-            "file is {total} bytes, expected {size}: it changed during the build"
-        ));
-    }
-    let t = b.finish();
-    Ok((t.digest().as_bytes().to_vec(), t.into_merkle_tree()))
+/// The tree builder to configure the guard with, so that the trees it stores are the
+/// ones [`ReadCheck`] expects.
+pub fn tree_builder() -> Arc<dyn vigil_guard::TreeBuilder> {
+    Arc::new(vigil_guard::FsVerityTrees::new(params()))
 }
 
 /// A stored tree shared between the measurement that owns it and its verifier.
@@ -157,9 +130,12 @@ mod tests {
     fn root_of_built_tree_matches_fsverity() {
         for n in [4097usize, 8192, 300_000, 1 << 20] {
             let d = data(n);
-            let (digest, tree) = build(&mut &d[..], n as u64, &|| true).unwrap();
+            let built = tree_builder()
+                .build(&mut &d[..], n as u64, &|| true)
+                .unwrap();
+            let tree = built.tree;
             let t = vigil_fsverity::build_tree_from_slice(&d, &params());
-            assert_eq!(digest, t.digest().as_bytes());
+            assert_eq!(built.digest, t.digest().as_bytes());
             assert_eq!(HashAlg::Sha256.hash(&tree[..4096]), t.root_hash());
             let c = ReadCheck::new(n as u64, Arc::new(tree), HashAlgo::Sha256, vec![]).unwrap();
             let (s, e) = c.span(5000, 10);
@@ -186,12 +162,5 @@ mod tests {
         let mut bad = d.clone();
         bad[3] = 0;
         assert!(c.verify(0, &bad).is_err());
-    }
-
-    #[test]
-    fn halted_build_reports_it() {
-        let d = data(10_000);
-        assert!(build(&mut &d[..], 10_000, &|| false).is_err());
-        assert!(build(&mut &d[..], 9_999, &|| true).is_err());
     }
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vigil_fs::{Background, Mount, MountOptions, Passthrough};
+use vigil_fs::{Background, Mount, MountOptions};
 
 pub fn can_mount() -> bool {
     // SAFETY: trivial getter.
@@ -17,6 +17,16 @@ pub fn can_mount() -> bool {
         return false;
     }
     true
+}
+
+/// A guard with no policy: nothing is measured or appraised (a plain passthrough with
+/// writer accounting and seals).
+fn plain_guard(dir: &Path) -> vigil_guard::Guard {
+    let cfg = vigil_guard::Config {
+        tree_builder: Some(vigil_fs::verity::tree_builder()),
+        ..Default::default()
+    };
+    vigil_guard::Guard::new(cfg, dir.join("state")).unwrap()
 }
 
 struct Fixture {
@@ -43,7 +53,7 @@ impl Fixture {
         }
     }
     fn mount(&mut self) {
-        let opts = MountOptions::new(&self.src, &self.mnt, Arc::new(Passthrough));
+        let opts = MountOptions::new(&self.src, &self.mnt, plain_guard(self._dir.path()));
         self.bg = Some(Mount::new(opts).unwrap().spawn().unwrap());
     }
     fn m(&self, p: &str) -> PathBuf {
@@ -429,7 +439,7 @@ fn mount_over_the_source_hides_it_and_lookups_are_released() {
     }
     let f = Fixture::new();
     fs::write(f.s("file"), b"content").unwrap();
-    let opts = MountOptions::new(&f.src, &f.src, Arc::new(Passthrough));
+    let opts = MountOptions::new(&f.src, &f.src, plain_guard(f._dir.path()));
     let bg = Mount::new(opts).unwrap().spawn().unwrap();
     // The mount covers the source; writes land in the (hidden) backing directory.
     assert_eq!(fs::read(f.s("file")).unwrap(), b"content");
