@@ -26,6 +26,8 @@ use crate::control::ControlFile;
 use crate::inode::Node;
 use crate::verity::ReadCheck;
 
+/// Attempts at an open whose measurement keeps being overtaken by writes.
+const OPEN_RETRIES: u32 = 20;
 const MAY_WRITE: u32 = 0x2;
 const MAY_READ: u32 = 0x4;
 const MAY_APPEND: u32 = 0x8;
@@ -75,8 +77,8 @@ fn errno_of(e: &vigil_guard::Error) -> Errno {
 
 impl Enforcer {
     /// An enforcer for the mount of `src` (canonical path) on `mnt`. `root` is the
-    /// source directory's descriptor; a duplicate is registered with the guard so its
-    /// deferred jobs can reopen files by handle.
+    /// source directory's descriptor; a readable descriptor of it is registered with
+    /// the guard so its deferred jobs can reopen files by handle.
     pub fn new(
         guard: Guard,
         src: &Path,
@@ -84,8 +86,9 @@ impl Enforcer {
         root: BorrowedFd<'_>,
         verify_reads: bool,
     ) -> std::io::Result<Enforcer> {
-        let dup = root.try_clone_to_owned()?;
-        guard.register_mount(dup).map_err(std::io::Error::other)?;
+        // open_by_handle_at needs a real (not O_PATH) descriptor on the mount.
+        let dir = crate::sys::openat(root, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        guard.register_mount(dir).map_err(std::io::Error::other)?;
         Ok(Enforcer {
             guard,
             src: src.to_owned(),
@@ -150,7 +153,19 @@ impl Enforcer {
             path: path.clone(),
             created,
         };
-        let d = match self.guard.on_open(&ident, file.as_fd(), &req) {
+        // A measurement overtaken by concurrent writes is retried a few times (IMA
+        // measures a file being written as it finds it).
+        let mut attempt = 0;
+        let d = loop {
+            match self.guard.on_open(&ident, file.as_fd(), &req) {
+                Err(vigil_guard::Error::Changed) if attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(u64::from(attempt)));
+                }
+                r => break r,
+            }
+        };
+        let d = match d {
             Ok(d) => d,
             Err(e) => {
                 let errno = errno_of(&e);

@@ -327,6 +327,11 @@ impl Background {
         self.shared.inodes.len()
     }
 
+    /// The enforcement core serving the mount.
+    pub fn guard(&self) -> &vigil_guard::Guard {
+        self.shared.enforce.guard()
+    }
+
     /// Open handles (files and directories).
     pub fn open_handles(&self) -> usize {
         self.shared.handles.len()
