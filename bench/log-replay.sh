@@ -2,7 +2,7 @@
 # Replay and verify a 1,000,000-record IMA measurement list (the ibmtss Fedora list,
 # repeated) with vigil and with evmctl ima_measurement; prints medians of 3 runs,
 # records/s, peak RSS, and the ratio. Constant memory: peak RSS must not grow with the
-# list (compare with the 10,000-record run). Times are elapsed and CPU (user+sys)
+# list (compare with the 100,000-record run). Times are elapsed and CPU (user+sys)
 # seconds; on a shared machine the CPU time is the fairer measure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ run3() { # label, command… → prints "elapsed cpu maxrss_kib" medians
   echo "$(printf '%s\n' "${t[@]}" | median) $(printf '%s\n' "${c[@]}" | median) $(printf '%s\n' "${m[@]}" | median)"
 }
 
-for n in 10000 1000000; do
+for n in 100000 1000000; do
   list=$work/list-$n
   make_list "$n" "$list"
   records=$("$VIGIL" log replay --json --bank sha1 "$list" | jq .records)

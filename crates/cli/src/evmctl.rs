@@ -195,22 +195,26 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
         ParseExit(ExitCode::from(1))
     })?;
     let mut o = EvmctlOpts::default();
+    if parsed.has("help") {
+        usage();
+        return Err(ParseExit(ExitCode::SUCCESS));
+    }
+    o.verbose = parsed.count("v");
+    o.pcrs = parsed.values("pcrs").map(str::to_owned).collect();
+    if let Some(a) = parsed.value("hashalgo") {
+        o.hash_algo = a.to_owned();
+    }
     for (key, value) in &parsed.opts {
         let v = value.clone();
         match *key {
-            "help" => {
-                usage();
-                return Err(ParseExit(ExitCode::SUCCESS));
-            }
             "version" => {
                 println!("{VERSION}");
                 return Err(ParseExit(ExitCode::SUCCESS));
             }
-            "v" => o.verbose += 1,
+            "help" | "v" | "pcrs" | "hashalgo" => {}
             "n" => o.no_xattr = true,
             "imasig" => o.imasig = true,
             "imahash" => o.imahash = true,
-            "hashalgo" => o.hash_algo = v.unwrap_or_default(),
             "pass" => match v {
                 Some(p) => o.pass = Some(p),
                 None => o.pass_prompt = true,
@@ -254,7 +258,6 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
             "engine" | "provider" => o.engine = v,
             "xattr-user" => o.xattr_user = true,
             "ignore-violations" => o.ignore_violations = true,
-            "pcrs" => o.pcrs.extend(v),
             "verify-bank" => o.verify_bank = Some(v),
             "keyid" => match v.as_deref().unwrap_or_default().parse::<KeyId>() {
                 Ok(k) => o.keyid = Some(k),
@@ -344,6 +347,16 @@ const CMDS: &[Cmd] = &[
         name: "ima_hash",
         arg: "file",
         msg: "Make file content hash.\n",
+    },
+    Cmd {
+        name: "ima_measurement",
+        arg: "[--ignore-violations] [--verify-sig [--key key1, key2, ...]] [--pcrs [hash-algorithm,]file [--pcrs hash-algorithm,file] ...] [--verify-bank hash-algorithm] file",
+        msg: "Verify measurement list (experimental).\n",
+    },
+    Cmd {
+        name: "ima_boot_aggregate",
+        arg: "[--pcrs hash-algorithm,file] [TPM 1.2 BIOS event log]",
+        msg: "Calculate per TPM bank boot_aggregate digests\n",
     },
     Cmd {
         name: "sign_hash",
@@ -438,6 +451,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
                 opts.ignore_violations,
                 bank,
                 opts.verbose as u32,
+                opts.verify_sig,
+                opts.keys.as_deref(),
             );
         }
         "ima_boot_aggregate" => {
@@ -588,7 +603,7 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         let p = Path::new(f);
         let r = ima::read_ima_value(p, opts.sigfile, names).and_then(|v| {
             let x = ImaXattr::decode(&v).with_context(|| format!("invalid {}", names.ima))?;
-            if x.xattr_type() != XattrType::DigSig {
+            if !matches!(x.xattr_type(), XattrType::DigSig | XattrType::ImaVeritySig) {
                 bail!(
                     "{} has no signature (type 0x{:02x} {})",
                     names.ima,
@@ -596,7 +611,7 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
                     x.xattr_type().kernel_name()
                 );
             }
-            ima::verify_ima_value(p, &v, &ring)
+            ima::verify_ima_value(p, &v, &ring, &ima::VerityParams::default())
         });
         match r {
             Ok(_) if opts.verbose > 0 => eprintln!("{f}: verification is OK"),

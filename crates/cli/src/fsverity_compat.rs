@@ -329,6 +329,20 @@ fn write_out(file: &mut File, path: &str, bytes: &[u8]) -> Res<()> {
         })
 }
 
+/// The tree is written with `pwrite` from offset 0, as libfsverity does, so with several
+/// input files each tree overwrites the start of the previous one.
+fn write_tree(file: &mut File, path: &str, bytes: &[u8]) -> Res<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| {
+            runtime(format!(
+                "ERROR: write error on '{path}': {}\n",
+                strerror(&e)
+            ))
+        })
+}
+
 /// Compute the tree of `path` (read to EOF), with fsverity-utils' error messages.
 fn compute(path: &str, raw: &RawParams, keep_tree: bool) -> Res<Tree> {
     let mut file = open_in(path)?;
@@ -396,7 +410,7 @@ fn digest(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
             *out += &format!("{}:{hex} {path}\n", d.alg());
         }
         if let Some((f, p)) = &mut tree_out {
-            write_out(f, p, tree.merkle_tree())?;
+            write_tree(f, p, tree.merkle_tree())?;
         }
         if let Some((f, p)) = &mut desc_out {
             write_out(f, p, &tree.descriptor_bytes())?;
@@ -409,9 +423,19 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
     const SPEC: &[Opt] = &[
         Opt::new(None, Some("key"), HasArg::Required, "key"),
         Opt::new(None, Some("cert"), HasArg::Required, "cert"),
-        Opt::new(None, Some("pkcs11-engine"), HasArg::Required, "pkcs11"),
-        Opt::new(None, Some("pkcs11-module"), HasArg::Required, "pkcs11"),
-        Opt::new(None, Some("pkcs11-keyid"), HasArg::Required, "pkcs11"),
+        Opt::new(
+            None,
+            Some("pkcs11-engine"),
+            HasArg::Required,
+            "pkcs11-engine",
+        ),
+        Opt::new(
+            None,
+            Some("pkcs11-module"),
+            HasArg::Required,
+            "pkcs11-module",
+        ),
+        Opt::new(None, Some("pkcs11-keyid"), HasArg::Required, "pkcs11-keyid"),
         HASH_ALG,
         BLOCK_SIZE,
         SALT,
@@ -423,13 +447,15 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
     let (mut key, mut cert) = (None, None);
     let mut tree_out: Option<(File, String)> = None;
     let mut desc_out: Option<(File, String)> = None;
-    let mut pkcs11 = false;
+    let (mut engine, mut module) = (false, false);
     for (k, value) in &parsed.opts {
         let v = value.as_deref().unwrap_or("");
         match *k {
             "key" => key = Some(v.to_owned()),
             "cert" => cert = Some(v.to_owned()),
-            "pkcs11" => pkcs11 = true,
+            "pkcs11-engine" => engine = true,
+            "pkcs11-module" => module = true,
+            "pkcs11-keyid" => {}
             "out-merkle-tree" | "out-descriptor" => {
                 let f = open_out(v).map_err(|m| usage_err(cmd, &m))?;
                 let slot = if *k == "out-merkle-tree" {
@@ -448,16 +474,35 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
     let (path, sig_path) = (&parsed.operands[0], &parsed.operands[1]);
     let tree = compute(path, &raw, tree_out.is_some())?;
     let failed = |m: String| runtime(format!("{m}ERROR: failed to sign digest\n"));
-    if pkcs11 {
-        return Err(failed(
-            "ERROR: PKCS#11 tokens are not supported by this implementation\n".into(),
-        ));
-    }
+    // libfsverity's order: certificate, then the key (file or token).
     let Some(cert_path) = cert.as_ref().or(key.as_ref()) else {
         return Err(failed("ERROR: no certificate specified\n".into()));
     };
-    let Some(key_path) = key.as_ref() else {
-        return Err(failed("ERROR: no private key specified\n".into()));
+    let cert_pem = std::fs::read(cert_path)
+        .map_err(|_| failed(format!("ERROR: can't open '{cert_path}' for reading\n")))?;
+    let crt = vigil_fsverity::certificate_from_pem(&cert_pem).map_err(|_| {
+        failed(format!(
+            "ERROR: Failed to parse X.509 certificate file '{cert_path}'.\n       Note: it must be in PEM format.\n"
+        ))
+    })?;
+    let key_path = match (&key, engine || module) {
+        (Some(_), true) => return Err(failed(
+            "ERROR: private key must be specified either by file or by PKCS#11 token, not both\n"
+                .into(),
+        )),
+        (Some(k), false) => k,
+        (None, true) if !engine => {
+            return Err(failed("ERROR: no PKCS#11 engine specified\n".into()))
+        }
+        (None, true) if !module => {
+            return Err(failed("ERROR: no PKCS#11 module specified\n".into()))
+        }
+        (None, true) => {
+            return Err(failed(
+                "ERROR: PKCS#11 tokens are not supported by this implementation\n".into(),
+            ))
+        }
+        (None, false) => return Err(failed("ERROR: no private key specified\n".into())),
     };
     let key_pem = std::fs::read(key_path)
         .map_err(|_| failed(format!("ERROR: can't open '{key_path}' for reading\n")))?;
@@ -466,19 +511,13 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
             "ERROR: Failed to parse private key file '{key_path}'.\n       Note: it must be in PEM PKCS#8 format.\n"
         ))
     })?;
-    let cert_pem = std::fs::read(cert_path)
-        .map_err(|_| failed(format!("ERROR: can't open '{cert_path}' for reading\n")))?;
-    let crt = vigil_fsverity::certificate_from_pem(&cert_pem).map_err(|_| {
-        failed(format!(
-            "ERROR: Failed to parse X.509 certificate file '{cert_path}'.\n       Note: it must be in PEM format.\n"
-        ))
-    })?;
+    // The one way signing fails once key and certificate are read: they do not match.
     let sig = vigil_fsverity::sign(&tree.digest(), &sk, &crt)
-        .map_err(|e| failed(format!("ERROR: failed to sign: {e}\n")))?;
+        .map_err(|_| failed("ERROR: failed to add signer to PKCS#7 signature object\n".into()))?;
     let mut f = open_out(sig_path).map_err(runtime)?;
     write_out(&mut f, sig_path, &sig)?;
     if let Some((f, p)) = &mut tree_out {
-        write_out(f, p, tree.merkle_tree())?;
+        write_tree(f, p, tree.merkle_tree())?;
     }
     if let Some((f, p)) = &mut desc_out {
         write_out(f, p, &tree.descriptor_bytes())?;

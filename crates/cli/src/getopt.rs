@@ -47,6 +47,32 @@ pub struct Parsed {
     pub operands: Vec<String>,
 }
 
+impl Parsed {
+    /// Whether option `key` was given at least once.
+    pub fn has(&self, key: &str) -> bool {
+        self.opts.iter().any(|(k, _)| *k == key)
+    }
+    /// How often option `key` was given (`-vvv` → 3).
+    pub fn count(&self, key: &str) -> usize {
+        self.opts.iter().filter(|(k, _)| *k == key).count()
+    }
+    /// The last value given for `key` (later options override earlier ones, as in C tools).
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.opts
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.as_deref())
+    }
+    /// Every value given for `key`, in order.
+    pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.opts
+            .iter()
+            .filter(move |(k, _)| *k == key)
+            .filter_map(|(_, v)| v.as_deref())
+    }
+}
+
 /// What went wrong, worded as GNU getopt words it (the caller prefixes the program name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetoptError {
@@ -179,19 +205,6 @@ mod tests {
         Opt::new(None, Some("keyid"), HasArg::Required, "keyid"),
         Opt::new(None, Some("sigfile"), HasArg::No, "sigfile"),
     ];
-
-    impl Parsed {
-        fn has(&self, key: &str) -> bool {
-            self.opts.iter().any(|(k, _)| *k == key)
-        }
-        fn count(&self, key: &str) -> usize {
-            self.opts.iter().filter(|(k, _)| *k == key).count()
-        }
-        fn value(&self, key: &str) -> Option<&str> {
-            let last = self.opts.iter().rev().find(|(k, _)| *k == key);
-            last.and_then(|(_, v)| v.as_deref())
-        }
-    }
 
     fn p(args: &[&str]) -> Result<Parsed, GetoptError> {
         parse(

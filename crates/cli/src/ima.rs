@@ -74,6 +74,47 @@ impl XattrOpts {
     }
 }
 
+/// How to compute fs-verity digests for `--verity` (when the file does not have
+/// fs-verity enabled; otherwise the kernel's digest is used).
+#[derive(Args, Clone)]
+pub struct VerityOpts {
+    /// Merkle tree block size for computing a file's fs-verity digest.
+    #[arg(long, default_value_t = 4096, value_name = "BYTES")]
+    pub block_size: u32,
+    /// Salt (hex) for computing a file's fs-verity digest.
+    #[arg(long, value_name = "HEX")]
+    pub salt: Option<String>,
+}
+
+impl VerityOpts {
+    pub(crate) fn params(&self) -> anyhow::Result<VerityParams> {
+        let salt = match &self.salt {
+            Some(h) => hex::decode(h).context("--salt: bad hex")?,
+            None => Vec::new(),
+        };
+        Ok(VerityParams {
+            block_size: self.block_size,
+            salt,
+        })
+    }
+}
+
+/// Merkle tree parameters for fs-verity digests computed in userspace.
+#[derive(Clone, Debug)]
+pub(crate) struct VerityParams {
+    pub block_size: u32,
+    pub salt: Vec<u8>,
+}
+
+impl Default for VerityParams {
+    fn default() -> Self {
+        VerityParams {
+            block_size: 4096,
+            salt: Vec::new(),
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct HashArgs {
     /// Hash algorithm: a kernel name (sha256, sha3-256, sm3, streebog256, …) or an
@@ -143,8 +184,17 @@ pub struct SignArgs {
     pub no_xattr: bool,
     /// Make a v3 signature (over `H(ima_file_id)` with type 0x03) instead of v2.
     /// Needs a kernel or verifier with sigv3 support for regular file hashes.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "verity")]
     pub v3: bool,
+    /// Sign the file's fs-verity digest: a v3 signature of type 0x06
+    /// (IMA_VERITY_DIGSIG) over `H(ima_file_id{0x06, algo, digest})`, for
+    /// `appraise_type=sigv3` rules on files with fs-verity enabled. `-a` must be
+    /// sha256 or sha512. The digest is the kernel's if the file has fs-verity
+    /// enabled, else computed with --block-size/--salt.
+    #[arg(long)]
+    pub verity: bool,
+    #[command(flatten)]
+    pub verity_opts: VerityOpts,
     /// Recurse into directories (regular files only), signing in parallel.
     #[arg(short = 'r', long)]
     pub recursive: bool,
@@ -171,6 +221,8 @@ pub struct VerifyArgs {
     /// `appraise_type=imasig`).
     #[arg(long)]
     pub require_signature: bool,
+    #[command(flatten)]
+    pub verity_opts: VerityOpts,
     /// Recurse into directories (regular files only), verifying in parallel.
     #[arg(short = 'r', long)]
     pub recursive: bool,
@@ -364,7 +416,17 @@ pub(crate) fn sign_file(
     key: &PrivateKey,
     algo: HashAlgo,
     v3: bool,
+    verity: Option<&VerityParams>,
 ) -> anyhow::Result<Signature> {
+    if let Some(vp) = verity {
+        let digest = verity_digest(path, algo, vp)?;
+        return Ok(vigil_ima::sign_v3(
+            key,
+            XattrType::ImaVeritySig,
+            algo,
+            &digest,
+        )?);
+    }
     let digest = file_digest(path, algo)?;
     let sig = if v3 {
         vigil_ima::sign_v3(key, XattrType::DigSig, algo, &digest)?
@@ -372,6 +434,41 @@ pub(crate) fn sign_file(
         vigil_ima::sign_digest(key, algo, &digest)?
     };
     Ok(sig)
+}
+
+/// The fs-verity digest of a regular file with `algo` (sha256 or sha512): the
+/// kernel's measurement if the file has fs-verity enabled, else computed with `vp`.
+pub(crate) fn verity_digest(
+    path: &Path,
+    algo: HashAlgo,
+    vp: &VerityParams,
+) -> anyhow::Result<Vec<u8>> {
+    use vigil_fsverity::HashAlg;
+    let alg = match algo {
+        HashAlgo::Sha256 => HashAlg::Sha256,
+        HashAlgo::Sha512 => HashAlg::Sha512,
+        other => bail!("fs-verity digests are sha256 or sha512, not {other}"),
+    };
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+    if !meta.file_type().is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    if let Ok(Some(d)) = vigil_fsverity::sys::measure(&f) {
+        if d.alg() != alg {
+            bail!(
+                "{}: fs-verity is enabled with {}, not {alg}",
+                path.display(),
+                d.alg().name()
+            );
+        }
+        return Ok(d.as_bytes().to_vec());
+    }
+    let params = vigil_fsverity::Params::new(alg, vp.block_size, &vp.salt)
+        .map_err(|e| anyhow!("fs-verity parameters: {e}"))?;
+    let tree = vigil_fsverity::compute_digest(std::io::BufReader::new(f), &params)
+        .with_context(|| format!("{}: read", path.display()))?;
+    Ok(tree.digest().as_bytes().to_vec())
 }
 
 /// `PATH.sig`.
@@ -429,6 +526,7 @@ pub(crate) fn verify_ima_value(
     path: &Path,
     value: &[u8],
     ring: &KeyRing,
+    verity: &VerityParams,
 ) -> anyhow::Result<Verified> {
     let x = ImaXattr::decode(value).context("invalid IMA value")?;
     match &x {
@@ -445,16 +543,14 @@ pub(crate) fn verify_ima_value(
         }
         ImaXattr::Hmac(_) => bail!("an EVM HMAC is not an IMA value"),
         ImaXattr::Signature(sig) => {
-            match sig.xattr_type {
-                XattrType::EvmPortableDigSig => {
-                    bail!("an EVM portable signature (type 0x05) is not an IMA file signature")
-                }
-                XattrType::ImaVeritySig => {
-                    bail!("fs-verity signatures (type 0x06) need the file's fs-verity digest, which this build cannot compute")
-                }
-                _ => {}
+            if sig.xattr_type == XattrType::EvmPortableDigSig {
+                bail!("an EVM portable signature (type 0x05) is not an IMA file signature");
             }
-            let digest = file_digest(path, sig.hash_algo)?;
+            let digest = if sig.xattr_type == XattrType::ImaVeritySig {
+                verity_digest(path, sig.hash_algo, verity)?
+            } else {
+                file_digest(path, sig.hash_algo)?
+            };
             let keyid = ring.verify_signature(sig, &digest)?;
             Ok(Verified {
                 keyid: Some(keyid),
@@ -584,10 +680,15 @@ fn cmd_hash(a: HashArgs) -> anyhow::Result<ExitCode> {
 
 fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     let key = a.key.load()?;
+    let verity = if a.verity {
+        Some(a.verity_opts.params()?)
+    } else {
+        None
+    };
     let files = expand(&a.files, a.recursive)?;
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
-        let value = sign_file(p, &key, a.hash_algo, a.v3)?.encode();
+        let value = sign_file(p, &key, a.hash_algo, a.v3, verity.as_ref())?.encode();
         if a.sigfile {
             write_atomic(&sigfile_path(p), &value)?;
         }
@@ -620,11 +721,12 @@ struct VerifyJson {
 
 fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let ring = KeyRing::load_list(&a.key).context("loading verification keys")?;
+    let verity = a.verity_opts.params()?;
     let files = expand(&a.files, a.recursive)?;
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
         let v = read_ima_value(p, a.sigfile, names)
-            .and_then(|value| verify_ima_value(p, &value, &ring))?;
+            .and_then(|value| verify_ima_value(p, &value, &ring, &verity))?;
         if a.require_signature && v.keyid.is_none() {
             bail!("has a hash value, not a signature");
         }
@@ -639,6 +741,9 @@ fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 path: p.display().to_string(),
                 ok: true,
                 kind: Some(match &v.value {
+                    ImaXattr::Signature(s) if s.xattr_type == XattrType::ImaVeritySig => {
+                        "fs-verity signature v3"
+                    }
                     ImaXattr::Signature(s) if s.version == 3 => "signature v3",
                     ImaXattr::Signature(_) => "signature v2",
                     _ => "hash",

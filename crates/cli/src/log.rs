@@ -15,8 +15,9 @@ use vigil_ima::list::{
     ascii, binary, AsciiReader, Bank, BinaryReader, Endian, ExtendMode, Field, FieldId, PcrBanks,
     Record, Replay, ReplayStep, TailPolicy, NUM_PCRS,
 };
+use vigil_ima::list::{check_signatures, SigCheck};
 use vigil_ima::tcg::{boot_aggregate, AggregateRange, EventLog};
-use vigil_ima::{pcrs, HashAlgo};
+use vigil_ima::{pcrs, HashAlgo, KeyRing};
 
 /// Where the kernel exports the measurement list.
 const SECURITYFS_DIRS: &[&str] = &[
@@ -236,8 +237,20 @@ pub struct VerifyArgs {
     /// Only this bank has to match (default: every bank given).
     #[arg(long, value_name = "ALG")]
     pub verify_bank: Option<String>,
-    /// Print the outcome for each bank even on success (with --evmctl: evmctl's
-    /// verbosity, repeatable).
+    /// Check the signature of every entry that carries one — `ima-sig`/`ima-sigv2`
+    /// (and custom templates with a `sig` field) against the entry's file digest,
+    /// `evm-sig` against the EVM portable digest of the entry's xattrs, owner and mode —
+    /// with the keys of --key. A bad signature or a key id with no key fails the
+    /// verification; appended (modsig) signatures are reported as not checked.
+    #[arg(long)]
+    pub verify_sig: bool,
+    /// Verification key (X.509 certificate, DER or PEM, or a public key), or a
+    /// comma-separated list of them; repeatable. evmctl's default is
+    /// /etc/keys/x509_evm.der.
+    #[arg(short, long = "key", value_name = "FILE[,FILE…]")]
+    pub keys: Vec<String>,
+    /// Print the outcome for each bank even on success, and each verified signature
+    /// (with --evmctl: evmctl's verbosity, repeatable).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Behave exactly as `evmctl ima_measurement` (1.4): its replay rules (violations
@@ -971,6 +984,54 @@ pub fn read_sysfs_pcrs(algos: &[HashAlgo]) -> Result<ExpectedPcrs> {
 // ---------------------------------------------------------------------------------------
 // verify
 
+/// Signature outcomes of a verification.
+#[derive(Default)]
+struct SigStats {
+    verified: u64,
+    failed: u64,
+    unchecked: u64,
+    first_failure: Option<u64>,
+}
+
+impl SigStats {
+    /// Check the signatures of one entry, printing failures (and with `verbose`
+    /// successes) with the record number and name.
+    fn check(&mut self, p: &Parts<'_>, ring: &KeyRing, verbose: bool) -> Result<()> {
+        let r = Record::decode(
+            p.pcr,
+            p.digest_algo,
+            p.digest,
+            p.template_name,
+            p.data,
+            p.endian,
+        )?;
+        for (field, outcome) in check_signatures(&r, ring, p.endian) {
+            let name = String::from_utf8_lossy(r.name().unwrap_or_default());
+            let line = format!("record {} {name}: {field}: {outcome}", p.index);
+            match outcome {
+                SigCheck::Verified(_) => {
+                    self.verified += 1;
+                    if verbose {
+                        println!("{line}");
+                    }
+                }
+                SigCheck::Unchecked(_) => {
+                    self.unchecked += 1;
+                    if verbose {
+                        eprintln!("{line}");
+                    }
+                }
+                SigCheck::UnknownKey(_) | SigCheck::Failed { .. } => {
+                    self.failed += 1;
+                    self.first_failure.get_or_insert(p.index);
+                    eprintln!("{line}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn matches_now(computed: &Bank, expected: &Bank, given: u32, touched: u32) -> bool {
     touched != 0
         && touched & !given == 0
@@ -982,14 +1043,35 @@ fn matches_now(computed: &Bank, expected: &Bank, given: u32, touched: u32) -> bo
 fn verify(a: VerifyArgs) -> Result<ExitCode> {
     if a.evmctl {
         let file = a.input.file.clone().unwrap_or_else(live_list);
+        let keys = (!a.keys.is_empty()).then(|| a.keys.join(","));
         return Ok(evmctl_ima_measurement(
             &file,
             &a.pcrs,
             a.ignore_violations,
             a.verify_bank.as_deref(),
             a.verbose.into(),
+            a.verify_sig,
+            keys.as_deref(),
         ));
     }
+    let ring = if a.verify_sig {
+        let mut ring = KeyRing::new();
+        for list in &a.keys {
+            for k in KeyRing::load_list(list)
+                .with_context(|| format!("--key {list}"))?
+                .keys()
+            {
+                ring.add(k.clone());
+            }
+        }
+        if ring.keys().is_empty() {
+            bail!("--verify-sig needs keys (--key FILE)");
+        }
+        Some(ring)
+    } else {
+        None
+    };
+    let mut sig_stats = SigStats::default();
     let mut expected = if a.pcrs.is_empty() {
         read_sysfs_pcrs(&[
             HashAlgo::Sha1,
@@ -1023,6 +1105,9 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     loop {
         let Some((i, step)) = src
             .next_parts(|p| {
+                if let Some(ring) = &ring {
+                    sig_stats.check(p, ring, a.verbose > 0)?;
+                }
                 let step = p.extend(&mut per_bank)?;
                 // Kernels < 5.8 extended the logged SHA-1 template digest, padded; only
                 // legacy (SHA-1) lists can come from them.
@@ -1109,6 +1194,18 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
             ),
         );
     }
+    if let Some(i) = sig_stats.first_failure {
+        ok = false;
+        report.push(format!(
+            "{} signatures fail (first: record {i}); {} verified, {} not checked",
+            sig_stats.failed, sig_stats.verified, sig_stats.unchecked
+        ));
+    } else if ring.is_some() && (a.verbose > 0 || sig_stats.unchecked > 0) {
+        eprintln!(
+            "{}: {} signatures verified, {} not checked",
+            src.name, sig_stats.verified, sig_stats.unchecked
+        );
+    }
     if let Some(i) = first_violation {
         if !a.ignore_violations {
             ok = false;
@@ -1170,7 +1267,7 @@ fn boot_aggregate_cmd(a: BootAggregateArgs) -> Result<ExitCode> {
     for b in banks
         .banks
         .iter()
-        .filter(|b| only.as_ref().is_none_or(|o| o.contains(&b.algo)))
+        .filter(|b| only.as_ref().map_or(true, |o| o.contains(&b.algo)))
     {
         let ranges: &[(AggregateRange, &str)] = match a.range {
             RangeArg::Kernel => &[(AggregateRange::kernel_default(b.algo), "")],
@@ -1220,26 +1317,10 @@ pub fn evmctl_ima_measurement(
     ignore_violations: bool,
     verify_bank: Option<&str>,
     verbose: u32,
+    verify_sig: bool,
+    keys: Option<&str>,
 ) -> ExitCode {
     let algos = [HashAlgo::Sha1, HashAlgo::Sha256];
-    let tpm = if pcr_files.is_empty() {
-        read_sysfs_pcrs(&algos).ok()
-    } else {
-        for spec in pcr_files {
-            let alg = spec.split_once(',').map_or("sha1", |(a, _)| a);
-            if !algos.iter().any(|a| a.name() == alg) {
-                eprintln!("Unknown algorithm '{alg}'");
-                return ExitCode::from(EVMCTL_ERROR);
-            }
-        }
-        match read_pcr_files(pcr_files) {
-            Ok(e) => Some(e),
-            Err(e) => {
-                eprintln!("{e:#}");
-                return ExitCode::from(EVMCTL_ERROR);
-            }
-        }
-    };
     let f = match File::open(file) {
         Ok(f) => f,
         Err(e) => {
@@ -1247,6 +1328,12 @@ pub fn evmctl_ima_measurement(
             eprintln!("errno: {} ({})", e, e.raw_os_error().unwrap_or(0));
             return ExitCode::from(EVMCTL_ERROR);
         }
+    };
+    let mut sigs = EvmctlSigs::load(keys.unwrap_or(EVMCTL_DEFAULT_KEY), verify_sig, verbose);
+    let tpm = if pcr_files.is_empty() {
+        read_sysfs_pcrs(&algos).ok()
+    } else {
+        evmctl_read_pcr_files(pcr_files, &algos)
     };
     let mut rd = BinaryReader::new(
         BufReader::with_capacity(1 << 16, f),
@@ -1306,14 +1393,13 @@ pub fn evmctl_ima_measurement(
             _ => {}
         }
         let violation = raw.is_violation();
-        if !violation {
-            if raw
+        if !violation
+            && raw
                 .template_digest_into(HashAlgo::Sha1, Endian::native(), &mut sha1)
                 .is_err()
-            {
-                eprintln!("Unable to read template");
-                return ExitCode::from(EVMCTL_ERROR);
-            }
+        {
+            eprintln!("Unable to read template");
+            return ExitCode::from(EVMCTL_ERROR);
         }
         // evmctl keeps the result of the last check in one variable, which is what a
         // run cut short returns.
@@ -1344,6 +1430,9 @@ pub fn evmctl_ima_measurement(
         }
         if verbose >= 1 {
             let _ = io::stderr().write_all(&evmctl_show_line(&raw));
+        }
+        if raw.template_name == "ima-sig" {
+            sigs.check(&raw);
         }
         if !is_ima {
             let left = evmctl_unprocessed(raw.template_name, raw.data);
@@ -1401,6 +1490,148 @@ pub fn evmctl_ima_measurement(
         rc = 1;
     }
     ExitCode::from(rc)
+}
+
+/// evmctl's default verification key.
+const EVMCTL_DEFAULT_KEY: &str = "/etc/keys/x509_evm.der";
+
+/// Read evmctl `--pcrs` files; evmctl goes on without TPM values when they cannot be
+/// read.
+fn evmctl_read_pcr_files(pcr_files: &[String], algos: &[HashAlgo]) -> Option<ExpectedPcrs> {
+    for spec in pcr_files {
+        let (alg, path) = spec.split_once(',').unwrap_or(("sha1", spec));
+        if !algos.iter().any(|a| a.name() == alg) {
+            eprintln!("Unknown algorithm '{alg}'");
+            return None;
+        }
+        if !Path::new(path).exists() {
+            eprintln!("Could not stat '{path}'");
+            return None;
+        }
+    }
+    match read_pcr_files(pcr_files) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("{e:#}");
+            None
+        }
+    }
+}
+
+/// evmctl's signature checks of `ima-sig` entries during `ima_measurement`: against
+/// the digest in the list (`--verify-sig`) or against the local file of the same name,
+/// with its messages. They never change the exit status.
+struct EvmctlSigs {
+    ring: KeyRing,
+    /// Key ids evmctl has numbered: loaded keys, then unknown ids as they are met.
+    numbered: Vec<vigil_ima::KeyId>,
+    verify_sig: bool,
+    verbose: u32,
+}
+
+impl EvmctlSigs {
+    fn load(list: &str, verify_sig: bool, verbose: u32) -> EvmctlSigs {
+        let mut s = EvmctlSigs {
+            ring: KeyRing::new(),
+            numbered: Vec::new(),
+            verify_sig,
+            verbose,
+        };
+        for path in list.split(',').filter(|p| !p.is_empty()) {
+            match vigil_ima::PublicKey::load(path) {
+                Ok(k) => {
+                    s.numbered.push(k.computed_keyid());
+                    // evmctl prints key ids with %x: no leading zeros.
+                    eprintln!(
+                        "key {}: {:x} {path}",
+                        s.numbered.len(),
+                        k.computed_keyid().0
+                    );
+                    s.ring.add(k);
+                }
+                Err(_) => {
+                    if verbose >= 1 {
+                        eprintln!("Failed to open keyfile: {path}");
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    fn check(&mut self, raw: &vigil_ima::list::RawRecord<'_>) {
+        let Ok(r) = raw.to_record(HashAlgo::Sha1, Endian::native()) else {
+            return;
+        };
+        let Some(sig_bytes) = r.signature() else {
+            return;
+        };
+        let path = String::from_utf8_lossy(r.name().unwrap_or_default()).into_owned();
+        if sig_bytes[0] != 3 {
+            eprintln!("{path}: xattr ima has no signature");
+            return;
+        }
+        let sig = match vigil_ima::Signature::decode(sig_bytes) {
+            Ok(s) => s,
+            Err(_) => {
+                eprintln!("{path}: Invalid signature");
+                return;
+            }
+        };
+        let digest = if self.verify_sig {
+            r.file_digest().map(|(_, d)| d.to_vec()).unwrap_or_default()
+        } else {
+            match evmctl_hash_local_file(&path, sig.hash_algo) {
+                Some(d) => d,
+                None => return,
+            }
+        };
+        if self.verbose >= 1 {
+            eprintln!("hash({}): {}", sig.hash_algo, hex::encode(&digest));
+        }
+        if self.ring.find(sig.keyid).is_none() {
+            if !self.numbered.contains(&sig.keyid) {
+                self.numbered.push(sig.keyid);
+                eprintln!(
+                    "key {}: {:x} (unknown keyid)",
+                    self.numbered.len(),
+                    sig.keyid.0
+                );
+            }
+            if self.verbose >= 1 {
+                eprintln!(
+                    "{path}: verification failed: unknown keyid {:x}",
+                    sig.keyid.0
+                );
+            }
+            return;
+        }
+        match self.ring.verify_signature(&sig, &digest) {
+            Ok(_) => {
+                if self.verbose >= 1 {
+                    eprintln!("{path}: verification is OK");
+                }
+            }
+            Err(e) => eprintln!("{path}: verification failed: 0 ({e})"),
+        }
+    }
+}
+
+/// What evmctl does without `--verify-sig`: hash the local file named by the entry.
+fn evmctl_hash_local_file(path: &str, algo: HashAlgo) -> Option<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        eprintln!("Failed to stat: {path}");
+        return None;
+    };
+    if !meta.file_type().is_file() {
+        eprint!("Unsupported file type (0x{:x})", meta.mode() & 0o170000);
+        return None;
+    }
+    let mut h = vigil_ima::Hasher::new(algo).ok()?;
+    let mut f = File::open(path).ok()?;
+    io::copy(&mut f, &mut h).ok()?;
+    Some(h.finalize())
 }
 
 /// evmctl's exit status for a command result: -1 becomes 125.

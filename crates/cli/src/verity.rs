@@ -13,39 +13,46 @@ use vigil_fsverity::{sys, HashAlg, Params, Tree, TreeBuilder};
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Compute the fs-verity digest of files (what `FS_IOC_MEASURE_VERITY` would report
-    /// once verity is enabled with the same parameters), in userspace.
+    /// Compute fs-verity file digests in userspace.
     ///
-    /// One line per file, as `fsverity digest` prints: `sha256:<hex> <path>`. With
+    /// The digest is what `FS_IOC_MEASURE_VERITY` reports once verity is enabled with
+    /// the same parameters. One line per file, as `fsverity digest` prints: `sha256:<hex> <path>`. With
     /// `-r`, directories are walked and their regular files digested in parallel (a
     /// progress bar is shown when stderr is a terminal). Pipes and other non-regular
     /// inputs are read to EOF. Exit status 0, or 2 if any input could not be read.
     ///
     /// Example: `vigil digest --hash-alg sha512 -r /usr/bin`
     Digest(DigestArgs),
-    /// Sign a file's fs-verity digest with a builtin signature (PKCS#7), as
-    /// `fsverity sign` does; the DER signature can be passed to `vigil enable
+    /// Sign a file's fs-verity digest (PKCS#7 builtin signature).
+    ///
+    /// As `fsverity sign` does; the DER signature can be passed to `vigil enable
     /// --signature`. RSA signatures are byte-identical to fsverity-utils'.
     ///
     /// Prints `Signed file '<path>' (sha256:<hex>)`. Exit status 0, or 2 on bad
     /// input (unreadable file, key or certificate, key not matching the certificate).
     Sign(SignArgs),
-    /// Verify a builtin signature (from `vigil sign` or `fsverity sign`) of a file
-    /// against a certificate, as the kernel would when enabling verity.
+    /// Verify a file's builtin fs-verity signature against a certificate.
+    ///
+    /// The signature may come from `vigil sign` or `fsverity sign`; it is checked as the
+    /// kernel would when enabling verity.
     ///
     /// Exit status 0 if the signature is valid, 1 if it is not, 2 on unreadable input.
     VerifySig(VerifySigArgs),
-    /// Print the fs-verity digest of files that have verity enabled (the kernel's
-    /// `FS_IOC_MEASURE_VERITY`). Where the kernel or file system lacks fs-verity, or
+    /// Print the fs-verity digest of verity files, as the kernel measures it.
+    ///
+    /// Uses `FS_IOC_MEASURE_VERITY`. Where the kernel or file system lacks fs-verity, or
     /// the file has no verity, the digest is computed in userspace with the given tree
     /// parameters and a note saying so goes to stderr.
     Measure(MeasureArgs),
-    /// Enable fs-verity on a file (`FS_IOC_ENABLE_VERITY`): the kernel builds and
-    /// stores the Merkle tree and the file becomes read-only. Needs kernel and file
+    /// Enable fs-verity on a file.
+    ///
+    /// `FS_IOC_ENABLE_VERITY`: the kernel builds and stores the Merkle tree and the file
+    /// becomes read-only. Needs kernel and file
     /// system support; reports clearly when it is missing (exit status 2).
     Enable(EnableArgs),
-    /// Dump a verity file's Merkle tree, descriptor or builtin signature to stdout
-    /// (`FS_IOC_READ_VERITY_METADATA`, Linux 5.12+).
+    /// Dump a verity file's Merkle tree, descriptor or builtin signature.
+    ///
+    /// Raw bytes to stdout, read with `FS_IOC_READ_VERITY_METADATA` (Linux 5.12+).
     DumpMetadata(DumpArgs),
 }
 
@@ -312,10 +319,11 @@ fn digest(a: DigestArgs) -> anyhow::Result<ExitCode> {
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {pos_files} eta {eta}",
+            "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
         ) {
             bar.set_style(style);
         }
+        bar.set_message(format!("{} files", inputs.len()));
         bar
     });
     let results: Vec<anyhow::Result<Tree>> = inputs

@@ -155,6 +155,11 @@ fn digest_trees_and_descriptors_match() {
         .chain(files.iter().map(|s| s.as_str()))
         .collect();
     e.same(&all);
+    // Several files into one tree/descriptor file: trees overwrite from offset 0,
+    // descriptors are appended.
+    let mut several = all.clone();
+    several.extend(["--out-merkle-tree={tree}", "--out-descriptor={desc}"]);
+    e.same(&several);
     for flags in [
         &["--compact"][..],
         &["--for-builtin-sig"],
@@ -254,6 +259,16 @@ fn sign_matches_byte_for_byte_with_rsa_keys() {
         "-out",
         &cert,
     ]);
+    let other_key = e.path("other.pem");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &other_key,
+    ]);
     let combined = e.path("both.pem");
     let mut both = std::fs::read(&key).unwrap();
     both.extend(std::fs::read(&cert).unwrap());
@@ -282,6 +297,17 @@ fn sign_matches_byte_for_byte_with_rsa_keys() {
         e.same(&["sign", f, "{sig}", &c]);
         e.same(&["sign", f, "{sig}", &format!("--key={cert}"), &c]);
         e.same(&["sign", f, "/nonexistent/sig", &k, &c]);
+        e.same(&[
+            "sign",
+            f,
+            "{sig}",
+            &format!("--key={cert}"),
+            &format!("--cert={key}"),
+        ]);
+        e.same(&["sign", f, "{sig}", &k, &c, "--pkcs11-engine=x.so"]);
+        e.same(&["sign", f, "{sig}", &c, "--pkcs11-engine=x.so"]);
+        e.same(&["sign", f, "{sig}", &c, "--pkcs11-module=x.so"]);
+        e.same(&["sign", f, "{sig}", &format!("--key={other_key}"), &c]);
     }
 }
 

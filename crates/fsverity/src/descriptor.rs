@@ -11,9 +11,9 @@ pub const FORMATTED_DIGEST_MAGIC: &[u8; 8] = b"FSVerity";
 
 /// An fs-verity descriptor: what the file digest is the hash of.
 ///
-/// Layout (little-endian, packed): version u8 = 1, hash_algorithm u8, log_blocksize u8,
+/// Layout (little-endian, packed): `version u8 = 1, hash_algorithm u8, log_blocksize u8,
 /// salt_size u8, sig_size le32 (zero when hashed), data_size le64, root_hash[64],
-/// salt[32], reserved[144].
+/// salt[32], reserved[144]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Descriptor {
     params: Params,

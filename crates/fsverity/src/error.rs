@@ -58,6 +58,9 @@ pub enum Error {
         len: usize,
         what: &'static str,
     },
+    /// A root hash whose length is not the algorithm's digest size.
+    #[error("root hash is {actual} bytes long, expected {expected}")]
+    RootHashLength { actual: usize, expected: usize },
     /// A data block whose hash does not match the tree.
     #[error("data block {block} (bytes {}..{}) does not match the Merkle tree", block * *block_size as u64, (block + 1) * *block_size as u64)]
     DataBlockMismatch { block: u64, block_size: u32 },

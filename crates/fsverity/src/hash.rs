@@ -20,6 +20,37 @@ enum State {
 pub(crate) struct BlockHasher {
     proto: State,
     block_size: usize,
+    /// Two-at-a-time SHA-256 of whole blocks, where the CPU has the SHA extensions.
+    two_way: Option<TwoWay>,
+}
+
+/// What hashing a whole block with raw compression needs: the state after the salt
+/// prefix, and the final padding block (block sizes are multiples of 64, so the
+/// padding always fills one extra compression block).
+#[derive(Clone)]
+struct TwoWay {
+    init: [u32; 8],
+    last: [u8; 64],
+}
+
+impl TwoWay {
+    fn new(prefix: &[u8], block_size: usize) -> TwoWay {
+        use sha2::digest::generic_array::GenericArray;
+        let mut init = [
+            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+            0x5be0cd19,
+        ];
+        let blocks: Vec<_> = prefix
+            .chunks(64)
+            .map(|c| *GenericArray::from_slice(c))
+            .collect();
+        sha2::compress256(&mut init, &blocks);
+        let mut last = [0u8; 64];
+        last[0] = 0x80;
+        let bits = ((prefix.len() + block_size) as u64) * 8;
+        last[56..].copy_from_slice(&bits.to_be_bytes());
+        TwoWay { init, last }
+    }
 }
 
 impl BlockHasher {
@@ -36,9 +67,42 @@ impl BlockHasher {
             HashAlg::Sha256 => State::Sha256(sha2::Sha256::new_with_prefix(prefix)),
             HashAlg::Sha512 => State::Sha512(sha2::Sha512::new_with_prefix(prefix)),
         };
+        let two_way = (params.hash_alg() == HashAlg::Sha256 && crate::shani::available())
+            .then(|| TwoWay::new(prefix, params.block_size()));
         BlockHasher {
             proto,
             block_size: params.block_size(),
+            two_way,
+        }
+    }
+
+    /// Hash whole blocks (`blocks.len()` a multiple of the block size) into consecutive
+    /// digests in `out`, two at a time where the CPU allows.
+    pub(crate) fn hash_blocks(&self, blocks: &[u8], out: &mut [u8]) {
+        let bs = self.block_size;
+        let ds = out.len() / (blocks.len() / bs).max(1);
+        let mut ins = blocks.chunks_exact(bs);
+        let mut outs = out.chunks_exact_mut(ds);
+        if let Some(tw) = &self.two_way {
+            while ins.len() >= 2 {
+                let (a, b) = (
+                    ins.next().unwrap_or_default(),
+                    ins.next().unwrap_or_default(),
+                );
+                let (mut sa, mut sb) = (tw.init, tw.init);
+                crate::shani::compress2(&mut sa, &mut sb, a, b);
+                crate::shani::compress2(&mut sa, &mut sb, &tw.last, &tw.last);
+                for s in [sa, sb] {
+                    if let Some(o) = outs.next() {
+                        for (dst, w) in o.chunks_exact_mut(4).zip(s) {
+                            dst.copy_from_slice(&w.to_be_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        for (block, o) in ins.zip(outs) {
+            self.hash_block(block, o);
         }
     }
 

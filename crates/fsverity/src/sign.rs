@@ -83,7 +83,7 @@ fn pem_blocks(pem: &[u8]) -> Vec<(String, Vec<u8>)> {
             break;
         };
         let stop = after + 9 + close + 5;
-        if let Ok((label, der)) = der::pem::decode_vec(rest[start..stop].as_bytes()) {
+        if let Ok((label, der)) = der::pem::decode_vec(&rest.as_bytes()[start..stop]) {
             out.push((label.to_owned(), der));
         }
         rest = &rest[stop..];

@@ -227,15 +227,14 @@ impl TreeBuilder {
             let hasher = &self.hasher;
             let blocks = &data[..full * bs];
             if full >= PARALLEL_MIN_BLOCKS {
+                // Work items of 16 blocks: small enough to balance, and even, so the
+                // two-at-a-time hasher is always paired.
                 scratch
-                    .par_chunks_mut(ds)
-                    .zip(blocks.par_chunks(bs))
-                    .with_min_len(16)
-                    .for_each(|(out, block)| hasher.hash_block(block, out));
+                    .par_chunks_mut(16 * ds)
+                    .zip(blocks.par_chunks(16 * bs))
+                    .for_each(|(out, blocks)| hasher.hash_blocks(blocks, out));
             } else {
-                for (out, block) in scratch.chunks_mut(ds).zip(blocks.chunks(bs)) {
-                    hasher.hash_block(block, out);
-                }
+                hasher.hash_blocks(blocks, &mut scratch);
             }
             for h in scratch.chunks(ds) {
                 self.push_hash(0, h);
@@ -279,7 +278,15 @@ impl TreeBuilder {
     /// [`READ_CHUNK`]-sized pieces, the next piece being read while the previous one is
     /// hashed.
     pub fn read_from<R: Read + Send>(&mut self, reader: &mut R) -> std::io::Result<u64> {
-        let mut total = 0;
+        // Small files are read with one small buffer; larger ones switch to two big ones.
+        let mut first = vec![0u8; 64 << 10];
+        let n = read_full(reader, &mut first)?;
+        self.update(&first[..n]);
+        if n < first.len() {
+            return Ok(n as u64);
+        }
+        drop(first);
+        let mut total = n as u64;
         let mut cur = vec![0u8; READ_CHUNK];
         let mut next = vec![0u8; READ_CHUNK];
         let mut len = read_full(reader, &mut cur)?;

@@ -119,6 +119,19 @@ fn ecdsa_round_trips_with_fsverity_and_openssl() {
         // fsverity-utils' signature verifies with vigil.
         let theirs = fsverity_sign(&file, &key, &cert, &dir.path().join("sig"), &[]);
         verify(&digest, &theirs, &crt).unwrap();
+        // Also over a SHA-512 tree (message digest SHA-512, truncated for the curve).
+        let p512 = Params::new(HashAlg::Sha512, 4096, b"").unwrap();
+        let d512 = build_tree_from_slice(&data, &p512).digest();
+        let theirs = fsverity_sign(
+            &file,
+            &key,
+            &cert,
+            &dir.path().join("sig"),
+            &["--hash-alg=sha512"],
+        );
+        verify(&d512, &theirs, &crt).unwrap();
+        verify(&d512, &sign(&d512, &sk, &crt).unwrap(), &crt).unwrap();
+        assert!(verify(&digest, &theirs, &crt).is_err());
         // vigil's signature verifies with OpenSSL (what the kernel's PKCS#7 code accepts).
         let ours = sign(&digest, &sk, &crt).unwrap();
         verify(&digest, &ours, &crt).unwrap();

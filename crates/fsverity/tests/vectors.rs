@@ -338,3 +338,42 @@ fn empty_salt_is_unsalted_and_empty_file_hashes_nothing() {
         "3d248ca542a24fc62d1c43b916eae5016878e2533c88238480b26128a1f1af95"
     );
 }
+
+/// A reader that returns short reads and `Interrupted` now and then.
+struct Choppy<'a> {
+    data: &'a [u8],
+    calls: usize,
+}
+
+impl std::io::Read for Choppy<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        if self.calls % 5 == 0 {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let n = (self.calls * 7919 % 70_000)
+            .min(buf.len())
+            .min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn reader_path_handles_short_and_interrupted_reads() {
+    let data = pattern_251(9 << 20 | 12345);
+    for p in [params("sha256", 4096, b""), params("sha512", 1024, b"salt")] {
+        let want = build_tree_from_slice(&data, &p);
+        let got = vigil_fsverity::build_tree(
+            Choppy {
+                data: &data,
+                calls: 0,
+            },
+            &p,
+        )
+        .unwrap();
+        assert_eq!(got.digest(), want.digest());
+        assert_eq!(got.merkle_tree(), want.merkle_tree());
+    }
+}

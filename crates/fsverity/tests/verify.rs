@@ -141,6 +141,13 @@ fn range_rules_and_tree_length() {
         v.verify(39936, &[0; 1024]),
         Err(Error::Range { .. })
     ));
+    assert!(matches!(
+        Verifier::new(&params, 40000, &[0; 31], tree.merkle_tree()),
+        Err(Error::RootHashLength {
+            actual: 31,
+            expected: 32
+        })
+    ));
     let short = &tree.merkle_tree()[..1024];
     assert!(matches!(
         Verifier::new(&params, 40000, tree.root_hash(), short),

@@ -31,6 +31,10 @@ pub enum Error {
         /// Writable shared mappings counted.
         writable_maps: u32,
     },
+    /// An executable mapping of an appraised file that is mapped writable (ETXTBSY,
+    /// IMA's `mmapped_writers`).
+    #[error("file is mapped writable (mmapped_writers)")]
+    TextBusy,
     /// An unseal was asked by a caller that is not authorised to unseal.
     #[error("uid {uid} is not authorised to unseal")]
     NotAuthorised {
@@ -92,6 +96,7 @@ impl Error {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
             Error::Sealed | Error::NotAuthorised { .. } => libc::EPERM,
             Error::Busy { .. } => libc::EBUSY,
+            Error::TextBusy => libc::ETXTBSY,
             Error::Denied(_) => libc::EACCES,
             Error::Changed | Error::QueueFull { .. } => libc::EAGAIN,
             Error::Stale => libc::ESTALE,

@@ -110,7 +110,8 @@ pub struct Measurement {
     pub ima_value: Option<Vec<u8>>,
     /// PCRs this version was logged to (bit n = PCR n).
     logged: AtomicU64,
-    /// Appraisal verdicts, by the appraise options that asked.
+    /// Appraisal verdicts, by the appraise options that asked. A leaf lock: held only
+    /// to look up or add a verdict, never across I/O or with another lock.
     verdicts: Mutex<Vec<(AppraiseAction, Verdict)>>,
 }
 
@@ -311,7 +312,8 @@ impl Drop for MapToken {
 }
 
 /// A content change in progress (write, truncate, fallocate, size change): the file
-/// is dirty from its creation until after it is dropped.
+/// is dirty, and counted as having a writer, from its creation until after it is
+/// dropped.
 pub struct Modification {
     state: Arc<FileState>,
     begin: u64,
@@ -326,15 +328,25 @@ impl Modification {
 
     /// End the change now; returns the generation of the new content.
     pub fn finish(mut self) -> u64 {
+        self.end()
+    }
+
+    fn end(&mut self) -> u64 {
         self.done = true;
-        self.state.gen.end_modify()
+        let generation = self.state.gen.end_modify();
+        if self.state.release(0) == 1 {
+            self.state
+                .emitted_open_writers
+                .store(false, Ordering::Release);
+        }
+        generation
     }
 }
 
 impl Drop for Modification {
     fn drop(&mut self) {
         if !self.done {
-            self.state.gen.end_modify();
+            self.end();
         }
     }
 }
@@ -411,6 +423,8 @@ struct JobInfo {
 }
 
 struct Shared {
+    /// Holds the exclusive lock on `<state>/lock` for the guard's lifetime.
+    _lock: File,
     config: Config,
     files: RwLock<HashMap<FileId, Arc<FileState>>>,
     mounts: RwLock<HashMap<u64, Arc<OwnedFd>>>,
@@ -439,6 +453,17 @@ impl Guard {
     pub fn new(config: Config, state_dir: impl AsRef<Path>) -> Result<Guard> {
         let dir = state_dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+        // One guard per state directory: the log, trees and seals have one writer.
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
+            |e| match e {
+                rustix::io::Errno::WOULDBLOCK => {
+                    Error::Config(format!("{}: in use by another guard", dir.display()))
+                }
+                e => Error::io("flock", &lock_path, e),
+            },
+        )?;
         let mut logcfg = config.log.clone();
         logcfg.ima_hash = config.hash_algo;
         let log = MeasurementLog::open(dir.join("measurements.bin"), logcfg)?;
@@ -446,6 +471,7 @@ impl Guard {
         let seals_path = dir.join("seals");
         let seals = load_seals(&seals_path)?;
         let shared = Arc::new(Shared {
+            _lock: lock,
             queue: DedupQueue::new(config.queue_capacity),
             config,
             files: RwLock::new(HashMap::new()),
@@ -471,6 +497,17 @@ impl Guard {
     /// Identify the file open as `fd`.
     pub fn identify(&self, fd: BorrowedFd<'_>) -> Result<Identified> {
         identity::identify_fd(fd)
+    }
+
+    /// Fresh attributes for a file already identified: `fd` must be the file `known`
+    /// names (opened from the same FUSE node, say). One `statx` instead of the three
+    /// system calls of [`Guard::identify`]; falls back to a full identification when
+    /// `fd` is on another mount.
+    pub fn refresh(&self, known: &Identified, fd: BorrowedFd<'_>) -> Result<Identified> {
+        match identity::refresh_fd(&known.id, fd, known.attrs.fs_magic)? {
+            Some(i) => Ok(i),
+            None => identity::identify_fd(fd),
+        }
     }
 
     /// Identify `path` under `dirfd` (symlinks not followed).
@@ -555,7 +592,8 @@ impl Guard {
             id: file.id.clone(),
             state: Arc::clone(&st),
             write,
-            job: Some(JobInfo {
+            // Only a writer's release queues a job.
+            job: write.then(|| JobInfo {
                 path: Arc::from(req.path.as_str()),
                 uid: req.uid,
                 gid: req.gid,
@@ -579,6 +617,15 @@ impl Guard {
             .appraise
             .as_ref()
             .filter(|_| s.config.appraise_mode != AppraiseMode::Off);
+        // mmap_violation_check: an executable mapping of an appraised file that is
+        // mapped writable somewhere is refused (audit cause `mmapped_writers`).
+        if req.hook == Hook::MmapCheck
+            && appraise.is_some()
+            && s.config.appraise_mode == AppraiseMode::Enforce
+            && st.maps() > 0
+        {
+            return Err(Error::TextBusy);
+        }
         if actions.measure.is_none() && appraise.is_none() && !actions.hash {
             return Ok(OpenDecision {
                 handle,
@@ -626,9 +673,9 @@ impl Guard {
     /// guard until the change is done. Never blocks; [`Error::Sealed`] if sealed.
     pub fn modify(&self, id: &FileId) -> Result<Modification> {
         let st = self.shared.state_for(id);
-        if st.sealed() {
-            return Err(Error::Sealed);
-        }
+        // Counted as a writer while it lasts (as truncate(2) takes write access), so
+        // a seal cannot slip in between this check and the change.
+        st.acquire(0)?;
         let begin = st.gen.begin_modify();
         Ok(Modification {
             state: st,

@@ -170,9 +170,12 @@ pub struct FileAttrs {
 
 impl FileAttrs {
     /// Whether a cached entry taken with `self` may still describe a file that now has
-    /// `now`: same ctime, size and birth time.
+    /// `now`: same ctime, size, birth time and inode number.
     pub fn same_version(&self, now: &FileAttrs) -> bool {
-        self.ctime_ns == now.ctime_ns && self.size == now.size && self.btime_ns == now.btime_ns
+        self.ctime_ns == now.ctime_ns
+            && self.size == now.size
+            && self.btime_ns == now.btime_ns
+            && self.ino == now.ino
     }
 }
 
@@ -185,12 +188,8 @@ pub struct Identified {
     pub attrs: FileAttrs,
 }
 
-/// Identify the file open as `fd` (no race: the descriptor pins the inode while we look).
-pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<Identified> {
-    let empty = Path::new("");
-    let st = sys::statx(fd, empty).map_err(|e| Error::io("statx", "<fd>", e))?;
-    let fs_magic = sys::fs_magic(fd).map_err(|e| Error::io("fstatfs", "<fd>", e))?;
-    let attrs = FileAttrs {
+fn attrs_of(st: &sys::Stat, fs_magic: u64) -> FileAttrs {
+    FileAttrs {
         size: st.size,
         ctime_ns: st.ctime_ns,
         btime_ns: st.btime_ns,
@@ -199,7 +198,29 @@ pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<Identified> {
         uid: st.uid,
         gid: st.gid,
         fs_magic,
-    };
+    }
+}
+
+/// Fresh attributes of the file open as `fd`, already known as `id`: one `statx`
+/// (`fs_magic` is taken as given: it is a property of the mount). `None` if `fd` is on
+/// another mount than `id` (then identify it afresh).
+pub fn refresh_fd(id: &FileId, fd: BorrowedFd<'_>, fs_magic: u64) -> Result<Option<Identified>> {
+    let st = sys::statx(fd, Path::new("")).map_err(|e| Error::io("statx", "<fd>", e))?;
+    if st.mnt_id != id.mount() {
+        return Ok(None);
+    }
+    Ok(Some(Identified {
+        id: id.clone(),
+        attrs: attrs_of(&st, fs_magic),
+    }))
+}
+
+/// Identify the file open as `fd` (no race: the descriptor pins the inode while we look).
+pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<Identified> {
+    let empty = Path::new("");
+    let st = sys::statx(fd, empty).map_err(|e| Error::io("statx", "<fd>", e))?;
+    let fs_magic = sys::fs_magic(fd).map_err(|e| Error::io("fstatfs", "<fd>", e))?;
+    let attrs = attrs_of(&st, fs_magic);
     let key = match sys::name_to_handle(fd, empty)
         .map_err(|e| Error::io("name_to_handle_at", "<fd>", e))?
     {

@@ -526,3 +526,117 @@ fn measure_template_and_pcr_from_rule() {
     assert_eq!(sha1.pcr(10), &[0u8; 20]);
     assert_ne!(sha1.pcr(11), &[0u8; 20]);
 }
+
+#[test]
+fn exec_mapping_of_writably_mapped_appraised_file_is_refused() {
+    let d = scratch();
+    let actions = Actions {
+        appraise: Some(AppraiseAction::default()),
+        ..Actions::default()
+    };
+    // Label it first (fix mode writes the hash value).
+    let p = write_file(&d.path().join("lib.so"), b"\x7fELF code");
+    {
+        let g = Guard::new(
+            Config {
+                appraise_mode: AppraiseMode::Fix,
+                ..config(actions.clone())
+            },
+            d.path().join("fix2"),
+        )
+        .unwrap();
+        open_read(&g, &p).unwrap();
+    }
+    let g = guard(d.path(), actions);
+    let f = File::open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let mut req = OpenRequest::read(p.to_str().unwrap());
+    req.hook = vigil_guard::Hook::MmapCheck;
+    req.mask = vigil_guard::policy::MAY_EXEC;
+    assert!(g.on_open(&id, f.as_fd(), &req).is_ok());
+    let token = g.map_writable(&id.id).unwrap();
+    assert_eq!(
+        g.on_open(&id, f.as_fd(), &req).err().unwrap().errno(),
+        libc::ETXTBSY
+    );
+    drop(token);
+    assert!(g.on_open(&id, f.as_fd(), &req).is_ok());
+}
+
+#[test]
+fn sidecar_store_holds_values() {
+    let d = scratch();
+    let side = d.path().join("sidecar");
+    let actions = Actions {
+        appraise: Some(AppraiseAction::default()),
+        ..Actions::default()
+    };
+    let p = write_file(&d.path().join("sc"), b"sidecar content");
+    let mk = |mode, name: &str| {
+        Guard::new(
+            Config {
+                appraise_mode: mode,
+                xattr: vigil_guard::XattrSource::Sidecar(side.clone()),
+                ..config(actions.clone())
+            },
+            d.path().join(name),
+        )
+        .unwrap()
+    };
+    assert!(matches!(
+        open_read(&mk(AppraiseMode::Enforce, "a"), &p),
+        Err(Error::Denied(_))
+    ));
+    open_read(&mk(AppraiseMode::Fix, "b"), &p).unwrap();
+    let f = File::open(&p).unwrap();
+    assert!(
+        vigil_guard::sys::get_xattr(f.as_fd(), "user.ima")
+            .unwrap()
+            .is_none(),
+        "xattr written"
+    );
+    let dec = open_read(&mk(AppraiseMode::Enforce, "c"), &p).unwrap();
+    assert_eq!(dec.verdict, Some(Verdict::PassHash));
+    // The value is evmctl's hash value for the content.
+    let stored: Vec<_> = std::fs::read_dir(&side).unwrap().collect();
+    assert_eq!(stored.len(), 1);
+    let v = std::fs::read(stored[0].as_ref().unwrap().path()).unwrap();
+    assert_eq!(
+        hex::encode(&v),
+        format!("0404{}", sha256_hex(b"sidecar content"))
+    );
+}
+
+#[test]
+fn one_guard_per_state_directory() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    match Guard::new(config(measure_all()), d.path().join("state")) {
+        Err(Error::Config(m)) => assert!(m.contains("in use"), "{m}"),
+        other => panic!("second guard on one state dir: {:?}", other.is_ok()),
+    }
+    drop(g);
+    Guard::new(config(measure_all()), d.path().join("state")).unwrap();
+}
+
+#[test]
+fn seal_waits_for_a_change_in_flight() {
+    let d = scratch();
+    let g = guard(d.path(), Actions::default());
+    let p = write_file(&d.path().join("t"), b"0123456789");
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    // A path truncate(2) in flight counts as a writer: no seal slips in before it.
+    let m = g.modify(&id.id).unwrap();
+    assert!(matches!(
+        g.seal(&id, f.as_fd()),
+        Err(Error::Busy { writers: 1, .. })
+    ));
+    f.set_len(4).unwrap();
+    drop(m);
+    let now = g.identify(f.as_fd()).unwrap();
+    let rec = g.seal(&now, f.as_fd()).unwrap();
+    assert_eq!(hex::encode(rec.digest), sha256_hex(b"0123"));
+    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    assert_eq!(g.status(&id.id).unwrap().writers, 0);
+}

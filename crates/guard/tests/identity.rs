@@ -138,3 +138,25 @@ fn purge_mount_and_forget() {
     assert_eq!(g.tracked_files(), 0);
     assert!(g.cached(&id.id).is_none());
 }
+
+#[test]
+fn refresh_is_cheap_and_catches_changes() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    let p = write_file(&d.path().join("r"), b"one");
+    let f = File::open(&p).unwrap();
+    let known = g.identify(f.as_fd()).unwrap();
+    let again = g.refresh(&known, f.as_fd()).unwrap();
+    assert_eq!(again.id, known.id);
+    assert_eq!(again.attrs, known.attrs);
+    std::fs::write(&p, b"two").unwrap();
+    let changed = g.refresh(&known, f.as_fd()).unwrap();
+    assert!(!known.attrs.same_version(&changed.attrs));
+    let dec = g
+        .on_open(&changed, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(
+        hex::encode(&dec.measurement.unwrap().digest),
+        sha256_hex(b"two")
+    );
+}

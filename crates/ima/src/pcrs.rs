@@ -5,8 +5,19 @@
 use crate::list::{Bank, NUM_PCRS};
 use crate::{Error, Result};
 
-/// Parse PCR lines into `(index, value)` pairs, in file order.
-pub fn parse_pcr_text(text: &str) -> Result<Vec<(usize, Vec<u8>)>> {
+/// One PCR value of a text file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcrLine {
+    /// The bank named on the line (`sha1 PCR-10: …`), if any.
+    pub bank: Option<crate::HashAlgo>,
+    /// PCR index.
+    pub index: usize,
+    /// Value.
+    pub value: Vec<u8>,
+}
+
+/// Parse PCR lines, in file order.
+pub fn parse_pcr_text(text: &str) -> Result<Vec<PcrLine>> {
     let mut out = Vec::new();
     for (no, line) in text.lines().enumerate() {
         let Some((left, right)) = line.split_once(':') else {
@@ -14,9 +25,11 @@ pub fn parse_pcr_text(text: &str) -> Result<Vec<(usize, Vec<u8>)>> {
         };
         // An optional bank name in front (`sha1 PCR-10: …`, as `vigil log replay` prints).
         let left = left.trim();
-        let left = match left.split_once(' ') {
-            Some((bank, rest)) if crate::HashAlgo::from_name(bank).is_ok() => rest.trim(),
-            _ => left,
+        let (bank, left) = match left.split_once(' ') {
+            Some((bank, rest)) if crate::HashAlgo::from_name(bank).is_ok() => {
+                (crate::HashAlgo::from_name(bank).ok(), rest.trim())
+            }
+            _ => (None, left),
         };
         let idx = left
             .strip_prefix("PCR")
@@ -41,18 +54,26 @@ pub fn parse_pcr_text(text: &str) -> Result<Vec<(usize, Vec<u8>)>> {
                 msg: format!("PCR index {idx} is not below {NUM_PCRS}"),
             });
         }
-        out.push((idx, value));
+        out.push(PcrLine {
+            bank,
+            index: idx,
+            value,
+        });
     }
     Ok(out)
 }
 
 /// Fill `bank` with the values of a PCR text file; returns which PCRs were given
-/// (bit mask). A value of the wrong length for the bank is an error.
+/// (bit mask). Lines naming another bank are skipped; a value of the wrong length for
+/// the bank is an error.
 pub fn load_bank(bank: &mut Bank, text: &str) -> Result<u32> {
     let mut mask = 0u32;
-    for (i, v) in parse_pcr_text(text)? {
-        bank.set(i, &v)?;
-        mask |= 1 << i;
+    for l in parse_pcr_text(text)? {
+        if l.bank.is_some_and(|b| b != bank.algo) {
+            continue;
+        }
+        bank.set(l.index, &l.value)?;
+        mask |= 1 << l.index;
     }
     if mask == 0 {
         return Err(Error::PcrText {
@@ -78,17 +99,23 @@ mod tests {
                     not a value: at all\n";
         let v = parse_pcr_text(text).unwrap();
         assert_eq!(
-            v.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            v.iter().map(|l| l.index).collect::<Vec<_>>(),
             [0, 1, 2, 3, 4]
         );
         assert_eq!(
-            hex::encode(&v[1].1),
+            hex::encode(&v[1].value),
             "41c54039ca2750ea60d8ab7c48b142b10aba5667"
         );
         assert_eq!(
-            hex::encode(&v[4].1),
+            hex::encode(&v[4].value),
             "4c1a19aad90f770956ff5ee00334a2d548b1a350"
         );
+        assert_eq!(v[3].bank, Some(crate::HashAlgo::Sha1));
+        // Lines of other banks are skipped.
+        let mut b = Bank::new(crate::HashAlgo::Sha256);
+        let two = "sha1 PCR-10: 9be6bac02bf18d09d17e726c2df00bca4e8831ea\n\
+                   sha256 PCR-10: 7fac48c81837d6d29046008aef0cdad8c2745cc98c3340cbba9bfdf39b4124b8\n";
+        assert_eq!(load_bank(&mut b, two).unwrap(), 1 << 10);
         let mut bank = Bank::new(crate::HashAlgo::Sha1);
         assert_eq!(load_bank(&mut bank, text).unwrap(), 0b11111);
         let mut bank256 = Bank::new(crate::HashAlgo::Sha256);

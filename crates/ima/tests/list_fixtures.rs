@@ -47,9 +47,9 @@ fn ibm_pcr10() -> Vec<(HashAlgo, Vec<u8>)> {
     algos
         .iter()
         .zip(vals)
-        .map(|(a, (i, v))| {
-            assert_eq!(i, 10);
-            (*a, v)
+        .map(|(a, l)| {
+            assert_eq!(l.index, 10);
+            (*a, l.value)
         })
         .collect()
 }
@@ -633,4 +633,144 @@ fn sha1_padded_mode() {
         pcr = HashAlgo::Sha256.digest(&[pcr, e].concat()).unwrap();
     }
     assert_eq!(r.banks.get(HashAlgo::Sha256).unwrap().pcr(10), &pcr[..]);
+}
+
+mod signatures {
+    use super::*;
+    use vigil_ima::list::{check_signatures, sigcheck::evm_portable_digest, FieldId, SigCheck};
+    use vigil_ima::{sig::sign_digest_as, KeyRing, PrivateKey, XattrType};
+
+    fn key() -> PrivateKey {
+        PrivateKey::load(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/rsa2048.pem"),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn ring() -> KeyRing {
+        let mut r = KeyRing::new();
+        r.add(key().public_key());
+        r
+    }
+
+    fn ima_sig(sig: Vec<u8>) -> Record {
+        let mut r = abc_ng();
+        r.template_name = "ima-sig".into();
+        r.fields.push(Field::Sig(sig));
+        with_digest(r)
+    }
+
+    #[test]
+    fn ima_sig_entries() {
+        let good = ima_sig(hex::decode(RSA_SIG).unwrap());
+        let checks = check_signatures(&good, &ring(), LE);
+        assert_eq!(
+            checks,
+            vec![(
+                FieldId::Sig,
+                SigCheck::Verified("967db472".parse().unwrap())
+            )]
+        );
+        assert!(!checks[0].1.is_failure());
+        // No key.
+        let checks = check_signatures(&good, &KeyRing::new(), LE);
+        assert!(matches!(checks[0].1, SigCheck::UnknownKey(_)) && checks[0].1.is_failure());
+        // A corrupted signature, and a signature over another digest.
+        let mut bad = hex::decode(RSA_SIG).unwrap();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            check_signatures(&ima_sig(bad), &ring(), LE)[0].1,
+            SigCheck::Failed { .. }
+        ));
+        let mut other = good.clone();
+        other.fields[0] = Field::DigestNg {
+            algo: DigestAlgo::Known(HashAlgo::Sha256),
+            digest: HashAlgo::Sha256.digest(b"abd").unwrap(),
+        };
+        assert!(check_signatures(&other, &ring(), LE)[0].1.is_failure());
+        // A sha1 file digest with a sha256 signature.
+        let mut sha1 = good.clone();
+        sha1.fields[0] = Field::DigestNg {
+            algo: DigestAlgo::Known(HashAlgo::Sha1),
+            digest: HashAlgo::Sha1.digest(b"abc").unwrap(),
+        };
+        let c = &check_signatures(&sha1, &ring(), LE)[0].1;
+        assert!(c.to_string().contains("sha256 digest"), "{c}");
+        // Malformed bytes; empty signatures are not checked at all.
+        assert!(check_signatures(&ima_sig(vec![3, 2, 4]), &ring(), LE)[0]
+            .1
+            .is_failure());
+        assert!(check_signatures(&ima_sig(vec![]), &ring(), LE).is_empty());
+        // ima-sigv2 with a v2 signature over the d-ngv2 digest.
+        let mut v2 = good.clone();
+        v2.template_name = "ima-sigv2".into();
+        v2.fields[0] = Field::DigestNgV2 {
+            kind: "ima".into(),
+            algo: DigestAlgo::Known(HashAlgo::Sha256),
+            digest: HashAlgo::Sha256.digest(b"abc").unwrap(),
+        };
+        assert!(matches!(
+            check_signatures(&v2, &ring(), LE)[0].1,
+            SigCheck::Verified(_)
+        ));
+    }
+
+    #[test]
+    fn evm_sig_and_modsig_entries() {
+        let values: [&[u8]; 2] = [b"unconfined_u:object_r:user_t:s0\0", &[4, 4, 1, 2, 3]];
+        let lengths: Vec<u8> = values
+            .iter()
+            .flat_map(|v| (v.len() as u32).to_le_bytes())
+            .collect();
+        let mut r = Record {
+            template_name: "evm-sig".into(),
+            fields: vec![
+                Field::DigestNg {
+                    algo: DigestAlgo::Known(HashAlgo::Sha256),
+                    digest: vec![7; 32],
+                },
+                Field::NameNg(b"/etc/passwd".to_vec()),
+                Field::EvmSig(vec![]),
+                Field::XattrNames(b"security.selinux|security.ima\0".to_vec()),
+                Field::XattrLengths(lengths),
+                Field::XattrValues(values.concat()),
+                Field::IUid(0),
+                Field::IGid(42),
+                Field::IMode(0o100644),
+            ],
+            ..abc_ng()
+        };
+        let digest = evm_portable_digest(&r, HashAlgo::Sha256, LE).unwrap();
+        let sig = sign_digest_as(
+            &key(),
+            XattrType::EvmPortableDigSig,
+            HashAlgo::Sha256,
+            &digest,
+        )
+        .unwrap();
+        r.fields[2] = Field::EvmSig(sig.encode());
+        assert!(matches!(
+            check_signatures(&r, &ring(), LE)[..],
+            [(FieldId::EvmSig, SigCheck::Verified(_))]
+        ));
+        // The owner changed: the signature no longer verifies.
+        r.fields[7] = Field::IGid(43);
+        assert!(check_signatures(&r, &ring(), LE)[0].1.is_failure());
+        // Appended signatures are reported as not checked.
+        let mut m = abc_ng();
+        m.template_name = "ima-modsig".into();
+        m.fields.extend([
+            Field::Sig(vec![]),
+            Field::Raw {
+                id: FieldId::DModsig,
+                data: vec![],
+            },
+            Field::Modsig(vec![0x30, 0]),
+        ]);
+        assert!(matches!(
+            check_signatures(&m, &ring(), LE)[..],
+            [(FieldId::Modsig, SigCheck::Unchecked(_))]
+        ));
+    }
 }

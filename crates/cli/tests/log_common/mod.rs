@@ -44,7 +44,7 @@ impl Rng {
         let depth = 1 + self.below(4);
         let mut p = Vec::new();
         for _ in 0..depth {
-            p.push(b'/');
+            p.extend_from_slice(b"/");
             for _ in 0..1 + self.below(12) {
                 p.push(b"abcdefghijklmnopqrstuvwxyz0123456789._-"[self.below(39) as usize]);
             }

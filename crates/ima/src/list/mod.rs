@@ -9,11 +9,13 @@
 pub mod ascii;
 pub mod binary;
 pub mod replay;
+pub mod sigcheck;
 pub mod template;
 
 pub use ascii::AsciiReader;
 pub use binary::{BinaryReader, BinaryWriter, RawRecord, TailPolicy};
 pub use replay::{Bank, ExtendMode, PcrBanks, Replay, ReplayStep, NUM_PCRS};
+pub use sigcheck::{check_signatures, SigCheck};
 pub use template::{DigestAlgo, Field, FieldId, Template};
 
 use crate::{Error, HashAlgo, Hasher, Result};
@@ -126,6 +128,30 @@ impl Record {
         };
         r.digest = r.template_digest(digest_algo, endian)?;
         Ok(r)
+    }
+
+    /// Decode a record from its binary parts: the template data as stored after the
+    /// template name (see [`RawRecord::data`]).
+    pub fn decode(
+        pcr: u32,
+        digest_algo: HashAlgo,
+        digest: &[u8],
+        template_name: &str,
+        data: &[u8],
+        endian: Endian,
+    ) -> Result<Record> {
+        let fields =
+            binary::decode_fields(template_name, data, endian).map_err(|msg| Error::ListField {
+                field: "template data",
+                msg,
+            })?;
+        Ok(Record {
+            pcr,
+            digest_algo,
+            digest: digest.to_vec(),
+            template_name: template_name.to_owned(),
+            fields,
+        })
     }
 
     /// An `ima-ng` record of a file (or buffer) digest and its name, as the kernel
