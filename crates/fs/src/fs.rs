@@ -404,6 +404,7 @@ impl Shared {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn do_setattr(
         &self,
         node: &Node,

@@ -228,6 +228,12 @@ pub struct HandleTable {
     next: AtomicU64,
 }
 
+impl Default for HandleTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl HandleTable {
     pub fn new() -> HandleTable {
         HandleTable {
@@ -258,5 +264,9 @@ impl HandleTable {
     }
     pub fn len(&self) -> usize {
         self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }

@@ -110,7 +110,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
@@ -385,4 +385,19 @@ pub fn is_vigil_mount(path: &Path) -> bool {
 fn _assert_send() {
     fn s<T: Send>() {}
     s::<sys::DirStream>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d\012"), "/a b\tc\\d\n");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        // Truncated or non-octal escapes are kept as they are.
+        assert_eq!(unescape_mountinfo(r"/x\04"), r"/x\04");
+        assert_eq!(unescape_mountinfo(r"/x\9ab"), r"/x\9ab");
+        assert_eq!(unescape_mountinfo("\\"), "\\");
+    }
 }

@@ -36,7 +36,7 @@ impl TreeSource for SharedTree {
 /// How the reads of one measured version of a file are checked.
 pub enum ReadCheck {
     /// More than one block: each range against the Merkle tree.
-    Tree(Verifier<SharedTree>),
+    Tree(Box<Verifier<SharedTree>>),
     /// At most one block (fs-verity stores no tree): the whole content against the
     /// measured content digest.
     Whole {
@@ -69,7 +69,7 @@ impl ReadCheck {
         // The root hash is the hash of the tree's first (top-level) block.
         let root = HashAlg::Sha256.hash(&tree[..bs]);
         Verifier::new(&p, size, &root, SharedTree(tree))
-            .map(ReadCheck::Tree)
+            .map(|v| ReadCheck::Tree(Box::new(v)))
             .map_err(|e| e.to_string())
     }
 
