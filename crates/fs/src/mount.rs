@@ -112,6 +112,7 @@ fn unescape_mountinfo(s: &str) -> String {
         if b[i] == b'\\'
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && b[i + 1] <= b'3'
         {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
@@ -399,5 +400,6 @@ mod tests {
         assert_eq!(unescape_mountinfo(r"/x\04"), r"/x\04");
         assert_eq!(unescape_mountinfo(r"/x\9ab"), r"/x\9ab");
         assert_eq!(unescape_mountinfo("\\"), "\\");
+        assert_eq!(unescape_mountinfo(r"/\777"), r"/\777");
     }
 }
