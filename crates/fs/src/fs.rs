@@ -465,14 +465,14 @@ impl Shared {
         Ok(sys::proc_path(node.fd().as_raw_fd()))
     }
 
-    fn ioctl_seal(&self, req: &Request, node: &Node, cmd: u32) -> Result<i32, Errno> {
+    fn ioctl_seal(&self, uid: u32, node: &Node, cmd: u32) -> Result<i32, Errno> {
         let st = node.stat().map_err(|e| errno(&e))?;
         if node.kind != FileType::RegularFile {
             return Err(Errno::EINVAL);
         }
         match cmd {
             ioctl::SEAL => {
-                if req.uid() != 0 && req.uid() != st.st_uid {
+                if uid != 0 && uid != st.st_uid {
                     return Err(Errno::EPERM);
                 }
                 let file =
@@ -481,7 +481,7 @@ impl Shared {
                 Ok(0)
             }
             ioctl::UNSEAL => {
-                self.enforce.unseal(node, req.uid())?;
+                self.enforce.unseal(node, uid)?;
                 Ok(0)
             }
             ioctl::STATUS => {
@@ -1204,27 +1204,29 @@ impl Filesystem for VigilFs {
             s.do_lookup(&p, name.as_bytes())
         })();
         let (node, _) = tri!(reply, r.map_err(|e| errno(&e)));
-        match s.open_file(
-            node.clone(),
-            flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC),
-            caller(req),
-            true,
-        ) {
-            Ok((fh, fl)) => {
-                let st = tri!(reply, node.stat().map_err(|e| errno(&e)));
-                reply.created(
-                    &s.ttl,
-                    &sys::to_attr(node.ino, &st),
-                    Generation(0),
-                    FileHandle(fh),
-                    fl,
-                )
+        let who = caller(req);
+        let shared = self.shared.clone();
+        // Opening measures (the name may have been taken by an existing file meanwhile).
+        s.pool.run(move || {
+            let s = &shared;
+            let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
+            match s.open_file(node.clone(), flags, who, true) {
+                Ok((fh, fl)) => {
+                    let st = tri!(reply, node.stat().map_err(|e| errno(&e)));
+                    reply.created(
+                        &s.ttl,
+                        &sys::to_attr(node.ino, &st),
+                        Generation(0),
+                        FileHandle(fh),
+                        fl,
+                    )
+                }
+                Err(e) => {
+                    s.inodes.forget(node.ino, 1);
+                    reply.error(e)
+                }
             }
-            Err(e) => {
-                s.inodes.forget(node.ino, 1);
-                reply.error(e)
-            }
-        }
+        });
     }
 
     fn ioctl(
@@ -1240,10 +1242,13 @@ impl Filesystem for VigilFs {
     ) {
         let s = &self.shared;
         let node = tri!(reply, s.node(ino));
-        match s.ioctl_seal(req, &node, cmd) {
-            Ok(v) => reply.ioctl(v, &[]),
-            Err(e) => reply.error(e),
-        }
+        let (uid, shared) = (req.uid(), self.shared.clone());
+        // Sealing measures the file: on a worker.
+        s.pool
+            .run(move || match shared.ioctl_seal(uid, &node, cmd) {
+                Ok(v) => reply.ioctl(v, &[]),
+                Err(e) => reply.error(e),
+            });
     }
 
     fn fallocate(
