@@ -11,6 +11,7 @@ mod fsverity_compat;
 mod getopt;
 mod ima;
 mod log;
+mod mount;
 mod policy;
 mod verity;
 
@@ -41,6 +42,8 @@ enum Command {
     Policy(policy::Command),
     #[command(flatten)]
     Attest(attest::Command),
+    #[command(flatten)]
+    Mount(mount::Command),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn run_vigil(cli: Cli) -> ExitCode {
         Command::Log(c) => log::run(c),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Attest(c) => attest::run(c),
+        Command::Mount(c) => mount::run(c),
     };
     finish(result)
 }

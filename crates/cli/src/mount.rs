@@ -1,0 +1,710 @@
+//! `vigil mount`, `umount`, `status`, `seal`, `unseal`: the verified FUSE mount.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use vigil_fs::{ioctl, Mount, MountOptions};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Mount SRC on MNT through vigil: every file opened through MNT is measured,
+    /// appraised, verified block by block as it is read, and protected against change.
+    ///
+    /// MNT may be SRC itself: the source is opened before mounting, so the mount then
+    /// hides the backing files from writes that would bypass it. By default vigil
+    /// returns once the mount is ready and keeps serving it in the background; it stops
+    /// at `vigil umount MNT`, `fusermount3 -u MNT`, `umount MNT` or SIGTERM.
+    ///
+    /// Exit status: 0 mounted (or, with --foreground, unmounted cleanly), 2 on bad
+    /// usage or when the mount fails.
+    Mount(MountArgs),
+    /// Unmount a vigil mount and wait for its daemon to finish writing its state.
+    ///
+    /// Exit status: 0 unmounted, 1 busy (files still open; see --lazy), 2 not a
+    /// mount or other error.
+    Umount(UmountArgs),
+    /// Summarise a vigil mount: measurement records, violations and PCR values, read
+    /// from MNT/.vigil/.
+    ///
+    /// Exit status: 0, or 2 if MNT is not a vigil mount.
+    Status(StatusArgs),
+    /// Seal a file on a vigil mount: from then on, write opens, writes, truncation and
+    /// fallocate fail with EPERM until `vigil unseal`. Refused (EBUSY) while any
+    /// writer or writable mapping exists; vigil retries until --timeout.
+    ///
+    /// Exit status: 0 sealed, 1 still busy at the timeout, 2 other errors.
+    Seal(SealArgs),
+    /// Remove the seal of a file on a vigil mount (root only).
+    ///
+    /// Exit status: 0 unsealed, 2 on error.
+    Unseal(UnsealArgs),
+    /// Appraise FILE by policy (as execve would: BPRM_CHECK, MAY_EXEC), copy the
+    /// verified bytes into a memfd sealed against writing, shrinking and growing, and
+    /// execute that memfd — so what was verified is exactly what runs. A script's
+    /// interpreter is given the memfd (`/dev/fd/N`) to read.
+    ///
+    /// Exit status: that of the program; 1 if appraisal refused the file or it changed
+    /// while it was copied; 2 on bad usage or an unreadable file.
+    Exec(ExecArgs),
+}
+
+/// Enforcement settings shared by `vigil mount` and `vigil exec`.
+#[derive(Args, Clone)]
+pub struct EnforceArgs {
+    /// IMA policy file (the kernel's policy language, one rule per line). Evaluated
+    /// after any --builtin policies.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// A built-in kernel policy: tcb, ima_tcb, appraise_tcb, secure_boot,
+    /// critical_data (repeatable). Without --policy and --builtin nothing is measured
+    /// or appraised.
+    #[arg(long = "builtin", value_name = "NAME")]
+    pub builtins: Vec<String>,
+    /// Appraisal mode (ima_appraise=): enforce denies opens that fail (EACCES), log
+    /// records them, fix also writes missing or wrong hash values, off skips appraisal.
+    #[arg(long, value_enum, default_value = "enforce")]
+    pub appraise: Appraise,
+    /// Public keys or certificates (PEM or DER) that verify IMA signatures; a
+    /// comma-separated list, repeatable (as evmctl --key).
+    #[arg(long = "keys", value_name = "FILE[,FILE…]")]
+    pub keys: Vec<String>,
+    /// Where files' IMA values are read (and written in fix mode): security.ima, or
+    /// user.ima as `evmctl --xattr-user` writes them.
+    #[arg(long, value_enum, default_value = "security")]
+    pub xattr: Xattr,
+    /// Hash algorithm of file digests in the log (ima_hash=).
+    #[arg(long, value_name = "ALG", default_value = "sha256")]
+    pub hash_algo: String,
+    /// Default template of measurement records (ima_template=): ima-ng, ima-sig,
+    /// ima-ngv2, ima-sigv2.
+    #[arg(long, value_name = "NAME", default_value = "ima-ng")]
+    pub template: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appraise {
+    Enforce,
+    Log,
+    Fix,
+    Off,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Xattr {
+    Security,
+    User,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub enforce: EnforceArgs,
+    /// Keep the measurement log in DIR (as `vigil mount --state` does; default: a
+    /// private temporary directory, discarded).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// The program to run.
+    pub file: PathBuf,
+    /// Its arguments (argv[1…]; argv[0] is FILE as given).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// The source directory.
+    pub source: PathBuf,
+    /// The mount point (an existing directory; may be SOURCE).
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub enforce: EnforceArgs,
+    /// State directory: the measurement log, Merkle trees and seals, kept across
+    /// restarts (a restart on the same directory continues the log). Must not be inside
+    /// MNT. Default: /var/lib/vigil/mounts/<MNT with / as _>.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Do not verify reads against Merkle trees (measurement and appraisal at open
+    /// still happen).
+    #[arg(long)]
+    pub no_verify_reads: bool,
+    /// Stay in the foreground (logs go to stderr) instead of detaching.
+    #[arg(short, long)]
+    pub foreground: bool,
+    /// FUSE event-loop threads (default: CPUs, 2 to 8).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Worker threads for reads, opens and fsync (default: 2 × CPUs, 4 to 32).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Abort the FUSE connection when one request takes longer than SECS, so no
+    /// process hangs on the mount (0 disables).
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub watchdog: u64,
+    /// Write the daemon's log lines (audit records of refused opens, tampered blocks)
+    /// to FILE instead of discarding them when detached.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct UmountArgs {
+    /// The mount point.
+    pub mountpoint: PathBuf,
+    /// Detach now even if files are open (they keep working until closed).
+    #[arg(short, long)]
+    pub lazy: bool,
+    /// Seconds to wait for the daemon to exit after unmounting.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub wait: u64,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The mount point.
+    pub mountpoint: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct SealArgs {
+    /// Files on a vigil mount.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Seconds to keep retrying while the file has writers (a writer's close reaches
+    /// the daemon asynchronously).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+#[derive(Args)]
+pub struct UnsealArgs {
+    /// Files on a vigil mount.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Mount(a) => mount(a),
+        Command::Umount(a) => umount(a),
+        Command::Status(a) => status(a),
+        Command::Seal(a) => seal(a),
+        Command::Unseal(a) => unseal(a),
+        Command::Exec(a) => exec(a),
+    }
+}
+
+/// A path made into one file name (`/srv/app` → `_srv_app`).
+fn flat_name(p: &Path) -> String {
+    p.to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The guard configuration the enforcement options describe (policy parsed, keys
+/// loaded): everything that can fail on bad input fails here, before forking.
+fn guard_config(e: &EnforceArgs) -> anyhow::Result<vigil_guard::Config> {
+    use vigil_ima::policy;
+    let mut pol = policy::Policy::default();
+    if !e.builtins.is_empty() {
+        let names: Vec<&str> = e.builtins.iter().map(String::as_str).collect();
+        pol = policy::builtin::policy(&names, &policy::builtin::BuiltinConfig::default())
+            .context("--builtin")?;
+    }
+    if let Some(p) = &e.policy {
+        let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+        pol.extend(policy::parse(&text).with_context(|| format!("{}", p.display()))?);
+    }
+    let mut ring = vigil_ima::KeyRing::new();
+    for list in &e.keys {
+        for k in vigil_ima::KeyRing::load_list(list)
+            .with_context(|| format!("--keys {list}"))?
+            .keys()
+        {
+            ring.add(k.clone());
+        }
+    }
+    let hash_algo = vigil_ima::HashAlgo::from_name(&e.hash_algo)
+        .with_context(|| format!("--hash-algo {}", e.hash_algo))?;
+    let template = vigil_guard::Template::from_name(&e.template)
+        .with_context(|| format!("--template {}", e.template))?;
+    Ok(vigil_guard::Config {
+        hash_algo,
+        template,
+        appraise_mode: match e.appraise {
+            Appraise::Enforce => vigil_guard::AppraiseMode::Enforce,
+            Appraise::Log => vigil_guard::AppraiseMode::Log,
+            Appraise::Fix => vigil_guard::AppraiseMode::Fix,
+            Appraise::Off => vigil_guard::AppraiseMode::Off,
+        },
+        xattr: match e.xattr {
+            Xattr::Security => vigil_guard::XattrSource::Security,
+            Xattr::User => vigil_guard::XattrSource::User,
+        },
+        policy: Arc::new(pol.compile()),
+        verifier: (!ring.keys().is_empty())
+            .then(|| Arc::new(ring) as Arc<dyn vigil_guard::SignatureVerifier>),
+        tree_builder: Some(vigil_fs::verity::tree_builder()),
+        ..Default::default()
+    })
+}
+
+/// Where the daemon of the mount at `mnt` records its pid.
+fn pid_file(mnt: &Path) -> PathBuf {
+    let dir = std::env::var_os("VIGIL_RUN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/run/vigil".into());
+    let name: String = mnt
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    dir.join(format!("mount{name}.pid"))
+}
+
+fn check_dir(p: &Path, what: &str) -> anyhow::Result<PathBuf> {
+    let c = std::fs::canonicalize(p).with_context(|| format!("{what} {}", p.display()))?;
+    if !c.is_dir() {
+        bail!("{what} {}: not a directory", p.display());
+    }
+    Ok(c)
+}
+
+fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
+    let src = check_dir(&a.source, "source")?;
+    let mnt = check_dir(&a.mountpoint, "mount point")?;
+    if vigil_fs::is_vigil_mount(&mnt) && src != mnt {
+        bail!("{}: already a vigil mount", mnt.display());
+    }
+    let config = guard_config(&a.enforce)?;
+    let state = a
+        .state
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/var/lib/vigil/mounts").join(flat_name(&mnt)));
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    let state = std::fs::canonicalize(&state)?;
+    if state.starts_with(&mnt) {
+        // The daemon would do I/O on its own mount.
+        bail!(
+            "state directory {} is inside the mount point {}",
+            state.display(),
+            mnt.display()
+        );
+    }
+    let setup = Setup {
+        src: src.clone(),
+        mnt: mnt.clone(),
+        state,
+        config,
+        threads: a.threads,
+        workers: a.workers,
+        watchdog: (a.watchdog > 0).then(|| Duration::from_secs(a.watchdog)),
+        verify_reads: !a.no_verify_reads,
+    };
+
+    if a.foreground {
+        vigil_fs::block_signals();
+        let m = setup.mount()?;
+        let pidf = write_pid(&mnt);
+        eprintln!("vigil: {} mounted on {}", src.display(), mnt.display());
+        let r = m.run(true);
+        if let Some(p) = pidf {
+            let _ = std::fs::remove_file(p);
+        }
+        r.context("serving the mount")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Detach: fork before any thread exists; the child mounts and reports back
+    // through a pipe, so the parent returns only once the mount is usable.
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("pipe");
+    }
+    // SAFETY: fresh descriptors.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the process is single-threaded here.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()).context("fork"),
+        0 => {
+            drop(rd);
+            let code = daemon(setup, wr, a.log.as_deref());
+            std::process::exit(code);
+        }
+        _child => {
+            drop(wr);
+            let mut msg = String::new();
+            std::fs::File::from(rd)
+                .read_to_string(&mut msg)
+                .context("waiting for the mount")?;
+            match msg.strip_prefix("ok") {
+                Some(_) => Ok(ExitCode::SUCCESS),
+                None if msg.is_empty() => bail!("the mount daemon died before the mount was ready"),
+                None => bail!("{}", msg.trim_end()),
+            }
+        }
+    }
+}
+
+fn write_pid(mnt: &Path) -> Option<PathBuf> {
+    let p = pid_file(mnt);
+    std::fs::create_dir_all(p.parent()?).ok()?;
+    std::fs::write(&p, format!("{}\n", std::process::id())).ok()?;
+    Some(p)
+}
+
+/// Everything `vigil mount` decided before forking.
+struct Setup {
+    src: PathBuf,
+    mnt: PathBuf,
+    state: PathBuf,
+    config: vigil_guard::Config,
+    threads: Option<usize>,
+    workers: Option<usize>,
+    watchdog: Option<Duration>,
+    verify_reads: bool,
+}
+
+impl Setup {
+    /// Start the guard on the state directory and mount (threads start here).
+    fn mount(self) -> anyhow::Result<Mount> {
+        let guard = vigil_guard::Guard::new(self.config, &self.state)
+            .with_context(|| format!("state directory {}", self.state.display()))?;
+        let mut opts = MountOptions::new(&self.src, &self.mnt, guard);
+        if let Some(n) = self.threads {
+            opts.loop_threads = n.max(1);
+        }
+        if let Some(n) = self.workers {
+            opts.workers = n.max(1);
+        }
+        opts.watchdog = self.watchdog;
+        opts.verify_reads = self.verify_reads;
+        Mount::new(opts)
+            .with_context(|| format!("mounting {} on {}", self.src.display(), self.mnt.display()))
+    }
+}
+
+/// The detached daemon: mount, report, serve. Returns the exit code.
+fn daemon(setup: Setup, report: OwnedFd, log: Option<&Path>) -> i32 {
+    // SAFETY: setsid in the freshly forked child.
+    unsafe { libc::setsid() };
+    vigil_fs::block_signals();
+    let mut report = std::fs::File::from(report);
+    let mnt = setup.mnt.clone();
+    let mnt = mnt.as_path();
+    let m = match setup.mount() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = write!(report, "{e:#}");
+            return 2;
+        }
+    };
+    let pidf = write_pid(mnt);
+    // Detach from the terminal: stdin from /dev/null, stdout/stderr to the log file.
+    let out = log
+        .and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        })
+        .or_else(|| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .ok()
+        });
+    if let (Ok(null), Some(out)) = (std::fs::File::open("/dev/null"), out) {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(out.as_raw_fd(), 1);
+            libc::dup2(out.as_raw_fd(), 2);
+        }
+    }
+    let _ = report.write_all(b"ok");
+    drop(report);
+    let r = m.run(true);
+    if let Some(p) = pidf {
+        let _ = std::fs::remove_file(p);
+    }
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vigil: serving {}: {e}", mnt.display());
+            2
+        }
+    }
+}
+
+fn umount(a: UmountArgs) -> anyhow::Result<ExitCode> {
+    let mnt = std::fs::canonicalize(&a.mountpoint)
+        .with_context(|| format!("{}", a.mountpoint.display()))?;
+    if !vigil_fs::is_vigil_mount(&mnt) {
+        bail!("{}: not a vigil mount", mnt.display());
+    }
+    let pid = std::fs::read_to_string(pid_file(&mnt))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    let r = if a.lazy {
+        vigil_fs::detach(&mnt)
+    } else {
+        vigil_fs::unmount(&mnt)
+    };
+    if let Err(e) = r {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            eprintln!(
+                "vigil: {}: busy (files are open); retry, or use --lazy",
+                mnt.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        return Err(e).with_context(|| format!("unmounting {}", mnt.display()));
+    }
+    if let Some(pid) = pid {
+        let deadline = Instant::now() + Duration::from_secs(a.wait);
+        // SAFETY: signal 0 only probes for the process.
+        while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+            if Instant::now() > deadline {
+                eprintln!(
+                    "vigil: {}: unmounted, but daemon {pid} is still running",
+                    mnt.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mnt = std::fs::canonicalize(&a.mountpoint)
+        .with_context(|| format!("{}", a.mountpoint.display()))?;
+    if !vigil_fs::is_vigil_mount(&mnt) {
+        bail!("{}: not a vigil mount", mnt.display());
+    }
+    let dir = mnt.join(vigil_fs::control::DIR_NAME);
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| format!("{}", dir.join(name).display()))
+    };
+    let ascii = String::from_utf8_lossy(&read("ascii_runtime_measurements")?).into_owned();
+    let binary = read("binary_runtime_measurements")?;
+    let violations = String::from_utf8_lossy(&read("violations")?)
+        .trim()
+        .to_owned();
+    let pcrs = String::from_utf8_lossy(&read("pcrs")?).into_owned();
+    let records = ascii.lines().filter(|l| !l.trim().is_empty()).count();
+    if a.json {
+        let v = serde_json::json!({
+            "mountpoint": mnt,
+            "records": records,
+            "binary_list_bytes": binary.len(),
+            "violations": violations.parse::<u64>().unwrap_or(0),
+            "pcrs": pcrs.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("mount:        {}", mnt.display());
+        println!(
+            "measurements: {records} records ({} bytes binary)",
+            binary.len()
+        );
+        println!("violations:   {violations}");
+        for l in pcrs.lines().filter(|l| !l.trim().is_empty()) {
+            println!("{l}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Issue one of the mount's ioctls on `path`.
+fn file_ioctl(path: &Path, cmd: u32) -> std::io::Result<i32> {
+    let f = std::fs::File::open(path)?;
+    // SAFETY: an argument-less ioctl on our descriptor.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+fn explain(path: &Path, e: std::io::Error) -> anyhow::Error {
+    if e.raw_os_error() == Some(libc::ENOTTY) || e.raw_os_error() == Some(libc::ENOSYS) {
+        anyhow::anyhow!("{}: not on a vigil mount", path.display())
+    } else {
+        anyhow::Error::new(e).context(path.display().to_string())
+    }
+}
+
+fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for p in &a.files {
+        let deadline = Instant::now() + Duration::from_secs_f64(a.timeout.max(0.0));
+        let mut wait = Duration::from_millis(5);
+        loop {
+            match file_ioctl(p, ioctl::SEAL) {
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    if Instant::now() >= deadline {
+                        let writers = file_ioctl(p, ioctl::STATUS)
+                            .map(|s| s & !ioctl::STATUS_SEALED)
+                            .unwrap_or(-1);
+                        eprintln!(
+                            "vigil: {}: busy: {writers} writer(s) still open",
+                            p.display()
+                        );
+                        failed = true;
+                        break;
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(explain(p, e)),
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn unseal(a: UnsealArgs) -> anyhow::Result<ExitCode> {
+    for p in &a.files {
+        file_ioctl(p, ioctl::UNSEAL).map_err(|e| explain(p, e))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
+    use std::ffi::CString;
+    use std::os::fd::AsFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let config = guard_config(&a.enforce)?;
+    let path = std::fs::canonicalize(&a.file).with_context(|| format!("{}", a.file.display()))?;
+    let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+    let tmp = match &a.state {
+        Some(_) => None,
+        None => Some(tempfile::tempdir().context("temporary state directory")?),
+    };
+    let state = match (&a.state, &tmp) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.path().to_owned(),
+        (None, None) => unreachable!("a temporary directory exists when --state is absent"),
+    };
+    let guard = vigil_guard::Guard::new(config, &state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    let ident = guard
+        .identify(file.as_fd())
+        .with_context(|| format!("{}", path.display()))?;
+    // SAFETY: trivial getters.
+    let (uid, euid, gid, egid) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+        )
+    };
+    let req = vigil_guard::OpenRequest {
+        hook: vigil_guard::Hook::BprmCheck,
+        mask: 0x1, // MAY_EXEC
+        uid,
+        euid,
+        gid,
+        egid,
+        path: path.display().to_string(),
+        created: false,
+    };
+    let decision = match guard.on_open(&ident, file.as_fd(), &req) {
+        Ok(d) => d,
+        Err(e @ vigil_guard::Error::Denied(_)) => {
+            eprintln!("vigil: exec {}: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+    };
+    let mem = match guard.sealed_memfd(&ident, file.as_fd(), true) {
+        Ok(m) => m,
+        Err(e @ vigil_guard::Error::Changed) => {
+            eprintln!("vigil: exec {}: {e}", path.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("copying {} into a sealed memfd", path.display()))
+        }
+    };
+    drop(decision);
+    drop(guard);
+    drop(file);
+    // A script's interpreter opens /dev/fd/N after the exec: that descriptor must
+    // survive it. A binary needs no descriptor once loaded.
+    let mut magic = [0u8; 2];
+    let script = rustix::io::pread(&mem, &mut magic, 0)
+        .map(|n| n == 2 && &magic == b"#!")
+        .unwrap_or(false);
+    if script {
+        rustix::io::fcntl_setfd(&mem, rustix::io::FdFlags::empty()).context("fcntl")?;
+    }
+    let argv: Vec<CString> = std::iter::once(a.file.as_os_str().to_owned())
+        .chain(a.args.iter().cloned())
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| anyhow::anyhow!("argument contains a NUL byte"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let envp: Vec<CString> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    let mut argp: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envpp: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envpp.push(std::ptr::null());
+    drop(tmp);
+    // SAFETY: NULL-terminated argv/envp of valid C strings; on success this never returns.
+    unsafe { libc::fexecve(mem.as_fd().as_raw_fd(), argp.as_ptr(), envpp.as_ptr()) };
+    Err(std::io::Error::last_os_error()).with_context(|| format!("executing {}", path.display()))
+}

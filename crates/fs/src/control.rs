@@ -1,0 +1,59 @@
+//! The read-only `.vigil/` directory at the root of every mount: the measurement list
+//! and PCR values as securityfs would show them, and the violations counter.
+
+/// Name of the control directory in the mount's root. A backing entry of that name is
+/// hidden and cannot be created, renamed or removed through the mount.
+pub const DIR_NAME: &str = ".vigil";
+/// Node id of the control directory.
+pub const DIR_INO: u64 = 2;
+
+/// The files of `.vigil/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlFile {
+    /// The measurement list in the kernel's binary format.
+    BinaryMeasurements,
+    /// The measurement list in the kernel's ASCII format.
+    AsciiMeasurements,
+    /// Number of violations recorded (ToMToU, open_writers), as securityfs shows it.
+    Violations,
+    /// The emulated PCR values the measurement list extends.
+    Pcrs,
+}
+
+impl ControlFile {
+    pub const ALL: [ControlFile; 4] = [
+        ControlFile::AsciiMeasurements,
+        ControlFile::BinaryMeasurements,
+        ControlFile::Pcrs,
+        ControlFile::Violations,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ControlFile::BinaryMeasurements => "binary_runtime_measurements",
+            ControlFile::AsciiMeasurements => "ascii_runtime_measurements",
+            ControlFile::Violations => "violations",
+            ControlFile::Pcrs => "pcrs",
+        }
+    }
+
+    pub fn ino(self) -> u64 {
+        DIR_INO + 1 + Self::ALL.iter().position(|&f| f == self).unwrap_or(0) as u64
+    }
+
+    pub fn from_ino(ino: u64) -> Option<ControlFile> {
+        Self::ALL.iter().copied().find(|f| f.ino() == ino)
+    }
+
+    pub fn from_name(name: &[u8]) -> Option<ControlFile> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|f| f.name().as_bytes() == name)
+    }
+}
+
+/// Is `ino` the control directory or one of its files?
+pub fn is_control(ino: u64) -> bool {
+    ino == DIR_INO || ControlFile::from_ino(ino).is_some()
+}

@@ -1,0 +1,359 @@
+//! Where enforcement plugs into the filesystem: the FUSE handlers call these hooks of
+//! [`Enforcer`] (over a [`vigil_guard::Guard`]) at fixed points and nowhere else:
+//!
+//! * [`Enforcer::open`] — on a worker thread, after the backing file is open and before
+//!   the reply: policy, measurement, appraisal, writer accounting, violations; an error
+//!   is the errno the opener gets (EACCES denied, EPERM sealed).
+//! * [`Enforcer::check_read`] — on a worker thread, before data leaves the daemon:
+//!   verification of the range against the Merkle tree built at measurement time; a
+//!   mismatch is EIO (and a log line), never wrong bytes.
+//! * [`Enforcer::modify`] / [`Enforcer::invalidate`] — on the loop thread, around every
+//!   change made through the mount; they only invalidate (never hash, never wait).
+//! * [`Enforcer::release`] — at RELEASE; the last writer's release only queues a
+//!   deferred re-measurement.
+//! * [`Enforcer::export`] — contents of the `.vigil/` files.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use fuser::Errno;
+use vigil_guard::{Guard, Hook, Measurement, Modification, OpenHandle, OpenRequest};
+use vigil_ima::HashAlgo;
+
+use crate::control::ControlFile;
+use crate::inode::Node;
+use crate::verity::ReadCheck;
+
+/// Attempts at an open whose measurement keeps being overtaken by writes.
+const OPEN_RETRIES: u32 = 20;
+const MAY_WRITE: u32 = 0x2;
+const MAY_READ: u32 = 0x4;
+const MAY_APPEND: u32 = 0x8;
+
+/// Who asked (from the FUSE request header).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+/// The enforcement state of one open file handle.
+pub struct Opened {
+    handle: Mutex<Option<OpenHandle>>,
+    /// How reads are verified (None: not measured, or measured without a tree).
+    pub check: Option<Arc<ReadCheck>>,
+}
+
+/// The `MAY_*` mask IMA derives from `open(2)` flags.
+pub fn open_mask(flags: i32) -> u32 {
+    let mut m = match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => MAY_WRITE,
+        libc::O_RDWR => MAY_READ | MAY_WRITE,
+        _ => MAY_READ,
+    };
+    if flags & libc::O_APPEND != 0 {
+        m |= MAY_APPEND;
+    }
+    if flags & libc::O_TRUNC != 0 {
+        m |= MAY_WRITE;
+    }
+    m
+}
+
+pub struct Enforcer {
+    guard: Guard,
+    src: PathBuf,
+    mnt: PathBuf,
+    /// Reads of measured files are checked against their Merkle tree.
+    verify_reads: bool,
+}
+
+fn errno_of(e: &vigil_guard::Error) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+impl Enforcer {
+    /// An enforcer for the mount of `src` (canonical path) on `mnt`. `root` is the
+    /// source directory's descriptor; a readable descriptor of it is registered with
+    /// the guard so its deferred jobs can reopen files by handle.
+    pub fn new(
+        guard: Guard,
+        src: &Path,
+        mnt: &Path,
+        root: BorrowedFd<'_>,
+        verify_reads: bool,
+    ) -> std::io::Result<Enforcer> {
+        // open_by_handle_at needs a real (not O_PATH) descriptor on the mount.
+        let dir = crate::sys::openat(root, c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        guard.register_mount(dir).map_err(std::io::Error::other)?;
+        Ok(Enforcer {
+            guard,
+            src: src.to_owned(),
+            mnt: mnt.to_owned(),
+            verify_reads,
+        })
+    }
+
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// A log line (the daemon's stderr, or its `--log` file). Written after the reply
+    /// it concerns was sent or decided, never while holding a lock.
+    pub fn audit(&self, msg: std::fmt::Arguments<'_>) {
+        eprintln!("vigil-fs: {msg}");
+    }
+
+    /// The path of `node` as the mount shows it (for the measurement log).
+    pub fn path_of(&self, node: &Node) -> String {
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", node.fd().as_raw_fd()));
+        match link {
+            Ok(p) => match p.strip_prefix(&self.src) {
+                Ok(rel) if rel.as_os_str().is_empty() => self.mnt.display().to_string(),
+                Ok(rel) => self.mnt.join(rel).display().to_string(),
+                Err(_) => p.display().to_string(),
+            },
+            Err(_) => format!("{}/<inode {}>", self.mnt.display(), node.key.1),
+        }
+    }
+
+    fn file_id(&self, node: &Node) -> Result<vigil_guard::FileId, Errno> {
+        if let Some(id) = node.ident.get() {
+            return Ok(id.clone());
+        }
+        let id = self.guard.identify(node.fd()).map_err(|e| errno_of(&e))?.id;
+        Ok(node.ident.get_or_init(|| id).clone())
+    }
+
+    /// OPEN of a regular file: `file` is the backing file opened with the caller's mode.
+    pub fn open(
+        &self,
+        node: &Node,
+        file: &File,
+        flags: i32,
+        who: Caller,
+        created: bool,
+    ) -> Result<Opened, Errno> {
+        let ident = self
+            .guard
+            .identify(file.as_fd())
+            .map_err(|e| errno_of(&e))?;
+        let _ = node.ident.set(ident.id.clone());
+        let path = self.path_of(node);
+        let req = OpenRequest {
+            hook: Hook::FileCheck,
+            mask: open_mask(flags),
+            uid: who.uid,
+            euid: who.uid,
+            gid: who.gid,
+            egid: who.gid,
+            path: path.clone(),
+            created,
+        };
+        // A measurement overtaken by concurrent writes is retried a few times (IMA
+        // measures a file being written as it finds it).
+        let mut attempt = 0;
+        let d = loop {
+            match self.guard.on_open(&ident, file.as_fd(), &req) {
+                Err(vigil_guard::Error::Changed) if attempt < OPEN_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(u64::from(attempt)));
+                }
+                r => break r,
+            }
+        };
+        let d = match d {
+            Ok(d) => d,
+            Err(e) => {
+                let errno = errno_of(&e);
+                self.audit(format_args!(
+                    "open {path} by uid {} pid {}: {e} ({})",
+                    who.uid,
+                    who.pid,
+                    std::io::Error::from_raw_os_error(errno.code())
+                ));
+                return Err(errno);
+            }
+        };
+        if let Some(vigil_guard::Verdict::Fail(cause)) = &d.verdict {
+            // Log/fix mode: allowed, but recorded.
+            self.audit(format_args!(
+                "open {path} by uid {}: appraisal failed ({cause}), allowed",
+                who.uid
+            ));
+        }
+        let check = match (&d.measurement, self.verify_reads) {
+            (Some(m), true) => self.read_check(node, m, &path),
+            _ => None,
+        };
+        Ok(Opened {
+            handle: Mutex::new(Some(d.handle)),
+            check,
+        })
+    }
+
+    /// The read check of measurement `m`, built once per measurement and kept on the node.
+    fn read_check(&self, node: &Node, m: &Arc<Measurement>, path: &str) -> Option<Arc<ReadCheck>> {
+        let (tree, _) = m.verity.as_ref()?;
+        let mut slot = node.check.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((held, check)) = slot.as_ref() {
+            if Arc::ptr_eq(held, m) {
+                return Some(check.clone());
+            }
+        }
+        match ReadCheck::new(
+            m.attrs.size,
+            Arc::new(tree.tree.clone()),
+            m.algo,
+            m.digest.clone(),
+        ) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                *slot = Some((m.clone(), c.clone()));
+                Some(c)
+            }
+            Err(e) => {
+                self.audit(format_args!("{path}: no read verification: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Verify `data`, read at `offset` over the check's span; on mismatch log and EIO.
+    pub fn check_read(
+        &self,
+        node: &Node,
+        check: &ReadCheck,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), Errno> {
+        check.verify(offset, data).map_err(|e| {
+            self.audit(format_args!(
+                "read {} [{offset}, {}): {e}: EIO",
+                self.path_of(node),
+                offset + data.len() as u64
+            ));
+            Errno::EIO
+        })
+    }
+
+    /// A content change through the mount is about to happen (write, truncate,
+    /// fallocate): keep the result until it is done. EPERM if sealed.
+    pub fn modify(&self, node: &Node) -> Result<Modification, Errno> {
+        let id = self.file_id(node)?;
+        self.guard.modify(&id).map_err(|e| errno_of(&e))
+    }
+
+    /// A metadata change through the mount happened (chmod, chown, xattrs).
+    pub fn invalidate(&self, node: &Node) {
+        if let Ok(id) = self.file_id(node) {
+            self.guard.invalidate(&id);
+        }
+    }
+
+    /// RELEASE of a handle: the last writer's only queues a re-measurement.
+    pub fn release(&self, node: &Node, opened: &Opened) {
+        let h = opened
+            .handle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = h {
+            if self.guard.on_release(h) == vigil_guard::ReleaseOutcome::QueueFull {
+                self.audit(format_args!(
+                    "{}: re-measurement queue full; measured again at its next open",
+                    self.path_of(node)
+                ));
+            }
+        }
+    }
+
+    /// Is the file behind `node` sealed?
+    pub fn sealed(&self, node: &Node) -> bool {
+        self.file_id(node)
+            .ok()
+            .and_then(|id| {
+                self.guard
+                    .status(&id)
+                    .map(|s| s.sealed)
+                    .or_else(|| self.guard.seal_of(&id).map(|_| true))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Seal (EBUSY while writers exist).
+    pub fn seal(&self, node: &Node, file: &File) -> Result<(), Errno> {
+        let ident = self
+            .guard
+            .identify(file.as_fd())
+            .map_err(|e| errno_of(&e))?;
+        self.guard
+            .seal(&ident, file.as_fd())
+            .map(drop)
+            .map_err(|e| errno_of(&e))?;
+        self.audit(format_args!("sealed {}", self.path_of(node)));
+        Ok(())
+    }
+
+    pub fn unseal(&self, node: &Node, uid: u32) -> Result<(), Errno> {
+        let id = self.file_id(node)?;
+        self.guard.unseal(&id, uid).map_err(|e| errno_of(&e))?;
+        self.audit(format_args!("unsealed {} by uid {uid}", self.path_of(node)));
+        Ok(())
+    }
+
+    /// Writers (open handles and writable maps) and the seal of `node`.
+    pub fn status(&self, node: &Node) -> (u32, bool) {
+        match self
+            .file_id(node)
+            .ok()
+            .and_then(|id| self.guard.status(&id))
+        {
+            Some(s) => (s.writers + s.writable_maps, s.sealed),
+            None => (0, self.sealed(node)),
+        }
+    }
+
+    /// Contents of a `.vigil/` file.
+    pub fn export(&self, f: ControlFile) -> Vec<u8> {
+        let log = self.guard.log();
+        let mut out = Vec::new();
+        let r = match f {
+            ControlFile::BinaryMeasurements => log.export_binary(HashAlgo::Sha1, &mut out),
+            ControlFile::AsciiMeasurements => log.export_ascii(HashAlgo::Sha1, &mut out),
+            ControlFile::Violations => {
+                out = format!("{}\n", log.stats().violations).into_bytes();
+                Ok(())
+            }
+            ControlFile::Pcrs => {
+                out = format_pcrs(&self.guard.pcrs()).into_bytes();
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            self.audit(format_args!("exporting {}: {e}", f.name()));
+        }
+        out
+    }
+
+    pub fn shutdown(&self) {
+        self.guard.wait_idle();
+    }
+}
+
+/// `<alg> PCR-NN: <hex>` lines (as `vigil log replay` prints them) for every PCR of
+/// every bank that is not all zero.
+pub fn format_pcrs(banks: &vigil_ima::list::PcrBanks) -> String {
+    let mut s = String::new();
+    for b in &banks.banks {
+        for (i, v) in b.pcrs.iter().enumerate() {
+            if v.iter().any(|&x| x != 0) {
+                s.push_str(&format!("{} PCR-{i:02}: {}\n", b.algo, hex::encode(v)));
+            }
+        }
+    }
+    s
+}

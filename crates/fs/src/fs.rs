@@ -1,0 +1,1299 @@
+//! The FUSE filesystem: a passthrough over the source directory's descriptor, with the
+//! enforcement hooks of [`crate::enforce`] at open, read, change and last close.
+
+use std::cell::RefCell;
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+
+use crate::control::{self, ControlFile};
+use crate::enforce::{Caller, Enforcer};
+use crate::inode::{Handle, HandleKind, HandleTable, InodeTable, Node, Stamp, ROOT_INO};
+use crate::ioctl;
+use crate::pool::Pool;
+use crate::sys::{self, errno};
+
+/// Largest READ/WRITE the kernel is asked to send (and the readahead window).
+pub const MAX_IO: u32 = 1 << 20;
+
+/// State shared by the loop threads, the workers and the mount's owner.
+pub struct Shared {
+    pub inodes: InodeTable,
+    pub handles: HandleTable,
+    pub pool: Arc<Pool>,
+    pub enforce: Arc<Enforcer>,
+    pub notifier: OnceLock<Notifier>,
+    pub ttl: Duration,
+    /// The daemon runs as root: new files are given to the requesting user.
+    chown_new: bool,
+}
+
+pub struct VigilFs {
+    pub(crate) shared: Arc<Shared>,
+}
+
+thread_local! {
+    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One directory entry of a listing snapshot.
+pub struct Entry {
+    name: Vec<u8>,
+    kind: FileType,
+    backing_ino: u64,
+}
+
+fn einval() -> io::Error {
+    io::Error::from_raw_os_error(libc::EINVAL)
+}
+
+fn is_dot(name: &[u8]) -> bool {
+    name == b"." || name == b".."
+}
+
+impl VigilFs {
+    pub fn new(
+        root: std::os::fd::OwnedFd,
+        enforce: Arc<Enforcer>,
+        workers: usize,
+    ) -> io::Result<VigilFs> {
+        let inodes = InodeTable::new(root)?;
+        // SAFETY: trivial getter.
+        let chown_new = unsafe { libc::geteuid() } == 0;
+        Ok(VigilFs {
+            shared: Arc::new(Shared {
+                inodes,
+                handles: HandleTable::new(),
+                pool: Pool::new(workers, workers * 16),
+                enforce,
+                notifier: OnceLock::new(),
+                ttl: Duration::from_secs(1),
+                chown_new,
+            }),
+        })
+    }
+}
+
+impl Shared {
+    fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
+        self.inodes.get(ino.0).ok_or(Errno::ESTALE)
+    }
+
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>, Errno> {
+        self.handles.get(fh.0).ok_or(Errno::EBADF)
+    }
+
+    fn control_dir_attr(&self) -> FileAttr {
+        let root = self.inodes.get(ROOT_INO).and_then(|n| n.stat().ok());
+        let t = root
+            .map(|st| sys::systime(st.st_mtime, st.st_mtime_nsec))
+            .unwrap_or(UNIX_EPOCH);
+        FileAttr {
+            ino: INodeNo(control::DIR_INO),
+            size: 0,
+            blocks: 0,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            crtime: t,
+            kind: FileType::Directory,
+            perm: 0o555,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn control_file_attr(&self, f: ControlFile) -> FileAttr {
+        // Size 0 as in securityfs: readers read to EOF (the handle is direct I/O).
+        FileAttr {
+            ino: INodeNo(f.ino()),
+            kind: FileType::RegularFile,
+            perm: 0o444,
+            nlink: 1,
+            ..self.control_dir_attr()
+        }
+    }
+
+    fn control_attr(&self, ino: u64) -> Option<FileAttr> {
+        if ino == control::DIR_INO {
+            Some(self.control_dir_attr())
+        } else {
+            ControlFile::from_ino(ino).map(|f| self.control_file_attr(f))
+        }
+    }
+
+    /// Refuse any change naming the control directory.
+    fn check_name(&self, parent: INodeNo, name: &OsStr) -> Result<(), Errno> {
+        if parent.0 == control::DIR_INO
+            || (parent.0 == ROOT_INO && name.as_bytes() == control::DIR_NAME.as_bytes())
+        {
+            return Err(Errno::EACCES);
+        }
+        Ok(())
+    }
+
+    /// Look `name` up in the backing directory of `parent`; one kernel lookup.
+    fn do_lookup(&self, parent: &Node, name: &[u8]) -> io::Result<(Arc<Node>, libc::stat)> {
+        if is_dot(name) || name.contains(&b'/') {
+            return Err(einval());
+        }
+        let c = CString::new(name).map_err(|_| einval())?;
+        let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let st = sys::fstat(fd.as_fd())?;
+        let node = self.inodes.lookup(fd, &st);
+        Ok((node, st))
+    }
+
+    fn entry(&self, reply: ReplyEntry, r: io::Result<(Arc<Node>, libc::stat)>) {
+        match r {
+            Ok((node, st)) => reply.entry(&self.ttl, &sys::to_attr(node.ino, &st), Generation(0)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Give a just-created entry to the requesting user (the daemon creates as root).
+    fn own(&self, parent: &Node, name: &CString, req: &Request) -> io::Result<()> {
+        if !self.chown_new || (req.uid() == 0 && req.gid() == 0) {
+            return Ok(());
+        }
+        let pst = parent.stat()?;
+        // In a set-group-ID directory the group comes from the directory.
+        let gid = if pst.st_mode & libc::S_ISGID != 0 {
+            u32::MAX
+        } else {
+            req.gid()
+        };
+        // SAFETY: plain syscall on a valid C string.
+        let r = unsafe {
+            libc::fchownat(
+                parent.fd().as_raw_fd(),
+                name.as_ptr(),
+                req.uid(),
+                gid,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Record a change made through the mount (inner invalidation only): the node's
+    /// generation moves on (so handles opened before stop verifying against the old
+    /// tree) and the kernel's cached pages are not kept at the next open.
+    fn changed(&self, node: &Node) {
+        node.state.bump();
+        *node.state.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// A metadata change through the mount happened.
+    fn meta_changed(&self, node: &Node) {
+        self.changed(node);
+        self.enforce.invalidate(node);
+    }
+
+    fn list_dir(&self, node: &Node) -> io::Result<Vec<Entry>> {
+        let mut stream = sys::DirStream::open(node.fd())?;
+        let mut out = Vec::new();
+        let mut off = 0i64;
+        let is_root = node.ino == ROOT_INO;
+        while let Some(e) = stream.next_at(off)? {
+            off = e.next_off;
+            if is_root && e.name == control::DIR_NAME.as_bytes() {
+                continue;
+            }
+            out.push(Entry {
+                kind: sys::dtype_kind(e.dtype),
+                backing_ino: e.ino,
+                name: e.name,
+            });
+        }
+        if is_root {
+            out.push(Entry {
+                name: control::DIR_NAME.as_bytes().to_vec(),
+                kind: FileType::Directory,
+                backing_ino: 0,
+            });
+        }
+        Ok(out)
+    }
+
+    fn control_listing() -> Vec<Entry> {
+        let mut v = vec![
+            Entry {
+                name: b".".to_vec(),
+                kind: FileType::Directory,
+                backing_ino: 0,
+            },
+            Entry {
+                name: b"..".to_vec(),
+                kind: FileType::Directory,
+                backing_ino: 0,
+            },
+        ];
+        v.extend(ControlFile::ALL.iter().map(|f| Entry {
+            name: f.name().as_bytes().to_vec(),
+            kind: FileType::RegularFile,
+            backing_ino: 0,
+        }));
+        v
+    }
+
+    /// Node id to show for a listing entry: its node if the kernel knows it.
+    fn entry_ino(&self, dir: &Node, e: &Entry) -> u64 {
+        if e.name == control::DIR_NAME.as_bytes() && dir.ino == ROOT_INO {
+            return control::DIR_INO;
+        }
+        self.inodes
+            .peek_key((dir.key.0, e.backing_ino))
+            .unwrap_or(e.backing_ino.max(1))
+    }
+
+    fn open_file(
+        &self,
+        node: Arc<Node>,
+        flags: i32,
+        who: Caller,
+        created: bool,
+    ) -> Result<(u64, FopenFlags), Errno> {
+        let acc = flags & libc::O_ACCMODE;
+        let writable = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let oflags = flags
+            & !(libc::O_CREAT
+                | libc::O_EXCL
+                | libc::O_NOCTTY
+                | libc::O_DIRECT
+                | libc::O_NOFOLLOW
+                | libc::O_TRUNC);
+        // The generation before measuring: a change through the mount from here on
+        // (even one racing with the measurement) turns this handle's checks off.
+        let opened_gen = node.state.generation();
+        let file = File::from(sys::reopen(node.fd(), oflags).map_err(|e| errno(&e))?);
+        let opened = self.enforce.open(&node, &file, flags, who, created)?;
+        if flags & libc::O_TRUNC != 0 {
+            // Only sent with atomic O_TRUNC; truncate after the open was allowed.
+            let _m = self.enforce.modify(&node)?;
+            self.changed(&node);
+            file.set_len(0).map_err(|e| errno(&e))?;
+            self.changed(&node);
+        }
+        let st = sys::fstat(file.as_fd()).map_err(|e| errno(&e))?;
+        // A read-only handle has nothing to flush (locks are the kernel's own): spare
+        // the FLUSH round trip at every close.
+        let mut fopen = if writable {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_NOFLUSH
+        };
+        // Keep the kernel's cached pages only if the backing file is what it was when
+        // they were read (they were verified as they were served); otherwise the kernel
+        // drops them at this open.
+        {
+            let now = Stamp::of(&st);
+            let mut cached = node.state.cached.lock().unwrap_or_else(|e| e.into_inner());
+            if *cached == Some(now) {
+                fopen |= FopenFlags::FOPEN_KEEP_CACHE;
+            }
+            *cached = Some(now);
+        }
+        node.state.opens.fetch_add(1, Ordering::AcqRel);
+        let fh = self.handles.insert(Handle {
+            node: Some(node),
+            kind: HandleKind::File(file),
+            writable,
+            opened_gen,
+            opened: Some(opened),
+        });
+        Ok((fh, fopen))
+    }
+
+    /// READ on a worker: verified against the measurement's tree when the handle has
+    /// one and the file has not been changed through the mount since it was opened.
+    fn read_into(&self, h: &Handle, offset: u64, size: u32, reply: ReplyData) {
+        let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
+            return reply.error(Errno::EBADF);
+        };
+        let check = h
+            .opened
+            .as_ref()
+            .and_then(|o| o.check.as_ref())
+            .filter(|_| node.state.generation() == h.opened_gen);
+        let want_end = offset.saturating_add(size as u64);
+        let (start, end) = match check {
+            Some(c) => {
+                if want_end > c.size() && offset < want_end {
+                    // Beyond the measured size: anything the backing file has there now
+                    // was never measured.
+                    match sys::fstat(file.as_fd()) {
+                        Ok(st) if st.st_size as u64 == c.size() => {}
+                        Ok(st) => {
+                            self.enforce.audit(format_args!(
+                                "read {}: file is {} bytes, measured {}: EIO",
+                                self.enforce.path_of(node),
+                                st.st_size,
+                                c.size()
+                            ));
+                            return reply.error(Errno::EIO);
+                        }
+                        Err(e) => return reply.error(errno(&e)),
+                    }
+                }
+                c.span(offset, size as u64)
+            }
+            None => (offset, want_end),
+        };
+        READ_BUF.with(|b| {
+            let mut buf = b.borrow_mut();
+            let len = (end - start) as usize;
+            if buf.len() < len {
+                buf.resize(len, 0);
+            }
+            let mut n = 0usize;
+            while n < len {
+                match file.read_at(&mut buf[n..len], start + n as u64) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return reply.error(errno(&e)),
+                }
+            }
+            if let Some(c) = check {
+                // A write through the mount bumps the generation before it changes the
+                // data: a mismatch seen after such a bump is that write, not tampering.
+                let racing = || node.state.generation() != h.opened_gen;
+                if c.verify(start, &buf[..n]).is_err() && !racing() {
+                    if let Err(e) = self.enforce.check_read(node, c, start, &buf[..n]) {
+                        return reply.error(e);
+                    }
+                }
+            }
+            let from = ((offset.max(start) - start) as usize).min(n);
+            let to = ((want_end.min(end) - start) as usize).clamp(from, n);
+            reply.data(&buf[from..to]);
+        });
+    }
+
+    fn release_handle(&self, fh: FileHandle) {
+        let Some(h) = self.handles.remove(fh.0) else {
+            return;
+        };
+        let Some(node) = h.node.as_ref() else { return };
+        node.state.opens.fetch_sub(1, Ordering::AcqRel);
+        if let Some(o) = &h.opened {
+            self.enforce.release(node, o);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_setattr(
+        &self,
+        node: &Node,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> Result<libc::stat, Errno> {
+        if let Some(size) = size {
+            let _m = self.enforce.modify(node)?;
+            self.changed(node);
+            let handle = fh.and_then(|fh| self.handles.get(fh.0));
+            let res = match handle
+                .as_ref()
+                .and_then(|h| h.file().filter(|_| h.writable))
+            {
+                Some(f) => f.set_len(size),
+                None => sys::reopen(node.fd(), libc::O_WRONLY)
+                    .and_then(|fd| File::from(fd).set_len(size)),
+            };
+            self.changed(node);
+            res.map_err(|e| errno(&e))?;
+        }
+        let mut meta = false;
+        if let Some(mode) = mode {
+            if node.kind == FileType::Symlink {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            sys::chmod_fd(node.fd(), mode & 0o7777).map_err(|e| errno(&e))?;
+            meta = true;
+        }
+        if uid.is_some() || gid.is_some() {
+            sys::chown_fd(node.fd(), uid, gid).map_err(|e| errno(&e))?;
+            meta = true;
+        }
+        if atime.is_some() || mtime.is_some() {
+            if node.kind == FileType::Symlink {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let times = [sys::timespec(atime), sys::timespec(mtime)];
+            sys::utimens_fd(node.fd(), &times).map_err(|e| errno(&e))?;
+            meta = true;
+        }
+        if meta {
+            self.meta_changed(node);
+        }
+        node.stat().map_err(|e| errno(&e))
+    }
+
+    fn xattr_path(&self, node: &Node) -> Result<CString, Errno> {
+        if node.kind == FileType::Symlink {
+            // Only the link itself could carry them, and /proc cannot name it.
+            return Err(Errno::EOPNOTSUPP);
+        }
+        Ok(sys::proc_path(node.fd().as_raw_fd()))
+    }
+
+    fn ioctl_seal(&self, uid: u32, node: &Node, cmd: u32) -> Result<i32, Errno> {
+        let st = node.stat().map_err(|e| errno(&e))?;
+        if node.kind != FileType::RegularFile {
+            return Err(Errno::EINVAL);
+        }
+        match cmd {
+            ioctl::SEAL => {
+                if uid != 0 && uid != st.st_uid {
+                    return Err(Errno::EPERM);
+                }
+                let file =
+                    File::from(sys::reopen(node.fd(), libc::O_RDONLY).map_err(|e| errno(&e))?);
+                self.enforce.seal(node, &file)?;
+                Ok(0)
+            }
+            ioctl::UNSEAL => {
+                self.enforce.unseal(node, uid)?;
+                Ok(0)
+            }
+            ioctl::STATUS => {
+                let (writers, sealed) = self.enforce.status(node);
+                Ok((writers.min(ioctl::STATUS_SEALED as u32 - 1)) as i32
+                    | if sealed { ioctl::STATUS_SEALED } else { 0 })
+            }
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, r: io::Result<Vec<u8>>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn get_xattr(path: &CString, name: &OsStr) -> io::Result<Vec<u8>> {
+    let name = sys::cstr(name)?;
+    loop {
+        // SAFETY: size query with a null buffer.
+        let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; n as usize];
+        // SAFETY: buffer pointer/length describe `buf`.
+        let m = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if m < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue; // grew in between
+            }
+            return Err(e);
+        }
+        buf.truncate(m as usize);
+        return Ok(buf);
+    }
+}
+
+fn list_xattr(path: &CString) -> io::Result<Vec<u8>> {
+    loop {
+        // SAFETY: size query.
+        let n = unsafe { libc::listxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut buf = vec![0u8; n as usize];
+        // SAFETY: buffer pointer/length describe `buf`.
+        let m = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if m < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue;
+            }
+            return Err(e);
+        }
+        buf.truncate(m as usize);
+        return Ok(buf);
+    }
+}
+
+macro_rules! tri {
+    ($reply:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $reply.error(e.into()),
+        }
+    };
+}
+
+impl Filesystem for VigilFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_write(MAX_IO);
+        let _ = config
+            .set_max_readahead(MAX_IO)
+            .or_else(|max| config.set_max_readahead(max));
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_EXPORT_SUPPORT;
+        for flag in wanted.iter() {
+            let _ = config.add_capabilities(flag);
+        }
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.shared.pool.shutdown();
+        self.shared.enforce.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let s = &self.shared;
+        if parent.0 == ROOT_INO && name.as_bytes() == control::DIR_NAME.as_bytes() {
+            return reply.entry(&s.ttl, &s.control_dir_attr(), Generation(0));
+        }
+        if parent.0 == control::DIR_INO {
+            return match ControlFile::from_name(name.as_bytes()) {
+                Some(f) => reply.entry(&s.ttl, &s.control_file_attr(f), Generation(0)),
+                None => reply.error(Errno::ENOENT),
+            };
+        }
+        let p = tri!(reply, s.node(parent));
+        s.entry(reply, s.do_lookup(&p, name.as_bytes()));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.shared.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let s = &self.shared;
+        if let Some(a) = s.control_attr(ino.0) {
+            return reply.attr(&s.ttl, &a);
+        }
+        let node = tri!(reply, s.node(ino));
+        match node.stat() {
+            Ok(st) => reply.attr(&s.ttl, &sys::to_attr(node.ino, &st)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let s = &self.shared;
+        if control::is_control(ino.0) {
+            return reply.error(Errno::EACCES);
+        }
+        let node = tri!(reply, s.node(ino));
+        match s.do_setattr(&node, mode, uid, gid, size, atime, mtime, fh) {
+            Ok(st) => reply.attr(&s.ttl, &sys::to_attr(node.ino, &st)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let node = tri!(reply, self.shared.node(ino));
+        match sys::readlink_fd(node.fd()) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, name));
+        let p = tri!(reply, s.node(parent));
+        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let r = sys::mknodat(p.fd(), &c, mode, rdev as libc::dev_t)
+            .and_then(|()| s.own(&p, &c, req))
+            .and_then(|()| s.do_lookup(&p, name.as_bytes()));
+        s.entry(reply, r);
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, name));
+        let p = tri!(reply, s.node(parent));
+        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let r = sys::mkdirat(p.fd(), &c, mode & 0o7777)
+            .and_then(|()| s.own(&p, &c, req))
+            .and_then(|()| s.do_lookup(&p, name.as_bytes()));
+        s.entry(reply, r);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, name));
+        let p = tri!(reply, s.node(parent));
+        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        match sys::unlinkat(p.fd(), &c, 0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, name));
+        let p = tri!(reply, s.node(parent));
+        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        match sys::unlinkat(p.fd(), &c, libc::AT_REMOVEDIR) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, link_name));
+        let p = tri!(reply, s.node(parent));
+        let c = tri!(reply, sys::cstr(link_name).map_err(|e| errno(&e)));
+        let t = tri!(reply, sys::cstr(target.as_os_str()).map_err(|e| errno(&e)));
+        let r = sys::symlinkat(&t, p.fd(), &c)
+            .and_then(|()| s.own(&p, &c, req))
+            .and_then(|()| s.do_lookup(&p, link_name.as_bytes()));
+        s.entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, name));
+        tri!(reply, s.check_name(newparent, newname));
+        let p = tri!(reply, s.node(parent));
+        let np = tri!(reply, s.node(newparent));
+        let a = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let b = tri!(reply, sys::cstr(newname).map_err(|e| errno(&e)));
+        // A sealed file may not be replaced by a rename over it.
+        if let Ok(st) = sys::statat(np.fd(), &b, libc::AT_SYMLINK_NOFOLLOW) {
+            if let Some(n) = s
+                .inodes
+                .peek_key((st.st_dev, st.st_ino))
+                .and_then(|i| s.inodes.get(i))
+            {
+                if s.enforce.sealed(&n) {
+                    return reply.error(Errno::EPERM);
+                }
+            }
+        }
+        match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(newparent, newname));
+        if control::is_control(ino.0) {
+            return reply.error(Errno::EACCES);
+        }
+        let node = tri!(reply, s.node(ino));
+        let np = tri!(reply, s.node(newparent));
+        let c = tri!(reply, sys::cstr(newname).map_err(|e| errno(&e)));
+        let r = sys::link_fd(node.fd(), np.fd(), &c)
+            .and_then(|()| s.do_lookup(&np, newname.as_bytes()));
+        s.entry(reply, r);
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let s = &self.shared;
+        if let Some(f) = ControlFile::from_ino(ino.0) {
+            if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+                return reply.error(Errno::EACCES);
+            }
+            let data = s.enforce.export(f);
+            let fh = s.handles.insert(Handle {
+                node: None,
+                kind: HandleKind::Control(data),
+                writable: false,
+                opened_gen: 0,
+                opened: None,
+            });
+            return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
+        }
+        let node = tri!(reply, s.node(ino));
+        let who = caller(req);
+        let shared = self.shared.clone();
+        s.pool
+            .run(move || match shared.open_file(node, flags.0, who, false) {
+                Ok((fh, fl)) => reply.opened(FileHandle(fh), fl),
+                Err(e) => reply.error(e),
+            });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let s = &self.shared;
+        let h = tri!(reply, s.handle(fh));
+        if let HandleKind::Control(data) = &h.kind {
+            let start = (offset as usize).min(data.len());
+            let end = start.saturating_add(size as usize).min(data.len());
+            return reply.data(&data[start..end]);
+        }
+        let shared = self.shared.clone();
+        s.pool
+            .run(move || shared.read_into(&h, offset, size, reply));
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let s = &self.shared;
+        let h = tri!(reply, s.handle(fh));
+        let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
+            return reply.error(Errno::EBADF);
+        };
+        // Page-cache writeback (mmap stores, pid 0) arrives here too, on some writable
+        // handle of the file: it is counted like any other write.
+        let m = tri!(reply, s.enforce.modify(node));
+        // Bumped before the data changes (readers' checks stand down) and after (the
+        // page cache is not kept at the next open).
+        s.changed(node);
+        let r = file.write_all_at(data, offset);
+        s.changed(node);
+        drop(m);
+        match r {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let h = tri!(reply, self.shared.handle(fh));
+        match h.file().map(|f| sys::close_dup(f.as_fd())) {
+            Some(Err(e)) => reply.error(errno(&e)),
+            _ => reply.ok(),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+        self.shared.release_handle(fh);
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let h = tri!(reply, self.shared.handle(fh));
+        self.shared.pool.run(move || {
+            let r = match h.file() {
+                Some(f) if datasync => f.sync_data(),
+                Some(f) => f.sync_all(),
+                None => Ok(()),
+            };
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let s = &self.shared;
+        if ino.0 == control::DIR_INO {
+            let fh = s.handles.insert(Handle {
+                node: None,
+                kind: HandleKind::Dir(Mutex::new(Vec::new())),
+                writable: false,
+                opened_gen: 0,
+                opened: None,
+            });
+            return reply.opened(FileHandle(fh), FopenFlags::empty());
+        }
+        let node = tri!(reply, s.node(ino));
+        if node.kind != FileType::Directory {
+            return reply.error(Errno::ENOTDIR);
+        }
+        let fh = s.handles.insert(Handle {
+            node: Some(node),
+            kind: HandleKind::Dir(Mutex::new(Vec::new())),
+            writable: false,
+            opened_gen: 0,
+            opened: None,
+        });
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let s = &self.shared;
+        let h = tri!(reply, s.handle(fh));
+        let HandleKind::Dir(list) = &h.kind else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        if offset == 0 {
+            *list = match &h.node {
+                Some(n) => tri!(reply, s.list_dir(n).map_err(|e| errno(&e))),
+                None => Shared::control_listing(),
+            };
+        }
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            let eino = match &h.node {
+                Some(n) => s.entry_ino(n, e),
+                None if e.name == b"." => ino.0,
+                None if e.name == b".." => ROOT_INO,
+                None => ControlFile::from_name(&e.name)
+                    .map(|f| f.ino())
+                    .unwrap_or(1),
+            };
+            if reply.add(
+                INodeNo(eino),
+                i as u64 + 1,
+                e.kind,
+                OsStr::from_bytes(&e.name),
+            ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let s = &self.shared;
+        let h = tri!(reply, s.handle(fh));
+        let HandleKind::Dir(list) = &h.kind else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        if offset == 0 {
+            *list = match &h.node {
+                Some(n) => tri!(reply, s.list_dir(n).map_err(|e| errno(&e))),
+                None => Shared::control_listing(),
+            };
+        }
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            let off = i as u64 + 1;
+            let name = OsStr::from_bytes(&e.name);
+            // "." and ".." take no lookup count; the kernel ignores their attributes.
+            let (attr, counted) = if is_dot(&e.name) {
+                let a = s.control_attr(ino.0).or_else(|| {
+                    h.node
+                        .as_ref()
+                        .and_then(|n| n.stat().ok().map(|st| sys::to_attr(n.ino, &st)))
+                });
+                let Some(a) = a else { continue };
+                (a, None)
+            } else {
+                match &h.node {
+                    None => match ControlFile::from_name(&e.name) {
+                        Some(f) => (s.control_file_attr(f), None),
+                        None => continue,
+                    },
+                    Some(n) if n.ino == ROOT_INO && e.name == control::DIR_NAME.as_bytes() => {
+                        (s.control_dir_attr(), None)
+                    }
+                    Some(n) => match s.do_lookup(n, &e.name) {
+                        Ok((node, st)) => (sys::to_attr(node.ino, &st), Some(node.ino)),
+                        // Gone since the listing was taken.
+                        Err(_) => continue,
+                    },
+                }
+            };
+            if reply.add(attr.ino, off, name, &s.ttl, &attr, Generation(0)) {
+                if let Some(ino) = counted {
+                    s.inodes.forget(ino, 1);
+                }
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.shared.handles.remove(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let node = tri!(reply, self.shared.node(ino));
+        self.shared.pool.run(move || {
+            match sys::openat(node.fd(), c".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                .and_then(|fd| File::from(fd).sync_all())
+            {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(&e)),
+            }
+        });
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let root = tri!(reply, self.shared.node(INodeNo(ROOT_INO)));
+        match sys::statvfs_fd(root.fd()) {
+            Ok(v) => reply.statfs(
+                v.f_blocks,
+                v.f_bfree,
+                v.f_bavail,
+                v.f_files,
+                v.f_ffree,
+                v.f_bsize as u32,
+                v.f_namemax as u32,
+                v.f_frsize as u32,
+            ),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let s = &self.shared;
+        if control::is_control(ino.0) {
+            return reply.error(Errno::EACCES);
+        }
+        let node = tri!(reply, s.node(ino));
+        let path = tri!(reply, s.xattr_path(&node));
+        let n = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        // SAFETY: valid C strings and a buffer of `value.len()` bytes.
+        let r = unsafe {
+            libc::setxattr(
+                path.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                flags,
+            )
+        };
+        if r < 0 {
+            return reply.error(errno(&io::Error::last_os_error()));
+        }
+        s.meta_changed(&node);
+        reply.ok();
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let s = &self.shared;
+        if control::is_control(ino.0) {
+            return reply.error(Errno::NO_XATTR);
+        }
+        let node = tri!(reply, s.node(ino));
+        let path = tri!(reply, s.xattr_path(&node));
+        reply_xattr(reply, size, get_xattr(&path, name));
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let s = &self.shared;
+        if control::is_control(ino.0) {
+            return reply_xattr(reply, size, Ok(Vec::new()));
+        }
+        let node = tri!(reply, s.node(ino));
+        if node.kind == FileType::Symlink {
+            return reply_xattr(reply, size, Ok(Vec::new()));
+        }
+        let path = tri!(reply, s.xattr_path(&node));
+        reply_xattr(reply, size, list_xattr(&path));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let s = &self.shared;
+        if control::is_control(ino.0) {
+            return reply.error(Errno::EACCES);
+        }
+        let node = tri!(reply, s.node(ino));
+        let path = tri!(reply, s.xattr_path(&node));
+        let n = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        // SAFETY: valid C strings.
+        if unsafe { libc::removexattr(path.as_ptr(), n.as_ptr()) } < 0 {
+            return reply.error(errno(&io::Error::last_os_error()));
+        }
+        s.meta_changed(&node);
+        reply.ok();
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Mounted with default_permissions: the kernel checks modes itself.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let s = &self.shared;
+        tri!(reply, s.check_name(parent, name));
+        let p = tri!(reply, s.node(parent));
+        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let oflags = (flags | libc::O_CREAT) & !(libc::O_NOCTTY | libc::O_DIRECT | libc::O_TRUNC);
+        // Create through an O_PATH-free open, then take the node from the opened file so
+        // a concurrent rename cannot swap it.
+        let r = (|| -> io::Result<(Arc<Node>, libc::stat)> {
+            let opened = sys::openat(p.fd(), &c, oflags | libc::O_NOFOLLOW, mode & 0o7777)?;
+            drop(opened);
+            s.own(&p, &c, req)?;
+            s.do_lookup(&p, name.as_bytes())
+        })();
+        let (node, _) = tri!(reply, r.map_err(|e| errno(&e)));
+        let who = caller(req);
+        let shared = self.shared.clone();
+        // Opening measures (the name may have been taken by an existing file meanwhile).
+        s.pool.run(move || {
+            let s = &shared;
+            let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
+            match s.open_file(node.clone(), flags, who, true) {
+                Ok((fh, fl)) => {
+                    let st = tri!(reply, node.stat().map_err(|e| errno(&e)));
+                    reply.created(
+                        &s.ttl,
+                        &sys::to_attr(node.ino, &st),
+                        Generation(0),
+                        FileHandle(fh),
+                        fl,
+                    )
+                }
+                Err(e) => {
+                    s.inodes.forget(node.ino, 1);
+                    reply.error(e)
+                }
+            }
+        });
+    }
+
+    fn ioctl(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        let s = &self.shared;
+        let node = tri!(reply, s.node(ino));
+        let (uid, shared) = (req.uid(), self.shared.clone());
+        // Sealing measures the file: on a worker.
+        s.pool
+            .run(move || match shared.ioctl_seal(uid, &node, cmd) {
+                Ok(v) => reply.ioctl(v, &[]),
+                Err(e) => reply.error(e),
+            });
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let s = &self.shared;
+        let h = tri!(reply, s.handle(fh));
+        let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
+            return reply.error(Errno::EBADF);
+        };
+        let m = tri!(reply, s.enforce.modify(node));
+        s.changed(node);
+        // SAFETY: plain syscall on our descriptor.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, length as i64) };
+        s.changed(node);
+        drop(m);
+        if r < 0 {
+            return reply.error(errno(&io::Error::last_os_error()));
+        }
+        reply.ok();
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let h = tri!(reply, self.shared.handle(fh));
+        let Some(file) = h.file() else {
+            return reply.error(Errno::EBADF);
+        };
+        match sys::lseek(file.as_fd(), offset, whence) {
+            Ok(o) => reply.offset(o),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+}

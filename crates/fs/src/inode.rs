@@ -1,0 +1,272 @@
+//! The inode table (FUSE node ids ↔ backing files) and the open-handle table.
+//!
+//! A node lives exactly as long as the kernel's lookup count for it: every entry reply
+//! adds one, FORGET subtracts, and at zero the node and its `O_PATH` descriptor go. Node
+//! ids are never reused within a mount, so the generation in entry replies is constant.
+//! The descriptor pins the backing inode while the kernel knows it, so the backing
+//! (st_dev, st_ino) of a live node cannot be recycled to another file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use fuser::FileType;
+
+use crate::sys;
+
+/// The root's node id (fixed by the FUSE protocol).
+pub const ROOT_INO: u64 = 1;
+/// First node id handed to backing files; ids below are reserved for `.vigil/`.
+pub const FIRST_DYNAMIC_INO: u64 = 64;
+
+/// What is known about a backing file's content at the moment the page cache was filled,
+/// to decide whether a later open may keep the cached pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub ctime: (i64, i64),
+    pub mtime: (i64, i64),
+    pub size: i64,
+}
+
+impl Stamp {
+    pub fn of(st: &libc::stat) -> Stamp {
+        Stamp {
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            size: st.st_size,
+        }
+    }
+}
+
+/// Per-file state the mount keeps for every node. The counters are updated without any
+/// lock (the "inner" invalidation of the design); nothing here ever waits on hashing.
+#[derive(Default)]
+pub struct NodeState {
+    /// Bumped by every change made through the mount (write, truncate, attribute and
+    /// xattr changes, fallocate, copy into). A measurement publishes only if the
+    /// generation it started from is still current.
+    pub generation: AtomicU64,
+    /// Open handles of any kind.
+    pub opens: AtomicU32,
+    /// Backing state when the kernel's page cache for this node was last (re)filled.
+    pub cached: Mutex<Option<Stamp>>,
+}
+
+impl NodeState {
+    pub fn bump(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+pub struct Node {
+    pub ino: u64,
+    /// `O_PATH | O_NOFOLLOW` descriptor of the backing file.
+    fd: OwnedFd,
+    pub kind: FileType,
+    pub key: (u64, u64),
+    lookups: AtomicU64,
+    pub state: NodeState,
+    /// The guard's identity of the backing file (stable for the node's lifetime: the
+    /// node's descriptor pins the inode).
+    pub ident: OnceLock<vigil_guard::FileId>,
+    /// The read check of the latest measurement, with that measurement.
+    pub check: Mutex<Option<(Arc<vigil_guard::Measurement>, Arc<crate::verity::ReadCheck>)>>,
+}
+
+impl Node {
+    fn new(ino: u64, fd: OwnedFd, kind: FileType, key: (u64, u64)) -> Node {
+        Node {
+            ino,
+            fd,
+            kind,
+            key,
+            lookups: AtomicU64::new(1),
+            state: NodeState::default(),
+            ident: OnceLock::new(),
+            check: Mutex::new(None),
+        }
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+    pub fn stat(&self) -> std::io::Result<libc::stat> {
+        sys::fstat(self.fd())
+    }
+}
+
+struct Tables {
+    nodes: HashMap<u64, Arc<Node>>,
+    by_key: HashMap<(u64, u64), u64>,
+    next: u64,
+}
+
+pub struct InodeTable {
+    inner: RwLock<Tables>,
+}
+
+impl InodeTable {
+    pub fn new(root: OwnedFd) -> std::io::Result<InodeTable> {
+        let st = sys::fstat(root.as_fd())?;
+        let key = (st.st_dev, st.st_ino);
+        let node = Arc::new(Node::new(ROOT_INO, root, FileType::Directory, key));
+        let mut nodes = HashMap::new();
+        nodes.insert(ROOT_INO, node);
+        let mut by_key = HashMap::new();
+        by_key.insert(key, ROOT_INO);
+        Ok(InodeTable {
+            inner: RwLock::new(Tables {
+                nodes,
+                by_key,
+                next: FIRST_DYNAMIC_INO,
+            }),
+        })
+    }
+
+    pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .nodes
+            .get(&ino)
+            .cloned()
+    }
+
+    /// The node id already assigned to a backing file, if any (no lookup count taken).
+    pub fn peek_key(&self, key: (u64, u64)) -> Option<u64> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_key
+            .get(&key)
+            .copied()
+    }
+
+    /// Register one kernel lookup of the backing file behind `fd` (an `O_PATH`
+    /// descriptor) whose stat is `st`; returns its node.
+    pub fn lookup(&self, fd: OwnedFd, st: &libc::stat) -> Arc<Node> {
+        let key = (st.st_dev, st.st_ino);
+        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(ino) = t.by_key.get(&key).copied() {
+            if let Some(node) = t.nodes.get(&ino) {
+                node.lookups.fetch_add(1, Ordering::Relaxed);
+                return node.clone();
+            }
+        }
+        let ino = t.next;
+        t.next += 1;
+        let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key));
+        t.nodes.insert(ino, node.clone());
+        t.by_key.insert(key, ino);
+        node
+    }
+
+    /// Drop `n` kernel lookups of `ino`; at zero the node leaves the table (open
+    /// handles keep their own reference until released).
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT_INO {
+            return;
+        }
+        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let Some(node) = t.nodes.get(&ino) else {
+            return;
+        };
+        let left = node.lookups.load(Ordering::Relaxed).saturating_sub(n);
+        node.lookups.store(left, Ordering::Relaxed);
+        if left == 0 {
+            let key = node.key;
+            t.nodes.remove(&ino);
+            if t.by_key.get(&key) == Some(&ino) {
+                t.by_key.remove(&key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .nodes
+            .len()
+    }
+}
+
+pub enum HandleKind {
+    File(File),
+    /// A listing snapshot taken at offset 0; READDIR offsets index it.
+    Dir(Mutex<Vec<crate::fs::Entry>>),
+    /// A snapshot of a `.vigil/` file taken at open, so reads at any offset agree.
+    Control(Vec<u8>),
+}
+
+pub struct Handle {
+    pub node: Option<Arc<Node>>,
+    pub kind: HandleKind,
+    pub writable: bool,
+    /// The node's generation when this handle was opened.
+    pub opened_gen: u64,
+    /// Enforcement state (regular files).
+    pub opened: Option<crate::enforce::Opened>,
+}
+
+impl Handle {
+    pub fn file(&self) -> Option<&File> {
+        match &self.kind {
+            HandleKind::File(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+pub struct HandleTable {
+    map: RwLock<HashMap<u64, Arc<Handle>>>,
+    next: AtomicU64,
+}
+
+impl Default for HandleTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HandleTable {
+    pub fn new() -> HandleTable {
+        HandleTable {
+            map: RwLock::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+    pub fn insert(&self, h: Handle) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fh, Arc::new(h));
+        fh
+    }
+    pub fn get(&self, fh: u64) -> Option<Arc<Handle>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fh)
+            .cloned()
+    }
+    pub fn remove(&self, fh: u64) -> Option<Arc<Handle>> {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fh)
+    }
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,405 @@
+//! Mounting, serving and unmounting.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+
+use crate::enforce::Enforcer;
+use crate::fs::{Shared, VigilFs, MAX_IO};
+use crate::sys;
+
+/// How to mount.
+pub struct MountOptions {
+    /// The directory whose content the mount shows.
+    pub source: PathBuf,
+    /// Where to mount (may be `source` itself: its descriptor is opened first).
+    pub mountpoint: PathBuf,
+    /// FUSE event-loop threads, each with its own /dev/fuse descriptor.
+    pub loop_threads: usize,
+    /// Worker threads for reads, opens and fsync.
+    pub workers: usize,
+    /// Abort the FUSE connection if one request runs longer than this.
+    pub watchdog: Option<Duration>,
+    /// Readahead window for the mount, in KiB (the kernel's default is 128).
+    pub read_ahead_kb: u32,
+    /// The enforcement core: policy, appraisal, measurement log, seals, trees.
+    pub guard: vigil_guard::Guard,
+    /// Verify every read of a measured file against its Merkle tree (the guard must
+    /// have been configured with [`crate::verity::tree_builder`]).
+    pub verify_reads: bool,
+}
+
+impl MountOptions {
+    pub fn new(
+        source: impl Into<PathBuf>,
+        mountpoint: impl Into<PathBuf>,
+        guard: vigil_guard::Guard,
+    ) -> Self {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        MountOptions {
+            source: source.into(),
+            mountpoint: mountpoint.into(),
+            loop_threads: cpus.clamp(2, 8),
+            workers: (cpus * 2).clamp(4, 32),
+            watchdog: Some(Duration::from_secs(120)),
+            read_ahead_kb: MAX_IO / 1024,
+            guard,
+            verify_reads: true,
+        }
+    }
+}
+
+/// A mounted filesystem, not yet serving (the kernel queues requests until `run`).
+pub struct Mount {
+    session: Session<VigilFs>,
+    shared: Arc<Shared>,
+    mountpoint: PathBuf,
+    conn: Option<String>,
+    watchdog: Option<Duration>,
+}
+
+fn io_context(e: io::Error, what: String) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Block the termination signals in the calling thread and every thread it creates
+/// afterwards, so that [`Mount::run`] can wait for them in one place. Call before
+/// [`Mount::new`].
+pub fn block_signals() {
+    // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The FUSE connection id ("device minor") of the mount at `mnt`, from mountinfo.
+fn connection_of(mnt: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mnt.as_os_str().as_bytes();
+    let mut found = None;
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() > 4 && unescape_mountinfo(f[4]).as_bytes() == want {
+            let dash = f.iter().position(|x| *x == "-")?;
+            if f.get(dash + 1).is_some_and(|t| t.starts_with("fuse")) {
+                let (maj, min) = f[2].split_once(':')?;
+                let (maj, min): (u64, u64) = (maj.parse().ok()?, min.parse().ok()?);
+                found = Some(((maj << 20) | min).to_string());
+            }
+        }
+    }
+    found
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && b[i + 1] <= b'3'
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Abort the FUSE connection `conn` (all pending and future requests fail with
+/// ENOTCONN), mounting fusectl if needed.
+pub fn abort_connection(conn: &str) -> io::Result<()> {
+    let dir = Path::new("/sys/fs/fuse/connections");
+    if !dir.join(conn).exists() {
+        let _ = std::process::Command::new("mount")
+            .args(["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"])
+            .status();
+    }
+    std::fs::write(dir.join(conn).join("abort"), b"1")
+}
+
+impl Mount {
+    /// Open the source, then mount over the mount point.
+    pub fn new(opts: MountOptions) -> io::Result<Mount> {
+        let src = CString::new(opts.source.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: plain open of a C string path.
+        let raw = unsafe {
+            libc::open(
+                src.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io_context(
+                io::Error::last_os_error(),
+                format!("{}", opts.source.display()),
+            ));
+        }
+        // SAFETY: fresh descriptor.
+        let root = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        let mountpoint = std::fs::canonicalize(&opts.mountpoint)
+            .map_err(|e| io_context(e, format!("{}", opts.mountpoint.display())))?;
+        // Files are created with exactly the mode the kernel sends (it applied the
+        // caller's umask already).
+        // SAFETY: trivial.
+        unsafe { libc::umask(0) };
+        let source = std::fs::canonicalize(&opts.source)
+            .map_err(|e| io_context(e, format!("{}", opts.source.display())))?;
+        let enforcer = Enforcer::new(
+            opts.guard,
+            &source,
+            &mountpoint,
+            root.as_fd(),
+            opts.verify_reads,
+        )?;
+        let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers)?;
+        let shared = fs.shared.clone();
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName(format!("vigil:{}", opts.source.display())),
+            MountOption::Subtype("vigil".into()),
+            MountOption::DefaultPermissions,
+            MountOption::NoSuid,
+            MountOption::NoDev,
+        ];
+        // SAFETY: trivial getter.
+        if unsafe { libc::geteuid() } == 0 {
+            config.acl = SessionACL::All;
+        }
+        config.n_threads = Some(opts.loop_threads.max(1));
+        config.clone_fd = true;
+        let session = Session::new(fs, &mountpoint, &config)
+            .map_err(|e| io_context(e, format!("mounting on {}", mountpoint.display())))?;
+        let _ = shared.notifier.set(session.notifier());
+        let conn = connection_of(&mountpoint);
+        if let Some(c) = &conn {
+            // Larger readahead means fewer, bigger READs (each is a round trip).
+            let bdi = format!(
+                "/sys/class/bdi/{}:{}/read_ahead_kb",
+                c.parse::<u64>().unwrap_or(0) >> 20,
+                c.parse::<u64>().unwrap_or(0) & 0xfffff
+            );
+            let _ = std::fs::write(bdi, opts.read_ahead_kb.to_string());
+        }
+        Ok(Mount {
+            session,
+            shared,
+            mountpoint,
+            conn,
+            watchdog: opts.watchdog,
+        })
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Serve requests until the filesystem is unmounted (`umount`, `fusermount3 -u`,
+    /// `vigil umount`) or, with `signals`, a SIGTERM/SIGINT/SIGHUP arrives (which
+    /// detaches the mount; open files keep working until closed). Requires
+    /// [`block_signals`] to have been called first when `signals` is set.
+    pub fn run(self, signals: bool) -> io::Result<()> {
+        let Mount {
+            session,
+            shared,
+            mountpoint,
+            conn,
+            watchdog,
+        } = self;
+        if let (Some(limit), Some(conn)) = (watchdog, conn.clone()) {
+            let mnt = mountpoint.clone();
+            shared.pool.watchdog(limit, move |age| {
+                eprintln!(
+                    "vigil-fs: a request on {} has run for {:?}; aborting the connection so no process hangs",
+                    mnt.display(),
+                    age
+                );
+                if abort_connection(&conn).is_err() {
+                    let _ = detach(&mnt);
+                }
+            });
+        }
+        if signals {
+            let mnt = mountpoint.clone();
+            std::thread::Builder::new()
+                .name("vigil-fs-signals".into())
+                .spawn(move || {
+                    // SAFETY: local sigset, sigwait on signals blocked in every thread.
+                    unsafe {
+                        let mut set: libc::sigset_t = std::mem::zeroed();
+                        libc::sigemptyset(&mut set);
+                        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                            libc::sigaddset(&mut set, s);
+                        }
+                        let mut sig = 0;
+                        libc::sigwait(&set, &mut sig);
+                    }
+                    if let Err(e) = detach(&mnt) {
+                        eprintln!("vigil-fs: unmounting {}: {e}", mnt.display());
+                    }
+                })?;
+        }
+        let r = session.run();
+        shared.pool.shutdown();
+        r
+    }
+
+    /// Serve from a background thread (for embedding and tests).
+    pub fn spawn(self) -> io::Result<Background> {
+        let mountpoint = self.mountpoint.clone();
+        let shared = self.shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-fs".into())
+            .spawn(move || self.run(false))?;
+        Ok(Background {
+            thread: Some(thread),
+            mountpoint,
+            shared,
+        })
+    }
+}
+
+/// Lazily detach the mount at `mnt` (`umount -l`).
+pub fn detach(mnt: &Path) -> io::Result<()> {
+    let c = CString::new(mnt.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain syscall.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Unmount the mount at `mnt` (fails with EBUSY while it is in use).
+pub fn unmount(mnt: &Path) -> io::Result<()> {
+    let c = CString::new(mnt.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain syscall.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EPERM) {
+        // Not root: the setuid helper may unmount mounts this user owns.
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(mnt)
+            .status()?;
+        if st.success() {
+            return Ok(());
+        }
+    }
+    Err(err)
+}
+
+/// A mount served from a background thread; unmounted when dropped.
+pub struct Background {
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    mountpoint: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl Background {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Number of nodes the kernel currently holds (for tests of lookup accounting).
+    pub fn live_nodes(&self) -> usize {
+        self.shared.inodes.len()
+    }
+
+    /// The enforcement core serving the mount.
+    pub fn guard(&self) -> &vigil_guard::Guard {
+        self.shared.enforce.guard()
+    }
+
+    /// Open handles (files and directories).
+    pub fn open_handles(&self) -> usize {
+        self.shared.handles.len()
+    }
+
+    /// Unmount (lazily if busy) and wait for the serving threads to end.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        if unmount(&self.mountpoint).is_err() {
+            detach(&self.mountpoint)?;
+        }
+        t.join()
+            .map_err(|_| io::Error::other("filesystem thread panicked"))?
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// Whether `path` is a mount point of a vigil mount (checked in mountinfo, without
+/// touching the mount itself).
+pub fn is_vigil_mount(path: &Path) -> bool {
+    let Ok(p) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|line| {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(dash) = f.iter().position(|x| *x == "-") else {
+            return false;
+        };
+        f.len() > 4
+            && unescape_mountinfo(f[4]).as_bytes() == p.as_os_str().as_bytes()
+            && f.get(dash + 1).is_some_and(|t| t.starts_with("fuse"))
+            && f.get(dash + 2).is_some_and(|src| src.starts_with("vigil:"))
+    })
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn s<T: Send>() {}
+    s::<sys::DirStream>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_mountinfo;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d\012"), "/a b\tc\\d\n");
+        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
+        // Truncated or non-octal escapes are kept as they are.
+        assert_eq!(unescape_mountinfo(r"/x\04"), r"/x\04");
+        assert_eq!(unescape_mountinfo(r"/x\9ab"), r"/x\9ab");
+        assert_eq!(unescape_mountinfo("\\"), "\\");
+        assert_eq!(unescape_mountinfo(r"/\777"), r"/\777");
+    }
+}

@@ -1,0 +1,403 @@
+//! The verified mount with enforcement: appraisal of signed files in enforce mode,
+//! verified reads with EIO for blocks tampered behind the mount, the exported
+//! measurement list replaying to the exported PCRs, and parallel readers and writers.
+//! Real FUSE mounts; needs root, /dev/fuse, openssl and evmctl (skipped otherwise).
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vigil_fs::{Background, Mount, MountOptions};
+use vigil_guard::{AppraiseMode, Config, Guard, XattrSource};
+use vigil_ima::list::{BinaryReader, ExtendMode, Replay};
+use vigil_ima::{HashAlgo, KeyRing};
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn can_run() -> bool {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0
+        || !Path::new("/dev/fuse").exists()
+        || !have("openssl")
+        || !have("evmctl")
+    {
+        eprintln!("skipping: needs root, /dev/fuse, openssl and evmctl");
+        return false;
+    }
+    true
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    src: PathBuf,
+    mnt: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fs-tests");
+        fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(fs::canonicalize(base).unwrap()).unwrap();
+        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
+        fs::create_dir(&src).unwrap();
+        fs::create_dir(&mnt).unwrap();
+        Env { dir, src, mnt }
+    }
+    fn key(&self) -> (PathBuf, PathBuf) {
+        let (k, c) = (
+            self.dir.path().join("priv.pem"),
+            self.dir.path().join("cert.pem"),
+        );
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=vigil-test",
+            ])
+            .args(["-addext", "subjectKeyIdentifier=hash", "-keyout"])
+            .arg(&k)
+            .arg("-out")
+            .arg(&c)
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        (k, c)
+    }
+    fn sign(&self, key: &Path, file: &str) {
+        let o = Command::new("evmctl")
+            .args(["ima_sign", "--xattr-user", "-a", "sha256", "--key"])
+            .arg(key)
+            .arg(self.src.join(file))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    fn mount(&self, policy: &str, appraise: AppraiseMode, cert: Option<&Path>) -> Background {
+        let pol = vigil_ima::policy::parse(policy).unwrap().compile();
+        let verifier = cert.map(|c| {
+            Arc::new(KeyRing::load_list(c.to_str().unwrap()).unwrap())
+                as Arc<dyn vigil_guard::SignatureVerifier>
+        });
+        let cfg = Config {
+            policy: Arc::new(pol),
+            appraise_mode: appraise,
+            xattr: XattrSource::User,
+            verifier,
+            tree_builder: Some(vigil_fs::verity::tree_builder()),
+            ..Default::default()
+        };
+        let guard = Guard::new(cfg, self.dir.path().join("state")).unwrap();
+        Mount::new(MountOptions::new(&self.src, &self.mnt, guard))
+            .unwrap()
+            .spawn()
+            .unwrap()
+    }
+    fn m(&self, f: &str) -> PathBuf {
+        self.mnt.join(f)
+    }
+}
+
+fn errno(r: std::io::Result<Vec<u8>>) -> i32 {
+    r.unwrap_err().raw_os_error().unwrap_or(0)
+}
+
+/// Replay the exported binary list; its PCRs must be the exported ones.
+fn check_log_replays(mnt: &Path) -> String {
+    let bin = fs::read(mnt.join(".vigil/binary_runtime_measurements")).unwrap();
+    let mut r = BinaryReader::new(&bin[..], HashAlgo::Sha1, vigil_ima::list::Endian::Little);
+    let mut replay = Replay::new(&[HashAlgo::Sha1, HashAlgo::Sha256], ExtendMode::PerBank);
+    let mut n = 0;
+    while let Some(raw) = r.next_raw().unwrap() {
+        let rec = raw
+            .to_record(HashAlgo::Sha1, vigil_ima::list::Endian::Little)
+            .unwrap();
+        replay
+            .extend_record(&rec, vigil_ima::list::Endian::Little)
+            .unwrap();
+        n += 1;
+    }
+    let pcrs = fs::read_to_string(mnt.join(".vigil/pcrs")).unwrap();
+    assert_eq!(
+        vigil_fs::format_pcrs(&replay.banks),
+        pcrs,
+        "exported list does not replay to exported PCRs"
+    );
+    let ascii = fs::read_to_string(mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
+    assert_eq!(ascii.lines().count(), n);
+    ascii
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(HashAlgo::Sha256.digest(b).unwrap())
+}
+
+#[test]
+fn signed_tree_in_enforce_mode() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let (key, cert) = env.key();
+    fs::create_dir(env.src.join("bin")).unwrap();
+    fs::write(env.src.join("bin/tool"), b"#!/bin/sh\necho signed tool\n").unwrap();
+    fs::write(
+        env.src.join("big"),
+        (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    fs::write(env.src.join("unsigned"), b"nobody signed me").unwrap();
+    fs::write(env.src.join("tampered"), b"original content").unwrap();
+    for f in ["bin/tool", "big", "tampered"] {
+        env.sign(&key, f);
+    }
+    fs::write(env.src.join("tampered"), b"modified content").unwrap();
+    let policy = "measure func=FILE_CHECK\nappraise func=FILE_CHECK appraise_type=imasig\n";
+    let bg = env.mount(policy, AppraiseMode::Enforce, Some(&cert));
+
+    assert_eq!(
+        fs::read(env.m("bin/tool")).unwrap(),
+        b"#!/bin/sh\necho signed tool\n"
+    );
+    assert_eq!(
+        fs::read(env.m("big")).unwrap(),
+        fs::read(env.src.join("big")).unwrap()
+    );
+    assert_eq!(errno(fs::read(env.m("unsigned"))), libc::EACCES);
+    assert_eq!(errno(fs::read(env.m("tampered"))), libc::EACCES);
+    // A signed file is immutable in enforce mode.
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .open(env.m("big"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+
+    let ascii = check_log_replays(&env.mnt);
+    for (name, content) in [
+        ("bin/tool", fs::read(env.src.join("bin/tool")).unwrap()),
+        ("unsigned", b"nobody signed me".to_vec()),
+    ] {
+        let want = format!(
+            "ima-ng sha256:{} {}",
+            sha256_hex(&content),
+            env.m(name).display()
+        );
+        assert!(
+            ascii.lines().any(|l| l.ends_with(&want)),
+            "no record `{want}` in\n{ascii}"
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(env.m(".vigil/violations")).unwrap(),
+        "0\n"
+    );
+    bg.unmount().unwrap();
+}
+
+#[test]
+fn tampering_behind_the_mount_is_eio_for_those_blocks() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let data: Vec<u8> = (0..64 * 4096u32).map(|i| (i * 31 / 7) as u8).collect();
+    fs::write(env.src.join("f"), &data).unwrap();
+    fs::write(env.src.join("small"), b"one block").unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let f = fs::File::open(env.m("f")).unwrap();
+    let small = fs::File::open(env.m("small")).unwrap();
+    let mut buf = vec![0u8; data.len()];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, data);
+
+    // Change block 9 (and the small file) in the backing store, drop the cached pages.
+    let b = fs::OpenOptions::new()
+        .write(true)
+        .open(env.src.join("f"))
+        .unwrap();
+    b.write_all_at(b"EVIL", 9 * 4096 + 100).unwrap();
+    fs::write(env.src.join("small"), b"one bloc!").unwrap();
+    for h in [&f, &small] {
+        // SAFETY: fadvise on our descriptors.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(h),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+    }
+    let mut blk = vec![0u8; 4096];
+    let e = f.read_exact_at(&mut blk, 9 * 4096).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    for i in [0u64, 8, 10, 63] {
+        f.read_exact_at(&mut blk, i * 4096).unwrap();
+        assert_eq!(
+            blk,
+            data[i as usize * 4096..(i as usize + 1) * 4096],
+            "block {i}"
+        );
+    }
+    let mut s = [0u8; 9];
+    assert_eq!(
+        small.read_at(&mut s, 0).unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
+    // Appending behind the mount: the new bytes were never measured. Once the
+    // kernel's cached attributes expire (1 s) it sees the new size and asks for them.
+    let b = fs::OpenOptions::new()
+        .append(true)
+        .open(env.src.join("f"))
+        .unwrap();
+    b.write_all_at(b"tail", data.len() as u64).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    // SAFETY: as above.
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    let mut tail = vec![0u8; 4];
+    let r = f.read_at(&mut tail, data.len() as u64);
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+    drop((f, small));
+    bg.unmount().unwrap();
+}
+
+#[test]
+fn parallel_readers_and_writers() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let stable: Vec<u8> = (0..512 * 1024u32).map(|i| (i ^ (i >> 9)) as u8).collect();
+    fs::write(env.src.join("stable"), &stable).unwrap();
+    fs::write(env.src.join("hot"), vec![0u8; 256 * 1024]).unwrap();
+    let bg = env.mount(
+        "measure func=FILE_CHECK mask=MAY_READ\n",
+        AppraiseMode::Off,
+        None,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    let stable = Arc::new(stable);
+    for t in 0..3u64 {
+        let (p, stop, reads, stable) =
+            (env.m("stable"), stop.clone(), reads.clone(), stable.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 100_000];
+            let mut k = t;
+            while !stop.load(Ordering::Relaxed) {
+                let f = fs::File::open(&p).unwrap();
+                let off = (k * 77_777) % (stable.len() as u64 - buf.len() as u64);
+                // SAFETY: fadvise on our descriptor: force reads through the daemon.
+                unsafe {
+                    libc::posix_fadvise(
+                        std::os::fd::AsRawFd::as_raw_fd(&f),
+                        0,
+                        0,
+                        libc::POSIX_FADV_DONTNEED,
+                    )
+                };
+                f.read_exact_at(&mut buf, off).unwrap();
+                assert_eq!(&buf[..], &stable[off as usize..off as usize + buf.len()]);
+                reads.fetch_add(1, Ordering::Relaxed);
+                k += 3;
+            }
+        }));
+    }
+    for w in 1..=2u8 {
+        let (p, stop) = (env.m("hot"), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let chunk = vec![w; 64 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+                for i in 0..4u64 {
+                    f.write_all_at(&chunk, i * 64 * 1024).unwrap();
+                }
+                drop(f);
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }));
+    }
+    for _ in 0..2 {
+        let (p, stop) = (env.m("hot"), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256 * 1024];
+            while !stop.load(Ordering::Relaxed) {
+                let f = fs::File::open(&p).unwrap();
+                let n = f.read_at(&mut buf, 0).unwrap();
+                assert!(
+                    buf[..n].iter().all(|&b| b <= 2),
+                    "byte never written served"
+                );
+            }
+        }));
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(reads.load(Ordering::Relaxed) > 10);
+
+    // Every handle is released (RELEASE is asynchronous): the last writer's release
+    // queued a re-measurement, which ran without any open asking for it.
+    let t0 = Instant::now();
+    while bg.open_handles() > 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(bg.open_handles(), 0);
+    bg.guard().wait_idle();
+    let st = bg.guard().stats();
+    assert!(
+        st.jobs_queued + st.jobs_merged >= 1 && st.jobs_done >= 1,
+        "{st:?}"
+    );
+    let before = bg.guard().stats();
+    let final_hot = fs::read(env.m("hot")).unwrap();
+    let after = bg.guard().stats();
+    assert_eq!(
+        after.measurements, before.measurements,
+        "open after the deferred job re-measured"
+    );
+    assert_eq!(final_hot, fs::read(env.src.join("hot")).unwrap());
+    let ascii = check_log_replays(&env.mnt);
+    let want = format!(
+        "sha256:{} {}",
+        sha256_hex(&final_hot),
+        env.m("hot").display()
+    );
+    assert!(
+        ascii.lines().any(|l| l.ends_with(&want)),
+        "final version not measured:\n{ascii}"
+    );
+    bg.unmount().unwrap();
+}

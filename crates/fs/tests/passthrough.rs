@@ -1,0 +1,463 @@
+//! Real FUSE mounts of the passthrough (no enforcement): every ordinary operation,
+//! compared with the backing directory. Needs root and /dev/fuse; skipped otherwise.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vigil_fs::{Background, Mount, MountOptions};
+
+pub fn can_mount() -> bool {
+    // SAFETY: trivial getter.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Path::new("/dev/fuse").exists() {
+        eprintln!("skipping: FUSE mounts need root and /dev/fuse");
+        return false;
+    }
+    true
+}
+
+/// A guard with no policy: nothing is measured or appraised (a plain passthrough with
+/// writer accounting and seals).
+fn plain_guard(dir: &Path) -> vigil_guard::Guard {
+    let cfg = vigil_guard::Config {
+        tree_builder: Some(vigil_fs::verity::tree_builder()),
+        ..Default::default()
+    };
+    vigil_guard::Guard::new(cfg, dir.join("state")).unwrap()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    src: PathBuf,
+    mnt: PathBuf,
+    bg: Option<Background>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fs-tests");
+        fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let src = dir.path().join("src");
+        let mnt = dir.path().join("mnt");
+        fs::create_dir(&src).unwrap();
+        fs::create_dir(&mnt).unwrap();
+        Fixture {
+            _dir: dir,
+            src,
+            mnt,
+            bg: None,
+        }
+    }
+    fn mount(&mut self) {
+        let opts = MountOptions::new(&self.src, &self.mnt, plain_guard(self._dir.path()));
+        self.bg = Some(Mount::new(opts).unwrap().spawn().unwrap());
+    }
+    fn m(&self, p: &str) -> PathBuf {
+        self.mnt.join(p)
+    }
+    fn s(&self, p: &str) -> PathBuf {
+        self.src.join(p)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(bg) = self.bg.take() {
+            bg.unmount().unwrap();
+        }
+    }
+}
+
+fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+#[test]
+fn files_dirs_links_and_attributes() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("pre"), b"existing").unwrap();
+    fs::create_dir(f.s("d")).unwrap();
+    fs::write(f.s("d/inner"), b"inner").unwrap();
+    f.mount();
+
+    assert_eq!(fs::read(f.m("pre")).unwrap(), b"existing");
+    assert_eq!(fs::read(f.m("d/inner")).unwrap(), b"inner");
+
+    // create + write + read back, visible in the source
+    fs::write(f.m("new"), b"hello world").unwrap();
+    assert_eq!(fs::read(f.s("new")).unwrap(), b"hello world");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(f.m("new"))
+        .unwrap();
+    file.write_all_at(b"WORLD", 6).unwrap();
+    let mut s = String::new();
+    file.seek(SeekFrom::Start(0)).unwrap();
+    file.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "hello WORLD");
+    // truncate through the handle and by path
+    file.set_len(5).unwrap();
+    drop(file);
+    assert_eq!(fs::read(f.s("new")).unwrap(), b"hello");
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(f.m("new"))
+        .unwrap();
+    assert_eq!(fs::metadata(f.s("new")).unwrap().len(), 0);
+
+    // append
+    fs::write(f.m("app"), b"a").unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(f.m("app"))
+        .unwrap()
+        .write_all(b"bc")
+        .unwrap();
+    assert_eq!(fs::read(f.m("app")).unwrap(), b"abc");
+
+    // mkdir / rename / link / symlink / readlink / unlink / rmdir
+    fs::create_dir(f.m("sub")).unwrap();
+    assert!(f.s("sub").is_dir());
+    fs::rename(f.m("app"), f.m("sub/moved")).unwrap();
+    assert_eq!(fs::read(f.s("sub/moved")).unwrap(), b"abc");
+    fs::hard_link(f.m("sub/moved"), f.m("hard")).unwrap();
+    assert_eq!(fs::metadata(f.m("hard")).unwrap().nlink(), 2);
+    assert_eq!(
+        fs::metadata(f.m("hard")).unwrap().ino(),
+        fs::metadata(f.m("sub/moved")).unwrap().ino()
+    );
+    std::os::unix::fs::symlink("sub/moved", f.m("sym")).unwrap();
+    assert_eq!(fs::read_link(f.m("sym")).unwrap(), Path::new("sub/moved"));
+    assert_eq!(fs::read_link(f.s("sym")).unwrap(), Path::new("sub/moved"));
+    assert_eq!(fs::read(f.m("sym")).unwrap(), b"abc");
+    fs::remove_file(f.m("hard")).unwrap();
+    assert!(!f.s("hard").exists());
+    assert_eq!(
+        errno(fs::remove_dir(f.m("sub")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
+    fs::remove_file(f.m("sub/moved")).unwrap();
+    fs::remove_dir(f.m("sub")).unwrap();
+    assert!(!f.s("sub").exists());
+
+    // chmod / utimens
+    fs::set_permissions(f.m("pre"), fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(fs::metadata(f.s("pre")).unwrap().mode() & 0o7777, 0o640);
+    let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_000_000_000, 123_456_789);
+    File::options()
+        .write(true)
+        .open(f.m("pre"))
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+    assert_eq!(fs::metadata(f.s("pre")).unwrap().modified().unwrap(), t);
+    assert_eq!(fs::metadata(f.m("pre")).unwrap().modified().unwrap(), t);
+
+    // chown (root may give files away)
+    std::os::unix::fs::chown(f.m("pre"), Some(1234), Some(4321)).unwrap();
+    let md = fs::metadata(f.s("pre")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 4321));
+
+    // rename flags: RENAME_NOREPLACE refuses an existing target
+    fs::write(f.m("x"), b"x").unwrap();
+    let a = std::ffi::CString::new(f.m("x").into_os_string().into_encoded_bytes()).unwrap();
+    let b = std::ffi::CString::new(f.m("pre").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: valid C strings.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    assert_eq!(r, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::EEXIST)
+    );
+
+    // readdir sees the backing entries plus .vigil
+    let mut names: Vec<String> = fs::read_dir(&f.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".vigil", "d", "new", "pre", "sym", "x"]);
+
+    // statfs answers from the backing filesystem
+    let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
+    let c = std::ffi::CString::new(f.mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid out pointer.
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut sv) }, 0);
+    assert!(sv.f_blocks > 0);
+}
+
+#[test]
+fn xattrs_fallocate_and_fifo() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("a"), b"data").unwrap();
+    f.mount();
+    let p = std::ffi::CString::new(f.m("a").into_os_string().into_encoded_bytes()).unwrap();
+    let n = c"user.vigil-test";
+    // SAFETY: valid strings and buffers throughout.
+    unsafe {
+        assert_eq!(
+            libc::setxattr(p.as_ptr(), n.as_ptr(), b"v1".as_ptr().cast(), 2, 0),
+            0
+        );
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 16),
+            2
+        );
+        assert_eq!(&buf[..2], b"v1");
+        assert_eq!(
+            libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0),
+            2
+        );
+        assert_eq!(
+            libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 1),
+            -1
+        );
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ERANGE)
+        );
+        let len = libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), 16);
+        assert_eq!(&buf[..len as usize], b"user.vigil-test\0");
+        assert_eq!(libc::removexattr(p.as_ptr(), n.as_ptr()), 0);
+        assert_eq!(
+            libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), 16),
+            -1
+        );
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA)
+        );
+    }
+    let file = OpenOptions::new().write(true).open(f.m("a")).unwrap();
+    // SAFETY: plain syscall.
+    assert_eq!(
+        unsafe { libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, 0, 1 << 16) },
+        0
+    );
+    drop(file);
+    assert_eq!(fs::metadata(f.s("a")).unwrap().len(), 1 << 16);
+
+    let c = std::ffi::CString::new(f.m("fifo").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: plain syscall.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+        &fs::metadata(f.s("fifo")).unwrap().file_type()
+    ));
+}
+
+#[test]
+fn vigil_dir_is_read_only_and_hides_backing_entry() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::create_dir(f.s(".vigil")).unwrap();
+    fs::write(f.s(".vigil/secret"), b"backing").unwrap();
+    f.mount();
+    let mut names: Vec<String> = fs::read_dir(f.m(".vigil"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "ascii_runtime_measurements",
+            "binary_runtime_measurements",
+            "pcrs",
+            "violations"
+        ]
+    );
+    assert_eq!(fs::read(f.m(".vigil/violations")).unwrap(), b"0\n");
+    assert_eq!(
+        fs::metadata(f.m(".vigil/pcrs"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o444
+    );
+    assert_eq!(
+        errno(fs::write(f.m(".vigil/pcrs"), b"x").unwrap_err()),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno(fs::write(f.m(".vigil/new"), b"x").unwrap_err()),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno(fs::remove_dir_all(f.m(".vigil")).unwrap_err()),
+        libc::EACCES
+    );
+    fs::create_dir(f.m("y")).unwrap();
+    assert_eq!(
+        errno(fs::rename(f.m("y"), f.m(".vigil")).unwrap_err()),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno(fs::rename(f.m(".vigil"), f.m("z")).unwrap_err()),
+        libc::EACCES
+    );
+    assert!(!f.m(".vigil/secret").exists());
+    assert_eq!(fs::read(f.s(".vigil/secret")).unwrap(), b"backing");
+}
+
+#[test]
+fn permissions_are_enforced_for_other_users() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("private"), b"secret").unwrap();
+    fs::set_permissions(f.s("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    f.mount();
+    let mnt = f.mnt.clone();
+    // A child that drops to uid/gid 65534 and tries to read, then creates its own file.
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+        ])
+        .arg("cat private 2>/dev/null && echo READ; echo mine > own && stat -c '%u:%g' own")
+        .current_dir(&mnt)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("READ"), "{stdout}");
+    assert_eq!(stdout.trim(), "65534:65534");
+    let md = fs::metadata(f.s("own")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (65534, 65534));
+}
+
+#[test]
+fn large_sequential_io_and_parallel_readers() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let data: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(f.s("big"), &data).unwrap();
+    f.mount();
+    assert_eq!(fs::read(f.m("big")).unwrap(), data);
+    let path = f.m("big");
+    let data = Arc::new(data);
+    let ts: Vec<_> = (0..4)
+        .map(|t| {
+            let path = path.clone();
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let file = File::open(&path).unwrap();
+                let mut buf = vec![0u8; 300_000];
+                for k in 0..20u64 {
+                    let off = (k * 389_017 + t * 77_777) % (data.len() as u64 - buf.len() as u64);
+                    file.read_exact_at(&mut buf, off).unwrap();
+                    assert_eq!(&buf[..], &data[off as usize..off as usize + buf.len()]);
+                }
+            })
+        })
+        .collect();
+    for t in ts {
+        t.join().unwrap();
+    }
+    // Large write through the mount.
+    fs::write(f.m("copy"), &*data).unwrap();
+    assert_eq!(fs::read(f.s("copy")).unwrap(), *data);
+}
+
+#[test]
+fn mmap_writes_reach_the_backing_file() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("m"), vec![0u8; 8192]).unwrap();
+    f.mount();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(f.m("m"))
+        .unwrap();
+    // SAFETY: shared mapping of an 8 KiB file we keep open; unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            8192,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::copy_nonoverlapping(b"mapped!".as_ptr(), p.cast::<u8>().add(4096), 7);
+        drop(file);
+        libc::munmap(p, 8192);
+    }
+    // The page-cache writeback (pid 0) precedes RELEASE; wait for it to be served.
+    let mut ok = false;
+    for _ in 0..100 {
+        if fs::read(f.s("m")).unwrap()[4096..4103] == *b"mapped!" {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ok, "mmap store never reached the backing file");
+}
+
+#[test]
+fn mount_over_the_source_hides_it_and_lookups_are_released() {
+    if !can_mount() {
+        return;
+    }
+    let f = Fixture::new();
+    fs::write(f.s("file"), b"content").unwrap();
+    let opts = MountOptions::new(&f.src, &f.src, plain_guard(f._dir.path()));
+    let bg = Mount::new(opts).unwrap().spawn().unwrap();
+    // The mount covers the source; writes land in the (hidden) backing directory.
+    assert_eq!(fs::read(f.s("file")).unwrap(), b"content");
+    fs::write(f.s("made-through-mount"), b"m").unwrap();
+    let before = bg.live_nodes();
+    assert!(before >= 2);
+    // Dropping the kernel's caches forgets every node but the root.
+    fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+    let mut live = bg.live_nodes();
+    for _ in 0..50 {
+        if live == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        live = bg.live_nodes();
+    }
+    assert_eq!(live, 1, "forget did not release nodes");
+    assert_eq!(bg.open_handles(), 0);
+    bg.unmount().unwrap();
+    assert_eq!(fs::read(f.s("made-through-mount")).unwrap(), b"m");
+}
