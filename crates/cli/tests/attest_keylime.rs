@@ -37,6 +37,11 @@ fn keylime_python() -> Option<PathBuf> {
             return Some(c);
         }
     }
+    // In CI the package is installed by scripts/install-deps.sh: a missing one is a failure there.
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "Keylime's Python package is missing from target/keylime-venv under CI"
+    );
     eprintln!(
         "\n*** SKIPPED: Keylime's Python package is not installed (target/keylime-venv); \
          run scripts/install-deps.sh with pip access to enable the Keylime differential tests ***\n"
