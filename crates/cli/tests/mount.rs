@@ -466,3 +466,173 @@ fn kill_9_under_load_then_restart_continues_the_log() {
     );
     assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
 }
+
+/// `sha256sum` lines of `names` (relative to `src`), as the files would be logged through
+/// the mount at `logged` (the mount point as the measurement list names it).
+fn allowlist(src: &Path, names: &[&str], logged: &Path) -> String {
+    let o = Command::new("sha256sum")
+        .args(names)
+        .current_dir(src)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (digest, name) = l.split_once("  ").expect("sha256sum line");
+            format!("{digest}  {}\n", logged.join(name).display())
+        })
+        .collect()
+}
+
+/// The PCR 10 value of `bank` in an exported `.vigil/pcrs`.
+fn pcr10(pcrs: &str, bank: &str) -> String {
+    pcrs.lines()
+        .find_map(|l| l.strip_prefix(&format!("{bank} PCR-10: ")))
+        .unwrap_or_else(|| panic!("no {bank} PCR 10 in\n{pcrs}"))
+        .to_owned()
+}
+
+/// A tree signed with evmctl, mounted in enforce mode: signed files open, unsigned or
+/// tampered ones get EACCES, and the exported ASCII list attests with `vigil attest`
+/// (replaying to the exported PCRs) against a Keylime runtime policy of the source
+/// files; a policy that lacks a measured file or has a stale digest fails, naming it.
+#[test]
+fn signed_tree_in_enforce_mode_attests() {
+    if !can_mount() || !have("evmctl") || !have("openssl") || !have("sha256sum") {
+        return;
+    }
+    let d = dirs();
+    let (k, c) = key(d._t.path());
+    fs::create_dir(d.src.join("bin")).unwrap();
+    fs::write(d.src.join("bin/tool"), "#!/bin/sh\necho signed tool\n").unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(d.src.join("big"), &big).unwrap();
+    fs::write(d.src.join("unsigned"), "nobody signed me").unwrap();
+    fs::write(d.src.join("tampered"), "original content").unwrap();
+    for f in ["bin/tool", "big", "tampered"] {
+        sign(&k, &d.src.join(f));
+    }
+    let names = ["bin/tool", "big", "tampered", "unsigned"];
+    let logged = fs::canonicalize(&d.mnt).unwrap();
+    // What a policy made before the tampering would hold.
+    let stale = allowlist(&d.src, &names, &logged);
+    fs::write(d.src.join("tampered"), "modified content").unwrap();
+
+    let pol = d._t.path().join("appraise.policy");
+    fs::write(
+        &pol,
+        "measure func=FILE_CHECK\nappraise func=FILE_CHECK appraise_type=imasig\n",
+    )
+    .unwrap();
+    let o = vigil(
+        &[
+            &"mount",
+            &"--policy",
+            &pol,
+            &"--appraise",
+            &"enforce",
+            &"--keys",
+            &c,
+            &"--xattr",
+            &"user",
+            &"--state",
+            &d.state(),
+            &d.src,
+            &d.mnt,
+        ],
+        &d.run,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        fs::read(d.mnt.join("bin/tool")).unwrap(),
+        b"#!/bin/sh\necho signed tool\n"
+    );
+    assert_eq!(fs::read(d.mnt.join("big")).unwrap(), big);
+    for refused in ["unsigned", "tampered"] {
+        let e = fs::read(d.mnt.join(refused)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{refused}: {e}");
+    }
+
+    let list = d.mnt.join(".vigil/ascii_runtime_measurements");
+    let ascii = fs::read_to_string(&list).unwrap();
+    for name in names {
+        let want = format!(" {}", logged.join(name).display());
+        assert!(
+            ascii.lines().any(|l| l.ends_with(&want)),
+            "{name} not measured:\n{ascii}"
+        );
+    }
+    let pcrs = fs::read_to_string(d.mnt.join(".vigil/pcrs")).unwrap();
+    let policy_of = |allow: &str, name: &str| {
+        let (a, p) = (
+            d._t.path().join(format!("{name}.txt")),
+            d._t.path().join(format!("{name}.json")),
+        );
+        fs::write(&a, allow).unwrap();
+        let o = vigil(
+            &[&"runtime-policy", &"create", &"-a", &a, &"-o", &p],
+            &d.run,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        p
+    };
+    let attest = |policy: &Path, pcr: &str| {
+        let o = vigil(
+            &[
+                &"attest",
+                &"--policy",
+                &policy,
+                &"--list",
+                &list,
+                &"--pcr",
+                &pcr,
+            ],
+            &d.run,
+        );
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), report)
+    };
+
+    // The policy of the source tree as it is now: attested, on either PCR bank.
+    let good = policy_of(&allowlist(&d.src, &names, &logged), "good");
+    for bank in ["sha1", "sha256"] {
+        let (code, report) = attest(&good, &format!("{bank}:{}", pcr10(&pcrs, bank)));
+        assert_eq!(code, Some(0), "{bank}: {report}\nlist:\n{ascii}");
+        assert!(report.contains("4 entries, 4 passed"), "{report}");
+    }
+    // A quote the list does not replay to.
+    let sha1 = pcr10(&pcrs, "sha1");
+    let wrong = format!(
+        "sha1:{}{}",
+        &sha1[..39],
+        if sha1.ends_with('0') { '1' } else { '0' }
+    );
+    let (code, report) = attest(&good, &wrong);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("PCR mismatch"), "{report}");
+
+    let quote = format!("sha1:{sha1}");
+    // A measured file missing from the policy.
+    let without_big: String = allowlist(&d.src, &names, &logged)
+        .lines()
+        .filter(|l| !l.ends_with("/big"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (code, report) = attest(&policy_of(&without_big, "without-big"), &quote);
+    assert_eq!(code, Some(1), "{report}");
+    let want = format!("{}: not in policy", logged.join("big").display());
+    assert!(report.contains(&want), "no `{want}` in\n{report}");
+    // A policy made before the tampering: the tampered file's digest does not match.
+    let (code, report) = attest(&policy_of(&stale, "stale"), &quote);
+    assert_eq!(code, Some(1), "{report}");
+    let want = format!("{}: digest mismatch", logged.join("tampered").display());
+    assert!(report.contains(&want), "no `{want}` in\n{report}");
+
+    assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
+}

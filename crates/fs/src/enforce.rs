@@ -26,8 +26,6 @@ use crate::control::ControlFile;
 use crate::inode::Node;
 use crate::verity::ReadCheck;
 
-/// Attempts at an open whose measurement keeps being overtaken by writes.
-const OPEN_RETRIES: u32 = 20;
 const MAY_WRITE: u32 = 0x2;
 const MAY_READ: u32 = 0x4;
 const MAY_APPEND: u32 = 0x8;
@@ -153,19 +151,9 @@ impl Enforcer {
             path: path.clone(),
             created,
         };
-        // A measurement overtaken by concurrent writes is retried a few times (IMA
-        // measures a file being written as it finds it).
-        let mut attempt = 0;
-        let d = loop {
-            match self.guard.on_open(&ident, file.as_fd(), &req) {
-                Err(vigil_guard::Error::Changed) if attempt < OPEN_RETRIES => {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(u64::from(attempt)));
-                }
-                r => break r,
-            }
-        };
-        let d = match d {
+        // A file being written is measured as found (the guard retries internally and
+        // never fails an open because the content changed while it was read).
+        let d = match self.guard.on_open(&ident, file.as_fd(), &req) {
             Ok(d) => d,
             Err(e) => {
                 let errno = errno_of(&e);

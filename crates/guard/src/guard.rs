@@ -923,7 +923,7 @@ impl Guard {
         let s = &self.shared;
         let st = s.state_for(id);
         let _outer = st.gen.measure_lock();
-        s.measure_once(id, &st, fd, false)
+        s.measure_once(id, &st, fd, false, true)
     }
 }
 
@@ -1072,26 +1072,35 @@ impl Shared {
                 return Ok(m);
             }
         }
-        let mut last = None;
-        for _ in 0..MEASURE_ATTEMPTS {
-            let (m, published) = self.measure_once(id, st, fd, refresh_value)?;
-            if published {
-                return Ok(m);
+        // Attempts overtaken by a change are abandoned and retried; the last attempt
+        // reads to the end whatever happens, so the caller always gets an answer. If
+        // the file kept changing, that answer is the (unpublished) measurement of the
+        // bytes actually read, as IMA measures a file that is being written; the file
+        // stays dirty and the next open measures it again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= MEASURE_ATTEMPTS;
+            match self.measure_once(id, st, fd, refresh_value, !last) {
+                Ok((m, published)) if published || last => return Ok(m),
+                Ok(_) => {}
+                Err(Error::Changed) if !last => {}
+                Err(e) => return Err(e),
             }
-            last = Some(m);
         }
-        // The file keeps changing: answer with the latest (unpublished) measurement,
-        // as IMA measures a file that is being written.
-        Ok(last.expect("at least one attempt"))
     }
 
-    /// One measurement; the caller holds the outer lock.
+    /// One measurement; the caller holds the outer lock. Returns the measurement and
+    /// whether it was published (only if the generation it started from is still
+    /// current). With `abandon_on_change`, a change noticed while reading stops it with
+    /// [`Error::Changed`]; without, it reads to the end (and does not publish).
     fn measure_once(
         &self,
         id: &FileId,
         st: &FileState,
         fd: BorrowedFd<'_>,
         refresh_value: bool,
+        abandon_on_change: bool,
     ) -> Result<(Arc<Measurement>, bool)> {
         self.counters.measurements.fetch_add(1, Ordering::Relaxed);
         let t = st.gen.ticket();
@@ -1099,8 +1108,9 @@ impl Shared {
         let attrs = identity::identify_fd(rfd.as_fd())?.attrs;
         let algo = self.config.hash_algo;
         let keep = || st.gen.still_current(t);
+        let read_on = || !abandon_on_change || keep();
         let (digest, verity) = match &self.config.tree_builder {
-            None => (hash_fd(rfd.as_fd(), algo, &keep)?, None),
+            None => (hash_fd(rfd.as_fd(), algo, &read_on)?, None),
             Some(b) => {
                 // One pass: the tree builder reads, the content hash sees the same bytes.
                 let mut r = FdReader {
@@ -1108,7 +1118,7 @@ impl Shared {
                     off: 0,
                     hasher: vigil_ima::Hasher::new(algo)?,
                 };
-                let built = b.build(&mut r, attrs.size, &keep);
+                let built = b.build(&mut r, attrs.size, &read_on);
                 let digest = r.hasher.finalize();
                 let verity = match built {
                     Ok(tree) => {
@@ -1125,7 +1135,7 @@ impl Shared {
                         }
                         Some((tree, stored))
                     }
-                    Err(_) if !keep() => return Err(Error::Changed),
+                    Err(_) if !read_on() => return Err(Error::Changed),
                     Err(e) => {
                         return Err(Error::io(
                             "build tree",

@@ -640,3 +640,80 @@ fn seal_waits_for_a_change_in_flight() {
     assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
     assert_eq!(g.status(&id.id).unwrap().writers, 0);
 }
+
+#[test]
+fn open_of_a_file_being_written_gets_a_decision() {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    const SIZE: usize = 1 << 20;
+    let d = scratch();
+    let g = Arc::new(guard(d.path(), measure_all()));
+    let p = write_file(&d.path().join("busy"), &vec![0u8; SIZE]);
+    let versions: Vec<String> = (0..4u8).map(|b| sha256_hex(&vec![b; SIZE])).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    // A writer that keeps rewriting the whole file through the guard, so nearly every
+    // measurement overlaps a change in flight.
+    let writer = {
+        let (g, p, stop) = (g.clone(), p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let f = OpenOptions::new().write(true).open(&p).unwrap();
+            let id = g.identify(f.as_fd()).unwrap();
+            let mut k = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                k = (k + 1) % 4;
+                let m = g.modify(&id.id).unwrap();
+                let chunk = vec![k; SIZE / 8];
+                for i in 0..8 {
+                    f.write_all_at(&chunk, (i * chunk.len()) as u64).unwrap();
+                    std::thread::yield_now();
+                }
+                m.finish();
+            }
+        })
+    };
+    let (mut opens, mut unpublished) = (0, 0);
+    let start = std::time::Instant::now();
+    while opens < 20 || (unpublished == 0 && start.elapsed().as_secs() < 20) {
+        let f = File::open(&p).unwrap();
+        let id = g.identify(f.as_fd()).unwrap();
+        let dec = match g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap())) {
+            Ok(dec) => dec,
+            Err(e) => panic!("open {opens} of a file being written failed: {e:?}"),
+        };
+        opens += 1;
+        let m = dec.measurement.clone().expect("measured");
+        match g.cached(&id.id) {
+            Some(c) if std::sync::Arc::ptr_eq(&c, &m) => {
+                // Published: it must be the digest of one whole version.
+                assert!(
+                    versions.contains(&hex::encode(&m.digest)),
+                    "published digest of torn content"
+                );
+            }
+            // Answered but not published: the file stays dirty.
+            _ => unpublished += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    eprintln!("{opens} opens, {unpublished} unpublished, {:?}", g.stats());
+    assert!(
+        unpublished > 0,
+        "no open overlapped a write: {:?}",
+        g.stats()
+    );
+    // Quiet again: the next open measures and publishes.
+    let f = File::open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let dec = g
+        .on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+        .unwrap();
+    let m = dec.measurement.clone().unwrap();
+    assert_eq!(
+        hex::encode(&m.digest),
+        sha256_hex(&std::fs::read(&p).unwrap())
+    );
+    assert!(std::sync::Arc::ptr_eq(&g.cached(&id.id).unwrap(), &m));
+}
