@@ -266,11 +266,8 @@ fn check_modsig(r: &Record, bytes: &[u8], keys: &KeyRing) -> SigCheck {
             last = format!("unsupported PKCS#7 digest algorithm {oid}");
             continue;
         };
-        if algo.is_some_and(|a| a != h) {
-            last = format!(
-                "the PKCS#7 signature uses {h}, the d-modsig digest is {}",
-                algo.expect("some")
-            );
+        if let Some(a) = algo.filter(|&a| a != h) {
+            last = format!("the PKCS#7 signature uses {h}, the d-modsig digest is {a}");
             continue;
         }
         let to_verify = match &si.signed_attrs {
