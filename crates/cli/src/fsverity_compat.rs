@@ -343,6 +343,38 @@ fn write_tree(file: &mut File, path: &str, bytes: &[u8]) -> Res<()> {
         })
 }
 
+/// The `--out-merkle-tree` and `--out-descriptor` files of `digest` and `sign`, each
+/// with its name for messages.
+#[derive(Default)]
+struct TreeOutputs {
+    tree: Option<(File, String)>,
+    desc: Option<(File, String)>,
+}
+
+impl TreeOutputs {
+    /// Open the file of option `key` when it is parsed, as fsverity-utils does.
+    fn open(&mut self, key: &str, path: &str) -> Result<(), String> {
+        let slot = if key == "out-merkle-tree" {
+            &mut self.tree
+        } else {
+            &mut self.desc
+        };
+        *slot = Some((open_out(path)?, path.to_owned()));
+        Ok(())
+    }
+
+    /// Write the Merkle tree and the descriptor of `tree` where asked.
+    fn write(&mut self, tree: &Tree) -> Res<()> {
+        if let Some((f, p)) = &mut self.tree {
+            write_tree(f, p, tree.merkle_tree())?;
+        }
+        if let Some((f, p)) = &mut self.desc {
+            write_out(f, p, &tree.descriptor_bytes())?;
+        }
+        Ok(())
+    }
+}
+
 /// Compute the tree of `path` (read to EOF), with fsverity-utils' error messages.
 fn compute(path: &str, raw: &RawParams, keep_tree: bool) -> Res<Tree> {
     let mut file = open_in(path)?;
@@ -372,21 +404,14 @@ fn digest(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
     let parsed = parse(cmd, SPEC, args)?;
     let mut raw = RawParams::default();
     let (mut compact, mut builtin) = (false, false);
-    let mut tree_out: Option<(File, String)> = None;
-    let mut desc_out: Option<(File, String)> = None;
+    let mut outs = TreeOutputs::default();
     for (key, value) in &parsed.opts {
         let v = value.as_deref().unwrap_or("");
         match *key {
             "compact" => compact = true,
             "for-builtin-sig" => builtin = true,
             "out-merkle-tree" | "out-descriptor" => {
-                let f = open_out(v).map_err(|m| usage_err(cmd, &m))?;
-                let slot = if *key == "out-merkle-tree" {
-                    &mut tree_out
-                } else {
-                    &mut desc_out
-                };
-                *slot = Some((f, v.to_owned()));
+                outs.open(key, v).map_err(|m| usage_err(cmd, &m))?
             }
             k => raw.take(k, v).map_err(|m| usage_err(cmd, &m))?,
         }
@@ -395,7 +420,7 @@ fn digest(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
         return Err(usage_err(cmd, ""));
     }
     for path in &parsed.operands {
-        let tree = compute(path, &raw, tree_out.is_some())?;
+        let tree = compute(path, &raw, outs.tree.is_some())?;
         let d = tree.digest();
         let hex = if builtin {
             hex::encode(d.formatted())
@@ -409,12 +434,7 @@ fn digest(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
         } else {
             *out += &format!("{}:{hex} {path}\n", d.alg());
         }
-        if let Some((f, p)) = &mut tree_out {
-            write_tree(f, p, tree.merkle_tree())?;
-        }
-        if let Some((f, p)) = &mut desc_out {
-            write_out(f, p, &tree.descriptor_bytes())?;
-        }
+        outs.write(&tree)?;
     }
     Ok(())
 }
@@ -445,8 +465,7 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
     let parsed = parse(cmd, SPEC, args)?;
     let mut raw = RawParams::default();
     let (mut key, mut cert) = (None, None);
-    let mut tree_out: Option<(File, String)> = None;
-    let mut desc_out: Option<(File, String)> = None;
+    let mut outs = TreeOutputs::default();
     let (mut engine, mut module) = (false, false);
     for (k, value) in &parsed.opts {
         let v = value.as_deref().unwrap_or("");
@@ -457,13 +476,7 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
             "pkcs11-module" => module = true,
             "pkcs11-keyid" => {}
             "out-merkle-tree" | "out-descriptor" => {
-                let f = open_out(v).map_err(|m| usage_err(cmd, &m))?;
-                let slot = if *k == "out-merkle-tree" {
-                    &mut tree_out
-                } else {
-                    &mut desc_out
-                };
-                *slot = Some((f, v.to_owned()));
+                outs.open(k, v).map_err(|m| usage_err(cmd, &m))?
             }
             k => raw.take(k, v).map_err(|m| usage_err(cmd, &m))?,
         }
@@ -472,7 +485,7 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
         return Err(usage_err(cmd, ""));
     }
     let (path, sig_path) = (&parsed.operands[0], &parsed.operands[1]);
-    let tree = compute(path, &raw, tree_out.is_some())?;
+    let tree = compute(path, &raw, outs.tree.is_some())?;
     let failed = |m: String| runtime(format!("{m}ERROR: failed to sign digest\n"));
     // libfsverity's order: certificate, then the key (file or token).
     let Some(cert_path) = cert.as_ref().or(key.as_ref()) else {
@@ -516,12 +529,7 @@ fn sign(cmd: &Cmd, args: &[String], out: &mut String) -> Res<()> {
         .map_err(|_| failed("ERROR: failed to add signer to PKCS#7 signature object\n".into()))?;
     let mut f = open_out(sig_path).map_err(runtime)?;
     write_out(&mut f, sig_path, &sig)?;
-    if let Some((f, p)) = &mut tree_out {
-        write_tree(f, p, tree.merkle_tree())?;
-    }
-    if let Some((f, p)) = &mut desc_out {
-        write_out(f, p, &tree.descriptor_bytes())?;
-    }
+    outs.write(&tree)?;
     *out += &format!("Signed file '{path}' ({})\n", tree.digest());
     Ok(())
 }

@@ -664,7 +664,7 @@ fn cmd_hash(a: HashArgs) -> anyhow::Result<ExitCode> {
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
         let digest = file_digest(p, a.hash_algo)?;
-        let value = ImaXattr::from_digest(a.hash_algo, digest.clone())?.encode();
+        let value = ImaXattr::from_digest(a.hash_algo, digest)?.encode();
         if !a.no_xattr {
             set_value(p, names.ima, &value)?;
         }
@@ -817,15 +817,18 @@ pub(crate) fn parse_hash_line<'a>(
         line: lineno,
         reason,
     };
-    let (algo, hex_part) = if veritysig {
+    let (algo, rest) = if veritysig {
         let (alg, rest) = line
             .split_once(':')
             .ok_or_else(|| err("missing fs-verity hash algorithm (ALG:HEX PATH)".into()))?;
-        let algo = HashAlgo::from_name(alg).map_err(|e| err(e.to_string()))?;
-        (algo, rest.split([' ', '\t']).next().unwrap_or(""))
+        (
+            HashAlgo::from_name(alg).map_err(|e| err(e.to_string()))?,
+            rest,
+        )
     } else {
-        (algo, line.split([' ', '\t']).next().unwrap_or(""))
+        (algo, line)
     };
+    let hex_part = rest.split([' ', '\t']).next().unwrap_or("");
     let digest = hex::decode(hex_part).map_err(|e| err(format!("bad hex digest: {e}")))?;
     if digest.len() != algo.digest_len() {
         return Err(err(format!(

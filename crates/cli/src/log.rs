@@ -1459,27 +1459,18 @@ pub fn evmctl_ima_measurement(
         if tpm.is_none() {
             continue;
         }
-        for c in 0..algos.len() {
-            if mask & (1 << c) == 0 {
-                continue;
-            }
-            err = evmctl_compare(&calc, &tpm_banks, 1 << c, entry_num, verbose);
-            if err == 0 {
-                mask ^= 1 << c;
-            }
-        }
+        evmctl_compare_each(&calc, &tpm_banks, &mut mask, &mut err, entry_num, verbose);
         if mask == 0 {
             break;
         }
-        for c in 0..algos.len() {
-            if padded_mask & (1 << c) == 0 {
-                continue;
-            }
-            err_padded = evmctl_compare(&calc_padded, &tpm_banks, 1 << c, entry_num, verbose);
-            if err_padded == 0 {
-                padded_mask ^= 1 << c;
-            }
-        }
+        evmctl_compare_each(
+            &calc_padded,
+            &tpm_banks,
+            &mut padded_mask,
+            &mut err_padded,
+            entry_num,
+            verbose,
+        );
         if padded_mask == 0 {
             break;
         }
@@ -1773,6 +1764,28 @@ fn evmctl_compare(
         }
     }
     ret
+}
+
+/// evmctl's per-bank check after each entry: compare every bank still in `mask` on
+/// its own and drop it from `mask` once it matches. `err` keeps the result of the
+/// last comparison, as evmctl's single variable does.
+fn evmctl_compare_each(
+    calc: &[Bank],
+    tpm: &[Option<(&Bank, u32)>],
+    mask: &mut u32,
+    err: &mut i32,
+    entry: u64,
+    verbose: u32,
+) {
+    for c in 0..calc.len() {
+        if *mask & (1 << c) == 0 {
+            continue;
+        }
+        *err = evmctl_compare(calc, tpm, 1 << c, entry, verbose);
+        if *err == 0 {
+            *mask ^= 1 << c;
+        }
+    }
 }
 
 /// `evmctl ima_boot_aggregate`: print `alg:hex` for the sha1 (PCR 0–7) and sha256

@@ -664,20 +664,17 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         (None, None) => parse_fsmagic("ext4")?,
     };
     // an explicit --fsmagic names the filesystem; else what the file is on
-    let probed_name = match a.fsmagic {
-        Some(_) => None,
-        None => probed.as_ref().and_then(|p| p.fsname.clone()),
-    };
+    let probed_fs = probed.as_ref().filter(|_| a.fsmagic.is_none());
     let fsname = a
         .fsname
         .clone()
-        .or(probed_name)
+        .or_else(|| probed_fs.and_then(|p| p.fsname.clone()))
         .or(magic_name.map(str::to_owned))
         .unwrap_or_default();
-    let fs_subtype = a.fs_subtype.clone().or_else(|| match a.fsmagic {
-        Some(_) => None,
-        None => probed.as_ref().and_then(|p| p.fs_subtype.clone()),
-    });
+    let fs_subtype = a
+        .fs_subtype
+        .clone()
+        .or_else(|| probed_fs.and_then(|p| p.fs_subtype.clone()));
     let fsuuid = a
         .fsuuid
         .as_deref()

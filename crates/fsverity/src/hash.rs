@@ -111,28 +111,23 @@ impl BlockHasher {
     #[inline]
     pub(crate) fn hash_block(&self, block: &[u8], out: &mut [u8]) {
         debug_assert!(block.len() <= self.block_size);
-        let mut pad = self.block_size - block.len();
+        let pad = self.block_size - block.len();
         match &self.proto {
-            State::Sha256(p) => {
-                let mut h = p.clone();
-                h.update(block);
-                while pad > 0 {
-                    let n = pad.min(ZEROS.len());
-                    h.update(&ZEROS[..n]);
-                    pad -= n;
-                }
-                out.copy_from_slice(&h.finalize());
-            }
-            State::Sha512(p) => {
-                let mut h = p.clone();
-                h.update(block);
-                while pad > 0 {
-                    let n = pad.min(ZEROS.len());
-                    h.update(&ZEROS[..n]);
-                    pad -= n;
-                }
-                out.copy_from_slice(&h.finalize());
-            }
+            State::Sha256(p) => hash_padded(p, block, pad, out),
+            State::Sha512(p) => hash_padded(p, block, pad, out),
         }
     }
+}
+
+/// `H(proto state ‖ block ‖ pad zero bytes)` into `out`.
+#[inline]
+fn hash_padded<D: Digest + Clone>(proto: &D, block: &[u8], mut pad: usize, out: &mut [u8]) {
+    let mut h = proto.clone();
+    h.update(block);
+    while pad > 0 {
+        let n = pad.min(ZEROS.len());
+        h.update(&ZEROS[..n]);
+        pad -= n;
+    }
+    out.copy_from_slice(&h.finalize());
 }

@@ -88,15 +88,18 @@ fn verify(keys: &KeyRing, sig: &Signature, digest: &[u8]) -> SigCheck {
     }
 }
 
+/// The signature in `bytes`, or the failure to report when it does not decode.
+fn decode(bytes: &[u8]) -> Result<Signature, SigCheck> {
+    Signature::decode(bytes).map_err(|e| SigCheck::Failed {
+        keyid: None,
+        reason: e.to_string(),
+    })
+}
+
 fn check_file_sig(r: &Record, bytes: &[u8], keys: &KeyRing) -> SigCheck {
-    let sig = match Signature::decode(bytes) {
+    let sig = match decode(bytes) {
         Ok(s) => s,
-        Err(e) => {
-            return SigCheck::Failed {
-                keyid: None,
-                reason: e.to_string(),
-            }
-        }
+        Err(failed) => return failed,
     };
     if sig.xattr_type == XattrType::EvmPortableDigSig {
         return SigCheck::Unchecked(
@@ -124,14 +127,9 @@ fn check_file_sig(r: &Record, bytes: &[u8], keys: &KeyRing) -> SigCheck {
 }
 
 fn check_evm_sig(r: &Record, bytes: &[u8], keys: &KeyRing, endian: Endian) -> SigCheck {
-    let sig = match Signature::decode(bytes) {
+    let sig = match decode(bytes) {
         Ok(s) => s,
-        Err(e) => {
-            return SigCheck::Failed {
-                keyid: None,
-                reason: e.to_string(),
-            }
-        }
+        Err(failed) => return failed,
     };
     if sig.xattr_type != XattrType::EvmPortableDigSig {
         return SigCheck::Failed {
@@ -268,11 +266,8 @@ fn check_modsig(r: &Record, bytes: &[u8], keys: &KeyRing) -> SigCheck {
             last = format!("unsupported PKCS#7 digest algorithm {oid}");
             continue;
         };
-        if algo.is_some_and(|a| a != h) {
-            last = format!(
-                "the PKCS#7 signature uses {h}, the d-modsig digest is {}",
-                algo.expect("some")
-            );
+        if let Some(a) = algo.filter(|&a| a != h) {
+            last = format!("the PKCS#7 signature uses {h}, the d-modsig digest is {a}");
             continue;
         }
         let to_verify = match &si.signed_attrs {

@@ -479,19 +479,7 @@ impl AppraiseType {
 }
 
 /// The kernel's built-in templates (`builtin_templates[]`): name and field format.
-pub const TEMPLATES: &[(&str, &str)] = &[
-    ("ima", "d|n"),
-    ("ima-ng", "d-ng|n-ng"),
-    ("ima-sig", "d-ng|n-ng|sig"),
-    ("ima-ngv2", "d-ngv2|n-ng"),
-    ("ima-sigv2", "d-ngv2|n-ng|sig"),
-    ("ima-buf", "d-ng|n-ng|buf"),
-    ("ima-modsig", "d-ng|n-ng|sig|d-modsig|modsig"),
-    (
-        "evm-sig",
-        "d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|iuid|igid|imode",
-    ),
-];
+pub use crate::list::template::BUILTIN_TEMPLATES as TEMPLATES;
 
 /// One policy rule, as the kernel stores it after parsing (`struct ima_rule_entry`).
 ///

@@ -189,6 +189,11 @@ fn parse_line(
     let mut uuid_set = false;
     for tok in text.split([' ', '\t']).filter(|t| !t.is_empty()) {
         let err = |reason: String| reject(line, tok, reason);
+        let warn = |message: String| Warning {
+            line,
+            token: tok.to_owned(),
+            message,
+        };
         let (key, val) = match tok.find(['=', '<', '>']) {
             Some(i) => (&tok[..i], Some((tok.as_bytes()[i], &tok[i + 1..]))),
             None => (tok, None),
@@ -255,18 +260,14 @@ fn parse_line(
             }
             ("fsname", Some((b'=', v))) => {
                 if rule.fsname.is_some() {
-                    warnings.push(Warning {
-                        line,
-                        token: tok.to_owned(),
-                        message: "fsname= given twice: the kernel keeps the last one".into(),
-                    });
+                    warnings.push(warn(
+                        "fsname= given twice: the kernel keeps the last one".into(),
+                    ));
                 }
                 if v.len() > 63 {
-                    warnings.push(Warning {
-                        line,
-                        token: tok.to_owned(),
-                        message: "the kernel prints only the first 63 bytes of fsname=".into(),
-                    });
+                    warnings.push(warn(
+                        "the kernel prints only the first 63 bytes of fsname=".into(),
+                    ));
                 }
                 rule.fsname = Some(v.to_owned());
                 (Kind::Fsname, F_FSNAME)
@@ -276,11 +277,9 @@ fn parse_line(
                     return Err(err("duplicate fs_subtype=".into()));
                 }
                 if v.len() > 63 {
-                    warnings.push(Warning {
-                        line,
-                        token: tok.to_owned(),
-                        message: "the kernel prints only the first 63 bytes of fs_subtype=".into(),
-                    });
+                    warnings.push(warn(
+                        "the kernel prints only the first 63 bytes of fs_subtype=".into(),
+                    ));
                 }
                 rule.fs_subtype = Some(v.to_owned());
                 (Kind::FsSubtype, F_FS_SUBTYPE)
@@ -312,14 +311,10 @@ fn parse_line(
                     err("not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)".into())
                 })?;
                 if v.len() > 36 {
-                    warnings.push(Warning {
-                        line,
-                        token: tok.to_owned(),
-                        message: format!(
-                            "the kernel ignores {:?} after the 36 UUID characters",
-                            &v[36..]
-                        ),
-                    });
+                    warnings.push(warn(format!(
+                        "the kernel ignores {:?} after the 36 UUID characters",
+                        &v[36..]
+                    )));
                 }
                 uuid_set = u != [0; 16];
                 rule.fsuuid = Some(u);
@@ -457,13 +452,11 @@ fn parse_line(
                 (Kind::AppraiseType, flags)
             }
             ("appraise_flag", Some((b'=', _))) => {
-                warnings.push(Warning {
-                    line,
-                    token: tok.to_owned(),
-                    message: "appraise_flag= is deprecated and ignored: the blacklist is \
-                              always checked for signature rules"
+                warnings.push(warn(
+                    "appraise_flag= is deprecated and ignored: the blacklist is \
+                     always checked for signature rules"
                         .into(),
-                });
+                ));
                 (Kind::AppraiseFlag, 0)
             }
             ("appraise_algos", Some((b'=', v))) => {
