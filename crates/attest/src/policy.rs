@@ -52,8 +52,10 @@ impl Eq for DigestMap {}
 /// in `entries`; lookups are allocation-free).
 #[derive(Clone, Default)]
 struct Index {
-    /// Position + 1, or 0 for an empty slot; the length is a power of two.
-    slots: Vec<u32>,
+    /// Per slot: the upper 32 bits of the name's hash and position + 1 (0 = empty
+    /// slot); the length is a power of two. The stored hash bits let a probe skip
+    /// other names without reading them.
+    slots: Vec<u64>,
 }
 
 /// FxHash-style multiplicative hash: policies are trusted input and lookups never
@@ -81,11 +83,19 @@ impl Index {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut i = name_hash(name) as usize & mask;
+        let h = name_hash(name);
+        let tag = h & 0xffff_ffff_0000_0000;
+        let mut i = h as usize & mask;
         loop {
             match self.slots[i] {
                 0 => return None,
-                p if entries[p as usize - 1].0 == name => return Some(p as usize - 1),
+                s if s & 0xffff_ffff_0000_0000 == tag => {
+                    let p = (s & 0xffff_ffff) as usize - 1;
+                    if entries[p].0 == name {
+                        return Some(p);
+                    }
+                    i = (i + 1) & mask;
+                }
                 _ => i = (i + 1) & mask,
             }
         }
@@ -93,11 +103,12 @@ impl Index {
 
     fn place(&mut self, name: &str, pos: usize) {
         let mask = self.slots.len() - 1;
-        let mut i = name_hash(name) as usize & mask;
+        let h = name_hash(name);
+        let mut i = h as usize & mask;
         while self.slots[i] != 0 {
             i = (i + 1) & mask;
         }
-        self.slots[i] = pos as u32 + 1;
+        self.slots[i] = (h & 0xffff_ffff_0000_0000) | (pos as u64 + 1);
     }
 
     fn rebuild(&mut self, entries: &[(String, Vec<String>)], min_cap: usize) {
@@ -111,7 +122,7 @@ impl Index {
     /// Record that `entries[pos]` was just appended.
     fn added(&mut self, entries: &[(String, Vec<String>)], pos: usize) {
         if (pos + 1) * 2 > self.slots.len() {
-            self.rebuild(entries, entries.len());
+            self.rebuild(entries, entries.len() * 2);
         } else {
             self.place(&entries[pos].0, pos);
         }
@@ -181,10 +192,14 @@ impl DigestMap {
     }
 
     fn slot(&mut self, name: &str) -> usize {
-        if let Some(i) = self.index.find(&self.entries, name) {
+        self.slot_owned(std::borrow::Cow::Borrowed(name))
+    }
+
+    fn slot_owned(&mut self, name: std::borrow::Cow<str>) -> usize {
+        if let Some(i) = self.index.find(&self.entries, &name) {
             return i;
         }
-        self.entries.push((name.to_owned(), Vec::new()));
+        self.entries.push((name.into_owned(), Vec::new()));
         let pos = self.entries.len() - 1;
         self.index.added(&self.entries, pos);
         pos
@@ -296,7 +311,8 @@ impl<'de> Deserialize<'de> for DigestMap {
                         .next_value_seed(StrList)
                         .map_err(|e| nest::<M::Error>(&quote_key(&k), e))?;
                     // Python's json keeps the last of duplicate keys.
-                    map.insert(&k, v);
+                    let i = map.slot_owned(std::borrow::Cow::Owned(k));
+                    map.entries[i].1 = v;
                 }
                 Ok(map)
             }
