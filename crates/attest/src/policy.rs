@@ -191,15 +191,40 @@ impl DigestMap {
         Some(v)
     }
 
-    fn slot(&mut self, name: &str) -> usize {
-        self.slot_owned(std::borrow::Cow::Borrowed(name))
+    /// A map of `entries` in order, indexed once; a name that occurs again keeps
+    /// its first position and takes the last list, as Python's `json` does with
+    /// duplicate keys.
+    fn from_entries(mut entries: Vec<(String, Vec<String>)>) -> DigestMap {
+        let mut index = Index::default();
+        index.slots = vec![0; (entries.len().max(8) * 2).next_power_of_two()];
+        let mut dups = Vec::new();
+        for pos in 0..entries.len() {
+            match index.find(&entries[..pos], &entries[pos].0) {
+                None => index.place(&entries[pos].0, pos),
+                Some(first) => {
+                    let v = std::mem::take(&mut entries[pos].1);
+                    entries[first].1 = v;
+                    dups.push(pos);
+                }
+            }
+        }
+        let mut map = DigestMap { entries, index };
+        if !dups.is_empty() {
+            let mut pos = 0;
+            map.entries.retain(|_| {
+                pos += 1;
+                dups.binary_search(&(pos - 1)).is_err()
+            });
+            map.index.rebuild(&map.entries, map.entries.len());
+        }
+        map
     }
 
-    fn slot_owned(&mut self, name: std::borrow::Cow<str>) -> usize {
-        if let Some(i) = self.index.find(&self.entries, &name) {
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(i) = self.index.find(&self.entries, name) {
             return i;
         }
-        self.entries.push((name.into_owned(), Vec::new()));
+        self.entries.push((name.to_owned(), Vec::new()));
         let pos = self.entries.len() - 1;
         self.index.added(&self.entries, pos);
         pos
@@ -305,16 +330,14 @@ impl<'de> Deserialize<'de> for DigestMap {
                 f.write_str("an object mapping names to arrays of hex digests")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<DigestMap, M::Error> {
-                let mut map = DigestMap::new();
+                let mut entries = Vec::with_capacity(m.size_hint().unwrap_or(0).min(4096));
                 while let Some(k) = m.next_key::<String>()? {
                     let v = m
                         .next_value_seed(StrList)
                         .map_err(|e| nest::<M::Error>(&quote_key(&k), e))?;
-                    // Python's json keeps the last of duplicate keys.
-                    let i = map.slot_owned(std::borrow::Cow::Owned(k));
-                    map.entries[i].1 = v;
+                    entries.push((k, v));
                 }
-                Ok(map)
+                Ok(DigestMap::from_entries(entries))
             }
         }
         d.deserialize_map(V)
@@ -935,6 +958,39 @@ mod tests {
         let mut p = RuntimePolicy::default();
         p.meta.generator = 4;
         assert!(p.validate_schema().is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_keep_first_position_last_value() {
+        let m: DigestMap = serde_json::from_str(
+            r#"{"/a": ["aa"], "/b": ["bb"], "/a": ["cc"], "/c": [], "/b": ["dd", "ee"]}"#,
+        )
+        .unwrap();
+        let got: Vec<_> = m.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+        assert_eq!(
+            got,
+            [
+                ("/a".to_owned(), vec!["cc".to_owned()]),
+                ("/b".to_owned(), vec!["dd".to_owned(), "ee".to_owned()]),
+                ("/c".to_owned(), vec![]),
+            ]
+        );
+        assert_eq!(m.get("/b").unwrap(), ["dd", "ee"]);
+        assert_eq!(m.get("/c").unwrap(), [] as [&str; 0]);
+        assert!(m.get("/d").is_none());
+        // Many names: every one is found after the one-pass index build.
+        let text = format!(
+            "{{{}}}",
+            (0..5000)
+                .map(|i| format!("\"/p{i}\": [\"{i:040x}\"]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let m: DigestMap = serde_json::from_str(&text).unwrap();
+        assert_eq!(m.len(), 5000);
+        for i in 0..5000 {
+            assert_eq!(m.get(&format!("/p{i}")).unwrap(), [format!("{i:040x}")]);
+        }
     }
 
     #[test]
