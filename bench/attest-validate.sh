@@ -21,17 +21,20 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 
 "$VIGIL" attest --policy "$work/policy.json" --list "$work/list" --pcr "sha1:$pcr" >/dev/null  # warm-up
 vt=()
+vc=()
+TIMEFORMAT='%R %U %S'
 for ((i = 0; i < ROUNDS; i++)); do
-  s=$(date +%s.%N)
-  "$VIGIL" attest --policy "$work/policy.json" --list "$work/list" --pcr "sha1:$pcr" >/dev/null
-  e=$(date +%s.%N)
-  vt+=("$(awk "BEGIN{print $e - $s}")")
+  t=$( { time "$VIGIL" attest --policy "$work/policy.json" --list "$work/list" --pcr "sha1:$pcr" >/dev/null; } 2>&1 )
+  read -r real user sys <<<"$t"
+  vt+=("$real")
+  vc+=("$(awk "BEGIN{print $user + $sys}")")
 done
 vmed=$(printf '%s\n' "${vt[@]}" | median)
+vcpu=$(printf '%s\n' "${vc[@]}" | median)
 
 kt=$("$PY" crates/cli/tests/attest_keylime.py --bench "$work/policy.json" "$work/list" "$pcr" "$ROUNDS")
 kmed=$(echo "$kt" | tr -d '[]' | tr ',' '\n' | median)
 
-printf 'vigil attest:                     median %.4f s (%s rounds)\n' "$vmed" "$ROUNDS"
+printf 'vigil attest:                     median %.4f s (%s rounds), CPU (user+sys) median %.4f s\n' "$vmed" "$ROUNDS" "$vcpu"
 printf 'keylime process_measurement_list: median %.4f s (%s rounds)\n' "$kmed" "$ROUNDS"
 printf 'ratio: %.1fx\n' "$(awk "BEGIN{print $kmed / $vmed}")"
