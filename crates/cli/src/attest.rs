@@ -386,7 +386,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     let list_data = read(&a.list);
     let ascii_items = match &list_data {
         Ok(d) if list::ListFormat::detect(d) == list::ListFormat::Ascii => {
-            Some(list::ascii_items(d, 0).collect::<Vec<_>>())
+            Some(list::ascii_items_all(d, 0))
         }
         _ => None,
     };
