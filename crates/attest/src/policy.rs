@@ -195,8 +195,9 @@ impl DigestMap {
     /// its first position and takes the last list, as Python's `json` does with
     /// duplicate keys.
     fn from_entries(mut entries: Vec<(String, Vec<String>)>) -> DigestMap {
-        let mut index = Index::default();
-        index.slots = vec![0; (entries.len().max(8) * 2).next_power_of_two()];
+        let mut index = Index {
+            slots: vec![0; (entries.len().max(8) * 2).next_power_of_two()],
+        };
         let mut dups = Vec::new();
         for pos in 0..entries.len() {
             match index.find(&entries[..pos], &entries[pos].0) {
