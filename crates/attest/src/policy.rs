@@ -52,8 +52,10 @@ impl Eq for DigestMap {}
 /// in `entries`; lookups are allocation-free).
 #[derive(Clone, Default)]
 struct Index {
-    /// Position + 1, or 0 for an empty slot; the length is a power of two.
-    slots: Vec<u32>,
+    /// Per slot: the upper 32 bits of the name's hash and position + 1 (0 = empty
+    /// slot); the length is a power of two. The stored hash bits let a probe skip
+    /// other names without reading them.
+    slots: Vec<u64>,
 }
 
 /// FxHash-style multiplicative hash: policies are trusted input and lookups never
@@ -81,11 +83,19 @@ impl Index {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut i = name_hash(name) as usize & mask;
+        let h = name_hash(name);
+        let tag = h & 0xffff_ffff_0000_0000;
+        let mut i = h as usize & mask;
         loop {
             match self.slots[i] {
                 0 => return None,
-                p if entries[p as usize - 1].0 == name => return Some(p as usize - 1),
+                s if s & 0xffff_ffff_0000_0000 == tag => {
+                    let p = (s & 0xffff_ffff) as usize - 1;
+                    if entries[p].0 == name {
+                        return Some(p);
+                    }
+                    i = (i + 1) & mask;
+                }
                 _ => i = (i + 1) & mask,
             }
         }
@@ -93,11 +103,12 @@ impl Index {
 
     fn place(&mut self, name: &str, pos: usize) {
         let mask = self.slots.len() - 1;
-        let mut i = name_hash(name) as usize & mask;
+        let h = name_hash(name);
+        let mut i = h as usize & mask;
         while self.slots[i] != 0 {
             i = (i + 1) & mask;
         }
-        self.slots[i] = pos as u32 + 1;
+        self.slots[i] = (h & 0xffff_ffff_0000_0000) | (pos as u64 + 1);
     }
 
     fn rebuild(&mut self, entries: &[(String, Vec<String>)], min_cap: usize) {
@@ -111,7 +122,7 @@ impl Index {
     /// Record that `entries[pos]` was just appended.
     fn added(&mut self, entries: &[(String, Vec<String>)], pos: usize) {
         if (pos + 1) * 2 > self.slots.len() {
-            self.rebuild(entries, entries.len());
+            self.rebuild(entries, entries.len() * 2);
         } else {
             self.place(&entries[pos].0, pos);
         }
@@ -178,6 +189,36 @@ impl DigestMap {
         let (_, v) = self.entries.remove(i);
         self.index.rebuild(&self.entries, self.entries.len());
         Some(v)
+    }
+
+    /// A map of `entries` in order, indexed once; a name that occurs again keeps
+    /// its first position and takes the last list, as Python's `json` does with
+    /// duplicate keys.
+    fn from_entries(mut entries: Vec<(String, Vec<String>)>) -> DigestMap {
+        let mut index = Index {
+            slots: vec![0; (entries.len().max(8) * 2).next_power_of_two()],
+        };
+        let mut dups = Vec::new();
+        for pos in 0..entries.len() {
+            match index.find(&entries[..pos], &entries[pos].0) {
+                None => index.place(&entries[pos].0, pos),
+                Some(first) => {
+                    let v = std::mem::take(&mut entries[pos].1);
+                    entries[first].1 = v;
+                    dups.push(pos);
+                }
+            }
+        }
+        let mut map = DigestMap { entries, index };
+        if !dups.is_empty() {
+            let mut pos = 0;
+            map.entries.retain(|_| {
+                pos += 1;
+                dups.binary_search(&(pos - 1)).is_err()
+            });
+            map.index.rebuild(&map.entries, map.entries.len());
+        }
+        map
     }
 
     fn slot(&mut self, name: &str) -> usize {
@@ -290,15 +331,14 @@ impl<'de> Deserialize<'de> for DigestMap {
                 f.write_str("an object mapping names to arrays of hex digests")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<DigestMap, M::Error> {
-                let mut map = DigestMap::new();
+                let mut entries = Vec::with_capacity(m.size_hint().unwrap_or(0).min(4096));
                 while let Some(k) = m.next_key::<String>()? {
                     let v = m
                         .next_value_seed(StrList)
                         .map_err(|e| nest::<M::Error>(&quote_key(&k), e))?;
-                    // Python's json keeps the last of duplicate keys.
-                    map.insert(&k, v);
+                    entries.push((k, v));
                 }
-                Ok(map)
+                Ok(DigestMap::from_entries(entries))
             }
         }
         d.deserialize_map(V)
@@ -919,6 +959,39 @@ mod tests {
         let mut p = RuntimePolicy::default();
         p.meta.generator = 4;
         assert!(p.validate_schema().is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_keep_first_position_last_value() {
+        let m: DigestMap = serde_json::from_str(
+            r#"{"/a": ["aa"], "/b": ["bb"], "/a": ["cc"], "/c": [], "/b": ["dd", "ee"]}"#,
+        )
+        .unwrap();
+        let got: Vec<_> = m.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+        assert_eq!(
+            got,
+            [
+                ("/a".to_owned(), vec!["cc".to_owned()]),
+                ("/b".to_owned(), vec!["dd".to_owned(), "ee".to_owned()]),
+                ("/c".to_owned(), vec![]),
+            ]
+        );
+        assert_eq!(m.get("/b").unwrap(), ["dd", "ee"]);
+        assert_eq!(m.get("/c").unwrap(), [] as [&str; 0]);
+        assert!(m.get("/d").is_none());
+        // Many names: every one is found after the one-pass index build.
+        let text = format!(
+            "{{{}}}",
+            (0..5000)
+                .map(|i| format!("\"/p{i}\": [\"{i:040x}\"]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let m: DigestMap = serde_json::from_str(&text).unwrap();
+        assert_eq!(m.len(), 5000);
+        for i in 0..5000 {
+            assert_eq!(m.get(&format!("/p{i}")).unwrap(), [format!("{i:040x}")]);
+        }
     }
 
     #[test]

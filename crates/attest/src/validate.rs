@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use vigil_ima::{HashAlgo, Hasher};
 
@@ -483,13 +484,15 @@ impl<'p> Validator<'p> {
     fn check_content(
         &self,
         e: &Entry,
+        pre: Option<Rule>,
         learned: &mut Keyrings,
         summary: &mut Summary,
     ) -> (Rule, Option<SignatureProblem>) {
         match e.template {
-            Template::Ima | Template::ImaNg => {
-                (self.ima_ng(&self.policy.digests, "digests", e), None)
-            }
+            Template::Ima | Template::ImaNg => (
+                pre.unwrap_or_else(|| self.ima_ng(&self.policy.digests, "digests", e)),
+                None,
+            ),
             Template::ImaSig => {
                 let mut problem = None;
                 if sig_header_ok(&e.sig) {
@@ -649,100 +652,178 @@ impl<'p> Validator<'p> {
         let mut th_bank = vec![0u8; l];
         let mut log_length = 0u64;
 
-        for (linenum, item) in entries.into_iter().enumerate() {
-            let abs = info.first_entry + linenum as u64;
-            log_length += 1;
-            report.summary.entries += 1;
-            let e = match item {
-                Ok(e) => e,
-                Err(u) => {
-                    report.failures.push(Failure {
-                        entry: Some(abs),
-                        path: u.name,
-                        reason: Reason::Unparsable { message: u.message },
-                        signature: None,
-                    });
-                    report.summary.failed_entries += 1;
-                    continue;
-                }
-            };
-
-            // Template digests: with the bank's algorithm for the PCR, with
-            // log_hash_alg for the column.
-            let violation = *e.template_hash == log_zero[..];
-            if violation {
-                th_bank.copy_from_slice(&bank_ff);
+        // The template digests of a chunk of entries are computed in parallel (they
+        // depend only on the entry); the rules and the PCR extension then go through
+        // the chunk in order.
+        const CHUNK: usize = 4096;
+        let log_alg = self.log_hash_alg;
+        let (lb, ll) = (
+            l,
+            if log_alg == bank {
+                0
             } else {
-                let mut h = Hasher::new(bank)?;
-                h.update(&e.template_data);
-                h.finalize_into(&mut th_bank);
+                log_alg.digest_len()
+            },
+        );
+        let mut iter = entries.into_iter();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut digests: Vec<u8> = Vec::new();
+        let mut hashed: Vec<bool> = Vec::new();
+        // For `ima`/`ima-ng` entries the policy lookup is also independent of the
+        // other entries: it is done in parallel too, and used only if the entry gets
+        // that far.
+        let mut rules: Vec<Option<Rule>> = Vec::new();
+        let mut linenum = 0usize;
+        loop {
+            chunk.clear();
+            chunk.extend(iter.by_ref().take(CHUNK));
+            if chunk.is_empty() {
+                break;
             }
-            let mut ext = Hasher::new(bank)?;
-            ext.update(&running);
-            ext.update(&th_bank);
-            ext.finalize_into(&mut running);
-
-            let path = || Some(String::from_utf8_lossy(&e.name).into_owned());
-            let mut failed = false;
-            let mut push = |report: &mut Report, reason: Reason, sig: Option<SignatureProblem>| {
-                report.failures.push(Failure {
-                    entry: Some(abs),
-                    path: path(),
-                    reason,
-                    signature: sig,
+            digests.clear();
+            digests.resize(chunk.len() * (lb + ll), 0);
+            hashed.clear();
+            hashed.resize(chunk.len(), false);
+            rules.clear();
+            rules.resize_with(chunk.len(), || None);
+            let log_zero = &log_zero;
+            digests
+                .par_chunks_mut(lb + ll)
+                .zip(hashed.par_iter_mut())
+                .zip(rules.par_iter_mut())
+                .zip(chunk.par_iter())
+                .with_min_len(256)
+                .for_each(|(((out, ok), rule), item)| {
+                    let Ok(e) = item else { return };
+                    if matches!(e.template, Template::Ima | Template::ImaNg) {
+                        *rule = Some(self.ima_ng(&self.policy.digests, "digests", e));
+                    }
+                    if *e.template_hash == log_zero[..] {
+                        return;
+                    }
+                    let (b, g) = out.split_at_mut(lb);
+                    if let Ok(mut h) = Hasher::new(bank) {
+                        h.update(&e.template_data);
+                        h.finalize_into(b);
+                        *ok = true;
+                    }
+                    if ll > 0 {
+                        match Hasher::new(log_alg) {
+                            Ok(mut h) => {
+                                h.update(&e.template_data);
+                                h.finalize_into(g);
+                            }
+                            Err(_) => *ok = false,
+                        }
+                    }
                 });
-                failed = true;
-            };
-            if e.pcr != IMA_PCR {
-                push(&mut report, Reason::WrongPcr { pcr: e.pcr }, None);
-            }
-            if violation {
-                report.summary.violations += 1;
-                if self.options.fail_on_violations {
-                    push(&mut report, Reason::Violation, None);
-                }
-            } else {
-                let col_ok = if self.log_hash_alg == bank {
-                    th_log.copy_from_slice(&th_bank);
-                    *e.template_hash == th_log[..]
-                } else {
-                    let mut h = Hasher::new(self.log_hash_alg)?;
-                    h.update(&e.template_data);
-                    h.finalize_into(&mut th_log);
-                    *e.template_hash == th_log[..]
+            for (k, (item, pre_rule)) in chunk.drain(..).zip(rules.drain(..)).enumerate() {
+                let (pre, pre_ok) = (&digests[k * (lb + ll)..(k + 1) * (lb + ll)], hashed[k]);
+                let linenum = {
+                    linenum += 1;
+                    linenum - 1
                 };
-                if !col_ok {
-                    push(
-                        &mut report,
-                        Reason::TemplateHashMismatch {
-                            logged: hex_lower(&e.template_hash),
-                            computed: hex_lower(&th_log),
-                        },
-                        None,
-                    );
+                let abs = info.first_entry + linenum as u64;
+                log_length += 1;
+                report.summary.entries += 1;
+                let e = match item {
+                    Ok(e) => e,
+                    Err(u) => {
+                        report.failures.push(Failure {
+                            entry: Some(abs),
+                            path: u.name,
+                            reason: Reason::Unparsable { message: u.message },
+                            signature: None,
+                        });
+                        report.summary.failed_entries += 1;
+                        continue;
+                    }
+                };
+
+                // Template digests: with the bank's algorithm for the PCR, with
+                // log_hash_alg for the column.
+                let violation = *e.template_hash == log_zero[..];
+                if violation {
+                    th_bank.copy_from_slice(&bank_ff);
+                } else if pre_ok {
+                    th_bank.copy_from_slice(&pre[..lb]);
                 } else {
-                    let (rule, sig) = self.check_content(&e, &mut learned, &mut report.summary);
-                    match rule {
-                        Rule::Pass => {}
-                        Rule::Excluded => report.summary.excluded += 1,
-                        Rule::Fail(reason) => push(&mut report, reason, sig),
+                    let mut h = Hasher::new(bank)?;
+                    h.update(&e.template_data);
+                    h.finalize_into(&mut th_bank);
+                }
+                let mut ext = Hasher::new(bank)?;
+                ext.update(&running);
+                ext.update(&th_bank);
+                ext.finalize_into(&mut running);
+
+                let path = || Some(String::from_utf8_lossy(&e.name).into_owned());
+                let mut failed = false;
+                let mut push =
+                    |report: &mut Report, reason: Reason, sig: Option<SignatureProblem>| {
+                        report.failures.push(Failure {
+                            entry: Some(abs),
+                            path: path(),
+                            reason,
+                            signature: sig,
+                        });
+                        failed = true;
+                    };
+                if e.pcr != IMA_PCR {
+                    push(&mut report, Reason::WrongPcr { pcr: e.pcr }, None);
+                }
+                if violation {
+                    report.summary.violations += 1;
+                    if self.options.fail_on_violations {
+                        push(&mut report, Reason::Violation, None);
+                    }
+                } else {
+                    let col_ok = if self.log_hash_alg == bank {
+                        th_log.copy_from_slice(&th_bank);
+                        *e.template_hash == th_log[..]
+                    } else if pre_ok {
+                        th_log.copy_from_slice(&pre[lb..]);
+                        *e.template_hash == th_log[..]
+                    } else {
+                        let mut h = Hasher::new(self.log_hash_alg)?;
+                        h.update(&e.template_data);
+                        h.finalize_into(&mut th_log);
+                        *e.template_hash == th_log[..]
+                    };
+                    if !col_ok {
+                        push(
+                            &mut report,
+                            Reason::TemplateHashMismatch {
+                                logged: hex_lower(&e.template_hash),
+                                computed: hex_lower(&th_log),
+                            },
+                            None,
+                        );
+                    } else {
+                        let (rule, sig) =
+                            self.check_content(&e, pre_rule, &mut learned, &mut report.summary);
+                        match rule {
+                            Rule::Pass => {}
+                            Rule::Excluded => report.summary.excluded += 1,
+                            Rule::Fail(reason) => push(&mut report, reason, sig),
+                        }
                     }
                 }
-            }
-            if failed {
-                report.summary.failed_entries += 1;
-            } else {
-                report.summary.passed += 1;
-            }
+                if failed {
+                    report.summary.failed_entries += 1;
+                } else {
+                    report.summary.passed += 1;
+                }
 
-            if !found {
-                if let Some(q) = quote {
-                    if running == q {
-                        found = true;
-                        match_line = linenum as u64 + 1;
-                        if has_state {
-                            st.pcrs.insert(bank.name().into(), hex_lower(&running));
-                            st.next_entry += linenum as u64 + 1;
+                if !found {
+                    if let Some(q) = quote {
+                        if running == q {
+                            found = true;
+                            match_line = linenum as u64 + 1;
+                            if has_state {
+                                st.pcrs.insert(bank.name().into(), hex_lower(&running));
+                                st.next_entry += linenum as u64 + 1;
+                            }
                         }
                     }
                 }

@@ -102,6 +102,10 @@ fn sign_and_verify_each_key_type() {
             .unwrap();
         assert!(text.starts_with(r#"{"payload": ""#), "{text}");
         assert!(dsse::is_envelope(text.as_bytes()));
+        // The key spelled with JSON escapes is still the `payload` key.
+        let escaped = text.replace(r#""payload"#, r#""p\u0061yload"#);
+        assert!(!escaped.contains("payload"), "{escaped}");
+        assert!(dsse::is_envelope(escaped.as_bytes()));
         let env = dsse::parse(text.as_bytes()).unwrap();
         assert_eq!(env.payload_type, KEYLIME_PAYLOAD_TYPE);
         assert_eq!(

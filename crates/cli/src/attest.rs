@@ -378,11 +378,21 @@ fn pcr10_from_text(text: &str, bank: HashAlgo) -> anyhow::Result<Option<String>>
 }
 
 fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
-    // Read and parse the policy while the list is read.
-    let (loaded, list_data) = rayon::join(
-        || load_policy(&a.policy, a.policy_key.as_deref()),
-        || read(&a.list),
-    );
+    // Read and parse the policy on its own thread while the list is read and, when
+    // it is ASCII (whose parsing does not depend on the policy), parsed in parallel.
+    let (policy_path, policy_key) = (a.policy.clone(), a.policy_key.clone());
+    let policy_thread =
+        std::thread::spawn(move || load_policy(&policy_path, policy_key.as_deref()));
+    let list_data = read(&a.list);
+    let ascii_items = match &list_data {
+        Ok(d) if list::ListFormat::detect(d) == list::ListFormat::Ascii => {
+            Some(list::ascii_items_all(d, 0))
+        }
+        _ => None,
+    };
+    let loaded = policy_thread
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p));
     let (policy, signed) = loaded?;
     if signed && a.policy_key.is_none() {
         eprintln!(
@@ -402,14 +412,19 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         Some(n) => parse_algo(n)?,
         None => validator.log_hash_alg(),
     };
-    let data = list_data?;
-    let ascii = list::ListFormat::detect(&data) == list::ListFormat::Ascii;
+    let data = match &list_data {
+        Ok(d) => d,
+        Err(_) => {
+            drop(ascii_items);
+            return Err(list_data.unwrap_err());
+        }
+    };
     let mut binary_items = Vec::new();
-    let n_entries = if ascii {
-        list::ascii_len(&data)
+    let n_entries = if let Some(items) = &ascii_items {
+        items.len()
     } else {
         binary_items =
-            list::parse_binary(&data, col_algo).with_context(|| a.list.display().to_string())?;
+            list::parse_binary(data, col_algo).with_context(|| a.list.display().to_string())?;
         binary_items.len()
     };
 
@@ -428,8 +443,8 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         }
         _ => (0, 0),
     };
-    let items: Box<dyn Iterator<Item = list::ListItem>> = if ascii {
-        Box::new(list::ascii_items(&data, skip))
+    let items: Box<dyn Iterator<Item = list::ListItem<'_>>> = if let Some(items) = ascii_items {
+        Box::new(items.into_iter().skip(skip))
     } else {
         Box::new(binary_items.into_iter().skip(skip))
     };
@@ -448,6 +463,10 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         write_atomic(p, s.to_json().as_bytes())?;
     }
     print_report(&report, a.json)?;
+    // The process exits next: releasing a large policy (hundreds of thousands of
+    // small strings) one allocation at a time would cost more than validating it.
+    std::mem::forget(validator);
+    std::mem::forget(policy);
     Ok(if report.is_attested() {
         ExitCode::SUCCESS
     } else {
