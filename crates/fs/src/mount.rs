@@ -50,7 +50,8 @@ impl MountOptions {
             loop_threads: cpus.clamp(2, 8),
             workers: (cpus * 2).clamp(4, 32),
             watchdog: Some(Duration::from_secs(120)),
-            read_ahead_kb: MAX_IO / 1024,
+            // Several MAX_IO READs in flight: reading the backing file overlaps hashing.
+            read_ahead_kb: 4 * MAX_IO / 1024,
             guard,
             verify_reads: true,
         }
