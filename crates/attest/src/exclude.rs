@@ -7,7 +7,7 @@
 //! `{0,n}`, `\Z` is the end of the text, a `[` inside a class and the set operators
 //! `&&`/`~~` (which the `regex` crate would interpret) are literals.
 //!
-//! Differences that remain (documented in `docs/usage-attest.md`): backreferences
+//! Differences that remain (documented in the README, "Remote attestation"): backreferences
 //! (`\1`, `(?P=name)`), lookahead/lookbehind and conditionals are rejected because the
 //! `regex` crate has no backtracking; `$` matches only at the very end (Python's also
 //! matches before a final newline); `--` inside a class is class subtraction in the
