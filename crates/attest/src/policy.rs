@@ -951,8 +951,10 @@ mod tests {
         let mut p = RuntimePolicy::default();
         p.keyrings.insert(".ima", vec![]);
         assert!(p.validate_schema().is_err());
-        let mut p = RuntimePolicy::default();
-        p.verification_keys = "{\"pubkeys\": 1}".into();
+        let p = RuntimePolicy {
+            verification_keys: "{\"pubkeys\": 1}".into(),
+            ..Default::default()
+        };
         assert!(
             matches!(p.validate_schema(), Err(Error::Schema { key, .. }) if key == "verification-keys")
         );

@@ -187,6 +187,10 @@ impl InodeTable {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         self.inner
             .read()
