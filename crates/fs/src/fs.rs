@@ -98,6 +98,28 @@ impl Shared {
         self.handles.get(fh.0).ok_or(Errno::EBADF)
     }
 
+    /// Run `f` on the open directory `fh` and its listing, which is taken afresh when a
+    /// read starts at offset 0 (opendir or rewinddir) and kept for the reads continuing it.
+    fn with_dir_listing<R>(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        f: impl FnOnce(&Handle, &[Entry]) -> R,
+    ) -> Result<R, Errno> {
+        let h = self.handle(fh)?;
+        let HandleKind::Dir(list) = &h.kind else {
+            return Err(Errno::EBADF);
+        };
+        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
+        if offset == 0 {
+            *list = match &h.node {
+                Some(n) => self.list_dir(n).map_err(|e| errno(&e))?,
+                None => Shared::control_listing(),
+            };
+        }
+        Ok(f(&h, &list))
+    }
+
     fn control_dir_attr(&self) -> FileAttr {
         let root = self.inodes.get(ROOT_INO).and_then(|n| n.stat().ok());
         let t = root
@@ -964,36 +986,30 @@ impl Filesystem for VigilFs {
         mut reply: ReplyDirectory,
     ) {
         let s = &self.shared;
-        let h = tri!(reply, s.handle(fh));
-        let HandleKind::Dir(list) = &h.kind else {
-            return reply.error(Errno::EBADF);
-        };
-        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
-        if offset == 0 {
-            *list = match &h.node {
-                Some(n) => tri!(reply, s.list_dir(n).map_err(|e| errno(&e))),
-                None => Shared::control_listing(),
-            };
-        }
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let eino = match &h.node {
-                Some(n) => s.entry_ino(n, e),
-                None if e.name == b"." => ino.0,
-                None if e.name == b".." => ROOT_INO,
-                None => ControlFile::from_name(&e.name)
-                    .map(|f| f.ino())
-                    .unwrap_or(1),
-            };
-            if reply.add(
-                INodeNo(eino),
-                i as u64 + 1,
-                e.kind,
-                OsStr::from_bytes(&e.name),
-            ) {
-                break;
+        let listed = s.with_dir_listing(fh, offset, |h, list| {
+            for (i, e) in list.iter().enumerate().skip(offset as usize) {
+                let eino = match &h.node {
+                    Some(n) => s.entry_ino(n, e),
+                    None if e.name == b"." => ino.0,
+                    None if e.name == b".." => ROOT_INO,
+                    None => ControlFile::from_name(&e.name)
+                        .map(|f| f.ino())
+                        .unwrap_or(1),
+                };
+                if reply.add(
+                    INodeNo(eino),
+                    i as u64 + 1,
+                    e.kind,
+                    OsStr::from_bytes(&e.name),
+                ) {
+                    break;
+                }
             }
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -1005,53 +1021,47 @@ impl Filesystem for VigilFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let s = &self.shared;
-        let h = tri!(reply, s.handle(fh));
-        let HandleKind::Dir(list) = &h.kind else {
-            return reply.error(Errno::EBADF);
-        };
-        let mut list = list.lock().unwrap_or_else(|e| e.into_inner());
-        if offset == 0 {
-            *list = match &h.node {
-                Some(n) => tri!(reply, s.list_dir(n).map_err(|e| errno(&e))),
-                None => Shared::control_listing(),
-            };
-        }
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let off = i as u64 + 1;
-            let name = OsStr::from_bytes(&e.name);
-            // "." and ".." take no lookup count; the kernel ignores their attributes.
-            let (attr, counted) = if is_dot(&e.name) {
-                let a = s.control_attr(ino.0).or_else(|| {
-                    h.node
-                        .as_ref()
-                        .and_then(|n| n.stat().ok().map(|st| sys::to_attr(n.ino, &st)))
-                });
-                let Some(a) = a else { continue };
-                (a, None)
-            } else {
-                match &h.node {
-                    None => match ControlFile::from_name(&e.name) {
-                        Some(f) => (s.control_file_attr(f), None),
-                        None => continue,
-                    },
-                    Some(n) if n.ino == ROOT_INO && e.name == control::DIR_NAME.as_bytes() => {
-                        (s.control_dir_attr(), None)
+        let listed = s.with_dir_listing(fh, offset, |h, list| {
+            for (i, e) in list.iter().enumerate().skip(offset as usize) {
+                let off = i as u64 + 1;
+                let name = OsStr::from_bytes(&e.name);
+                // "." and ".." take no lookup count; the kernel ignores their attributes.
+                let (attr, counted) = if is_dot(&e.name) {
+                    let a = s.control_attr(ino.0).or_else(|| {
+                        h.node
+                            .as_ref()
+                            .and_then(|n| n.stat().ok().map(|st| sys::to_attr(n.ino, &st)))
+                    });
+                    let Some(a) = a else { continue };
+                    (a, None)
+                } else {
+                    match &h.node {
+                        None => match ControlFile::from_name(&e.name) {
+                            Some(f) => (s.control_file_attr(f), None),
+                            None => continue,
+                        },
+                        Some(n) if n.ino == ROOT_INO && e.name == control::DIR_NAME.as_bytes() => {
+                            (s.control_dir_attr(), None)
+                        }
+                        Some(n) => match s.do_lookup(n, &e.name) {
+                            Ok((node, st)) => (sys::to_attr(node.ino, &st), Some(node.ino)),
+                            // Gone since the listing was taken.
+                            Err(_) => continue,
+                        },
                     }
-                    Some(n) => match s.do_lookup(n, &e.name) {
-                        Ok((node, st)) => (sys::to_attr(node.ino, &st), Some(node.ino)),
-                        // Gone since the listing was taken.
-                        Err(_) => continue,
-                    },
+                };
+                if reply.add(attr.ino, off, name, &s.ttl, &attr, Generation(0)) {
+                    if let Some(ino) = counted {
+                        s.inodes.forget(ino, 1);
+                    }
+                    break;
                 }
-            };
-            if reply.add(attr.ino, off, name, &s.ttl, &attr, Generation(0)) {
-                if let Some(ino) = counted {
-                    s.inodes.forget(ino, 1);
-                }
-                break;
             }
+        });
+        match listed {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
         }
-        reply.ok();
     }
 
     fn releasedir(
