@@ -89,6 +89,16 @@ impl VigilFs {
     }
 }
 
+/// Unwrap a result, or answer the request `$reply` with the error and return.
+macro_rules! tri {
+    ($reply:ident, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $reply.error(e.into()),
+        }
+    };
+}
+
 impl Shared {
     fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
         self.inodes.get(ino.0).ok_or(Errno::ESTALE)
@@ -183,6 +193,25 @@ impl Shared {
         let st = sys::fstat(fd.as_fd())?;
         let node = self.inodes.lookup(fd, &st);
         Ok((node, st))
+    }
+
+    /// Create `name` in `parent` with `make`, give it to the requesting user, and answer
+    /// with its entry (mknod, mkdir, symlink).
+    fn make_entry(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEntry,
+        make: impl FnOnce(&Node, &CString) -> io::Result<()>,
+    ) {
+        tri!(reply, self.check_name(parent, name));
+        let p = tri!(reply, self.node(parent));
+        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let r = make(&p, &c)
+            .and_then(|()| self.own(&p, &c, req))
+            .and_then(|()| self.do_lookup(&p, name.as_bytes()));
+        self.entry(reply, r);
     }
 
     fn entry(&self, reply: ReplyEntry, r: io::Result<(Arc<Node>, libc::stat)>) {
@@ -585,15 +614,6 @@ fn list_xattr(path: &CString) -> io::Result<Vec<u8>> {
     }
 }
 
-macro_rules! tri {
-    ($reply:ident, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return $reply.error(e.into()),
-        }
-    };
-}
-
 impl Filesystem for VigilFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(MAX_IO);
@@ -693,14 +713,9 @@ impl Filesystem for VigilFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let s = &self.shared;
-        tri!(reply, s.check_name(parent, name));
-        let p = tri!(reply, s.node(parent));
-        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
-        let r = sys::mknodat(p.fd(), &c, mode, rdev as libc::dev_t)
-            .and_then(|()| s.own(&p, &c, req))
-            .and_then(|()| s.do_lookup(&p, name.as_bytes()));
-        s.entry(reply, r);
+        self.shared.make_entry(req, parent, name, reply, |p, c| {
+            sys::mknodat(p.fd(), c, mode, rdev as libc::dev_t)
+        });
     }
 
     fn mkdir(
@@ -712,14 +727,9 @@ impl Filesystem for VigilFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let s = &self.shared;
-        tri!(reply, s.check_name(parent, name));
-        let p = tri!(reply, s.node(parent));
-        let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
-        let r = sys::mkdirat(p.fd(), &c, mode & 0o7777)
-            .and_then(|()| s.own(&p, &c, req))
-            .and_then(|()| s.do_lookup(&p, name.as_bytes()));
-        s.entry(reply, r);
+        self.shared.make_entry(req, parent, name, reply, |p, c| {
+            sys::mkdirat(p.fd(), c, mode & 0o7777)
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -752,15 +762,11 @@ impl Filesystem for VigilFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let s = &self.shared;
-        tri!(reply, s.check_name(parent, link_name));
-        let p = tri!(reply, s.node(parent));
-        let c = tri!(reply, sys::cstr(link_name).map_err(|e| errno(&e)));
         let t = tri!(reply, sys::cstr(target.as_os_str()).map_err(|e| errno(&e)));
-        let r = sys::symlinkat(&t, p.fd(), &c)
-            .and_then(|()| s.own(&p, &c, req))
-            .and_then(|()| s.do_lookup(&p, link_name.as_bytes()));
-        s.entry(reply, r);
+        self.shared
+            .make_entry(req, parent, link_name, reply, |p, c| {
+                sys::symlinkat(&t, p.fd(), c)
+            });
     }
 
     fn rename(
