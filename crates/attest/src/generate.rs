@@ -248,6 +248,7 @@ fn unescape_mount(s: &str) -> String {
         if b[i] == b'\\'
             && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && b[i + 1] <= b'3'
         {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
@@ -542,6 +543,15 @@ pub fn python_now() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mount_paths_unescape_like_the_kernel_escapes_them() {
+        assert_eq!(unescape_mount(r"/a\040b\011c\134d"), "/a b\tc\\d");
+        // Not an escape the kernel writes (above \377): kept as it is, never an overflow.
+        assert_eq!(unescape_mount(r"/\777"), r"/\777");
+        assert_eq!(unescape_mount(r"/x\04"), r"/x\04");
+    }
+
     use super::*;
 
     #[test]
