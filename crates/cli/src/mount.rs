@@ -137,7 +137,7 @@ pub struct MountArgs {
     /// Stay in the foreground (logs go to stderr) instead of detaching.
     #[arg(short, long)]
     pub foreground: bool,
-    /// FUSE event-loop threads (default: CPUs, 2 to 8).
+    /// FUSE event-loop threads (default: 2 × CPUs, 4 to 16).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Worker threads for reads, opens and fsync (default: 2 × CPUs, 4 to 32).

@@ -1,9 +1,10 @@
 //! Where enforcement plugs into the filesystem: the FUSE handlers call these hooks of
 //! [`Enforcer`] (over a [`vigil_guard::Guard`]) at fixed points and nowhere else:
 //!
-//! * [`Enforcer::open`] — on a worker thread, after the backing file is open and before
-//!   the reply: policy, measurement, appraisal, writer accounting, violations; an error
-//!   is the errno the opener gets (EACCES denied, EPERM sealed).
+//! * [`Enforcer::open`] — after the backing file is open and before the reply: policy,
+//!   measurement, appraisal, writer accounting, violations; an error is the errno the
+//!   opener gets (EACCES denied, EPERM sealed). On a worker thread, or on the loop thread
+//!   when [`Enforcer::open_is_cached`] says no hashing is needed.
 //! * [`Enforcer::check_read`] — on a worker thread, before data leaves the daemon:
 //!   verification of the range against the Merkle tree built at measurement time; a
 //!   mismatch is EIO (and a log line), never wrong bytes.
@@ -19,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use fuser::Errno;
-use vigil_guard::{Guard, Hook, Measurement, Modification, OpenHandle, OpenRequest};
+use vigil_guard::{
+    FileAttrs, Guard, Hook, Identified, Measurement, Modification, OpenHandle, OpenRequest,
+};
 use vigil_ima::HashAlgo;
 
 use crate::control::ControlFile;
@@ -43,6 +46,8 @@ pub struct Opened {
     handle: Mutex<Option<OpenHandle>>,
     /// How reads are verified (None: not measured, or measured without a tree).
     pub check: Option<Arc<ReadCheck>>,
+    /// The file's attributes at the open.
+    pub attrs: FileAttrs,
 }
 
 /// The `MAY_*` mask IMA derives from `open(2)` flags.
@@ -118,6 +123,27 @@ impl Enforcer {
         }
     }
 
+    /// Whether a read-only OPEN of `node` is decided from memory: the guard holds a
+    /// clean measurement of exactly the version the backing file has now (one `statx`
+    /// tells), so answering it needs no hashing and may stay on the loop thread. Gives
+    /// the file's identification for [`Enforcer::open`].
+    pub fn open_is_cached(&self, node: &Node) -> Option<Identified> {
+        let id = node.ident.get()?;
+        let m = self.guard.cached(id)?;
+        let known = Identified {
+            id: id.clone(),
+            attrs: m.attrs.clone(),
+        };
+        let now = self.guard.refresh(&known, node.fd()).ok()?;
+        m.attrs.same_version(&now.attrs).then_some(now)
+    }
+
+    /// The attributes of the open `file` now.
+    pub fn attrs(&self, file: &File) -> Result<FileAttrs, Errno> {
+        let ident = self.guard.identify(file.as_fd());
+        Ok(ident.map_err(|e| errno_of(&e))?.attrs)
+    }
+
     fn file_id(&self, node: &Node) -> Result<vigil_guard::FileId, Errno> {
         if let Some(id) = node.ident.get() {
             return Ok(id.clone());
@@ -126,7 +152,8 @@ impl Enforcer {
         Ok(node.ident.get_or_init(|| id).clone())
     }
 
-    /// OPEN of a regular file: `file` is the backing file opened with the caller's mode.
+    /// OPEN of a regular file: `file` is the backing file opened with the caller's mode;
+    /// `known` its identification if the caller already has it (same inode).
     pub fn open(
         &self,
         node: &Node,
@@ -134,11 +161,15 @@ impl Enforcer {
         flags: i32,
         who: Caller,
         created: bool,
+        known: Option<Identified>,
     ) -> Result<Opened, Errno> {
-        let ident = self
-            .guard
-            .identify(file.as_fd())
-            .map_err(|e| errno_of(&e))?;
+        let ident = match known {
+            Some(i) => i,
+            None => self
+                .guard
+                .identify(file.as_fd())
+                .map_err(|e| errno_of(&e))?,
+        };
         let _ = node.ident.set(ident.id.clone());
         let path = self.path_of(node);
         let req = OpenRequest {
@@ -180,6 +211,7 @@ impl Enforcer {
         Ok(Opened {
             handle: Mutex::new(Some(d.handle)),
             check,
+            attrs: ident.attrs,
         })
     }
 

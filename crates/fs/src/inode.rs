@@ -25,17 +25,16 @@ pub const FIRST_DYNAMIC_INO: u64 = 64;
 /// to decide whether a later open may keep the cached pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
-    pub ctime: (i64, i64),
-    pub mtime: (i64, i64),
-    pub size: i64,
+    /// Change time in ns: every data, size or time change (utimens too) moves it.
+    pub ctime_ns: i128,
+    pub size: u64,
 }
 
 impl Stamp {
-    pub fn of(st: &libc::stat) -> Stamp {
+    pub fn of(a: &vigil_guard::FileAttrs) -> Stamp {
         Stamp {
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            size: st.st_size,
+            ctime_ns: a.ctime_ns,
+            size: a.size,
         }
     }
 }

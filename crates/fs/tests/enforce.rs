@@ -210,6 +210,22 @@ fn signed_tree_in_enforce_mode() {
         fs::read_to_string(env.m(".vigil/violations")).unwrap(),
         "0\n"
     );
+
+    // Reopening an unchanged file is answered from the cached measurement: nothing new
+    // is logged. Once the backing file changes behind the mount, the next open measures
+    // it again and appraisal refuses it.
+    let records = check_log_replays(&env.mnt).lines().count();
+    for _ in 0..3 {
+        fs::read(env.m("bin/tool")).unwrap();
+    }
+    assert_eq!(check_log_replays(&env.mnt).lines().count(), records);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(env.src.join("bin/tool"))
+        .unwrap()
+        .write_all_at(b"#!/bin/sh\necho forged tool\n", 0)
+        .unwrap();
+    assert_eq!(errno(fs::read(env.m("bin/tool"))), libc::EACCES);
     bg.unmount().unwrap();
 }
 
