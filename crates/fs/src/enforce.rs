@@ -132,7 +132,7 @@ impl Enforcer {
         let m = self.guard.cached(id)?;
         let known = Identified {
             id: id.clone(),
-            attrs: m.attrs.clone(),
+            attrs: m.attrs,
         };
         let now = self.guard.refresh(&known, node.fd()).ok()?;
         m.attrs.same_version(&now.attrs).then_some(now)

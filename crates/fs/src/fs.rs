@@ -344,7 +344,7 @@ impl Shared {
         let opened = self
             .enforce
             .open(&node, &file, flags, who, created, known)?;
-        let mut attrs = opened.attrs.clone();
+        let mut attrs = opened.attrs;
         if flags & libc::O_TRUNC != 0 {
             // Only sent with atomic O_TRUNC; truncate after the open was allowed.
             let _m = self.enforce.modify(&node)?;
