@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
+use vigil_ima::mountinfo;
+
 use crate::enforce::Enforcer;
 use crate::fs::{Shared, VigilFs, MAX_IO};
 use crate::sys;
@@ -92,40 +94,10 @@ pub fn block_signals() {
 /// The FUSE connection id ("device minor") of the mount at `mnt`, from mountinfo.
 fn connection_of(mnt: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = mnt.as_os_str().as_bytes();
-    let mut found = None;
-    for line in info.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        if f.len() > 4 && unescape_mountinfo(f[4]).as_bytes() == want {
-            let dash = f.iter().position(|x| *x == "-")?;
-            if f.get(dash + 1).is_some_and(|t| t.starts_with("fuse")) {
-                let (maj, min) = f[2].split_once(':')?;
-                let (maj, min): (u64, u64) = (maj.parse().ok()?, min.parse().ok()?);
-                found = Some(((maj << 20) | min).to_string());
-            }
-        }
-    }
-    found
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-            && b[i + 1] <= b'3'
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    mountinfo::parse(&info)
+        .filter(|m| m.mount_point == mnt && m.fs_name() == "fuse")
+        .last()
+        .map(|m| ((u64::from(m.major) << 20) | u64::from(m.minor)).to_string())
 }
 
 /// Abort the FUSE connection `conn` (all pending and future requests fail with
@@ -374,36 +346,13 @@ pub fn is_vigil_mount(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    info.lines().any(|line| {
-        let f: Vec<&str> = line.split(' ').collect();
-        let Some(dash) = f.iter().position(|x| *x == "-") else {
-            return false;
-        };
-        f.len() > 4
-            && unescape_mountinfo(f[4]).as_bytes() == p.as_os_str().as_bytes()
-            && f.get(dash + 1).is_some_and(|t| t.starts_with("fuse"))
-            && f.get(dash + 2).is_some_and(|src| src.starts_with("vigil:"))
-    })
+    let found = mountinfo::parse(&info)
+        .any(|m| m.mount_point == p && m.fs_name() == "fuse" && m.source.starts_with("vigil:"));
+    found
 }
 
 #[allow(dead_code)]
 fn _assert_send() {
     fn s<T: Send>() {}
     s::<sys::DirStream>();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape_mountinfo;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(r"/a\040b\011c\134d\012"), "/a b\tc\\d\n");
-        assert_eq!(unescape_mountinfo(r"/plain"), "/plain");
-        // Truncated or non-octal escapes are kept as they are.
-        assert_eq!(unescape_mountinfo(r"/x\04"), r"/x\04");
-        assert_eq!(unescape_mountinfo(r"/x\9ab"), r"/x\9ab");
-        assert_eq!(unescape_mountinfo("\\"), "\\");
-        assert_eq!(unescape_mountinfo(r"/\777"), r"/\777");
-    }
 }

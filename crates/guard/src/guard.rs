@@ -16,8 +16,8 @@ use crate::genstate::GenState;
 use crate::identity::{self, FileAttrs, FileId, Identified};
 use crate::log::{LogConfig, MeasurementLog, IMA_PCR};
 use crate::policy::{
-    Access, Actions, AppraiseAction, FixedPolicy, Hook, MeasureAction, PolicyEngine, MAY_APPEND,
-    MAY_READ, MAY_WRITE,
+    Access, Actions, AppraiseAction, FixedPolicy, FsInfo, Hook, MeasureAction, PolicyEngine,
+    MAY_APPEND, MAY_READ, MAY_WRITE,
 };
 use crate::queue::{DedupQueue, Push};
 use crate::store::{TreeRef, TreeStore};
@@ -428,6 +428,9 @@ struct Shared {
     config: Config,
     files: RwLock<HashMap<FileId, Arc<FileState>>>,
     mounts: RwLock<HashMap<u64, Arc<OwnedFd>>>,
+    /// File-system facts for policy conditions, by mount id. A leaf lock, never held
+    /// across I/O.
+    filesystems: RwLock<HashMap<u64, Arc<FsInfo>>>,
     queue: DedupQueue<FileId, JobInfo>,
     log: MeasurementLog,
     trees: TreeStore,
@@ -480,6 +483,7 @@ impl Guard {
             trees,
             seals: Mutex::new(seals),
             seals_path,
+            filesystems: RwLock::default(),
             counters: Counters::default(),
         });
         let workers = (0..shared.config.workers.max(1))
@@ -541,6 +545,11 @@ impl Guard {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&mount);
+        self.shared
+            .filesystems
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&mount);
     }
 
     /// Drop the entry of one file (it was deleted, or its handle went stale).
@@ -581,6 +590,7 @@ impl Guard {
             fowner: file.attrs.uid,
             fgroup: file.attrs.gid,
             fsmagic: file.attrs.fs_magic,
+            fs: &s.filesystem(&file.id, fd),
             path: &req.path,
         });
         if write {
@@ -954,6 +964,39 @@ fn readable(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
 }
 
 impl Shared {
+    /// The file system of `id` (open as `fd`), looked up once per mount: its UUID
+    /// (`FS_IOC_GETFSUUID`) and its type and subtype (mountinfo). What cannot be learnt
+    /// stays empty, so `fsuuid=`/`fsname=` rules do not match, as IMA's do not on a
+    /// file system without a UUID.
+    fn filesystem(&self, id: &FileId, fd: BorrowedFd<'_>) -> Arc<FsInfo> {
+        let key = id.mount();
+        if let Some(fs) = self
+            .filesystems
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return fs.clone();
+        }
+        let mut fs = FsInfo {
+            uuid: sys::fs_uuid(fd).unwrap_or_default(),
+            ..FsInfo::default()
+        };
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Ok(mount) = sys::mount_id(fd) {
+            if let Some(m) = vigil_ima::mountinfo::parse(&text).find(|m| m.mount_id == mount) {
+                fs.name = m.fs_name().to_owned();
+                fs.subtype = m.fs_subtype().map(str::to_owned);
+            }
+        }
+        let fs = Arc::new(fs);
+        self.filesystems
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, fs.clone());
+        fs
+    }
+
     fn existing(&self, id: &FileId) -> Option<Arc<FileState>> {
         self.files
             .read()
@@ -1312,6 +1355,7 @@ impl Shared {
             fowner: now.attrs.uid,
             fgroup: now.attrs.gid,
             fsmagic: now.attrs.fs_magic,
+            fs: &self.filesystem(id, f.as_fd()),
             path: &info.path,
         });
         let appraised =

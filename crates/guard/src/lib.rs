@@ -43,7 +43,9 @@ pub use guard::{
 };
 pub use identity::{FileAttrs, FileId, Identified};
 pub use log::{Appended, LogConfig, LogStats, MeasurementLog};
-pub use policy::{Access, Actions, AppraiseAction, FixedPolicy, Hook, MeasureAction, PolicyEngine};
+pub use policy::{
+    Access, Actions, AppraiseAction, FixedPolicy, FsInfo, Hook, MeasureAction, PolicyEngine,
+};
 pub use store::{TreeRef, TreeStore};
 pub use template::Template;
 pub use verity::FsVerityTrees;

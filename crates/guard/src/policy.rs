@@ -50,8 +50,22 @@ pub struct Access<'a> {
     pub fgroup: u32,
     /// Filesystem magic.
     pub fsmagic: u64,
+    /// The file system's UUID, type name and subtype.
+    pub fs: &'a FsInfo,
     /// Path as it should appear in the log.
     pub path: &'a str,
+}
+
+/// What policy conditions know about the file system a file is on: IMA's `fsuuid=`,
+/// `fsname=` and `fs_subtype=`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsInfo {
+    /// UUID (all zero when the file system has none).
+    pub uuid: [u8; 16],
+    /// Type name (`ext4`, `fuse`; empty if unknown).
+    pub name: String,
+    /// Subtype (FUSE file systems: `sshfs`, ...).
+    pub subtype: Option<String>,
 }
 
 /// Options of a matching `measure` rule.
@@ -125,6 +139,9 @@ impl PolicyEngine for vigil_ima::policy::CompiledPolicy {
             fowner: a.fowner,
             fgroup: a.fgroup,
             fsmagic: a.fsmagic,
+            fsuuid: a.fs.uuid,
+            fsname: &a.fs.name,
+            fs_subtype: a.fs.subtype.as_deref(),
             ..Request::new(func, (a.mask & 0xf) as u8)
         };
         let d = self.evaluate(&req);

@@ -160,6 +160,38 @@ pub fn inode_generation(fd: BorrowedFd<'_>) -> Option<u32> {
 }
 
 /// The filesystem magic (`statfs.f_type`) of the file.
+/// The legacy mount id of `fd`'s mount (the one mountinfo lists).
+pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
+    Ok(st.stx_mnt_id)
+}
+
+/// `FS_IOC_GETFSUUID` (Linux 6.7): the file system's UUID; `None` when it has none or
+/// the kernel is older.
+pub fn fs_uuid(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
+    /// `struct fsuuid2`.
+    #[repr(C)]
+    struct FsUuid2 {
+        len: u8,
+        uuid: [u8; 16],
+    }
+    /// `_IOR(0x15, 0, struct fsuuid2)`.
+    const FS_IOC_GETFSUUID: libc::c_ulong = 0x8011_1500;
+    let mut v = FsUuid2 {
+        len: 0,
+        uuid: [0; 16],
+    };
+    // SAFETY: the kernel writes at most size_of::<FsUuid2>() bytes into `v`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFSUUID as _, &mut v) };
+    if rc != 0 {
+        return None;
+    }
+    let mut uuid = [0u8; 16];
+    let n = usize::from(v.len).min(16);
+    uuid[..n].copy_from_slice(&v.uuid[..n]);
+    Some(uuid)
+}
+
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }

@@ -203,3 +203,67 @@ appraise func=FILE_CHECK digest_type=verity appraise_type=sigv3
         other => panic!("{:?}", other.map(|d| d.verdict)),
     }
 }
+
+/// A loop-mounted ext4 image with a known UUID, unmounted on drop.
+struct LoopExt4 {
+    mnt: std::path::PathBuf,
+}
+
+impl LoopExt4 {
+    fn new(dir: &Path, uuid: &str) -> Option<LoopExt4> {
+        let img = dir.join("fs.img");
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        File::create(&img).unwrap().set_len(8 << 20).unwrap();
+        let ok = |c: &mut Command| c.output().is_ok_and(|o| o.status.success());
+        if !ok(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-U", uuid])
+            .arg(&img))
+            || !ok(Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&img)
+                .arg(&mnt))
+        {
+            eprintln!("skipped: cannot make and loop-mount an ext4 image (needs root)");
+            return None;
+        }
+        Some(LoopExt4 { mnt })
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+#[test]
+fn policy_rules_see_the_file_system_name_and_uuid() {
+    let d = scratch();
+    let uuid = "6b1e0b36-3a8f-4a4e-9f0b-2f4c1d7e5a90";
+    let Some(fs) = LoopExt4::new(d.path(), uuid) else {
+        return;
+    };
+    let p = write_file(&fs.mnt.join("file"), b"on the image");
+    let measured = |policy: &str| {
+        let g = guard_with(d.path(), policy, KeyRing::new(), false);
+        open(&g, &p, false).unwrap();
+        g.log().records().unwrap().len()
+    };
+    assert_eq!(measured("measure func=FILE_CHECK fsname=ext4\n"), 1);
+    assert_eq!(measured("measure func=FILE_CHECK fsname=xfs\n"), 0);
+    assert_eq!(
+        measured(&format!(
+            "dont_measure fsuuid={uuid}\nmeasure func=FILE_CHECK\n"
+        )),
+        0
+    );
+    assert_eq!(
+        measured(
+            "dont_measure fsuuid=00000000-0000-0000-0000-000000000001\nmeasure func=FILE_CHECK\n"
+        ),
+        1
+    );
+    // A FUSE-style subtype condition does not match a file system without one.
+    assert_eq!(measured("measure func=FILE_CHECK fs_subtype=sshfs\n"), 0);
+}

@@ -24,5 +24,8 @@ pub mod tcg;
 // -- the IMA policy language --
 pub mod policy;
 
+// -- what the kernel reports about mounts (policy `fsname=`, `fs_subtype=`) --
+pub mod mountinfo;
+
 pub use error::{Error, Result};
 pub use hash::{HashAlgo, Hasher};
