@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use fuser::Errno;
+use vigil_guard::policy::{MAY_APPEND, MAY_EXEC, MAY_READ, MAY_WRITE};
 use vigil_guard::{
-    FileAttrs, Guard, Hook, Identified, Measurement, Modification, OpenHandle, OpenRequest,
+    FileAttrs, Guard, Hook, Identified, Measurement, Modification, OpenDecision, OpenHandle,
+    OpenRequest, Verdict,
 };
 use vigil_ima::HashAlgo;
 
@@ -29,9 +31,10 @@ use crate::control::ControlFile;
 use crate::inode::Node;
 use crate::verity::ReadCheck;
 
-const MAY_WRITE: u32 = 0x2;
-const MAY_READ: u32 = 0x4;
-const MAY_APPEND: u32 = 0x8;
+/// `__FMODE_EXEC`: the kernel sets it in the flags of the open that `execve(2)` (and
+/// `uselib(2)`) makes, and FUSE passes it on in OPEN. `open(2)` masks it off and
+/// `openat2(2)` refuses it, so no process can forge it.
+pub const FMODE_EXEC: i32 = 0x20;
 
 /// Who asked (from the FUSE request header).
 #[derive(Clone, Copy, Debug)]
@@ -50,8 +53,12 @@ pub struct Opened {
     pub attrs: FileAttrs,
 }
 
-/// The `MAY_*` mask IMA derives from `open(2)` flags.
+/// The `MAY_*` mask IMA derives from `open(2)` flags (an exec's open asks `MAY_EXEC`
+/// alone, as the kernel's `open_exec_flags` do).
 pub fn open_mask(flags: i32) -> u32 {
+    if flags & FMODE_EXEC != 0 {
+        return MAY_EXEC;
+    }
     let mut m = match flags & libc::O_ACCMODE {
         libc::O_WRONLY => MAY_WRITE,
         libc::O_RDWR => MAY_READ | MAY_WRITE,
@@ -172,7 +179,7 @@ impl Enforcer {
         };
         let _ = node.ident.set(ident.id.clone());
         let path = self.path_of(node);
-        let req = OpenRequest {
+        let mut req = OpenRequest {
             hook: Hook::FileCheck,
             mask: open_mask(flags),
             uid: who.uid,
@@ -182,22 +189,20 @@ impl Enforcer {
             path: path.clone(),
             created,
         };
-        // A file being written is measured as found (the guard retries internally and
-        // never fails an open because the content changed while it was read).
-        let d = match self.guard.on_open(&ident, file.as_fd(), &req) {
-            Ok(d) => d,
-            Err(e) => {
-                let errno = errno_of(&e);
-                self.audit(format_args!(
-                    "open {path} by uid {} pid {}: {e} ({})",
-                    who.uid,
-                    who.pid,
-                    std::io::Error::from_raw_os_error(errno.code())
-                ));
-                return Err(errno);
-            }
-        };
-        if let Some(vigil_guard::Verdict::Fail(cause)) = &d.verdict {
+        let mut d = self.decide(&ident, file, &req, who)?;
+        if flags & FMODE_EXEC != 0 {
+            // An execve: the kernel checks FILE_CHECK at the open, then BPRM_CHECK, both
+            // with MAY_EXEC. The open is counted once (`d`); the second handle is
+            // released as it is dropped here.
+            req.hook = Hook::BprmCheck;
+            let bprm = self.decide(&ident, file, &req, who)?;
+            d.measurement = d.measurement.or(bprm.measurement);
+            d.verdict = match (d.verdict, bprm.verdict) {
+                (Some(Verdict::Fail(c)), _) | (_, Some(Verdict::Fail(c))) => Some(Verdict::Fail(c)),
+                (a, b) => a.or(b),
+            };
+        }
+        if let Some(Verdict::Fail(cause)) = &d.verdict {
             // Log/fix mode: allowed, but recorded.
             self.audit(format_args!(
                 "open {path} by uid {}: appraisal failed ({cause}), allowed",
@@ -212,6 +217,34 @@ impl Enforcer {
             handle: Mutex::new(Some(d.handle)),
             check,
             attrs: ident.attrs,
+        })
+    }
+
+    /// The guard's answer to `req`; a refusal is audited and becomes the opener's errno.
+    /// A file being written is measured as found (the guard retries internally and
+    /// never fails an open because the content changed while it was read).
+    fn decide(
+        &self,
+        ident: &Identified,
+        file: &File,
+        req: &OpenRequest,
+        who: Caller,
+    ) -> Result<OpenDecision, Errno> {
+        self.guard.on_open(ident, file.as_fd(), req).map_err(|e| {
+            let errno = errno_of(&e);
+            let what = if req.hook == Hook::BprmCheck {
+                "exec"
+            } else {
+                "open"
+            };
+            self.audit(format_args!(
+                "{what} {} by uid {} pid {}: {e} ({})",
+                req.path,
+                who.uid,
+                who.pid,
+                std::io::Error::from_raw_os_error(errno.code())
+            ));
+            errno
         })
     }
 

@@ -4,7 +4,7 @@
 //! Real FUSE mounts; needs root, /dev/fuse, openssl and evmctl (skipped otherwise).
 
 use std::fs;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -226,6 +226,67 @@ fn signed_tree_in_enforce_mode() {
         .write_all_at(b"#!/bin/sh\necho forged tool\n", 0)
         .unwrap();
     assert_eq!(errno(fs::read(env.m("bin/tool"))), libc::EACCES);
+    bg.unmount().unwrap();
+}
+
+/// FUSE passes the kernel's `__FMODE_EXEC` in the OPEN of an execve: BPRM_CHECK rules
+/// apply to programs run from the mount and not to plain reads of them.
+#[test]
+fn exec_is_checked_as_bprm_check_and_reads_are_not() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let (key, cert) = env.key();
+    for (name, text) in [
+        ("signed.sh", "#!/bin/sh\necho signed ran\n"),
+        ("unsigned.sh", "#!/bin/sh\necho unsigned ran\n"),
+    ] {
+        fs::write(env.src.join(name), text).unwrap();
+        fs::set_permissions(env.src.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::write(env.src.join("data"), b"read, never run").unwrap();
+    env.sign(&key, "signed.sh");
+    let policy = "measure func=BPRM_CHECK\nappraise func=BPRM_CHECK appraise_type=imasig\n\
+                  measure func=FILE_CHECK mask=MAY_READ\n\
+                  measure func=FILE_CHECK mask=MAY_EXEC pcr=11\n";
+    let bg = env.mount(policy, AppraiseMode::Enforce, Some(&cert));
+
+    // Reading an unsigned script is a FILE_CHECK (MAY_READ): allowed and measured.
+    assert_eq!(
+        fs::read(env.m("unsigned.sh")).unwrap(),
+        b"#!/bin/sh\necho unsigned ran\n"
+    );
+    fs::read(env.m("data")).unwrap();
+    let out = Command::new(env.m("signed.sh")).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"signed ran\n");
+    // Running it is a BPRM_CHECK: refused without a signature, although its pages are
+    // in the page cache from the read above.
+    let e = Command::new(env.m("unsigned.sh")).output().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+
+    let ascii = check_log_replays(&env.mnt);
+    let recorded = |pcr: &str, name: &str| {
+        let suffix = format!(" {}", env.m(name).display());
+        let n = ascii
+            .lines()
+            .filter(|l| l.starts_with(pcr) && l.ends_with(&suffix));
+        n.count()
+    };
+    // PCR 10: reads (FILE_CHECK, MAY_READ) and execs (BPRM_CHECK), each file once.
+    // PCR 11: the exec's own open, a FILE_CHECK that asks MAY_EXEC as in the kernel;
+    // the refused exec was measured there before BPRM_CHECK appraisal refused it.
+    for (pcr, name, n) in [
+        ("10 ", "signed.sh", 1),
+        ("11 ", "signed.sh", 1),
+        ("10 ", "unsigned.sh", 1),
+        ("11 ", "unsigned.sh", 1),
+        ("10 ", "data", 1),
+        ("11 ", "data", 0),
+    ] {
+        assert_eq!(recorded(pcr, name), n, "PCR {pcr}{name} in\n{ascii}");
+    }
     bg.unmount().unwrap();
 }
 
