@@ -59,6 +59,7 @@ pub mod descriptor;
 pub mod error;
 mod hash;
 pub mod params;
+pub mod sha256;
 mod shani;
 pub mod tree;
 

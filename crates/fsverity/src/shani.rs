@@ -1,4 +1,4 @@
-//! SHA-256 with the x86 SHA extensions, two independent messages at a time.
+//! SHA-256 with the x86 SHA extensions, up to four independent messages at a time.
 //!
 //! `sha256rnds2` has a latency of several cycles but can issue every cycle, so one
 //! message leaves the unit mostly idle; interleaving the rounds of two messages (as the
@@ -39,17 +39,44 @@ pub(crate) fn available() -> bool {
 ///
 /// # Panics
 /// If the lengths differ or are not multiples of 64, or the CPU lacks the extensions.
-#[cfg(target_arch = "x86_64")]
 pub(crate) fn compress2(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[u8], b: &[u8]) {
-    assert!(a.len() == b.len() && a.len() % 64 == 0 && available());
-    // SAFETY: the CPU features were checked above; all loads are unaligned loads of
-    // 16 bytes within `a`, `b` (lengths checked), the states and `K`.
-    unsafe { compress2_impl(sa, sb, a, b) }
+    let mut states = [*sa, *sb];
+    compress_lanes(&mut states, &[a, b]);
+    [*sa, *sb] = states;
+}
+
+/// Compress `data[i]` into `states[i]` for 1 to 4 lanes of equal length (a multiple of
+/// 64 bytes), the rounds of all lanes interleaved.
+///
+/// # Panics
+/// If the lane counts differ or are not 1 to 4, the lengths differ or are not
+/// multiples of 64, or the CPU lacks the extensions.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn compress_lanes(states: &mut [[u32; 8]], data: &[&[u8]]) {
+    let len = data.first().map_or(0, |d| d.len());
+    assert!(
+        states.len() == data.len()
+            && data.iter().all(|d| d.len() == len)
+            && len % 64 == 0
+            && available()
+    );
+    let blocks = len / 64;
+    // SAFETY: the CPU features were checked above; every lane has `blocks` whole
+    // 64-byte blocks (checked), which is all that is loaded from it.
+    unsafe {
+        match states.len() {
+            1 => compress_n::<1>(states, data, blocks),
+            2 => compress_n::<2>(states, data, blocks),
+            3 => compress_n::<3>(states, data, blocks),
+            4 => compress_n::<4>(states, data, blocks),
+            n => panic!("compress_lanes: {n} lanes"),
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn compress2(_: &mut [u32; 8], _: &mut [u32; 8], _: &[u8], _: &[u8]) {
-    unreachable!("compress2 is only called when available() is true");
+pub(crate) fn compress_lanes(_: &mut [[u32; 8]], _: &[&[u8]]) {
+    unreachable!("compress_lanes is only called when available() is true");
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -61,88 +88,95 @@ unsafe fn schedule(v0: __m128i, v1: __m128i, v2: __m128i, v3: __m128i) -> __m128
     _mm_sha256msg2_epu32(t3, v3)
 }
 
+/// `N` lanes (`states.len() == data.len() == N`), `blocks` blocks each.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-unsafe fn compress2_impl(sa: &mut [u32; 8], sb: &mut [u32; 8], a: &[u8], b: &[u8]) {
+unsafe fn compress_n<const N: usize>(states: &mut [[u32; 8]], data: &[&[u8]], blocks: usize) {
     let mask = _mm_set_epi64x(0x0C0D_0E0F_0809_0A0B, 0x0405_0607_0001_0203);
-    let load_state = |s: &[u32; 8]| {
+    let zero = _mm_setzero_si128();
+    let mut abef = [zero; N];
+    let mut cdgh = [zero; N];
+    let mut ptr = [std::ptr::null::<__m128i>(); N];
+    for l in 0..N {
+        let s = &states[l];
         let dcba = _mm_loadu_si128(s.as_ptr() as *const __m128i);
         let efgh = _mm_loadu_si128(s.as_ptr().add(4) as *const __m128i);
         let cdab = _mm_shuffle_epi32(dcba, 0xB1);
         let efgh = _mm_shuffle_epi32(efgh, 0x1B);
-        (
-            _mm_alignr_epi8(cdab, efgh, 8),
-            _mm_blend_epi16(efgh, cdab, 0xF0),
-        )
-    };
-    let (mut abef_a, mut cdgh_a) = load_state(sa);
-    let (mut abef_b, mut cdgh_b) = load_state(sb);
+        abef[l] = _mm_alignr_epi8(cdab, efgh, 8);
+        cdgh[l] = _mm_blend_epi16(efgh, cdab, 0xF0);
+        ptr[l] = data[l].as_ptr() as *const __m128i;
+    }
     let kp = K.as_ptr() as *const __m128i;
 
-    for off in (0..a.len()).step_by(64) {
-        let (save_abef_a, save_cdgh_a, save_abef_b, save_cdgh_b) = (abef_a, cdgh_a, abef_b, cdgh_b);
-        let pa = a.as_ptr().add(off) as *const __m128i;
-        let pb = b.as_ptr().add(off) as *const __m128i;
-        let mut a0 = _mm_shuffle_epi8(_mm_loadu_si128(pa), mask);
-        let mut a1 = _mm_shuffle_epi8(_mm_loadu_si128(pa.add(1)), mask);
-        let mut a2 = _mm_shuffle_epi8(_mm_loadu_si128(pa.add(2)), mask);
-        let mut a3 = _mm_shuffle_epi8(_mm_loadu_si128(pa.add(3)), mask);
-        let mut b0 = _mm_shuffle_epi8(_mm_loadu_si128(pb), mask);
-        let mut b1 = _mm_shuffle_epi8(_mm_loadu_si128(pb.add(1)), mask);
-        let mut b2 = _mm_shuffle_epi8(_mm_loadu_si128(pb.add(2)), mask);
-        let mut b3 = _mm_shuffle_epi8(_mm_loadu_si128(pb.add(3)), mask);
-        // Four rounds of both messages, interleaved, with schedule words wa / wb.
+    for blk in 0..blocks {
+        let (save_abef, save_cdgh) = (abef, cdgh);
+        let mut w = [[zero; 4]; N];
+        for l in 0..N {
+            let p = ptr[l].add(blk * 4);
+            for (j, wj) in w[l].iter_mut().enumerate() {
+                *wj = _mm_shuffle_epi8(_mm_loadu_si128(p.add(j)), mask);
+            }
+        }
+        // Four rounds of every lane, interleaved; from the fifth group on, the
+        // schedule word `i % 4` is first replaced by the next one.
         macro_rules! rounds4 {
-            ($wa:expr, $wb:expr, $i:expr) => {{
+            ($i:expr) => {{
+                if $i >= 4 {
+                    for wl in w.iter_mut() {
+                        wl[$i % 4] = schedule(
+                            wl[$i % 4],
+                            wl[($i + 1) % 4],
+                            wl[($i + 2) % 4],
+                            wl[($i + 3) % 4],
+                        );
+                    }
+                }
                 let k = _mm_loadu_si128(kp.add($i));
-                let ta = _mm_add_epi32($wa, k);
-                let tb = _mm_add_epi32($wb, k);
-                cdgh_a = _mm_sha256rnds2_epu32(cdgh_a, abef_a, ta);
-                cdgh_b = _mm_sha256rnds2_epu32(cdgh_b, abef_b, tb);
-                abef_a = _mm_sha256rnds2_epu32(abef_a, cdgh_a, _mm_shuffle_epi32(ta, 0x0E));
-                abef_b = _mm_sha256rnds2_epu32(abef_b, cdgh_b, _mm_shuffle_epi32(tb, 0x0E));
+                let mut t = [zero; N];
+                for l in 0..N {
+                    t[l] = _mm_add_epi32(w[l][$i % 4], k);
+                }
+                for l in 0..N {
+                    cdgh[l] = _mm_sha256rnds2_epu32(cdgh[l], abef[l], t[l]);
+                }
+                for l in 0..N {
+                    abef[l] =
+                        _mm_sha256rnds2_epu32(abef[l], cdgh[l], _mm_shuffle_epi32(t[l], 0x0E));
+                }
             }};
         }
-        // The next schedule word replaces the oldest one, then four rounds with it.
-        macro_rules! schedule_rounds4 {
-            ($a0:ident, $a1:ident, $a2:ident, $a3:ident, $b0:ident, $b1:ident, $b2:ident, $b3:ident, $i:expr) => {{
-                $a0 = schedule($a0, $a1, $a2, $a3);
-                $b0 = schedule($b0, $b1, $b2, $b3);
-                rounds4!($a0, $b0, $i);
-            }};
+        rounds4!(0);
+        rounds4!(1);
+        rounds4!(2);
+        rounds4!(3);
+        rounds4!(4);
+        rounds4!(5);
+        rounds4!(6);
+        rounds4!(7);
+        rounds4!(8);
+        rounds4!(9);
+        rounds4!(10);
+        rounds4!(11);
+        rounds4!(12);
+        rounds4!(13);
+        rounds4!(14);
+        rounds4!(15);
+        for l in 0..N {
+            abef[l] = _mm_add_epi32(abef[l], save_abef[l]);
+            cdgh[l] = _mm_add_epi32(cdgh[l], save_cdgh[l]);
         }
-        rounds4!(a0, b0, 0);
-        rounds4!(a1, b1, 1);
-        rounds4!(a2, b2, 2);
-        rounds4!(a3, b3, 3);
-        schedule_rounds4!(a0, a1, a2, a3, b0, b1, b2, b3, 4);
-        schedule_rounds4!(a1, a2, a3, a0, b1, b2, b3, b0, 5);
-        schedule_rounds4!(a2, a3, a0, a1, b2, b3, b0, b1, 6);
-        schedule_rounds4!(a3, a0, a1, a2, b3, b0, b1, b2, 7);
-        schedule_rounds4!(a0, a1, a2, a3, b0, b1, b2, b3, 8);
-        schedule_rounds4!(a1, a2, a3, a0, b1, b2, b3, b0, 9);
-        schedule_rounds4!(a2, a3, a0, a1, b2, b3, b0, b1, 10);
-        schedule_rounds4!(a3, a0, a1, a2, b3, b0, b1, b2, 11);
-        schedule_rounds4!(a0, a1, a2, a3, b0, b1, b2, b3, 12);
-        schedule_rounds4!(a1, a2, a3, a0, b1, b2, b3, b0, 13);
-        schedule_rounds4!(a2, a3, a0, a1, b2, b3, b0, b1, 14);
-        schedule_rounds4!(a3, a0, a1, a2, b3, b0, b1, b2, 15);
-        abef_a = _mm_add_epi32(abef_a, save_abef_a);
-        cdgh_a = _mm_add_epi32(cdgh_a, save_cdgh_a);
-        abef_b = _mm_add_epi32(abef_b, save_abef_b);
-        cdgh_b = _mm_add_epi32(cdgh_b, save_cdgh_b);
     }
 
-    let store_state = |s: &mut [u32; 8], abef: __m128i, cdgh: __m128i| {
-        let feba = _mm_shuffle_epi32(abef, 0x1B);
-        let dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    for l in 0..N {
+        let feba = _mm_shuffle_epi32(abef[l], 0x1B);
+        let dchg = _mm_shuffle_epi32(cdgh[l], 0xB1);
         let dcba = _mm_blend_epi16(feba, dchg, 0xF0);
         let hgef = _mm_alignr_epi8(dchg, feba, 8);
+        let s = &mut states[l];
         _mm_storeu_si128(s.as_mut_ptr() as *mut __m128i, dcba);
         _mm_storeu_si128(s.as_mut_ptr().add(4) as *mut __m128i, hgef);
-    };
-    store_state(sa, abef_a, cdgh_a);
-    store_state(sb, abef_b, cdgh_b);
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
@@ -174,5 +208,36 @@ mod tests {
         sha2::compress256(&mut rb, &blocks(&b));
         assert_eq!(sa, ra);
         assert_eq!(sb, rb);
+    }
+
+    #[test]
+    fn every_lane_count_matches_sha2_compress() {
+        if !available() {
+            return;
+        }
+        for n in 1..=4usize {
+            for blocks in [0usize, 1, 2, 7] {
+                let data: Vec<Vec<u8>> = (0..n)
+                    .map(|l| (0..64 * blocks).map(|i| (i * 11 + l * 101) as u8).collect())
+                    .collect();
+                let refs: Vec<&[u8]> = data.iter().map(|d| &d[..]).collect();
+                let mut states: Vec<[u32; 8]> = (0..n)
+                    .map(|l| {
+                        std::array::from_fn(|j| (j as u32 + 1).wrapping_mul(0x9e37_79b9) ^ l as u32)
+                    })
+                    .collect();
+                let mut expect = states.clone();
+                compress_lanes(&mut states, &refs);
+                for (e, d) in expect.iter_mut().zip(&data) {
+                    for b in d.chunks(64) {
+                        sha2::compress256(
+                            e,
+                            &[*sha2::digest::generic_array::GenericArray::from_slice(b)],
+                        );
+                    }
+                }
+                assert_eq!(states, expect, "{n} lanes, {blocks} blocks");
+            }
+        }
     }
 }
