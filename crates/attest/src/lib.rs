@@ -9,9 +9,11 @@
 //! - [`keys`]: keyrings of IMA signature verification keys.
 //! - [`generate`]: policy generation from a root file system, lists and allowlists.
 
+mod digestmap;
 pub mod dsse;
 pub mod error;
 pub mod exclude;
+pub mod fastjson;
 pub mod generate;
 pub mod keys;
 pub mod list;

@@ -199,18 +199,59 @@ fn unhex_into(h: &[u8], out: &mut Vec<u8>) -> bool {
     bad == 0
 }
 
-/// The allocation-light path for the common lines (`ima-ng`, `ima-sig` with an
-/// `alg:hex` digest): the fields are split in place, the name and algorithm borrowed
-/// from the line, and the template data written directly. It gives exactly what
-/// [`parse_ascii_line`] gives for the lines it accepts and `None` for every other line
-/// (other templates, anything unusual or malformed), which then takes that path.
-fn fast_ascii_line(line: &[u8]) -> Option<ListItem<'_>> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+/// Where the parts of a line taken by the fast path are: `text` ranges are offsets in
+/// the list text, the others in the chunk's byte arena.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastLine {
+    pub(crate) pcr: u32,
+    pub(crate) template: Template,
+    pub(crate) name: (usize, usize),
+    pub(crate) algo: (usize, usize),
+    pub(crate) template_hash: (u32, u32),
+    pub(crate) data: (u32, u32),
+    pub(crate) digest: (u32, u32),
+    pub(crate) sig: (u32, u32),
+}
+
+#[inline]
+fn arena_off(arena: &[u8]) -> Option<u32> {
+    u32::try_from(arena.len()).ok()
+}
+
+/// The allocation-free path for the common lines (`ima-ng`, `ima-sig` with an
+/// `alg:hex` digest): the fields are split in place, the name and algorithm left in
+/// `text`, the template hash, template data and signature written to `arena`. It
+/// gives exactly what [`parse_ascii_line`] gives for the lines it accepts and `None`
+/// (with `arena` as it was) for every other line (other templates, anything unusual
+/// or malformed), which then takes that path.
+pub(crate) fn fast_line(
+    text: &[u8],
+    ls: usize,
+    le: usize,
+    arena: &mut Vec<u8>,
+) -> Option<FastLine> {
+    let mark = arena.len();
+    let r = fast_line_inner(text, ls, le, arena);
+    if r.is_none() {
+        arena.truncate(mark);
+    }
+    r
+}
+
+#[inline]
+fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Option<FastLine> {
+    let mut le = le;
+    if le > ls && text[le - 1] == b'\r' {
+        le -= 1;
+    }
+    let line = &text[ls..le];
     let start = line.iter().position(|&b| b != b' ')?;
+    let base = ls + start;
     let line = &line[start..];
-    let sp = |s: &[u8]| s.iter().position(|&b| b == b' ');
+    let sp = |s: &[u8]| memchr::memchr(b' ', s);
     let i = sp(line)?;
     let (pcr, rest) = (&line[..i], &line[i + 1..]);
+    let mut off = base + i + 1;
     if pcr.is_empty() || pcr.len() > 2 || !pcr.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -220,15 +261,18 @@ fn fast_ascii_line(line: &[u8]) -> Option<ListItem<'_>> {
     }
     let i = sp(rest)?;
     let (th, rest) = (&rest[..i], &rest[i + 1..]);
+    off += i + 1;
     if !matches!(th.len(), 40 | 64 | 96 | 128) {
         return None;
     }
-    let mut template_hash = Vec::with_capacity(th.len() / 2);
-    if !unhex_into(th, &mut template_hash) {
+    let th_start = arena_off(arena)?;
+    if !unhex_into(th, arena) {
         return None;
     }
+    let template_hash = (th_start, (th.len() / 2) as u32);
     let i = sp(rest)?;
     let (tname, rest) = (&rest[..i], &rest[i + 1..]);
+    off += i + 1;
     let template = match tname {
         b"ima-ng" => Template::ImaNg,
         b"ima-sig" => Template::ImaSig,
@@ -236,7 +280,9 @@ fn fast_ascii_line(line: &[u8]) -> Option<ListItem<'_>> {
     };
     let i = sp(rest)?;
     let (d, rest) = (&rest[..i], &rest[i + 1..]);
-    let colon = d.iter().position(|&b| b == b':')?;
+    let d_off = off;
+    off += i + 1;
+    let colon = memchr::memchr(b':', d)?;
     let (algo, dhex) = (&d[..colon], &d[colon + 1..]);
     if algo.is_empty()
         || !algo
@@ -258,40 +304,241 @@ fn fast_ascii_line(line: &[u8]) -> Option<ListItem<'_>> {
     // d-ng: "alg:\0" + digest; n-ng: name + NUL; sig: raw bytes.
     let d_len = algo.len() + 2 + dhex.len() / 2;
     let sig_len = sig_hex.len() / 2;
-    let mut data = Vec::with_capacity(12 + d_len + name.len() + 1 + sig_len);
-    data.extend_from_slice(&(d_len as u32).to_le_bytes());
-    data.extend_from_slice(algo);
-    data.extend_from_slice(b":\0");
-    let dstart = data.len();
-    if !unhex_into(dhex, &mut data) {
+    let data_start = arena_off(arena)?;
+    arena.reserve(12 + d_len + name.len() + 1 + sig_len);
+    arena.extend_from_slice(&(d_len as u32).to_le_bytes());
+    arena.extend_from_slice(algo);
+    arena.extend_from_slice(b":\0");
+    let dstart = arena_off(arena)?;
+    if !unhex_into(dhex, arena) {
         return None;
     }
-    let digest = data[dstart..].to_vec();
-    data.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
-    data.extend_from_slice(name);
-    data.push(0);
-    let sig: Cow<[u8]> = if template == Template::ImaSig {
-        data.extend_from_slice(&(sig_len as u32).to_le_bytes());
-        let s = data.len();
-        if !unhex_into(sig_hex, &mut data) {
+    let digest = (dstart, (dhex.len() / 2) as u32);
+    arena.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+    arena.extend_from_slice(name);
+    arena.push(0);
+    let mut sig = (0, 0);
+    if template == Template::ImaSig {
+        arena.extend_from_slice(&(sig_len as u32).to_le_bytes());
+        let s = arena_off(arena)?;
+        if !unhex_into(sig_hex, arena) {
             return None;
         }
-        Cow::Owned(data[s..].to_vec())
-    } else {
-        Cow::Borrowed(&[])
-    };
-    Some(Ok(Entry {
+        sig = (s, sig_len as u32);
+    }
+    let data = (data_start, arena_off(arena)? - data_start);
+    Some(FastLine {
         pcr,
-        template_hash: Cow::Owned(template_hash),
         template,
-        template_data: Cow::Owned(data),
-        // Checked ASCII above.
-        digest_algo: Cow::Borrowed(std::str::from_utf8(algo).ok()?),
-        digest: Cow::Owned(digest),
-        name: Cow::Borrowed(name),
+        name: (off, name.len()),
+        algo: (d_off, algo.len()),
+        template_hash,
+        data,
+        digest,
         sig,
-        buf: Cow::Borrowed(&[]),
+    })
+}
+
+impl FastLine {
+    /// The entry, borrowing from the list text and the arena.
+    #[inline]
+    pub(crate) fn entry<'a>(&self, text: &'a [u8], arena: &'a [u8]) -> Entry<'a> {
+        let a = |(s, l): (u32, u32)| &arena[s as usize..s as usize + l as usize];
+        Entry {
+            pcr: self.pcr,
+            template_hash: Cow::Borrowed(a(self.template_hash)),
+            template: self.template,
+            template_data: Cow::Borrowed(a(self.data)),
+            // Checked ASCII by the parser.
+            digest_algo: Cow::Borrowed(
+                std::str::from_utf8(&text[self.algo.0..self.algo.0 + self.algo.1]).unwrap_or(""),
+            ),
+            digest: Cow::Borrowed(a(self.digest)),
+            name: Cow::Borrowed(&text[self.name.0..self.name.0 + self.name.1]),
+            sig: Cow::Borrowed(a(self.sig)),
+            buf: Cow::Borrowed(&[]),
+        }
+    }
+}
+
+/// [`fast_line`] for one line, giving an owned entry.
+fn fast_ascii_line(line: &[u8]) -> Option<ListItem<'static>> {
+    let mut arena = Vec::new();
+    let f = fast_line(line, 0, line.len(), &mut arena)?;
+    let e = f.entry(line, &arena);
+    Some(Ok(Entry {
+        pcr: e.pcr,
+        template_hash: Cow::Owned(e.template_hash.into_owned()),
+        template: e.template,
+        template_data: Cow::Owned(e.template_data.into_owned()),
+        digest_algo: Cow::Owned(e.digest_algo.into_owned()),
+        digest: Cow::Owned(e.digest.into_owned()),
+        name: Cow::Owned(e.name.into_owned()),
+        sig: Cow::Owned(e.sig.into_owned()),
+        buf: Cow::Owned(e.buf.into_owned()),
     }))
+}
+
+/// One line of a [`PreparedAscii`] chunk.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Line {
+    /// Read by the fast path.
+    Fast(FastLine),
+    /// Read by the general parser: index into the chunk's `slow` items.
+    Slow(u32),
+}
+
+/// A chunk of a [`PreparedAscii`] list.
+pub(crate) struct Chunk {
+    /// Template hashes, template data, signatures; and the template digests with the
+    /// bank's algorithm.
+    pub(crate) arena: Vec<u8>,
+    /// Each line and where its bank template digest is in `arena` (`u32::MAX`: not
+    /// computed, e.g. for a zero template hash).
+    pub(crate) lines: Vec<(Line, u32)>,
+    /// Items of the lines the fast path did not take.
+    pub(crate) slow: Vec<ListItem<'static>>,
+}
+
+/// An ASCII measurement list prepared for validation: split into lines, every line
+/// parsed and its template digest (with the PCR bank's algorithm) computed, in
+/// parallel. None of this depends on the policy, so it can run while the policy is
+/// being read. The items are exactly those of [`ascii_items`].
+pub struct PreparedAscii<'t> {
+    pub(crate) text: &'t [u8],
+    pub(crate) bank: HashAlgo,
+    pub(crate) chunks: Vec<Chunk>,
+    len: usize,
+}
+
+impl<'t> PreparedAscii<'t> {
+    /// Parse and hash `text` for a quote of PCR bank `bank`.
+    pub fn new(text: &'t [u8], bank: HashAlgo) -> PreparedAscii<'t> {
+        const CHUNK_BYTES: usize = 48 << 10;
+        let mut bounds = Vec::with_capacity(text.len() / CHUNK_BYTES + 2);
+        let mut s = 0;
+        while s < text.len() {
+            let want = (s + CHUNK_BYTES).min(text.len());
+            let e = match memchr::memchr(b'\n', &text[want..]) {
+                Some(k) => want + k + 1,
+                None => text.len(),
+            };
+            bounds.push((s, e));
+            s = e;
+        }
+        let chunks: Vec<Chunk> = bounds
+            .par_iter()
+            .map(|&(s, e)| prepare_chunk(text, s, e, bank))
+            .collect();
+        let len = chunks.iter().map(|c| c.lines.len()).sum();
+        PreparedAscii {
+            text,
+            bank,
+            chunks,
+            len,
+        }
+    }
+
+    /// Number of entries (non-blank lines).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The PCR bank the template digests were computed for.
+    pub fn bank(&self) -> HashAlgo {
+        self.bank
+    }
+
+    /// The items, in order (for tests and other consumers).
+    pub fn items(&self) -> impl Iterator<Item = ListItem<'_>> + '_ {
+        self.chunks.iter().flat_map(move |c| {
+            c.lines.iter().map(move |(l, _)| match l {
+                Line::Fast(f) => Ok(f.entry(self.text, &c.arena)),
+                Line::Slow(i) => c.slow[*i as usize].clone(),
+            })
+        })
+    }
+}
+
+/// Whether every byte is zero.
+#[inline]
+fn all_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+/// The template digest of `data` with `bank`, appended to `arena`; its offset.
+#[inline]
+fn hash_into(bank: HashAlgo, data: (u32, u32), arena: &mut Vec<u8>) -> u32 {
+    let Some(at) = arena_off(arena) else {
+        return u32::MAX;
+    };
+    let (s, l) = (data.0 as usize, data.1 as usize);
+    if bank == HashAlgo::Sha1 {
+        use sha1::Digest;
+        let d = sha1::Sha1::digest(&arena[s..s + l]);
+        arena.extend_from_slice(&d);
+        return at;
+    }
+    let Ok(mut h) = vigil_ima::Hasher::new(bank) else {
+        return u32::MAX;
+    };
+    h.update(&arena[s..s + l]);
+    let n = bank.digest_len();
+    arena.resize(arena.len() + n, 0);
+    h.finalize_into(&mut arena[at as usize..at as usize + n]);
+    at
+}
+
+fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
+    let mut c = Chunk {
+        arena: Vec::with_capacity((e - s) * 3 / 4),
+        lines: Vec::with_capacity((e - s) / 100),
+        slow: Vec::new(),
+    };
+    let mut ls = s;
+    while ls < e {
+        let le = match memchr::memchr(b'\n', &text[ls..e]) {
+            Some(k) => ls + k,
+            None => e,
+        };
+        let line = &text[ls..le];
+        if !line.is_empty() && line != b"\r" {
+            match fast_line(text, ls, le, &mut c.arena) {
+                Some(f) => {
+                    let (ts, tl) = f.template_hash;
+                    let zero = all_zero(&c.arena[ts as usize..(ts + tl) as usize]);
+                    let h = if zero {
+                        u32::MAX
+                    } else {
+                        hash_into(bank, f.data, &mut c.arena)
+                    };
+                    c.lines.push((Line::Fast(f), h));
+                }
+                None => {
+                    let item = parse_ascii_line(line);
+                    let mut h = u32::MAX;
+                    if let Ok(en) = &item {
+                        if !all_zero(&en.template_hash) {
+                            if let Some(at) = arena_off(&c.arena) {
+                                c.arena.extend_from_slice(&en.template_data);
+                                let l = en.template_data.len() as u32;
+                                h = hash_into(bank, (at, l), &mut c.arena);
+                            }
+                        }
+                    }
+                    c.lines.push((Line::Slow(c.slow.len() as u32), h));
+                    c.slow.push(item);
+                }
+            }
+        }
+        ls = le + 1;
+    }
+    c
 }
 
 fn parse_ascii_line(line: &[u8]) -> ListItem<'static> {
@@ -398,5 +645,10 @@ mod tests {
         assert_eq!(skipped[..], lazy[3..]);
         assert_eq!(ascii_items_all(text.as_bytes(), 0), lazy);
         assert_eq!(ascii_items_all(text.as_bytes(), 3)[..], lazy[3..]);
+        for bank in [HashAlgo::Sha1, HashAlgo::Sha256] {
+            let p = PreparedAscii::new(text.as_bytes(), bank);
+            assert_eq!(p.len(), lazy.len());
+            assert_eq!(p.items().collect::<Vec<_>>(), lazy);
+        }
     }
 }

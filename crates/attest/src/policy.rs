@@ -6,9 +6,10 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeStruct};
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::digestmap::Builder;
 use crate::{pyjson, Error, Result};
 
 /// The policy format version this crate reads and writes.
@@ -29,242 +30,14 @@ pub mod generator {
 /// The `log_hash_alg` values Keylime accepts.
 pub const LOG_HASH_ALGS: &[&str] = &["sha1", "sha256", "sha384", "sha512"];
 
+/// The largest policy text [`RuntimePolicy::from_json`] reads (names and digests are
+/// kept at 32-bit offsets).
+pub const MAX_POLICY_LEN: usize = u32::MAX as usize;
+
 /// Separator between a key path and the message inside deserializer errors.
 const PATH_SEP: char = '\u{1}';
 
-/// An ordered map from a name (path, keyring, ima-buf event) to accepted hex digests,
-/// kept in insertion order as Python dicts are, with a hash index for lookups.
-#[derive(Clone, Default)]
-pub struct DigestMap {
-    entries: Vec<(String, Vec<String>)>,
-    index: Index,
-}
-
-impl PartialEq for DigestMap {
-    fn eq(&self, other: &DigestMap) -> bool {
-        self.entries == other.entries
-    }
-}
-
-impl Eq for DigestMap {}
-
-/// Open-addressing index from name to position in `entries` (names are stored once,
-/// in `entries`; lookups are allocation-free).
-#[derive(Clone, Default)]
-struct Index {
-    /// Per slot: the upper 32 bits of the name's hash and position + 1 (0 = empty
-    /// slot); the length is a power of two. The stored hash bits let a probe skip
-    /// other names without reading them.
-    slots: Vec<u64>,
-}
-
-/// FxHash-style multiplicative hash: policies are trusted input and lookups never
-/// insert, so a keyed hash buys nothing here.
-fn name_hash(s: &str) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = 0;
-    let mut chunks = s.as_bytes().chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
-    }
-    for &b in chunks.remainder() {
-        h = (h.rotate_left(5) ^ b as u64).wrapping_mul(K);
-    }
-    // Final mix so that the low bits (the slot) depend on every input bit.
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^ (h >> 33)
-}
-
-impl Index {
-    fn find(&self, entries: &[(String, Vec<String>)], name: &str) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() - 1;
-        let h = name_hash(name);
-        let tag = h & 0xffff_ffff_0000_0000;
-        let mut i = h as usize & mask;
-        loop {
-            match self.slots[i] {
-                0 => return None,
-                s if s & 0xffff_ffff_0000_0000 == tag => {
-                    let p = (s & 0xffff_ffff) as usize - 1;
-                    if entries[p].0 == name {
-                        return Some(p);
-                    }
-                    i = (i + 1) & mask;
-                }
-                _ => i = (i + 1) & mask,
-            }
-        }
-    }
-
-    fn place(&mut self, name: &str, pos: usize) {
-        let mask = self.slots.len() - 1;
-        let h = name_hash(name);
-        let mut i = h as usize & mask;
-        while self.slots[i] != 0 {
-            i = (i + 1) & mask;
-        }
-        self.slots[i] = (h & 0xffff_ffff_0000_0000) | (pos as u64 + 1);
-    }
-
-    fn rebuild(&mut self, entries: &[(String, Vec<String>)], min_cap: usize) {
-        let cap = (min_cap.max(8) * 2).next_power_of_two();
-        self.slots = vec![0; cap];
-        for (pos, (name, _)) in entries.iter().enumerate() {
-            self.place(name, pos);
-        }
-    }
-
-    /// Record that `entries[pos]` was just appended.
-    fn added(&mut self, entries: &[(String, Vec<String>)], pos: usize) {
-        if (pos + 1) * 2 > self.slots.len() {
-            self.rebuild(entries, entries.len() * 2);
-        } else {
-            self.place(&entries[pos].0, pos);
-        }
-    }
-}
-
-impl fmt::Debug for DigestMap {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map()
-            .entries(self.entries.iter().map(|(k, v)| (k, v)))
-            .finish()
-    }
-}
-
-impl DigestMap {
-    /// An empty map.
-    pub fn new() -> DigestMap {
-        DigestMap::default()
-    }
-
-    /// Number of names.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether there are no names.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The digests accepted for `name`.
-    pub fn get(&self, name: &str) -> Option<&[String]> {
-        self.index
-            .find(&self.entries, name)
-            .map(|i| self.entries[i].1.as_slice())
-    }
-
-    /// Whether `name` has an entry.
-    pub fn contains(&self, name: &str) -> bool {
-        self.index.find(&self.entries, name).is_some()
-    }
-
-    /// Names and digests in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[String])> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
-    }
-
-    /// Append `digest` to `name`'s list (creating it at the end), as Python's
-    /// `setdefault(name, []).append(digest)`.
-    pub fn push(&mut self, name: &str, digest: impl Into<String>) {
-        let i = self.slot(name);
-        self.entries[i].1.push(digest.into());
-    }
-
-    /// Replace `name`'s list (keeping its position, or appending).
-    pub fn insert(&mut self, name: &str, digests: Vec<String>) {
-        let i = self.slot(name);
-        self.entries[i].1 = digests;
-    }
-
-    /// Remove `name`; later entries keep their order.
-    pub fn remove(&mut self, name: &str) -> Option<Vec<String>> {
-        let i = self.index.find(&self.entries, name)?;
-        let (_, v) = self.entries.remove(i);
-        self.index.rebuild(&self.entries, self.entries.len());
-        Some(v)
-    }
-
-    /// A map of `entries` in order, indexed once; a name that occurs again keeps
-    /// its first position and takes the last list, as Python's `json` does with
-    /// duplicate keys.
-    fn from_entries(mut entries: Vec<(String, Vec<String>)>) -> DigestMap {
-        let mut index = Index {
-            slots: vec![0; (entries.len().max(8) * 2).next_power_of_two()],
-        };
-        let mut dups = Vec::new();
-        for pos in 0..entries.len() {
-            match index.find(&entries[..pos], &entries[pos].0) {
-                None => index.place(&entries[pos].0, pos),
-                Some(first) => {
-                    let v = std::mem::take(&mut entries[pos].1);
-                    entries[first].1 = v;
-                    dups.push(pos);
-                }
-            }
-        }
-        let mut map = DigestMap { entries, index };
-        if !dups.is_empty() {
-            let mut pos = 0;
-            map.entries.retain(|_| {
-                pos += 1;
-                dups.binary_search(&(pos - 1)).is_err()
-            });
-            map.index.rebuild(&map.entries, map.entries.len());
-        }
-        map
-    }
-
-    fn slot(&mut self, name: &str) -> usize {
-        if let Some(i) = self.index.find(&self.entries, name) {
-            return i;
-        }
-        self.entries.push((name.to_owned(), Vec::new()));
-        let pos = self.entries.len() - 1;
-        self.index.added(&self.entries, pos);
-        pos
-    }
-
-    /// Keylime's `merge_maplists`: names new to `self` are appended with their list;
-    /// lists of names present in both become the sorted set union.
-    pub fn merge(&mut self, other: &DigestMap) {
-        for (name, digests) in other.iter() {
-            match self.index.find(&self.entries, name) {
-                None => self.insert(name, digests.to_vec()),
-                Some(i) => {
-                    let list = &mut self.entries[i].1;
-                    list.extend(digests.iter().cloned());
-                    list.sort();
-                    list.dedup();
-                }
-            }
-        }
-    }
-
-    /// Sort and de-duplicate every list (Keylime's final `sorted(set(v))`).
-    pub fn normalize(&mut self) {
-        for (_, list) in self.entries.iter_mut() {
-            list.sort();
-            list.dedup();
-        }
-    }
-}
-
-impl Serialize for DigestMap {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.entries.len()))?;
-        for (k, v) in &self.entries {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
+pub use crate::digestmap::{DigestMap, Digests, DigestsIter};
 
 /// Wrap a nested deserializer error with the key path it occurred under.
 fn nest<E: de::Error>(prefix: &str, err: impl fmt::Display) -> E {
@@ -322,6 +95,75 @@ impl<'de> Visitor<'de> for StrList {
     }
 }
 
+/// A digest string appended to the map being built.
+struct DigestSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for DigestSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DigestSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.digest(v);
+        Ok(())
+    }
+}
+
+/// A name starting a new entry of the map being built.
+struct NameSeed<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.begin(v);
+        Ok(())
+    }
+}
+
+/// The digest list of the entry begun last, with errors naming the offending index.
+struct DigestList<'b>(&'b mut Builder);
+
+impl<'de> DeserializeSeed<'de> for DigestList<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DigestList<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of strings")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        loop {
+            match seq.next_element_seed(DigestSeed(&mut *self.0)) {
+                Ok(Some(())) => i += 1,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(nest(&format!("[{i}]"), e)),
+            }
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for DigestMap {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<DigestMap, D::Error> {
         struct V;
@@ -331,14 +173,12 @@ impl<'de> Deserialize<'de> for DigestMap {
                 f.write_str("an object mapping names to arrays of hex digests")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<DigestMap, M::Error> {
-                let mut entries = Vec::with_capacity(m.size_hint().unwrap_or(0).min(4096));
-                while let Some(k) = m.next_key::<String>()? {
-                    let v = m
-                        .next_value_seed(StrList)
-                        .map_err(|e| nest::<M::Error>(&quote_key(&k), e))?;
-                    entries.push((k, v));
+                let mut b = Builder::default();
+                while m.next_key_seed(NameSeed(&mut b))?.is_some() {
+                    m.next_value_seed(DigestList(&mut b))
+                        .map_err(|e| nest::<M::Error>(&quote_key(b.last_name()), e))?;
                 }
-                Ok(DigestMap::from_entries(entries))
+                Ok(b.finish())
             }
         }
         d.deserialize_map(V)
@@ -651,6 +491,31 @@ impl RuntimePolicy {
     /// verifier itself evaluates policies (such as its own `runtime-policy-test.json`)
     /// that fail them.
     pub fn from_json(text: &[u8]) -> Result<RuntimePolicy> {
+        if text.len() > MAX_POLICY_LEN {
+            return Err(Error::schema(
+                "(top level)",
+                format!("{} bytes: a policy may have at most 4 GiB", text.len()),
+            ));
+        }
+        // Fast path: the digests object by the scanner, the rest by serde; anything
+        // the fast path does not take (unusual shapes, any error) is parsed whole
+        // by the general path below, which also gives the errors.
+        if let Some((a, z, digests)) = crate::fastjson::find_digests(text) {
+            let mut rest = Vec::with_capacity(text.len() - (z - a) + 2);
+            rest.extend_from_slice(&text[..a]);
+            rest.extend_from_slice(b"{}");
+            rest.extend_from_slice(&text[z..]);
+            if let Ok(mut p) = serde_json::from_slice::<RuntimePolicy>(&rest) {
+                p.digests = digests;
+                return Ok(p);
+            }
+        }
+        Self::from_json_general(text)
+    }
+
+    /// [`RuntimePolicy::from_json`] without the fast path for `digests` (every
+    /// string through serde_json).
+    pub fn from_json_general(text: &[u8]) -> Result<RuntimePolicy> {
         serde_json::from_slice(text).map_err(|e| {
             // Nested errors lose their category; tell syntax errors apart by parsing
             // again without a schema (only on this error path).
@@ -1022,5 +887,101 @@ mod tests {
         );
         assert_eq!(m.remove("/x").unwrap().len(), 3);
         assert_eq!(m.get("/y").unwrap(), ["dd"]);
+    }
+
+    /// Same result (policy or error message) from the fast path and the general one.
+    fn fast_matches_general(text: &str) {
+        let fast = RuntimePolicy::from_json(text.as_bytes());
+        let general = RuntimePolicy::from_json_general(text.as_bytes());
+        match (&fast, &general) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+            _ => panic!("{text}: fast {fast:?} general {general:?}"),
+        }
+    }
+
+    #[test]
+    fn fast_path_edge_cases() {
+        let base = RuntimePolicy::default().to_json();
+        let digests = [
+            r#"{}"#,
+            r#"{"/a": ["aa"], "/b": ["bb", "cc"]}"#,
+            r#"{"/a": ["aa"], "/a": ["bb"]}"#,
+            r#"{"/a\"q": ["aa"]}"#,
+            r#"{"/\u00e9": ["aa"]}"#,
+            r#"{"/é": ["aa"]}"#,
+            r#"{"/a": []}"#,
+            r#"{"/a": "aa"}"#,
+            r#"{"/a": [1]}"#,
+            r#"{"/a": ["aa", 1]}"#,
+            r#"{"/a": ["aa"],}"#,
+            r#"{"/a": ["aa"]"#,
+            r#"[]"#,
+            r#"null"#,
+            "{\"/a\": [\"a\x01\"]}",
+            "{\n  \"/a\" : [ \"aa\" ]\n}",
+        ];
+        for d in digests {
+            let text = base.replacen(r#""digests": {}"#, &format!(r#""digests": {d}"#), 1);
+            fast_matches_general(&text);
+            // With a second digests key, and with other errors around it.
+            fast_matches_general(&text.replacen(
+                r#""release": 0"#,
+                r#""digests": {"/z": ["zz"]}, "release": 0"#,
+                1,
+            ));
+            fast_matches_general(&text.replacen(r#""release": 0"#, r#""release": -1"#, 1));
+            fast_matches_general(&text.replacen(
+                r#""log_hash_alg": "sha1""#,
+                r#""log_hash_alg": 5"#,
+                1,
+            ));
+            fast_matches_general(&text.replacen(
+                r#""excludes": []"#,
+                r#""excludes": ["x\"}\\"]"#,
+                1,
+            ));
+            fast_matches_general(&text.replacen(r#""release": 0, "#, "", 1));
+            fast_matches_general(&format!("{text} x"));
+            fast_matches_general(&format!("  {text}\n"));
+            fast_matches_general(&text[..text.len() - 1]);
+        }
+    }
+
+    proptest::proptest! {
+        /// Random documents built from policy fragments: the fast path agrees with the
+        /// general one on every one of them, valid or not.
+        #[test]
+        fn fast_path_matches_general(parts in proptest::collection::vec(0usize..14, 0..12), ws in 0usize..4, cut in proptest::option::of(0usize..400)) {
+            let frag = [
+                r#""/usr/bin/a": ["aa", "bb"]"#,
+                r#""/usr/bin/a": ["cc"]"#,
+                r#""/p q": []"#,
+                r#""/esc\\ape": ["dd"]"#,
+                r#""/ü": ["ee"]"#,
+                r#""/n": [1]"#,
+                r#""/o": "x""#,
+                r#""/t": ["ff",]"#,
+                r#""/u\u0041": ["00"]"#,
+                r#""/v": [ "11" , "22" ]"#,
+                r#""/w":["33"]"#,
+                "\"/x\"\n:\t[\"44\"]",
+                r#""/y": [null]"#,
+                r#""/z": ["\n"]"#,
+            ];
+            let sep = [", ", ",", " ,\n ", ",,"][ws];
+            let body: Vec<&str> = parts.iter().map(|&i| frag[i]).collect();
+            let d = format!("{{{}}}", body.join(sep));
+            let base = RuntimePolicy::default().to_json();
+            let mut text = base.replacen(r#""digests": {}"#, &format!(r#""digests": {d}"#), 1);
+            if let Some(c) = cut {
+                let mut c = c.min(text.len());
+                while !text.is_char_boundary(c) {
+                    c -= 1;
+                }
+                text.truncate(c);
+            }
+            fast_matches_general(&text);
+        }
     }
 }

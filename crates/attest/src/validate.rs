@@ -14,6 +14,7 @@ use vigil_ima::{HashAlgo, Hasher};
 
 use crate::exclude::Excludes;
 use crate::keys::{Keyrings, SigCheck};
+use crate::list::{Line, PreparedAscii};
 use crate::policy::{DigestMap, RuntimePolicy};
 use crate::{Error, Result};
 
@@ -567,96 +568,20 @@ impl<'p> Validator<'p> {
     where
         I: IntoIterator<Item = std::result::Result<Entry<'e>, Unparsable>>,
     {
-        let l = bank.digest_len();
-        if let Some(q) = quote {
-            if q.len() != l {
-                return Err(Error::Pcr {
-                    bank: bank.name().into(),
-                    message: format!("{} bytes, a {} PCR has {l}", q.len(), bank.name()),
-                });
-            }
-        }
         let mut scratch = State::default();
         let has_state = state.is_some();
         let st = state.unwrap_or(&mut scratch);
-        let mut report = Report {
-            verdict: Verdict::Attested,
-            failures: Vec::new(),
-            summary: Summary::default(),
-            bank: bank.name().into(),
-            running_pcr: String::new(),
-            pcr_matched_after: None,
+        let mut run = match Run::start(self, bank, quote, st, has_state, info)? {
+            Ok(run) => run,
+            Err(report) => return Ok(report),
         };
-
-        // cloud_verifier_common.process_quote_response: where the list starts.
-        if has_state {
-            if info.first_entry == 0 {
-                st.reset();
-            } else if info.first_entry != st.next_entry {
-                report.failures.push(Failure {
-                    entry: None,
-                    path: None,
-                    reason: Reason::EntryNumber {
-                        expected: st.next_entry,
-                        got: info.first_entry,
-                    },
-                    signature: None,
-                });
-                report.verdict = Verdict::Failed;
-                st.reset();
-                return Ok(report);
-            } else if let Some(bt) = info.boottime {
-                if st.boottime != bt {
-                    st.reset();
-                    report.verdict = Verdict::Restart;
-                    return Ok(report);
-                }
-            }
-            if let Some(bt) = info.boottime {
-                st.boottime = bt;
-            }
-        }
-
-        let mut running = match st.pcrs.get(bank.name()) {
-            Some(h) => {
-                let v = hex::decode(h)
-                    .map_err(|e| Error::State(format!("pcrs.{}: {e}", bank.name())))?;
-                if v.len() != l {
-                    return Err(Error::State(format!(
-                        "pcrs.{}: {} bytes, expected {l}",
-                        bank.name(),
-                        v.len()
-                    )));
-                }
-                v
-            }
-            None if st.next_entry > 0 => {
-                return Err(Error::State(format!(
-                    "no running PCR value for bank {} after entry {}",
-                    bank.name(),
-                    st.next_entry
-                )))
-            }
-            None => vec![0; l],
-        };
-        let mut learned = std::mem::take(&mut st.learned_keyrings);
-
-        let mut found = quote.is_none();
-        let mut match_line = 0u64;
-        if let Some(q) = quote {
-            found = running == q;
-        }
-        let log_zero = vec![0u8; self.log_hash_alg.digest_len()];
-        let bank_ff = vec![0xffu8; l];
-        let mut th_log = vec![0u8; self.log_hash_alg.digest_len()];
-        let mut th_bank = vec![0u8; l];
-        let mut log_length = 0u64;
 
         // The template digests of a chunk of entries are computed in parallel (they
         // depend only on the entry); the rules and the PCR extension then go through
         // the chunk in order.
         const CHUNK: usize = 4096;
         let log_alg = self.log_hash_alg;
+        let l = bank.digest_len();
         let (lb, ll) = (
             l,
             if log_alg == bank {
@@ -673,7 +598,7 @@ impl<'p> Validator<'p> {
         // other entries: it is done in parallel too, and used only if the entry gets
         // that far.
         let mut rules: Vec<Option<Rule>> = Vec::new();
-        let mut linenum = 0usize;
+        let log_zero = vec![0u8; log_alg.digest_len()];
         loop {
             chunk.clear();
             chunk.extend(iter.by_ref().take(CHUNK));
@@ -718,118 +643,358 @@ impl<'p> Validator<'p> {
                     }
                 });
             for (k, (item, pre_rule)) in chunk.drain(..).zip(rules.drain(..)).enumerate() {
-                let (pre, pre_ok) = (&digests[k * (lb + ll)..(k + 1) * (lb + ll)], hashed[k]);
-                let linenum = {
-                    linenum += 1;
-                    linenum - 1
+                let pre = &digests[k * (lb + ll)..(k + 1) * (lb + ll)];
+                let (pre_bank, pre_log) = if hashed[k] {
+                    (Some(&pre[..lb]), (ll > 0).then(|| &pre[lb..]))
+                } else {
+                    (None, None)
                 };
-                let abs = info.first_entry + linenum as u64;
-                log_length += 1;
-                report.summary.entries += 1;
-                let e = match item {
-                    Ok(e) => e,
-                    Err(u) => {
-                        report.failures.push(Failure {
-                            entry: Some(abs),
-                            path: u.name,
-                            reason: Reason::Unparsable { message: u.message },
-                            signature: None,
-                        });
-                        report.summary.failed_entries += 1;
-                        continue;
-                    }
-                };
+                run.step(item.as_ref(), pre_bank, pre_log, pre_rule)?;
+            }
+        }
+        Ok(run.finish())
+    }
 
-                // Template digests: with the bank's algorithm for the PCR, with
-                // log_hash_alg for the column.
-                let violation = *e.template_hash == log_zero[..];
-                if violation {
-                    th_bank.copy_from_slice(&bank_ff);
-                } else if pre_ok {
-                    th_bank.copy_from_slice(&pre[..lb]);
-                } else {
-                    let mut h = Hasher::new(bank)?;
-                    h.update(&e.template_data);
-                    h.finalize_into(&mut th_bank);
-                }
-                let mut ext = Hasher::new(bank)?;
-                ext.update(&running);
-                ext.update(&th_bank);
-                ext.finalize_into(&mut running);
-
-                let path = || Some(String::from_utf8_lossy(&e.name).into_owned());
-                let mut failed = false;
-                let mut push =
-                    |report: &mut Report, reason: Reason, sig: Option<SignatureProblem>| {
-                        report.failures.push(Failure {
-                            entry: Some(abs),
-                            path: path(),
-                            reason,
-                            signature: sig,
-                        });
-                        failed = true;
-                    };
-                if e.pcr != IMA_PCR {
-                    push(&mut report, Reason::WrongPcr { pcr: e.pcr }, None);
-                }
-                if violation {
-                    report.summary.violations += 1;
-                    if self.options.fail_on_violations {
-                        push(&mut report, Reason::Violation, None);
+    /// Validate an ASCII list prepared by [`PreparedAscii::new`] (for the quote's
+    /// bank), skipping its first `skip` entries: the same as [`Validator::validate`]
+    /// on `list::ascii_items(text, skip)`, with the parsing and template hashing
+    /// already done in parallel (possibly while the policy was being read). The
+    /// policy lookups of a chunk run in parallel; the PCR replay and the rules follow
+    /// in order.
+    pub fn validate_ascii(
+        &self,
+        list: &PreparedAscii<'_>,
+        skip: usize,
+        quote: Option<&[u8]>,
+        state: Option<&mut State>,
+        info: ListInfo,
+    ) -> Result<Report> {
+        let bank = list.bank();
+        let mut scratch = State::default();
+        let has_state = state.is_some();
+        let st = state.unwrap_or(&mut scratch);
+        let mut run = match Run::start(self, bank, quote, st, has_state, info)? {
+            Ok(run) => run,
+            Err(report) => return Ok(report),
+        };
+        let l = bank.digest_len();
+        let text = list.text;
+        let digests = &self.policy.digests;
+        let mut rules: Vec<Option<Rule>> = Vec::new();
+        let mut skip = skip;
+        for c in &list.chunks {
+            if skip >= c.lines.len() {
+                skip -= c.lines.len();
+                continue;
+            }
+            let lines = &c.lines[skip..];
+            skip = 0;
+            // Policy lookups of `ima-ng` (fast) and `ima`/`ima-ng` (general) entries.
+            rules.clear();
+            lines
+                .par_iter()
+                .with_min_len(64)
+                .map(|(line, _)| match line {
+                    Line::Fast(f) if f.template == Template::ImaNg => {
+                        Some(self.ima_ng(digests, "digests", &f.entry(text, &c.arena)))
                     }
-                } else {
-                    let col_ok = if self.log_hash_alg == bank {
-                        th_log.copy_from_slice(&th_bank);
-                        *e.template_hash == th_log[..]
-                    } else if pre_ok {
-                        th_log.copy_from_slice(&pre[lb..]);
-                        *e.template_hash == th_log[..]
-                    } else {
-                        let mut h = Hasher::new(self.log_hash_alg)?;
-                        h.update(&e.template_data);
-                        h.finalize_into(&mut th_log);
-                        *e.template_hash == th_log[..]
-                    };
-                    if !col_ok {
-                        push(
-                            &mut report,
-                            Reason::TemplateHashMismatch {
-                                logged: hex_lower(&e.template_hash),
-                                computed: hex_lower(&th_log),
-                            },
-                            None,
-                        );
-                    } else {
-                        let (rule, sig) =
-                            self.check_content(&e, pre_rule, &mut learned, &mut report.summary);
-                        match rule {
-                            Rule::Pass => {}
-                            Rule::Excluded => report.summary.excluded += 1,
-                            Rule::Fail(reason) => push(&mut report, reason, sig),
+                    Line::Fast(_) => None,
+                    Line::Slow(i) => match &c.slow[*i as usize] {
+                        Ok(e) if matches!(e.template, Template::Ima | Template::ImaNg) => {
+                            Some(self.ima_ng(digests, "digests", e))
                         }
+                        _ => None,
+                    },
+                })
+                .collect_into_vec(&mut rules);
+            for ((line, h), rule) in lines.iter().zip(rules.drain(..)) {
+                let pre_bank = (*h != u32::MAX).then(|| &c.arena[*h as usize..*h as usize + l]);
+                match line {
+                    Line::Fast(f) => {
+                        let e = f.entry(text, &c.arena);
+                        run.step(Ok(&e), pre_bank, None, rule)?;
                     }
-                }
-                if failed {
-                    report.summary.failed_entries += 1;
-                } else {
-                    report.summary.passed += 1;
-                }
-
-                if !found {
-                    if let Some(q) = quote {
-                        if running == q {
-                            found = true;
-                            match_line = linenum as u64 + 1;
-                            if has_state {
-                                st.pcrs.insert(bank.name().into(), hex_lower(&running));
-                                st.next_entry += linenum as u64 + 1;
-                            }
-                        }
+                    Line::Slow(i) => {
+                        run.step(c.slow[*i as usize].as_ref(), pre_bank, None, rule)?;
                     }
                 }
             }
         }
+        Ok(run.finish())
+    }
+}
 
+/// One validation in progress: the running PCR, the report so far and the state.
+struct Run<'v, 'p, 's> {
+    v: &'v Validator<'p>,
+    bank: HashAlgo,
+    quote: Option<&'v [u8]>,
+    st: &'s mut State,
+    has_state: bool,
+    info: ListInfo,
+    report: Report,
+    running: Vec<u8>,
+    learned: Keyrings,
+    found: bool,
+    match_line: u64,
+    linenum: u64,
+    log_zero: Vec<u8>,
+    th_bank: Vec<u8>,
+    th_log: Vec<u8>,
+}
+
+impl<'v, 'p, 's> Run<'v, 'p, 's> {
+    /// Check the quote and the list's place against the state (Keylime's
+    /// `process_quote_response`); `Err(report)` when the round ends there.
+    fn start(
+        v: &'v Validator<'p>,
+        bank: HashAlgo,
+        quote: Option<&'v [u8]>,
+        st: &'s mut State,
+        has_state: bool,
+        info: ListInfo,
+    ) -> Result<std::result::Result<Run<'v, 'p, 's>, Report>> {
+        let l = bank.digest_len();
+        if let Some(q) = quote {
+            if q.len() != l {
+                return Err(Error::Pcr {
+                    bank: bank.name().into(),
+                    message: format!("{} bytes, a {} PCR has {l}", q.len(), bank.name()),
+                });
+            }
+        }
+        let mut report = Report {
+            verdict: Verdict::Attested,
+            failures: Vec::new(),
+            summary: Summary::default(),
+            bank: bank.name().into(),
+            running_pcr: String::new(),
+            pcr_matched_after: None,
+        };
+
+        // cloud_verifier_common.process_quote_response: where the list starts.
+        if has_state {
+            if info.first_entry == 0 {
+                st.reset();
+            } else if info.first_entry != st.next_entry {
+                report.failures.push(Failure {
+                    entry: None,
+                    path: None,
+                    reason: Reason::EntryNumber {
+                        expected: st.next_entry,
+                        got: info.first_entry,
+                    },
+                    signature: None,
+                });
+                report.verdict = Verdict::Failed;
+                st.reset();
+                return Ok(Err(report));
+            } else if let Some(bt) = info.boottime {
+                if st.boottime != bt {
+                    st.reset();
+                    report.verdict = Verdict::Restart;
+                    return Ok(Err(report));
+                }
+            }
+            if let Some(bt) = info.boottime {
+                st.boottime = bt;
+            }
+        }
+
+        let running = match st.pcrs.get(bank.name()) {
+            Some(h) => {
+                let v = hex::decode(h)
+                    .map_err(|e| Error::State(format!("pcrs.{}: {e}", bank.name())))?;
+                if v.len() != l {
+                    return Err(Error::State(format!(
+                        "pcrs.{}: {} bytes, expected {l}",
+                        bank.name(),
+                        v.len()
+                    )));
+                }
+                v
+            }
+            None if st.next_entry > 0 => {
+                return Err(Error::State(format!(
+                    "no running PCR value for bank {} after entry {}",
+                    bank.name(),
+                    st.next_entry
+                )))
+            }
+            None => vec![0; l],
+        };
+        let learned = std::mem::take(&mut st.learned_keyrings);
+        let found = match quote {
+            Some(q) => running == q,
+            None => true,
+        };
+        let ld = v.log_hash_alg.digest_len();
+        Ok(Ok(Run {
+            v,
+            bank,
+            quote,
+            st,
+            has_state,
+            info,
+            report,
+            running,
+            learned,
+            found,
+            match_line: 0,
+            linenum: 0,
+            log_zero: vec![0u8; ld],
+            th_bank: vec![0u8; l],
+            th_log: vec![0u8; ld],
+        }))
+    }
+
+    /// Extend the running PCR with `th_bank`.
+    #[inline]
+    fn extend(&mut self) -> Result<()> {
+        if self.bank == HashAlgo::Sha1 {
+            sha1_extend(&mut self.running, &self.th_bank);
+            return Ok(());
+        }
+        let mut ext = Hasher::new(self.bank)?;
+        ext.update(&self.running);
+        ext.update(&self.th_bank);
+        ext.finalize_into(&mut self.running);
+        Ok(())
+    }
+
+    /// One entry, in list order: `pre_bank`/`pre_log` are its template digests with
+    /// the bank's and `log_hash_alg`'s algorithm if already computed, `pre_rule` its
+    /// `digests` rule if already looked up (`ima`/`ima-ng` entries).
+    fn step(
+        &mut self,
+        item: std::result::Result<&Entry, &Unparsable>,
+        pre_bank: Option<&[u8]>,
+        pre_log: Option<&[u8]>,
+        pre_rule: Option<Rule>,
+    ) -> Result<()> {
+        let v = self.v;
+        let linenum = self.linenum;
+        self.linenum += 1;
+        let abs = self.info.first_entry + linenum;
+        let report = &mut self.report;
+        report.summary.entries += 1;
+        let e = match item {
+            Ok(e) => e,
+            Err(u) => {
+                report.failures.push(Failure {
+                    entry: Some(abs),
+                    path: u.name.clone(),
+                    reason: Reason::Unparsable {
+                        message: u.message.clone(),
+                    },
+                    signature: None,
+                });
+                report.summary.failed_entries += 1;
+                return Ok(());
+            }
+        };
+
+        // Template digests: with the bank's algorithm for the PCR, with
+        // log_hash_alg for the column.
+        let violation = *e.template_hash == self.log_zero[..];
+        if violation {
+            self.th_bank.fill(0xff);
+        } else if let Some(p) = pre_bank {
+            self.th_bank.copy_from_slice(p);
+        } else {
+            let mut h = Hasher::new(self.bank)?;
+            h.update(&e.template_data);
+            h.finalize_into(&mut self.th_bank);
+        }
+        self.extend()?;
+        let report = &mut self.report;
+
+        let path = || Some(String::from_utf8_lossy(&e.name).into_owned());
+        let mut failed = false;
+        let mut push = |report: &mut Report, reason: Reason, sig: Option<SignatureProblem>| {
+            report.failures.push(Failure {
+                entry: Some(abs),
+                path: path(),
+                reason,
+                signature: sig,
+            });
+            failed = true;
+        };
+        if e.pcr != IMA_PCR {
+            push(report, Reason::WrongPcr { pcr: e.pcr }, None);
+        }
+        if violation {
+            report.summary.violations += 1;
+            if v.options.fail_on_violations {
+                push(report, Reason::Violation, None);
+            }
+        } else {
+            let th_log = &mut self.th_log;
+            if v.log_hash_alg == self.bank {
+                th_log.copy_from_slice(&self.th_bank);
+            } else if let Some(p) = pre_log {
+                th_log.copy_from_slice(p);
+            } else {
+                let mut h = Hasher::new(v.log_hash_alg)?;
+                h.update(&e.template_data);
+                h.finalize_into(th_log);
+            }
+            if *e.template_hash != th_log[..] {
+                push(
+                    report,
+                    Reason::TemplateHashMismatch {
+                        logged: hex_lower(&e.template_hash),
+                        computed: hex_lower(th_log),
+                    },
+                    None,
+                );
+            } else {
+                let (rule, sig) =
+                    v.check_content(e, pre_rule, &mut self.learned, &mut report.summary);
+                match rule {
+                    Rule::Pass => {}
+                    Rule::Excluded => report.summary.excluded += 1,
+                    Rule::Fail(reason) => push(report, reason, sig),
+                }
+            }
+        }
+        if failed {
+            report.summary.failed_entries += 1;
+        } else {
+            report.summary.passed += 1;
+        }
+
+        if !self.found {
+            if let Some(q) = self.quote {
+                if self.running == q {
+                    self.found = true;
+                    self.match_line = linenum + 1;
+                    if self.has_state {
+                        self.st
+                            .pcrs
+                            .insert(self.bank.name().into(), hex_lower(&self.running));
+                        self.st.next_entry += linenum + 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The PCR check and the verdict.
+    fn finish(self) -> Report {
+        let Run {
+            quote,
+            st,
+            has_state,
+            mut report,
+            running,
+            learned,
+            found,
+            match_line,
+            linenum: log_length,
+            ..
+        } = self;
         report.running_pcr = hex_lower(&running);
         if let Some(q) = quote {
             if found {
@@ -861,7 +1026,30 @@ impl<'p> Validator<'p> {
                 st.reset();
             }
         }
-        Ok(report)
+        report
+    }
+}
+
+/// `running = SHA-1(running ‖ th)` for 20-byte values: one compression of a padded
+/// block, without the general hasher's buffering.
+#[inline]
+fn sha1_extend(running: &mut [u8], th: &[u8]) {
+    debug_assert!(running.len() == 20 && th.len() == 20);
+    let mut block = [0u8; 64];
+    block[..20].copy_from_slice(&running[..20]);
+    block[20..40].copy_from_slice(&th[..20]);
+    block[40] = 0x80;
+    block[56..].copy_from_slice(&(40u64 * 8).to_be_bytes());
+    let mut state = [
+        0x6745_2301u32,
+        0xefcd_ab89,
+        0x98ba_dcfe,
+        0x1032_5476,
+        0xc3d2_e1f0,
+    ];
+    sha1::compress(&mut state, &[block.into()]);
+    for (o, w) in running.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_be_bytes());
     }
 }
 

@@ -243,6 +243,80 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// The contents of an input file: mapped (read-only, private) when it is a regular
+/// file of at least 1 MiB, else read into memory. Mapping a large policy or list
+/// avoids copying it and faulting in a buffer for it; `MAP_POPULATE` maps the
+/// (usually cached) pages in one go. The file must not be truncated while it is
+/// being read (as with any mapped input).
+struct FileData {
+    map: Option<(std::ptr::NonNull<u8>, usize)>,
+    heap: Vec<u8>,
+}
+
+// SAFETY: the mapping is read-only and owned by this value.
+unsafe impl Send for FileData {}
+// SAFETY: as above; only shared reads.
+unsafe impl Sync for FileData {}
+
+impl std::ops::Deref for FileData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self.map {
+            // SAFETY: a live PROT_READ mapping of `len` bytes, unmapped only on drop.
+            Some((p, len)) => unsafe { std::slice::from_raw_parts(p.as_ptr(), len) },
+            None => &self.heap,
+        }
+    }
+}
+
+impl Drop for FileData {
+    fn drop(&mut self) {
+        if let Some((p, len)) = self.map.take() {
+            // SAFETY: the mapping created in `read_mapped`, not used after this.
+            let _ = unsafe { rustix::mm::munmap(p.as_ptr().cast(), len) };
+        }
+    }
+}
+
+/// Read `path` (`-`: standard input) as [`FileData`].
+fn read_mapped(path: &Path) -> anyhow::Result<FileData> {
+    const MAP_MIN: u64 = 1 << 20;
+    if path != Path::new("-") {
+        let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let meta = f
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?;
+        if meta.is_file() && meta.len() >= MAP_MIN && meta.len() <= usize::MAX as u64 {
+            use rustix::mm::{mmap, MapFlags, ProtFlags};
+            let len = meta.len() as usize;
+            // SAFETY: a new private read-only mapping of the whole file; the pointer
+            // is only used through `FileData`.
+            let r = unsafe {
+                mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    ProtFlags::READ,
+                    MapFlags::PRIVATE | MapFlags::POPULATE,
+                    &f,
+                    0,
+                )
+            };
+            if let Ok(p) = r {
+                if let Some(p) = std::ptr::NonNull::new(p.cast::<u8>()) {
+                    return Ok(FileData {
+                        map: Some((p, len)),
+                        heap: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(FileData {
+        map: None,
+        heap: read(path)?,
+    })
+}
+
 /// Write `data` to `path` (temp file + fsync + rename), or to standard output.
 fn write_out(path: Option<&Path>, data: &[u8]) -> anyhow::Result<()> {
     match path {
@@ -288,7 +362,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// Read a policy file: plain JSON or a DSSE envelope (verified with `key` if given).
 fn load_policy(path: &Path, key: Option<&Path>) -> anyhow::Result<(RuntimePolicy, bool)> {
-    let data = read(path)?;
+    let data = read_mapped(path)?;
     let what = path.display().to_string();
     let (payload, signed) = if dsse::is_envelope(&data) {
         let env = dsse::parse(&data).with_context(|| what.clone())?;
@@ -299,7 +373,13 @@ fn load_policy(path: &Path, key: Option<&Path>) -> anyhow::Result<(RuntimePolicy
             }
             None => dsse::payload_unverified(&env).with_context(|| what.clone())?,
         };
-        (payload, true)
+        (
+            FileData {
+                map: None,
+                heap: payload,
+            },
+            true,
+        )
     } else {
         if key.is_some() {
             bail!("{what}: the policy is not signed (not a DSSE envelope)");
@@ -379,14 +459,22 @@ fn pcr10_from_text(text: &str, bank: HashAlgo) -> anyhow::Result<Option<String>>
 
 fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     // Read and parse the policy on its own thread while the list is read and, when
-    // it is ASCII (whose parsing does not depend on the policy), parsed in parallel.
+    // it is ASCII (whose parsing and template hashing do not depend on the policy),
+    // parsed and hashed in parallel.
     let (policy_path, policy_key) = (a.policy.clone(), a.policy_key.clone());
     let policy_thread =
         std::thread::spawn(move || load_policy(&policy_path, policy_key.as_deref()));
-    let list_data = read(&a.list);
-    let ascii_items = match &list_data {
+    // The quote's bank is needed for the template hashes; errors in --pcr/--pcrs are
+    // reported after those of the policy, as before.
+    let quote = quote_value(a.pcr.as_deref(), a.pcrs.as_deref());
+    let bank = match &quote {
+        Ok(Some((b, _))) => *b,
+        _ => HashAlgo::Sha1,
+    };
+    let list_data = read_mapped(&a.list);
+    let prepared = match &list_data {
         Ok(d) if list::ListFormat::detect(d) == list::ListFormat::Ascii => {
-            Some(list::ascii_items_all(d, 0))
+            Some(list::PreparedAscii::new(d, bank))
         }
         _ => None,
     };
@@ -400,7 +488,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
             a.policy.display()
         );
     }
-    let quote = quote_value(a.pcr.as_deref(), a.pcrs.as_deref())?;
+    let quote = quote?;
     let validator = Validator::new(
         &policy,
         Options {
@@ -415,13 +503,15 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     let data = match &list_data {
         Ok(d) => d,
         Err(_) => {
-            drop(ascii_items);
-            return Err(list_data.unwrap_err());
+            drop(prepared);
+            return Err(list_data
+                .err()
+                .unwrap_or_else(|| anyhow!("reading the list")));
         }
     };
     let mut binary_items = Vec::new();
-    let n_entries = if let Some(items) = &ascii_items {
-        items.len()
+    let n_entries = if let Some(p) = &prepared {
+        p.len()
     } else {
         binary_items =
             list::parse_binary(data, col_algo).with_context(|| a.list.display().to_string())?;
@@ -443,30 +533,31 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         }
         _ => (0, 0),
     };
-    let items: Box<dyn Iterator<Item = list::ListItem<'_>>> = if let Some(items) = ascii_items {
-        Box::new(items.into_iter().skip(skip))
-    } else {
-        Box::new(binary_items.into_iter().skip(skip))
+    let info = ListInfo {
+        first_entry,
+        boottime: a.boottime,
     };
-    let bank = quote.as_ref().map(|q| q.0).unwrap_or(HashAlgo::Sha1);
-    let report = validator.validate(
-        items,
-        bank,
-        quote.as_ref().map(|q| q.1.as_slice()),
-        state.as_mut(),
-        ListInfo {
-            first_entry,
-            boottime: a.boottime,
-        },
-    )?;
+    let q = quote.as_ref().map(|q| q.1.as_slice());
+    let report = match &prepared {
+        Some(p) => validator.validate_ascii(p, skip, q, state.as_mut(), info)?,
+        None => validator.validate(
+            binary_items.into_iter().skip(skip),
+            bank,
+            q,
+            state.as_mut(),
+            info,
+        )?,
+    };
     if let (Some(p), Some(s)) = (&a.state, &state) {
         write_atomic(p, s.to_json().as_bytes())?;
     }
     print_report(&report, a.json)?;
-    // The process exits next: releasing a large policy (hundreds of thousands of
-    // small strings) one allocation at a time would cost more than validating it.
+    // The process exits next: releasing a large policy and list one allocation at a
+    // time would cost more than validating them.
+    std::mem::forget(prepared);
     std::mem::forget(validator);
     std::mem::forget(policy);
+    std::mem::forget(list_data);
     Ok(if report.is_attested() {
         ExitCode::SUCCESS
     } else {

@@ -1,0 +1,715 @@
+//! [`DigestMap`]: an ordered map from a name (path, keyring, ima-buf event) to accepted
+//! hex digests, kept in insertion order as Python dicts are.
+//!
+//! A runtime policy holds hundreds of thousands of paths with one or more digests
+//! each; three allocations per path (the name, the list, each digest) made building
+//! the map the largest cost of loading a policy. Here all names live in one `String`
+//! arena, all digests in another, and entries are offsets into them, with an
+//! open-addressing index for lookups. [`DigestMap::get`] returns a borrowed view,
+//! [`Digests`], iterable as `&str`.
+
+use std::fmt;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+/// Position and length of one string in an arena. Offsets are `u32`: a map holds at
+/// most 4 GiB of names and 4 GiB of digests (policies are parsed from at most 4 GiB
+/// of text, see [`crate::policy::MAX_POLICY_LEN`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+}
+
+impl Span {
+    #[inline]
+    fn of<'a>(&self, arena: &'a str) -> &'a str {
+        &arena[self.start as usize..self.start as usize + self.len as usize]
+    }
+}
+
+/// Offset of the next string appended to `arena`.
+#[inline]
+fn arena_span(arena: &str, len: usize) -> Span {
+    // A policy of more than 4 GiB of text is refused before it gets here; maps built
+    // by code (generation) stay far below this.
+    let start = u32::try_from(arena.len()).expect("DigestMap arena exceeds 4 GiB");
+    let len = u32::try_from(len).expect("DigestMap string exceeds 4 GiB");
+    Span { start, len }
+}
+
+/// One name and where its digests are in `spans`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Rec {
+    pub(crate) name: Span,
+    /// Index of the first digest in `spans`.
+    pub(crate) first: u32,
+    /// Number of digests.
+    pub(crate) count: u32,
+}
+
+/// An ordered map from a name to accepted hex digests (see the module docs).
+#[derive(Clone, Default)]
+pub struct DigestMap {
+    names: String,
+    strs: String,
+    spans: Vec<Span>,
+    entries: Vec<Rec>,
+    index: Index,
+}
+
+/// The digests of one name: a borrowed view into a [`DigestMap`].
+#[derive(Clone, Copy)]
+pub struct Digests<'a> {
+    strs: &'a str,
+    spans: &'a [Span],
+}
+
+impl<'a> Digests<'a> {
+    /// Number of digests.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The `i`-th digest.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        self.spans.get(i).map(|s| s.of(self.strs))
+    }
+
+    /// The first digest.
+    pub fn first(&self) -> Option<&'a str> {
+        self.get(0)
+    }
+
+    /// The digests in order.
+    pub fn iter(&self) -> DigestsIter<'a> {
+        DigestsIter {
+            strs: self.strs,
+            spans: self.spans.iter(),
+        }
+    }
+
+    /// Whether `digest` is one of them.
+    pub fn contains(&self, digest: &str) -> bool {
+        self.iter().any(|d| d == digest)
+    }
+
+    /// Owned copies.
+    pub fn to_vec(&self) -> Vec<String> {
+        self.iter().map(str::to_owned).collect()
+    }
+}
+
+/// Iterator over [`Digests`].
+#[derive(Clone)]
+pub struct DigestsIter<'a> {
+    strs: &'a str,
+    spans: std::slice::Iter<'a, Span>,
+}
+
+impl<'a> Iterator for DigestsIter<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        self.spans.next().map(|s| s.of(self.strs))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.spans.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for DigestsIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.spans.next_back().map(|s| s.of(self.strs))
+    }
+}
+
+impl ExactSizeIterator for DigestsIter<'_> {}
+
+impl<'a> IntoIterator for Digests<'a> {
+    type Item = &'a str;
+    type IntoIter = DigestsIter<'a>;
+    fn into_iter(self) -> DigestsIter<'a> {
+        self.iter()
+    }
+}
+
+impl<'a> IntoIterator for &Digests<'a> {
+    type Item = &'a str;
+    type IntoIter = DigestsIter<'a>;
+    fn into_iter(self) -> DigestsIter<'a> {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Digests<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Digests<'_> {
+    fn eq(&self, other: &Digests<'_>) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Digests<'_> {}
+
+impl<S: AsRef<str>> PartialEq<[S]> for Digests<'_> {
+    fn eq(&self, other: &[S]) -> bool {
+        self.len() == other.len() && self.iter().zip(other).all(|(a, b)| a == b.as_ref())
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> PartialEq<[S; N]> for Digests<'_> {
+    fn eq(&self, other: &[S; N]) -> bool {
+        *self == other[..]
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<&[S]> for Digests<'_> {
+    fn eq(&self, other: &&[S]) -> bool {
+        *self == other[..]
+    }
+}
+
+impl<S: AsRef<str>> PartialEq<Vec<S>> for Digests<'_> {
+    fn eq(&self, other: &Vec<S>) -> bool {
+        *self == other[..]
+    }
+}
+
+impl Serialize for Digests<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl PartialEq for DigestMap {
+    fn eq(&self, other: &DigestMap) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for DigestMap {}
+
+impl fmt::Debug for DigestMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Open-addressing index from name to position in `entries` (names are stored once,
+/// in the arena; lookups are allocation-free).
+#[derive(Clone, Default)]
+struct Index {
+    /// Per slot: the upper 32 bits of the name's hash and position + 1 (0 = empty
+    /// slot); the length is a power of two. The stored hash bits let a probe skip
+    /// other names without reading them.
+    slots: Vec<u64>,
+}
+
+/// FxHash-style multiplicative hash: policies are trusted input and lookups never
+/// insert, so a keyed hash buys nothing here.
+#[inline]
+pub(crate) fn name_hash(s: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = s.len() as u64;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    }
+    // Final mix so that the low bits (the slot) depend on every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+const TAG: u64 = 0xffff_ffff_0000_0000;
+
+impl Index {
+    fn with_capacity(n: usize) -> Index {
+        Index {
+            slots: vec![0; (n.max(8) * 2).next_power_of_two()],
+        }
+    }
+
+    #[inline]
+    fn find_hashed(&self, h: u64, names: &str, entries: &[Rec], name: &str) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let tag = h & TAG;
+        let mut i = h as usize & mask;
+        loop {
+            match self.slots[i] {
+                0 => return None,
+                s if s & TAG == tag => {
+                    let p = (s & 0xffff_ffff) as usize - 1;
+                    if entries[p].name.of(names) == name {
+                        return Some(p);
+                    }
+                    i = (i + 1) & mask;
+                }
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    #[inline]
+    fn place_hashed(&mut self, h: u64, pos: usize) {
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (h & TAG) | (pos as u64 + 1);
+    }
+
+    fn rebuild(&mut self, names: &str, entries: &[Rec], min_cap: usize) {
+        *self = Index::with_capacity(min_cap);
+        for (pos, r) in entries.iter().enumerate() {
+            self.place_hashed(name_hash(r.name.of(names).as_bytes()), pos);
+        }
+    }
+
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let i = h as usize & (self.slots.len() - 1);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: prefetching is a hint; `i` is in bounds.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(i) as *const i8);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+}
+
+/// Builds a [`DigestMap`] from entries in document order: names and digests are
+/// appended to the arenas as they are read, and the index is built once at the end.
+/// A name that occurs again keeps its first position and takes the last list, as
+/// Python's `json` does with duplicate keys.
+#[derive(Default)]
+pub(crate) struct Builder {
+    map: DigestMap,
+}
+
+impl Builder {
+    pub(crate) fn with_capacity(entries: usize, names: usize, digests: usize, strs: usize) -> Self {
+        Builder {
+            map: DigestMap {
+                names: String::with_capacity(names),
+                strs: String::with_capacity(strs),
+                spans: Vec::with_capacity(digests),
+                entries: Vec::with_capacity(entries),
+                index: Index::default(),
+            },
+        }
+    }
+
+    /// Start a new entry named `name`.
+    #[inline]
+    pub(crate) fn begin(&mut self, name: &str) {
+        let m = &mut self.map;
+        let span = arena_span(&m.names, name.len());
+        m.names.push_str(name);
+        m.entries.push(Rec {
+            name: span,
+            first: m.spans.len() as u32,
+            count: 0,
+        });
+    }
+
+    /// Add a digest to the entry begun last.
+    #[inline]
+    pub(crate) fn digest(&mut self, d: &str) {
+        let m = &mut self.map;
+        let span = arena_span(&m.strs, d.len());
+        m.strs.push_str(d);
+        m.spans.push(span);
+        if let Some(r) = m.entries.last_mut() {
+            r.count += 1;
+        }
+    }
+
+    /// The name of the entry begun last (empty before the first).
+    pub(crate) fn last_name(&self) -> &str {
+        self.map
+            .entries
+            .last()
+            .map(|r| r.name.of(&self.map.names))
+            .unwrap_or("")
+    }
+
+    /// Index the entries (see the type's docs for duplicates).
+    pub(crate) fn finish(self) -> DigestMap {
+        let mut map = self.map;
+        let mut index = Index::with_capacity(map.entries.len());
+        let mut dups = Vec::new();
+        for pos in 0..map.entries.len() {
+            let name = map.entries[pos].name.of(&map.names);
+            let h = name_hash(name.as_bytes());
+            match index.find_hashed(h, &map.names, &map.entries[..pos], name) {
+                None => index.place_hashed(h, pos),
+                Some(first) => {
+                    let r = map.entries[pos];
+                    map.entries[first].first = r.first;
+                    map.entries[first].count = r.count;
+                    dups.push(pos);
+                }
+            }
+        }
+        map.index = index;
+        if !dups.is_empty() {
+            let mut pos = 0;
+            map.entries.retain(|_| {
+                pos += 1;
+                dups.binary_search(&(pos - 1)).is_err()
+            });
+            map.index
+                .rebuild(&map.names, &map.entries, map.entries.len());
+        }
+        map
+    }
+}
+
+impl DigestMap {
+    /// An empty map.
+    pub fn new() -> DigestMap {
+        DigestMap::default()
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no names.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    #[inline]
+    fn view(&self, r: &Rec) -> Digests<'_> {
+        Digests {
+            strs: &self.strs,
+            spans: &self.spans[r.first as usize..r.first as usize + r.count as usize],
+        }
+    }
+
+    #[inline]
+    fn find(&self, name: &str) -> Option<usize> {
+        self.index
+            .find_hashed(name_hash(name.as_bytes()), &self.names, &self.entries, name)
+    }
+
+    /// The digests accepted for `name`.
+    pub fn get(&self, name: &str) -> Option<Digests<'_>> {
+        self.find(name).map(|i| self.view(&self.entries[i]))
+    }
+
+    /// [`DigestMap::get`] with the hash of `name` ([`DigestMap::hash_name`]) computed
+    /// beforehand, e.g. so that [`DigestMap::prefetch`] could run earlier.
+    #[inline]
+    pub fn get_hashed(&self, hash: u64, name: &str) -> Option<Digests<'_>> {
+        self.index
+            .find_hashed(hash, &self.names, &self.entries, name)
+            .map(|i| self.view(&self.entries[i]))
+    }
+
+    /// The hash [`DigestMap::get_hashed`] takes.
+    #[inline]
+    pub fn hash_name(name: &[u8]) -> u64 {
+        name_hash(name)
+    }
+
+    /// Hint that a lookup of the name with this hash follows soon.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.index.prefetch(hash)
+    }
+
+    /// Whether `name` has an entry.
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    /// Names and digests in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Digests<'_>)> + '_ {
+        self.entries
+            .iter()
+            .map(move |r| (r.name.of(&self.names), self.view(r)))
+    }
+
+    /// Position of `name`'s entry, creating an empty one at the end.
+    fn slot(&mut self, name: &str) -> usize {
+        let h = name_hash(name.as_bytes());
+        if let Some(i) = self.index.find_hashed(h, &self.names, &self.entries, name) {
+            return i;
+        }
+        let span = arena_span(&self.names, name.len());
+        self.names.push_str(name);
+        self.entries.push(Rec {
+            name: span,
+            first: self.spans.len() as u32,
+            count: 0,
+        });
+        let pos = self.entries.len() - 1;
+        if (pos + 1) * 2 > self.index.slots.len() {
+            self.index
+                .rebuild(&self.names, &self.entries, self.entries.len() * 2);
+        } else {
+            self.index.place_hashed(h, pos);
+        }
+        pos
+    }
+
+    /// Make entry `i`'s digests the last ones in `spans`, so that more can be appended.
+    fn move_to_end(&mut self, i: usize) {
+        let r = self.entries[i];
+        if r.first as usize + r.count as usize == self.spans.len() {
+            return;
+        }
+        let first = self.spans.len();
+        self.spans
+            .extend_from_within(r.first as usize..r.first as usize + r.count as usize);
+        self.entries[i].first = first as u32;
+    }
+
+    fn append_digest(&mut self, i: usize, d: &str) {
+        let span = arena_span(&self.strs, d.len());
+        self.strs.push_str(d);
+        self.spans.push(span);
+        self.entries[i].count += 1;
+    }
+
+    /// Append `digest` to `name`'s list (creating it at the end), as Python's
+    /// `setdefault(name, []).append(digest)`.
+    pub fn push(&mut self, name: &str, digest: impl AsRef<str>) {
+        let i = self.slot(name);
+        self.move_to_end(i);
+        self.append_digest(i, digest.as_ref());
+    }
+
+    /// Replace `name`'s list (keeping its position, or appending).
+    pub fn insert(&mut self, name: &str, digests: Vec<String>) {
+        self.insert_iter(name, digests)
+    }
+
+    /// [`DigestMap::insert`] from any strings.
+    pub fn insert_iter<S: AsRef<str>>(&mut self, name: &str, digests: impl IntoIterator<Item = S>) {
+        let i = self.slot(name);
+        self.entries[i].first = self.spans.len() as u32;
+        self.entries[i].count = 0;
+        for d in digests {
+            self.append_digest(i, d.as_ref());
+        }
+    }
+
+    /// Remove `name`; later entries keep their order.
+    pub fn remove(&mut self, name: &str) -> Option<Vec<String>> {
+        let i = self.find(name)?;
+        let v = self.view(&self.entries[i]).to_vec();
+        self.entries.remove(i);
+        self.index
+            .rebuild(&self.names, &self.entries, self.entries.len());
+        Some(v)
+    }
+
+    /// Sort and de-duplicate entry `i`'s digests in place.
+    fn sort_entry(&mut self, i: usize) {
+        let r = self.entries[i];
+        let (a, b) = (r.first as usize, r.first as usize + r.count as usize);
+        let strs = &self.strs;
+        let list = &mut self.spans[a..b];
+        list.sort_unstable_by(|x, y| x.of(strs).cmp(y.of(strs)));
+        let mut n = 0;
+        for k in 0..list.len() {
+            if n == 0 || list[k].of(strs) != list[n - 1].of(strs) {
+                list[n] = list[k];
+                n += 1;
+            }
+        }
+        self.entries[i].count = n as u32;
+    }
+
+    /// Keylime's `merge_maplists`: names new to `self` are appended with their list;
+    /// lists of names present in both become the sorted set union.
+    pub fn merge(&mut self, other: &DigestMap) {
+        for (name, digests) in other.iter() {
+            match self.find(name) {
+                None => self.insert_iter(name, digests),
+                Some(i) => {
+                    self.move_to_end(i);
+                    for d in digests {
+                        self.append_digest(i, d);
+                    }
+                    self.sort_entry(i);
+                }
+            }
+        }
+    }
+
+    /// Sort and de-duplicate every list (Keylime's final `sorted(set(v))`).
+    pub fn normalize(&mut self) {
+        for i in 0..self.entries.len() {
+            self.sort_entry(i);
+        }
+    }
+}
+
+impl Serialize for DigestMap {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            m.serialize_entry(k, &v)?;
+        }
+        m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference semantics: a Vec of (name, Vec<digest>) in Python dict order.
+    #[derive(Default)]
+    struct Model(Vec<(String, Vec<String>)>);
+
+    impl Model {
+        fn slot(&mut self, name: &str) -> usize {
+            match self.0.iter().position(|(k, _)| k == name) {
+                Some(i) => i,
+                None => {
+                    self.0.push((name.to_owned(), Vec::new()));
+                    self.0.len() - 1
+                }
+            }
+        }
+    }
+
+    fn same(m: &DigestMap, model: &Model) {
+        let got: Vec<(String, Vec<String>)> =
+            m.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+        assert_eq!(got, model.0);
+        for (k, v) in &model.0 {
+            assert_eq!(m.get(k).unwrap(), *v, "{k}");
+            assert!(m.contains(k));
+        }
+        assert!(m.get("/not there").is_none());
+    }
+
+    proptest::proptest! {
+        /// Every mutation agrees with the Vec-of-Vecs model it replaced.
+        #[test]
+        fn operations_match_model(ops in proptest::collection::vec(
+            (0u8..6, 0u8..12, proptest::collection::vec(0u8..5, 0..4)), 0..80)) {
+            let mut m = DigestMap::new();
+            let mut model = Model::default();
+            for (op, n, ds) in ops {
+                let name = format!("/n{n}");
+                let ds: Vec<String> = ds.iter().map(|d| format!("{d:02x}")).collect();
+                match op {
+                    0 | 1 => {
+                        for d in &ds {
+                            m.push(&name, d);
+                            let i = model.slot(&name);
+                            model.0[i].1.push(d.clone());
+                        }
+                    }
+                    2 => {
+                        m.insert(&name, ds.clone());
+                        let i = model.slot(&name);
+                        model.0[i].1 = ds;
+                    }
+                    3 => {
+                        let got = m.remove(&name);
+                        let want = model.0.iter().position(|(k, _)| *k == name)
+                            .map(|i| model.0.remove(i).1);
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                    4 => {
+                        let mut o = DigestMap::new();
+                        for d in &ds {
+                            o.push(&name, d);
+                            o.push("/other", d);
+                        }
+                        m.merge(&o);
+                        for (k, v) in [(name.clone(), ds.clone()), ("/other".to_owned(), ds.clone())] {
+                            if v.is_empty() {
+                                continue;
+                            }
+                            match model.0.iter().position(|(x, _)| *x == k) {
+                                None => model.0.push((k, v)),
+                                Some(i) => {
+                                    let l = &mut model.0[i].1;
+                                    l.extend(v);
+                                    l.sort();
+                                    l.dedup();
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        m.normalize();
+                        for (_, l) in model.0.iter_mut() {
+                            l.sort();
+                            l.dedup();
+                        }
+                    }
+                }
+                same(&m, &model);
+            }
+            let c = m.clone();
+            proptest::prop_assert_eq!(&c, &m);
+        }
+    }
+
+    #[test]
+    fn builder_duplicates_keep_first_position_last_value() {
+        let mut b = Builder::default();
+        for (k, ds) in [
+            ("/a", &["aa"][..]),
+            ("/b", &["bb"]),
+            ("/a", &["cc"]),
+            ("/c", &[]),
+            ("/b", &["dd", "ee"]),
+        ] {
+            b.begin(k);
+            for d in ds {
+                b.digest(d);
+            }
+        }
+        let m = b.finish();
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.get("/a").unwrap(), ["cc"]);
+        assert_eq!(m.get("/b").unwrap(), ["dd", "ee"]);
+        assert!(m.get("/c").unwrap().is_empty());
+        assert_eq!(
+            m.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["/a", "/b", "/c"]
+        );
+        let h = DigestMap::hash_name(b"/b");
+        m.prefetch(h);
+        assert_eq!(m.get_hashed(h, "/b").unwrap().first(), Some("dd"));
+    }
+}
