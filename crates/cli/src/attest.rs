@@ -643,7 +643,7 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let rootfs_files = match &c.rootfs {
+    let rootfs = match &c.rootfs {
         Some(r) => Some(generate::collect_tree(
             r,
             &TreeOptions {
@@ -662,7 +662,7 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
     for k in &c.add_ima_signature_verification_key {
         keys.push((k.display().to_string(), read(k)?));
     }
-    let pb = match &rootfs_files {
+    let pb = match &rootfs {
         Some(f) if std::io::stderr().is_terminal() => {
             let pb = indicatif::ProgressBar::new(f.len() as u64);
             pb.set_style(
@@ -681,7 +681,7 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
             base,
             allowlist,
             list: list_items,
-            rootfs_files,
+            rootfs,
             excludes,
             ignored_keyrings: c.ignored_keyrings.clone(),
             keyrings: c.keyrings,
