@@ -462,8 +462,22 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     // it is ASCII (whose parsing and template hashing do not depend on the policy),
     // parsed and hashed in parallel.
     let (policy_path, policy_key) = (a.policy.clone(), a.policy_key.clone());
-    let policy_thread =
-        std::thread::spawn(move || load_policy(&policy_path, policy_key.as_deref()));
+    // VIGIL_ATTEST_TIMING=1: when each phase ends, on standard error.
+    let t0 = std::time::Instant::now();
+    let timing = std::env::var_os("VIGIL_ATTEST_TIMING").is_some();
+    let phase = move |what: &str| {
+        if timing {
+            eprintln!(
+                "vigil: timing: {what} at {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    };
+    let policy_thread = std::thread::spawn(move || {
+        let r = load_policy(&policy_path, policy_key.as_deref());
+        phase("policy read and parsed");
+        r
+    });
     // The quote's bank is needed for the template hashes; errors in --pcr/--pcrs are
     // reported after those of the policy, as before.
     let quote = quote_value(a.pcr.as_deref(), a.pcrs.as_deref());
@@ -478,6 +492,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    phase("list read, parsed and hashed");
     let loaded = policy_thread
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -548,6 +563,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
             info,
         )?,
     };
+    phase("validated");
     if let (Some(p), Some(s)) = (&a.state, &state) {
         write_atomic(p, s.to_json().as_bytes())?;
     }
