@@ -1,12 +1,18 @@
 //! Runtime policies, DSSE envelopes and exclude patterns from untrusted bytes: parsing
 //! never panics, and a policy that parses re-serialises to text that parses to the same
-//! policy.
+//! policy; the fast path and the general one give the same policy or error.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vigil_attest::{dsse, exclude, RuntimePolicy};
 
 fuzz_target!(|data: &[u8]| {
+    // The fast path (scanner for `digests`) and the general one agree exactly.
+    match (RuntimePolicy::from_json(data), RuntimePolicy::from_json_general(data)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("fast {a:?} general {b:?}"),
+    }
     if let Ok(p) = RuntimePolicy::from_json(data) {
         let _ = p.validate_schema();
         let text = p.to_json();

@@ -190,13 +190,15 @@ fn unhex_into(h: &[u8], out: &mut Vec<u8>) -> bool {
     if h.len() % 2 != 0 {
         return false;
     }
+    let start = out.len();
+    out.resize(start + h.len() / 2, 0);
     let mut bad = 0u8;
-    out.extend(h.chunks_exact(2).map(|p| {
+    for (o, p) in out[start..].iter_mut().zip(h.chunks_exact(2)) {
         let (a, b) = (HEX[p[0] as usize], HEX[p[1] as usize]);
-        bad |= (a | b) & 0xf0;
-        (a << 4) | (b & 0x0f)
-    }));
-    bad == 0
+        bad |= a | b;
+        *o = (a << 4) | (b & 0x0f);
+    }
+    bad & 0xf0 == 0
 }
 
 /// Where the parts of a line taken by the fast path are: `text` ranges are offsets in

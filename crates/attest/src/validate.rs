@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -417,6 +419,16 @@ fn hex_lower(b: &[u8]) -> String {
     hex::encode(b)
 }
 
+/// Lowercase hex of `b` into `out` (`2 * b.len()` bytes).
+#[inline]
+fn hex_lower_into(b: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (o, &x) in out.chunks_exact_mut(2).zip(b) {
+        o[0] = DIGITS[(x >> 4) as usize];
+        o[1] = DIGITS[(x & 15) as usize];
+    }
+}
+
 impl<'p> Validator<'p> {
     /// Prepare `policy` (compiles the excludes, loads the verification keys).
     pub fn new(policy: &'p RuntimePolicy, options: Options) -> Result<Validator<'p>> {
@@ -448,34 +460,35 @@ impl<'p> Validator<'p> {
     }
 
     fn ima_ng(&self, map: &DigestMap, section: &'static str, e: &Entry) -> Rule {
+        self.ima_ng_hashed(map, section, e, DigestMap::hash_name(&e.name))
+    }
+
+    /// [`Validator::ima_ng`] with the name's hash computed beforehand.
+    fn ima_ng_hashed(&self, map: &DigestMap, section: &'static str, e: &Entry, hash: u64) -> Rule {
         if self.excludes.matches(&e.name) {
             return Rule::Excluded;
         }
-        let Some(list) = std::str::from_utf8(&e.name).ok().and_then(|n| map.get(n)) else {
+        // A name that is not UTF-8 matches no policy name (they all are).
+        let Some(list) = map.get_bytes_hashed(hash, &e.name) else {
             return Rule::Fail(Reason::NotInPolicy { section });
         };
+        // Allocation-free lowercase hex of the digest for the comparison.
         let mut buf = [0u8; 128];
-        let got: &str = if e.digest.len() <= 64 {
-            // Allocation-free hex of the digest for the comparison.
-            let n = e.digest.len() * 2;
-            hex::encode_to_slice(&e.digest, &mut buf[..n]).ok();
-            std::str::from_utf8(&buf[..n]).unwrap_or("")
-        } else {
-            ""
-        };
         let owned;
-        let got = if got.is_empty() && !e.digest.is_empty() {
-            owned = hex_lower(&e.digest);
-            owned.as_str()
+        let got: &[u8] = if e.digest.len() <= 64 {
+            let n = e.digest.len() * 2;
+            hex_lower_into(&e.digest, &mut buf[..n]);
+            &buf[..n]
         } else {
-            got
+            owned = hex_lower(&e.digest);
+            owned.as_bytes()
         };
-        if list.iter().any(|d| d == got) {
+        if list.iter().any(|d| d.as_bytes() == got) {
             Rule::Pass
         } else {
             Rule::Fail(Reason::DigestMismatch {
                 section,
-                got: got.to_owned(),
+                got: String::from_utf8_lossy(got).into_owned(),
                 expected: list.to_vec(),
             })
         }
@@ -678,49 +691,177 @@ impl<'p> Validator<'p> {
             Err(report) => return Ok(report),
         };
         let l = bank.digest_len();
+        if self.log_hash_alg != bank || list.text.len() > u32::MAX as usize {
+            // The template-hash column needs a second algorithm: the general path.
+            return Ok(self.validate_ascii_general(list, skip, run)?.finish());
+        }
         let text = list.text;
         let digests = &self.policy.digests;
-        let mut rules: Vec<Option<Rule>> = Vec::new();
-        let mut skip = skip;
-        for c in &list.chunks {
-            if skip >= c.lines.len() {
-                skip -= c.lines.len();
-                continue;
-            }
-            let lines = &c.lines[skip..];
-            skip = 0;
-            // Policy lookups of `ima-ng` (fast) and `ima`/`ima-ng` (general) entries.
-            rules.clear();
-            lines
-                .par_iter()
-                .with_min_len(64)
-                .map(|(line, _)| match line {
+        let chunks = &list.chunks;
+        // Where each chunk's lines start after `skip`.
+        let mut starts = Vec::with_capacity(chunks.len());
+        let mut rest = skip;
+        for c in chunks {
+            let k = rest.min(c.lines.len());
+            starts.push(k);
+            rest -= k;
+        }
+        // The policy lookups of a chunk (`digests` rules of `ima`/`ima-ng` entries) are
+        // independent of everything else: a helper thread does them chunk by chunk
+        // ahead of the PCR replay and the rules, which go through the list in order on
+        // this thread; a chunk whose lookups the helper has not started yet is looked
+        // up here. Codes: 0 = not looked up (or failed: redone in order, with the
+        // failure's details), 1 = pass, 2 = excluded.
+        const FREE: u8 = 0;
+        const TAKEN: u8 = 1;
+        const DONE: u8 = 2;
+        let claim: Vec<AtomicU8> = chunks.iter().map(|_| AtomicU8::new(FREE)).collect();
+        let codes: Vec<OnceLock<Vec<u8>>> = chunks.iter().map(|_| OnceLock::new()).collect();
+        let look = |k: usize| -> Vec<u8> {
+            let c = &chunks[k];
+            let lines = &c.lines[starts[k]..];
+            let name_of = |line: &Line| -> Option<&[u8]> {
+                match line {
                     Line::Fast(f) if f.template == Template::ImaNg => {
-                        Some(self.ima_ng(digests, "digests", &f.entry(text, &c.arena)))
+                        Some(&text[f.name.0..f.name.0 + f.name.1])
                     }
                     Line::Fast(_) => None,
                     Line::Slow(i) => match &c.slow[*i as usize] {
                         Ok(e) if matches!(e.template, Template::Ima | Template::ImaNg) => {
-                            Some(self.ima_ng(digests, "digests", e))
+                            Some(&e.name)
                         }
                         _ => None,
                     },
+                }
+            };
+            let hashes: Vec<u64> = lines
+                .iter()
+                .map(|(line, _)| name_of(line).map_or(0, DigestMap::hash_name))
+                .collect();
+            const AHEAD: usize = 8;
+            for &h in hashes.iter().take(AHEAD) {
+                digests.prefetch(h);
+            }
+            let mut out = Vec::with_capacity(lines.len());
+            for (j, (line, _)) in lines.iter().enumerate() {
+                if let Some(&h) = hashes.get(j + AHEAD) {
+                    digests.prefetch(h);
+                }
+                let rule = match line {
+                    Line::Fast(f) if f.template == Template::ImaNg => Some(self.ima_ng_hashed(
+                        digests,
+                        "digests",
+                        &f.entry(text, &c.arena),
+                        hashes[j],
+                    )),
+                    Line::Fast(_) => None,
+                    Line::Slow(i) => match &c.slow[*i as usize] {
+                        Ok(e) if matches!(e.template, Template::Ima | Template::ImaNg) => {
+                            Some(self.ima_ng_hashed(digests, "digests", e, hashes[j]))
+                        }
+                        _ => None,
+                    },
+                };
+                out.push(match rule {
+                    Some(Rule::Pass) => 1,
+                    Some(Rule::Excluded) => 2,
+                    _ => 0,
+                });
+            }
+            out
+        };
+        let work = |k: usize| {
+            if claim[k]
+                .compare_exchange(FREE, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let _ = codes[k].set(look(k));
+                claim[k].store(DONE, Ordering::Release);
+            }
+        };
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| -> Result<()> {
+            let helper = (chunks.len() > 1).then(|| {
+                scope.spawn(|| {
+                    for k in 0..chunks.len() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        work(k);
+                    }
                 })
-                .collect_into_vec(&mut rules);
-            for ((line, h), rule) in lines.iter().zip(rules.drain(..)) {
+            });
+            let res = (|| -> Result<()> {
+                for (k, c) in chunks.iter().enumerate() {
+                    work(k);
+                    while claim[k].load(Ordering::Acquire) != DONE {
+                        if helper.as_ref().map_or(true, |h| h.is_finished()) {
+                            // The helper stopped without finishing this chunk: the
+                            // rules are then all computed in order below.
+                            break;
+                        }
+                        std::thread::yield_now();
+                    }
+                    let code = codes[k].get().map(Vec::as_slice).unwrap_or(&[]);
+                    let lines = &c.lines[starts[k]..];
+                    for (j, (line, h)) in lines.iter().enumerate() {
+                        let pre_bank =
+                            (*h != u32::MAX).then(|| &c.arena[*h as usize..*h as usize + l]);
+                        let rule = match code.get(j) {
+                            Some(1) => Some(Rule::Pass),
+                            Some(2) => Some(Rule::Excluded),
+                            _ => None,
+                        };
+                        match line {
+                            Line::Fast(f) => {
+                                let e = f.entry(text, &c.arena);
+                                run.step(Ok(&e), pre_bank, None, rule)?;
+                            }
+                            Line::Slow(i) => {
+                                run.step(c.slow[*i as usize].as_ref(), pre_bank, None, rule)?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            stop.store(true, Ordering::Relaxed);
+            res
+        })?;
+        Ok(run.finish())
+    }
+}
+
+impl<'p> Validator<'p> {
+    /// The items of a prepared list through [`Run::step`] one by one, template
+    /// digests recomputed as needed (for a `log_hash_alg` other than the bank's).
+    fn validate_ascii_general<'v, 's>(
+        &'v self,
+        list: &PreparedAscii<'_>,
+        skip: usize,
+        mut run: Run<'v, 'p, 's>,
+    ) -> Result<Run<'v, 'p, 's>> {
+        let l = list.bank().digest_len();
+        let mut skip = skip;
+        for c in &list.chunks {
+            for (line, h) in &c.lines {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
                 let pre_bank = (*h != u32::MAX).then(|| &c.arena[*h as usize..*h as usize + l]);
                 match line {
                     Line::Fast(f) => {
-                        let e = f.entry(text, &c.arena);
-                        run.step(Ok(&e), pre_bank, None, rule)?;
+                        let e = f.entry(list.text, &c.arena);
+                        run.step(Ok(&e), pre_bank, None, None)?;
                     }
                     Line::Slow(i) => {
-                        run.step(c.slow[*i as usize].as_ref(), pre_bank, None, rule)?;
+                        run.step(c.slow[*i as usize].as_ref(), pre_bank, None, None)?
                     }
                 }
             }
         }
-        Ok(run.finish())
+        Ok(run)
     }
 }
 

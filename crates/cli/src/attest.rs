@@ -362,6 +362,15 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// Read a policy file: plain JSON or a DSSE envelope (verified with `key` if given).
 fn load_policy(path: &Path, key: Option<&Path>) -> anyhow::Result<(RuntimePolicy, bool)> {
+    load_policy_data(path, key).map(|(p, signed, _)| (p, signed))
+}
+
+/// [`load_policy`], also giving the file's contents back (so that a caller about to
+/// exit need not unmap them on its critical path).
+fn load_policy_data(
+    path: &Path,
+    key: Option<&Path>,
+) -> anyhow::Result<(RuntimePolicy, bool, FileData)> {
     let data = read_mapped(path)?;
     let what = path.display().to_string();
     let (payload, signed) = if dsse::is_envelope(&data) {
@@ -387,7 +396,7 @@ fn load_policy(path: &Path, key: Option<&Path>) -> anyhow::Result<(RuntimePolicy
         (data, false)
     };
     let p = RuntimePolicy::from_json(&payload).with_context(|| what.clone())?;
-    Ok((p, signed))
+    Ok((p, signed, payload))
 }
 
 fn parse_algo(name: &str) -> anyhow::Result<HashAlgo> {
@@ -462,8 +471,22 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     // it is ASCII (whose parsing and template hashing do not depend on the policy),
     // parsed and hashed in parallel.
     let (policy_path, policy_key) = (a.policy.clone(), a.policy_key.clone());
-    let policy_thread =
-        std::thread::spawn(move || load_policy(&policy_path, policy_key.as_deref()));
+    // VIGIL_ATTEST_TIMING=1: when each phase ends, on standard error.
+    let t0 = std::time::Instant::now();
+    let timing = std::env::var_os("VIGIL_ATTEST_TIMING").is_some();
+    let phase = move |what: &str| {
+        if timing {
+            eprintln!(
+                "vigil: timing: {what} at {:.1} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    };
+    let policy_thread = std::thread::spawn(move || {
+        let r = load_policy_data(&policy_path, policy_key.as_deref());
+        phase("policy read and parsed");
+        r
+    });
     // The quote's bank is needed for the template hashes; errors in --pcr/--pcrs are
     // reported after those of the policy, as before.
     let quote = quote_value(a.pcr.as_deref(), a.pcrs.as_deref());
@@ -478,10 +501,11 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    phase("list read, parsed and hashed");
     let loaded = policy_thread
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
-    let (policy, signed) = loaded?;
+    let (policy, signed, policy_data) = loaded?;
     if signed && a.policy_key.is_none() {
         eprintln!(
             "vigil: warning: {}: DSSE signature not checked (no --policy-key)",
@@ -548,6 +572,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
             info,
         )?,
     };
+    phase("validated");
     if let (Some(p), Some(s)) = (&a.state, &state) {
         write_atomic(p, s.to_json().as_bytes())?;
     }
@@ -558,6 +583,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     std::mem::forget(validator);
     std::mem::forget(policy);
     std::mem::forget(list_data);
+    std::mem::forget(policy_data);
     Ok(if report.is_attested() {
         ExitCode::SUCCESS
     } else {
