@@ -276,6 +276,8 @@ struct TreeFile {
     key: String,
     dir: usize,
     name: CString,
+    /// Size when the tree was read, if it was looked at.
+    size: Option<u64>,
 }
 
 impl RootfsTree {
@@ -440,12 +442,12 @@ fn collect_tree_with_budget(
                 continue;
             }
             let mut ft = ent.file_type();
-            let mut uid = None;
+            let mut stat = None;
             if ft == FileType::Unknown {
                 match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => {
                         ft = FileType::from_raw_mode(st.st_mode);
-                        uid = Some(st.st_uid);
+                        stat = Some((st.st_uid, st.st_size as u64));
                     }
                     Err(_) => continue,
                 }
@@ -460,22 +462,20 @@ fn collect_tree_with_budget(
             path.extend_from_slice(nb);
             match ft {
                 FileType::RegularFile => {
-                    if !opts.all_owners {
-                        let uid = match uid {
-                            Some(u) => u,
-                            None => match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                                Ok(st) => st.st_uid,
-                                Err(_) => continue,
-                            },
-                        };
-                        if uid != 0 {
-                            continue;
+                    if !opts.all_owners && stat.is_none() {
+                        match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                            Ok(st) => stat = Some((st.st_uid, st.st_size as u64)),
+                            Err(_) => continue,
                         }
+                    }
+                    if !opts.all_owners && !matches!(stat, Some((0, _))) {
+                        continue;
                     }
                     tree.files.push(TreeFile {
                         key: String::from_utf8_lossy(&path).replace(' ', "_"),
                         dir: di,
                         name: name.to_owned(),
+                        size: stat.map(|(_, size)| size),
                     });
                 }
                 FileType::Directory => {
@@ -585,6 +585,11 @@ fn hash_worker(
 struct Lane {
     /// Index of the file and its descriptor.
     file: Option<(usize, OwnedFd)>,
+    /// Bytes read of it so far.
+    read: u64,
+    /// The last read ended at the size the tree scan saw: no read is needed to see
+    /// the end of the file.
+    at_end: bool,
     hasher: sha256::Sha256,
     buf: Vec<u8>,
     /// Read but not yet hashed: `buf[start..end]`.
@@ -601,6 +606,8 @@ fn hash_worker_sha256(
     let mut lanes: Vec<Lane> = (0..LANES)
         .map(|_| Lane {
             file: None,
+            read: 0,
+            at_end: false,
             hasher: sha256::Sha256::new(),
             buf: vec![0u8; READ_LEN],
             start: 0,
@@ -635,11 +642,18 @@ fn hash_worker_sha256(
                         Ok(fd) => {
                             lane.file = Some((i, fd));
                             lane.hasher.reset();
+                            lane.read = 0;
+                            lane.at_end = false;
                         }
                         Err(_) => done(&mut out, i, None),
                     }
                     continue;
                 };
+                if lane.at_end {
+                    finished.push((*i, std::mem::take(&mut lane.hasher)));
+                    lane.file = None;
+                    continue;
+                }
                 match rustix::io::read(fd, &mut lane.buf[..]) {
                     Ok(0) => {
                         finished.push((*i, std::mem::take(&mut lane.hasher)));
@@ -648,6 +662,10 @@ fn hash_worker_sha256(
                     Ok(n) => {
                         lane.start = 0;
                         lane.end = n;
+                        lane.read += n as u64;
+                        // A short read that reaches the size seen by the scan is the
+                        // end of a regular file (one that grew since reads on).
+                        lane.at_end = n < lane.buf.len() && tree.files[*i].size == Some(lane.read);
                     }
                     Err(rustix::io::Errno::INTR) => {}
                     Err(_) => {
@@ -973,6 +991,47 @@ mod tests {
             all_owners: true,
         };
         assert!(collect_tree(root, &none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_changed_after_the_scan_are_hashed_as_they_are_then() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let sizes = [10usize, 100, READ_LEN - 1, READ_LEN, READ_LEN + 5];
+        for (i, n) in sizes.iter().enumerate() {
+            std::fs::write(root.join(format!("grow{i}")), vec![1u8; *n]).unwrap();
+            std::fs::write(root.join(format!("shrink{i}")), vec![2u8; *n]).unwrap();
+        }
+        // Owner checks make the scan record sizes (tests run as root or not: both).
+        for all_owners in [false, true] {
+            let opts = TreeOptions {
+                all_owners,
+                ..Default::default()
+            };
+            let tree = collect_tree(root, &opts).unwrap();
+            if tree.is_empty() {
+                continue; // not root, and the files are not root's
+            }
+            let mut want = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let g: Vec<u8> = [vec![1u8; *n], vec![3u8; 70]].concat();
+                std::fs::write(root.join(format!("grow{i}")), &g).unwrap();
+                let t = vec![2u8; n / 2];
+                std::fs::write(root.join(format!("shrink{i}")), &t).unwrap();
+                want.push((format!("/grow{i}"), g));
+                want.push((format!("/shrink{i}"), t));
+            }
+            let map = hash_tree(&tree, HashAlgo::Sha256, None);
+            for (k, data) in &want {
+                let d = hex::encode(HashAlgo::Sha256.digest(data).unwrap());
+                assert_eq!(map.get(k).map(|v| v.to_vec()), Some(vec![d]), "{k}");
+            }
+            // Back to the original contents for the next round.
+            for (i, n) in sizes.iter().enumerate() {
+                std::fs::write(root.join(format!("grow{i}")), vec![1u8; *n]).unwrap();
+                std::fs::write(root.join(format!("shrink{i}")), vec![2u8; *n]).unwrap();
+            }
+        }
     }
 
     #[test]
