@@ -219,7 +219,7 @@ fn hash_fd(fd: impl AsFd, algo: HashAlgo, buf: &mut [u8]) -> std::io::Result<Vec
 /// buffers of a thread's lanes stay in the CPU's L2 cache: reading from the page cache
 /// is a copy, and copying into buffers that are not cached cost more than the
 /// syscalls saved (measured with 16 KiB to 256 KiB).
-const READ_LEN: usize = 64 << 10;
+const READ_LEN: usize = 32 << 10;
 
 /// Mount points whose file system type differs from that of `/` (Keylime's
 /// `exclude_dirs_based_on_rootfs`), not already covered by `excluded`.
@@ -354,7 +354,9 @@ fn dir_fd_budget() -> usize {
 /// renders them; files are sorted by key.
 ///
 /// The tree is read with `getdents` and `fstatat`/`openat` relative to each
-/// directory's descriptor: no path is looked up from the root per file.
+/// directory's descriptor: no path is looked up from the root per file. The
+/// directories stay open in the returned tree (the soft `RLIMIT_NOFILE` is raised to
+/// the hard limit for them; beyond it files are opened by their path from the root).
 pub fn collect_tree(rootfs: &Path, opts: &TreeOptions) -> Result<RootfsTree> {
     collect_tree_with_budget(rootfs, opts, dir_fd_budget())
 }
