@@ -36,17 +36,26 @@ fi
 echo "tree: $tree, $(find "$tree" -type f | wc -l) files, $(du -sh "$tree" | cut -f1)"
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-time_it() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); awk "BEGIN{print $e - $s}"; }
+# Wall-clock seconds of a command; its CPU time (user + sys) is appended to the file $cpu_log.
+time_it() {
+  local TIMEFORMAT='%R %U %S' t
+  t=$( { time "$@" >/dev/null 2>&1; } 2>&1 )
+  read -r w u s <<<"$t"
+  awk "BEGIN{print $u + $s}" >>"$cpu_log"
+  echo "$w"
+}
 
 kl() { "$PY" crates/cli/tests/attest_keylime.py --create --rootfs "$tree" -o "$1"; }
 vg() { "$VIGIL" runtime-policy create --rootfs "$tree" -o "$1"; }
 
 kl "$work/k.json" >/dev/null 2>&1; vg "$work/v.json"   # warm-up (page cache)
 kt=(); vt=()
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((i = 0; i < ROUNDS; i++)); do
-  kt+=("$(time_it kl "$work/k.json")")
-  vt+=("$(time_it vg "$work/v.json")")
+  kt+=("$(cpu_log=$work/k.cpu time_it kl "$work/k.json")")
+  vt+=("$(cpu_log=$work/v.cpu time_it vg "$work/v.json")")
 done
+echo "load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 "$PY" - "$work/k.json" "$work/v.json" <<'PYEOF'
 import json, sys
 k, v = (json.load(open(p)) for p in sys.argv[1:3])
@@ -55,6 +64,8 @@ print(f"same digests for {len(k['digests'])} paths")
 PYEOF
 kmed=$(printf '%s\n' "${kt[@]}" | median)
 vmed=$(printf '%s\n' "${vt[@]}" | median)
-printf 'vigil runtime-policy create:    median %.3f s (%s rounds)\n' "$vmed" "$ROUNDS"
-printf 'keylime-policy create runtime:  median %.3f s (%s rounds)\n' "$kmed" "$ROUNDS"
+vcpu=$(median <"$work/v.cpu")
+kcpu=$(median <"$work/k.cpu")
+printf 'vigil runtime-policy create:    median %.3f s, CPU %.3f s (%s rounds: %s)\n' "$vmed" "$vcpu" "$ROUNDS" "${vt[*]}"
+printf 'keylime-policy create runtime:  median %.3f s, CPU %.3f s (%s rounds: %s)\n' "$kmed" "$kcpu" "$ROUNDS" "${kt[*]}"
 printf 'ratio: %.1fx\n' "$(awk "BEGIN{print $kmed / $vmed}")"

@@ -219,7 +219,7 @@ fn hash_fd(fd: impl AsFd, algo: HashAlgo, buf: &mut [u8]) -> std::io::Result<Vec
 /// buffers of a thread's lanes stay in the CPU's L2 cache: reading from the page cache
 /// is a copy, and copying into buffers that are not cached cost more than the
 /// syscalls saved (measured with 16 KiB to 256 KiB).
-const READ_LEN: usize = 64 << 10;
+const READ_LEN: usize = 32 << 10;
 
 /// Mount points whose file system type differs from that of `/` (Keylime's
 /// `exclude_dirs_based_on_rootfs`), not already covered by `excluded`.
@@ -276,6 +276,8 @@ struct TreeFile {
     key: String,
     dir: usize,
     name: CString,
+    /// Size when the tree was read, if it was looked at.
+    size: Option<u64>,
 }
 
 impl RootfsTree {
@@ -352,7 +354,9 @@ fn dir_fd_budget() -> usize {
 /// renders them; files are sorted by key.
 ///
 /// The tree is read with `getdents` and `fstatat`/`openat` relative to each
-/// directory's descriptor: no path is looked up from the root per file.
+/// directory's descriptor: no path is looked up from the root per file. The
+/// directories stay open in the returned tree (the soft `RLIMIT_NOFILE` is raised to
+/// the hard limit for them; beyond it files are opened by their path from the root).
 pub fn collect_tree(rootfs: &Path, opts: &TreeOptions) -> Result<RootfsTree> {
     collect_tree_with_budget(rootfs, opts, dir_fd_budget())
 }
@@ -440,12 +444,12 @@ fn collect_tree_with_budget(
                 continue;
             }
             let mut ft = ent.file_type();
-            let mut uid = None;
+            let mut stat = None;
             if ft == FileType::Unknown {
                 match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) => {
                         ft = FileType::from_raw_mode(st.st_mode);
-                        uid = Some(st.st_uid);
+                        stat = Some((st.st_uid, st.st_size as u64));
                     }
                     Err(_) => continue,
                 }
@@ -460,22 +464,20 @@ fn collect_tree_with_budget(
             path.extend_from_slice(nb);
             match ft {
                 FileType::RegularFile => {
-                    if !opts.all_owners {
-                        let uid = match uid {
-                            Some(u) => u,
-                            None => match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                                Ok(st) => st.st_uid,
-                                Err(_) => continue,
-                            },
-                        };
-                        if uid != 0 {
-                            continue;
+                    if !opts.all_owners && stat.is_none() {
+                        match statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                            Ok(st) => stat = Some((st.st_uid, st.st_size as u64)),
+                            Err(_) => continue,
                         }
+                    }
+                    if !opts.all_owners && !matches!(stat, Some((0, _))) {
+                        continue;
                     }
                     tree.files.push(TreeFile {
                         key: String::from_utf8_lossy(&path).replace(' ', "_"),
                         dir: di,
                         name: name.to_owned(),
+                        size: stat.map(|(_, size)| size),
                     });
                 }
                 FileType::Directory => {
@@ -585,6 +587,11 @@ fn hash_worker(
 struct Lane {
     /// Index of the file and its descriptor.
     file: Option<(usize, OwnedFd)>,
+    /// Bytes read of it so far.
+    read: u64,
+    /// The last read ended at the size the tree scan saw: no read is needed to see
+    /// the end of the file.
+    at_end: bool,
     hasher: sha256::Sha256,
     buf: Vec<u8>,
     /// Read but not yet hashed: `buf[start..end]`.
@@ -601,6 +608,8 @@ fn hash_worker_sha256(
     let mut lanes: Vec<Lane> = (0..LANES)
         .map(|_| Lane {
             file: None,
+            read: 0,
+            at_end: false,
             hasher: sha256::Sha256::new(),
             buf: vec![0u8; READ_LEN],
             start: 0,
@@ -635,11 +644,18 @@ fn hash_worker_sha256(
                         Ok(fd) => {
                             lane.file = Some((i, fd));
                             lane.hasher.reset();
+                            lane.read = 0;
+                            lane.at_end = false;
                         }
                         Err(_) => done(&mut out, i, None),
                     }
                     continue;
                 };
+                if lane.at_end {
+                    finished.push((*i, std::mem::take(&mut lane.hasher)));
+                    lane.file = None;
+                    continue;
+                }
                 match rustix::io::read(fd, &mut lane.buf[..]) {
                     Ok(0) => {
                         finished.push((*i, std::mem::take(&mut lane.hasher)));
@@ -648,6 +664,10 @@ fn hash_worker_sha256(
                     Ok(n) => {
                         lane.start = 0;
                         lane.end = n;
+                        lane.read += n as u64;
+                        // A short read that reaches the size seen by the scan is the
+                        // end of a regular file (one that grew since reads on).
+                        lane.at_end = n < lane.buf.len() && tree.files[*i].size == Some(lane.read);
                     }
                     Err(rustix::io::Errno::INTR) => {}
                     Err(_) => {
@@ -973,6 +993,47 @@ mod tests {
             all_owners: true,
         };
         assert!(collect_tree(root, &none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn files_changed_after_the_scan_are_hashed_as_they_are_then() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let sizes = [10usize, 100, READ_LEN - 1, READ_LEN, READ_LEN + 5];
+        for (i, n) in sizes.iter().enumerate() {
+            std::fs::write(root.join(format!("grow{i}")), vec![1u8; *n]).unwrap();
+            std::fs::write(root.join(format!("shrink{i}")), vec![2u8; *n]).unwrap();
+        }
+        // Owner checks make the scan record sizes (tests run as root or not: both).
+        for all_owners in [false, true] {
+            let opts = TreeOptions {
+                all_owners,
+                ..Default::default()
+            };
+            let tree = collect_tree(root, &opts).unwrap();
+            if tree.is_empty() {
+                continue; // not root, and the files are not root's
+            }
+            let mut want = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let g: Vec<u8> = [vec![1u8; *n], vec![3u8; 70]].concat();
+                std::fs::write(root.join(format!("grow{i}")), &g).unwrap();
+                let t = vec![2u8; n / 2];
+                std::fs::write(root.join(format!("shrink{i}")), &t).unwrap();
+                want.push((format!("/grow{i}"), g));
+                want.push((format!("/shrink{i}"), t));
+            }
+            let map = hash_tree(&tree, HashAlgo::Sha256, None);
+            for (k, data) in &want {
+                let d = hex::encode(HashAlgo::Sha256.digest(data).unwrap());
+                assert_eq!(map.get(k).map(|v| v.to_vec()), Some(vec![d]), "{k}");
+            }
+            // Back to the original contents for the next round.
+            for (i, n) in sizes.iter().enumerate() {
+                std::fs::write(root.join(format!("grow{i}")), vec![1u8; *n]).unwrap();
+                std::fs::write(root.join(format!("shrink{i}")), vec![2u8; *n]).unwrap();
+            }
+        }
     }
 
     #[test]
