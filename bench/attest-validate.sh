@@ -4,9 +4,12 @@
 # Python keylime.ima.ima.process_measurement_list, on the same input in one run.
 # Prints both medians, vigil's median CPU time and the ratio. Needs Keylime in
 # target/keylime-venv (scripts/install-deps.sh creates it).
-# On the shared 2-core test machine (load average ~3): vigil 0.12-0.20 s wall (0.12 s
-# when it gets both cores), 0.18 s CPU; Keylime 0.99-1.04 s; ratio 5-8x (before the
-# allocation-light ASCII path: 0.24-0.30 s, 0.28-0.30 s CPU, 3.3-4.1x).
+# On the shared 2-core test machine (load average ~2), 2 runs of ROUNDS=9: vigil
+# 0.068-0.071 s wall, 0.108-0.119 s CPU; Keylime 1.91-2.03 s in the same runs (it took
+# ~1.0 s in earlier runs here); ratio 28-29x (~14x against a 1.0 s Keylime). At load
+# average ~4: vigil 0.106-0.141 s wall, 0.104-0.126 s CPU; Keylime 1.76-2.13 s; 15-17x.
+# Before the fast digests scanner, arena policy map and prepared parallel list:
+# 0.12-0.20 s wall, 0.18 s CPU, 5-8x against a ~1.0 s Keylime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}

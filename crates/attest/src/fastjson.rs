@@ -161,7 +161,7 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
             b'"' => {
                 i += 1;
                 loop {
-                    let k = memchr::memchr2(b'"', b'\\', &t[i..])?;
+                    let k = memchr::memchr2(b'"', b'\\', t.get(i..)?)?;
                     if t[i + k] == b'\\' {
                         i += k + 2;
                     } else {
@@ -319,5 +319,8 @@ mod tests {
         assert!(find_digests(br#"{"dig\u0065sts": {}}"#).is_none());
         assert!(find_digests(br#"{"digests": {"/a": [1]}}"#).is_none());
         assert!(find_digests(br#"{"digests": {}"#).is_none());
+        // A string ending in a backslash at the end of the text (found by fuzzing).
+        assert!(find_digests(b"{\"a\": \"x\\").is_none());
+        assert!(find_digests(b"{\t\" + ?\":\n{\t\"{ \\\\{\t\" ?\" :\n{\t\"{\"\\").is_none());
     }
 }

@@ -498,7 +498,9 @@ fn hash_into(bank: HashAlgo, data: (u32, u32), arena: &mut Vec<u8>) -> u32 {
 
 fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
     let mut c = Chunk {
-        arena: Vec::with_capacity((e - s) * 3 / 4),
+        // Per line about 0.8 of its length (hex halves, the template data adds
+        // the path and the digest again): no reallocation for the usual lines.
+        arena: Vec::with_capacity(e - s),
         lines: Vec::with_capacity((e - s) / 100),
         slow: Vec::new(),
     };
