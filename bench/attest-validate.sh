@@ -7,7 +7,8 @@
 # On the shared 2-core test machine (load average ~2), 2 runs of ROUNDS=9: vigil
 # 0.068-0.071 s wall, 0.108-0.119 s CPU; Keylime 1.91-2.03 s in the same runs (it took
 # ~1.0 s in earlier runs here); ratio 28-29x (~14x against a 1.0 s Keylime). At load
-# average ~4: vigil 0.106-0.141 s wall, 0.104-0.126 s CPU; Keylime 1.76-2.13 s; 15-17x.
+# average ~3-4 (another benchmark holding a core), 5 runs: vigil 0.106-0.167 s wall,
+# 0.104-0.191 s CPU; Keylime 1.76-2.13 s; 12-17x.
 # Before the fast digests scanner, arena policy map and prepared parallel list:
 # 0.12-0.20 s wall, 0.18 s CPU, 5-8x against a ~1.0 s Keylime.
 set -euo pipefail
