@@ -10,9 +10,10 @@
 #
 # vigil reads the tree with getdents/openat relative to directory descriptors and hashes
 # four files at a time per thread with interleaved SHA-NI rounds (vigil_fsverity::sha256).
-# On the 2-core test machine (Dec 2026, 5 rounds; another job holding about one core):
-# generated tree 0.53-0.81 s (CPU 0.54-0.64 s) vs 3.52-4.78 s, 5.9-6.6x; /usr/share
-# (43,107 files, 648 MB) 0.82-0.87 s (CPU 0.85 s) vs 5.86-6.06 s, 6.8-7.4x. Before:
+# On the 2-vCPU test machine (Dec 2026), generated tree, 5 rounds: quiet 0.319 s (CPU
+# 0.54 s) vs 4.44 s, 13.9x; with another job holding about one core 0.53-0.81 s vs
+# 3.52-4.78 s, 5.9-6.6x; /usr/share (43,107 files, 648 MB): quiet 0.587 s vs 8.50 s,
+# 14.5x; busy 6.8-7.4x. Before:
 # 4.7x / 5.3x. See README.md (Remote attestation, Performance).
 set -euo pipefail
 cd "$(dirname "$0")/.."

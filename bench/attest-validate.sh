@@ -4,13 +4,12 @@
 # Python keylime.ima.ima.process_measurement_list, on the same input in one run.
 # Prints both medians, vigil's median CPU time and the ratio. Needs Keylime in
 # target/keylime-venv (scripts/install-deps.sh creates it).
-# On the shared 2-core test machine (load average ~2), 2 runs of ROUNDS=9: vigil
-# 0.068-0.071 s wall, 0.108-0.119 s CPU; Keylime 1.91-2.03 s in the same runs (it took
-# ~1.0 s in earlier runs here); ratio 28-29x (~14x against a 1.0 s Keylime). At load
-# average ~3-4 (another benchmark holding a core), 5 runs: vigil 0.106-0.167 s wall,
-# 0.104-0.191 s CPU; Keylime 1.76-2.13 s; 12-17x.
-# Before the fast digests scanner, arena policy map and prepared parallel list:
-# 0.12-0.20 s wall, 0.18 s CPU, 5-8x against a ~1.0 s Keylime.
+# On the 2-vCPU test machine, ROUNDS=9: quiet (no other job), 2 runs: vigil 0.064-0.074 s
+# wall, 0.108-0.120 s CPU; Keylime 1.84-1.86 s in the same runs (~1.0 s in earlier runs
+# here); ratio 25-29x. With another job holding a core, 5 runs: vigil 0.106-0.167 s,
+# Keylime 1.76-2.13 s, 12-17x. Before the fast digests scanner, arena policy map and
+# prepared parallel list: 0.12-0.20 s, 5-8x. VIGIL_ATTEST_TIMING=1 makes vigil print
+# when each phase ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
