@@ -366,14 +366,7 @@ impl Builder {
     /// Start a new entry named `name`.
     #[inline]
     pub(crate) fn begin(&mut self, name: &str) {
-        let m = &mut self.map;
-        let span = arena_span(&m.names, name.len());
-        m.names.push_str(name);
-        m.entries.push(Rec {
-            name: span,
-            first: m.spans.len() as u32,
-            count: 0,
-        });
+        self.map.push_entry(name);
     }
 
     /// Add a digest to the entry begun last.
@@ -523,6 +516,19 @@ impl DigestMap {
             .map(move |r| (r.name.of(&self.names), self.view(r)))
     }
 
+    /// Append an empty entry named `name` (not yet in the index); its position.
+    #[inline]
+    fn push_entry(&mut self, name: &str) -> usize {
+        let span = arena_span(&self.names, name.len());
+        self.names.push_str(name);
+        self.entries.push(Rec {
+            name: span,
+            first: self.spans.len() as u32,
+            count: 0,
+        });
+        self.entries.len() - 1
+    }
+
     /// Position of `name`'s entry, creating an empty one at the end.
     fn slot(&mut self, name: &str) -> usize {
         let h = name_hash(name.as_bytes());
@@ -532,14 +538,7 @@ impl DigestMap {
         {
             return i;
         }
-        let span = arena_span(&self.names, name.len());
-        self.names.push_str(name);
-        self.entries.push(Rec {
-            name: span,
-            first: self.spans.len() as u32,
-            count: 0,
-        });
-        let pos = self.entries.len() - 1;
+        let pos = self.push_entry(name);
         if (pos + 1) * 2 > self.index.slots.len() {
             self.index
                 .rebuild(&self.names, &self.entries, self.entries.len() * 2);

@@ -95,44 +95,24 @@ impl<'de> Visitor<'de> for StrList {
     }
 }
 
-/// A digest string appended to the map being built.
-struct DigestSeed<'b>(&'b mut Builder);
+/// A string handed to the map being built: [`Builder::begin`] for a name that starts
+/// an entry, [`Builder::digest`] for a digest of the entry begun last.
+struct StrSeed<'b>(&'b mut Builder, fn(&mut Builder, &str));
 
-impl<'de> DeserializeSeed<'de> for DigestSeed<'_> {
+impl<'de> DeserializeSeed<'de> for StrSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_str(self)
     }
 }
 
-impl<'de> Visitor<'de> for DigestSeed<'_> {
+impl<'de> Visitor<'de> for StrSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.0.digest(v);
-        Ok(())
-    }
-}
-
-/// A name starting a new entry of the map being built.
-struct NameSeed<'b>(&'b mut Builder);
-
-impl<'de> DeserializeSeed<'de> for NameSeed<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NameSeed<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        self.0.begin(v);
+        (self.1)(self.0, v);
         Ok(())
     }
 }
@@ -155,7 +135,7 @@ impl<'de> Visitor<'de> for DigestList<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
         loop {
-            match seq.next_element_seed(DigestSeed(&mut *self.0)) {
+            match seq.next_element_seed(StrSeed(&mut *self.0, Builder::digest)) {
                 Ok(Some(())) => i += 1,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(nest(&format!("[{i}]"), e)),
@@ -174,7 +154,7 @@ impl<'de> Deserialize<'de> for DigestMap {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<DigestMap, M::Error> {
                 let mut b = Builder::default();
-                while m.next_key_seed(NameSeed(&mut b))?.is_some() {
+                while m.next_key_seed(StrSeed(&mut b, Builder::begin))?.is_some() {
                     m.next_value_seed(DigestList(&mut b))
                         .map_err(|e| nest::<M::Error>(&quote_key(b.last_name()), e))?;
                 }
