@@ -581,10 +581,7 @@ impl<'p> Validator<'p> {
     where
         I: IntoIterator<Item = std::result::Result<Entry<'e>, Unparsable>>,
     {
-        let mut scratch = State::default();
-        let has_state = state.is_some();
-        let st = state.unwrap_or(&mut scratch);
-        let mut run = match Run::start(self, bank, quote, st, has_state, info)? {
+        let mut run = match Run::start(self, bank, quote, state, info)? {
             Ok(run) => run,
             Err(report) => return Ok(report),
         };
@@ -683,10 +680,7 @@ impl<'p> Validator<'p> {
         info: ListInfo,
     ) -> Result<Report> {
         let bank = list.bank();
-        let mut scratch = State::default();
-        let has_state = state.is_some();
-        let st = state.unwrap_or(&mut scratch);
-        let mut run = match Run::start(self, bank, quote, st, has_state, info)? {
+        let mut run = match Run::start(self, bank, quote, state, info)? {
             Ok(run) => run,
             Err(report) => return Ok(report),
         };
@@ -870,8 +864,8 @@ struct Run<'v, 'p, 's> {
     v: &'v Validator<'p>,
     bank: HashAlgo,
     quote: Option<&'v [u8]>,
-    st: &'s mut State,
-    has_state: bool,
+    /// The caller's state, if any (without one, every round starts fresh).
+    st: Option<&'s mut State>,
     info: ListInfo,
     report: Report,
     running: Vec<u8>,
@@ -891,8 +885,7 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
         v: &'v Validator<'p>,
         bank: HashAlgo,
         quote: Option<&'v [u8]>,
-        st: &'s mut State,
-        has_state: bool,
+        mut st: Option<&'s mut State>,
         info: ListInfo,
     ) -> Result<std::result::Result<Run<'v, 'p, 's>, Report>> {
         let l = bank.digest_len();
@@ -914,7 +907,7 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
         };
 
         // cloud_verifier_common.process_quote_response: where the list starts.
-        if has_state {
+        if let Some(st) = st.as_deref_mut() {
             if info.first_entry == 0 {
                 st.reset();
             } else if info.first_entry != st.next_entry {
@@ -942,7 +935,8 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
             }
         }
 
-        let running = match st.pcrs.get(bank.name()) {
+        let next_entry = st.as_deref().map_or(0, |st| st.next_entry);
+        let running = match st.as_deref().and_then(|st| st.pcrs.get(bank.name())) {
             Some(h) => {
                 let v = hex::decode(h)
                     .map_err(|e| Error::State(format!("pcrs.{}: {e}", bank.name())))?;
@@ -955,16 +949,18 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
                 }
                 v
             }
-            None if st.next_entry > 0 => {
+            None if next_entry > 0 => {
                 return Err(Error::State(format!(
-                    "no running PCR value for bank {} after entry {}",
+                    "no running PCR value for bank {} after entry {next_entry}",
                     bank.name(),
-                    st.next_entry
                 )))
             }
             None => vec![0; l],
         };
-        let learned = std::mem::take(&mut st.learned_keyrings);
+        let learned = st
+            .as_deref_mut()
+            .map(|st| std::mem::take(&mut st.learned_keyrings))
+            .unwrap_or_default();
         let found = match quote {
             Some(q) => running == q,
             None => true,
@@ -975,7 +971,6 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
             bank,
             quote,
             st,
-            has_state,
             info,
             report,
             running,
@@ -1110,11 +1105,10 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
                 if self.running == q {
                     self.found = true;
                     self.match_line = linenum + 1;
-                    if self.has_state {
-                        self.st
-                            .pcrs
+                    if let Some(st) = self.st.as_deref_mut() {
+                        st.pcrs
                             .insert(self.bank.name().into(), hex_lower(&self.running));
-                        self.st.next_entry += linenum + 1;
+                        st.next_entry += linenum + 1;
                     }
                 }
             }
@@ -1126,8 +1120,7 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
     fn finish(self) -> Report {
         let Run {
             quote,
-            st,
-            has_state,
+            mut st,
             mut report,
             running,
             learned,
@@ -1151,7 +1144,10 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
                     },
                     signature: None,
                 });
-            } else if has_state && !st.check_quote_progress(match_line, log_length) {
+            } else if st
+                .as_deref_mut()
+                .is_some_and(|st| !st.check_quote_progress(match_line, log_length))
+            {
                 report.failures.push(Failure {
                     entry: None,
                     path: None,
@@ -1160,10 +1156,13 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
                 });
             }
         }
-        st.learned_keyrings = learned;
-        if !report.failures.is_empty() {
+        let failed = !report.failures.is_empty();
+        if failed {
             report.verdict = Verdict::Failed;
-            if has_state {
+        }
+        if let Some(st) = st {
+            st.learned_keyrings = learned;
+            if failed {
                 st.reset();
             }
         }
