@@ -36,10 +36,7 @@ struct TwoWay {
 impl TwoWay {
     fn new(prefix: &[u8], block_size: usize) -> TwoWay {
         use sha2::digest::generic_array::GenericArray;
-        let mut init = [
-            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-            0x5be0cd19,
-        ];
+        let mut init = crate::sha256::IV;
         let blocks: Vec<_> = prefix
             .chunks(64)
             .map(|c| *GenericArray::from_slice(c))

@@ -32,7 +32,8 @@ pub const BLOCK_LEN: usize = 64;
 /// Bytes of a digest.
 pub const DIGEST_LEN: usize = 32;
 
-const IV: [u32; 8] = [
+/// The initial hash value (FIPS 180-4 §5.3.3).
+pub(crate) const IV: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
 

@@ -190,10 +190,7 @@ mod tests {
         }
         let a: Vec<u8> = (0..64 * 5).map(|i| (i * 7 + 3) as u8).collect();
         let b: Vec<u8> = (0..64 * 5).map(|i| (i * 13 + 1) as u8).collect();
-        let iv = [
-            0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
-            0x5be0cd19,
-        ];
+        let iv = crate::sha256::IV;
         let (mut sa, mut sb) = (iv, iv);
         compress2(&mut sa, &mut sb, &a, &b);
         let blocks = |d: &[u8]| -> Vec<
