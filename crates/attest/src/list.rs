@@ -156,17 +156,6 @@ pub fn ascii_items(
     .flatten()
 }
 
-/// Like [`ascii_items`], but all at once (one parallel pass, no chunking), for a
-/// caller that keeps the whole list anyway.
-pub fn ascii_items_all(text: &[u8], skip: usize) -> Vec<ListItem<'_>> {
-    let lines: Vec<&[u8]> = ascii_lines(text).skip(skip).collect();
-    lines
-        .par_iter()
-        .with_min_len(512)
-        .map(|line| fast_ascii_line(line).unwrap_or_else(|| parse_ascii_line(line)))
-        .collect()
-}
-
 /// Value of one hex digit, or 0xff.
 const HEX: [u8; 256] = {
     let mut t = [0xffu8; 256];
@@ -647,8 +636,6 @@ mod tests {
         assert_eq!(lazy, parse_ascii(text.as_bytes()));
         let skipped: Vec<_> = ascii_items(text.as_bytes(), 3).collect();
         assert_eq!(skipped[..], lazy[3..]);
-        assert_eq!(ascii_items_all(text.as_bytes(), 0), lazy);
-        assert_eq!(ascii_items_all(text.as_bytes(), 3)[..], lazy[3..]);
         for bank in [HashAlgo::Sha1, HashAlgo::Sha256] {
             let p = PreparedAscii::new(text.as_bytes(), bank);
             assert_eq!(p.len(), lazy.len());
