@@ -665,8 +665,8 @@ fn hash_worker_sha256(
                         lane.start = 0;
                         lane.end = n;
                         lane.read += n as u64;
-                        // A short read that reaches the size seen by the scan is the
-                        // end of a regular file (one that grew since reads on).
+                        // A short read that reaches the size the scan saw is the end
+                        // of the file; a file that grew since is read on to its end.
                         lane.at_end = n < lane.buf.len() && tree.files[*i].size == Some(lane.read);
                     }
                     Err(rustix::io::Errno::INTR) => {}
