@@ -391,6 +391,27 @@ pub(crate) struct Chunk {
     pub(crate) slow: Vec<ListItem<'static>>,
 }
 
+impl Chunk {
+    /// Hand one of this chunk's `lines` to `f`: its entry (or why it could not be
+    /// read) and its template digest with the bank's algorithm (`digest_len` bytes),
+    /// if that was computed.
+    #[inline]
+    pub(crate) fn with_line<R>(
+        &self,
+        text: &[u8],
+        (line, at): &(Line, u32),
+        digest_len: usize,
+        f: impl FnOnce(std::result::Result<&Entry<'_>, &Unparsable>, Option<&[u8]>) -> R,
+    ) -> R {
+        let pre_bank =
+            (*at != u32::MAX).then(|| &self.arena[*at as usize..*at as usize + digest_len]);
+        match line {
+            Line::Fast(l) => f(Ok(&l.entry(text, &self.arena)), pre_bank),
+            Line::Slow(i) => f(self.slow[*i as usize].as_ref(), pre_bank),
+        }
+    }
+}
+
 /// An ASCII measurement list prepared for validation: split into lines, every line
 /// parsed and its template digest (with the PCR bank's algorithm) computed, in
 /// parallel. None of this depends on the policy, so it can run while the policy is

@@ -798,23 +798,15 @@ impl<'p> Validator<'p> {
                     }
                     let code = codes[k].get().map(Vec::as_slice).unwrap_or(&[]);
                     let lines = &c.lines[starts[k]..];
-                    for (j, (line, h)) in lines.iter().enumerate() {
-                        let pre_bank =
-                            (*h != u32::MAX).then(|| &c.arena[*h as usize..*h as usize + l]);
+                    for (j, line) in lines.iter().enumerate() {
                         let rule = match code.get(j) {
                             Some(1) => Some(Rule::Pass),
                             Some(2) => Some(Rule::Excluded),
                             _ => None,
                         };
-                        match line {
-                            Line::Fast(f) => {
-                                let e = f.entry(text, &c.arena);
-                                run.step(Ok(&e), pre_bank, None, rule)?;
-                            }
-                            Line::Slow(i) => {
-                                run.step(c.slow[*i as usize].as_ref(), pre_bank, None, rule)?;
-                            }
-                        }
+                        c.with_line(text, line, l, |item, pre_bank| {
+                            run.step(item, pre_bank, None, rule)
+                        })?;
                     }
                 }
                 Ok(())
@@ -838,21 +830,14 @@ impl<'p> Validator<'p> {
         let l = list.bank().digest_len();
         let mut skip = skip;
         for c in &list.chunks {
-            for (line, h) in &c.lines {
+            for line in &c.lines {
                 if skip > 0 {
                     skip -= 1;
                     continue;
                 }
-                let pre_bank = (*h != u32::MAX).then(|| &c.arena[*h as usize..*h as usize + l]);
-                match line {
-                    Line::Fast(f) => {
-                        let e = f.entry(list.text, &c.arena);
-                        run.step(Ok(&e), pre_bank, None, None)?;
-                    }
-                    Line::Slow(i) => {
-                        run.step(c.slow[*i as usize].as_ref(), pre_bank, None, None)?
-                    }
-                }
+                c.with_line(list.text, line, l, |item, pre_bank| {
+                    run.step(item, pre_bank, None, None)
+                })?;
             }
         }
         Ok(run)
