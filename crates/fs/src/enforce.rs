@@ -34,7 +34,7 @@ use crate::verity::ReadCheck;
 /// `__FMODE_EXEC`: the kernel sets it in the flags of the open that `execve(2)` (and
 /// `uselib(2)`) makes, and FUSE passes it on in OPEN. `open(2)` masks it off and
 /// `openat2(2)` refuses it, so no process can forge it.
-pub const FMODE_EXEC: i32 = 0x20;
+const FMODE_EXEC: i32 = 0x20;
 
 /// Who asked (from the FUSE request header).
 #[derive(Clone, Copy, Debug)]
