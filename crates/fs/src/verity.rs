@@ -33,23 +33,6 @@ impl TreeSource for SharedTree {
     }
 }
 
-/// Ranges at least this large are verified in two halves at once (a READ is hashed
-/// while the kernel waits for it: two cores halve that wait).
-const SPLIT: usize = 256 * 1024;
-
-fn verify_split(v: &Verifier<SharedTree>, offset: u64, data: &[u8]) -> Result<(), String> {
-    if data.len() < SPLIT {
-        return v.verify(offset, data).map_err(|e| e.to_string());
-    }
-    let mid = (data.len() / 2 / BLOCK as usize) * BLOCK as usize;
-    let (a, b) = data.split_at(mid);
-    let (ra, rb) = rayon::join(
-        || verify_split(v, offset, a),
-        || verify_split(v, offset + mid as u64, b),
-    );
-    ra.and(rb)
-}
-
 /// How the reads of one measured version of a file are checked.
 pub enum ReadCheck {
     /// More than one block: each range against the Merkle tree.
@@ -120,7 +103,7 @@ impl ReadCheck {
     /// `Err` names the first block that does not match.
     pub fn verify(&self, offset: u64, data: &[u8]) -> Result<(), String> {
         match self {
-            ReadCheck::Tree(v) => verify_split(v, offset, data),
+            ReadCheck::Tree(v) => v.verify(offset, data).map_err(|e| e.to_string()),
             ReadCheck::Whole { algo, digest, size } => {
                 if data.len() as u64 != *size {
                     return Err(format!("file is {} bytes, measured {size}", data.len()));
