@@ -15,6 +15,7 @@ pub mod error;
 pub mod exclude;
 pub mod fastjson;
 pub mod generate;
+mod hex_decode;
 pub mod keys;
 pub mod list;
 pub mod policy;

@@ -156,38 +156,12 @@ pub fn ascii_items(
     .flatten()
 }
 
-/// Value of one hex digit, or 0xff.
-const HEX: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        t[b'A' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-
 /// Append the bytes of the hex text `h` to `out`; `false` (with `out` partly
 /// written) if it is not hex.
 fn unhex_into(h: &[u8], out: &mut Vec<u8>) -> bool {
-    if h.len() % 2 != 0 {
-        return false;
-    }
     let start = out.len();
     out.resize(start + h.len() / 2, 0);
-    let mut bad = 0u8;
-    for (o, p) in out[start..].iter_mut().zip(h.chunks_exact(2)) {
-        let (a, b) = (HEX[p[0] as usize], HEX[p[1] as usize]);
-        bad |= a | b;
-        *o = (a << 4) | (b & 0x0f);
-    }
-    bad & 0xf0 == 0
+    crate::hex_decode::decode(h, &mut out[start..])
 }
 
 /// Where the parts of a line taken by the fast path are: `text` ranges are offsets in
