@@ -6,9 +6,11 @@
 //! the map the largest cost of loading a policy. Here all names live in one `String`
 //! arena, all digests in another, and entries are offsets into them, with an
 //! open-addressing index for lookups. [`DigestMap::get`] returns a borrowed view,
-//! [`Digests`], iterable as `&str`.
+//! [`Digests`], iterable as `&str`. A map read from a policy text it may keep (a
+//! [`Source`]) points into that text instead of copying the strings.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -22,10 +24,42 @@ pub(crate) struct Span {
     pub(crate) len: u32,
 }
 
-impl Span {
+/// Text a [`DigestMap`] may point into instead of copying from it: the policy it was
+/// read from.
+pub type Source = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Bit of [`Span::len`] that marks a span of the map's [`Source`] rather than of its
+/// arena.
+const IN_SOURCE: u32 = 1 << 31;
+
+/// The strings of one kind (names or digests) of a map: its arena, and the source
+/// that spans marked [`IN_SOURCE`] point into.
+#[derive(Clone, Copy)]
+pub(crate) struct Text<'a> {
+    arena: &'a str,
+    source: &'a [u8],
+}
+
+impl<'a> Text<'a> {
     #[inline]
-    fn of<'a>(&self, arena: &'a str) -> &'a str {
-        &arena[self.start as usize..self.start as usize + self.len as usize]
+    fn bytes(self, s: Span) -> &'a [u8] {
+        let (start, len) = (s.start as usize, (s.len & !IN_SOURCE) as usize);
+        let all = if s.len & IN_SOURCE != 0 {
+            self.source
+        } else {
+            self.arena.as_bytes()
+        };
+        all.get(start..start + len).unwrap_or_default()
+    }
+
+    #[inline]
+    fn str(self, s: Span) -> &'a str {
+        if s.len & IN_SOURCE == 0 {
+            return &self.arena[s.start as usize..s.start as usize + s.len as usize];
+        }
+        // The scanner took only UTF-8 strings; checked again, as the source is not
+        // this map's to keep unchanged.
+        std::str::from_utf8(self.bytes(s)).unwrap_or_default()
     }
 }
 
@@ -54,6 +88,7 @@ pub(crate) struct Rec {
 pub struct DigestMap {
     names: String,
     strs: String,
+    source: Option<Source>,
     spans: Vec<Span>,
     entries: Vec<Rec>,
     index: Index,
@@ -62,7 +97,7 @@ pub struct DigestMap {
 /// The digests of one name: a borrowed view into a [`DigestMap`].
 #[derive(Clone, Copy)]
 pub struct Digests<'a> {
-    strs: &'a str,
+    strs: Text<'a>,
     spans: &'a [Span],
 }
 
@@ -79,7 +114,7 @@ impl<'a> Digests<'a> {
 
     /// The `i`-th digest.
     pub fn get(&self, i: usize) -> Option<&'a str> {
-        self.spans.get(i).map(|s| s.of(self.strs))
+        self.spans.get(i).map(|&s| self.strs.str(s))
     }
 
     /// The first digest.
@@ -97,7 +132,13 @@ impl<'a> Digests<'a> {
 
     /// Whether `digest` is one of them.
     pub fn contains(&self, digest: &str) -> bool {
-        self.iter().any(|d| d == digest)
+        self.contains_bytes(digest.as_bytes())
+    }
+
+    /// [`Digests::contains`] for a digest given as bytes.
+    #[inline]
+    pub fn contains_bytes(&self, digest: &[u8]) -> bool {
+        self.spans.iter().any(|&s| self.strs.bytes(s) == digest)
     }
 
     /// Owned copies.
@@ -109,14 +150,14 @@ impl<'a> Digests<'a> {
 /// Iterator over [`Digests`].
 #[derive(Clone)]
 pub struct DigestsIter<'a> {
-    strs: &'a str,
+    strs: Text<'a>,
     spans: std::slice::Iter<'a, Span>,
 }
 
 impl<'a> Iterator for DigestsIter<'a> {
     type Item = &'a str;
     fn next(&mut self) -> Option<&'a str> {
-        self.spans.next().map(|s| s.of(self.strs))
+        self.spans.next().map(|&s| self.strs.str(s))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.spans.size_hint()
@@ -125,7 +166,7 @@ impl<'a> Iterator for DigestsIter<'a> {
 
 impl DoubleEndedIterator for DigestsIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.spans.next_back().map(|s| s.of(self.strs))
+        self.spans.next_back().map(|&s| self.strs.str(s))
     }
 }
 
@@ -248,7 +289,7 @@ impl Index {
     }
 
     #[inline]
-    fn find_hashed(&self, h: u64, names: &str, entries: &[Rec], name: &[u8]) -> Option<usize> {
+    fn find_hashed(&self, h: u64, names: Text, entries: &[Rec], name: &[u8]) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
@@ -260,7 +301,7 @@ impl Index {
                 0 => return None,
                 s if s & TAG == tag => {
                     let p = (s & 0xffff_ffff) as usize - 1;
-                    if entries[p].name.of(names).as_bytes() == name {
+                    if names.bytes(entries[p].name) == name {
                         return Some(p);
                     }
                     i = (i + 1) & mask;
@@ -280,11 +321,11 @@ impl Index {
         self.slots[i] = (h & TAG) | (pos as u64 + 1);
     }
 
-    fn rebuild(&mut self, names: &str, entries: &[Rec], min_cap: usize) {
+    fn rebuild(&mut self, names: Text, entries: &[Rec], min_cap: usize) {
         *self = Index::with_capacity(min_cap);
         huge_pages(self.slots.as_ptr().cast(), self.slots.len() * 8);
         for (pos, r) in entries.iter().enumerate() {
-            self.place_hashed(name_hash(r.name.of(names).as_bytes()), pos);
+            self.place_hashed(name_hash(names.bytes(r.name)), pos);
         }
     }
 
@@ -336,18 +377,35 @@ pub(crate) fn huge_pages(ptr: *const u8, len: usize) {
 #[derive(Default)]
 pub(crate) struct Builder {
     map: DigestMap,
+    /// Address and length of the source's bytes: strings inside it are not copied.
+    source_at: Option<(usize, usize)>,
 }
 
 impl Builder {
-    pub(crate) fn with_capacity(entries: usize, names: usize, digests: usize, strs: usize) -> Self {
+    /// A builder for about `entries` names and `digests` digests, with room for
+    /// `names` and `strs` bytes of them in the arenas; strings that lie in `source`
+    /// are not copied.
+    pub(crate) fn with_capacity(
+        entries: usize,
+        names: usize,
+        digests: usize,
+        strs: usize,
+        source: Option<Source>,
+    ) -> Self {
+        let source_at = source.as_ref().map(|s| {
+            let t = (**s).as_ref();
+            (t.as_ptr() as usize, t.len())
+        });
         let b = Builder {
             map: DigestMap {
                 names: String::with_capacity(names),
                 strs: String::with_capacity(strs),
+                source,
                 spans: Vec::with_capacity(digests),
                 entries: Vec::with_capacity(entries),
                 index: Index::default(),
             },
+            source_at,
         };
         let m = &b.map;
         huge_pages(m.names.as_ptr(), m.names.capacity());
@@ -363,18 +421,43 @@ impl Builder {
         b
     }
 
+    /// Where `s` is in the source, if it is a part of it.
+    #[inline]
+    fn in_source(&self, s: &str) -> Option<Span> {
+        let (base, len) = self.source_at?;
+        let start = (s.as_ptr() as usize).checked_sub(base)?;
+        let n = u32::try_from(s.len()).ok().filter(|&n| n < IN_SOURCE)?;
+        (start + s.len() <= len).then_some(Span {
+            start: u32::try_from(start).ok()?,
+            len: n | IN_SOURCE,
+        })
+    }
+
     /// Start a new entry named `name`.
     #[inline]
     pub(crate) fn begin(&mut self, name: &str) {
-        self.map.push_entry(name);
+        match self.in_source(name) {
+            Some(span) => self.map.entries.push(Rec {
+                name: span,
+                first: self.map.spans.len() as u32,
+                count: 0,
+            }),
+            None => {
+                self.map.push_entry(name);
+            }
+        }
     }
 
     /// Add a digest to the entry begun last.
     #[inline]
     pub(crate) fn digest(&mut self, d: &str) {
+        let span = self.in_source(d);
         let m = &mut self.map;
-        let span = arena_span(&m.strs, d.len());
-        m.strs.push_str(d);
+        let span = span.unwrap_or_else(|| {
+            let span = arena_span(&m.strs, d.len());
+            m.strs.push_str(d);
+            span
+        });
         m.spans.push(span);
         if let Some(r) = m.entries.last_mut() {
             r.count += 1;
@@ -386,7 +469,7 @@ impl Builder {
         self.map
             .entries
             .last()
-            .map(|r| r.name.of(&self.map.names))
+            .map(|r| self.map.names().str(r.name))
             .unwrap_or("")
     }
 
@@ -401,7 +484,7 @@ impl Builder {
         let hashes: Vec<u64> = map
             .entries
             .iter()
-            .map(|r| name_hash(r.name.of(&map.names).as_bytes()))
+            .map(|r| name_hash(map.names().bytes(r.name)))
             .collect();
         const AHEAD: usize = 16;
         for &h in hashes.iter().take(AHEAD) {
@@ -411,9 +494,9 @@ impl Builder {
             if let Some(&h) = hashes.get(pos + AHEAD) {
                 index.prefetch(h);
             }
-            let name = map.entries[pos].name.of(&map.names);
+            let name = map.names().bytes(map.entries[pos].name);
             let h = hashes[pos];
-            match index.find_hashed(h, &map.names, &map.entries[..pos], name.as_bytes()) {
+            match index.find_hashed(h, map.names(), &map.entries[..pos], name) {
                 None => index.place_hashed(h, pos),
                 Some(first) => {
                     let r = map.entries[pos];
@@ -430,8 +513,9 @@ impl Builder {
                 pos += 1;
                 dups.binary_search(&(pos - 1)).is_err()
             });
-            map.index
-                .rebuild(&map.names, &map.entries, map.entries.len());
+            let mut index = std::mem::take(&mut map.index);
+            index.rebuild(map.names(), &map.entries, map.entries.len());
+            map.index = index;
         }
         map
     }
@@ -454,9 +538,30 @@ impl DigestMap {
     }
 
     #[inline]
+    fn source_bytes(&self) -> &[u8] {
+        self.source.as_deref().map_or(&[], |s| s.as_ref())
+    }
+
+    #[inline]
+    fn names(&self) -> Text<'_> {
+        Text {
+            arena: &self.names,
+            source: self.source_bytes(),
+        }
+    }
+
+    #[inline]
+    fn strs(&self) -> Text<'_> {
+        Text {
+            arena: &self.strs,
+            source: self.source_bytes(),
+        }
+    }
+
+    #[inline]
     fn view(&self, r: &Rec) -> Digests<'_> {
         Digests {
-            strs: &self.strs,
+            strs: self.strs(),
             spans: &self.spans[r.first as usize..r.first as usize + r.count as usize],
         }
     }
@@ -465,7 +570,7 @@ impl DigestMap {
     fn find(&self, name: &str) -> Option<usize> {
         self.index.find_hashed(
             name_hash(name.as_bytes()),
-            &self.names,
+            self.names(),
             &self.entries,
             name.as_bytes(),
         )
@@ -488,7 +593,7 @@ impl DigestMap {
     #[inline]
     pub fn get_bytes_hashed(&self, hash: u64, name: &[u8]) -> Option<Digests<'_>> {
         self.index
-            .find_hashed(hash, &self.names, &self.entries, name)
+            .find_hashed(hash, self.names(), &self.entries, name)
             .map(|i| self.view(&self.entries[i]))
     }
 
@@ -513,7 +618,7 @@ impl DigestMap {
     pub fn iter(&self) -> impl Iterator<Item = (&str, Digests<'_>)> + '_ {
         self.entries
             .iter()
-            .map(move |r| (r.name.of(&self.names), self.view(r)))
+            .map(move |r| (self.names().str(r.name), self.view(r)))
     }
 
     /// Append an empty entry named `name` (not yet in the index); its position.
@@ -534,14 +639,13 @@ impl DigestMap {
         let h = name_hash(name.as_bytes());
         if let Some(i) = self
             .index
-            .find_hashed(h, &self.names, &self.entries, name.as_bytes())
+            .find_hashed(h, self.names(), &self.entries, name.as_bytes())
         {
             return i;
         }
         let pos = self.push_entry(name);
         if (pos + 1) * 2 > self.index.slots.len() {
-            self.index
-                .rebuild(&self.names, &self.entries, self.entries.len() * 2);
+            self.reindex(self.entries.len() * 2);
         } else {
             self.index.place_hashed(h, pos);
         }
@@ -595,21 +699,30 @@ impl DigestMap {
         let i = self.find(name)?;
         let v = self.view(&self.entries[i]).to_vec();
         self.entries.remove(i);
-        self.index
-            .rebuild(&self.names, &self.entries, self.entries.len());
+        self.reindex(self.entries.len());
         Some(v)
+    }
+
+    /// Rebuild the index with room for `min_cap` names.
+    fn reindex(&mut self, min_cap: usize) {
+        let mut index = std::mem::take(&mut self.index);
+        index.rebuild(self.names(), &self.entries, min_cap);
+        self.index = index;
     }
 
     /// Sort and de-duplicate entry `i`'s digests in place.
     fn sort_entry(&mut self, i: usize) {
         let r = self.entries[i];
         let (a, b) = (r.first as usize, r.first as usize + r.count as usize);
-        let strs = &self.strs;
+        let strs = Text {
+            arena: &self.strs,
+            source: self.source.as_deref().map_or(&[], |s| s.as_ref()),
+        };
         let list = &mut self.spans[a..b];
-        list.sort_unstable_by(|x, y| x.of(strs).cmp(y.of(strs)));
+        list.sort_unstable_by(|&x, &y| strs.bytes(x).cmp(strs.bytes(y)));
         let mut n = 0;
         for k in 0..list.len() {
-            if n == 0 || list[k].of(strs) != list[n - 1].of(strs) {
+            if n == 0 || strs.bytes(list[k]) != strs.bytes(list[n - 1]) {
                 list[n] = list[k];
                 n += 1;
             }

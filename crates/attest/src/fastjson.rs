@@ -10,7 +10,7 @@
 //! the general path's. A document is taken only if the scanner reads the one
 //! top-level `digests` value and the general path accepts the rest.
 
-use crate::digestmap::{Builder, DigestMap};
+use crate::digestmap::{Builder, DigestMap, Source};
 
 #[inline]
 fn is_ws(b: u8) -> bool {
@@ -138,16 +138,21 @@ pub(crate) fn scan_map(t: &[u8], i: usize, b: &mut Builder) -> Option<usize> {
 /// Read a whole `digests`-shaped object (nothing but whitespace around it); `None`
 /// if it is not of the common shape.
 pub fn scan_digest_map(t: &[u8]) -> Option<DigestMap> {
-    let mut b = builder_for(t.len());
+    let mut b = builder_for(t.len(), None);
     let end = scan_map(t, skip_ws(t, 0), &mut b)?;
     (skip_ws(t, end) == t.len()).then(|| b.finish())
 }
 
 /// A builder sized for a `digests` object of `len` bytes in the usual layout
 /// (a path of ~40 bytes with two 64-digit digests per ~190 bytes).
-fn builder_for(len: usize) -> Builder {
+fn builder_for(len: usize, source: Option<Source>) -> Builder {
     let entries = len / 160;
-    Builder::with_capacity(entries, len / 4, entries * 2, len * 3 / 4)
+    // Strings are copied only when they are not in a source.
+    let (names, strs) = match source {
+        Some(_) => (0, 0),
+        None => (len / 4, len * 3 / 4),
+    };
+    Builder::with_capacity(entries, names, entries * 2, strs, source)
 }
 
 /// The index after the JSON value starting at `t[i]`, as a tokenizer sees it: strings
@@ -196,7 +201,9 @@ fn skip_value(t: &[u8], i: usize) -> Option<usize> {
 /// The top-level `digests` value of a policy document: its byte range and the map,
 /// if the document is an object with exactly one `digests` key, every top-level key
 /// is a plain string and the value is of the common shape.
-pub(crate) fn find_digests(t: &[u8]) -> Option<(usize, usize, DigestMap)> {
+/// The `digests` object of the policy `t` and where it is (`a..z`); strings are
+/// taken in place when `source` is `t`'s owner.
+pub(crate) fn find_digests(t: &[u8], source: Option<Source>) -> Option<(usize, usize, DigestMap)> {
     let mut i = skip_ws(t, 0);
     if t.get(i) != Some(&b'{') {
         return None;
@@ -218,7 +225,7 @@ pub(crate) fn find_digests(t: &[u8]) -> Option<(usize, usize, DigestMap)> {
                 return None;
             }
             // The digests object is most of the document.
-            let mut b = builder_for(t.len() - i);
+            let mut b = builder_for(t.len() - i, source.clone());
             let end = scan_map(t, i, &mut b)?;
             found = Some((i, end, b));
             i = end;
@@ -311,16 +318,16 @@ mod tests {
     #[test]
     fn find_digests_takes_one_top_level_key() {
         let t = r#"{"a": {"digests": {"/x": ["1"]}}, "s": "digests\"{", "digests": {"/y": ["2"]}, "n": [1, {"b": []}], "z": 1.5e3}"#;
-        let (a, z, m) = find_digests(t.as_bytes()).unwrap();
+        let (a, z, m) = find_digests(t.as_bytes(), None).unwrap();
         assert_eq!(&t[a..z], r#"{"/y": ["2"]}"#);
         assert_eq!(m.get("/y").unwrap(), ["2"]);
-        assert!(find_digests(br#"{"digests": {}, "digests": {}}"#).is_none());
-        assert!(find_digests(br#"{"x": 1}"#).is_none());
-        assert!(find_digests(br#"{"dig\u0065sts": {}}"#).is_none());
-        assert!(find_digests(br#"{"digests": {"/a": [1]}}"#).is_none());
-        assert!(find_digests(br#"{"digests": {}"#).is_none());
+        assert!(find_digests(br#"{"digests": {}, "digests": {}}"#, None).is_none());
+        assert!(find_digests(br#"{"x": 1}"#, None).is_none());
+        assert!(find_digests(br#"{"dig\u0065sts": {}}"#, None).is_none());
+        assert!(find_digests(br#"{"digests": {"/a": [1]}}"#, None).is_none());
+        assert!(find_digests(br#"{"digests": {}"#, None).is_none());
         // A string ending in a backslash at the end of the text (found by fuzzing).
-        assert!(find_digests(b"{\"a\": \"x\\").is_none());
-        assert!(find_digests(b"{\t\" + ?\":\n{\t\"{ \\\\{\t\" ?\" :\n{\t\"{\"\\").is_none());
+        assert!(find_digests(b"{\"a\": \"x\\", None).is_none());
+        assert!(find_digests(b"{\t\" + ?\":\n{\t\"{ \\\\{\t\" ?\" :\n{\t\"{\"\\", None).is_none());
     }
 }

@@ -37,7 +37,7 @@ pub const MAX_POLICY_LEN: usize = u32::MAX as usize;
 /// Separator between a key path and the message inside deserializer errors.
 const PATH_SEP: char = '\u{1}';
 
-pub use crate::digestmap::{DigestMap, Digests, DigestsIter};
+pub use crate::digestmap::{DigestMap, Digests, DigestsIter, Source};
 
 /// Wrap a nested deserializer error with the key path it occurred under.
 fn nest<E: de::Error>(prefix: &str, err: impl fmt::Display) -> E {
@@ -471,6 +471,16 @@ impl RuntimePolicy {
     /// verifier itself evaluates policies (such as its own `runtime-policy-test.json`)
     /// that fail them.
     pub fn from_json(text: &[u8]) -> Result<RuntimePolicy> {
+        Self::parse(text, None)
+    }
+
+    /// [`RuntimePolicy::from_json`] of a text the policy may keep: its `digests` then
+    /// point into `text` instead of copying it (a large policy loads faster).
+    pub fn from_json_shared(text: Source) -> Result<RuntimePolicy> {
+        Self::parse((*text).as_ref(), Some(text.clone()))
+    }
+
+    fn parse(text: &[u8], source: Option<Source>) -> Result<RuntimePolicy> {
         if text.len() > MAX_POLICY_LEN {
             return Err(Error::schema(
                 "(top level)",
@@ -480,7 +490,7 @@ impl RuntimePolicy {
         // Fast path: the digests object by the scanner, the rest by serde; anything
         // the fast path does not take (unusual shapes, any error) is parsed whole
         // by the general path below, which also gives the errors.
-        if let Some((a, z, digests)) = crate::fastjson::find_digests(text) {
+        if let Some((a, z, digests)) = crate::fastjson::find_digests(text, source) {
             let mut rest = Vec::with_capacity(text.len() - (z - a) + 2);
             rest.extend_from_slice(&text[..a]);
             rest.extend_from_slice(b"{}");
@@ -869,14 +879,32 @@ mod tests {
         assert_eq!(m.get("/y").unwrap(), ["dd"]);
     }
 
-    /// Same result (policy or error message) from the fast path and the general one.
+    /// Same result (policy or error message) from the fast path (copying, or pointing
+    /// into the text) and the general one.
     fn fast_matches_general(text: &str) {
-        let fast = RuntimePolicy::from_json(text.as_bytes());
         let general = RuntimePolicy::from_json_general(text.as_bytes());
-        match (&fast, &general) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b, "{text}"),
-            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
-            _ => panic!("{text}: fast {fast:?} general {general:?}"),
+        let shared: Source = std::sync::Arc::new(text.as_bytes().to_vec());
+        for fast in [
+            RuntimePolicy::from_json(text.as_bytes()),
+            RuntimePolicy::from_json_shared(shared),
+        ] {
+            match (&fast, &general) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{text}");
+                    assert_eq!(a.to_json(), b.to_json(), "{text}");
+                    // Changes after loading mix pointed-to and copied strings.
+                    let (mut a, mut b) = (a.digests.clone(), b.digests.clone());
+                    for m in [&mut a, &mut b] {
+                        m.push("/a", "ff");
+                        m.push("/new", "ee");
+                        m.normalize();
+                        m.remove("/b");
+                    }
+                    assert_eq!(a, b, "{text}");
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+                _ => panic!("{text}: fast {fast:?} general {general:?}"),
+            }
         }
     }
 

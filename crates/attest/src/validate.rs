@@ -483,7 +483,7 @@ impl<'p> Validator<'p> {
             owned = hex_lower(&e.digest);
             owned.as_bytes()
         };
-        if list.iter().any(|d| d.as_bytes() == got) {
+        if list.contains_bytes(got) {
             Rule::Pass
         } else {
             Rule::Fail(Reason::DigestMismatch {

@@ -4,6 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -258,6 +259,12 @@ unsafe impl Send for FileData {}
 // SAFETY: as above; only shared reads.
 unsafe impl Sync for FileData {}
 
+impl AsRef<[u8]> for FileData {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl std::ops::Deref for FileData {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -361,16 +368,8 @@ fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Read a policy file: plain JSON or a DSSE envelope (verified with `key` if given).
+/// The policy keeps the file's contents (its digests point into them).
 fn load_policy(path: &Path, key: Option<&Path>) -> anyhow::Result<(RuntimePolicy, bool)> {
-    load_policy_data(path, key).map(|(p, signed, _)| (p, signed))
-}
-
-/// [`load_policy`], also giving the file's contents back (so that a caller about to
-/// exit need not unmap them on its critical path).
-fn load_policy_data(
-    path: &Path,
-    key: Option<&Path>,
-) -> anyhow::Result<(RuntimePolicy, bool, FileData)> {
     let data = read_mapped(path)?;
     let what = path.display().to_string();
     let (payload, signed) = if dsse::is_envelope(&data) {
@@ -395,8 +394,8 @@ fn load_policy_data(
         }
         (data, false)
     };
-    let p = RuntimePolicy::from_json(&payload).with_context(|| what.clone())?;
-    Ok((p, signed, payload))
+    let p = RuntimePolicy::from_json_shared(Arc::new(payload)).with_context(|| what.clone())?;
+    Ok((p, signed))
 }
 
 fn parse_algo(name: &str) -> anyhow::Result<HashAlgo> {
@@ -483,7 +482,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let policy_thread = std::thread::spawn(move || {
-        let r = load_policy_data(&policy_path, policy_key.as_deref());
+        let r = load_policy(&policy_path, policy_key.as_deref());
         phase("policy read and parsed");
         r
     });
@@ -505,7 +504,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     let loaded = policy_thread
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
-    let (policy, signed, policy_data) = loaded?;
+    let (policy, signed) = loaded?;
     if signed && a.policy_key.is_none() {
         eprintln!(
             "vigil: warning: {}: DSSE signature not checked (no --policy-key)",
@@ -583,7 +582,6 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     std::mem::forget(validator);
     std::mem::forget(policy);
     std::mem::forget(list_data);
-    std::mem::forget(policy_data);
     Ok(if report.is_attested() {
         ExitCode::SUCCESS
     } else {
