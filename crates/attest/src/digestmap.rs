@@ -379,6 +379,8 @@ pub(crate) struct Builder {
     map: DigestMap,
     /// Address and length of the source's bytes: strings inside it are not copied.
     source_at: Option<(usize, usize)>,
+    /// The hash of each entry's name, taken while the name is at hand.
+    hashes: Vec<u64>,
 }
 
 impl Builder {
@@ -406,6 +408,7 @@ impl Builder {
                 index: Index::default(),
             },
             source_at,
+            hashes: Vec::with_capacity(entries),
         };
         let m = &b.map;
         huge_pages(m.names.as_ptr(), m.names.capacity());
@@ -436,6 +439,7 @@ impl Builder {
     /// Start a new entry named `name`.
     #[inline]
     pub(crate) fn begin(&mut self, name: &str) {
+        self.hashes.push(name_hash(name.as_bytes()));
         match self.in_source(name) {
             Some(span) => self.map.entries.push(Rec {
                 name: span,
@@ -475,17 +479,12 @@ impl Builder {
 
     /// Index the entries (see the type's docs for duplicates).
     pub(crate) fn finish(self) -> DigestMap {
-        let mut map = self.map;
+        let (mut map, hashes) = (self.map, self.hashes);
         let mut index = Index::with_capacity(map.entries.len());
         huge_pages(index.slots.as_ptr().cast(), index.slots.len() * 8);
         let mut dups = Vec::new();
-        // Hash every name first (reading the arena in order), then insert with the
-        // slots of later names prefetched: the slot writes are random accesses.
-        let hashes: Vec<u64> = map
-            .entries
-            .iter()
-            .map(|r| name_hash(map.names().bytes(r.name)))
-            .collect();
+        // Insert with the slots of later names prefetched: the slot writes are random
+        // accesses.
         const AHEAD: usize = 16;
         for &h in hashes.iter().take(AHEAD) {
             index.prefetch(h);

@@ -22,13 +22,19 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Excludes {
     re: Option<Regex>,
+    /// Literals one of which every match starts with, when there are few: most paths
+    /// are told apart from the usual `/tmp/.*`-style excludes without the regex.
+    prefixes: Option<Vec<Vec<u8>>>,
 }
 
 impl Excludes {
     /// Compile `patterns` (an empty list excludes nothing).
     pub fn new(patterns: &[String]) -> Result<Excludes> {
         if patterns.is_empty() {
-            return Ok(Excludes { re: None });
+            return Ok(Excludes {
+                re: None,
+                prefixes: None,
+            });
         }
         let mut combined = String::from("^(?:");
         for (i, p) in patterns.iter().enumerate() {
@@ -53,21 +59,41 @@ impl Excludes {
             pattern: patterns.join("|"),
             message,
         })?;
-        Ok(Excludes { re: Some(re) })
+        Ok(Excludes {
+            re: Some(re),
+            prefixes: prefixes(&combined),
+        })
     }
 
     /// Whether Python's `re.match(combined, path)` would match.
     pub fn matches(&self, path: &[u8]) -> bool {
-        match &self.re {
-            Some(re) => re.is_match(path),
-            None => false,
+        let Some(re) = &self.re else { return false };
+        if let Some(p) = &self.prefixes {
+            if !p.iter().any(|l| path.starts_with(l)) {
+                return false;
+            }
         }
+        re.is_match(path)
     }
 
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.re.is_none()
     }
+}
+
+/// The prefix literals of the anchored `pattern` (as the `regex` crate reads it), if
+/// there are at most 64: every match starts with one of them.
+fn prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let lits = seq.literals()?;
+    (lits.len() <= 64).then(|| lits.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
 fn compile(pattern: &str) -> std::result::Result<Regex, String> {
@@ -246,5 +272,38 @@ mod tests {
         assert!(Excludes::new(&["[a".into()]).is_err());
         let err = Excludes::new(&["/ok".into(), "(".into()]).unwrap_err();
         assert!(err.to_string().contains("\"(\""), "{err}");
+    }
+
+    #[test]
+    fn prefixes_of_usual_excludes() {
+        let e = ex(&["/tmp/.*", "/var/log/.*", "/proc/.*"]);
+        let mut p = e.prefixes.clone().unwrap();
+        p.sort();
+        assert_eq!(p, [&b"/proc/"[..], b"/tmp/", b"/var/log/"]);
+        assert!(e.matches(b"/tmp/x") && !e.matches(b"/usr/tmp/x"));
+        // A pattern that can start anywhere gives no filter.
+        assert!(ex(&[".*\\.pyc"]).prefixes.is_none_or(|p| p.contains(&Vec::new())));
+    }
+
+    proptest::proptest! {
+        /// The prefix filter never changes a verdict.
+        #[test]
+        fn prefix_filter_agrees_with_regex(
+            pats in proptest::collection::vec(proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "/", "a", "b", "tmp", ".", ".*", "*", "[ab]", "(a|b)", "?", "+",
+                    "{1,2}", "\\d", "(?i)", "A", "$", "|", "\\.", "(", ")", "[^a]",
+                ]), 1..6), 1..4),
+            paths in proptest::collection::vec(proptest::collection::vec(
+                proptest::sample::select(b"/abAtmp.1x".to_vec()), 0..12), 1..20),
+        ) {
+            let pats: Vec<String> = pats.iter().map(|p| p.concat()).collect();
+            if let Ok(e) = Excludes::new(&pats) {
+                let re = e.re.as_ref().unwrap();
+                for p in &paths {
+                    proptest::prop_assert_eq!(e.matches(p), re.is_match(p), "{:?} {:?}", pats, p);
+                }
+            }
+        }
     }
 }
