@@ -786,6 +786,7 @@ impl<'p> Validator<'p> {
                 })
             });
             let res = (|| -> Result<()> {
+                let mut ahead = 0;
                 for (k, c) in chunks.iter().enumerate() {
                     work(k);
                     while claim[k].load(Ordering::Acquire) != DONE {
@@ -794,7 +795,19 @@ impl<'p> Validator<'p> {
                             // rules are then all computed in order below.
                             break;
                         }
-                        std::thread::yield_now();
+                        // While the helper finishes this chunk, look up a later one
+                        // rather than wait.
+                        ahead = ahead.max(k + 1);
+                        while ahead < chunks.len()
+                            && claim[ahead].load(Ordering::Relaxed) != FREE
+                        {
+                            ahead += 1;
+                        }
+                        if ahead < chunks.len() {
+                            work(ahead);
+                        } else {
+                            std::thread::yield_now();
+                        }
                     }
                     let code = codes[k].get().map(Vec::as_slice).unwrap_or(&[]);
                     let lines = &c.lines[starts[k]..];
