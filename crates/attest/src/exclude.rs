@@ -282,7 +282,9 @@ mod tests {
         assert_eq!(p, [&b"/proc/"[..], b"/tmp/", b"/var/log/"]);
         assert!(e.matches(b"/tmp/x") && !e.matches(b"/usr/tmp/x"));
         // A pattern that can start anywhere gives no filter.
-        assert!(ex(&[".*\\.pyc"]).prefixes.is_none_or(|p| p.contains(&Vec::new())));
+        assert!(ex(&[".*\\.pyc"])
+            .prefixes
+            .is_none_or(|p| p.contains(&Vec::new())));
     }
 
     proptest::proptest! {

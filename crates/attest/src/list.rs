@@ -164,18 +164,24 @@ fn unhex_into(h: &[u8], out: &mut Vec<u8>) -> bool {
     crate::hex_decode::decode(h, &mut out[start..])
 }
 
-/// Where the parts of a line taken by the fast path are: `text` ranges are offsets in
-/// the list text, the others in the chunk's byte arena.
+/// Where the parts of a line taken by the fast path are: `text` offsets in the list
+/// text (at most 4 GiB on this path), the others in the chunk's byte arena. The
+/// template data is not kept (it is rebuilt when asked for): a large list's lines
+/// would otherwise hold a second copy of every path.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FastLine {
-    pub(crate) pcr: u32,
+    name: u32,
+    name_len: u32,
+    algo: u32,
+    template_hash: u32,
+    digest: u32,
+    sig: u32,
+    sig_len: u32,
+    pcr: u8,
+    algo_len: u8,
+    template_hash_len: u8,
+    digest_len: u8,
     pub(crate) template: Template,
-    pub(crate) name: (usize, usize),
-    pub(crate) algo: (usize, usize),
-    pub(crate) template_hash: (u32, u32),
-    pub(crate) data: (u32, u32),
-    pub(crate) digest: (u32, u32),
-    pub(crate) sig: (u32, u32),
 }
 
 #[inline]
@@ -185,10 +191,10 @@ fn arena_off(arena: &[u8]) -> Option<u32> {
 
 /// The allocation-free path for the common lines (`ima-ng`, `ima-sig` with an
 /// `alg:hex` digest): the fields are split in place, the name and algorithm left in
-/// `text`, the template hash, template data and signature written to `arena`. It
-/// gives exactly what [`parse_ascii_line`] gives for the lines it accepts and `None`
-/// (with `arena` as it was) for every other line (other templates, anything unusual
-/// or malformed), which then takes that path.
+/// `text`, the template hash, file digest and signature written to `arena`. It gives
+/// exactly what [`parse_ascii_line`] gives for the lines it accepts and `None` (with
+/// `arena` as it was) for every other line (other templates, anything unusual or
+/// malformed), which then takes that path.
 pub(crate) fn fast_line(
     text: &[u8],
     ls: usize,
@@ -206,6 +212,7 @@ pub(crate) fn fast_line(
 #[inline]
 fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Option<FastLine> {
     let mut le = le;
+    u32::try_from(le).ok()?;
     if le > ls && text[le - 1] == b'\r' {
         le -= 1;
     }
@@ -220,7 +227,7 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
     if pcr.is_empty() || pcr.len() > 2 || !pcr.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let pcr = pcr.iter().fold(0u32, |n, &d| n * 10 + (d - b'0') as u32);
+    let pcr = pcr.iter().fold(0u8, |n, &d| n * 10 + (d - b'0'));
     if pcr as usize >= vigil_ima::list::NUM_PCRS {
         return None;
     }
@@ -234,7 +241,6 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
     if !unhex_into(th, arena) {
         return None;
     }
-    let template_hash = (th_start, (th.len() / 2) as u32);
     let i = sp(rest)?;
     let (tname, rest) = (&rest[..i], &rest[i + 1..]);
     off += i + 1;
@@ -250,6 +256,8 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
     let colon = memchr::memchr(b':', d)?;
     let (algo, dhex) = (&d[..colon], &d[colon + 1..]);
     if algo.is_empty()
+        || algo.len() > u8::MAX as usize
+        || dhex.len() / 2 > u8::MAX as usize
         || !algo
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -266,62 +274,87 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
     if name.is_empty() || dhex.is_empty() {
         return None;
     }
-    // d-ng: "alg:\0" + digest; n-ng: name + NUL; sig: raw bytes.
-    let d_len = algo.len() + 2 + dhex.len() / 2;
-    let sig_len = sig_hex.len() / 2;
-    let data_start = arena_off(arena)?;
-    arena.reserve(12 + d_len + name.len() + 1 + sig_len);
-    arena.extend_from_slice(&(d_len as u32).to_le_bytes());
-    arena.extend_from_slice(algo);
-    arena.extend_from_slice(b":\0");
-    let dstart = arena_off(arena)?;
+    let digest = arena_off(arena)?;
     if !unhex_into(dhex, arena) {
         return None;
     }
-    let digest = (dstart, (dhex.len() / 2) as u32);
-    arena.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
-    arena.extend_from_slice(name);
-    arena.push(0);
-    let mut sig = (0, 0);
-    if template == Template::ImaSig {
-        arena.extend_from_slice(&(sig_len as u32).to_le_bytes());
-        let s = arena_off(arena)?;
-        if !unhex_into(sig_hex, arena) {
-            return None;
-        }
-        sig = (s, sig_len as u32);
+    let sig = arena_off(arena)?;
+    if !unhex_into(sig_hex, arena) {
+        return None;
     }
-    let data = (data_start, arena_off(arena)? - data_start);
     Some(FastLine {
-        pcr,
-        template,
-        name: (off, name.len()),
-        algo: (d_off, algo.len()),
-        template_hash,
-        data,
+        name: off as u32,
+        name_len: name.len() as u32,
+        algo: d_off as u32,
+        template_hash: th_start,
         digest,
         sig,
+        sig_len: (sig_hex.len() / 2) as u32,
+        pcr,
+        algo_len: algo.len() as u8,
+        template_hash_len: (th.len() / 2) as u8,
+        digest_len: (dhex.len() / 2) as u8,
+        template,
     })
 }
 
 impl FastLine {
-    /// The entry, borrowing from the list text and the arena.
+    /// The entry, borrowing from the list text and the arena, without its template
+    /// data (see [`FastLine::entry_full`]).
     #[inline]
     pub(crate) fn entry<'a>(&self, text: &'a [u8], arena: &'a [u8]) -> Entry<'a> {
-        let a = |(s, l): (u32, u32)| &arena[s as usize..s as usize + l as usize];
+        let a = |s: u32, l: usize| &arena[s as usize..s as usize + l];
         Entry {
-            pcr: self.pcr,
-            template_hash: Cow::Borrowed(a(self.template_hash)),
+            pcr: self.pcr as u32,
+            template_hash: Cow::Borrowed(a(self.template_hash, self.template_hash_len as usize)),
             template: self.template,
-            template_data: Cow::Borrowed(a(self.data)),
+            template_data: Cow::Borrowed(&[]),
             // Checked ASCII by the parser.
-            digest_algo: Cow::Borrowed(
-                std::str::from_utf8(&text[self.algo.0..self.algo.0 + self.algo.1]).unwrap_or(""),
-            ),
-            digest: Cow::Borrowed(a(self.digest)),
-            name: Cow::Borrowed(&text[self.name.0..self.name.0 + self.name.1]),
-            sig: Cow::Borrowed(a(self.sig)),
+            digest_algo: Cow::Borrowed(std::str::from_utf8(self.algo(text)).unwrap_or("")),
+            digest: Cow::Borrowed(a(self.digest, self.digest_len as usize)),
+            name: Cow::Borrowed(self.name(text)),
+            sig: Cow::Borrowed(a(self.sig, self.sig_len as usize)),
             buf: Cow::Borrowed(&[]),
+        }
+    }
+
+    /// [`FastLine::entry`] with the template data.
+    pub(crate) fn entry_full<'a>(&self, text: &'a [u8], arena: &'a [u8]) -> Entry<'a> {
+        let mut data = Vec::new();
+        self.write_template_data(text, arena, &mut data);
+        let mut e = self.entry(text, arena);
+        e.template_data = Cow::Owned(data);
+        e
+    }
+
+    /// The name (the text after the fourth field).
+    #[inline]
+    pub(crate) fn name<'a>(&self, text: &'a [u8]) -> &'a [u8] {
+        &text[self.name as usize..self.name as usize + self.name_len as usize]
+    }
+
+    #[inline]
+    fn algo<'a>(&self, text: &'a [u8]) -> &'a [u8] {
+        &text[self.algo as usize..self.algo as usize + self.algo_len as usize]
+    }
+
+    /// Append the template data to `out`: d-ng ("alg:\0" + digest), n-ng (name +
+    /// NUL) and for `ima-sig` the signature, each after its little-endian u32 length.
+    pub(crate) fn write_template_data(&self, text: &[u8], arena: &[u8], out: &mut Vec<u8>) {
+        let (algo, name) = (self.algo(text), self.name(text));
+        let digest = &arena[self.digest as usize..self.digest as usize + self.digest_len as usize];
+        let sig = &arena[self.sig as usize..self.sig as usize + self.sig_len as usize];
+        out.reserve(12 + algo.len() + 2 + digest.len() + name.len() + 1 + sig.len());
+        out.extend_from_slice(&((algo.len() + 2 + digest.len()) as u32).to_le_bytes());
+        out.extend_from_slice(algo);
+        out.extend_from_slice(b":\0");
+        out.extend_from_slice(digest);
+        out.extend_from_slice(&(name.len() as u32 + 1).to_le_bytes());
+        out.extend_from_slice(name);
+        out.push(0);
+        if self.template == Template::ImaSig {
+            out.extend_from_slice(&(sig.len() as u32).to_le_bytes());
+            out.extend_from_slice(sig);
         }
     }
 }
@@ -330,7 +363,7 @@ impl FastLine {
 fn fast_ascii_line(line: &[u8]) -> Option<ListItem<'static>> {
     let mut arena = Vec::new();
     let f = fast_line(line, 0, line.len(), &mut arena)?;
-    let e = f.entry(line, &arena);
+    let e = f.entry_full(line, &arena);
     Some(Ok(Entry {
         pcr: e.pcr,
         template_hash: Cow::Owned(e.template_hash.into_owned()),
@@ -375,11 +408,16 @@ impl Chunk {
         text: &[u8],
         (line, at): &(Line, u32),
         digest_len: usize,
+        full: bool,
         f: impl FnOnce(std::result::Result<&Entry<'_>, &Unparsable>, Option<&[u8]>) -> R,
     ) -> R {
         let pre_bank =
             (*at != u32::MAX).then(|| &self.arena[*at as usize..*at as usize + digest_len]);
         match line {
+            // Without its template digest, a line's template data may be needed.
+            Line::Fast(l) if full || pre_bank.is_none() => {
+                f(Ok(&l.entry_full(text, &self.arena)), pre_bank)
+            }
             Line::Fast(l) => f(Ok(&l.entry(text, &self.arena)), pre_bank),
             Line::Slow(i) => f(self.slow[*i as usize].as_ref(), pre_bank),
         }
@@ -444,7 +482,7 @@ impl<'t> PreparedAscii<'t> {
     pub fn items(&self) -> impl Iterator<Item = ListItem<'_>> + '_ {
         self.chunks.iter().flat_map(move |c| {
             c.lines.iter().map(move |(l, _)| match l {
-                Line::Fast(f) => Ok(f.entry(self.text, &c.arena)),
+                Line::Fast(f) => Ok(f.entry_full(self.text, &c.arena)),
                 Line::Slow(i) => c.slow[*i as usize].clone(),
             })
         })
@@ -457,23 +495,22 @@ fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|&x| x == 0)
 }
 
-/// The template digest of `data` with `bank`, appended to `arena`; its offset.
+/// The template digest of `data` with `bank`, appended to `arena`; its offset
+/// (`u32::MAX` if it could not be computed).
 #[inline]
-fn hash_into(bank: HashAlgo, data: (u32, u32), arena: &mut Vec<u8>) -> u32 {
+fn hash_into(bank: HashAlgo, data: &[u8], arena: &mut Vec<u8>) -> u32 {
     let Some(at) = arena_off(arena) else {
         return u32::MAX;
     };
-    let (s, l) = (data.0 as usize, data.1 as usize);
     if bank == HashAlgo::Sha1 {
         use sha1::Digest;
-        let d = sha1::Sha1::digest(&arena[s..s + l]);
-        arena.extend_from_slice(&d);
+        arena.extend_from_slice(&sha1::Sha1::digest(data));
         return at;
     }
     let Ok(mut h) = vigil_ima::Hasher::new(bank) else {
         return u32::MAX;
     };
-    h.update(&arena[s..s + l]);
+    h.update(data);
     let n = bank.digest_len();
     arena.resize(arena.len() + n, 0);
     h.finalize_into(&mut arena[at as usize..at as usize + n]);
@@ -482,12 +519,14 @@ fn hash_into(bank: HashAlgo, data: (u32, u32), arena: &mut Vec<u8>) -> u32 {
 
 fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
     let mut c = Chunk {
-        // Per line about 0.8 of its length (hex halves, the template data adds
-        // the path and the digest again): no reallocation for the usual lines.
-        arena: Vec::with_capacity(e - s),
+        // Per line about 0.4 of its length (the template hash, digest and signature
+        // as bytes, and the bank's template digest).
+        arena: Vec::with_capacity((e - s) / 2),
         lines: Vec::with_capacity((e - s) / 100),
         slow: Vec::new(),
     };
+    // A fast line's template data, built only to be hashed.
+    let mut data = Vec::new();
     let mut ls = s;
     while ls < e {
         let le = match memchr::memchr(b'\n', &text[ls..e]) {
@@ -498,27 +537,25 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
         if !line.is_empty() && line != b"\r" {
             match fast_line(text, ls, le, &mut c.arena) {
                 Some(f) => {
-                    let (ts, tl) = f.template_hash;
-                    let zero = all_zero(&c.arena[ts as usize..(ts + tl) as usize]);
+                    let th = f.template_hash as usize;
+                    let zero = all_zero(&c.arena[th..th + f.template_hash_len as usize]);
                     let h = if zero {
                         u32::MAX
                     } else {
-                        hash_into(bank, f.data, &mut c.arena)
+                        data.clear();
+                        f.write_template_data(text, &c.arena, &mut data);
+                        hash_into(bank, &data, &mut c.arena)
                     };
                     c.lines.push((Line::Fast(f), h));
                 }
                 None => {
                     let item = parse_ascii_line(line);
-                    let mut h = u32::MAX;
-                    if let Ok(en) = &item {
-                        if !all_zero(&en.template_hash) {
-                            if let Some(at) = arena_off(&c.arena) {
-                                c.arena.extend_from_slice(&en.template_data);
-                                let l = en.template_data.len() as u32;
-                                h = hash_into(bank, (at, l), &mut c.arena);
-                            }
+                    let h = match &item {
+                        Ok(en) if !all_zero(&en.template_hash) => {
+                            hash_into(bank, &en.template_data, &mut c.arena)
                         }
-                    }
+                        _ => u32::MAX,
+                    };
                     c.lines.push((Line::Slow(c.slow.len() as u32), h));
                     c.slow.push(item);
                 }

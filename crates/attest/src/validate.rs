@@ -716,9 +716,7 @@ impl<'p> Validator<'p> {
             let lines = &c.lines[starts[k]..];
             let name_of = |line: &Line| -> Option<&[u8]> {
                 match line {
-                    Line::Fast(f) if f.template == Template::ImaNg => {
-                        Some(&text[f.name.0..f.name.0 + f.name.1])
-                    }
+                    Line::Fast(f) if f.template == Template::ImaNg => Some(f.name(text)),
                     Line::Fast(_) => None,
                     Line::Slow(i) => match &c.slow[*i as usize] {
                         Ok(e) if matches!(e.template, Template::Ima | Template::ImaNg) => {
@@ -798,9 +796,7 @@ impl<'p> Validator<'p> {
                         // While the helper finishes this chunk, look up a later one
                         // rather than wait.
                         ahead = ahead.max(k + 1);
-                        while ahead < chunks.len()
-                            && claim[ahead].load(Ordering::Relaxed) != FREE
-                        {
+                        while ahead < chunks.len() && claim[ahead].load(Ordering::Relaxed) != FREE {
                             ahead += 1;
                         }
                         if ahead < chunks.len() {
@@ -817,7 +813,7 @@ impl<'p> Validator<'p> {
                             Some(2) => Some(Rule::Excluded),
                             _ => None,
                         };
-                        c.with_line(text, line, l, |item, pre_bank| {
+                        c.with_line(text, line, l, false, |item, pre_bank| {
                             run.step(item, pre_bank, None, rule)
                         })?;
                     }
@@ -848,7 +844,8 @@ impl<'p> Validator<'p> {
                     skip -= 1;
                     continue;
                 }
-                c.with_line(list.text, line, l, |item, pre_bank| {
+                // The template-hash column needs the template data.
+                c.with_line(list.text, line, l, true, |item, pre_bank| {
                     run.step(item, pre_bank, None, None)
                 })?;
             }
