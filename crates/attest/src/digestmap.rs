@@ -283,9 +283,14 @@ const TAG: u64 = 0xffff_ffff_0000_0000;
 
 impl Index {
     fn with_capacity(n: usize) -> Index {
-        Index {
-            slots: vec![0; (n.max(8) * 2).next_power_of_two()],
-        }
+        let len = (n.max(8) * 2).next_power_of_two();
+        let mut slots: Vec<u64> = Vec::with_capacity(len);
+        huge_pages(slots.as_ptr().cast(), len * 8);
+        // Zeroed by writing, not by calloc: a calloc'd page read first (a probe) maps
+        // the zero page, and its first write is then a copy-on-write fault that flushes
+        // the TLB of every CPU the process runs on.
+        slots.resize(len, 0);
+        Index { slots }
     }
 
     #[inline]
@@ -323,7 +328,6 @@ impl Index {
 
     fn rebuild(&mut self, names: Text, entries: &[Rec], min_cap: usize) {
         *self = Index::with_capacity(min_cap);
-        huge_pages(self.slots.as_ptr().cast(), self.slots.len() * 8);
         for (pos, r) in entries.iter().enumerate() {
             self.place_hashed(name_hash(names.bytes(r.name)), pos);
         }
@@ -481,7 +485,6 @@ impl Builder {
     pub(crate) fn finish(self) -> DigestMap {
         let (mut map, hashes) = (self.map, self.hashes);
         let mut index = Index::with_capacity(map.entries.len());
-        huge_pages(index.slots.as_ptr().cast(), index.slots.len() * 8);
         let mut dups = Vec::new();
         // Insert with the slots of later names prefetched: the slot writes are random
         // accesses.
