@@ -181,6 +181,8 @@ pub(crate) struct FastLine {
     algo_len: u8,
     template_hash_len: u8,
     digest_len: u8,
+    /// Whether the digest's hex in the text has no uppercase digit.
+    digest_hex_lower: bool,
     pub(crate) template: Template,
 }
 
@@ -294,6 +296,7 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
         algo_len: algo.len() as u8,
         template_hash_len: (th.len() / 2) as u8,
         digest_len: (dhex.len() / 2) as u8,
+        digest_hex_lower: !dhex.iter().any(u8::is_ascii_uppercase),
         template,
     })
 }
@@ -309,8 +312,7 @@ impl FastLine {
             template_hash: Cow::Borrowed(a(self.template_hash, self.template_hash_len as usize)),
             template: self.template,
             template_data: Cow::Borrowed(&[]),
-            // Checked ASCII by the parser.
-            digest_algo: Cow::Borrowed(std::str::from_utf8(self.algo(text)).unwrap_or("")),
+            digest_algo: Cow::Borrowed(algo_name(self.algo(text))),
             digest: Cow::Borrowed(a(self.digest, self.digest_len as usize)),
             name: Cow::Borrowed(self.name(text)),
             sig: Cow::Borrowed(a(self.sig, self.sig_len as usize)),
@@ -325,6 +327,14 @@ impl FastLine {
         let mut e = self.entry(text, arena);
         e.template_data = Cow::Owned(data);
         e
+    }
+
+    /// The file digest as lowercase hex, as the list has it, if it has it so.
+    #[inline]
+    pub(crate) fn digest_hex<'a>(&self, text: &'a [u8]) -> Option<&'a [u8]> {
+        let at = self.algo as usize + self.algo_len as usize + 1;
+        self.digest_hex_lower
+            .then(|| &text[at..at + 2 * self.digest_len as usize])
     }
 
     /// The name (the text after the fourth field).
@@ -356,6 +366,19 @@ impl FastLine {
             out.extend_from_slice(&(sig.len() as u32).to_le_bytes());
             out.extend_from_slice(sig);
         }
+    }
+}
+
+/// A digest algorithm's name (checked ASCII by the parser), without a UTF-8 check for
+/// the usual ones.
+#[inline]
+fn algo_name(a: &[u8]) -> &str {
+    match a {
+        b"sha256" => "sha256",
+        b"sha1" => "sha1",
+        b"sha512" => "sha512",
+        b"sha384" => "sha384",
+        _ => std::str::from_utf8(a).unwrap_or(""),
     }
 }
 

@@ -460,11 +460,19 @@ impl<'p> Validator<'p> {
     }
 
     fn ima_ng(&self, map: &DigestMap, section: &'static str, e: &Entry) -> Rule {
-        self.ima_ng_hashed(map, section, e, DigestMap::hash_name(&e.name))
+        self.ima_ng_hashed(map, section, e, DigestMap::hash_name(&e.name), None)
     }
 
-    /// [`Validator::ima_ng`] with the name's hash computed beforehand.
-    fn ima_ng_hashed(&self, map: &DigestMap, section: &'static str, e: &Entry, hash: u64) -> Rule {
+    /// [`Validator::ima_ng`] with the name's hash computed beforehand, and the
+    /// digest's lowercase hex if it is at hand.
+    fn ima_ng_hashed(
+        &self,
+        map: &DigestMap,
+        section: &'static str,
+        e: &Entry,
+        hash: u64,
+        hex: Option<&[u8]>,
+    ) -> Rule {
         if self.excludes.matches(&e.name) {
             return Rule::Excluded;
         }
@@ -475,7 +483,9 @@ impl<'p> Validator<'p> {
         // Allocation-free lowercase hex of the digest for the comparison.
         let mut buf = [0u8; 128];
         let owned;
-        let got: &[u8] = if e.digest.len() <= 64 {
+        let got: &[u8] = if let Some(h) = hex {
+            h
+        } else if e.digest.len() <= 64 {
             let n = e.digest.len() * 2;
             hex_lower_into(&e.digest, &mut buf[..n]);
             &buf[..n]
@@ -745,11 +755,12 @@ impl<'p> Validator<'p> {
                         "digests",
                         &f.entry(text, &c.arena),
                         hashes[j],
+                        f.digest_hex(text),
                     )),
                     Line::Fast(_) => None,
                     Line::Slow(i) => match &c.slow[*i as usize] {
                         Ok(e) if matches!(e.template, Template::Ima | Template::ImaNg) => {
-                            Some(self.ima_ng_hashed(digests, "digests", e, hashes[j]))
+                            Some(self.ima_ng_hashed(digests, "digests", e, hashes[j], None))
                         }
                         _ => None,
                     },

@@ -519,6 +519,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .with_context(|| a.policy.display().to_string())?;
+    phase("validator ready");
     let col_algo = match &a.list_hash_alg {
         Some(n) => parse_algo(n)?,
         None => validator.log_hash_alg(),
