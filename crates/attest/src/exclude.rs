@@ -37,13 +37,9 @@ impl Excludes {
             });
         }
         let mut combined = String::from("^(?:");
+        let mut translated = Vec::with_capacity(patterns.len());
         for (i, p) in patterns.iter().enumerate() {
             let t = translate(p).map_err(|message| Error::Exclude {
-                pattern: p.clone(),
-                message,
-            })?;
-            // Check each pattern alone first, so the error names the culprit.
-            compile(&format!("^(?:{t})")).map_err(|message| Error::Exclude {
                 pattern: p.clone(),
                 message,
             })?;
@@ -53,11 +49,22 @@ impl Excludes {
             combined.push_str("(?:");
             combined.push_str(&t);
             combined.push(')');
+            translated.push(t);
         }
         combined.push(')');
-        let re = compile(&combined).map_err(|message| Error::Exclude {
-            pattern: patterns.join("|"),
-            message,
+        let re = compile(&combined).map_err(|message| {
+            // Name the culprit: the first pattern that does not compile alone.
+            let culprit = patterns
+                .iter()
+                .zip(&translated)
+                .find_map(|(p, t)| compile(&format!("^(?:{t})")).err().map(|m| (p.clone(), m)));
+            match culprit {
+                Some((pattern, message)) => Error::Exclude { pattern, message },
+                None => Error::Exclude {
+                    pattern: patterns.join("|"),
+                    message,
+                },
+            }
         })?;
         Ok(Excludes {
             re: Some(re),
