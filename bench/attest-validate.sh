@@ -4,11 +4,12 @@
 # Python keylime.ima.ima.process_measurement_list, on the same input in one run.
 # Prints both medians, vigil's median CPU time and the ratio. Needs Keylime in
 # target/keylime-venv (scripts/install-deps.sh creates it).
-# On the 2-vCPU test machine, ROUNDS=9: quiet (no other job), 2 runs: vigil 0.064-0.074 s
-# wall, 0.108-0.120 s CPU; Keylime 1.84-1.86 s in the same runs (~1.0 s in earlier runs
-# here); ratio 25-29x. With another job holding a core, 5 runs: vigil 0.106-0.167 s,
-# Keylime 1.76-2.13 s, 12-17x. Before the fast digests scanner, arena policy map and
-# prepared parallel list: 0.12-0.20 s, 5-8x. VIGIL_ATTEST_TIMING=1 makes vigil print
+# On the 2-vCPU test machine, ROUNDS=9, quiet, 4 runs: vigil 0.062-0.063 s wall,
+# 0.100-0.108 s CPU; Keylime 1.95-2.51 s in the same runs; ratio 31-41x. Keylime's time
+# moves between days (about 1.0 s in the first measurements, 1.76-2.13 s later), so the
+# ratio does too. Earlier builds: 0.064-0.074 s (25-29x against a 1.85 s Keylime);
+# before the fast digests scanner, arena policy map and prepared parallel list:
+# 0.12-0.20 s, 5-8x. VIGIL_ATTEST_TIMING=1 makes vigil print
 # when each phase ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."

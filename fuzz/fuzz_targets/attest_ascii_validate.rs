@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     p.digests.push("/a", "ab".repeat(32));
     p.digests.push("/b", "00".repeat(20));
     p.digests.push("boot_aggregate", "00".repeat(32));
+    p.digests.push("/u", "AB".repeat(32));
     p.excludes = vec!["/tmp/.*".into()];
     if sel & 4 != 0 {
         p.ima.log_hash_alg = "sha256".into();
