@@ -42,6 +42,14 @@ pub(crate) struct Text<'a> {
 
 impl<'a> Text<'a> {
     #[inline]
+    fn new(arena: &'a str, source: &'a Option<Source>) -> Text<'a> {
+        Text {
+            arena,
+            source: source.as_deref().map_or(&[], |s| s.as_ref()),
+        }
+    }
+
+    #[inline]
     fn bytes(self, s: Span) -> &'a [u8] {
         let (start, len) = (s.start as usize, (s.len & !IN_SOURCE) as usize);
         let all = if s.len & IN_SOURCE != 0 {
@@ -540,24 +548,13 @@ impl DigestMap {
     }
 
     #[inline]
-    fn source_bytes(&self) -> &[u8] {
-        self.source.as_deref().map_or(&[], |s| s.as_ref())
-    }
-
-    #[inline]
     fn names(&self) -> Text<'_> {
-        Text {
-            arena: &self.names,
-            source: self.source_bytes(),
-        }
+        Text::new(&self.names, &self.source)
     }
 
     #[inline]
     fn strs(&self) -> Text<'_> {
-        Text {
-            arena: &self.strs,
-            source: self.source_bytes(),
-        }
+        Text::new(&self.strs, &self.source)
     }
 
     #[inline]
@@ -716,10 +713,7 @@ impl DigestMap {
     fn sort_entry(&mut self, i: usize) {
         let r = self.entries[i];
         let (a, b) = (r.first as usize, r.first as usize + r.count as usize);
-        let strs = Text {
-            arena: &self.strs,
-            source: self.source.as_deref().map_or(&[], |s| s.as_ref()),
-        };
+        let strs = Text::new(&self.strs, &self.source);
         let list = &mut self.spans[a..b];
         list.sort_unstable_by(|&x, &y| strs.bytes(x).cmp(strs.bytes(y)));
         let mut n = 0;
