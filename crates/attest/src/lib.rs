@@ -20,6 +20,7 @@ pub mod keys;
 pub mod list;
 pub mod policy;
 pub mod pyjson;
+mod sha1_fast;
 pub mod validate;
 
 pub use error::{Error, Result};

@@ -526,8 +526,8 @@ fn hash_into(bank: HashAlgo, data: &[u8], arena: &mut Vec<u8>) -> u32 {
         return u32::MAX;
     };
     if bank == HashAlgo::Sha1 {
-        use sha1::Digest;
-        arena.extend_from_slice(&sha1::Sha1::digest(data));
+        arena.resize(arena.len() + 20, 0);
+        crate::sha1_fast::digest_into(data, &mut arena[at as usize..]);
         return at;
     }
     let Ok(mut h) = vigil_ima::Hasher::new(bank) else {

@@ -994,7 +994,7 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
     #[inline]
     fn extend(&mut self) -> Result<()> {
         if self.bank == HashAlgo::Sha1 {
-            sha1_extend(&mut self.running, &self.th_bank);
+            crate::sha1_fast::extend(&mut self.running, &self.th_bank);
             return Ok(());
         }
         let mut ext = Hasher::new(self.bank)?;
@@ -1173,29 +1173,6 @@ impl<'v, 'p, 's> Run<'v, 'p, 's> {
             }
         }
         report
-    }
-}
-
-/// `running = SHA-1(running ‖ th)` for 20-byte values: one compression of a padded
-/// block, without the general hasher's buffering.
-#[inline]
-fn sha1_extend(running: &mut [u8], th: &[u8]) {
-    debug_assert!(running.len() == 20 && th.len() == 20);
-    let mut block = [0u8; 64];
-    block[..20].copy_from_slice(&running[..20]);
-    block[20..40].copy_from_slice(&th[..20]);
-    block[40] = 0x80;
-    block[56..].copy_from_slice(&(40u64 * 8).to_be_bytes());
-    let mut state = [
-        0x6745_2301u32,
-        0xefcd_ab89,
-        0x98ba_dcfe,
-        0x1032_5476,
-        0xc3d2_e1f0,
-    ];
-    sha1::compress(&mut state, &[block.into()]);
-    for (o, w) in running.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_be_bytes());
     }
 }
 
