@@ -548,8 +548,12 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
         lines: Vec::with_capacity((e - s) / 100),
         slow: Vec::new(),
     };
-    // A fast line's template data, built only to be hashed.
+    // A fast line's template data, built only to be hashed. With SHA-1, lines are
+    // hashed in pairs (`sha1_fast::digest2_into`): the first waits in `data` with its
+    // digest's place in the arena reserved.
     let mut data = Vec::new();
+    let mut next = Vec::new();
+    let mut waiting: Option<usize> = None;
     let mut ls = s;
     while ls < e {
         let le = match memchr::memchr(b'\n', &text[ls..e]) {
@@ -564,6 +568,29 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
                     let zero = all_zero(&c.arena[th..th + f.template_hash_len as usize]);
                     let h = if zero {
                         u32::MAX
+                    } else if bank == HashAlgo::Sha1 && arena_off(&c.arena).is_some() {
+                        let at = c.arena.len();
+                        match waiting.take() {
+                            None => {
+                                data.clear();
+                                f.write_template_data(text, &c.arena, &mut data);
+                                waiting = Some(at);
+                            }
+                            Some(first) => {
+                                next.clear();
+                                f.write_template_data(text, &c.arena, &mut next);
+                                c.arena.resize(at + 20, 0);
+                                let (x, y) = c.arena.split_at_mut(at);
+                                crate::sha1_fast::digest2_into(
+                                    &data,
+                                    &next,
+                                    &mut x[first..first + 20],
+                                    y,
+                                );
+                            }
+                        }
+                        c.arena.resize(at + 20, 0);
+                        at as u32
                     } else {
                         data.clear();
                         f.write_template_data(text, &c.arena, &mut data);
@@ -585,6 +612,9 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
             }
         }
         ls = le + 1;
+    }
+    if let Some(first) = waiting {
+        crate::sha1_fast::digest_into(&data, &mut c.arena[first..first + 20]);
     }
     c
 }
