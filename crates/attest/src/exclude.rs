@@ -47,7 +47,7 @@ impl Excludes {
             // combination could mean something else; parsing is cheap, compiling (for
             // the error message) only needed when it fails.
             let alone = format!("^(?:{t})");
-            if parse(&alone).is_err() {
+            if parse(&alone).is_none() {
                 compile(&alone).map_err(|message| Error::Exclude {
                     pattern: p.clone(),
                     message,
@@ -103,18 +103,19 @@ impl Excludes {
 /// there are at most 64: every match starts with one of them.
 fn prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let hir = parse(pattern).ok()?;
+    let hir = parse(pattern)?;
     let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
     let lits = seq.literals()?;
     (lits.len() <= 64).then(|| lits.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
-/// `pattern` parsed as `regex::bytes` parses it.
-fn parse(pattern: &str) -> std::result::Result<regex_syntax::hir::Hir, regex_syntax::Error> {
+/// `pattern` parsed as `regex::bytes` parses it, if it parses.
+fn parse(pattern: &str) -> Option<regex_syntax::hir::Hir> {
     regex_syntax::ParserBuilder::new()
         .utf8(false)
         .build()
         .parse(pattern)
+        .ok()
 }
 
 fn compile(pattern: &str) -> std::result::Result<Regex, String> {
