@@ -570,6 +570,7 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
                         u32::MAX
                     } else if bank == HashAlgo::Sha1 && arena_off(&c.arena).is_some() {
                         let at = c.arena.len();
+                        c.arena.resize(at + 20, 0);
                         match waiting.take() {
                             None => {
                                 data.clear();
@@ -579,7 +580,6 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
                             Some(first) => {
                                 next.clear();
                                 f.write_template_data(text, &c.arena, &mut next);
-                                c.arena.resize(at + 20, 0);
                                 let (x, y) = c.arena.split_at_mut(at);
                                 crate::sha1_fast::digest2_into(
                                     &data,
@@ -589,7 +589,6 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
                                 );
                             }
                         }
-                        c.arena.resize(at + 20, 0);
                         at as u32
                     } else {
                         data.clear();
