@@ -222,52 +222,75 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
     let start = line.iter().position(|&b| b != b' ')?;
     let base = ls + start;
     let line = &line[start..];
-    let sp = |s: &[u8]| memchr::memchr(b' ', s);
-    let i = sp(line)?;
-    let (pcr, rest) = (&line[..i], &line[i + 1..]);
-    let mut off = base + i + 1;
-    if pcr.is_empty() || pcr.len() > 2 || !pcr.iter().all(u8::is_ascii_digit) {
+    // The fields are found where their usual lengths put the spaces between them; a
+    // guess is confirmed by decoding the field as hex (a space is not hex), and a line
+    // where no guess fits is declined or searched.
+    let at_space = |i: usize| line.get(i) == Some(&b' ');
+    // PCR: one or two digits.
+    let p = if at_space(1) {
+        1
+    } else if at_space(2) {
+        2
+    } else {
+        return None;
+    };
+    if !line[..p].iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let pcr = pcr.iter().fold(0u8, |n, &d| n * 10 + (d - b'0'));
+    let pcr = line[..p].iter().fold(0u8, |n, &d| n * 10 + (d - b'0'));
     if pcr as usize >= vigil_ima::list::NUM_PCRS {
         return None;
     }
-    let i = sp(rest)?;
-    let (th, rest) = (&rest[..i], &rest[i + 1..]);
-    off += i + 1;
-    if !matches!(th.len(), 40 | 64 | 96 | 128) {
-        return None;
-    }
+    // Template hash: 40, 64, 96 or 128 hex digits.
+    let t = p + 1;
+    let n = [40, 64, 96, 128].into_iter().find(|&n| at_space(t + n))?;
+    let th = &line[t..t + n];
     let th_start = arena_off(arena)?;
     if !unhex_into(th, arena) {
         return None;
     }
-    let i = sp(rest)?;
-    let (tname, rest) = (&rest[..i], &rest[i + 1..]);
-    off += i + 1;
-    let template = match tname {
-        b"ima-ng" => Template::ImaNg,
-        b"ima-sig" => Template::ImaSig,
-        _ => return None,
+    // Template name.
+    let r = t + n + 1;
+    let (template, d) = if line[r..].starts_with(b"ima-ng ") {
+        (Template::ImaNg, r + 7)
+    } else if line[r..].starts_with(b"ima-sig ") {
+        (Template::ImaSig, r + 8)
+    } else {
+        return None;
     };
-    let i = sp(rest)?;
-    let (d, rest) = (&rest[..i], &rest[i + 1..]);
-    let d_off = off;
-    off += i + 1;
-    let colon = memchr::memchr(b':', d)?;
-    let (algo, dhex) = (&d[..colon], &d[colon + 1..]);
+    // File digest: "algo:hex"; the hex's length from the algorithm when it is a
+    // usual one.
+    let colon = d + memchr::memchr(b':', &line[d..line.len().min(d + 256)])?;
+    let algo = &line[d..colon];
     if algo.is_empty()
-        || algo.len() > u8::MAX as usize
-        || dhex.len() / 2 > u8::MAX as usize
         || !algo
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return None;
     }
+    let hex_len = match algo {
+        b"sha1" => 40,
+        b"sha256" => 64,
+        b"sha384" => 96,
+        b"sha512" => 128,
+        _ => 0,
+    };
+    let x = colon + 1;
+    let y = if hex_len > 0 && at_space(x + hex_len) {
+        x + hex_len
+    } else {
+        x + memchr::memchr(b' ', &line[x..])?
+    };
+    let dhex = &line[x..y];
+    let rest = &line[y + 1..];
+    let off = base + y + 1;
+    let d_off = base + d;
+    if dhex.len() / 2 > u8::MAX as usize {
+        return None;
+    }
     let (name, sig_hex) = match template {
-        Template::ImaSig => match sp(rest) {
+        Template::ImaSig => match memchr::memchr(b' ', rest) {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, &b""[..]),
         },
@@ -296,7 +319,8 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
         algo_len: algo.len() as u8,
         template_hash_len: (th.len() / 2) as u8,
         digest_len: (dhex.len() / 2) as u8,
-        digest_hex_lower: !dhex.iter().any(u8::is_ascii_uppercase),
+        // Without an early exit, so that it vectorises.
+        digest_hex_lower: !dhex.iter().fold(false, |up, b| up | b.is_ascii_uppercase()),
         template,
     })
 }
