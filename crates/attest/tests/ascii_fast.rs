@@ -81,6 +81,19 @@ fn line(kind: usize, i: usize) -> String {
             let th = hex::encode(sha1(&ng_data("sha256", &[0xab; 32], "/upper")));
             format!("10 {th} ima-ng sha256:{} /upper", "AB".repeat(32))
         }
+        16 => {
+            // A SHA-1 file digest, and a 64-digit template hash.
+            let fd = sha1(name.as_bytes());
+            let data = ng_data("sha1", &fd, &name);
+            let th = HashAlgo::Sha256.digest(&data).unwrap();
+            format!("10 {} ima-ng sha1:{} {name}", hex::encode(th), hex::encode(&fd))
+        }
+        17 => {
+            // A digest shorter than its algorithm's (found by searching, not by length).
+            let fd = &digest[..20];
+            let th = hex::encode(sha1(&ng_data("sha256", fd, &name)));
+            format!("10 {th} ima-ng sha256:{} {name} x", hex::encode(fd))
+        }
         _ => good("boot_aggregate", &[0u8; 32]),
     }
 }
@@ -162,7 +175,7 @@ fn compare(text: &str, p: &RuntimePolicy, skip: usize, quote_after: Option<usize
 #[test]
 fn every_kind_of_line() {
     let p = policy();
-    let text: Vec<String> = (0..17 * 3).map(|i| line(i % 17, i)).collect();
+    let text: Vec<String> = (0..19 * 3).map(|i| line(i % 19, i)).collect();
     let text = text.join("\n");
     for skip in [0, 1, 5, 47, 48] {
         compare(&text, &p, skip, None);
@@ -180,7 +193,7 @@ fn every_kind_of_line() {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
     #[test]
-    fn random_lists(kinds in proptest::collection::vec(0usize..17, 0..300), q in 0usize..300, skip in 0usize..20) {
+    fn random_lists(kinds in proptest::collection::vec(0usize..19, 0..300), q in 0usize..300, skip in 0usize..20) {
         let p = policy();
         let text: Vec<String> = kinds.iter().enumerate().map(|(i, &k)| line(k, i)).collect();
         let text = text.join("\n");
