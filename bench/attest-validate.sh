@@ -4,8 +4,8 @@
 # Python keylime.ima.ima.process_measurement_list, on the same input in one run.
 # Prints both medians, vigil's median CPU time and the ratio. Needs Keylime in
 # target/keylime-venv (scripts/install-deps.sh creates it).
-# On the 2-vCPU test machine, ROUNDS=9, quiet, 7 runs: vigil 0.055-0.071 s wall,
-# 0.093-0.114 s CPU; Keylime 1.95-2.51 s in the same runs; ratio 31-41x. Keylime's time
+# On the 2-vCPU test machine, ROUNDS=9, quiet, 10 runs: vigil 0.055-0.071 s wall,
+# 0.087-0.114 s CPU; Keylime 1.95-2.62 s in the same runs; ratio 31-45x. Keylime's time
 # moves between days (about 1.0 s in the first measurements, 1.76-2.13 s later), so the
 # ratio does too. Earlier builds: 0.064-0.074 s (25-29x against a 1.85 s Keylime);
 # before the fast digests scanner, arena policy map and prepared parallel list:
