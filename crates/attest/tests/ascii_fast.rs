@@ -86,7 +86,11 @@ fn line(kind: usize, i: usize) -> String {
             let fd = sha1(name.as_bytes());
             let data = ng_data("sha1", &fd, &name);
             let th = HashAlgo::Sha256.digest(&data).unwrap();
-            format!("10 {} ima-ng sha1:{} {name}", hex::encode(th), hex::encode(&fd))
+            format!(
+                "10 {} ima-ng sha1:{} {name}",
+                hex::encode(th),
+                hex::encode(&fd)
+            )
         }
         17 => {
             // A digest shorter than its algorithm's (found by searching, not by length).
