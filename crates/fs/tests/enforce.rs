@@ -364,6 +364,78 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
     bg.unmount().unwrap();
 }
 
+/// Reads of 1 MiB at a time (the kernel's largest READs): a tampered block fails its
+/// read, a truncation behind the mount fails the reads past it, and the rest still
+/// reads correctly.
+#[test]
+fn large_reads_tampered_or_truncated_behind_the_mount() {
+    if !can_run() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let env = Env::new();
+    let data: Vec<u8> = (0..4 * MIB + 1000)
+        .map(|i| (i * 13 + i / 4093) as u8)
+        .collect();
+    fs::write(env.src.join("f"), &data).unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let f = fs::File::open(env.m("f")).unwrap();
+    let drop_cache = || {
+        // SAFETY: fadvise on our descriptor.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+                0,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+    };
+    let read = |at: usize, len: usize| {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, at as u64).map(|()| buf)
+    };
+    for at in (0..data.len()).step_by(MIB) {
+        let len = MIB.min(data.len() - at);
+        assert!(
+            read(at, len).unwrap() == data[at..at + len],
+            "chunk at {at}"
+        );
+    }
+
+    let backing = fs::OpenOptions::new()
+        .write(true)
+        .open(env.src.join("f"))
+        .unwrap();
+    backing
+        .write_all_at(b"EVIL", (2 * MIB + 5000) as u64)
+        .unwrap();
+    drop_cache();
+    assert_eq!(
+        read(2 * MIB, MIB).unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
+    for at in [0, MIB, 3 * MIB] {
+        assert!(
+            read(at, MIB).unwrap() == data[at..at + MIB],
+            "chunk at {at}"
+        );
+    }
+
+    backing.set_len((MIB + MIB / 2) as u64).unwrap();
+    drop_cache();
+    // Past the new end: EIO while the kernel still has the old size, end of file once
+    // it has the new one; never bytes.
+    let r = read(3 * MIB, MIB);
+    assert!(
+        r.is_err(),
+        "read past a truncation behind the mount succeeded"
+    );
+    assert!(read(0, MIB).unwrap() == data[..MIB]);
+    drop(f);
+    bg.unmount().unwrap();
+}
+
 #[test]
 fn parallel_readers_and_writers() {
     if !can_run() {
