@@ -651,7 +651,7 @@ fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
         euid,
         gid,
         egid,
-        path: path.display().to_string(),
+        path: path.display().to_string().into(),
         created: false,
     };
     let decision = match guard.on_open(&ident, file.as_fd(), &req) {

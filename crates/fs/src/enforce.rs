@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use fuser::Errno;
 use vigil_guard::policy::{MAY_APPEND, MAY_EXEC, MAY_READ, MAY_WRITE};
 use vigil_guard::{
-    FileAttrs, Guard, Hook, Identified, Measurement, Modification, OpenDecision, OpenHandle,
-    OpenRequest, Verdict,
+    FileAttrs, Guard, Hook, Identified, LogPath, Measurement, Modification, OpenDecision,
+    OpenHandle, OpenRequest, Verdict,
 };
 use vigil_ima::HashAlgo;
 
@@ -178,7 +178,7 @@ impl Enforcer {
                 .map_err(|e| errno_of(&e))?,
         };
         let _ = node.ident.set(ident.id.clone());
-        let path = self.path_of(node);
+        let find_path = || self.path_of(node);
         let mut req = OpenRequest {
             hook: Hook::FileCheck,
             mask: open_mask(flags),
@@ -186,7 +186,7 @@ impl Enforcer {
             euid: who.uid,
             gid: who.gid,
             egid: who.gid,
-            path: path.clone(),
+            path: LogPath::lazy(&find_path),
             created,
         };
         let mut d = self.decide(&ident, file, &req, who)?;
@@ -205,12 +205,13 @@ impl Enforcer {
         if let Some(Verdict::Fail(cause)) = &d.verdict {
             // Log/fix mode: allowed, but recorded.
             self.audit(format_args!(
-                "open {path} by uid {}: appraisal failed ({cause}), allowed",
+                "open {} by uid {}: appraisal failed ({cause}), allowed",
+                req.path.get(),
                 who.uid
             ));
         }
         let check = match (&d.measurement, self.verify_reads) {
-            (Some(m), true) => self.read_check(node, m, &path),
+            (Some(m), true) => self.read_check(node, m),
             _ => None,
         };
         Ok(Opened {
@@ -239,7 +240,7 @@ impl Enforcer {
             };
             self.audit(format_args!(
                 "{what} {} by uid {} pid {}: {e} ({})",
-                req.path,
+                req.path.get(),
                 who.uid,
                 who.pid,
                 std::io::Error::from_raw_os_error(errno.code())
@@ -249,7 +250,7 @@ impl Enforcer {
     }
 
     /// The read check of measurement `m`, built once per measurement and kept on the node.
-    fn read_check(&self, node: &Node, m: &Arc<Measurement>, path: &str) -> Option<Arc<ReadCheck>> {
+    fn read_check(&self, node: &Node, m: &Arc<Measurement>) -> Option<Arc<ReadCheck>> {
         let (tree, _) = m.verity.as_ref()?;
         let mut slot = node.check.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((held, check)) = slot.as_ref() {
@@ -269,6 +270,7 @@ impl Enforcer {
                 Some(c)
             }
             Err(e) => {
+                let path = self.path_of(node);
                 self.audit(format_args!("{path}: no read verification: {e}"));
                 None
             }

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
 use vigil_ima::HashAlgo;
@@ -177,9 +177,57 @@ impl FileState {
     }
 }
 
+/// The path a log record or an error names, found only when one is written: most
+/// opens write none, and finding the path can cost a system call.
+#[derive(Clone)]
+pub struct LogPath<'a> {
+    found: OnceLock<String>,
+    find: Option<&'a (dyn Fn() -> String + Sync)>,
+}
+
+impl<'a> LogPath<'a> {
+    /// The path `find` returns, called at most once and only if the path is needed.
+    pub fn lazy(find: &'a (dyn Fn() -> String + Sync)) -> Self {
+        LogPath {
+            found: OnceLock::new(),
+            find: Some(find),
+        }
+    }
+
+    /// The path.
+    pub fn get(&self) -> &str {
+        self.found
+            .get_or_init(|| self.find.map_or_else(String::new, |find| find()))
+    }
+}
+
+impl From<String> for LogPath<'_> {
+    fn from(path: String) -> Self {
+        LogPath {
+            found: OnceLock::from(path),
+            find: None,
+        }
+    }
+}
+
+impl From<&str> for LogPath<'_> {
+    fn from(path: &str) -> Self {
+        path.to_owned().into()
+    }
+}
+
+impl std::fmt::Debug for LogPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.found.get() {
+            Some(p) => p.fmt(f),
+            None => f.write_str("<not yet resolved>"),
+        }
+    }
+}
+
 /// One access being opened.
 #[derive(Debug, Clone)]
-pub struct OpenRequest {
+pub struct OpenRequest<'a> {
     /// Hook (open, exec mmap, execve).
     pub hook: Hook,
     /// `MAY_*` bits.
@@ -193,14 +241,14 @@ pub struct OpenRequest {
     /// Effective gid.
     pub egid: u32,
     /// The path to log.
-    pub path: String,
+    pub path: LogPath<'a>,
     /// The opener created the file (`O_CREAT` that made it).
     pub created: bool,
 }
 
-impl OpenRequest {
+impl<'a> OpenRequest<'a> {
     /// A read open by root of `path`.
-    pub fn read(path: impl Into<String>) -> Self {
+    pub fn read(path: impl Into<LogPath<'a>>) -> Self {
         OpenRequest {
             hook: Hook::FileCheck,
             mask: MAY_READ,
@@ -214,7 +262,7 @@ impl OpenRequest {
     }
 
     /// A write open by root of `path`.
-    pub fn write(path: impl Into<String>) -> Self {
+    pub fn write(path: impl Into<LogPath<'a>>) -> Self {
         OpenRequest {
             mask: MAY_WRITE,
             ..Self::read(path)
@@ -417,7 +465,6 @@ struct Counters {
 
 #[derive(Clone, Debug)]
 struct JobInfo {
-    path: Arc<str>,
     uid: u32,
     gid: u32,
 }
@@ -591,7 +638,6 @@ impl Guard {
             fgroup: file.attrs.gid,
             fsmagic: file.attrs.fs_magic,
             fs: &s.filesystem(&file.id, fd),
-            path: &req.path,
         });
         if write {
             st.acquire(0)?;
@@ -603,8 +649,7 @@ impl Guard {
             state: Arc::clone(&st),
             write,
             // Only a writer's release queues a job.
-            job: write.then(|| JobInfo {
-                path: Arc::from(req.path.as_str()),
+            job: write.then_some(JobInfo {
                 uid: req.uid,
                 gid: req.gid,
             }),
@@ -615,13 +660,13 @@ impl Guard {
             if st.readers.load(Ordering::Acquire) > 0
                 && st.may_emit_tomtou.swap(false, Ordering::AcqRel)
             {
-                s.violation(&req.path)?;
+                s.violation(req.path.get())?;
             }
         } else if actions.measure.is_some()
             && st.writers() > 0
             && !st.emitted_open_writers.swap(true, Ordering::AcqRel)
         {
-            s.violation(&req.path)?;
+            s.violation(req.path.get())?;
         }
         let appraise = actions
             .appraise
@@ -651,7 +696,12 @@ impl Guard {
             }
             let bit = 1u64 << ma.pcr.min(63);
             if m.logged.load(Ordering::Acquire) & bit == 0 {
-                s.log_measurement(&m, ma, ma.template.unwrap_or(s.config.template), &req.path)?;
+                s.log_measurement(
+                    &m,
+                    ma,
+                    ma.template.unwrap_or(s.config.template),
+                    req.path.get(),
+                )?;
                 m.logged.fetch_or(bit, Ordering::AcqRel);
             }
         }
@@ -660,12 +710,12 @@ impl Guard {
             let v = s.verdict(&m, a, req.created, fd)?;
             if s.config.appraise_mode == AppraiseMode::Enforce {
                 if let Verdict::Fail(cause) = &v {
-                    return Err(Error::Denied(format!("{}: {cause}", req.path)));
+                    return Err(Error::Denied(format!("{}: {cause}", req.path.get())));
                 }
                 if write && v == Verdict::PassSignature {
                     return Err(Error::Denied(format!(
                         "{}: signed file is immutable",
-                        req.path
+                        req.path.get()
                     )));
                 }
             }
@@ -716,11 +766,7 @@ impl Guard {
             return ReleaseOutcome::Counted;
         }
         let s = &self.shared;
-        let info = handle.job.take().unwrap_or(JobInfo {
-            path: Arc::from(""),
-            uid: 0,
-            gid: 0,
-        });
+        let info = handle.job.take().unwrap_or(JobInfo { uid: 0, gid: 0 });
         match s
             .queue
             .push(handle.id.clone(), handle.state.gen.generation(), info)
@@ -1356,7 +1402,6 @@ impl Shared {
             fgroup: now.attrs.gid,
             fsmagic: now.attrs.fs_magic,
             fs: &self.filesystem(id, f.as_fd()),
-            path: &info.path,
         });
         let appraised =
             actions.appraise.is_some() && self.config.appraise_mode != AppraiseMode::Off;

@@ -52,8 +52,6 @@ pub struct Access<'a> {
     pub fsmagic: u64,
     /// The file system's UUID, type name and subtype.
     pub fs: &'a FsInfo,
-    /// Path as it should appear in the log.
-    pub path: &'a str,
 }
 
 /// What policy conditions know about the file system a file is on: IMA's `fsuuid=`,

@@ -9,8 +9,8 @@ use std::process::Command;
 
 use common::*;
 use vigil_guard::{
-    Actions, AppraiseAction, AppraiseMode, Config, Error, FixedPolicy, Guard, MeasureAction,
-    OpenRequest, ReleaseOutcome, Verdict,
+    Actions, AppraiseAction, AppraiseMode, Config, Error, FixedPolicy, Guard, LogPath,
+    MeasureAction, OpenRequest, ReleaseOutcome, Verdict,
 };
 use vigil_ima::list::Endian;
 use vigil_ima::HashAlgo;
@@ -436,6 +436,31 @@ fn queue_backpressure_is_reported() {
     assert_eq!(s.jobs_refused, full);
     assert_eq!(s.jobs_queued, queued);
     assert_eq!(s.jobs_done + s.jobs_failed, queued, "every queued job ran");
+}
+
+/// The path of a lazily named open is found only when something names it: the first
+/// open's measurement record, not the cached re-opens after it.
+#[test]
+fn lazy_path_is_resolved_only_when_logged() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    let p = write_file(&d.path().join("lazy"), b"named when logged");
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    let find = || {
+        asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        p.to_str().unwrap().to_owned()
+    };
+    for _ in 0..3 {
+        let f = File::open(&p).unwrap();
+        let id = g.identify(f.as_fd()).unwrap();
+        let req = OpenRequest::read(LogPath::lazy(&find));
+        g.on_open(&id, f.as_fd(), &req).unwrap();
+    }
+    assert_eq!(asked.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let mut a = Vec::new();
+    g.log().export_ascii(HashAlgo::Sha256, &mut a).unwrap();
+    let a = String::from_utf8(a).unwrap();
+    assert!(a.trim_end().ends_with(p.to_str().unwrap()), "{a}");
 }
 
 #[test]
