@@ -162,6 +162,52 @@ fn mount_status_and_three_ways_to_unmount() {
     );
 }
 
+/// Every file the kernel has looked up holds a descriptor in the daemon: started with
+/// the common default soft limit of open files, it raises its own and serves many more.
+#[test]
+fn many_files_under_a_low_open_file_limit() {
+    if !can_mount() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let d = dirs();
+    for i in 0..1500 {
+        fs::write(d.src.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    c.arg("mount")
+        .arg("--state")
+        .arg(d.state())
+        .arg(&d.src)
+        .arg(&d.mnt);
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        // A soft limit of 1024 below a higher hard one, as systemd and most logins
+        // start processes.
+        c.pre_exec(|| {
+            let mut low = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut low);
+            low.rlim_cur = 1024;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &low) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    };
+    let o = c.env("VIGIL_RUN_DIR", &d.run).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for i in 0..1500 {
+        let got = fs::read(d.mnt.join(format!("f{i}")));
+        assert_eq!(got.unwrap(), format!("file {i}").as_bytes(), "f{i}");
+    }
+    let o = vigil(&[&"umount", &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn mount_failures_are_reported() {
     if !can_mount() {

@@ -112,9 +112,45 @@ pub fn abort_connection(conn: &str) -> io::Result<()> {
     std::fs::write(dir.join(conn).join("abort"), b"1")
 }
 
+/// Every node the kernel knows holds a descriptor of its backing file, so the usual
+/// default soft limit of 1024 open files would fail lookups and opens with EMFILE after
+/// about a thousand files: raise it to the kernel's ceiling (`fs.nr_open`) where the
+/// process may (root), else to the hard limit.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let now = getrlimit(Resource::Nofile);
+    if let Some(c) = ceiling.filter(|&c| now.maximum.is_some_and(|h| h < c)) {
+        let lifted = Rlimit {
+            current: Some(c),
+            maximum: Some(c),
+        };
+        if setrlimit(Resource::Nofile, lifted).is_ok() {
+            return;
+        }
+    }
+    let soft = match (now.maximum, ceiling) {
+        (Some(h), Some(c)) => Some(h.min(c)),
+        (h, c) => h.or(c),
+    };
+    if now.current.is_some() && soft > now.current {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: soft,
+                maximum: now.maximum,
+            },
+        );
+    }
+}
+
 impl Mount {
-    /// Open the source, then mount over the mount point.
+    /// Open the source, then mount over the mount point. Raises the process's limit
+    /// of open files (each file the kernel has looked up holds one).
     pub fn new(opts: MountOptions) -> io::Result<Mount> {
+        raise_open_file_limit();
         let src = CString::new(opts.source.as_os_str().as_bytes())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: plain open of a C string path.
