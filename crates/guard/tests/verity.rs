@@ -38,9 +38,18 @@ fn trees_match_fsverity_utils() {
         })
     };
     let g = Guard::new(cfg, d.path().join("state")).unwrap();
-    for (i, size) in [0usize, 1, 4096, 4097, 1 << 20, (1 << 20) + 4095]
-        .into_iter()
-        .enumerate()
+    // Up to several of the guard's 1 MiB reads, the last one short.
+    for (i, size) in [
+        0usize,
+        1,
+        4096,
+        4097,
+        1 << 20,
+        (1 << 20) + 4095,
+        (3 << 20) + 5,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let data: Vec<u8> = (0..size).map(|j| (j * 7 + i) as u8).collect();
         let p = write_file(&d.path().join(format!("v{i}")), &data);
