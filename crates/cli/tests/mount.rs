@@ -16,12 +16,17 @@ fn can_mount() -> bool {
     true
 }
 
-fn vigil(args: &[&dyn AsRef<std::ffi::OsStr>], run: &Path) -> Output {
+fn vigil_command(args: &[&dyn AsRef<std::ffi::OsStr>], run: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
     for a in args {
         c.arg(a);
     }
-    c.env("VIGIL_RUN_DIR", run).output().unwrap()
+    c.env("VIGIL_RUN_DIR", run);
+    c
+}
+
+fn vigil(args: &[&dyn AsRef<std::ffi::OsStr>], run: &Path) -> Output {
+    vigil_command(args, run).output().unwrap()
 }
 
 struct Dirs {
@@ -174,12 +179,7 @@ fn many_files_under_a_low_open_file_limit() {
     for i in 0..1500 {
         fs::write(d.src.join(format!("f{i}")), format!("file {i}")).unwrap();
     }
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vigil"));
-    c.arg("mount")
-        .arg("--state")
-        .arg(d.state())
-        .arg(&d.src)
-        .arg(&d.mnt);
+    let mut c = vigil_command(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
     // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
     unsafe {
         // A soft limit of 1024 below a higher hard one, as systemd and most logins
@@ -198,7 +198,7 @@ fn many_files_under_a_low_open_file_limit() {
             }
         })
     };
-    let o = c.env("VIGIL_RUN_DIR", &d.run).output().unwrap();
+    let o = c.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for i in 0..1500 {
         let got = fs::read(d.mnt.join(format!("f{i}")));

@@ -117,6 +117,19 @@ impl Env {
     }
 }
 
+/// Drop the kernel's cached pages of `f`, so its next reads go through the daemon.
+fn drop_cached(f: &fs::File) {
+    // SAFETY: fadvise on a descriptor we hold.
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+}
+
 fn errno(r: std::io::Result<Vec<u8>>) -> i32 {
     r.unwrap_err().raw_os_error().unwrap_or(0)
 }
@@ -313,17 +326,8 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
         .unwrap();
     b.write_all_at(b"EVIL", 9 * 4096 + 100).unwrap();
     fs::write(env.src.join("small"), b"one bloc!").unwrap();
-    for h in [&f, &small] {
-        // SAFETY: fadvise on our descriptors.
-        unsafe {
-            libc::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(h),
-                0,
-                0,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
-    }
+    drop_cached(&f);
+    drop_cached(&small);
     let mut blk = vec![0u8; 4096];
     let e = f.read_exact_at(&mut blk, 9 * 4096).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
@@ -348,15 +352,7 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
         .unwrap();
     b.write_all_at(b"tail", data.len() as u64).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    // SAFETY: as above.
-    unsafe {
-        libc::posix_fadvise(
-            std::os::fd::AsRawFd::as_raw_fd(&f),
-            0,
-            0,
-            libc::POSIX_FADV_DONTNEED,
-        )
-    };
+    drop_cached(&f);
     let mut tail = vec![0u8; 4];
     let r = f.read_at(&mut tail, data.len() as u64);
     assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
@@ -380,17 +376,6 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     fs::write(env.src.join("f"), &data).unwrap();
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
     let f = fs::File::open(env.m("f")).unwrap();
-    let drop_cache = || {
-        // SAFETY: fadvise on our descriptor.
-        unsafe {
-            libc::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(&f),
-                0,
-                0,
-                libc::POSIX_FADV_DONTNEED,
-            )
-        };
-    };
     let read = |at: usize, len: usize| {
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, at as u64).map(|()| buf)
@@ -410,7 +395,7 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     backing
         .write_all_at(b"EVIL", (2 * MIB + 5000) as u64)
         .unwrap();
-    drop_cache();
+    drop_cached(&f);
     assert_eq!(
         read(2 * MIB, MIB).unwrap_err().raw_os_error(),
         Some(libc::EIO)
@@ -423,7 +408,7 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     }
 
     backing.set_len((MIB + MIB / 2) as u64).unwrap();
-    drop_cache();
+    drop_cached(&f);
     // Past the new end: EIO while the kernel still has the old size, end of file once
     // it has the new one; never bytes.
     let r = read(3 * MIB, MIB);
@@ -463,15 +448,7 @@ fn parallel_readers_and_writers() {
             while !stop.load(Ordering::Relaxed) {
                 let f = fs::File::open(&p).unwrap();
                 let off = (k * 77_777) % (stable.len() as u64 - buf.len() as u64);
-                // SAFETY: fadvise on our descriptor: force reads through the daemon.
-                unsafe {
-                    libc::posix_fadvise(
-                        std::os::fd::AsRawFd::as_raw_fd(&f),
-                        0,
-                        0,
-                        libc::POSIX_FADV_DONTNEED,
-                    )
-                };
+                drop_cached(&f);
                 f.read_exact_at(&mut buf, off).unwrap();
                 assert_eq!(&buf[..], &stable[off as usize..off as usize + buf.len()]);
                 reads.fetch_add(1, Ordering::Relaxed);
