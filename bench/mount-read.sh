@@ -40,7 +40,23 @@ echo "measure func=FILE_CHECK mask=MAY_READ" > "$work/policy"
 # Cold runs start from an empty page cache (the whole system's, so no contender pays
 # for reclaiming another's pages). Prints MB/s and the CPU time (all cores, user +
 # system, in ms) the read cost the whole machine.
-drop_all() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+#
+# After the drop, memory three times the file's size (at most half of what is free) is
+# touched and freed again: on a VM whose balloon reports free pages to the host
+# (virtio-balloon free page reporting), the host discards reported pages and the first
+# touch of each costs a host fault, charged to whichever read allocates it. That made
+# cold reads, native ones included, swing by 2x from run to run; re-touched pages are
+# reused before they are reported again, so every contender allocates the same kind.
+drop_all() {
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  python3 - "$size_mib" <<'PY'
+import sys
+avail = next(int(l.split()[1]) << 10 for l in open("/proc/meminfo") if l.startswith("MemAvailable:"))
+n = min(3 * int(sys.argv[1]) << 20, avail // 2)
+b = bytearray(n)
+b[::4096] = b"\1" * len(range(0, n, 4096))
+PY
+}
 busy_ms() { awk '/^cpu /{print ($2+$3+$4+$7+$8) * 10}' /proc/stat; }
 rate() {
   local t0 t1
