@@ -140,9 +140,14 @@ pub struct MountArgs {
     /// FUSE event-loop threads (default: 2 × CPUs, 4 to 16).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
-    /// Worker threads for reads, opens and fsync (default: 2 × CPUs, 4 to 32).
+    /// Worker threads for opens (which may measure a file), fsync and other slow
+    /// requests (default: 2 × CPUs, 4 to 32).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// Worker threads that read and verify file data (default: one per CPU; more
+    /// share the CPUs and slow sequential reads down).
+    #[arg(long, value_name = "N")]
+    pub read_workers: Option<usize>,
     /// Abort the FUSE connection when one request takes longer than SECS, so no
     /// process hangs on the mount (0 disables).
     #[arg(long, value_name = "SECS", default_value_t = 120)]
@@ -321,6 +326,7 @@ fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
         config,
         threads: a.threads,
         workers: a.workers,
+        read_workers: a.read_workers,
         watchdog: (a.watchdog > 0).then(|| Duration::from_secs(a.watchdog)),
         verify_reads: !a.no_verify_reads,
     };
@@ -385,6 +391,7 @@ struct Setup {
     config: vigil_guard::Config,
     threads: Option<usize>,
     workers: Option<usize>,
+    read_workers: Option<usize>,
     watchdog: Option<Duration>,
     verify_reads: bool,
 }
@@ -400,6 +407,9 @@ impl Setup {
         }
         if let Some(n) = self.workers {
             opts.workers = n.max(1);
+        }
+        if let Some(n) = self.read_workers {
+            opts.read_workers = n.max(1);
         }
         opts.watchdog = self.watchdog;
         opts.verify_reads = self.verify_reads;

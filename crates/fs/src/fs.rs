@@ -28,14 +28,29 @@ use crate::ioctl;
 use crate::pool::Pool;
 use crate::sys::{self, errno};
 
-/// Largest READ/WRITE the kernel is asked to send (and the readahead window).
+/// Largest READ/WRITE the kernel is asked to send.
 pub const MAX_IO: u32 = 1 << 20;
+
+/// The mount's readahead window: sixteen READs. The kernel sends the next window when
+/// the reader reaches the current one, so a window must cover the time the reader takes
+/// to be scheduled, allocate the next window's pages and send it, or the workers idle.
+pub const READ_AHEAD: u32 = 16 * MAX_IO;
+
+/// READs (and other background requests) the kernel may have in flight: two readahead
+/// windows, and room for others. At the congestion threshold (3/4 of this) the kernel
+/// skips asynchronous readahead.
+const MAX_BACKGROUND: u16 = (2 * READ_AHEAD / MAX_IO + 16) as u16;
 
 /// State shared by the loop threads, the workers and the mount's owner.
 pub struct Shared {
     pub inodes: InodeTable,
     pub handles: HandleTable,
+    /// Workers for opens (which may measure), fsync and other slow requests.
     pub pool: Arc<Pool>,
+    /// Workers for READs, one per CPU by default: more would share the CPUs and finish
+    /// a readahead window's READs all at once, late, instead of the first ones first
+    /// (the reader needs the first to ask for the next window).
+    pub readers: Arc<Pool>,
     pub enforce: Arc<Enforcer>,
     pub notifier: OnceLock<Notifier>,
     pub ttl: Duration,
@@ -71,6 +86,7 @@ impl VigilFs {
         root: std::os::fd::OwnedFd,
         enforce: Arc<Enforcer>,
         workers: usize,
+        read_workers: usize,
     ) -> io::Result<VigilFs> {
         let inodes = InodeTable::new(root)?;
         // SAFETY: trivial getter.
@@ -79,7 +95,8 @@ impl VigilFs {
             shared: Arc::new(Shared {
                 inodes,
                 handles: HandleTable::new(),
-                pool: Pool::new(workers, workers * 16),
+                pool: Pool::new("vigil-fs-w", workers, workers * 16),
+                readers: Pool::new("vigil-fs-r", read_workers, MAX_BACKGROUND.into()),
                 enforce,
                 notifier: OnceLock::new(),
                 ttl: Duration::from_secs(1),
@@ -100,6 +117,12 @@ macro_rules! tri {
 }
 
 impl Shared {
+    /// Stop both worker pools, letting queued requests finish.
+    pub fn shutdown_workers(&self) {
+        self.readers.shutdown();
+        self.pool.shutdown();
+    }
+
     fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
         self.inodes.get(ino.0).ok_or(Errno::ESTALE)
     }
@@ -624,6 +647,7 @@ impl Filesystem for VigilFs {
         let _ = config
             .set_max_readahead(MAX_IO)
             .or_else(|max| config.set_max_readahead(max));
+        let _ = config.set_max_background(MAX_BACKGROUND);
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
@@ -635,7 +659,7 @@ impl Filesystem for VigilFs {
     }
 
     fn destroy(&mut self) {
-        self.shared.pool.shutdown();
+        self.shared.shutdown_workers();
         self.shared.enforce.shutdown();
     }
 
@@ -885,7 +909,7 @@ impl Filesystem for VigilFs {
             return reply.data(&data[start..end]);
         }
         let shared = self.shared.clone();
-        s.pool
+        s.readers
             .run(move || shared.read_into(&h, offset, size, reply));
     }
 

@@ -13,7 +13,7 @@ use fuser::{Config, MountOption, Session, SessionACL};
 use vigil_ima::mountinfo;
 
 use crate::enforce::Enforcer;
-use crate::fs::{Shared, VigilFs, MAX_IO};
+use crate::fs::{Shared, VigilFs, READ_AHEAD};
 use crate::sys;
 
 /// How to mount.
@@ -24,8 +24,10 @@ pub struct MountOptions {
     pub mountpoint: PathBuf,
     /// FUSE event-loop threads, each with its own /dev/fuse descriptor.
     pub loop_threads: usize,
-    /// Worker threads for reads, opens and fsync.
+    /// Worker threads for opens, fsync and other slow requests.
     pub workers: usize,
+    /// Worker threads for reads.
+    pub read_workers: usize,
     /// Abort the FUSE connection if one request runs longer than this.
     pub watchdog: Option<Duration>,
     /// Readahead window for the mount, in KiB (the kernel's default is 128).
@@ -54,9 +56,9 @@ impl MountOptions {
             // an open+close against 2).
             loop_threads: (cpus * 2).clamp(4, 16),
             workers: (cpus * 2).clamp(4, 32),
+            read_workers: cpus.clamp(1, 32),
             watchdog: Some(Duration::from_secs(120)),
-            // Several MAX_IO READs in flight: reading the backing file overlaps hashing.
-            read_ahead_kb: 4 * MAX_IO / 1024,
+            read_ahead_kb: READ_AHEAD / 1024,
             guard,
             verify_reads: true,
         }
@@ -183,7 +185,7 @@ impl Mount {
             root.as_fd(),
             opts.verify_reads,
         )?;
-        let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers)?;
+        let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers, opts.read_workers)?;
         let shared = fs.shared.clone();
         let mut config = Config::default();
         config.mount_options = vec![
@@ -239,7 +241,7 @@ impl Mount {
         } = self;
         if let (Some(limit), Some(conn)) = (watchdog, conn.clone()) {
             let mnt = mountpoint.clone();
-            shared.pool.watchdog(limit, move |age| {
+            crate::pool::watchdog(&[&shared.pool, &shared.readers], limit, move |age| {
                 eprintln!(
                     "vigil-fs: a request on {} has run for {:?}; aborting the connection so no process hangs",
                     mnt.display(),
@@ -271,7 +273,7 @@ impl Mount {
                 })?;
         }
         let r = session.run();
-        shared.pool.shutdown();
+        shared.shutdown_workers();
         r
     }
 

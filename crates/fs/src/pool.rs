@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,13 +19,14 @@ pub struct Pool {
     threads: Mutex<Vec<JoinHandle<()>>>,
     busy: Arc<Vec<AtomicU64>>,
     epoch: Instant,
-    stop: Arc<AtomicBool>,
+    stop: AtomicBool,
 }
 
 impl Pool {
-    /// `workers` threads sharing a queue of at most `bound` waiting jobs (a full queue
-    /// makes the submitting loop thread wait: back-pressure, never unbounded memory).
-    pub fn new(workers: usize, bound: usize) -> Arc<Pool> {
+    /// `workers` threads named `{name}{i}` sharing a queue of at most `bound` waiting
+    /// jobs (a full queue makes the submitting loop thread wait: back-pressure, never
+    /// unbounded memory).
+    pub fn new(name: &str, workers: usize, bound: usize) -> Arc<Pool> {
         let workers = workers.max(1);
         let (tx, rx) = sync_channel::<Job>(bound.max(1));
         let rx = Arc::new(Mutex::new(rx));
@@ -36,7 +37,7 @@ impl Pool {
             let rx: Arc<Mutex<Receiver<Job>>> = rx.clone();
             let busy = busy.clone();
             let t = std::thread::Builder::new()
-                .name(format!("vigil-fs-w{i}"))
+                .name(format!("{name}{i}"))
                 .spawn(move || loop {
                     let job = {
                         let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
@@ -56,7 +57,7 @@ impl Pool {
             threads: Mutex::new(threads),
             busy,
             epoch,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: AtomicBool::new(false),
         })
     }
 
@@ -84,35 +85,6 @@ impl Pool {
             .max()
     }
 
-    /// Start the watchdog: every second, if a job has run longer than `limit`, call
-    /// `on_stall` once (with the job's age) and stop watching.
-    pub fn watchdog(
-        self: &Arc<Self>,
-        limit: Duration,
-        on_stall: impl FnOnce(Duration) + Send + 'static,
-    ) {
-        let pool = Arc::downgrade(self);
-        let stop = self.stop.clone();
-        let _ = std::thread::Builder::new()
-            .name("vigil-fs-watchdog".into())
-            .spawn(move || {
-                let tick = Duration::from_millis(250).min(limit);
-                loop {
-                    std::thread::sleep(tick);
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let Some(pool) = pool.upgrade() else { return };
-                    if let Some(age) = pool.oldest_job() {
-                        if age > limit {
-                            on_stall(age);
-                            return;
-                        }
-                    }
-                }
-            });
-    }
-
     /// Stop taking jobs, let the queued ones finish and join the workers.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -124,6 +96,36 @@ impl Pool {
     }
 }
 
+/// Start the watchdog over `pools`: every quarter second, if a job has run longer than
+/// `limit`, call `on_stall` once (with the job's age) and stop watching.
+pub fn watchdog(
+    pools: &[&Arc<Pool>],
+    limit: Duration,
+    on_stall: impl FnOnce(Duration) + Send + 'static,
+) {
+    let watched: Vec<Weak<Pool>> = pools.iter().map(|p| Arc::downgrade(p)).collect();
+    let _ = std::thread::Builder::new()
+        .name("vigil-fs-watchdog".into())
+        .spawn(move || {
+            let tick = Duration::from_millis(250).min(limit);
+            loop {
+                std::thread::sleep(tick);
+                let mut oldest = None;
+                for pool in &watched {
+                    let Some(pool) = pool.upgrade() else { return };
+                    if pool.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    oldest = oldest.max(pool.oldest_job());
+                }
+                if let Some(age) = oldest.filter(|&age| age > limit) {
+                    on_stall(age);
+                    return;
+                }
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +133,7 @@ mod tests {
 
     #[test]
     fn runs_all_jobs_and_joins() {
-        let pool = Pool::new(3, 2);
+        let pool = Pool::new("t", 3, 2);
         let n = Arc::new(AtomicUsize::new(0));
         for _ in 0..50 {
             let n = n.clone();
@@ -151,9 +153,9 @@ mod tests {
 
     #[test]
     fn watchdog_reports_a_stuck_job() {
-        let pool = Pool::new(1, 1);
+        let pool = Pool::new("t", 1, 1);
         let (tx, rx) = std::sync::mpsc::channel();
-        pool.watchdog(Duration::from_millis(100), move |age| {
+        watchdog(&[&pool], Duration::from_millis(100), move |age| {
             tx.send(age).unwrap();
         });
         let (rel_tx, rel_rx) = std::sync::mpsc::channel::<()>();
