@@ -51,6 +51,9 @@ pub struct Shared {
     /// a readahead window's READs all at once, late, instead of the first ones first
     /// (the reader needs the first to ask for the next window).
     pub readers: Arc<Pool>,
+    /// One worker that reads the backing files of sequential readers ahead
+    /// ([`crate::prefetch`]).
+    pub prefetch: Arc<Pool>,
     pub enforce: Arc<Enforcer>,
     pub notifier: OnceLock<Notifier>,
     pub ttl: Duration,
@@ -97,6 +100,7 @@ impl VigilFs {
                 handles: HandleTable::new(),
                 pool: Pool::new("vigil-fs-w", workers, workers * 16),
                 readers: Pool::new("vigil-fs-r", read_workers, MAX_BACKGROUND.into()),
+                prefetch: Pool::new("vigil-fs-ra", 1, 4),
                 enforce,
                 notifier: OnceLock::new(),
                 ttl: Duration::from_secs(1),
@@ -120,6 +124,7 @@ impl Shared {
     /// Stop both worker pools, letting queued requests finish.
     pub fn shutdown_workers(&self) {
         self.readers.shutdown();
+        self.prefetch.shutdown();
         self.pool.shutdown();
     }
 
@@ -401,6 +406,7 @@ impl Shared {
             writable,
             opened_gen,
             opened: Some(opened),
+            stream: Default::default(),
         });
         Ok((fh, fopen))
     }
@@ -866,6 +872,7 @@ impl Filesystem for VigilFs {
                 writable: false,
                 opened_gen: 0,
                 opened: None,
+                stream: Default::default(),
             });
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
@@ -907,6 +914,14 @@ impl Filesystem for VigilFs {
             let start = (offset as usize).min(data.len());
             let end = start.saturating_add(size as usize).min(data.len());
             return reply.data(&data[start..end]);
+        }
+        if let Some(r) = h.stream.read(offset, size, MAX_IO) {
+            let h = h.clone();
+            s.prefetch.try_run(move || {
+                if let Some(f) = h.file() {
+                    crate::prefetch::fetch(f, r)
+                }
+            });
         }
         let shared = self.shared.clone();
         s.readers
@@ -1005,6 +1020,7 @@ impl Filesystem for VigilFs {
                 writable: false,
                 opened_gen: 0,
                 opened: None,
+                stream: Default::default(),
             });
             return reply.opened(FileHandle(fh), FopenFlags::empty());
         }
@@ -1018,6 +1034,7 @@ impl Filesystem for VigilFs {
             writable: false,
             opened_gen: 0,
             opened: None,
+            stream: Default::default(),
         });
         reply.opened(FileHandle(fh), FopenFlags::empty());
     }

@@ -215,6 +215,8 @@ pub struct Handle {
     pub opened_gen: u64,
     /// Enforcement state (regular files).
     pub opened: Option<crate::enforce::Opened>,
+    /// Where READs on this handle are heading (regular files).
+    pub stream: crate::prefetch::Stream,
 }
 
 impl Handle {

@@ -15,6 +15,7 @@ pub mod inode;
 pub mod ioctl;
 mod mount;
 mod pool;
+mod prefetch;
 mod sys;
 pub mod verity;
 

@@ -74,6 +74,13 @@ impl Pool {
         }
     }
 
+    /// Run `job` on a worker if one can take it without waiting; drop it otherwise.
+    pub fn try_run(&self, job: impl FnOnce() + Send + 'static) {
+        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.try_send(Box::new(job));
+        }
+    }
+
     /// Age of the oldest job currently running.
     pub fn oldest_job(&self) -> Option<Duration> {
         let now = self.epoch.elapsed().as_millis() as u64 + 1;
