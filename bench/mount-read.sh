@@ -75,22 +75,25 @@ measure_ms=$(( (t1 - t0) / 1000000 ))
 
 # Per run: one cold read, then three re-reads from the page cache. The first re-read
 # is reported apart: it moves every page to the active LRU list, which costs most
-# where pages are small (FUSE caches 4 KiB pages; ext4 large folios).
+# where pages are small (FUSE caches 4 KiB pages; ext4 large folios). The contenders
+# take turns within each run, so a slow phase of the host hits them alike.
 declare -A cold cpu first warm
-for name in native bindfs vigil; do
-  case $name in native) f=$src/big;; bindfs) f=$mnt_b/big;; vigil) f=$mnt_v/big;; esac
-  c=(); u=(); w1=(); w=()
-  for r in $(seq 1 "$runs"); do
+for r in $(seq 1 "$runs"); do
+  for name in native bindfs vigil; do
+    case $name in native) f=$src/big;; bindfs) f=$mnt_b/big;; vigil) f=$mnt_v/big;; esac
     drop_all
-    b0=$(busy_ms); c+=("$(rate "$f")"); b1=$(busy_ms)
-    u+=("$(( (b1 - b0) * 1024 / size_mib ))")
-    w1+=("$(rate "$f")")
-    w+=("$(rate "$f")" "$(rate "$f")")
+    b0=$(busy_ms); cold[$name]+="$(rate "$f") "; b1=$(busy_ms)
+    cpu[$name]+="$(( (b1 - b0) * 1024 / size_mib )) "
+    first[$name]+="$(rate "$f") "
+    warm[$name]+="$(rate "$f") $(rate "$f") "
   done
-  cold[$name]=$(printf '%s\n' "${c[@]}" | median)
-  cpu[$name]=$(printf '%s\n' "${u[@]}" | median)
-  first[$name]=$(printf '%s\n' "${w1[@]}" | median)
-  warm[$name]=$(printf '%s\n' "${w[@]}" | median)
+done
+for name in native bindfs vigil; do
+  for m in cold cpu first warm; do
+    declare -n a=$m
+    a[$name]=$(tr ' ' '\n' <<<"${a[$name]}" | grep . | median)
+    unset -n a
+  done
 done
 
 # open+close of unchanged small files: 200 files × 20 rounds, median round in µs/open.
