@@ -121,7 +121,7 @@ macro_rules! tri {
 }
 
 impl Shared {
-    /// Stop both worker pools, letting queued requests finish.
+    /// Stop the worker pools, letting queued requests finish.
     pub fn shutdown_workers(&self) {
         self.readers.shutdown();
         self.prefetch.shutdown();

@@ -241,20 +241,17 @@ impl Mount {
         } = self;
         if let (Some(limit), Some(conn)) = (watchdog, conn.clone()) {
             let mnt = mountpoint.clone();
-            crate::pool::watchdog(
-                &[&shared.pool, &shared.readers, &shared.prefetch],
-                limit,
-                move |age| {
-                    eprintln!(
+            let pools = [&shared.pool, &shared.readers, &shared.prefetch];
+            crate::pool::watchdog(&pools, limit, move |age| {
+                eprintln!(
                     "vigil-fs: a request on {} has run for {:?}; aborting the connection so no process hangs",
                     mnt.display(),
                     age
                 );
-                    if abort_connection(&conn).is_err() {
-                        let _ = detach(&mnt);
-                    }
-                },
-            );
+                if abort_connection(&conn).is_err() {
+                    let _ = detach(&mnt);
+                }
+            });
         }
         if signals {
             let mnt = mountpoint.clone();

@@ -39,10 +39,10 @@ impl Stream {
             return None;
         }
         let ahead = self.ahead.load(Ordering::Relaxed);
-        if ahead >= end + LEAD / 2 {
+        if ahead >= end.saturating_add(LEAD / 2) {
             return None;
         }
-        let to = end + LEAD;
+        let to = end.saturating_add(LEAD);
         self.ahead
             .compare_exchange(ahead, to, Ordering::Relaxed, Ordering::Relaxed)
             .ok()?;
@@ -84,18 +84,18 @@ mod tests {
         // Later READs ask again only when less than half the lead is left, and only
         // for what was not asked yet.
         let mut asked = MIB as u64 + LEAD;
-        let mut got = Vec::new();
+        let mut asks = 0;
         for i in 1..64u64 {
             if let Some(r) = s.read(i * MIB as u64, MIB, MIB) {
                 assert_eq!(r.start, asked, "contiguous with what was asked before");
                 assert!(r.end - (i + 1) * MIB as u64 == LEAD);
                 asked = r.end;
-                got.push(i);
+                asks += 1;
             }
             let end = (i + 1) * MIB as u64;
             assert!(asked >= end + LEAD / 2, "lead kept at READ {i}");
         }
-        assert!(!got.is_empty());
+        assert!(asks > 0);
     }
 
     #[test]
