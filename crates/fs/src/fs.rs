@@ -402,11 +402,10 @@ impl Shared {
         node.state.opens.fetch_add(1, Ordering::AcqRel);
         let fh = self.handles.insert(Handle {
             node: Some(node),
-            kind: HandleKind::File(file),
+            kind: HandleKind::File(file, Default::default()),
             writable,
             opened_gen,
             opened: Some(opened),
-            stream: Default::default(),
         });
         Ok((fh, fopen))
     }
@@ -872,7 +871,6 @@ impl Filesystem for VigilFs {
                 writable: false,
                 opened_gen: 0,
                 opened: None,
-                stream: Default::default(),
             });
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO);
         }
@@ -915,13 +913,15 @@ impl Filesystem for VigilFs {
             let end = start.saturating_add(size as usize).min(data.len());
             return reply.data(&data[start..end]);
         }
-        if let Some(r) = h.stream.read(offset, size, MAX_IO) {
-            let h = h.clone();
-            s.prefetch.try_run(move || {
-                if let Some(f) = h.file() {
-                    crate::prefetch::fetch(f, r)
-                }
-            });
+        if let HandleKind::File(_, stream) = &h.kind {
+            if let Some(r) = stream.read(offset, size, MAX_IO) {
+                let h = h.clone();
+                s.prefetch.try_run(move || {
+                    if let Some(f) = h.file() {
+                        crate::prefetch::fetch(f, r)
+                    }
+                });
+            }
         }
         let shared = self.shared.clone();
         s.readers
@@ -1020,7 +1020,6 @@ impl Filesystem for VigilFs {
                 writable: false,
                 opened_gen: 0,
                 opened: None,
-                stream: Default::default(),
             });
             return reply.opened(FileHandle(fh), FopenFlags::empty());
         }
@@ -1034,7 +1033,6 @@ impl Filesystem for VigilFs {
             writable: false,
             opened_gen: 0,
             opened: None,
-            stream: Default::default(),
         });
         reply.opened(FileHandle(fh), FopenFlags::empty());
     }

@@ -200,7 +200,8 @@ impl InodeTable {
 }
 
 pub enum HandleKind {
-    File(File),
+    /// The backing file, and where READs on it are heading.
+    File(File, crate::prefetch::Stream),
     /// A listing snapshot taken at offset 0; READDIR offsets index it.
     Dir(Mutex<Vec<crate::fs::Entry>>),
     /// A snapshot of a `.vigil/` file taken at open, so reads at any offset agree.
@@ -215,14 +216,12 @@ pub struct Handle {
     pub opened_gen: u64,
     /// Enforcement state (regular files).
     pub opened: Option<crate::enforce::Opened>,
-    /// Where READs on this handle are heading (regular files).
-    pub stream: crate::prefetch::Stream,
 }
 
 impl Handle {
     pub fn file(&self) -> Option<&File> {
         match &self.kind {
-            HandleKind::File(f) => Some(f),
+            HandleKind::File(f, _) => Some(f),
             _ => None,
         }
     }
