@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod attest;
 mod evmctl;
+mod fstab;
 mod fsverity_compat;
 mod getopt;
 mod ima;
@@ -22,7 +23,8 @@ mod verity;
 /// unreadable input.
 ///
 /// Run as `evmctl` or `fsverity` (through a link of that name) vigil accepts those
-/// tools' command lines and prints their output.
+/// tools' command lines and prints their output; run as `mount.vigil` it is the mount
+/// helper mount(8) uses for fstab entries of type `vigil`.
 #[derive(Parser)]
 #[command(name = "vigil", version, max_term_width = 100)]
 struct Cli {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
     match prog.as_str() {
         "fsverity" => fsverity_compat::main(args.collect()),
         "evmctl" => evmctl::main(args.map(|a| a.to_string_lossy().into_owned()).collect()),
+        "mount.vigil" | "mount.fuse.vigil" => fstab::helper_main(args.collect()),
         _ => run_vigil(Cli::parse()),
     }
 }

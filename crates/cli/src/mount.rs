@@ -156,6 +156,26 @@ pub struct MountArgs {
     /// to FILE instead of discarding them when detached.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Mount read-only: every change through MNT fails with EROFS. Files are still
+    /// measured, appraised and verified as they are read.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount options, comma-separated as in fstab; repeatable, applied after the
+    /// other options. `ro`, `rw`, `noexec`, `exec`, `noatime`, `atime`, `relatime`,
+    /// and every option above as NAME=VALUE or NAME: `policy=FILE`, `builtin=NAME`,
+    /// `appraise=MODE`, `keys=FILE` (one per key, or quoted: `keys="a.pem,b.pem"`),
+    /// `xattr=`, `hash-algo=`, `template=`, `state=DIR`, `log=FILE`, `threads=N`,
+    /// `workers=N`, `read-workers=N`, `watchdog=SECS`, `no-verify-reads`. mount(8)'s
+    /// own options (defaults, auto, noauto, nofail, user, users, owner, group,
+    /// _netdev, x-*, comment=) are ignored; nosuid and nodev are always in force.
+    #[arg(short = 'o', long = "options", value_name = "OPTS")]
+    pub options: Vec<String>,
+    /// `-o noexec`.
+    #[arg(skip)]
+    pub no_exec: bool,
+    /// `-o noatime`.
+    #[arg(skip)]
+    pub no_atime: bool,
 }
 
 #[derive(Args)]
@@ -275,18 +295,7 @@ fn pid_file(mnt: &Path) -> PathBuf {
     let dir = std::env::var_os("VIGIL_RUN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/run/vigil".into());
-    let name: String = mnt
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    dir.join(format!("mount{name}.pid"))
+    dir.join(format!("mount{}.pid", flat_name(mnt)))
 }
 
 fn check_dir(p: &Path, what: &str) -> anyhow::Result<PathBuf> {
@@ -297,13 +306,22 @@ fn check_dir(p: &Path, what: &str) -> anyhow::Result<PathBuf> {
     Ok(c)
 }
 
-fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
+/// The checks of `vigil mount` that need no change on the system: both directories,
+/// the policy and the keys. Returns (source, mount point, guard configuration).
+pub(crate) fn check_mount(
+    a: &MountArgs,
+) -> anyhow::Result<(PathBuf, PathBuf, vigil_guard::Config)> {
     let src = check_dir(&a.source, "source")?;
     let mnt = check_dir(&a.mountpoint, "mount point")?;
     if vigil_fs::is_vigil_mount(&mnt) && src != mnt {
         bail!("{}: already a vigil mount", mnt.display());
     }
-    let config = guard_config(&a.enforce)?;
+    Ok((src, mnt, guard_config(&a.enforce)?))
+}
+
+pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
+    crate::fstab::apply_options(&mut a, false)?;
+    let (src, mnt, config) = check_mount(&a)?;
     let state = a
         .state
         .clone()
@@ -329,6 +347,9 @@ fn mount(a: MountArgs) -> anyhow::Result<ExitCode> {
         read_workers: a.read_workers,
         watchdog: (a.watchdog > 0).then(|| Duration::from_secs(a.watchdog)),
         verify_reads: !a.no_verify_reads,
+        read_only: a.read_only,
+        no_exec: a.no_exec,
+        no_atime: a.no_atime,
     };
 
     if a.foreground {
@@ -394,6 +415,9 @@ struct Setup {
     read_workers: Option<usize>,
     watchdog: Option<Duration>,
     verify_reads: bool,
+    read_only: bool,
+    no_exec: bool,
+    no_atime: bool,
 }
 
 impl Setup {
@@ -413,6 +437,9 @@ impl Setup {
         }
         opts.watchdog = self.watchdog;
         opts.verify_reads = self.verify_reads;
+        opts.read_only = self.read_only;
+        opts.no_exec = self.no_exec;
+        opts.no_atime = self.no_atime;
         Mount::new(opts)
             .with_context(|| format!("mounting {} on {}", self.src.display(), self.mnt.display()))
     }

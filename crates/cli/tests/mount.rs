@@ -208,6 +208,119 @@ fn many_files_under_a_low_open_file_limit() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// The mount helper as mount(8) runs it (`mount -t vigil`, an fstab line): in a private
+/// mount namespace whose /sbin holds only `mount.vigil`, a read-only, noexec mount with
+/// its policy and state directory given as -o options, then the same from an fstab.
+#[test]
+fn mount_t_vigil_runs_the_helper_with_fstab_options() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    fs::write(d.src.join("f"), b"content").unwrap();
+    let policy = d._t.path().join("policy");
+    fs::write(&policy, "measure func=FILE_CHECK mask=MAY_READ\n").unwrap();
+    let script = r#"
+        set -e
+        mount -t tmpfs none /sbin
+        ln -s "$VIGIL" /sbin/mount.vigil
+        mount -t vigil -o "ro,noexec,noatime,policy=$POLICY,state=$STATE,x-systemd.automount" "$SRC" "$MNT"
+        cat "$MNT/f"; echo
+        if echo x > "$MNT/f"; then echo "write allowed"; fi
+        if touch "$MNT/new"; then echo "create allowed"; fi
+        awk -v m="$MNT" '$5 == m { print "options " $6; print "type " $(NF-2) }' /proc/self/mountinfo
+        cat "$MNT/.vigil/ascii_runtime_measurements"
+        umount "$MNT"
+        printf '%s %s vigil policy=%s,state=%s,nofail 0 0\n' "$SRC" "$MNT" "$POLICY" "$STATE" > "$FSTAB"
+        mount -a -T "$FSTAB"
+        mount -a -T "$FSTAB"
+        echo "mounts $(awk -v m="$MNT" '$5 == m' /proc/self/mountinfo | wc -l)"
+        echo written > "$MNT/g"; cat "$SRC/g"
+        umount "$MNT"
+    "#;
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script])
+        .env("VIGIL", env!("CARGO_BIN_EXE_vigil"))
+        .env("VIGIL_RUN_DIR", &d.run)
+        .env("POLICY", &policy)
+        .env("STATE", d.state())
+        .env("SRC", fs::canonicalize(&d.src).unwrap())
+        .env("MNT", fs::canonicalize(&d.mnt).unwrap())
+        .env("FSTAB", d._t.path().join("fstab"))
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.starts_with("content\n"), "{out}");
+    assert!(!out.contains("allowed"), "{out}");
+    assert_eq!(err.matches("Read-only file system").count(), 2, "{err}");
+    let options = out
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .unwrap();
+    for flag in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+        assert!(
+            options.split(',').any(|o| o == flag),
+            "{flag} not in {options}"
+        );
+    }
+    assert!(out.contains("type fuse.vigil"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("10 ") && l.ends_with("/mnt/f")),
+        "f not measured:\n{out}"
+    );
+    // From fstab, read-write; `mount -a` again finds it mounted.
+    assert!(out.contains("mounts 1\nwritten\n"), "{out}");
+    assert!(!mounted(&d.mnt));
+}
+
+/// The helper's own command line: -f checks without mounting, -s tolerates unknown
+/// options, and its exit status is mount(8)'s (1 bad usage, 32 mount failure).
+#[test]
+fn mount_helper_flags_and_exit_status() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    let helper = d._t.path().join("mount.vigil");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vigil"), &helper).unwrap();
+    let run = |args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut c = Command::new(&helper);
+        for a in args {
+            c.arg(a);
+        }
+        c.env("VIGIL_RUN_DIR", &d.run).output().unwrap()
+    };
+    let state = format!("state={}", d.state().display());
+
+    let o = run(&[&d.src, &d.mnt, &"-f", &"-o", &"ro,frobnicate"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("-o frobnicate: unknown mount option"));
+    let o = run(&[&d.src, &d.mnt, &"-sf", &"-o", &"ro,frobnicate"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!mounted(&d.mnt));
+    let o = run(&[&d.src, &d.mnt, &"-f", &"-opolicy=/nonexistent/policy"]);
+    assert_eq!(o.status.code(), Some(32));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/policy"));
+    let o = run(&[&d.src]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected SOURCE and MOUNTPOINT"));
+    let o = run(&[&d.src.join("missing"), &d.mnt, &"-o", &state]);
+    assert_eq!(o.status.code(), Some(32));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing"));
+
+    let o = run(&[&d.src, &d.mnt, &"-nv", &"-o", &state, &"-t", &"vigil"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("mounted on"));
+    assert!(mounted(&d.mnt));
+    let o = vigil(&[&"umount", &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn mount_failures_are_reported() {
     if !can_mount() {

@@ -37,6 +37,13 @@ pub struct MountOptions {
     /// Verify every read of a measured file against its Merkle tree (the guard must
     /// have been configured with [`crate::verity::tree_builder`]).
     pub verify_reads: bool,
+    /// Mount read-only (`MS_RDONLY`): the kernel refuses every change with EROFS
+    /// before it reaches the daemon.
+    pub read_only: bool,
+    /// Do not allow programs on the mount to be executed (`MS_NOEXEC`).
+    pub no_exec: bool,
+    /// Do not update access times (`MS_NOATIME`).
+    pub no_atime: bool,
 }
 
 impl MountOptions {
@@ -61,6 +68,9 @@ impl MountOptions {
             read_ahead_kb: READ_AHEAD / 1024,
             guard,
             verify_reads: true,
+            read_only: false,
+            no_exec: false,
+            no_atime: false,
         }
     }
 }
@@ -189,12 +199,24 @@ impl Mount {
         let shared = fs.shared.clone();
         let mut config = Config::default();
         config.mount_options = vec![
-            MountOption::FSName(format!("vigil:{}", opts.source.display())),
-            MountOption::Subtype("vigil".into()),
+            // The source as fstab names it, so `mount -a` sees the mount is there.
+            MountOption::FSName(opts.source.display().to_string()),
+            // The type shows as `fuse.vigil` (fuser hands `Subtype` to fusermount only;
+            // the kernel takes it as a mount parameter too).
+            MountOption::CUSTOM("subtype=vigil".into()),
             MountOption::DefaultPermissions,
             MountOption::NoSuid,
             MountOption::NoDev,
         ];
+        for (set, flag) in [
+            (opts.read_only, MountOption::RO),
+            (opts.no_exec, MountOption::NoExec),
+            (opts.no_atime, MountOption::NoAtime),
+        ] {
+            if set {
+                config.mount_options.push(flag);
+            }
+        }
         // SAFETY: trivial getter.
         if unsafe { libc::geteuid() } == 0 {
             config.acl = SessionACL::All;
@@ -385,8 +407,7 @@ pub fn is_vigil_mount(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    let found = mountinfo::parse(&info)
-        .any(|m| m.mount_point == p && m.fs_name() == "fuse" && m.source.starts_with("vigil:"));
+    let found = mountinfo::parse(&info).any(|m| m.mount_point == p && m.fs_type == "fuse.vigil");
     found
 }
 
