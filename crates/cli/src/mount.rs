@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -134,7 +135,8 @@ pub struct MountArgs {
     /// still happen).
     #[arg(long)]
     pub no_verify_reads: bool,
-    /// Stay in the foreground (logs go to stderr) instead of detaching.
+    /// Stay in the foreground (logs go to stderr) instead of detaching. Under systemd
+    /// (`Type=notify`), READY=1 is sent once the mount is usable.
     #[arg(short, long)]
     pub foreground: bool,
     /// FUSE event-loop threads (default: 2 × CPUs, 4 to 16).
@@ -357,6 +359,11 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
         let m = setup.mount()?;
         let pidf = write_pid(&mnt);
         eprintln!("vigil: {} mounted on {}", src.display(), mnt.display());
+        notify_systemd(&format!(
+            "READY=1\nSTATUS=serving {} on {}",
+            src.display(),
+            mnt.display()
+        ));
         let r = m.run(true);
         if let Some(p) = pidf {
             let _ = std::fs::remove_file(p);
@@ -393,6 +400,26 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
                 None if msg.is_empty() => bail!("the mount daemon died before the mount was ready"),
                 None => bail!("{}", msg.trim_end()),
             }
+        }
+    }
+}
+
+/// Tell systemd (a `Type=notify` service, which sets `NOTIFY_SOCKET`) how the service
+/// is doing: `READY=1` once the mount is usable. Without the variable it does nothing.
+fn notify_systemd(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.as_encoded_bytes();
+    let addr = match path.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(Path::new(std::ffi::OsStr::from_bytes(path))),
+    };
+    if let (Ok(sock), Ok(addr)) = (UnixDatagram::unbound(), addr) {
+        if let Err(e) = sock.send_to_addr(state.as_bytes(), &addr) {
+            eprintln!("vigil: notifying systemd: {e}");
         }
     }
 }

@@ -321,6 +321,48 @@ fn mount_helper_flags_and_exit_status() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// `vigil mount -f` as a systemd `Type=notify` service: READY=1 reaches the socket in
+/// NOTIFY_SOCKET (a path, or `@name` for an abstract one) once the mount is usable.
+#[test]
+fn foreground_mount_notifies_systemd_when_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    fs::write(d.src.join("f"), b"content").unwrap();
+    let path = d._t.path().join("notify");
+    let name = format!("vigil-test-notify-{}", std::process::id());
+    let sockets = [
+        (UnixDatagram::bind(&path).unwrap(), path.into_os_string()),
+        (
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(&name).unwrap()).unwrap(),
+            format!("@{name}").into(),
+        ),
+    ];
+    for (sock, env) in sockets {
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut child = vigil_command(
+            &[&"mount", &"-f", &"--state", &d.state(), &d.src, &d.mnt],
+            &d.run,
+        )
+        .env("NOTIFY_SOCKET", &env)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("no notification");
+        let msg = String::from_utf8_lossy(&buf[..n]);
+        assert!(msg.starts_with("READY=1\nSTATUS=serving "), "{msg}");
+        assert_eq!(fs::read(d.mnt.join("f")).unwrap(), b"content");
+        let o = vigil(&[&"umount", &d.mnt], &d.run);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(child.wait().unwrap().success());
+    }
+}
+
 #[test]
 fn mount_failures_are_reported() {
     if !can_mount() {
