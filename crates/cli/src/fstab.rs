@@ -145,7 +145,7 @@ struct HelperArgs {
 /// line mount(8) gives a helper.
 pub fn helper_main(args: Vec<OsString>) -> ExitCode {
     let usage = |msg: &str| {
-        eprintln!("mount.vigil: {msg}\n\n{HELPER_USAGE}");
+        eprintln!("mount.vigil: {msg}\nTry 'mount.vigil --help' for more information.");
         ExitCode::from(1)
     };
     let (mut positional, mut options) = (Vec::new(), Vec::new());
