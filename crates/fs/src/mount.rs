@@ -407,7 +407,12 @@ pub fn is_vigil_mount(path: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    let found = mountinfo::parse(&info).any(|m| m.mount_point == p && m.fs_type == "fuse.vigil");
+    // Daemons of earlier versions mounted type `fuse` with source `vigil:SRC`.
+    let found = mountinfo::parse(&info).any(|m| {
+        m.mount_point == p
+            && (m.fs_type == "fuse.vigil"
+                || (m.fs_type == "fuse" && m.source.starts_with("vigil:")))
+    });
     found
 }
 
