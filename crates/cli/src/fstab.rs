@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::{Parser, ValueEnum};
 
 use crate::mount::{Appraise, MountArgs, Xattr};
@@ -203,7 +203,7 @@ pub fn helper_main(args: Vec<OsString>) -> ExitCode {
     } else {
         crate::mount::mount(a)
     };
-    match result.with_context(|| format!("mounting {}", source.display())) {
+    match result {
         Ok(code) => {
             if verbose && !fake {
                 println!(

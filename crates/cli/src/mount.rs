@@ -349,9 +349,11 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
         read_workers: a.read_workers,
         watchdog: (a.watchdog > 0).then(|| Duration::from_secs(a.watchdog)),
         verify_reads: !a.no_verify_reads,
-        read_only: a.read_only,
-        no_exec: a.no_exec,
-        no_atime: a.no_atime,
+        flags: vigil_fs::MountFlags {
+            read_only: a.read_only,
+            no_exec: a.no_exec,
+            no_atime: a.no_atime,
+        },
     };
 
     if a.foreground {
@@ -442,9 +444,7 @@ struct Setup {
     read_workers: Option<usize>,
     watchdog: Option<Duration>,
     verify_reads: bool,
-    read_only: bool,
-    no_exec: bool,
-    no_atime: bool,
+    flags: vigil_fs::MountFlags,
 }
 
 impl Setup {
@@ -464,9 +464,7 @@ impl Setup {
         }
         opts.watchdog = self.watchdog;
         opts.verify_reads = self.verify_reads;
-        opts.read_only = self.read_only;
-        opts.no_exec = self.no_exec;
-        opts.no_atime = self.no_atime;
+        opts.flags = self.flags;
         Mount::new(opts)
             .with_context(|| format!("mounting {} on {}", self.src.display(), self.mnt.display()))
     }

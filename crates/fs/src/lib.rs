@@ -24,5 +24,5 @@ pub use enforce::{format_pcrs, Caller, Enforcer};
 pub use fs::MAX_IO;
 pub use mount::{
     abort_connection, block_signals, detach, is_vigil_mount, unmount, Background, Mount,
-    MountOptions,
+    MountFlags, MountOptions,
 };

@@ -37,6 +37,13 @@ pub struct MountOptions {
     /// Verify every read of a measured file against its Merkle tree (the guard must
     /// have been configured with [`crate::verity::tree_builder`]).
     pub verify_reads: bool,
+    /// Mount flags beyond the fixed `nosuid,nodev`.
+    pub flags: MountFlags,
+}
+
+/// The kernel's mount flags a user may choose (`nosuid` and `nodev` always hold).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountFlags {
     /// Mount read-only (`MS_RDONLY`): the kernel refuses every change with EROFS
     /// before it reaches the daemon.
     pub read_only: bool,
@@ -44,6 +51,18 @@ pub struct MountOptions {
     pub no_exec: bool,
     /// Do not update access times (`MS_NOATIME`).
     pub no_atime: bool,
+}
+
+impl MountFlags {
+    fn options(self) -> impl Iterator<Item = MountOption> {
+        [
+            (self.read_only, MountOption::RO),
+            (self.no_exec, MountOption::NoExec),
+            (self.no_atime, MountOption::NoAtime),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+    }
 }
 
 impl MountOptions {
@@ -68,9 +87,7 @@ impl MountOptions {
             read_ahead_kb: READ_AHEAD / 1024,
             guard,
             verify_reads: true,
-            read_only: false,
-            no_exec: false,
-            no_atime: false,
+            flags: MountFlags::default(),
         }
     }
 }
@@ -208,15 +225,7 @@ impl Mount {
             MountOption::NoSuid,
             MountOption::NoDev,
         ];
-        for (set, flag) in [
-            (opts.read_only, MountOption::RO),
-            (opts.no_exec, MountOption::NoExec),
-            (opts.no_atime, MountOption::NoAtime),
-        ] {
-            if set {
-                config.mount_options.push(flag);
-            }
-        }
+        config.mount_options.extend(opts.flags.options());
         // SAFETY: trivial getter.
         if unsafe { libc::geteuid() } == 0 {
             config.acl = SessionACL::All;

@@ -10,11 +10,8 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-
-use crate::sys;
 
 /// How far ahead of the furthest sequential READ the backing file is read.
 pub const LEAD: u64 = 32 << 20;
@@ -58,10 +55,10 @@ pub fn fetch(file: &File, range: Range<u64>) {
     else {
         return;
     };
-    let mut off = range.start as i64;
-    while (off as u64) < range.end {
-        let len = (range.end - off as u64) as usize;
-        match sys::sendfile(null.as_fd(), file.as_fd(), &mut off, len) {
+    let mut off = range.start;
+    while off < range.end {
+        let len = (range.end - off) as usize;
+        match rustix::fs::sendfile(null, file, Some(&mut off), len) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }

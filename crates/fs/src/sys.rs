@@ -389,18 +389,3 @@ pub(crate) fn timespec(t: Option<fuser::TimeOrNow>) -> libc::timespec {
 pub(crate) fn errno(e: &io::Error) -> fuser::Errno {
     fuser::Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
-
-/// `sendfile(out, in, &offset, len)`: bytes moved (0 at end of file).
-pub(crate) fn sendfile(
-    out: BorrowedFd<'_>,
-    input: BorrowedFd<'_>,
-    offset: &mut i64,
-    len: usize,
-) -> io::Result<usize> {
-    // SAFETY: plain syscall on valid descriptors and a valid offset pointer.
-    let n = unsafe { libc::sendfile(out.as_raw_fd(), input.as_raw_fd(), offset, len) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
