@@ -653,6 +653,8 @@ impl Filesystem for VigilFs {
             .set_max_readahead(MAX_IO)
             .or_else(|max| config.set_max_readahead(max));
         let _ = config.set_max_background(MAX_BACKGROUND);
+        // No FUSE_WRITEBACK_CACHE: kernels that cache FUSE data in large folios
+        // (up to min(max_write, max_pages)) do so only without it.
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
