@@ -111,7 +111,7 @@ pub fn entry_from_record(r: Record, endian: Endian) -> ListItem<'static> {
     })
 }
 
-/// Parse an ASCII list line by line (in parallel). Blank lines are skipped; a line that
+/// Parse an ASCII list line by line (in parallel). Empty lines are skipped; a line that
 /// cannot be parsed becomes an [`Unparsable`] item, as Keylime reports such lines and
 /// goes on.
 pub fn parse_ascii(text: &[u8]) -> Vec<ListItem<'static>> {
@@ -120,11 +120,10 @@ pub fn parse_ascii(text: &[u8]) -> Vec<ListItem<'static>> {
 }
 
 fn ascii_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
-    text.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty() && *l != b"\r")
+    text.split(|&b| b == b'\n').filter(|l| !l.is_empty())
 }
 
-/// Number of entries (non-blank lines) of an ASCII list.
+/// Number of entries (non-empty lines) of an ASCII list.
 pub fn ascii_len(text: &[u8]) -> usize {
     ascii_lines(text).count()
 }
@@ -213,11 +212,7 @@ pub(crate) fn fast_line(
 
 #[inline]
 fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Option<FastLine> {
-    let mut le = le;
     u32::try_from(le).ok()?;
-    if le > ls && text[le - 1] == b'\r' {
-        le -= 1;
-    }
     let line = &text[ls..le];
     let start = line.iter().position(|&b| b != b' ')?;
     let base = ls + start;
@@ -257,6 +252,11 @@ fn fast_line_inner(text: &[u8], ls: usize, le: usize, arena: &mut Vec<u8>) -> Op
         (Template::ImaSig, r + 8)
     } else {
         return None;
+    };
+    // As `keylime_line`: a trailing '\r' ends the signature, or the name of ima-ng.
+    let line = match template {
+        Template::ImaSig => line.strip_suffix(b"\r").unwrap_or(line),
+        _ => line,
     };
     // File digest: "algo:hex"; the hex's length from the algorithm when it is a
     // usual one.
@@ -585,7 +585,7 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
             None => e,
         };
         let line = &text[ls..le];
-        if !line.is_empty() && line != b"\r" {
+        if !line.is_empty() {
             match fast_line(text, ls, le, &mut c.arena) {
                 Some(f) => {
                     let th = f.template_hash as usize;
@@ -642,9 +642,24 @@ fn prepare_chunk(text: &[u8], s: usize, e: usize, bank: HashAlgo) -> Chunk {
     c
 }
 
+/// `line` as Keylime reads it. Keylime takes everything up to the `\n` as data, but
+/// decodes hex fields with `bytes.fromhex`, which skips whitespace: a trailing `\r` is
+/// part of the name that ends an `ima` or `ima-ng` line, and vanishes from the signature
+/// or buffer that ends an `ima-sig` or `ima-buf` line.
+fn keylime_line(line: &[u8]) -> &[u8] {
+    let Some(stripped) = line.strip_suffix(b"\r") else {
+        return line;
+    };
+    let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
+    match line[start..].split(|&b| b == b' ').nth(2) {
+        Some(b"ima-sig" | b"ima-buf") => stripped,
+        _ => line,
+    }
+}
+
 fn parse_ascii_line(line: &[u8]) -> ListItem<'static> {
     let endian = Endian::Little;
-    match ascii::parse_line(line, None, endian) {
+    match ascii::parse_line_exact(keylime_line(line), None, endian) {
         Ok(r) => entry_from_record(r, endian),
         Err(e) => Err(Unparsable {
             message: format!("{e}: {}", String::from_utf8_lossy(line)),
@@ -688,6 +703,29 @@ pub fn readable(items: Vec<ListItem<'static>>) -> Vec<Entry<'static>> {
 mod tests {
     use super::*;
 
+    /// Keylime reads a line up to its `\n` and hex fields with `bytes.fromhex`: a
+    /// trailing `\r` stays in an ima-ng name, leaves an ima-sig signature, and a line of
+    /// just `\r` is an entry that cannot be parsed.
+    #[test]
+    fn trailing_carriage_return_as_keylime_reads_it() {
+        let d = "sha256:".to_owned() + &"ab".repeat(32);
+        let th = "0123456789abcdef0123456789abcdef01234567";
+        let sig = "030204deadbeef0004a1b2c3d4";
+        let text = format!("10 {th} ima-ng {d} /p\r\n10 {th} ima-sig {d} /q {sig}\r\n\r\n\n");
+        let items = parse_ascii(text.as_bytes());
+        assert_eq!(items.len(), 3);
+        let ng = items[0].as_ref().unwrap();
+        assert_eq!(&ng.name[..], b"/p\r");
+        let signed = items[1].as_ref().unwrap();
+        assert_eq!(
+            (&signed.name[..], &signed.sig[..]),
+            (&b"/q"[..], &hex::decode(sig).unwrap()[..])
+        );
+        assert!(items[2].is_err());
+        let p = PreparedAscii::new(text.as_bytes(), HashAlgo::Sha1);
+        assert_eq!(p.items().collect::<Vec<_>>(), items);
+    }
+
     /// The fast path agrees with the general parser on every line it takes, and
     /// leaves every other line to it.
     #[test]
@@ -699,6 +737,11 @@ mod tests {
             format!("10 {th} ima-ng {d} /usr/bin/bash"),
             format!(" 9 {th} ima-ng {d} /path with spaces"),
             format!("10 {th} ima-ng {d} /p\r"),
+            format!("10 {th} ima-sig {d} /p {sig}\r"),
+            format!("10 {th} ima-sig {d} /p \r"),
+            format!("10 {th} ima-sig {d} /p\r"),
+            format!("10 {th} ima-buf {d} .ima 3082\r"),
+            "\r".to_owned(),
             format!(
                 "10 {} ima-ng sha1:{} boot_aggregate",
                 "00".repeat(20),

@@ -71,7 +71,9 @@ def main():
         state = AgentAttestState("vigil") if case.get("stateful") else None
         rounds = []
         for rnd in case["rounds"]:
-            lines = open(rnd["list"]).read().split("\n")
+            # As the verifier gets it from the agent: the file's text, no newline
+            # translation (a '\r' stays data).
+            lines = open(rnd["list"], newline="").read().split("\n")
             if state is not None:
                 start = state.get_next_ima_ml_entry()
                 if start == 0:

@@ -38,12 +38,37 @@ pub fn infer_digest_algo(len: usize) -> Option<HashAlgo> {
 /// `digest_algo` is the algorithm of the template-digest column (`None`: infer it from
 /// its length). The template data is rebuilt from the rendered fields, so a record's
 /// [`Record::template_digest`] can be checked against the column.
+///
+/// The kernel ends lines with `\n` alone, so a trailing `\r` may be the end of a file
+/// name or, in a list whose line ends were converted to CRLF, one byte too many. It stays
+/// part of the line when the record parses with it and either matches its template
+/// digest or is a violation (whose digest is zero and cannot tell).
 pub fn parse_line(line: &[u8], digest_algo: Option<HashAlgo>, endian: Endian) -> Result<Record> {
+    let Some(stripped) = line.strip_suffix(b"\r") else {
+        return parse_line_exact(line, digest_algo, endian);
+    };
+    match parse_line_exact(line, digest_algo, endian) {
+        Ok(r) if r.is_violation() => Ok(r),
+        Ok(r)
+            if r.template_digest(r.digest_algo, endian)
+                .is_ok_and(|d| d == r.digest) =>
+        {
+            Ok(r)
+        }
+        _ => parse_line_exact(stripped, digest_algo, endian),
+    }
+}
+
+/// [`parse_line`] with every byte of `line` taken as data, a trailing `\r` included.
+pub fn parse_line_exact(
+    line: &[u8],
+    digest_algo: Option<HashAlgo>,
+    endian: Endian,
+) -> Result<Record> {
     let bad = |msg: String| Error::ListField {
         field: "ascii line",
         msg,
     };
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
     let start = line.iter().position(|&b| b != b' ').unwrap_or(line.len());
     let mut parts = line[start..].splitn(4, |&b| b == b' ');
     let pcr = parts.next().unwrap_or_default();
