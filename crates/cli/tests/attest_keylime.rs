@@ -197,12 +197,12 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 
 /// Running PCR of `bank` after the first `n` lines of an ASCII list, as Keylime replays
 /// it (unparsable lines are not extended; a trailing `\r` is kept in a name, dropped
-/// from a signature).
+/// from a signature or buffer).
 fn replay(text: &str, n: usize, bank: HashAlgo) -> String {
     let mut pcr = vec![0u8; bank.digest_len()];
     for line in lines(text).take(n) {
         let line = match line.strip_suffix('\r') {
-            Some(l) if line.contains(" ima-sig ") => l,
+            Some(l) if line.contains(" ima-sig ") || line.contains(" ima-buf ") => l,
             _ => line,
         };
         let Ok(r) = ascii::parse_line_exact(line.as_bytes(), None, Endian::Little) else {
