@@ -48,13 +48,7 @@ pub fn parse_line(line: &[u8], digest_algo: Option<HashAlgo>, endian: Endian) ->
         return parse_line_exact(line, digest_algo, endian);
     };
     match parse_line_exact(line, digest_algo, endian) {
-        Ok(r) if r.is_violation() => Ok(r),
-        Ok(r)
-            if r.template_digest(r.digest_algo, endian)
-                .is_ok_and(|d| d == r.digest) =>
-        {
-            Ok(r)
-        }
+        Ok(r) if r.is_violation() || r.digest_matches(endian) => Ok(r),
         _ => parse_line_exact(stripped, digest_algo, endian),
     }
 }

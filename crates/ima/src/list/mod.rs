@@ -233,6 +233,13 @@ impl Record {
         Ok(out)
     }
 
+    /// Whether the template-digest column is the digest of the record's data, hashed
+    /// with the column's algorithm.
+    pub fn digest_matches(&self, endian: Endian) -> bool {
+        self.template_digest(self.digest_algo, endian)
+            .is_ok_and(|d| d == self.digest)
+    }
+
     /// The file digest of the record: the `d-ng`/`d-ngv2` field's algorithm and bytes,
     /// or the `d` field's (SHA-1 or MD5 by length).
     pub fn file_digest(&self) -> Option<(Option<HashAlgo>, &[u8])> {
