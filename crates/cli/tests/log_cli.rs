@@ -269,24 +269,54 @@ fn convert_round_trips() {
         stdout(&a);
         assert_eq!(std::fs::read(&bin).unwrap(), orig, "{src} via big-endian");
     }
-    // Binary → ASCII → binary through pipes (stdin as `-`).
-    let orig = std::fs::read(fixture("ibmtss/sha1.log")).unwrap();
-    let ascii = stdout(&["log", "convert", "--to", "ascii", &f("ibmtss/sha1.log")]);
-    let mut child = vigil()
-        .args(["log", "convert", "--to", "binary", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ascii.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success());
-    assert_eq!(o.stdout, orig);
+    // Binary → ASCII → binary through pipes (stdin as `-`), byte-identical for every
+    // binary fixture (imatest.log: custom templates whose `n` field keeps its NUL), and
+    // the ASCII replays to the list's PCR.
+    for (src, alg) in [
+        ("ibmtss/sha1.log", "sha1"),
+        ("ibmtss/sha256.log", "sha256"),
+        ("ibmtss/sha384.log", "sha384"),
+        ("ibmtss/sha512.log", "sha512"),
+        ("ibmtss/imatest.log", "sha1"),
+    ] {
+        let orig = std::fs::read(fixture(src)).unwrap();
+        let ascii = stdout(&[
+            "log",
+            "convert",
+            "--to",
+            "ascii",
+            "--template-hash",
+            alg,
+            &f(src),
+        ]);
+        let mut child = vigil()
+            .args([
+                "log",
+                "convert",
+                "--to",
+                "binary",
+                "--template-hash",
+                alg,
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ascii.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{src}");
+        assert_eq!(o.stdout, orig, "{src} via ASCII");
+        let a = d.join("x.txt");
+        std::fs::write(&a, &ascii).unwrap();
+        let replay = |p: &str| stdout(&["log", "replay", "--template-hash", alg, "--bank", alg, p]);
+        assert_eq!(replay(a.to_str().unwrap()), replay(&f(src)), "{src}");
+    }
     // Generated lists of every template and custom formats, with violations.
     let recs = list(3, 200, TEMPLATES, 11, &[10, 11, 12]);
     let p = d.join("gen.bin");

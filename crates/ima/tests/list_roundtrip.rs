@@ -16,6 +16,7 @@ const TEMPLATES: &[&str] = &[
     "evm-sig",
     "d-ng|n-ng|sig|iuid|igid|imode|xattrlengths",
     "n-ng|d-ngv2|buf|evmsig|modsig|d-modsig",
+    "n|d|sig",
 ];
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
@@ -88,7 +89,13 @@ fn record() -> impl Strategy<Value = Record> {
         ids.into_iter()
             .map(field)
             .collect::<Vec<_>>()
-            .prop_map(move |fields| {
+            .prop_map(move |mut fields| {
+                // Only the `ima` template's layout stores `n` without its NUL.
+                for f in &mut fields {
+                    if let (Field::N(n), false) = (f, t == "ima") {
+                        n.push(0);
+                    }
+                }
                 let r = Record::new(pcr, t, fields, HashAlgo::Sha1, Endian::Little).unwrap();
                 if viol {
                     r.into_violation()

@@ -128,7 +128,11 @@ pub fn parse_line_exact(
                 )));
             }
         }
-        if let Some(Field::N(n)) = fields.get(1) {
+        // Its `n` field is written as `strlen` bytes, without the NUL of other templates.
+        if let Some(Field::N(n)) = fields.get_mut(1) {
+            if n.last() == Some(&0) {
+                n.pop();
+            }
             if n.len() > super::IMA_NAME_MAX {
                 return Err(bad(format!(
                     "ima template name exceeds {} bytes",

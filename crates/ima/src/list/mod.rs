@@ -255,7 +255,8 @@ impl Record {
     /// The name of the measured object (`n-ng` or `n` field), without the terminating NUL.
     pub fn name(&self) -> Option<&[u8]> {
         self.fields.iter().find_map(|f| match f {
-            Field::NameNg(n) | Field::N(n) => Some(n.as_slice()),
+            Field::NameNg(n) => Some(n.as_slice()),
+            Field::N(n) => Some(n.strip_suffix(&[0]).unwrap_or(n)),
             _ => None,
         })
     }

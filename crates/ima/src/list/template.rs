@@ -31,7 +31,7 @@ macro_rules! field_ids {
 
 field_ids! {
     D = "d", "`d`: SHA-1/MD5 file digest, raw.";
-    N = "n", "`n`: name without NUL (the `ima` template's name field).";
+    N = "n", "`n`: name; with its terminating NUL, except in the legacy `ima` template's layout.";
     DigestNg = "d-ng", "`d-ng`: `<algo>:\\0<digest>`.";
     DigestNgV2 = "d-ngv2", "`d-ngv2`: `<type>:<algo>:\\0<digest>`.";
     NameNg = "n-ng", "`n-ng`: name with terminating NUL.";
@@ -182,7 +182,8 @@ impl DigestAlgo {
 pub enum Field {
     /// `d`: raw digest.
     D(Vec<u8>),
-    /// `n`: name bytes as stored (no NUL added).
+    /// `n`: name bytes as stored: with the terminating NUL in custom templates, without
+    /// it in the legacy `ima` template (whose binary layout writes `strlen` bytes).
     N(Vec<u8>),
     /// `d-ng`.
     DigestNg {
@@ -411,8 +412,9 @@ impl Field {
         }
         Ok(match fmt_of(id) {
             Fmt::Digest | Fmt::Hex => Field::decode(id, &unhex(text)?, endian),
+            // The kernel stores strings NUL-terminated (`DATA_FMT_STRING`); the `ima`
+            // template's caller strips the NUL of `n` again (see `ascii::parse_line`).
             Fmt::String => match id {
-                FieldId::N => Field::N(text.to_vec()),
                 FieldId::NameNg => Field::NameNg(text.to_vec()),
                 _ => {
                     let mut v = text.to_vec();
