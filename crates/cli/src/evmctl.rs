@@ -175,10 +175,8 @@ impl EvmctlOpts {
     pub fn keyring(&self) -> anyhow::Result<KeyRing> {
         let list = self.keys.as_deref().unwrap_or(ima::DEFAULT_CERT);
         let ring = KeyRing::load_list(list)?;
-        if self.verbose > 0 {
-            for (i, k) in ring.keys().iter().enumerate() {
-                eprintln!("key {}: {} {}", i + 1, k.keyid(), k.source());
-            }
+        for (i, k) in ring.keys().iter().enumerate() {
+            eprintln!("key {}: {} {}", i + 1, k.keyid(), k.source());
         }
         Ok(ring)
     }
@@ -283,7 +281,10 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
                         )?)
                     });
                 match read {
-                    Ok(k) => o.keyid = Some(k),
+                    Ok(k) => {
+                        eprintln!("keyid {k} (from {})", cert.display());
+                        o.keyid = Some(k);
+                    }
                     Err(e) => {
                         eprintln!("{}: {e:#}\nError reading keyid.", cert.display());
                         return Err(ParseExit(ExitCode::from(1)));
@@ -527,52 +528,112 @@ fn missing(cmd: &str) -> anyhow::Error {
 
 /// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
 fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
-    let path = rest.first().ok_or_else(|| missing(cmd))?;
-    ima::expand(&[PathBuf::from(path)], opts.recursive)
+    let path = PathBuf::from(rest.first().ok_or_else(|| missing(cmd))?);
+    if !opts.recursive {
+        return Ok(vec![path]);
+    }
+    let mut files = Vec::new();
+    find(&path, &mut files).context(Reported)?;
+    Ok(files)
 }
 
-/// Run `f` over the targets in parallel, print their outputs in order, stop at the
-/// first failure (as evmctl's walk does) and report it.
+/// evmctl's `find()`: the regular files below `dir`, depth first in directory
+/// (readdir) order. The operand must be a directory; a subdirectory that cannot be
+/// read is reported and skipped.
+fn find(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let entries = std::fs::read_dir(dir).inspect_err(|e| {
+        let text = e.to_string();
+        let reason = text.split(" (os error").next().unwrap_or_default();
+        eprintln!("Failed to open directory {}", dir.display());
+        eprintln!("errno: {reason} ({})", e.raw_os_error().unwrap_or(0));
+    })?;
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let _ = find(&entry.path(), files);
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// What one file printed: evmctl's diagnostics (stderr) and values (stdout). A
+/// value is printed even when storing it then fails, as evmctl prints first.
+#[derive(Default)]
+struct Report {
+    err: String,
+    out: String,
+}
+
+/// Run `f` over the targets, print their reports in order and then any failure.
+/// With `-r` a failed file does not stop the walk nor change the exit status, as
+/// evmctl's `find()` ignores its callback's result. Files are done in parallel,
+/// except for `-r -f`, where `F.sig` may itself be a target that another target
+/// rewrites: there evmctl's one-at-a-time order decides what is signed.
 fn for_each_target(
+    opts: &EvmctlOpts,
     files: &[PathBuf],
-    f: impl Fn(&Path) -> anyhow::Result<(String, String)> + Sync + Send,
+    f: impl Fn(&Path, &mut Report) -> anyhow::Result<()> + Sync + Send,
 ) -> anyhow::Result<u8> {
-    let results = ima::par_map(files, f);
+    let one = |p: &Path| {
+        let mut report = Report::default();
+        let r = f(p, &mut report);
+        (report, r)
+    };
+    let results: Vec<_> = if opts.recursive && opts.sigfile {
+        files.iter().map(|p| one(p)).collect()
+    } else {
+        ima::par_map(files, one)
+    };
     let mut out = std::io::stdout().lock();
-    for r in results {
-        let (err_text, out_text) = r?;
-        eprint!("{err_text}");
-        out.write_all(out_text.as_bytes())?;
+    for (report, r) in results {
+        eprint!("{}", report.err);
+        out.write_all(report.out.as_bytes())?;
+        match r {
+            Ok(()) => {}
+            Err(e) if opts.recursive => {
+                out.flush()?;
+                eprintln!("{e:#}");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(0)
 }
 
-fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
-    let algo = opts.algo()?;
-    let names = opts.names();
-    let files = targets(opts, rest, "ima_hash")?;
-    for_each_target(&files, |p| {
-        let digest = ima::file_digest(p, algo)?;
-        let value = ImaXattr::from_digest(algo, digest)?.encode();
-        if !opts.no_xattr {
-            ima::sys::set_xattr(p, names.ima, &value)
-                .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
-        }
-        Ok((
-            format!("hash({}): ", opts.hash_algo),
-            format!("{}\n", hex::encode(value)),
-        ))
-    })
+/// Store an IMA or EVM value in its xattr unless `-n`.
+fn store(opts: &EvmctlOpts, p: &Path, name: &str, value: &[u8], what: &str) -> anyhow::Result<()> {
+    if !opts.no_xattr {
+        ima::sys::set_xattr(p, name, value)
+            .with_context(|| format!("Setting {what} xattr failed: {}", p.display()))?;
+    }
+    Ok(())
 }
 
-/// Sign one file's content and store the value as evmctl does; returns the
-/// (stderr, stdout) texts.
+/// evmctl's `hash_ima`.
+fn ima_hash_one(opts: &EvmctlOpts, algo: HashAlgo, p: &Path, r: &mut Report) -> anyhow::Result<()> {
+    let value = ImaXattr::from_digest(algo, ima::file_digest(p, algo)?)?.encode();
+    r.err.push_str(&format!("hash({}): ", opts.hash_algo));
+    r.out.push_str(&format!("{}\n", hex::encode(&value)));
+    store(opts, p, opts.names().ima, &value, "IMA hash")
+}
+
+fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let algo = opts.algo()?;
+    let files = targets(opts, rest, "ima_hash")?;
+    for_each_target(opts, &files, |p, r| ima_hash_one(opts, algo, p, r))
+}
+
+/// evmctl's `sign_ima`: sign one file's content and store the value.
 fn ima_sign_one(
     opts: &EvmctlOpts,
     key: &PrivateKey,
     algo: HashAlgo,
     p: &Path,
-) -> anyhow::Result<(String, String)> {
+    r: &mut Report,
+) -> anyhow::Result<()> {
     let digest = ima::file_digest(p, algo)?;
     let value = if opts.v3 {
         vigil_ima::sign_v3(key, XattrType::DigSig, algo, &digest)?
@@ -580,29 +641,31 @@ fn ima_sign_one(
         vigil_ima::sign_digest(key, algo, &digest)?
     }
     .encode();
-    let mut err = format!(
+    r.err.push_str(&format!(
         "hash({}): {}\nevm/ima signature: {} bytes\n",
         opts.hash_algo,
         hex::encode(&digest),
         value.len() - 1
-    );
+    ));
+    r.out.push_str(&format!("{}\n", hex::encode(&value)));
     if opts.sigfile {
         let sig = ima::sigfile_path(p);
-        err.push_str(&format!("Writing to {}\n", sig.display()));
+        // evmctl's walk works inside each directory and so names the bare file.
+        let shown = match sig.file_name() {
+            Some(name) if opts.recursive => Path::new(name),
+            _ => &sig,
+        };
+        r.err.push_str(&format!("Writing to {}\n", shown.display()));
         ima::write_atomic(&sig, &value)?;
     }
-    if !opts.no_xattr {
-        ima::sys::set_xattr(p, opts.names().ima, &value)
-            .with_context(|| format!("Setting IMA sig xattr failed: {}", p.display()))?;
-    }
-    Ok((err, format!("{}\n", hex::encode(value))))
+    store(opts, p, opts.names().ima, &value, "IMA sig")
 }
 
 fn cmd_ima_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let algo = opts.algo()?;
     let files = targets(opts, rest, "ima_sign")?;
     let key = opts.signing_key()?;
-    for_each_target(&files, |p| ima_sign_one(opts, &key, algo, p))
+    for_each_target(opts, &files, |p, r| ima_sign_one(opts, &key, algo, p, r))
 }
 
 fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
@@ -627,8 +690,7 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
             ima::verify_ima_value(p, &v, &ring, &ima::VerityParams::default())
         });
         match r {
-            Ok(_) if opts.verbose > 0 => eprintln!("{f}: verification is OK"),
-            Ok(_) => {}
+            Ok(_) => eprintln!("{f}: verification is OK"),
             Err(e) => {
                 fails += 1;
                 eprintln!("{f}: verification failed: {e:#}");
@@ -658,27 +720,18 @@ fn cmd_sign_hash(opts: &EvmctlOpts) -> anyhow::Result<u8> {
     let key = opts.signing_key()?;
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
-    let (mut signed, mut bad) = (0, 0);
+    let mut signed = false;
     for (i, line) in stdin.lines().enumerate() {
         let line = line.context("reading standard input")?;
-        let parsed = match ima::parse_hash_line(&line, algo, opts.veritysig, i + 1) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("{e}");
-                bad += 1;
-                continue;
-            }
-        };
+        // evmctl stops at the first line it cannot sign.
+        let parsed = ima::parse_hash_line(&line, algo, opts.veritysig, i + 1)?;
         let sig = ima::sign_hash_line(&key, &parsed, opts.veritysig)?;
         writeln!(out, "{} {}", parsed.line, hex::encode(sig.encode()))?;
-        signed += 1;
+        signed = true;
     }
     out.flush()?;
-    if signed == 0 && bad == 0 {
+    if !signed {
         return Err(missing("sign_hash"));
-    }
-    if bad > 0 {
-        return Err(anyhow!("{bad} input lines could not be signed").context(Reported));
     }
     Ok(0)
 }
@@ -691,21 +744,12 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let files = targets(opts, rest, "sign")?;
     let key = opts.signing_key()?;
     let names = opts.names();
-    for_each_target(&files, |p| {
-        let (mut err, mut out) = (String::new(), String::new());
+    for_each_target(opts, &files, |p, r| {
         if opts.imasig {
-            let (e, o) = ima_sign_one(opts, &key, algo, p)?;
-            err.push_str(&e);
-            out.push_str(&o);
+            ima_sign_one(opts, &key, algo, p, r)?;
         }
         if opts.imahash {
-            let value = ImaXattr::from_digest(algo, ima::file_digest(p, algo)?)?.encode();
-            if !opts.no_xattr {
-                ima::sys::set_xattr(p, names.ima, &value)
-                    .with_context(|| format!("Setting IMA hash xattr failed: {}", p.display()))?;
-            }
-            err.push_str(&format!("hash({}): ", opts.hash_algo));
-            out.push_str(&format!("{}\n", hex::encode(value)));
+            ima_hash_one(opts, algo, p, r)?;
         }
         let digest = ima::evm_file_digest(p, names, &opts.evm, algo)?;
         let kind = if opts.evm.portable {
@@ -719,18 +763,14 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
             vigil_ima::sig::sign_digest_as(&key, kind, algo, &digest)?
         }
         .encode();
-        err.push_str(&format!(
+        r.err.push_str(&format!(
             "hash({}): {}\nevm/ima signature: {} bytes\n",
             opts.hash_algo,
             hex::encode(&digest),
             value.len() - 1
         ));
-        if !opts.no_xattr {
-            ima::sys::set_xattr(p, names.evm, &value)
-                .with_context(|| format!("Setting EVM xattr failed: {}", p.display()))?;
-        }
-        out.push_str(&format!("{}\n", hex::encode(value)));
-        Ok((err, out))
+        r.out.push_str(&format!("{}\n", hex::encode(&value)));
+        store(opts, p, names.evm, &value, "EVM")
     })
 }
 
@@ -741,8 +781,18 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let value = ima::sys::get_xattr(file, names.evm)
         .with_context(|| format!("getxattr failed: {}", file.display()))?;
     let sig = match value.first() {
-        Some(3) | Some(5) => Signature::decode(&value)
-            .with_context(|| format!("{}: invalid {}", file.display(), names.evm))?,
+        // A malformed signature is a failed verification, as in evmctl.
+        Some(3) | Some(5) => match Signature::decode(&value) {
+            Ok(sig) => sig,
+            Err(e) => {
+                eprintln!(
+                    "{}: verification failed: invalid {}: {e}",
+                    file.display(),
+                    names.evm
+                );
+                return Ok(1);
+            }
+        },
         _ => bail!("{} has no signature", names.evm),
     };
     let mut evm = opts.evm.clone();
@@ -755,9 +805,7 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let digest = ima::evm_file_digest(file, names, &evm, sig.hash_algo)?;
     match ring.verify_signature(&sig, &digest) {
         Ok(_) => {
-            if opts.verbose > 0 {
-                eprintln!("{}: verification is OK", file.display());
-            }
+            eprintln!("{}: verification is OK", file.display());
             Ok(0)
         }
         Err(e) => {

@@ -1002,13 +1002,31 @@ pub struct EvmParams {
     pub caps: Option<Option<String>>,
 }
 
+/// C `strtoul(s, NULL, 10)`, as evmctl parses `--ino`, `--uid`, `--mode` and the
+/// like: leading blanks, an optional sign (a minus negates modulo 2^64), the longest
+/// run of digits (none: 0), saturating at `u64::MAX` on overflow.
 fn strtoul(s: &str) -> u64 {
-    let digits: String = s
-        .trim_start()
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits.parse().unwrap_or(0)
+    let s = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let (negative, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut n: u64 = 0;
+    for d in digits.bytes().take_while(u8::is_ascii_digit) {
+        match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+        {
+            Some(v) => n = v,
+            None => return u64::MAX,
+        }
+    }
+    if negative {
+        n.wrapping_neg()
+    } else {
+        n
+    }
 }
 
 /// The EVM digest of `path` with `algo`, as evmctl's `calc_evm_hash()`.
@@ -1040,7 +1058,9 @@ pub(crate) fn evm_file_digest(
     }
     if let Some(v) = &p.generation {
         meta.generation = strtoul(v) as u32;
-    } else if !p.portable && st.file_type().is_file() {
+    } else if !p.portable && matches!(meta.mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR) {
+        // evmctl decides from the mode after `--mode` is applied: `--mode 644` (no
+        // file type bits) means generation 0 even for a regular file.
         meta.generation = sys::generation(path)
             .with_context(|| format!("{}: reading the inode generation", path.display()))?;
     }

@@ -3,6 +3,7 @@
 
 mod ima_support;
 use ima_support::*;
+use std::path::Path;
 
 const HASH_ALGOS: &[&str] = &[
     "md5", "sha1", "rmd160", "sha224", "sha256", "sha384", "sha512", "sm3",
@@ -494,4 +495,165 @@ fn sm2_both_ways() {
     );
     assert_eq!(code(&v), 125);
     assert!(all_text(&v).contains("SM2 signs 32-byte digests"));
+}
+
+/// `--uid`, `--generation` and `--mode` values are read as C's `strtoul` reads them
+/// (a sign, wrap-around), and the inode generation is hashed only when the mode
+/// evmctl ends up with, after `--mode`, says regular file or directory.
+#[test]
+fn evm_metadata_overrides_as_evmctl() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"metadata").unwrap();
+    let k = key("rsa2048");
+    for extra in [
+        &["--mode", "644"][..],
+        &["--mode", "0x1ff"][..],
+        &["--mode", "33188"][..],
+        &["--uid=-1"][..],
+        &["--uid=+5"][..],
+        &["--gid= 7"][..],
+        &["--generation=+7"][..],
+        &["--generation=-2"][..],
+        &["--inode=99999999999999999999999"][..],
+    ] {
+        let mut args = vec!["sign", "-n", "-u", "--xattr-user", "--key", &k];
+        args.extend_from_slice(extra);
+        args.push("f");
+        let r = evmctl(&args, p);
+        ok(&r, &format!("evmctl {extra:?}"));
+        let v = vevmctl(&args, p);
+        ok(&v, &format!("vigil {extra:?}"));
+        assert_eq!(stdout(&v), stdout(&r), "sign {extra:?}");
+    }
+}
+
+/// `-r` walks as evmctl's `find()`: directory order, a file that fails is reported
+/// and the walk goes on with exit status 0, and the operand must be a directory.
+#[test]
+fn recursive_walk_as_evmctl() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("t/sub")).unwrap();
+    for (i, n) in ["t/b", "t/a", "t/sub/c", "t/z", "t/sub/a"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(p.join(n), data(50 + i, i as u32)).unwrap();
+    }
+    // Both tools on the same tree: same files in the same order.
+    let args = ["ima_hash", "-n", "-r", "t"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    ok(&r, "evmctl -r");
+    assert_eq!(stdout(&v), stdout(&r));
+    assert_eq!(stdout(&v).lines().count(), 5);
+
+    let chattr = |flag: &str| {
+        let s = std::process::Command::new("chattr")
+            .args([flag, "t/z"])
+            .current_dir(p)
+            .status()
+            .unwrap();
+        assert!(s.success(), "chattr {flag} (needs root on ext4)");
+    };
+    chattr("+i");
+    let args = ["ima_hash", "--xattr-user", "-r", "t"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    chattr("-i");
+    assert_eq!((code(&v), code(&r)), (0, 0), "{}", all_text(&v));
+    // Every value is printed, the one that could not be stored too.
+    assert_eq!(stdout(&v), stdout(&r));
+    assert_eq!(stdout(&v).lines().count(), 5);
+    assert!(
+        String::from_utf8_lossy(&v.stderr).contains("xattr failed: t/z"),
+        "{}",
+        all_text(&v)
+    );
+
+    for operand in ["t/a", "missing"] {
+        let args = ["ima_hash", "-n", "-r", operand];
+        let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+        assert_eq!((code(&v), code(&r)), (125, 125), "-r {operand}");
+        assert!(all_text(&v).contains(&format!("Failed to open directory {operand}")));
+        assert_eq!(stdout(&v), "");
+    }
+}
+
+/// `ima_sign -r -f` over a tree that already holds `.sig` files signs one file at
+/// a time in walk order, so the `.sig` files it signs are the bytes evmctl signs.
+#[test]
+fn recursive_sigfiles_as_evmctl() {
+    let k = key("rsa2048");
+    let run = |tool: fn(&[&str], &Path) -> std::process::Output| {
+        let d = scratch();
+        let p = d.path();
+        std::fs::create_dir(p.join("t")).unwrap();
+        for i in 0..6 {
+            std::fs::write(p.join(format!("t/f{i}")), data(100_000, i)).unwrap();
+            std::fs::write(p.join(format!("t/f{i}.sig")), b"old").unwrap();
+        }
+        ok(
+            &tool(&["ima_sign", "-n", "-f", "-r", "--key", &k, "t"], p),
+            "-r -f",
+        );
+        let mut sigs: Vec<_> = std::fs::read_dir(p.join("t"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), std::fs::read(e.path()).unwrap())
+            })
+            .collect();
+        sigs.sort();
+        sigs
+    };
+    let theirs = run(evmctl);
+    assert_eq!(theirs.len(), 18);
+    assert_eq!(run(vevmctl), theirs);
+}
+
+/// Verification messages are evmctl's default (info) output; a malformed
+/// `security.evm` fails verification (1) rather than being an error.
+#[test]
+fn verify_messages_and_malformed_evm() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"verify").unwrap();
+    let (k, c) = (key("rsa2048"), cert("rsa2048"));
+    ok(
+        &evmctl(&["ima_sign", "--xattr-user", "--key", &k, "f"], p),
+        "sign",
+    );
+    let args = ["ima_verify", "--xattr-user", "--key", &c, "f"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    ok(&v, "ima_verify");
+    assert_eq!(all_text(&v), all_text(&r));
+
+    let s = evmctl(&["sign", "-n", "-u", "--xattr-user", "--key", &k, "f"], p);
+    ok(&s, "evm sign");
+    let good = hex::decode(stdout(&s).trim()).unwrap();
+    let mut long = good.clone();
+    long.push(0);
+    for value in [long, good[..100].to_vec(), good[..8].to_vec()] {
+        set_xattr(&p.join("f"), "user.evm", &value);
+        let args = ["verify", "-u", "--xattr-user", "--key", &c, "f"];
+        let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+        assert_eq!((code(&v), code(&r)), (1, 1), "{}", all_text(&v));
+        assert!(all_text(&v).contains("f: verification failed"));
+    }
+}
+
+/// `sign_hash` stops at the first line it cannot sign, as evmctl does.
+#[test]
+fn sign_hash_stops_at_bad_line() {
+    let d = scratch();
+    let p = d.path();
+    let k = key("rsa2048");
+    let good = format!("{}  a\n", "ab".repeat(32));
+    let input = format!("{good}{}  short\n{good}", "ab".repeat(20));
+    let args = ["sign_hash", "-a", "sha256", "--key", &k];
+    let r = evmctl_stdin(&args, p, input.as_bytes());
+    let v = vevmctl_stdin(&args, p, input.as_bytes());
+    assert_eq!(code(&v), code(&r));
+    assert_eq!(stdout(&v), stdout(&r));
+    assert_eq!(stdout(&v).lines().count(), 1);
 }

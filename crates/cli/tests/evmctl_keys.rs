@@ -259,3 +259,53 @@ fn security_namespace() {
         );
     }
 }
+
+/// Key errors name the file once, with the cause once, and call an algorithm vigil
+/// lacks by its name rather than "not a certificate".
+#[test]
+fn key_error_messages() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"x").unwrap();
+    openssl_in(p, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+    openssl_in(
+        p,
+        &[
+            "req", "-new", "-x509", "-key", "ed.pem", "-subj", "/CN=ed", "-outform", "DER", "-out",
+            "ed.der",
+        ],
+    );
+    openssl_in(
+        p,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp256k1",
+            "-out",
+            "k1.pem",
+        ],
+    );
+    let v = vevmctl(&["ima_sign", "-n", "--key", "missing.pem", "f"], p);
+    let text = all_text(&v);
+    assert_eq!(code(&v), 125);
+    assert_eq!(
+        text.matches("No such file or directory").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("missing.pem"), "{text}");
+    let v = vevmctl(&["ima_verify", "--key", "ed.der", "f"], p);
+    assert!(
+        all_text(&v).contains("ed.der: public key algorithm Ed25519"),
+        "{}",
+        all_text(&v)
+    );
+    let v = vevmctl(&["ima_sign", "-n", "--key", "k1.pem", "f"], p);
+    assert!(
+        all_text(&v).contains("k1.pem: elliptic curve secp256k1"),
+        "{}",
+        all_text(&v)
+    );
+}

@@ -50,13 +50,11 @@ pub enum Error {
         expected: usize,
         len: usize,
     },
-    /// A file that could not be read (key and certificate loaders only).
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// A file that could not be read (key and certificate loaders only). The
+    /// message holds the OS error, which is therefore not also a `source` (an error
+    /// chain would print it twice).
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// A key or certificate that could not be parsed.
     #[error("{what}: {reason}")]
     Key { what: String, reason: String },

@@ -97,7 +97,7 @@ pub enum Curve {
 }
 
 impl Curve {
-    fn from_oid(oid: &ObjectIdentifier) -> Result<Curve> {
+    fn from_oid(oid: &ObjectIdentifier, what: &str) -> Result<Curve> {
         Ok(match *oid {
             OID_P192 => Curve::P192,
             OID_P224 => Curve::P224,
@@ -105,7 +105,12 @@ impl Curve {
             OID_P384 => Curve::P384,
             OID_P521 => Curve::P521,
             OID_SM2 => Curve::Sm2,
-            _ => return Err(Error::UnsupportedKey(format!("elliptic curve {oid}"))),
+            _ => {
+                return Err(Error::UnsupportedKey(format!(
+                    "{what}: elliptic curve {}",
+                    known_name(oid)
+                )))
+            }
         })
     }
 
@@ -269,15 +274,16 @@ impl PublicKey {
             }
             return Err(key_err(what, "no certificate or public key in PEM file"));
         }
-        Self::from_cert_der(data, what)
-            .or_else(|_| Self::from_spki_der(data, what))
-            .or_else(|_| {
-                rsa::RsaPublicKey::from_pkcs1_der(data)
-                    .map(|k| PublicKey::new(Public::Rsa(k), None, what))
-                    .map_err(|_| {
-                        key_err(what, "not an X.509 certificate or public key (DER or PEM)")
-                    })
-            })
+        for parse in [Self::from_cert_der, Self::from_spki_der] {
+            match parse(data, what) {
+                Err(Error::Key { .. }) => continue,
+                // A key, or one that parsed but whose algorithm vigil lacks.
+                r => return r,
+            }
+        }
+        rsa::RsaPublicKey::from_pkcs1_der(data)
+            .map(|k| PublicKey::new(Public::Rsa(k), None, what))
+            .map_err(|_| key_err(what, "not an X.509 certificate or public key (DER or PEM)"))
     }
 
     /// Read and parse a key or certificate file (see [`PublicKey::from_bytes`]).
@@ -346,10 +352,24 @@ impl PublicKey {
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io {
+    std::fs::read(path).map_err(|error| Error::Io {
         path: path.display().to_string(),
-        source,
+        error,
     })
+}
+
+/// An unsupported algorithm or curve for messages: its OID, with the name people
+/// know it by where that is one of the usual suspects.
+fn known_name(oid: &ObjectIdentifier) -> String {
+    let name = match oid.to_string().as_str() {
+        "1.3.101.112" => "Ed25519",
+        "1.3.101.113" => "Ed448",
+        "1.3.132.0.10" => "secp256k1",
+        "1.2.840.10040.4.1" => "DSA",
+        "1.2.643.7.1.1.1.1" | "1.2.643.7.1.1.1.2" => "GOST R 34.10-2012",
+        _ => return oid.to_string(),
+    };
+    format!("{name} ({oid})")
 }
 
 fn public_from_spki(spki: &spki::SubjectPublicKeyInfoOwned, what: &str) -> Result<Public> {
@@ -369,10 +389,11 @@ fn public_from_spki(spki: &spki::SubjectPublicKeyInfoOwned, what: &str) -> Resul
                 .ok_or_else(|| key_err(what, "EC key without named curve"))?
                 .decode_as()
                 .map_err(|e| key_err(what, e))?;
-            Public::from_ec_point(Curve::from_oid(&curve_oid)?, bits)
+            Public::from_ec_point(Curve::from_oid(&curve_oid, what)?, bits)
         }
         oid => Err(Error::UnsupportedKey(format!(
-            "{what}: public key algorithm {oid}"
+            "{what}: public key algorithm {}",
+            known_name(&oid)
         ))),
     }
 }
@@ -671,7 +692,7 @@ fn secret_from_sec1(der: &[u8], params: Option<&ObjectIdentifier>, what: &str) -
         .and_then(|p| p.named_curve())
         .or(params.copied())
         .ok_or_else(|| key_err(what, "EC private key without named curve"))?;
-    secret_from_scalar(Curve::from_oid(&oid)?, ec.private_key, what)
+    secret_from_scalar(Curve::from_oid(&oid, what)?, ec.private_key, what)
 }
 
 fn secret_from_scalar(curve: Curve, bytes: &[u8], what: &str) -> Result<Secret> {
@@ -700,7 +721,8 @@ fn secret_from_pkcs8(der: &[u8], what: &str) -> Result<Secret> {
             secret_from_sec1(info.private_key, Some(&curve), what)
         }
         oid => Err(Error::UnsupportedKey(format!(
-            "{what}: private key algorithm {oid}"
+            "{what}: private key algorithm {}",
+            known_name(&oid)
         ))),
     }
 }
