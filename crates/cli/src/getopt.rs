@@ -40,11 +40,21 @@ impl Opt {
     }
 }
 
-/// The parsed command line: options in the order given, then operands.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Parsed {
-    pub opts: Vec<(&'static str, Option<String>)>,
-    pub operands: Vec<String>,
+/// The parsed command line: options in the order given, then operands. `T` is `String`
+/// for [`parse`] and `OsString` for [`parse_os`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parsed<T = String> {
+    pub opts: Vec<(&'static str, Option<T>)>,
+    pub operands: Vec<T>,
+}
+
+impl<T> Default for Parsed<T> {
+    fn default() -> Self {
+        Parsed {
+            opts: Vec::new(),
+            operands: Vec::new(),
+        }
+    }
 }
 
 impl Parsed {
@@ -105,24 +115,84 @@ impl std::fmt::Display for GetoptError {
 
 impl std::error::Error for GetoptError {}
 
+/// A command-line word: a `String`, or an `OsString` whose bytes need not be UTF-8.
+trait Arg: Clone {
+    fn bytes(&self) -> &[u8];
+    /// Rebuild a word from a piece of one, cut at an ASCII byte or a character boundary.
+    fn from_bytes(b: &[u8]) -> Self;
+}
+
+impl Arg for String {
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn from_bytes(b: &[u8]) -> Self {
+        String::from_utf8_lossy(b).into_owned()
+    }
+}
+
+impl Arg for std::ffi::OsString {
+    fn bytes(&self) -> &[u8] {
+        std::os::unix::ffi::OsStrExt::as_bytes(self.as_os_str())
+    }
+    fn from_bytes(b: &[u8]) -> Self {
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b).to_owned()
+    }
+}
+
 /// Parse `args` (without argv[0]) against `spec`.
 pub fn parse(spec: &[Opt], args: &[String]) -> Result<Parsed, GetoptError> {
+    parse_args(spec, args, false)
+}
+
+/// [`parse`] for arguments that need not be UTF-8 (file names are kept byte for byte).
+/// With `posixly_correct`, options end at the first operand, as glibc's `getopt_long`
+/// does when `POSIXLY_CORRECT` is set.
+pub fn parse_os(
+    spec: &[Opt],
+    args: &[std::ffi::OsString],
+    posixly_correct: bool,
+) -> Result<Parsed<std::ffi::OsString>, GetoptError> {
+    parse_args(spec, args, posixly_correct)
+}
+
+/// The first character of `b` (a lone byte when `b` does not start with valid UTF-8)
+/// and its length in bytes.
+fn first_char(b: &[u8]) -> (char, usize) {
+    let head = &b[..b.len().min(4)];
+    let valid = match std::str::from_utf8(head) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
+    };
+    match valid.chars().next() {
+        Some(c) => (c, c.len_utf8()),
+        None => (char::from(b[0]), 1),
+    }
+}
+
+fn parse_args<T: Arg>(
+    spec: &[Opt],
+    args: &[T],
+    stop_at_operand: bool,
+) -> Result<Parsed<T>, GetoptError> {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let mut parsed = Parsed::default();
     let mut i = 0;
     while i < args.len() {
-        let arg = &args[i];
+        let word = &args[i];
+        let arg = word.bytes();
         i += 1;
-        if arg == "--" {
+        if arg == b"--" {
             parsed.operands.extend(args[i..].iter().cloned());
             break;
         }
-        if let Some(body) = arg.strip_prefix("--") {
-            let (name, attached) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_owned())),
+        if let Some(body) = arg.strip_prefix(b"--") {
+            let (name, attached) = match body.iter().position(|&b| b == b'=') {
+                Some(eq) => (&body[..eq], Some(T::from_bytes(&body[eq + 1..]))),
                 None => (body, None),
             };
-            let opt = find_long(spec, name, arg)?;
-            let shown = format!("--{}", opt.long.unwrap_or(name));
+            let opt = find_long(spec, &lossy(name), &lossy(arg))?;
+            let shown = format!("--{}", opt.long.unwrap_or_default());
             let value = match (opt.has_arg, attached) {
                 (HasArg::No, Some(_)) => return Err(GetoptError::UnexpectedArgument(shown)),
                 (HasArg::No, None) => None,
@@ -137,27 +207,26 @@ pub fn parse(spec: &[Opt], args: &[String]) -> Result<Parsed, GetoptError> {
                 },
             };
             parsed.opts.push((opt.key, value));
-        } else if arg.len() > 1 && arg.starts_with('-') {
-            let chars: Vec<char> = arg[1..].chars().collect();
-            let mut j = 0;
-            while j < chars.len() {
-                let c = chars[j];
-                j += 1;
+        } else if arg.len() > 1 && arg[0] == b'-' {
+            let mut j = 1;
+            while j < arg.len() {
+                let (c, len) = first_char(&arg[j..]);
+                j += len;
                 let opt = spec
                     .iter()
                     .find(|o| o.short == Some(c))
                     .ok_or_else(|| GetoptError::Unrecognized(format!("-{c}")))?;
-                let rest: String = chars[j..].iter().collect();
+                let rest = &arg[j..];
                 let value = match opt.has_arg {
                     HasArg::No => None,
                     HasArg::Optional => {
-                        j = chars.len();
-                        (!rest.is_empty()).then_some(rest)
+                        j = arg.len();
+                        (!rest.is_empty()).then(|| T::from_bytes(rest))
                     }
                     HasArg::Required => {
-                        j = chars.len();
+                        j = arg.len();
                         if !rest.is_empty() {
-                            Some(rest)
+                            Some(T::from_bytes(rest))
                         } else if let Some(v) = args.get(i) {
                             i += 1;
                             Some(v.clone())
@@ -168,8 +237,11 @@ pub fn parse(spec: &[Opt], args: &[String]) -> Result<Parsed, GetoptError> {
                 };
                 parsed.opts.push((opt.key, value));
             }
+        } else if stop_at_operand {
+            parsed.operands.extend(args[i - 1..].iter().cloned());
+            break;
         } else {
-            parsed.operands.push(arg.clone());
+            parsed.operands.push(word.clone());
         }
     }
     Ok(parsed)
@@ -253,5 +325,27 @@ mod tests {
         ));
         assert_eq!(p(&["--", "-v"]).unwrap().operands, ["-v"]);
         assert_eq!(p(&["-ash1"]).unwrap().value("algo"), Some("sh1"));
+    }
+
+    #[test]
+    fn os_strings_and_posixly_correct() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        let args: Vec<OsString> = [&b"f\xff"[..], b"--key=k\xfe", b"-v", b"g"]
+            .iter()
+            .map(|b| OsString::from_vec(b.to_vec()))
+            .collect();
+        let r = parse_os(SPEC, &args, false).unwrap();
+        assert_eq!(r.operands, [args[0].clone(), args[3].clone()]);
+        assert_eq!(r.opts[0].1.as_ref().unwrap().as_bytes(), b"k\xfe");
+        assert_eq!(r.opts[1], ("verbose", None));
+        // POSIXLY_CORRECT: everything from the first operand on is an operand.
+        let r = parse_os(SPEC, &args, true).unwrap();
+        assert!(r.opts.is_empty());
+        assert_eq!(r.operands, args);
+        assert!(matches!(
+            parse_os(SPEC, &[OsString::from_vec(b"-\xff".to_vec())], false),
+            Err(GetoptError::Unrecognized(_))
+        ));
     }
 }
