@@ -358,13 +358,19 @@ impl Shared {
     ) -> Result<(u64, FopenFlags), Errno> {
         let acc = flags & libc::O_ACCMODE;
         let writable = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        // Never O_APPEND: WRITEs come at the offset the kernel chose (an append is placed
+        // at EOF by the kernel, and its WRITE says so in its flags; see `write`), while a
+        // handle that was opened O_APPEND also carries page-cache writebacks of shared
+        // mappings and the writes made after `fcntl(F_SETFL)` cleared O_APPEND, which
+        // must land at their own offsets. pwrite on an O_APPEND descriptor would append them.
         let oflags = flags
             & !(libc::O_CREAT
                 | libc::O_EXCL
                 | libc::O_NOCTTY
                 | libc::O_DIRECT
                 | libc::O_NOFOLLOW
-                | libc::O_TRUNC);
+                | libc::O_TRUNC
+                | libc::O_APPEND);
         // The generation before measuring: a change through the mount from here on
         // (even one racing with the measurement) turns this handle's checks off.
         let opened_gen = node.state.generation();
@@ -937,8 +943,8 @@ impl Filesystem for VigilFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        write_flags: WriteFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -947,17 +953,41 @@ impl Filesystem for VigilFs {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
-        // Page-cache writeback (mmap stores, pid 0) arrives here too, on some writable
-        // handle of the file: it is counted like any other write.
+        // `flags` are the file's status flags at the time of this write(2) (after any
+        // fcntl(F_SETFL)); a page-cache writeback (mmap stores, pid 0, FUSE_WRITE_CACHE)
+        // carries none and always goes to its own offset.
+        let append =
+            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        // Page-cache writeback arrives here too, on some writable handle of the file: it
+        // is counted like any other write.
         let m = tri!(reply, s.enforce.modify(node));
         // Bumped before the data changes (readers' checks stand down) and after (the
         // page cache is not kept at the next open).
         s.changed(node);
-        let r = file.write_all_at(data, offset);
+        let r = if append {
+            // The kernel placed it at its cached size; the backing file's real end is
+            // where an append goes (it differs only if the file grew behind the mount).
+            sys::append(file, data)
+        } else {
+            file.write_all_at(data, offset)
+                .map(|()| offset.saturating_add(data.len() as u64))
+        };
         s.changed(node);
         drop(m);
         match r {
-            Ok(()) => reply.written(data.len() as u32),
+            Ok(end) => {
+                reply.written(data.len() as u32);
+                if append && end != offset.saturating_add(data.len() as u64) {
+                    // The kernel copied the data into its cache at `offset`: drop that
+                    // (from a worker: the writer holds those pages until it has the reply).
+                    let (shared, ino) = (s.clone(), node.ino);
+                    s.pool.run(move || {
+                        if let Some(n) = shared.notifier.get() {
+                            let _ = n.inval_inode(INodeNo(ino), 0, -1);
+                        }
+                    });
+                }
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

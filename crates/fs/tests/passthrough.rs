@@ -461,3 +461,94 @@ fn mount_over_the_source_hides_it_and_lookups_are_released() {
     bg.unmount().unwrap();
     assert_eq!(fs::read(f.s("made-through-mount")).unwrap(), b"m");
 }
+
+/// The backing descriptors never carry O_APPEND: the kernel places appends, and a
+/// handle opened O_APPEND also carries writes at other offsets.
+#[test]
+fn append_semantics() {
+    use std::os::fd::AsRawFd;
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.mount();
+    let p = f.m("app");
+
+    // fcntl(F_SETFL) clears O_APPEND: a pwrite at 0 lands at 0.
+    fs::write(&p, b"0123456789").unwrap();
+    let file = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        assert_eq!(libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_APPEND), 0);
+    }
+    file.write_all_at(b"AB", 0).unwrap();
+    drop(file);
+    assert_eq!(fs::read(&p).unwrap(), b"AB23456789");
+    assert_eq!(fs::read(f.s("app")).unwrap(), b"AB23456789");
+
+    // A shared writable mapping of an O_RDWR|O_APPEND descriptor: the store's
+    // writeback goes to its page, the file does not grow.
+    let data: Vec<u8> = b"0123456789".repeat(500);
+    fs::write(&p, &data).unwrap();
+    let file = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+    // SAFETY: a 4 KiB shared mapping of the open file, unmapped below.
+    unsafe {
+        let m = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(m, libc::MAP_FAILED);
+        std::ptr::copy_nonoverlapping(b"MMAP".as_ptr(), m.cast::<u8>(), 4);
+        assert_eq!(libc::msync(m, 4096, libc::MS_SYNC), 0);
+        libc::munmap(m, 4096);
+    }
+    drop(file);
+    let mut want = data.clone();
+    want[..4].copy_from_slice(b"MMAP");
+    assert_eq!(fs::read(f.s("app")).unwrap(), want);
+    assert_eq!(fs::read(&p).unwrap(), want);
+
+    // Plain appends from two descriptors still append, interleaved.
+    fs::write(&p, b"").unwrap();
+    let mut a = OpenOptions::new().append(true).open(&p).unwrap();
+    let mut b = OpenOptions::new().append(true).open(&p).unwrap();
+    for _ in 0..3 {
+        a.write_all(b"a").unwrap();
+        b.write_all(b"bb").unwrap();
+    }
+    // pwrite on an O_APPEND descriptor appends too (Linux ignores the offset).
+    a.write_all_at(b"c", 0).unwrap();
+    drop((a, b));
+    assert_eq!(fs::read(f.s("app")).unwrap(), b"abbabbabbc");
+
+    // The file grew behind the mount while the kernel still had the old size: an
+    // append goes to the real end, and reads through the mount see it there.
+    let mut a = OpenOptions::new().read(true).append(true).open(&p).unwrap();
+    OpenOptions::new()
+        .append(true)
+        .open(f.s("app"))
+        .unwrap()
+        .write_all(b"XYZ")
+        .unwrap();
+    a.write_all(b"d").unwrap();
+    assert_eq!(fs::read(f.s("app")).unwrap(), b"abbabbabbcXYZd");
+    let mut ok = false;
+    for _ in 0..100 {
+        let mut buf = vec![0u8; 32];
+        let n = a.read_at(&mut buf, 0).unwrap();
+        if buf[..n] == *b"abbabbabbcXYZd" {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ok, "the kernel kept the append at the size it had cached");
+    drop(a);
+    assert_eq!(fs::read(&p).unwrap(), b"abbabbabbcXYZd");
+}
