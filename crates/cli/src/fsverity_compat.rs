@@ -689,12 +689,10 @@ fn sign(cmd: &Cmd, args: &[OsString], out: &mut Vec<u8>) -> Res<()> {
     Ok(())
 }
 
-/// An extra line for key files fsverity-utils reads but vigil cannot.
+/// An extra line for a key vigil cannot sign with (fsverity-utils may).
 fn key_note(e: &vigil_fsverity::Error) -> String {
     match e {
-        vigil_fsverity::Error::Key { detail, .. } if detail.contains("not supported") => {
-            format!("ERROR: {detail}\n")
-        }
+        vigil_fsverity::Error::UnsupportedKey(_) => format!("ERROR: {e}\n"),
         _ => String::new(),
     }
 }

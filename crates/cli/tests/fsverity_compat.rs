@@ -764,3 +764,148 @@ fn small_differences_in_wording_and_precedence() {
         e.same(args);
     }
 }
+
+#[test]
+fn ec_keys_sign_or_fail_clearly() {
+    let e = env();
+    let f = e.write("f", &pattern(5000, 10));
+    let sig = |who: &str| e.path(&format!("{who}.sig"));
+    // P-256 and P-384, PKCS#8 and SEC1: both tools sign (ECDSA is randomised, so the
+    // signatures are checked with OpenSSL rather than compared).
+    for curve in ["P-256", "P-384"] {
+        let (key, cert) = keypair(
+            &e,
+            curve,
+            &[
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                &format!("ec_paramgen_curve:{curve}"),
+            ],
+        );
+        let sec1 = e.path(&format!("{curve}.sec1"));
+        openssl(&["ec", "-in", &key, "-out", &sec1]);
+        for k in [&key, &sec1] {
+            for alg in ["sha256", "sha512"] {
+                let args = |who: &str| -> Vec<String> {
+                    vec![
+                        "sign".into(),
+                        f.clone(),
+                        sig(who),
+                        format!("--key={k}"),
+                        format!("--cert={cert}"),
+                        format!("--hash-alg={alg}"),
+                    ]
+                };
+                let r = e.run(
+                    "",
+                    Path::new(REFERENCE),
+                    &args("ref").iter().map(OsString::from).collect::<Vec<_>>(),
+                );
+                let v = e.run(
+                    "",
+                    &e.ours,
+                    &args("vigil").iter().map(OsString::from).collect::<Vec<_>>(),
+                );
+                assert_eq!((&v.0, v.2), (&r.0, r.2), "{curve} {k} {alg}");
+                let formatted = e.path("formatted");
+                let d = Command::new(REFERENCE)
+                    .args([
+                        "digest",
+                        "--compact",
+                        "--for-builtin-sig",
+                        &f,
+                        &format!("--hash-alg={alg}"),
+                    ])
+                    .output()
+                    .unwrap();
+                let hex = String::from_utf8(d.stdout).unwrap();
+                std::fs::write(&formatted, hex::decode(hex.trim()).unwrap()).unwrap();
+                for who in ["ref", "vigil"] {
+                    openssl(&[
+                        "smime",
+                        "-verify",
+                        "-binary",
+                        "-inform",
+                        "DER",
+                        "-in",
+                        &sig(who),
+                        "-content",
+                        &formatted,
+                        "-certfile",
+                        &cert,
+                        "-CAfile",
+                        &cert,
+                        "-out",
+                        "/dev/null",
+                    ]);
+                }
+            }
+        }
+    }
+    // Keys fsverity-utils signs with but vigil does not: a clear error, exit status 1,
+    // no signature.
+    let (p521, p521_cert) = keypair(
+        &e,
+        "p521",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-521"],
+    );
+    let (k1, k1_cert) = keypair(
+        &e,
+        "k1",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"],
+    );
+    let (p256, p256_cert) = keypair(
+        &e,
+        "p256",
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    let explicit = e.path("explicit.key");
+    openssl(&[
+        "ec",
+        "-in",
+        &p256,
+        "-param_enc",
+        "explicit",
+        "-out",
+        &explicit,
+    ]);
+    let encrypted = e.path("encrypted.key");
+    openssl(&[
+        "pkey", "-in", &p256, "-aes256", "-passout", "pass:x", "-out", &encrypted,
+    ]);
+    for (key, cert, why) in [
+        (&p521, &p521_cert, "EC curve P-521 is not supported"),
+        (&k1, &k1_cert, "EC curve secp256k1 is not supported"),
+        (
+            &explicit,
+            &p256_cert,
+            "explicit curve parameters are not supported",
+        ),
+        (
+            &encrypted,
+            &p256_cert,
+            "encrypted private keys are not supported",
+        ),
+    ] {
+        let args: Vec<OsString> = [
+            "sign",
+            &f,
+            &sig("vigil"),
+            &format!("--key={key}"),
+            &format!("--cert={cert}"),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let _ = std::fs::remove_file(sig("vigil"));
+        let (out, err, rc) = e.run("", &e.ours, &args);
+        let err = String::from_utf8_lossy(&err);
+        assert_eq!(rc, 1, "{key}: {err}");
+        assert!(out.is_empty() && err.contains(why), "{key}: {err}");
+        assert!(
+            !Path::new(&sig("vigil")).exists(),
+            "{key}: signature written"
+        );
+    }
+}

@@ -90,6 +90,10 @@ pub enum Error {
     /// A private key or certificate that cannot be read.
     #[error("{what}: {detail}")]
     Key { what: &'static str, detail: String },
+    /// A well-formed private key of a kind vigil cannot sign with (encrypted, or an
+    /// algorithm or curve other than RSA, P-256 and P-384).
+    #[error("unsupported private key: {0}")]
+    UnsupportedKey(String),
 
     // -- kernel interfaces --
     /// The kernel or the file system does not support fs-verity.

@@ -15,7 +15,7 @@ use cms::signed_data::{
     EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
 use der::asn1::{ObjectIdentifier as Oid, OctetString, SetOfVec};
-use der::{Any, Decode, Encode};
+use der::{Any, Decode, Encode, Tagged};
 use sha2::Digest;
 use signature::hazmat::{PrehashSigner, PrehashVerifier};
 use spki::AlgorithmIdentifierOwned;
@@ -36,6 +36,10 @@ const OID_SHA512_RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.13");
 const OID_EC_PUBLIC_KEY: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: Oid = Oid::new_unwrap("1.3.132.0.34");
+const OID_P521: Oid = Oid::new_unwrap("1.3.132.0.35");
+const OID_SECP256K1: Oid = Oid::new_unwrap("1.3.132.0.10");
+const OID_ED25519: Oid = Oid::new_unwrap("1.3.101.112");
+const OID_RSA_PSS: Oid = Oid::new_unwrap("1.2.840.113549.1.1.10");
 const OID_ECDSA_SHA256: Oid = Oid::new_unwrap("1.2.840.10045.4.3.2");
 const OID_ECDSA_SHA384: Oid = Oid::new_unwrap("1.2.840.10045.4.3.3");
 const OID_ECDSA_SHA512: Oid = Oid::new_unwrap("1.2.840.10045.4.3.4");
@@ -69,6 +73,30 @@ fn key_err(detail: impl std::fmt::Display) -> Error {
     }
 }
 
+/// The named curve in EC key parameters, if it is one vigil signs with (P-256, P-384).
+fn ec_curve(params: Option<&Any>) -> Result<Oid> {
+    let params = params.ok_or_else(|| key_err("EC key without curve parameters"))?;
+    let curve: Oid = params.decode_as().map_err(|_| {
+        Error::UnsupportedKey(
+            "EC keys with explicit curve parameters are not supported (nor by the kernel); \
+             use a named curve (openssl ec -param_enc named_curve)"
+                .into(),
+        )
+    })?;
+    match curve {
+        OID_P256 | OID_P384 => Ok(curve),
+        OID_P521 => Err(Error::UnsupportedKey(
+            "EC curve P-521 is not supported (RSA, P-256 and P-384 are)".into(),
+        )),
+        OID_SECP256K1 => Err(Error::UnsupportedKey(
+            "EC curve secp256k1 is not supported (nor by the kernel's signature check)".into(),
+        )),
+        other => Err(Error::UnsupportedKey(format!(
+            "EC curve {other} is not supported (RSA, P-256 and P-384 are)"
+        ))),
+    }
+}
+
 /// The PEM blocks of `pem` (a file may hold a key and a certificate): (label, DER).
 fn pem_blocks(pem: &[u8]) -> Vec<(String, Vec<u8>)> {
     let text = String::from_utf8_lossy(pem);
@@ -94,7 +122,9 @@ fn pem_blocks(pem: &[u8]) -> Vec<(String, Vec<u8>)> {
 impl SigningKey {
     /// Read a PEM private key: PKCS#8 (`PRIVATE KEY`, RSA or EC), PKCS#1
     /// (`RSA PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`). Other blocks in the file
-    /// (e.g. a certificate) are skipped. Encrypted keys are not supported.
+    /// (e.g. a certificate) are skipped. Encrypted keys, curves other than P-256 and
+    /// P-384, explicit curve parameters and other key types fail with
+    /// [`Error::UnsupportedKey`].
     pub fn from_pem(pem: &[u8]) -> Result<SigningKey> {
         for (label, der) in pem_blocks(pem) {
             match label.as_str() {
@@ -105,15 +135,38 @@ impl SigningKey {
                     return Ok(SigningKey::Rsa(Box::new(k)));
                 }
                 "EC PRIVATE KEY" => {
-                    if let Ok(k) = p256::SecretKey::from_sec1_der(&der) {
-                        return Ok(SigningKey::P256(k.into()));
-                    }
-                    let k = p384::SecretKey::from_sec1_der(&der)
-                        .map_err(|_| key_err("EC key on a curve other than P-256 or P-384"))?;
-                    return Ok(SigningKey::P384(k.into()));
+                    // ECPrivateKey: version, key, [0] parameters, [1] public key.
+                    let fields = Vec::<Any>::from_der(&der).map_err(key_err)?;
+                    let params = fields.iter().find(|f| {
+                        f.tag()
+                            == der::Tag::ContextSpecific {
+                                constructed: true,
+                                number: der::TagNumber::N0,
+                            }
+                    });
+                    let params = params
+                        .map(|p| Any::from_der(p.value()))
+                        .transpose()
+                        .map_err(key_err)?;
+                    return match ec_curve(params.as_ref())? {
+                        OID_P256 => Ok(SigningKey::P256(
+                            p256::SecretKey::from_sec1_der(&der)
+                                .map_err(key_err)?
+                                .into(),
+                        )),
+                        _ => Ok(SigningKey::P384(
+                            p384::SecretKey::from_sec1_der(&der)
+                                .map_err(key_err)?
+                                .into(),
+                        )),
+                    };
                 }
                 "ENCRYPTED PRIVATE KEY" => {
-                    return Err(key_err("encrypted private keys are not supported"))
+                    return Err(Error::UnsupportedKey(
+                        "encrypted private keys are not supported; decrypt the key first \
+                         (openssl pkey -in KEY -out PLAIN_KEY)"
+                            .into(),
+                    ))
                 }
                 _ => {}
             }
@@ -130,18 +183,25 @@ impl SigningKey {
                 rsa::RsaPrivateKey::from_pkcs8_der(der).map_err(key_err)?,
             ))),
             OID_EC_PUBLIC_KEY => {
-                let curve = info.algorithm.parameters_oid().map_err(key_err)?;
-                match curve {
+                let params = info.algorithm.parameters.map(Any::from);
+                match ec_curve(params.as_ref())? {
                     OID_P256 => Ok(SigningKey::P256(
                         p256::ecdsa::SigningKey::from_pkcs8_der(der).map_err(key_err)?,
                     )),
-                    OID_P384 => Ok(SigningKey::P384(
+                    _ => Ok(SigningKey::P384(
                         p384::ecdsa::SigningKey::from_pkcs8_der(der).map_err(key_err)?,
                     )),
-                    other => Err(key_err(format!("unsupported EC curve {other}"))),
                 }
             }
-            other => Err(key_err(format!("unsupported key algorithm {other}"))),
+            OID_ED25519 => Err(Error::UnsupportedKey(
+                "Ed25519 keys are not supported (RSA, EC P-256 and P-384 are)".into(),
+            )),
+            OID_RSA_PSS => Err(Error::UnsupportedKey(
+                "RSA-PSS keys are not supported (RSA, EC P-256 and P-384 are)".into(),
+            )),
+            other => Err(Error::UnsupportedKey(format!(
+                "key algorithm {other} is not supported (RSA, EC P-256 and P-384 are)"
+            ))),
         }
     }
 
