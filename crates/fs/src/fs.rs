@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -59,6 +59,8 @@ pub struct Shared {
     pub ttl: Duration,
     /// The daemon runs as root: new files are given to the requesting user.
     chown_new: bool,
+    /// FUSE_POSIX_ACL was negotiated: the kernel enforces ACLs it reads with GETXATTR.
+    posix_acl: AtomicBool,
 }
 
 pub struct VigilFs {
@@ -79,6 +81,9 @@ pub struct Entry {
 fn einval() -> io::Error {
     io::Error::from_raw_os_error(libc::EINVAL)
 }
+
+/// The access ACL's xattr.
+const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 
 fn is_dot(name: &[u8]) -> bool {
     name == b"." || name == b".."
@@ -105,6 +110,7 @@ impl VigilFs {
                 notifier: OnceLock::new(),
                 ttl: Duration::from_secs(1),
                 chown_new,
+                posix_acl: AtomicBool::new(false),
             }),
         })
     }
@@ -546,6 +552,21 @@ impl Shared {
         node.stat().map_err(|e| errno(&e))
     }
 
+    /// After an access ACL was set by `req`: clear set-group-ID unless the caller is in
+    /// the file's group or is root, as the kernel's `posix_acl_update_mode` does (the
+    /// daemon set it as root, so the backing filesystem kept the bit).
+    fn acl_kill_sgid(&self, node: &Node, req: &Request) -> io::Result<()> {
+        let st = node.stat()?;
+        if st.st_mode & libc::S_ISGID == 0
+            || req.uid() == 0
+            || req.gid() == st.st_gid
+            || groups_of(req.pid()).contains(&st.st_gid)
+        {
+            return Ok(());
+        }
+        sys::chmod_fd(node.fd(), st.st_mode & 0o7777 & !libc::S_ISGID)
+    }
+
     fn xattr_path(&self, node: &Node) -> Result<CString, Errno> {
         if node.kind == FileType::Symlink {
             // Only the link itself could carry them, and /proc cannot name it.
@@ -600,34 +621,47 @@ fn reply_xattr(reply: ReplyXattr, size: u32, r: io::Result<Vec<u8>>) {
     }
 }
 
-fn get_xattr(path: &CString, name: &OsStr) -> io::Result<Vec<u8>> {
+enum Xattr {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+/// GETXATTR as the kernel asks it: the value's size when `size` is 0, else the value
+/// if it fits in `size` bytes (ERANGE otherwise); one system call either way.
+fn get_xattr(path: &CString, name: &OsStr, size: u32) -> io::Result<Xattr> {
     let name = sys::cstr(name)?;
-    loop {
-        // SAFETY: size query with a null buffer.
-        let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut buf = vec![0u8; n as usize];
-        // SAFETY: buffer pointer/length describe `buf`.
-        let m = unsafe {
-            libc::getxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if m < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ERANGE) {
-                continue; // grew in between
-            }
-            return Err(e);
-        }
-        buf.truncate(m as usize);
-        return Ok(buf);
+    let mut buf = vec![0u8; size as usize];
+    let ptr = if size == 0 {
+        std::ptr::null_mut()
+    } else {
+        buf.as_mut_ptr().cast()
+    };
+    // SAFETY: `ptr` is null with length 0, or describes `buf`.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), ptr, buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
     }
+    if size == 0 {
+        return Ok(Xattr::Size(n as u32));
+    }
+    buf.truncate(n as usize);
+    Ok(Xattr::Data(buf))
+}
+
+/// The supplementary groups of process `pid` (empty if it cannot be read).
+fn groups_of(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("Groups:").map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|x| x.parse().ok())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
 }
 
 fn list_xattr(path: &CString) -> io::Result<Vec<u8>> {
@@ -661,12 +695,24 @@ impl Filesystem for VigilFs {
         let _ = config.set_max_background(MAX_BACKGROUND);
         // No FUSE_WRITEBACK_CACHE: kernels that cache FUSE data in large folios
         // (up to min(max_write, max_pages)) do so only without it.
+        // FUSE_POSIX_ACL: the kernel enforces the backing files' POSIX ACLs (with
+        // default_permissions), reading them with GETXATTR and caching them until the
+        // attributes are refreshed. It then leaves the umask to the filesystem
+        // (FUSE_DONT_MASK, also asked for in case the kernel has only that): each
+        // creation runs under the caller's umask, so the backing filesystem applies the
+        // directory's default ACL or the umask, as it does natively. Setting an access
+        // ACL updates the mode in the backing filesystem itself.
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_EXPORT_SUPPORT;
+            | InitFlags::FUSE_EXPORT_SUPPORT
+            | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_POSIX_ACL;
         for flag in wanted.iter() {
             let _ = config.add_capabilities(flag);
+        }
+        if config.capabilities().contains(InitFlags::FUSE_POSIX_ACL) {
+            self.shared.posix_acl.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -750,12 +796,14 @@ impl Filesystem for VigilFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         self.shared.make_entry(req, parent, name, reply, |p, c| {
-            sys::mknodat(p.fd(), c, mode, rdev as libc::dev_t)
+            sys::with_umask(umask, mode, |mode| {
+                sys::mknodat(p.fd(), c, mode, rdev as libc::dev_t)
+            })
         });
     }
 
@@ -765,11 +813,11 @@ impl Filesystem for VigilFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         self.shared.make_entry(req, parent, name, reply, |p, c| {
-            sys::mkdirat(p.fd(), c, mode & 0o7777)
+            sys::with_umask(umask, mode & 0o7777, |mode| sys::mkdirat(p.fd(), c, mode))
         });
     }
 
@@ -1206,7 +1254,7 @@ impl Filesystem for VigilFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1234,6 +1282,11 @@ impl Filesystem for VigilFs {
         if r < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
+        if name.as_bytes() == ACL_ACCESS && s.posix_acl.load(Ordering::Relaxed) {
+            // The backing filesystem updated the mode from the ACL as root; the kernel
+            // would also drop set-group-ID for a caller outside the file's group.
+            tri!(reply, s.acl_kill_sgid(&node, req).map_err(|e| errno(&e)));
+        }
         s.meta_changed(&node);
         reply.ok();
     }
@@ -1245,7 +1298,20 @@ impl Filesystem for VigilFs {
         }
         let node = tri!(reply, s.node(ino));
         let path = tri!(reply, s.xattr_path(&node));
-        reply_xattr(reply, size, get_xattr(&path, name));
+        match get_xattr(&path, name, size) {
+            Ok(Xattr::Size(n)) => reply.size(n),
+            Ok(Xattr::Data(v)) => reply.data(&v),
+            // The kernel reads ACLs to check permissions: on a backing filesystem
+            // without ACLs it must see "no ACL", not an error.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP)
+                    && name.as_bytes().starts_with(b"system.posix_acl_")
+                    && s.posix_acl.load(Ordering::Relaxed) =>
+            {
+                reply.error(Errno::NO_XATTR)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -1288,7 +1354,7 @@ impl Filesystem for VigilFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
@@ -1300,7 +1366,9 @@ impl Filesystem for VigilFs {
         // Create through an O_PATH-free open, then take the node from the opened file so
         // a concurrent rename cannot swap it.
         let r = (|| -> io::Result<(Arc<Node>, libc::stat)> {
-            let opened = sys::openat(p.fd(), &c, oflags | libc::O_NOFOLLOW, mode & 0o7777)?;
+            let opened = sys::with_umask(umask, mode & 0o7777, |mode| {
+                sys::openat(p.fd(), &c, oflags | libc::O_NOFOLLOW, mode)
+            })?;
             drop(opened);
             s.own(&p, &c, req)?;
             s.do_lookup(&p, name.as_bytes())

@@ -10,6 +10,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
+thread_local! {
+    /// Whether this thread has its own umask (`unshare(CLONE_FS)`): Some(ok) once tried.
+    static OWN_UMASK: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Create something with `make(mode)` as a process whose umask is `umask` would: the
+/// calling thread takes that umask for the call (it has its own umask, unshared from
+/// the process once), so the backing filesystem applies either the umask or, where
+/// the directory has one, its default ACL, exactly as for a native creation. Without
+/// a umask of its own the thread applies the umask to `mode` itself.
+pub(crate) fn with_umask<R>(
+    umask: u32,
+    mode: u32,
+    make: impl FnOnce(libc::mode_t) -> io::Result<R>,
+) -> io::Result<R> {
+    let umask = umask & 0o777;
+    if umask == 0 {
+        return make(mode);
+    }
+    let own = OWN_UMASK.with(|c| match c.get() {
+        Some(ok) => ok,
+        None => {
+            // SAFETY: unshares only this thread's cwd/root/umask from the process's.
+            let ok = unsafe { libc::unshare(libc::CLONE_FS) } == 0;
+            c.set(Some(ok));
+            ok
+        }
+    });
+    if !own {
+        return make(mode & !umask);
+    }
+    // SAFETY: umask of this thread only (its fs_struct is its own); restored below.
+    let old = unsafe { libc::umask(umask) };
+    let r = make(mode);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
+}
+
 /// `/proc/self/fd/N`: reopens an `O_PATH` descriptor with real access modes.
 pub(crate) fn proc_path(fd: RawFd) -> CString {
     CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL in a decimal number")

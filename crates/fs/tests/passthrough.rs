@@ -552,3 +552,241 @@ fn append_semantics() {
     drop(a);
     assert_eq!(fs::read(&p).unwrap(), b"abbabbabbcXYZd");
 }
+
+/// Run `f` in a child process with the given ids (no supplementary groups) and umask;
+/// returns `f`'s result as the child's exit status. `f` must only make plain system
+/// calls: it runs between fork and _exit in a threaded process.
+fn as_user(uid: u32, gid: u32, umask: libc::mode_t, f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: fork; the child makes only system calls and leaves with _exit.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(gid, gid, gid) != 0
+                || libc::setresuid(uid, uid, uid) != 0
+            {
+                libc::_exit(200);
+            }
+            libc::umask(umask);
+            libc::_exit(f());
+        }
+        let mut st = 0;
+        assert_eq!(libc::waitpid(pid, &mut st, 0), pid);
+        assert!(libc::WIFEXITED(st), "child died: {st:#x}");
+        libc::WEXITSTATUS(st)
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(255)
+}
+
+/// open(2) and close: 0, or the errno.
+fn try_open(p: &std::ffi::CStr, flags: i32, mode: libc::mode_t) -> i32 {
+    // SAFETY: plain system calls on a valid C string.
+    unsafe {
+        let fd = libc::open(p.as_ptr(), flags, mode);
+        if fd < 0 {
+            return last_errno();
+        }
+        libc::close(fd);
+        0
+    }
+}
+
+/// An ACL in the kernel's xattr form: (tag, perm, id) entries, sorted.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        v.extend(tag.to_le_bytes());
+        v.extend(perm.to_le_bytes());
+        v.extend(id.to_le_bytes());
+    }
+    v
+}
+const USER_OBJ: u16 = 1;
+const USER: u16 = 2;
+const GROUP_OBJ: u16 = 4;
+const MASK: u16 = 0x10;
+const OTHER: u16 = 0x20;
+const NO_ID: u32 = u32::MAX;
+
+fn set_xattr(p: &Path, name: &std::ffi::CStr, v: &[u8]) -> i32 {
+    let c = cpath(p);
+    // SAFETY: valid C strings and buffer.
+    if unsafe { libc::setxattr(c.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), 0) } < 0 {
+        return last_errno();
+    }
+    0
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p).unwrap().mode() & 0o7777
+}
+
+/// POSIX ACLs are enforced by the kernel (FUSE_POSIX_ACL), both ways, and set through
+/// the mount with the effects they have natively.
+#[test]
+fn posix_acls_are_enforced() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(f.s("secret"), b"secret\n").unwrap();
+    fs::set_permissions(f.s("secret"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(f.s("grant"), b"").unwrap();
+    fs::set_permissions(f.s("grant"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(f.s("sgid"), b"").unwrap();
+    std::os::unix::fs::chown(f.s("sgid"), Some(NOBODY), Some(0)).unwrap();
+    fs::set_permissions(f.s("sgid"), fs::Permissions::from_mode(0o2755)).unwrap();
+    f.mount();
+    let acl_access = c"system.posix_acl_access";
+
+    // user:nobody:--- on a world-readable file: nobody may not read it.
+    let deny = acl(&[
+        (USER_OBJ, 6, NO_ID),
+        (USER, 0, NOBODY),
+        (GROUP_OBJ, 4, NO_ID),
+        (MASK, 4, NO_ID),
+        (OTHER, 4, NO_ID),
+    ]);
+    assert_eq!(set_xattr(&f.m("secret"), acl_access, &deny), 0);
+    // user:nobody:rw- on a file whose mode gives others nothing: nobody may write it.
+    let grant = acl(&[
+        (USER_OBJ, 6, NO_ID),
+        (USER, 6, NOBODY),
+        (GROUP_OBJ, 4, NO_ID),
+        (MASK, 6, NO_ID),
+        (OTHER, 0, NO_ID),
+    ]);
+    assert_eq!(set_xattr(&f.m("grant"), acl_access, &grant), 0);
+    // The mask became the group class bits.
+    assert_eq!(mode_of(&f.s("grant")), 0o660);
+    assert_eq!(mode_of(&f.m("grant")), 0o660);
+
+    let (secret, granted) = (cpath(&f.m("secret")), cpath(&f.m("grant")));
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || try_open(
+            &secret,
+            libc::O_RDONLY,
+            0
+        )),
+        libc::EACCES,
+        "an ACL entry denying nobody was bypassed"
+    );
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || try_open(
+            &granted,
+            libc::O_WRONLY | libc::O_APPEND,
+            0
+        )),
+        0,
+        "an ACL entry granting nobody was ignored"
+    );
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || try_open(
+            &granted,
+            libc::O_RDONLY,
+            0
+        )),
+        0
+    );
+    // Removing the ACL takes effect at once.
+    let c = cpath(&f.m("grant"));
+    // SAFETY: valid C strings.
+    assert_eq!(
+        unsafe { libc::removexattr(c.as_ptr(), acl_access.as_ptr()) },
+        0
+    );
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || try_open(
+            &granted,
+            libc::O_RDONLY,
+            0
+        )),
+        libc::EACCES
+    );
+
+    // chmod moves the ACL's mask: the grant is gone at once.
+    assert_eq!(set_xattr(&f.m("grant"), acl_access, &grant), 0);
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || try_open(
+            &granted,
+            libc::O_RDONLY,
+            0
+        )),
+        0
+    );
+    fs::set_permissions(f.m("grant"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || try_open(
+            &granted,
+            libc::O_RDONLY,
+            0
+        )),
+        libc::EACCES
+    );
+
+    // The owner sets an ACL on its set-group-ID file of a group it is not in: the
+    // set-group-ID bit goes, as natively.
+    let plain = acl(&[
+        (USER_OBJ, 7, NO_ID),
+        (GROUP_OBJ, 5, NO_ID),
+        (OTHER, 5, NO_ID),
+    ]);
+    let sgid = f.m("sgid");
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || set_xattr(
+            &sgid, acl_access, &plain
+        )),
+        0
+    );
+    assert_eq!(mode_of(&f.s("sgid")), 0o755);
+
+    // A directory's default ACL, not the umask, decides the mode of new files.
+    fs::create_dir(f.m("dacl")).unwrap();
+    let dflt = acl(&[
+        (USER_OBJ, 7, NO_ID),
+        (GROUP_OBJ, 6, NO_ID),
+        (OTHER, 4, NO_ID),
+    ]);
+    assert_eq!(
+        set_xattr(&f.m("dacl"), c"system.posix_acl_default", &dflt),
+        0
+    );
+    let (in_dacl, sub_dacl) = (cpath(&f.m("dacl/new")), cpath(&f.m("dacl/sub")));
+    assert_eq!(
+        as_user(0, 0, 0o077, || {
+            // SAFETY: plain system call.
+            if unsafe { libc::mkdir(sub_dacl.as_ptr(), 0o777) } < 0 {
+                return last_errno();
+            }
+            try_open(&in_dacl, libc::O_CREAT | libc::O_WRONLY, 0o666)
+        }),
+        0
+    );
+    assert_eq!(mode_of(&f.s("dacl/new")), 0o664);
+    assert_eq!(mode_of(&f.s("dacl/sub")), 0o764);
+    // Elsewhere the umask applies.
+    let plain_new = cpath(&f.m("umasked"));
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o027, || try_open(
+            &plain_new,
+            libc::O_CREAT | libc::O_WRONLY,
+            0o666
+        )),
+        0
+    );
+    assert_eq!(mode_of(&f.s("umasked")), 0o640);
+}
