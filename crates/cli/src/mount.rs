@@ -37,8 +37,10 @@ pub enum Command {
     /// Exit status: 0, or 2 if MNT is not a vigil mount.
     Status(StatusArgs),
     /// Seal a file on a vigil mount: from then on, write opens, writes, truncation and
-    /// fallocate fail with EPERM until `vigil unseal`. Refused (EBUSY) while any
-    /// writer or writable mapping exists; vigil retries until --timeout.
+    /// fallocate fail with EPERM until `vigil unseal`, and so do removing or renaming
+    /// any of its names and renaming another file over one (RENAME_EXCHANGE too).
+    /// Refused (EBUSY) while any writer or writable mapping exists; vigil retries until
+    /// --timeout.
     ///
     /// Exit status: 0 sealed, 1 still busy at the timeout, 2 other errors.
     Seal(SealArgs),

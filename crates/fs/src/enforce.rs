@@ -328,6 +328,9 @@ impl Enforcer {
 
     /// Is the file behind `node` sealed?
     pub fn sealed(&self, node: &Node) -> bool {
+        if !self.guard.any_seals() {
+            return false;
+        }
         self.file_id(node)
             .ok()
             .and_then(|id| {
@@ -337,6 +340,15 @@ impl Enforcer {
                     .or_else(|| self.guard.seal_of(&id).map(|_| true))
             })
             .unwrap_or(false)
+    }
+
+    /// Is the file behind `fd` (a file the mount holds no node for) sealed?
+    pub fn sealed_fd(&self, fd: std::os::fd::BorrowedFd<'_>) -> bool {
+        self.guard.any_seals()
+            && self
+                .guard
+                .identify(fd)
+                .is_ok_and(|i| self.guard.seal_of(&i.id).is_some())
     }
 
     /// Seal (EBUSY while writers exist).

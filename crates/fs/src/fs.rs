@@ -567,6 +567,30 @@ impl Shared {
         sys::chmod_fd(node.fd(), st.st_mode & 0o7777 & !libc::S_ISGID)
     }
 
+    /// Whether `name` in `dir` is a sealed regular file.
+    fn sealed_entry(&self, dir: &Node, name: &std::ffi::CStr) -> bool {
+        if !self.enforce.guard().any_seals() {
+            return false;
+        }
+        let Ok(st) = sys::statat(dir.fd(), name, libc::AT_SYMLINK_NOFOLLOW) else {
+            return false;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return false;
+        }
+        // The kernel holds the entries it unlinks or renames, so their nodes are
+        // normally in the table.
+        match self
+            .inodes
+            .peek_key((st.st_dev, st.st_ino))
+            .and_then(|i| self.inodes.get(i))
+        {
+            Some(n) => self.enforce.sealed(&n),
+            None => sys::openat(dir.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+                .is_ok_and(|fd| self.enforce.sealed_fd(fd.as_fd())),
+        }
+    }
+
     fn xattr_path(&self, node: &Node) -> Result<CString, Errno> {
         if node.kind == FileType::Symlink {
             // Only the link itself could carry them, and /proc cannot name it.
@@ -826,6 +850,10 @@ impl Filesystem for VigilFs {
         tri!(reply, s.check_name(parent, name));
         let p = tri!(reply, s.node(parent));
         let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        // Removing a sealed file's name would let other content take it.
+        if s.sealed_entry(&p, &c) {
+            return reply.error(Errno::EPERM);
+        }
         match sys::unlinkat(p.fd(), &c, 0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -875,17 +903,11 @@ impl Filesystem for VigilFs {
         let np = tri!(reply, s.node(newparent));
         let a = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
         let b = tri!(reply, sys::cstr(newname).map_err(|e| errno(&e)));
-        // A sealed file may not be replaced by a rename over it.
-        if let Ok(st) = sys::statat(np.fd(), &b, libc::AT_SYMLINK_NOFOLLOW) {
-            if let Some(n) = s
-                .inodes
-                .peek_key((st.st_dev, st.st_ino))
-                .and_then(|i| s.inodes.get(i))
-            {
-                if s.enforce.sealed(&n) {
-                    return reply.error(Errno::EPERM);
-                }
-            }
+        // A sealed file keeps its names and content: it may not be moved away (which
+        // frees its name for other content), replaced by a rename over it, or swapped
+        // with RENAME_EXCHANGE from either side.
+        if s.sealed_entry(&p, &a) || s.sealed_entry(&np, &b) {
+            return reply.error(Errno::EPERM);
         }
         match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
             Ok(()) => reply.ok(),

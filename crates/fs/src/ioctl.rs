@@ -6,7 +6,8 @@ const fn io(nr: u32) -> u32 {
     ((b'v' as u32) << 8) | nr
 }
 
-/// Seal the file: from now on write opens, writes, truncation and fallocate get EPERM.
+/// Seal the file: from now on write opens, writes, truncation and fallocate get EPERM,
+/// and so do unlinking or renaming any of its names and renaming over one.
 /// Fails with EBUSY while a writable handle (an fd or a shared writable mapping) exists.
 /// Allowed to the file's owner and root.
 pub const SEAL: u32 = io(0xa0);

@@ -790,3 +790,70 @@ fn posix_acls_are_enforced() {
     );
     assert_eq!(mode_of(&f.s("umasked")), 0o640);
 }
+
+fn mount_ioctl(p: &Path, cmd: u32) -> i32 {
+    use std::os::fd::AsRawFd;
+    let f = File::open(p).unwrap();
+    // SAFETY: an argument-less ioctl on our descriptor.
+    if unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) } < 0 {
+        return last_errno();
+    }
+    0
+}
+
+fn rename2(a: &Path, b: &Path, flags: u32) -> i32 {
+    let (a, b) = (cpath(a), cpath(b));
+    // SAFETY: valid C strings.
+    if unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    } < 0
+    {
+        return last_errno();
+    }
+    0
+}
+
+/// A sealed file keeps its content at its names: no rename over it, no exchange from
+/// either side, no moving it away, no unlink (any of which lets other content take
+/// its name). A new hard link is allowed, and is the sealed file too.
+#[test]
+fn sealed_files_keep_their_names() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("sx"), b"sealed-content").unwrap();
+    fs::write(f.s("other"), b"evil").unwrap();
+    f.mount();
+    let (sx, other) = (f.m("sx"), f.m("other"));
+    assert_eq!(mount_ioctl(&sx, vigil_fs::ioctl::SEAL), 0);
+
+    assert_eq!(rename2(&other, &sx, libc::RENAME_EXCHANGE), libc::EPERM);
+    assert_eq!(rename2(&sx, &other, libc::RENAME_EXCHANGE), libc::EPERM);
+    assert_eq!(rename2(&other, &sx, 0), libc::EPERM);
+    assert_eq!(rename2(&sx, &f.m("moved"), 0), libc::EPERM);
+    assert_eq!(errno(fs::remove_file(&sx).unwrap_err()), libc::EPERM);
+    fs::hard_link(&sx, f.m("sx2")).unwrap();
+    assert_eq!(errno(fs::remove_file(f.m("sx2")).unwrap_err()), libc::EPERM);
+    assert_eq!(rename2(&other, &f.m("sx2"), 0), libc::EPERM);
+    assert_eq!(fs::read(&sx).unwrap(), b"sealed-content");
+    assert_eq!(fs::read(f.s("sx")).unwrap(), b"sealed-content");
+    assert_eq!(fs::read(f.s("other")).unwrap(), b"evil");
+
+    // Other files are not affected.
+    assert_eq!(rename2(&other, &f.m("o2"), 0), 0);
+    fs::remove_file(f.m("o2")).unwrap();
+
+    // Unsealed, the file's names are free again.
+    assert_eq!(mount_ioctl(&sx, vigil_fs::ioctl::UNSEAL), 0);
+    fs::remove_file(f.m("sx2")).unwrap();
+    assert_eq!(rename2(&sx, &f.m("moved"), 0), 0);
+    fs::remove_file(f.m("moved")).unwrap();
+    assert!(!f.s("moved").exists());
+}

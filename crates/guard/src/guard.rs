@@ -844,6 +844,17 @@ impl Guard {
         Ok(())
     }
 
+    /// Whether any file is sealed (a cheap test before identifying a file to ask
+    /// [`Guard::seal_of`]).
+    pub fn any_seals(&self) -> bool {
+        !self
+            .shared
+            .seals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// The seal of `id`, if sealed.
     pub fn seal_of(&self, id: &FileId) -> Option<SealRecord> {
         let seals = self.shared.seals.lock().unwrap_or_else(|e| e.into_inner());

@@ -189,6 +189,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     drop(token);
 
     // Now it seals; writes, truncation and new writable mappings get EPERM.
+    assert!(!g.any_seals(), "a refused seal left a record");
     let rec = g.seal(&id, f.as_fd()).unwrap();
     assert_eq!(hex::encode(&rec.digest), sha256_hex(&vec![7u8; 8192]));
     assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
@@ -208,6 +209,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     let id = g.identify(f.as_fd()).unwrap();
     assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
     assert_eq!(g.seal_of(&id.id).unwrap(), rec);
+    assert!(g.any_seals());
 
     // Sealed memfd of the verified content.
     let mem = g.sealed_memfd(&id, f.as_fd(), false).unwrap();
@@ -249,6 +251,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     let m = g.modify(&id.id).unwrap();
     drop(m);
     assert!(g.seal_of(&id.id).is_none());
+    assert!(!g.any_seals());
 }
 
 #[test]
