@@ -539,11 +539,13 @@ impl Shared {
             meta = true;
         }
         if atime.is_some() || mtime.is_some() {
-            if node.kind == FileType::Symlink {
-                return Err(Errno::EOPNOTSUPP);
-            }
             let times = [sys::timespec(atime), sys::timespec(mtime)];
-            sys::utimens_fd(node.fd(), &times).map_err(|e| errno(&e))?;
+            if node.kind == FileType::Symlink {
+                // The link itself (utimensat(AT_SYMLINK_NOFOLLOW)): never followed.
+                sys::utimens_link(node.fd(), &times).map_err(|e| errno(&e))?;
+            } else {
+                sys::utimens_fd(node.fd(), &times).map_err(|e| errno(&e))?;
+            }
             meta = true;
         }
         if meta {

@@ -265,6 +265,27 @@ pub(crate) fn append(file: &std::fs::File, data: &[u8]) -> io::Result<u64> {
     Ok(fstat(std::os::fd::AsFd::as_fd(file))?.st_size as u64)
 }
 
+/// Set the times of the symbolic link behind an `O_PATH | O_NOFOLLOW` descriptor, not
+/// of what it points to (`utimensat` with `AT_EMPTY_PATH`, Linux 5.8 and later).
+pub(crate) fn utimens_link(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io::Result<()> {
+    // SAFETY: `times` points at two timespecs as utimensat requires.
+    let r = check(unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    });
+    match r {
+        // Kernels without AT_EMPTY_PATH for utimensat.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        }
+        r => r.map(drop),
+    }
+}
+
 pub(crate) fn statvfs_fd(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
     let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
     // SAFETY: out-pointer of the right type; fstatvfs accepts O_PATH descriptors.

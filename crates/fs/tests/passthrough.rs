@@ -857,3 +857,81 @@ fn sealed_files_keep_their_names() {
     fs::remove_file(f.m("moved")).unwrap();
     assert!(!f.s("moved").exists());
 }
+
+/// The times of a symbolic link itself can be set (utimensat(AT_SYMLINK_NOFOLLOW)),
+/// so `touch -h`, `cp -a` and `rsync -a` keep them.
+#[test]
+fn symlink_times() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::create_dir(f.s("s")).unwrap();
+    fs::write(f.s("s/target"), b"t").unwrap();
+    std::os::unix::fs::symlink("target", f.s("s/l")).unwrap();
+    f.mount();
+    let target_mtime = fs::metadata(f.s("s/target")).unwrap().mtime();
+
+    let l = cpath(&f.m("s/l"));
+    let times = [
+        libc::timespec {
+            tv_sec: 978_307_200,
+            tv_nsec: 5,
+        },
+        libc::timespec {
+            tv_sec: 978_307_201,
+            tv_nsec: 7,
+        },
+    ];
+    // SAFETY: valid C string and two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            l.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    for p in [f.m("s/l"), f.s("s/l")] {
+        let md = fs::symlink_metadata(&p).unwrap();
+        assert_eq!((md.atime(), md.atime_nsec()), (978_307_200, 5));
+        assert_eq!((md.mtime(), md.mtime_nsec()), (978_307_201, 7));
+    }
+    assert_eq!(fs::metadata(f.s("s/target")).unwrap().mtime(), target_mtime);
+
+    let run = |cmd: &mut std::process::Command| {
+        let o = cmd.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(std::process::Command::new("touch")
+        .arg("-h")
+        .arg(f.m("s/l")));
+    assert!(fs::symlink_metadata(f.s("s/l")).unwrap().mtime() > 978_307_201);
+    // An old link time, kept by copies into the mount.
+    run(std::process::Command::new("touch")
+        .args(["-h", "-d", "2001-01-01 00:00:00"])
+        .arg(f.s("s/l")));
+    run(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(f.s("s"))
+        .arg(f.m("cp")));
+    assert_eq!(
+        fs::symlink_metadata(f.s("cp/l")).unwrap().mtime(),
+        fs::symlink_metadata(f.s("s/l")).unwrap().mtime()
+    );
+    if std::path::Path::new("/usr/bin/rsync").exists() {
+        run(std::process::Command::new("rsync")
+            .arg("-a")
+            .arg(format!("{}/", f.s("s").display()))
+            .arg(f.m("rs")));
+        assert_eq!(
+            fs::symlink_metadata(f.s("rs/l")).unwrap().mtime(),
+            fs::symlink_metadata(f.s("s/l")).unwrap().mtime()
+        );
+    }
+}
