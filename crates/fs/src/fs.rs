@@ -349,8 +349,10 @@ impl Shared {
         if e.name == control::DIR_NAME.as_bytes() && dir.ino == ROOT_INO {
             return control::DIR_INO;
         }
+        let key = (dir.key.0, e.backing_ino);
         self.inodes
-            .peek_key((dir.key.0, e.backing_ino))
+            .peek_key(key)
+            .or_else(|| self.inodes.stable_id(key))
             .unwrap_or(e.backing_ino.max(1))
     }
 
@@ -721,6 +723,11 @@ impl Filesystem for VigilFs {
         let _ = config.set_max_background(MAX_BACKGROUND);
         // No FUSE_WRITEBACK_CACHE: kernels that cache FUSE data in large folios
         // (up to min(max_write, max_pages)) do so only without it.
+        // No FUSE_EXPORT_SUPPORT: a file handle names a node id, and a node the kernel
+        // has forgotten cannot be found again from its id (LOOKUP of "."), so handles
+        // would go stale (ESTALE) once the kernel drops its inode. FUSE_NO_EXPORT_SUPPORT
+        // makes name_to_handle_at fail with EOPNOTSUPP at once instead (Linux 6.10+).
+        //
         // FUSE_POSIX_ACL: the kernel enforces the backing files' POSIX ACLs (with
         // default_permissions), reading them with GETXATTR and caching them until the
         // attributes are refreshed. It then leaves the umask to the filesystem
@@ -731,9 +738,9 @@ impl Filesystem for VigilFs {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_DONT_MASK
-            | InitFlags::FUSE_POSIX_ACL;
+            | InitFlags::FUSE_POSIX_ACL
+            | InitFlags::FUSE_NO_EXPORT_SUPPORT;
         for flag in wanted.iter() {
             let _ = config.add_capabilities(flag);
         }

@@ -1,10 +1,16 @@
 //! The inode table (FUSE node ids ↔ backing files) and the open-handle table.
 //!
 //! A node lives exactly as long as the kernel's lookup count for it: every entry reply
-//! adds one, FORGET subtracts, and at zero the node and its `O_PATH` descriptor go. Node
-//! ids are never reused within a mount, so the generation in entry replies is constant.
+//! adds one, FORGET subtracts, and at zero the node and its `O_PATH` descriptor go.
+//! A node's id, which is also the inode number the mount reports, is the backing
+//! file's own inode number whenever that can be (a file on the source's filesystem
+//! with an inode number of at least [`FIRST_DYNAMIC_INO`] and below [`FALLBACK_INO`]),
+//! so it is the same after the kernel forgot the node and looked it up again, and
+//! across mounts, as natively. Other files (on filesystems mounted inside the source,
+//! or with inode numbers outside that range) get ids counted from [`FALLBACK_INO`].
 //! The descriptor pins the backing inode while the kernel knows it, so the backing
-//! (st_dev, st_ino) of a live node cannot be recycled to another file.
+//! (st_dev, st_ino) of a live node cannot be recycled to another file, and an id is
+//! given to another file only after the kernel forgot it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,6 +26,8 @@ use crate::sys;
 pub const ROOT_INO: u64 = 1;
 /// First node id handed to backing files; ids below are reserved for `.vigil/`.
 pub const FIRST_DYNAMIC_INO: u64 = 64;
+/// Node ids from here on are counted, for files whose own inode number cannot serve.
+pub const FALLBACK_INO: u64 = 1 << 63;
 
 /// What is known about a backing file's content at the moment the page cache was filled,
 /// to decide whether a later open may keep the cached pages.
@@ -102,11 +110,14 @@ impl Node {
 struct Tables {
     nodes: HashMap<u64, Arc<Node>>,
     by_key: HashMap<(u64, u64), u64>,
+    /// Next counted id (from [`FALLBACK_INO`]).
     next: u64,
 }
 
 pub struct InodeTable {
     inner: RwLock<Tables>,
+    /// The source directory's device: its files' inode numbers are unique among them.
+    root_dev: u64,
 }
 
 impl InodeTable {
@@ -122,9 +133,17 @@ impl InodeTable {
             inner: RwLock::new(Tables {
                 nodes,
                 by_key,
-                next: FIRST_DYNAMIC_INO,
+                next: FALLBACK_INO,
             }),
+            root_dev: key.0,
         })
+    }
+
+    /// The id a backing file gets when it is not in the table: its own inode number
+    /// if that can serve (see the module's documentation).
+    pub fn stable_id(&self, key: (u64, u64)) -> Option<u64> {
+        (key.0 == self.root_dev && (FIRST_DYNAMIC_INO..FALLBACK_INO).contains(&key.1))
+            .then_some(key.1)
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
@@ -157,8 +176,14 @@ impl InodeTable {
                 return node.clone();
             }
         }
-        let ino = t.next;
-        t.next += 1;
+        let ino = match self.stable_id(key).filter(|i| !t.nodes.contains_key(i)) {
+            Some(i) => i,
+            None => {
+                let i = t.next;
+                t.next = t.next.wrapping_add(1).max(FALLBACK_INO);
+                i
+            }
+        };
         let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key));
         t.nodes.insert(ino, node.clone());
         t.by_key.insert(key, ino);

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -933,5 +933,102 @@ fn symlink_times() {
             fs::symlink_metadata(f.s("rs/l")).unwrap().mtime(),
             fs::symlink_metadata(f.s("s/l")).unwrap().mtime()
         );
+    }
+}
+
+/// Inode numbers are the backing files' own, so they stay the same after the kernel
+/// forgets a node; file handles are not offered (they could not be resolved once the
+/// kernel dropped the inode) rather than going stale.
+#[test]
+fn inode_numbers_are_stable() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("a"), b"a").unwrap();
+    fs::create_dir(f.s("d")).unwrap();
+    fs::write(f.s("d/b"), b"b").unwrap();
+    f.mount();
+    let inos = |f: &Fixture| -> Vec<u64> {
+        ["a", "d", "d/b"]
+            .iter()
+            .map(|p| fs::metadata(f.m(p)).unwrap().ino())
+            .collect()
+    };
+    let before = inos(&f);
+    let backing: Vec<u64> = ["a", "d", "d/b"]
+        .iter()
+        .map(|p| fs::metadata(f.s(p)).unwrap().ino())
+        .collect();
+    assert_eq!(before, backing);
+    // readdir's d_ino agrees with stat.
+    let listed: Vec<(String, u64)> = fs::read_dir(f.m("d"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().into_string().unwrap(), e.ino())
+        })
+        .collect();
+    assert_eq!(listed, [("b".to_string(), backing[2])]);
+
+    fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+    let live = f.bg.as_ref().unwrap();
+    for _ in 0..50 {
+        if live.live_nodes() == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(live.live_nodes(), 1, "the kernel kept its nodes");
+    assert_eq!(inos(&f), before);
+
+    // name_to_handle_at: refused, or the handle still opens after the kernel dropped
+    // the inode.
+    #[repr(C)]
+    struct Handle {
+        bytes: u32,
+        kind: i32,
+        f_handle: [u8; 128],
+    }
+    let mut h = Handle {
+        bytes: 128,
+        kind: 0,
+        f_handle: [0; 128],
+    };
+    let mut mount_id = 0;
+    let c = cpath(&f.m("a"));
+    // SAFETY: valid C string and a handle buffer of the size it says.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &mut h as *mut Handle,
+            &mut mount_id as *mut i32,
+            0,
+        )
+    };
+    if r < 0 {
+        assert_eq!(last_errno(), libc::EOPNOTSUPP);
+    } else {
+        fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let m = File::open(&f.mnt).unwrap();
+        // SAFETY: the handle filled in above.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_open_by_handle_at,
+                std::os::fd::AsRawFd::as_raw_fd(&m),
+                &mut h as *mut Handle,
+                libc::O_RDONLY,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "open_by_handle_at: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: the descriptor just opened.
+        unsafe { libc::close(fd as i32) };
     }
 }
