@@ -242,9 +242,7 @@ impl Shared {
         tri!(reply, self.check_name(parent, name));
         let p = tri!(reply, self.node(parent));
         let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
-        let r = make(&p, &c)
-            .and_then(|()| self.own(&p, &c, req))
-            .and_then(|()| self.do_lookup(&p, name.as_bytes()));
+        let r = make(&p, &c).and_then(|()| self.new_entry(&p, &c, req));
         self.entry(reply, r);
     }
 
@@ -255,32 +253,34 @@ impl Shared {
         }
     }
 
-    /// Give a just-created entry to the requesting user (the daemon creates as root).
-    fn own(&self, parent: &Node, name: &CString, req: &Request) -> io::Result<()> {
-        if !self.chown_new || (req.uid() == 0 && req.gid() == 0) {
-            return Ok(());
+    /// Take a just-created entry: give it to the requesting user (the daemon creates as
+    /// root), and register one kernel lookup of it.
+    fn new_entry(
+        &self,
+        parent: &Node,
+        name: &CString,
+        req: &Request,
+    ) -> io::Result<(Arc<Node>, libc::stat)> {
+        let fd = sys::openat(parent.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let mut st = sys::fstat(fd.as_fd())?;
+        if self.chown_new && (req.uid() != 0 || req.gid() != 0) {
+            // In a set-group-ID directory the group comes from the directory.
+            let gid = if parent.stat()?.st_mode & libc::S_ISGID != 0 {
+                None
+            } else {
+                Some(req.gid())
+            };
+            sys::chown_fd(fd.as_fd(), Some(req.uid()), gid)?;
+            // chown cleared set-user-ID and set-group-ID of a non-directory; the creator
+            // asked for them (the kernel already dropped set-group-ID where the creator
+            // may not have it), so they are put back, as a native creation keeps them.
+            let kept = st.st_mode & (libc::S_ISUID | libc::S_ISGID);
+            if kept != 0 && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                sys::chmod_fd(fd.as_fd(), st.st_mode & 0o7777)?;
+            }
+            st = sys::fstat(fd.as_fd())?;
         }
-        let pst = parent.stat()?;
-        // In a set-group-ID directory the group comes from the directory.
-        let gid = if pst.st_mode & libc::S_ISGID != 0 {
-            u32::MAX
-        } else {
-            req.gid()
-        };
-        // SAFETY: plain syscall on a valid C string.
-        let r = unsafe {
-            libc::fchownat(
-                parent.fd().as_raw_fd(),
-                name.as_ptr(),
-                req.uid(),
-                gid,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok((self.inodes.lookup(fd, &st), st))
     }
 
     /// Record a change made through the mount (inner invalidation only): the node's
@@ -1401,8 +1401,7 @@ impl Filesystem for VigilFs {
                 sys::openat(p.fd(), &c, oflags | libc::O_NOFOLLOW, mode)
             })?;
             drop(opened);
-            s.own(&p, &c, req)?;
-            s.do_lookup(&p, name.as_bytes())
+            s.new_entry(&p, &c, req)
         })();
         let (node, _) = tri!(reply, r.map_err(|e| errno(&e)));
         let who = caller(req);

@@ -1032,3 +1032,58 @@ fn inode_numbers_are_stable() {
         unsafe { libc::close(fd as i32) };
     }
 }
+
+/// A non-root user's new files keep the set-user-ID and set-group-ID bits it asked
+/// for (the daemon's chown to the creator would clear them), as natively.
+#[test]
+fn new_files_keep_setid_bits() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    // A set-group-ID directory of a group nobody is not in.
+    fs::create_dir(f.s("g")).unwrap();
+    fs::set_permissions(f.s("g"), fs::Permissions::from_mode(0o2777)).unwrap();
+    f.mount();
+    let (suid, sgid, dir, fifo, in_g) = (
+        cpath(&f.m("suid")),
+        cpath(&f.m("sgid")),
+        cpath(&f.m("dir")),
+        cpath(&f.m("fifo")),
+        cpath(&f.m("g/f")),
+    );
+    let r = as_user(NOBODY, NOBODY, 0o002, || {
+        let flags = libc::O_CREAT | libc::O_WRONLY;
+        // SAFETY: plain system calls on valid C strings.
+        unsafe {
+            for r in [
+                try_open(&suid, flags, 0o4755),
+                try_open(&sgid, flags, 0o2775),
+                try_open(&in_g, flags, 0o2775),
+            ] {
+                if r != 0 {
+                    return r;
+                }
+            }
+            if libc::mkdir(dir.as_ptr(), 0o3777) < 0 || libc::mkfifo(fifo.as_ptr(), 0o4666) < 0 {
+                return last_errno();
+            }
+        }
+        0
+    });
+    assert_eq!(r, 0);
+    let owner = |p: &str| {
+        let md = fs::metadata(f.s(p)).unwrap();
+        (md.uid(), md.gid(), md.mode() & 0o7777)
+    };
+    assert_eq!(owner("suid"), (NOBODY, NOBODY, 0o4755));
+    assert_eq!(owner("sgid"), (NOBODY, NOBODY, 0o2775));
+    assert_eq!(owner("dir"), (NOBODY, NOBODY, 0o1775));
+    assert_eq!(owner("fifo"), (NOBODY, NOBODY, 0o4664));
+    // In the set-group-ID directory the group is the directory's, and the kernel drops
+    // set-group-ID for a creator outside that group.
+    assert_eq!(owner("g/f"), (NOBODY, 0, 0o775));
+    assert_eq!(fs::metadata(f.m("suid")).unwrap().mode() & 0o7777, 0o4755);
+}
