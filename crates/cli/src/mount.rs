@@ -186,10 +186,11 @@ pub struct MountArgs {
 pub struct UmountArgs {
     /// The mount point.
     pub mountpoint: PathBuf,
-    /// Detach now even if files are open (they keep working until closed).
+    /// Detach now even if files are open (they keep working until closed), and return
+    /// at once: the daemon exits after the last of them is closed.
     #[arg(short, long)]
     pub lazy: bool,
-    /// Seconds to wait for the daemon to exit after unmounting.
+    /// Seconds to wait for the daemon to exit after unmounting (not with --lazy).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub wait: u64,
 }
@@ -550,7 +551,8 @@ fn umount(a: UmountArgs) -> anyhow::Result<ExitCode> {
         }
         return Err(e).with_context(|| format!("unmounting {}", mnt.display()));
     }
-    if let Some(pid) = pid {
+    // A lazily detached mount may keep its daemon for as long as files stay open.
+    if let Some(pid) = pid.filter(|_| !a.lazy) {
         let deadline = Instant::now() + Duration::from_secs(a.wait);
         // SAFETY: signal 0 only probes for the process.
         while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {

@@ -837,3 +837,36 @@ fn signed_tree_in_enforce_mode_attests() {
 
     assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
 }
+
+/// `vigil umount --lazy` detaches at once even with files open, and returns without
+/// waiting for the daemon, which exits once they are closed.
+#[test]
+fn lazy_umount_returns_at_once() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    fs::write(d.src.join("f"), b"content").unwrap();
+    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pid = daemon_pid(&d);
+    let held = fs::File::open(d.mnt.join("f")).unwrap();
+    let t = Instant::now();
+    let o = vigil(&[&"umount", &"--lazy", &"--wait", &"10", &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(!mounted(&d.mnt));
+    // The open file still reads; the daemon serves it until it is closed.
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut &held, &mut s).unwrap();
+    assert_eq!(s, "content");
+    drop(held);
+    assert!(
+        wait_gone(pid),
+        "daemon still running after its last file closed"
+    );
+}

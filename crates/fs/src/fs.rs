@@ -604,10 +604,11 @@ impl Shared {
     }
 
     fn ioctl_seal(&self, uid: u32, node: &Node, cmd: u32) -> Result<i32, Errno> {
-        let st = node.stat().map_err(|e| errno(&e))?;
         if node.kind != FileType::RegularFile {
+            // Only regular files are sealed.
             return Err(Errno::EINVAL);
         }
+        let st = node.stat().map_err(|e| errno(&e))?;
         match cmd {
             ioctl::SEAL => {
                 if uid != 0 && uid != st.st_uid {
@@ -1441,6 +1442,13 @@ impl Filesystem for VigilFs {
         reply: ReplyIoctl,
     ) {
         let s = &self.shared;
+        if !matches!(cmd, ioctl::SEAL | ioctl::UNSEAL | ioctl::STATUS) {
+            // Not an ioctl of this filesystem, on any kind of file.
+            return reply.error(Errno::ENOTTY);
+        }
+        if control::is_control(ino.0) {
+            return reply.error(Errno::EINVAL);
+        }
         let node = tri!(reply, s.node(ino));
         let (uid, shared) = (req.uid(), self.shared.clone());
         // Sealing measures the file: on a worker.

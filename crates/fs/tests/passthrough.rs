@@ -1087,3 +1087,49 @@ fn new_files_keep_setid_bits() {
     assert_eq!(owner("g/f"), (NOBODY, 0, 0o775));
     assert_eq!(fs::metadata(f.m("suid")).unwrap().mode() & 0o7777, 0o4755);
 }
+
+/// An ioctl the mount does not know is "inappropriate ioctl" (ENOTTY) on any kind of
+/// file; the seal ioctls on a directory are invalid. O_TMPFILE is not supported.
+#[test]
+fn unknown_ioctls_and_tmpfile() {
+    use std::os::fd::AsRawFd;
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::create_dir(f.s("d")).unwrap();
+    fs::write(f.s("r"), b"r").unwrap();
+    f.mount();
+    let ioctl = |p: &Path, cmd: libc::c_ulong| -> i32 {
+        let file = File::open(p).unwrap();
+        let mut arg = 0u64;
+        // SAFETY: the argument points at 8 writable bytes, enough for these commands.
+        if unsafe { libc::ioctl(file.as_raw_fd(), cmd, &mut arg) } < 0 {
+            return last_errno();
+        }
+        0
+    };
+    // _IO('v', 0xff): no such ioctl.
+    let unknown = ((b'v' as libc::c_ulong) << 8) | 0xff;
+    assert_eq!(ioctl(&f.m("d"), unknown), libc::ENOTTY);
+    assert_eq!(ioctl(&f.m("r"), unknown), libc::ENOTTY);
+    // lsattr's FS_IOC_GETFLAGS: the same answer on a directory as on a file.
+    const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+    let on_file = ioctl(&f.m("r"), FS_IOC_GETFLAGS);
+    assert_ne!(on_file, libc::EINVAL);
+    assert_eq!(ioctl(&f.m("d"), FS_IOC_GETFLAGS), on_file);
+    assert_eq!(
+        ioctl(&f.m("d"), vigil_fs::ioctl::SEAL as libc::c_ulong),
+        libc::EINVAL
+    );
+    assert_eq!(
+        ioctl(&f.m("r"), vigil_fs::ioctl::STATUS as libc::c_ulong),
+        0
+    );
+
+    let c = cpath(&f.mnt);
+    assert_eq!(
+        try_open(&c, libc::O_TMPFILE | libc::O_RDWR, 0o600),
+        libc::EOPNOTSUPP
+    );
+}
