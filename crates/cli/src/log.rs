@@ -1498,26 +1498,75 @@ pub fn evmctl_ima_measurement(
 /// evmctl's default verification key.
 const EVMCTL_DEFAULT_KEY: &str = "/etc/keys/x509_evm.der";
 
-/// Read evmctl `--pcrs` files; evmctl goes on without TPM values when they cannot be
-/// read.
+/// evmctl's `read_file_pcrs`: read `--pcrs [alg,]FILE` files as evmctl 1.4 does, or
+/// print why not and return `None` ("Failed to read any TPM PCRs"). Any file with at
+/// least one line gives its bank: lines `PCR-NN: hex` for NN = 0, 1, … in order set
+/// those PCRs (as far as the hex goes), every other line is skipped and the PCRs
+/// not given stay zero — so a garbage file is a bank of zeros, which then does not
+/// match (exit 1), never "no PCRs" (exit 0).
 fn evmctl_read_pcr_files(pcr_files: &[String], algos: &[HashAlgo]) -> Option<ExpectedPcrs> {
+    let mut banks = PcrBanks::default();
     for spec in pcr_files {
         let (alg, path) = spec.split_once(',').unwrap_or(("sha1", spec));
-        if !algos.iter().any(|a| a.name() == alg) {
+        let Some(&algo) = algos.iter().find(|a| a.name() == alg) else {
             eprintln!("Unknown algorithm '{alg}'");
             return None;
-        }
-        if !Path::new(path).exists() {
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
             eprintln!("Could not stat '{path}'");
+            return None;
+        };
+        if !meta.is_file() {
+            eprintln!("PCR file: not a regular file or link to regular file");
+            return None;
+        }
+        let Ok(text) = std::fs::read(path) else {
+            eprintln!("Could not open '{path}'");
+            return None;
+        };
+        if !evmctl_read_one_bank(banks.bank_mut(algo), &text) {
             return None;
         }
     }
-    match read_pcr_files(pcr_files) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            eprintln!("{e:#}");
-            None
+    let given = vec![(1 << NUM_PCRS) - 1; banks.banks.len()];
+    Some(ExpectedPcrs { banks, given })
+}
+
+/// evmctl's `read_one_bank`: `fgets` into a 136-byte buffer (longer lines are read
+/// in pieces), each piece that starts with the next `PCR-NN` fills that PCR with
+/// `hex2bin` from its 8th byte on. False if the file has no line at all.
+fn evmctl_read_one_bank(bank: &mut Bank, text: &[u8]) -> bool {
+    const FGETS_MAX: usize = 64 * 2 + 8 - 1; // MAX_DIGEST_SIZE * 2 + 8, less the NUL
+    let mut rest = text;
+    let mut i = 0;
+    while !rest.is_empty() && i < NUM_PCRS {
+        let n = rest[..rest.len().min(FGETS_MAX)]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(rest.len().min(FGETS_MAX), |p| p + 1);
+        let (line, tail) = rest.split_at(n);
+        rest = tail;
+        if line.starts_with(format!("PCR-{i:02}").as_bytes()) {
+            evmctl_hex2bin(&mut bank.pcrs[i], line.get(7..).unwrap_or_default());
+            i += 1;
         }
+    }
+    !text.is_empty()
+}
+
+/// libimaevm's `hex2bin`: fill `dst` from hex pairs (one space before a pair is
+/// skipped), stopping at the first pair that is not hex.
+fn evmctl_hex2bin(dst: &mut [u8], mut src: &[u8]) {
+    let val = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16)).map(|v| v as u8);
+    for d in dst {
+        if src.first() == Some(&b' ') {
+            src = &src[1..];
+        }
+        let (Some(hi), Some(lo)) = (val(src.first()), val(src.get(1))) else {
+            return;
+        };
+        *d = hi << 4 | lo;
+        src = &src[2..];
     }
 }
 
@@ -1798,39 +1847,49 @@ pub fn evmctl_ima_boot_aggregate(
     verbose: u32,
 ) -> ExitCode {
     let algos = [HashAlgo::Sha1, HashAlgo::Sha256];
-    let banks: Result<PcrBanks> = if let Some(log) = event_log {
-        std::fs::read(log)
+    let banks = if let Some(log) = event_log {
+        let read = std::fs::read(log)
             .map_err(anyhow::Error::from)
             .and_then(|d| {
+                if d.is_empty() {
+                    // evmctl reads no event and aggregates zeroed PCRs.
+                    return Ok(PcrBanks::new(&[HashAlgo::Sha1]));
+                }
                 let parsed = EventLog::parse(&d)?;
                 let banks = parsed.replay_with(true)?;
                 if verbose >= 1 && !parsed.crypto_agile {
                     evmctl_show_event_log(log, &parsed, &banks);
                 }
                 Ok(banks)
-            })
-            .with_context(|| format!("Failed reading the TPM 1.2 event log {}.", log.display()))
-    } else if !pcr_files.is_empty() {
-        for spec in pcr_files {
-            let alg = spec.split_once(',').map_or("sha1", |(a, _)| a);
-            if !algos.iter().any(|a| a.name() == alg) {
-                eprintln!("Unknown algorithm '{alg}'");
-                eprintln!("Failed to read any TPM PCRs");
+            });
+        match read {
+            Ok(b) => b,
+            Err(e) => {
+                if verbose >= 1 {
+                    eprintln!("{}: {e:#}", log.display());
+                }
+                eprintln!("Failed reading the TPM 1.2 event log {}.", log.display());
                 return ExitCode::from(EVMCTL_ERROR);
             }
         }
-        read_pcr_files(pcr_files).map(|e| e.banks)
     } else {
-        read_sysfs_pcrs(&algos).map(|e| e.banks)
-    };
-    let banks = match banks {
-        Ok(b) => b,
-        Err(e) => {
-            if verbose >= 1 {
-                eprintln!("{e:#}");
+        let banks = if pcr_files.is_empty() {
+            read_sysfs_pcrs(&algos)
+                .inspect_err(|e| {
+                    if verbose >= 1 {
+                        eprintln!("{e:#}");
+                    }
+                })
+                .ok()
+        } else {
+            evmctl_read_pcr_files(pcr_files, &algos)
+        };
+        match banks {
+            Some(e) => e.banks,
+            None => {
+                eprintln!("Failed to read any TPM PCRs");
+                return ExitCode::from(EVMCTL_ERROR);
             }
-            eprintln!("Failed to read any TPM PCRs");
-            return ExitCode::from(EVMCTL_ERROR);
         }
     };
     let mut out = String::new();

@@ -283,6 +283,46 @@ fn ima_measurement_matches_evmctl() {
     };
     assert_ne!(compare(&c, false), 0);
 
+    // PCR files evmctl reads its own way: any file with a line is a bank (PCRs not
+    // given as `PCR-NN: hex` in order stay zero, hex stops where it ends), so garbage
+    // or values of the wrong length are a mismatch (exit 1); an empty file, a
+    // directory or a missing file are "no PCRs" (exit 0).
+    let bad_pcrs = d.join("garbage");
+    std::fs::write(&bad_pcrs, "garbage\n").unwrap();
+    let empty = d.join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let s1_path = s1.split_once(',').unwrap().1.to_owned();
+    let tss = fixture("ima-evm-utils/sample-tpm-2.0-pcrs-8-9");
+    for (name, pcrs, want) in [
+        ("garbage", vec![format!("sha1,{}", bad_pcrs.display())], 1),
+        (
+            "short values",
+            vec![s1.clone(), format!("sha256,{s1_path}")],
+            1,
+        ),
+        (
+            "tsspcrread format",
+            vec![format!("sha1,{}", tss.display())],
+            1,
+        ),
+        ("empty", vec![format!("sha1,{}", empty.display())], 0),
+        (
+            "empty second",
+            vec![s1.clone(), format!("sha1,{}", empty.display())],
+            0,
+        ),
+        ("directory", vec![format!("sha1,{}", d.display())], 0),
+        ("unknown bank", vec![format!("sha384,{s1_path}")], 0),
+    ] {
+        let c = Case {
+            name,
+            list: &listf,
+            pcrs,
+            flags: &["--ignore-violations"],
+        };
+        assert_eq!(compare(&c, false), want, "{name}");
+    }
+
     // A missing list.
     let c = Case {
         name: "missing",
@@ -354,10 +394,47 @@ fn boot_aggregate_matches_evmctl() {
         let vg = run(vigil().args(["boot-aggregate"]).arg(&p));
         assert_eq!(String::from_utf8(vg.stdout).unwrap() == ev, !no_action);
     }
-    // No PCRs at all.
-    let ev = run(evmctl().args(["ima_boot_aggregate", "--pcrs", "sha1,/nonexistent"]));
-    let vg = run(vigil().args(["boot-aggregate", "--evmctl", "--pcrs", "sha1,/nonexistent"]));
-    assert_eq!(ev.status.code(), vg.status.code());
+    // PCR files as evmctl reads them (garbage: zeroed PCRs; tsspcrread's `N: hex`
+    // lines are not `PCR-NN:` ones; 20-byte values for sha256), and none at all.
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "garbage\n").unwrap();
+    let tss = fixture("ima-evm-utils/sample-tpm-2.0-pcrs-8-9");
+    let sha1_file = dir.path().join("0-sha1");
+    for spec in [
+        format!("sha1,{}", garbage.display()),
+        format!("sha1,{}", tss.display()),
+        format!("sha256,{}", sha1_file.display()),
+        "sha1,/nonexistent".to_owned(),
+        format!("sha1,{}", dir.path().display()),
+        format!("md5,{}", sha1_file.display()),
+    ] {
+        let ev = run(evmctl().args(["ima_boot_aggregate", "--pcrs", &spec]));
+        let vg = run(vigil().args(["boot-aggregate", "--evmctl", "--pcrs", &spec]));
+        assert_eq!(ev.status.code(), vg.status.code(), "{spec}");
+        assert_eq!(ev.stdout, vg.stdout, "{spec}");
+        assert_eq!(messages(&ev.stderr), messages(&vg.stderr), "{spec}");
+    }
+    // An event log that cannot be read: evmctl's one line, exit 125.
+    let junk = dir.path().join("junk");
+    std::fs::write(
+        &junk,
+        &std::fs::read(fixture("ibmtss/sha1.log")).unwrap()[..50],
+    )
+    .unwrap();
+    for p in [junk.as_path(), Path::new("/nonexistent")] {
+        let vg = run(vigil().args(["boot-aggregate", "--evmctl"]).arg(p));
+        assert_eq!(vg.status.code(), Some(125));
+        assert_eq!(
+            String::from_utf8(vg.stderr).unwrap(),
+            format!("Failed reading the TPM 1.2 event log {}.\n", p.display())
+        );
+        let ev = run(evmctl().arg("ima_boot_aggregate").arg(p));
+        assert_eq!(ev.status.code(), Some(125));
+        assert!(String::from_utf8(ev.stderr).unwrap().ends_with(&format!(
+            "Failed reading the TPM 1.2 event log {}.\n",
+            p.display()
+        )));
+    }
 }
 
 /// Signature checks of `ima-sig` entries: `evmctl ima_measurement [--verify-sig]
