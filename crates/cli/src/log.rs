@@ -13,7 +13,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use vigil_ima::list::{
     ascii, binary, AsciiReader, Bank, BinaryReader, Endian, ExtendMode, Field, FieldId, PcrBanks,
-    Record, Replay, ReplayStep, TailPolicy, NUM_PCRS,
+    Record, RecordMark, Replay, ReplayStep, TailPolicy, NUM_PCRS,
 };
 use vigil_ima::list::{check_signatures, SigCheck};
 use vigil_ima::tcg::{boot_aggregate, AggregateRange, EventLog};
@@ -218,7 +218,9 @@ pub struct ReplayArgs {
     pub sha1_padded: bool,
     /// Resume from the replay state in FILE (if it exists) and save the new state to
     /// it: the list is read from the saved offset on, so it must be the same list (or a
-    /// longer version of it) and seekable.
+    /// longer version of it) and seekable. A list that does not hold, just before the
+    /// saved offset, the record the state was saved after (a shorter, rotated or other
+    /// list) is an error, as is a --bank other than the saved banks.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
     /// Print JSON (the replay state) instead of `<alg> PCR-NN: <hex>` lines.
@@ -845,10 +847,30 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
                     p.display()
                 );
             }
+            let saved: Vec<HashAlgo> = st.banks.banks.iter().map(|b| b.algo).collect();
+            let asked = bank_algos(&a.banks)?;
+            if !a.banks.is_empty()
+                && (asked.iter().any(|x| !saved.contains(x))
+                    || saved.iter().any(|x| !asked.contains(x)))
+            {
+                bail!(
+                    "{}: the saved replay has the banks {}, not those of --bank (delete the state to replay other banks from the start)",
+                    p.display(),
+                    saved.iter().map(|x| x.name()).collect::<Vec<_>>().join(",")
+                );
+            }
             st
         }
         _ => Replay::new(&bank_algos(&a.banks)?, mode),
     };
+    if let Some(p) = a.state.as_ref().filter(|_| state.offset > 0) {
+        check_resume(&a.input, &state).with_context(|| {
+            format!(
+                "cannot resume the replay saved in {} (delete it to replay the list from the start)",
+                p.display()
+            )
+        })?;
+    }
     let resume = a.state.is_some().then_some((state.records, state.offset));
     let mut src = Source::open(&a.input, resume)?;
     let mut first_bad = None;
@@ -856,16 +878,30 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     if a.state.is_some() && src.offset().is_none() {
         bail!("--state needs a binary list (ASCII and JSON lists cannot be resumed by offset)");
     }
-    while let Some((i, step)) = src
-        .next_parts(|p| Ok((p.index, p.extend(&mut state)?)))
-        .with_context(|| src.name.clone())?
-    {
+    let mut last = LastRecord::default();
+    loop {
+        let start = src.offset().unwrap_or_default();
+        let Some((i, step)) = src
+            .next_parts(|p| {
+                let step = p.extend(&mut state)?;
+                if a.state.is_some() {
+                    last.set(start, p);
+                }
+                Ok((p.index, step))
+            })
+            .with_context(|| src.name.clone())?
+        else {
+            break;
+        };
         if step.digest_ok == Some(false) && first_bad.is_none() {
             first_bad = Some(i);
         }
     }
     if let Some(off) = src.offset() {
         state.offset = off;
+    }
+    if a.state.is_some() && state.records > before {
+        state.last = Some(last.mark()?);
     }
     let mut out = io::stdout().lock();
     if a.json {
@@ -893,6 +929,74 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Check that the list `input` still holds, where the saved replay `state` stopped,
+/// the record it replayed last: the same list, or a longer version of it.
+fn check_resume(input: &InputArgs, state: &Replay) -> Result<()> {
+    let mark = state.last.as_ref().ok_or_else(|| {
+        anyhow!("the state does not record its last record (saved by an older vigil)")
+    })?;
+    let index = state.records.saturating_sub(1);
+    let mut src = Source::open(input, Some((index, mark.offset)))?;
+    let seen = src
+        .next_parts(|p| {
+            Ok(RecordMark::new(
+                mark.offset,
+                p.pcr,
+                p.digest,
+                p.template_name,
+                p.data,
+            )?)
+        })
+        .with_context(|| src.name.clone())?;
+    match seen {
+        Some(m) if m == *mark && src.offset() == Some(state.offset) => Ok(()),
+        Some(_) => bail!(
+            "{}: record {index} at offset {} is not the one the state was saved after: not the same list (rotated or replaced?)",
+            src.name,
+            mark.offset
+        ),
+        None => bail!(
+            "{}: the list ends before offset {} where the saved replay stopped: not the same list (shorter, rotated or replaced?)",
+            src.name,
+            state.offset
+        ),
+    }
+}
+
+/// The parts of the last record a replay read (buffers reused from record to record),
+/// to save its [`RecordMark`] with the state.
+#[derive(Default)]
+struct LastRecord {
+    offset: u64,
+    pcr: u32,
+    digest: Vec<u8>,
+    template_name: String,
+    data: Vec<u8>,
+}
+
+impl LastRecord {
+    fn set(&mut self, offset: u64, p: &Parts<'_>) {
+        self.offset = offset;
+        self.pcr = p.pcr;
+        self.digest.clear();
+        self.digest.extend_from_slice(p.digest);
+        self.template_name.clear();
+        self.template_name.push_str(p.template_name);
+        self.data.clear();
+        self.data.extend_from_slice(p.data);
+    }
+
+    fn mark(&self) -> Result<RecordMark> {
+        Ok(RecordMark::new(
+            self.offset,
+            self.pcr,
+            &self.digest,
+            &self.template_name,
+            &self.data,
+        )?)
+    }
 }
 
 /// Write a file: temporary file in the same directory, fsync, rename.

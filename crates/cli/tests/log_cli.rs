@@ -427,9 +427,7 @@ fn replay_state_resumes_on_a_growing_list() {
     };
     assert_eq!(resumed.banks, direct.banks);
     assert_eq!(resumed.offset, all.len() as u64);
-    // A state from another list is refused when the list is shorter than its offset
-    // (nothing to read) only if the records no longer parse; a mismatching mode is an
-    // error.
+    // A mismatching mode is an error.
     let o = run(vigil().args([
         "log",
         "replay",
@@ -439,6 +437,51 @@ fn replay_state_resumes_on_a_growing_list() {
         p.to_str().unwrap(),
     ]));
     assert_eq!(o.status.code(), Some(2));
+    // So are a list other than the one the state was saved from — shorter (a rotated
+    // or different list), or as long but with another record before the saved
+    // offset — and banks other than the saved ones: no stale PCRs, exit 2.
+    let saved = std::fs::read(&state).unwrap();
+    let replay_state = |list: &str, extra: &[&str]| {
+        std::fs::write(&state, &saved).unwrap();
+        let o = run(vigil()
+            .args(["log", "replay", "--state", state.to_str().unwrap()])
+            .args(extra)
+            .arg(list));
+        let kept = std::fs::read(&state).unwrap() == saved;
+        assert_eq!(kept, !o.status.success(), "state saved only on success");
+        o
+    };
+    let mut other = all.clone();
+    let last = all.len() - 20;
+    other[last] ^= 1;
+    let otherp = dir.path().join("other");
+    std::fs::write(&otherp, &other).unwrap();
+    for (list, why) in [
+        (f("ibmtss/imatest.log"), "the list ends before offset"),
+        (
+            otherp.display().to_string(),
+            "is not the one the state was saved after",
+        ),
+    ] {
+        let o = replay_state(&list, &[]);
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert_eq!(o.status.code(), Some(2), "{list}: {err}");
+        assert!(o.stdout.is_empty(), "{list}");
+        assert!(err.contains(why) && err.contains("state.json"), "{err}");
+    }
+    let o = replay_state(p.to_str().unwrap(), &["--bank", "sha384"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8(o.stderr)
+        .unwrap()
+        .contains("banks sha1,sha256"));
+    // The same list grown by a record resumes, with the saved banks named or not.
+    let mut grown = all.clone();
+    vigil_ima::list::binary::encode_record(&recs[0], LE, &mut grown);
+    std::fs::write(&p, &grown).unwrap();
+    for banks in [&[][..], &["--bank", "sha256", "--bank", "sha1"]] {
+        let o = replay_state(p.to_str().unwrap(), banks);
+        assert_eq!(o.status.code(), Some(0), "{banks:?}");
+    }
 }
 
 /// `ima-modsig` entries: PKCS#7 (openssl smime, as the kernel's sign-file makes them)

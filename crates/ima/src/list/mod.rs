@@ -14,7 +14,7 @@ pub mod template;
 
 pub use ascii::AsciiReader;
 pub use binary::{BinaryReader, BinaryWriter, RawRecord, TailPolicy};
-pub use replay::{Bank, ExtendMode, PcrBanks, Replay, ReplayStep, NUM_PCRS};
+pub use replay::{Bank, ExtendMode, PcrBanks, RecordMark, Replay, ReplayStep, NUM_PCRS};
 pub use sigcheck::{check_signatures, SigCheck};
 pub use template::{DigestAlgo, Field, FieldId, Template};
 

@@ -181,6 +181,44 @@ pub struct Replay {
     pub bad_digests: u64,
     /// Bit `i` set: PCR `i` was extended by some record.
     pub touched: u32,
+    /// The last record replayed, for a resumed replay to check that it reads the same
+    /// list (none in states saved before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<RecordMark>,
+}
+
+/// A record of a list: where it starts and a SHA-256 of its PCR, template digest, name
+/// and data. A replay resumed at [`Replay::offset`] checks that the list still holds
+/// its last record there, i.e. that it is the same list (or a longer version of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordMark {
+    /// Byte offset of the record.
+    pub offset: u64,
+    /// SHA-256 of the record's parts, hex.
+    pub sha256: String,
+}
+
+impl RecordMark {
+    /// The mark of the record at `offset` with these parts (as a binary list holds
+    /// them; `data` is the template data after the name).
+    pub fn new(
+        offset: u64,
+        pcr: u32,
+        digest: &[u8],
+        template_name: &str,
+        data: &[u8],
+    ) -> Result<RecordMark> {
+        let mut h = Hasher::new(HashAlgo::Sha256)?;
+        h.update(&pcr.to_le_bytes());
+        for part in [digest, template_name.as_bytes(), data] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        Ok(RecordMark {
+            offset,
+            sha256: hex::encode(h.finalize()),
+        })
+    }
 }
 
 impl Replay {
@@ -199,6 +237,7 @@ impl Replay {
             violations: 0,
             bad_digests: 0,
             touched: 0,
+            last: None,
         }
     }
 
