@@ -1379,6 +1379,13 @@ fn boot_aggregate_cmd(a: BootAggregateArgs) -> Result<ExitCode> {
         }
     };
     let only = bank_filter(&a.banks)?;
+    if let Some(missing) = only.iter().flatten().find(|alg| banks.get(**alg).is_none()) {
+        let have: Vec<&str> = banks.banks.iter().map(|b| b.algo.name()).collect();
+        bail!(
+            "--bank {missing}: no such bank (the PCR values have {})",
+            have.join(", ")
+        );
+    }
     let mut out = io::stdout().lock();
     for b in banks
         .banks

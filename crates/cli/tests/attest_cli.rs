@@ -545,4 +545,14 @@ fn boot_aggregates_from_tcg_event_logs() {
     assert_eq!(code(&o), 0, "{}", text(&o));
     let o = vigil(&["runtime-policy", "create", "--tcg-log", &list], d);
     assert_eq!(code(&o), 2, "{}", text(&o));
+    // An empty event log would allow the all-zero PCRs' boot_aggregate: refused.
+    std::fs::write(d.join("empty"), "").unwrap();
+    let o = vigil(&["runtime-policy", "create", "--tcg-log", "empty"], d);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        text(&o).contains("empty: ") && text(&o).contains("no events"),
+        "{}",
+        text(&o)
+    );
 }

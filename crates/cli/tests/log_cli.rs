@@ -179,6 +179,24 @@ fn boot_aggregate_of_event_logs() {
         err.contains("event") && err.contains("offset") && err.contains("truncated"),
         "{err}"
     );
+    // An empty log is no log (its aggregate would be that of all-zero PCRs).
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let o = run(vigil().arg("boot-aggregate").arg(&empty));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    assert!(String::from_utf8(o.stderr).unwrap().contains("no events"));
+    // A bank the log does not have is an error naming it.
+    let o = run(vigil()
+        .args(["boot-aggregate", "--bank", "sha256", "--bank", "sha384"])
+        .arg(fixture("ima-evm-utils/test_binary_bios_measurements")));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty());
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("--bank sha384") && err.contains("sha1, sha256"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -78,8 +78,16 @@ impl<'a> Cursor<'a> {
 }
 
 impl EventLog {
-    /// Parse a whole log (little-endian, as the firmware and kernel export it).
+    /// Parse a whole log (little-endian, as the firmware and kernel export it). An
+    /// empty log is an error: it would replay to all-zero PCRs.
     pub fn parse(data: &[u8]) -> Result<EventLog> {
+        if data.is_empty() {
+            return Err(Error::EventLog {
+                event: 0,
+                offset: 0,
+                msg: "the log is empty (no events)".into(),
+            });
+        }
         let mut c = Cursor {
             data,
             pos: 0,

@@ -424,6 +424,9 @@ fn ascii_round_trip_of_real_lists() {
 
 #[test]
 fn boot_aggregate_from_event_logs() {
+    // No events: not a log (it would aggregate all-zero PCRs).
+    let e = EventLog::parse(&[]).unwrap_err().to_string();
+    assert!(e.contains("offset 0") && e.contains("no events"), "{e}");
     let log = EventLog::parse(&fixture(
         "ima-evm-utils/sample-binary_bios_measurements-pcrs-8-9",
     ))
