@@ -405,6 +405,37 @@ fn malformed_input_is_a_located_error() {
     let o = run(vigil().args(["log", "show"]).arg(&p));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("line 1"));
+    // An ASCII list cut inside a line is truncated (--partial: stop before it).
+    let ascii = std::fs::read(fixture("ima-evm-utils/test_ascii_runtime_measurements")).unwrap();
+    std::fs::write(&p, &ascii[..200]).unwrap();
+    for cmd in [
+        &["log", "show"][..],
+        &["log", "replay"],
+        &["log", "convert", "--to", "json"],
+    ] {
+        let o = run(vigil().args(cmd).arg(&p));
+        assert_eq!(o.status.code(), Some(2), "{cmd:?}");
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(
+            err.contains("line 2 (offset 138)") && err.contains("truncated"),
+            "{cmd:?}: {err}"
+        );
+    }
+    let out = stdout(&["log", "show", "--partial", p.to_str().unwrap()]);
+    assert_eq!(out.lines().count(), 1);
+    // So is a d-ng digest too short for its algorithm.
+    std::fs::write(
+        &p,
+        b"10 cf41b43c4031672fcc2bd358b309ad33b977424f ima-ng sha256:ae06 /x\n",
+    )
+    .unwrap();
+    let o = run(vigil().args(["log", "show"]).arg(&p));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains("line 1") && err.contains("2 bytes, not 32"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -607,6 +607,41 @@ fn malformed_lists_give_located_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("line 1"), "{err}");
+    // A list cut inside its last line is truncated wherever the cut falls (unless the
+    // reader stops at the last whole line), as a binary list is.
+    let list = fixture("ima-evm-utils/test_ascii_runtime_measurements");
+    for cut in 1..list.len() {
+        if list[cut - 1] == b'\n' {
+            continue;
+        }
+        let read = |tail| {
+            AsciiReader::new(&list[..cut], None)
+                .tail_policy(tail)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let whole = list[..cut].iter().filter(|&&b| b == b'\n').count();
+        let start = list[..cut]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+        let err = read(TailPolicy::Error).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("line {} (offset {start})", whole + 1))
+                && err.contains("truncated"),
+            "{cut}: {err}"
+        );
+        assert_eq!(read(TailPolicy::Stop).unwrap().len(), whole, "{cut}");
+    }
+    // A d-ng digest must have its algorithm's length.
+    let short = b"10 cf41b43c4031672fcc2bd358b309ad33b977424f ima-ng sha256:ae06 /x\n";
+    let err = AsciiReader::new(&short[..], None)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 1") && err.contains("d-ng") && err.contains("2 bytes, not 32"),
+        "{err}"
+    );
 }
 
 #[test]

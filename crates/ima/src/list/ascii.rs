@@ -187,7 +187,7 @@ impl<R: BufRead> AsciiReader<R> {
         self
     }
 
-    /// What a last line without newline means (default: parse it as a line).
+    /// What a last line without newline means (default: a truncated list, an error).
     pub fn tail_policy(mut self, tail: TailPolicy) -> Self {
         self.tail = tail;
         self
@@ -223,19 +223,25 @@ impl<R: BufRead> AsciiReader<R> {
             if !complete && self.tail == TailPolicy::Stop {
                 return Ok(None);
             }
-            if !complete && n == 1 << 24 {
+            let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+            let blank = text.iter().all(|b| b.is_ascii_whitespace());
+            if !complete && !blank {
+                // The kernel ends every line with a newline: the list was cut.
                 self.failed = true;
                 return Err(Error::ListAscii {
                     line: self.line_no + 1,
                     offset: self.offset,
-                    msg: "line longer than 16 MiB".into(),
+                    msg: if n == 1 << 24 {
+                        "line longer than 16 MiB".into()
+                    } else {
+                        format!("truncated: the last line ({n} bytes) has no newline")
+                    },
                 });
             }
             let offset = self.offset;
             self.offset += n as u64;
             self.line_no += 1;
-            let text = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-            if text.iter().all(|b| b.is_ascii_whitespace()) {
+            if blank {
                 continue;
             }
             return match parse_line(text, self.digest_algo, self.endian) {

@@ -453,7 +453,23 @@ impl Field {
                 };
                 v.push(0);
                 v.extend_from_slice(&unhex(hexpart)?);
-                Field::decode(id, &v, endian)
+                let field = Field::decode(id, &v, endian);
+                if let Field::DigestNg { algo, digest }
+                | Field::DModsig { algo, digest }
+                | Field::DigestNgV2 { algo, digest, .. } = &field
+                {
+                    if let Some(a) = algo
+                        .hash_algo(digest.len())
+                        .filter(|a| a.digest_len() != digest.len())
+                    {
+                        return Err(bad(format!(
+                            "{a} digest of {} bytes, not {}",
+                            digest.len(),
+                            a.digest_len()
+                        )));
+                    }
+                }
+                field
             }
             Fmt::Uint => {
                 let s = std::str::from_utf8(text).map_err(|_| bad("not a number".into()))?;
