@@ -48,13 +48,18 @@ pub enum Command {
     ///
     /// Exit status: 0 unsealed, 2 on error.
     Unseal(UnsealArgs),
-    /// Appraise FILE by policy (as execve would: BPRM_CHECK, MAY_EXEC), copy the
-    /// verified bytes into a memfd sealed against writing, shrinking and growing, and
-    /// execute that memfd — so what was verified is exactly what runs. A script's
-    /// interpreter is given the memfd (`/dev/fd/N`) to read.
+    /// Check, measure and appraise FILE as execve would (a regular file the caller may
+    /// execute, not on a noexec mount; FILE_CHECK with MAY_EXEC, then BPRM_CHECK),
+    /// copy the verified bytes into a memfd sealed against writing, shrinking and
+    /// growing, and execute that memfd — so what was verified is exactly what runs.
+    /// A `#!` script's interpreter is checked the same way and run from its own memfd,
+    /// given the script's memfd (`/dev/fd/N`) to read; for `#!/usr/bin/env NAME` that
+    /// is env, which then finds NAME in PATH itself.
     ///
-    /// Exit status: that of the program; 1 if appraisal refused the file or it changed
-    /// while it was copied; 2 on bad usage or an unreadable file.
+    /// Exit status: that of the program; 1 if appraisal refused the file or its
+    /// interpreter, or it changed while it was copied; 126 if execve would refuse it
+    /// (EACCES: not a regular file, no execute permission, noexec mount); 2 on bad
+    /// usage or an unreadable file.
     Exec(ExecArgs),
 }
 
@@ -679,14 +684,190 @@ fn unseal(a: UnsealArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
-    use std::ffi::CString;
+/// Why `vigil exec` refuses to run a file: the exit status (126 for what execve
+/// refuses with EACCES/ELOOP, as a shell reports it; 1 for a failed appraisal) and the
+/// message.
+#[derive(Debug)]
+struct Refused(u8, String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The credentials an exec is evaluated with.
+struct Caller {
+    uid: u32,
+    euid: u32,
+    gid: u32,
+    egid: u32,
+}
+
+/// What execve's open of a program (`open_exec`) refuses with EACCES: a file that is
+/// not regular, has no execute permission for the caller (root needs one `x` bit,
+/// `faccessat(X_OK, AT_EACCESS)`), or is on a `noexec` mount.
+fn check_executable(path: &Path, label: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |why: &str| Refused(126, format!("{label}: {why}"));
+    let regular = |m: std::fs::Metadata| m.file_type().is_file();
+    // Looked at before the open too, so a FIFO or device is never opened.
+    if !regular(std::fs::metadata(path).with_context(|| label.to_owned())?) {
+        return Err(refuse("not a regular file").into());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .with_context(|| label.to_owned())?;
+    if !regular(file.metadata().with_context(|| label.to_owned())?) {
+        return Err(refuse("not a regular file").into());
+    }
+    let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let access = rustix::fs::accessat(
+        rustix::fs::CWD,
+        fd_path.as_str(),
+        rustix::fs::Access::EXEC_OK,
+        rustix::fs::AtFlags::EACCESS,
+    );
+    match access {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::ACCESS) => {
+            let noexec = rustix::fs::fstatvfs(&file)
+                .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC));
+            Err(refuse(if noexec {
+                "on a noexec mount: Permission denied"
+            } else {
+                "no execute permission: Permission denied"
+            })
+            .into())
+        }
+        Err(e) => Err(std::io::Error::from(e)).with_context(|| label.to_owned()),
+    }
+}
+
+/// Open `path` as execve does, evaluate the policy for it as the kernel does for an
+/// exec — `FILE_CHECK` with `MAY_EXEC` at the open, then `BPRM_CHECK` — and copy what
+/// was appraised into a sealed memfd.
+fn verified_memfd(
+    guard: &vigil_guard::Guard,
+    who: &Caller,
+    path: &Path,
+    label: &str,
+) -> anyhow::Result<OwnedFd> {
     use std::os::fd::AsFd;
-    use std::os::unix::ffi::OsStrExt;
+    use vigil_guard::{Error, Hook};
+    let file = check_executable(path, label)?;
+    let ident = guard
+        .identify(file.as_fd())
+        .with_context(|| label.to_owned())?;
+    let mut decisions = Vec::with_capacity(2);
+    for hook in [Hook::FileCheck, Hook::BprmCheck] {
+        let req = vigil_guard::OpenRequest {
+            hook,
+            mask: vigil_guard::policy::MAY_EXEC,
+            uid: who.uid,
+            euid: who.euid,
+            gid: who.gid,
+            egid: who.egid,
+            path: path.display().to_string().into(),
+            created: false,
+        };
+        match guard.on_open(&ident, file.as_fd(), &req) {
+            Ok(d) => decisions.push(d),
+            Err(e @ Error::Denied(_)) => return Err(Refused(1, format!("{label}: {e}")).into()),
+            Err(e) => return Err(e).with_context(|| label.to_owned()),
+        }
+    }
+    match guard.sealed_memfd(&ident, file.as_fd(), true) {
+        Ok(m) => Ok(m),
+        Err(e @ Error::Changed) => Err(Refused(1, format!("{label}: {e}")).into()),
+        Err(e) => Err(e).with_context(|| format!("copying {label} into a sealed memfd")),
+    }
+}
+
+/// A `#!` line: the interpreter and its optional argument.
+#[derive(Debug, PartialEq, Eq)]
+struct Shebang {
+    name: Vec<u8>,
+    arg: Option<Vec<u8>>,
+}
+
+/// The interpreter and optional argument of a `#!` line, as binfmt_script reads them
+/// from the first 256 bytes: the name ends at a space, tab or NUL, the argument is the
+/// rest of the line without surrounding blanks. `Ok(None)` if `head` is no script;
+/// `Err` (ENOEXEC) if it names no interpreter, or the name does not fit.
+fn shebang(head: &[u8]) -> Result<Option<Shebang>, &'static str> {
+    const BUF: usize = 256;
+    let blank = |c: &u8| *c == b' ' || *c == b'\t';
+    // The kernel's buffer: zeros after the end of a short file.
+    let mut buf = [0u8; BUF];
+    let n = head.len().min(BUF);
+    buf[..n].copy_from_slice(&head[..n]);
+    let head = &buf[..];
+    if !head.starts_with(b"#!") {
+        return Ok(None);
+    }
+    let line = match head.iter().position(|&c| c == b'\n') {
+        Some(end) => &head[2..end],
+        None => {
+            // No end of line in the buffer: the name must end inside it.
+            let rest = &head[2..BUF - 1];
+            let name = rest.iter().position(|c| !blank(c)).unwrap_or(rest.len());
+            if !rest[name..].iter().any(|c| blank(c) || *c == 0) {
+                return Err("interpreter name too long or missing");
+            }
+            rest
+        }
+    };
+    let start = line.iter().position(|c| !blank(c)).unwrap_or(line.len());
+    let end = line.iter().rposition(|c| !blank(c)).map_or(0, |i| i + 1);
+    let line = &line[start..end.max(start)];
+    let sep = line
+        .iter()
+        .position(|c| blank(c) || *c == 0)
+        .unwrap_or(line.len());
+    if sep == 0 {
+        return Err("no interpreter named on the #! line");
+    }
+    let arg = line
+        .get(sep..)
+        .filter(|r| r.first().is_some_and(blank))
+        .map(|r| {
+            let r = &r[r.iter().position(|c| !blank(c)).unwrap_or(r.len())..];
+            r[..r.iter().position(|&c| c == 0).unwrap_or(r.len())].to_vec()
+        });
+    Ok(Some(Shebang {
+        name: line[..sep].to_vec(),
+        arg,
+    }))
+}
+
+fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
+    match exec_verified(a) {
+        Err(e) => match e.downcast_ref::<Refused>() {
+            Some(Refused(code, msg)) => {
+                eprintln!("vigil: exec {msg}");
+                Ok(ExitCode::from(*code))
+            }
+            None => Err(e),
+        },
+        r => r,
+    }
+}
+
+/// `vigil exec`: as execve does, follow `#!` lines through up to five interpreters,
+/// each checked, appraised and copied into a sealed memfd; then `fexecve` the last,
+/// giving each script's interpreter the memfd of the script (`/dev/fd/N`) to read.
+fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
+    use std::ffi::{CString, OsString};
+    use std::os::unix::ffi::OsStringExt;
 
     let config = guard_config(&a.enforce)?;
-    let path = std::fs::canonicalize(&a.file).with_context(|| format!("{}", a.file.display()))?;
-    let file = std::fs::File::open(&path).with_context(|| format!("{}", path.display()))?;
+    let mut path =
+        std::fs::canonicalize(&a.file).with_context(|| format!("{}", a.file.display()))?;
     let tmp = match &a.state {
         Some(_) => None,
         None => Some(tempfile::tempdir().context("temporary state directory")?),
@@ -698,63 +879,57 @@ fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     let guard = vigil_guard::Guard::new(config, &state)
         .with_context(|| format!("state directory {}", state.display()))?;
-    let ident = guard
-        .identify(file.as_fd())
-        .with_context(|| format!("{}", path.display()))?;
     // SAFETY: trivial getters.
-    let (uid, euid, gid, egid) = unsafe {
-        (
-            libc::getuid(),
-            libc::geteuid(),
-            libc::getgid(),
-            libc::getegid(),
-        )
-    };
-    let req = vigil_guard::OpenRequest {
-        hook: vigil_guard::Hook::BprmCheck,
-        mask: 0x1, // MAY_EXEC
-        uid,
-        euid,
-        gid,
-        egid,
-        path: path.display().to_string().into(),
-        created: false,
-    };
-    let decision = match guard.on_open(&ident, file.as_fd(), &req) {
-        Ok(d) => d,
-        Err(e @ vigil_guard::Error::Denied(_)) => {
-            eprintln!("vigil: exec {}: {e}", path.display());
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
-    };
-    let mem = match guard.sealed_memfd(&ident, file.as_fd(), true) {
-        Ok(m) => m,
-        Err(e @ vigil_guard::Error::Changed) => {
-            eprintln!("vigil: exec {}: {e}", path.display());
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("copying {} into a sealed memfd", path.display()))
+    let who = unsafe {
+        Caller {
+            uid: libc::getuid(),
+            euid: libc::geteuid(),
+            gid: libc::getgid(),
+            egid: libc::getegid(),
         }
     };
-    drop(decision);
-    drop(guard);
-    drop(file);
-    // A script's interpreter opens /dev/fd/N after the exec: that descriptor must
-    // survive it. A binary needs no descriptor once loaded.
-    let mut magic = [0u8; 2];
-    let script = rustix::io::pread(&mem, &mut magic, 0)
-        .map(|n| n == 2 && &magic == b"#!")
-        .unwrap_or(false);
-    if script {
+    // argv as binfmt_script builds it: each script level puts its interpreter, the
+    // optional argument and the script's file name before the arguments after argv[0].
+    let mut argv0 = a.file.clone().into_os_string();
+    let mut rest: Vec<OsString> = a.args;
+    let mut scripts = Vec::new();
+    let mut depth = 0;
+    let mut label = path.display().to_string();
+    let mem = loop {
+        let mem = verified_memfd(&guard, &who, &path, &label)?;
+        let mut head = [0u8; 256];
+        let n = rustix::io::pread(&mem, &mut head, 0)
+            .map_err(std::io::Error::from)
+            .with_context(|| format!("reading the copy of {label}"))?;
+        let Shebang { name, arg } = match shebang(&head[..n]) {
+            Ok(None) => break mem,
+            Ok(Some(i)) => i,
+            Err(why) => bail!("{label}: {why} (ENOEXEC)"),
+        };
+        depth += 1;
+        if depth > 5 {
+            return Err(Refused(
+                126,
+                format!("{label}: too many levels of interpreters (ELOOP)"),
+            )
+            .into());
+        }
+        // The interpreter opens /dev/fd/N after the exec: that descriptor must survive
+        // it. A binary needs no descriptor once loaded.
         rustix::io::fcntl_setfd(&mem, rustix::io::FdFlags::empty()).context("fcntl")?;
-    }
-    let argv: Vec<CString> = std::iter::once(a.file.as_os_str().to_owned())
-        .chain(a.args.iter().cloned())
+        let mut front: Vec<OsString> = arg.map(OsString::from_vec).into_iter().collect();
+        front.push(format!("/dev/fd/{}", mem.as_raw_fd()).into());
+        rest.splice(0..0, front);
+        scripts.push(mem);
+        let name = PathBuf::from(OsString::from_vec(name));
+        label = format!("{label}: interpreter {}", name.display());
+        path = std::fs::canonicalize(&name).with_context(|| label.clone())?;
+        argv0 = name.into_os_string();
+    };
+    let argv: Vec<CString> = std::iter::once(argv0)
+        .chain(rest)
         .map(|s| {
-            CString::new(s.as_bytes()).map_err(|_| anyhow::anyhow!("argument contains a NUL byte"))
+            CString::new(s.into_vec()).map_err(|_| anyhow::anyhow!("argument contains a NUL byte"))
         })
         .collect::<anyhow::Result<_>>()?;
     let envp: Vec<CString> = std::env::vars_os()
@@ -769,8 +944,45 @@ fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
     argp.push(std::ptr::null());
     let mut envpp: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envpp.push(std::ptr::null());
+    drop(guard);
     drop(tmp);
     // SAFETY: NULL-terminated argv/envp of valid C strings; on success this never returns.
-    unsafe { libc::fexecve(mem.as_fd().as_raw_fd(), argp.as_ptr(), envpp.as_ptr()) };
+    unsafe { libc::fexecve(mem.as_raw_fd(), argp.as_ptr(), envpp.as_ptr()) };
     Err(std::io::Error::last_os_error()).with_context(|| format!("executing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shebang;
+
+    fn parsed(head: &[u8]) -> Option<(String, Option<String>)> {
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+        shebang(head)
+            .unwrap()
+            .map(|s| (text(s.name), s.arg.map(text)))
+    }
+
+    #[test]
+    fn shebang_lines_as_binfmt_script_reads_them() {
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(parsed(b"\x7fELF"), None);
+        assert_eq!(parsed(b"#!/bin/sh\necho"), Some(("/bin/sh".into(), None)));
+        assert_eq!(
+            parsed(b"#! \t/bin/sh  -e -x \t\nrest"),
+            Some(("/bin/sh".into(), s("-e -x")))
+        );
+        assert_eq!(
+            parsed(b"#!/usr/bin/env python3\n"),
+            Some(("/usr/bin/env".into(), s("python3")))
+        );
+        assert_eq!(parsed(b"#!/bin/sh\0junk\n"), Some(("/bin/sh".into(), None)));
+        assert_eq!(parsed(b"#!/bin/sh"), Some(("/bin/sh".into(), None)));
+        assert!(shebang(b"#!  \n/bin/sh").is_err());
+        // No end of line in 256 bytes: the name must end inside them.
+        let mut long = b"#!/".to_vec();
+        long.resize(300, b'a');
+        assert!(shebang(&long).is_err());
+        long[100] = b' ';
+        assert_eq!(parsed(&long).unwrap().0.len(), 98);
+    }
 }

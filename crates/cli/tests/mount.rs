@@ -486,6 +486,12 @@ fn sign(key: &Path, file: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Make `file` executable and owned by uid 4242 (which `fowner=4242` rules select).
+fn give(file: &Path) {
+    fs::set_permissions(file, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(file, Some(4242), None).unwrap();
+}
+
 #[test]
 fn exec_runs_verified_code_from_a_sealed_memfd() {
     if !can_mount() || !have("evmctl") || !have("openssl") || !have("python3") {
@@ -494,9 +500,10 @@ fn exec_runs_verified_code_from_a_sealed_memfd() {
     let d = dirs();
     let (k, c) = key(d._t.path());
     let pol = d._t.path().join("exec.policy");
+    // Only the test's own files (owner 4242) are appraised, not their interpreters.
     fs::write(
         &pol,
-        "measure func=BPRM_CHECK\nappraise func=BPRM_CHECK appraise_type=imasig\n",
+        "measure func=BPRM_CHECK\nappraise func=BPRM_CHECK fowner=4242 appraise_type=imasig\n",
     )
     .unwrap();
     let common = |extra: &[&dyn AsRef<std::ffi::OsStr>]| {
@@ -516,6 +523,7 @@ fn exec_runs_verified_code_from_a_sealed_memfd() {
     // A shell script: the interpreter reads it from the memfd.
     let script = d.src.join("hello.sh");
     fs::write(&script, "#!/bin/sh\necho \"verified $1\"\n").unwrap();
+    give(&script);
     sign(&k, &script);
     let o = common(&[&script, &"world"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -524,6 +532,7 @@ fn exec_runs_verified_code_from_a_sealed_memfd() {
     // A binary (a signed copy of echo).
     let echo = d.src.join("echo");
     fs::copy("/bin/echo", &echo).unwrap();
+    give(&echo);
     sign(&k, &echo);
     let o = common(&[&echo, &"-n", &"binary ok"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -536,6 +545,7 @@ fn exec_runs_verified_code_from_a_sealed_memfd() {
         "#!/usr/bin/python3\nimport fcntl, sys\nf = open(sys.argv[0], 'rb')\nprint(sys.argv[0].startswith('/dev/fd/'), fcntl.fcntl(f.fileno(), 1034) & 0xf)\n",
     )
     .unwrap();
+    give(&py);
     sign(&k, &py);
     let o = common(&[&py]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -555,9 +565,157 @@ fn exec_runs_verified_code_from_a_sealed_memfd() {
     let unsigned = d.src.join("unsigned.sh");
     fs::write(&unsigned, "#!/bin/sh\necho nope\n").unwrap();
     fs::set_permissions(&unsigned, fs::Permissions::from_mode(0o755)).unwrap();
+    give(&unsigned);
     let o = common(&[&unsigned]);
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
+}
+
+/// `vigil exec ARGS`: (exit status, stdout, stderr).
+fn exec(args: &[&dyn AsRef<std::ffi::OsStr>], run: &Path) -> (Option<i32>, String, String) {
+    let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"exec"];
+    a.extend_from_slice(args);
+    let o = vigil(&a, run);
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+#[test]
+fn exec_refuses_what_execve_refuses() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    // No execute permission (root too needs one x bit): EACCES, 126 as in a shell.
+    let f = d.src.join("true");
+    fs::copy("/bin/true", &f).unwrap();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = exec(&[&f], &d.run);
+    assert_eq!(code, Some(126), "{err}");
+    assert!(err.contains("no execute permission"), "{err}");
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o744)).unwrap();
+    assert_eq!(exec(&[&f], &d.run).0, Some(0));
+    // A directory and a FIFO (not opened: it would block).
+    for (p, make) in [(d.mnt.clone(), None), (d.src.join("fifo"), Some("mkfifo"))] {
+        if let Some(tool) = make {
+            assert!(Command::new(tool).arg(&p).status().unwrap().success());
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let (code, _, err) = exec(&[&p], &d.run);
+        assert_eq!(code, Some(126), "{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // A noexec mount.
+    let o = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "noexec", "tmpfs"])
+        .arg(&d.mnt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = d.mnt.join("true");
+    fs::copy("/bin/true", &f).unwrap();
+    let (code, _, err) = exec(&[&f], &d.run);
+    let _ = Command::new("umount").arg(&d.mnt).status();
+    assert_eq!(code, Some(126), "{err}");
+    assert!(err.contains("noexec"), "{err}");
+}
+
+#[test]
+fn exec_evaluates_file_check_and_bprm_check_for_program_and_interpreter() {
+    if !can_mount() || !have("evmctl") || !have("openssl") {
+        return;
+    }
+    let d = dirs();
+    let t = d._t.path();
+    let (k, c) = key(t);
+    let policy = |name: &str, text: &str| {
+        let p = t.join(name);
+        fs::write(&p, text).unwrap();
+        p
+    };
+    let run = |pol: &Path, extra: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"--policy", &pol, &"--keys", &c, &"--xattr", &"user"];
+        a.extend_from_slice(extra);
+        exec(&a, &d.run)
+    };
+    let unsigned = d.src.join("unsigned");
+    let signed = d.src.join("signed");
+    for f in [&unsigned, &signed] {
+        fs::copy("/bin/true", f).unwrap();
+    }
+    sign(&k, &signed);
+
+    // The exec's open is FILE_CHECK with MAY_EXEC.
+    let fc = policy(
+        "fc.policy",
+        "appraise func=FILE_CHECK mask=MAY_EXEC appraise_type=imasig\n",
+    );
+    let (code, _, err) = run(&fc, &[&unsigned]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("IMA-signature-required"), "{err}");
+    assert_eq!(run(&fc, &[&signed]).0, Some(0));
+
+    // Measured by FILE_CHECK and BPRM_CHECK rules: one record per file version, also
+    // across runs on the same state directory.
+    let state = d.state();
+    let m = policy(
+        "m.policy",
+        "measure func=FILE_CHECK mask=MAY_EXEC\nmeasure func=BPRM_CHECK\n",
+    );
+    let records = || {
+        let o = vigil(&[&"log", &"show", &state.join("measurements.bin")], &d.run);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    for _ in 0..2 {
+        assert_eq!(run(&m, &[&"--state", &state, &unsigned]).0, Some(0));
+    }
+    let log = records();
+    assert_eq!(log.lines().count(), 1, "{log}");
+    let logged = |f: &Path| fs::canonicalize(f).unwrap().to_str().unwrap().to_owned();
+    assert!(log.contains(&logged(&unsigned)), "{log}");
+    let fco = policy("fco.policy", "measure func=FILE_CHECK mask=MAY_EXEC\n");
+    assert_eq!(run(&fco, &[&"--state", &state, &signed]).0, Some(0));
+    assert_eq!(records().lines().count(), 2);
+
+    // A script's interpreter is appraised too (BPRM_CHECK of the next binfmt round).
+    let bprm = policy(
+        "bprm.policy",
+        "appraise func=BPRM_CHECK appraise_type=imasig\n",
+    );
+    let script = d.src.join("s.sh");
+    fs::write(&script, "#!/bin/sh\necho \"$0 $*\"; exit 7\n").unwrap();
+    give(&script);
+    sign(&k, &script);
+    let (code, out, err) = run(&bprm, &[&script, &"a"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains("interpreter /bin/sh"), "{err}");
+    let sh = d.src.join("sh");
+    fs::copy("/bin/sh", &sh).unwrap();
+    sign(&k, &sh);
+    fs::write(
+        &script,
+        format!("#!{} -e\necho \"$0 $*\"; exit 7\n", sh.display()),
+    )
+    .unwrap();
+    sign(&k, &script);
+    let (code, out, err) = run(&bprm, &[&script, &"a"]);
+    assert_eq!(code, Some(7), "{err}");
+    assert!(
+        out.starts_with("/dev/fd/") && out.ends_with(" a\n"),
+        "{out}"
+    );
+    // … and measured by FILE_CHECK MAY_EXEC (the open of the interpreter).
+    assert_eq!(run(&fco, &[&"--state", &state, &script]).0, Some(7));
+    assert!(records().contains(&logged(&sh)));
+    // `#!/usr/bin/env NAME`: the interpreter the kernel sees is env.
+    fs::write(&script, "#!/usr/bin/env sh\nexit 0\n").unwrap();
+    sign(&k, &script);
+    let (code, _, err) = run(&bprm, &[&script]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("interpreter /usr/bin/env"), "{err}");
 }
 
 #[test]
