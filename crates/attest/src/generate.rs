@@ -16,8 +16,7 @@ use vigil_fsverity::sha256;
 use vigil_ima::{HashAlgo, Hasher};
 
 use crate::keys::Keyrings;
-use crate::policy::{generator, DigestMap, RuntimePolicy, VerificationKeys};
-use crate::validate::{Entry, Template};
+use crate::policy::{generator, is_policy_digest, DigestMap, RuntimePolicy, VerificationKeys};
 use crate::{Error, Result};
 
 /// Directories (relative to the root file system) Keylime never hashes.
@@ -85,32 +84,132 @@ pub fn hint_from_map(map: &DigestMap) -> AlgoHint {
     }
 }
 
-/// Keylime's `boot_aggregate_from_file`: the algorithm of the list's first entry,
-/// which must be an `ima`/`ima-ng`/`ima-sig` `boot_aggregate` with a digest of the
-/// right length for a generator algorithm.
-pub fn hint_from_list(first: Option<&Entry>) -> AlgoHint {
-    let Some(e) = first else {
-        return AlgoHint::Invalid;
-    };
-    if e.template == Template::ImaBuf || &*e.name != b"boot_aggregate" {
+/// Keylime's `boot_aggregate_from_file` (`process_ima_sig_ima_ng_line`): the algorithm
+/// of the list's first line, which must split on single spaces into at least 5 pieces,
+/// template `ima`/`ima-ng`/`ima-sig`, a digest `alg:hex` of a generator algorithm and
+/// its length (or bare hex of a known length) and the name `boot_aggregate`. The
+/// template-hash column and any further pieces are not looked at.
+fn hint_from_first_line(line: &str) -> AlgoHint {
+    let pieces: Vec<&str> = line.split(' ').collect();
+    if pieces.len() < 5 || !["ima-sig", "ima-ng", "ima"].contains(&pieces[2]) {
         return AlgoHint::Invalid;
     }
-    let algo = match (e.template, &*e.digest_algo) {
-        (Template::Ima, _) | (_, "") => match e.digest.len() {
-            20 => Some(HashAlgo::Sha1),
-            32 => return AlgoHint::Sha256OrSm3,
-            48 => Some(HashAlgo::Sha384),
-            64 => Some(HashAlgo::Sha512),
-            _ => None,
-        },
-        (_, name) => GENERATOR_ALGOS
+    let digest: Vec<&str> = pieces[3].split(':').collect();
+    let algo = match digest[..] {
+        [name, hex] => GENERATOR_ALGOS
             .iter()
             .copied()
-            .find(|a| keylime_algo_name(*a) == name || a.name() == name && *a != HashAlgo::Sm3),
+            .find(|a| keylime_algo_name(*a) == name)
+            .filter(|a| a.digest_len() * 2 == hex.len()),
+        // Bare hex, by length: the first of Keylime's algorithms with that hex size.
+        _ => GENERATOR_ALGOS
+            .iter()
+            .copied()
+            .find(|a| a.digest_len() * 2 == digest[0].len()),
     };
     match algo {
-        Some(a) if a.digest_len() == e.digest.len() => AlgoHint::Algo(a),
+        Some(a) if pieces[4] == "boot_aggregate" => AlgoHint::Algo(a),
         _ => AlgoHint::Invalid,
+    }
+}
+
+/// An ASCII measurement list as `keylime-policy create runtime -m` reads it: as text
+/// (CR, LF and CRLF all end a line), each line split on single spaces.
+#[derive(Debug)]
+pub struct MeasurementList {
+    /// The algorithm of the first line's `boot_aggregate` ([`hint_from_first_line`]).
+    pub hint: AlgoHint,
+    /// Keylime's `get_hashes_from_measurement_list`: for lines of at least 5 pieces
+    /// with template `ima-ng` or `ima-sig`, piece 4 (the name up to its first space)
+    /// → the part of piece 3 after its first `:`.
+    pub digests: DigestMap,
+    /// Keylime's `process_ima_buf_in_measurement_list` entries, or why it fails.
+    bufs: Result<Vec<BufEntry>>,
+    /// The file, for messages.
+    file: String,
+}
+
+/// An `ima-buf` line: name, digest and buffer (`None` if not hex).
+#[derive(Debug)]
+struct BufEntry {
+    name: String,
+    digest: String,
+    buf: Option<Vec<u8>>,
+}
+
+impl MeasurementList {
+    /// Read the list `text` of `file` (named in errors with the line). Lines Keylime
+    /// would crash on (no `:` in the digest) and digests its schema check would refuse
+    /// are errors here.
+    pub fn read(text: &[u8], file: &str) -> Result<MeasurementList> {
+        let line_err = |line: usize, message: String| Error::Line {
+            file: file.to_owned(),
+            line,
+            message,
+        };
+        let text = std::str::from_utf8(text).map_err(|e| {
+            let line = 1 + text[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            line_err(line, "not UTF-8 text".into())
+        })?;
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let lines = || {
+            text.split_inclusive('\n')
+                .enumerate()
+                .map(|(i, l)| (i + 1, l))
+        };
+        let hint = hint_from_first_line(text.split('\n').next().unwrap_or_default());
+        let checked = |line: usize, name: &str, digest: &str| {
+            if is_policy_digest(digest) {
+                Ok(())
+            } else {
+                Err(line_err(
+                    line,
+                    format!("digest {digest:?} of {name:?} does not match '^[0-9a-f]{{40,128}}$'"),
+                ))
+            }
+        };
+        fn after_colon(field: &str) -> std::result::Result<&str, String> {
+            field
+                .split(':')
+                .nth(1)
+                .ok_or_else(|| format!("digest field {field:?} has no ':'"))
+        }
+        let mut digests = DigestMap::new();
+        for (n, line) in lines() {
+            let pieces: Vec<&str> = line.split(' ').collect();
+            if pieces.len() < 5 || !["ima-sig", "ima-ng"].contains(&pieces[2]) {
+                continue;
+            }
+            let digest = after_colon(pieces[3]).map_err(|m| line_err(n, m))?;
+            let name = pieces[4].trim_end_matches('\n');
+            checked(n, name, digest)?;
+            digests.push(name, digest);
+        }
+        let bufs = lines()
+            .filter_map(|(n, line)| {
+                let pieces: Vec<&str> = line.split(' ').collect();
+                // Keylime tests `pieces[2] not in ("ima-buf")`: a substring test.
+                (pieces.len() == 6 && "ima-buf".contains(pieces[2])).then_some((n, pieces))
+            })
+            .map(|(n, pieces)| {
+                let digest = after_colon(pieces[3]).map_err(|m| line_err(n, m))?;
+                checked(n, pieces[4], digest)?;
+                Ok(BufEntry {
+                    name: pieces[4].to_owned(),
+                    digest: digest.to_owned(),
+                    buf: hex::decode(pieces[5].trim()).ok(),
+                })
+            })
+            .collect();
+        Ok(MeasurementList {
+            hint,
+            digests,
+            bufs,
+            file: file.to_owned(),
+        })
     }
 }
 
@@ -151,46 +250,31 @@ pub fn choose_algo(hints: &[(AlgoHint, &str)]) -> Result<HashAlgo> {
     })
 }
 
-/// Keylime's `get_hashes_from_measurement_list`: `ima-ng` and `ima-sig` entries give
-/// `name → hex digest` (including `boot_aggregate`).
-pub fn digests_from_list<'a>(entries: impl IntoIterator<Item = &'a Entry<'a>>) -> DigestMap {
-    let mut map = DigestMap::new();
-    for e in entries {
-        if matches!(e.template, Template::ImaNg | Template::ImaSig) {
-            map.push(&String::from_utf8_lossy(&e.name), hex::encode(&e.digest));
-        }
-    }
-    map
-}
-
 /// Keylime's `process_ima_buf_in_measurement_list`: `ima-buf` entries whose buffer is
 /// an X.509 certificate give `keyrings` digests (unless the keyring is ignored or
 /// `keyrings` is false); the others give `ima-buf` digests (if `ima_buf`).
-pub fn keyrings_from_list<'a>(
-    entries: impl IntoIterator<Item = &'a Entry<'a>>,
+fn keyrings_from_list(
+    bufs: &[BufEntry],
     ignored: &[String],
     keyrings: bool,
     ima_buf: bool,
     keyring_map: &mut DigestMap,
     ima_buf_map: &mut DigestMap,
 ) {
-    for e in entries {
-        if e.template != Template::ImaBuf {
-            continue;
-        }
-        let name = String::from_utf8_lossy(&e.name);
-        let digest = hex::encode(&e.digest);
+    for e in bufs {
         let is_cert = {
             use der::Decode;
-            !e.buf.is_empty() && x509_cert::Certificate::from_der(&e.buf).is_ok()
+            e.buf
+                .as_ref()
+                .is_some_and(|b| !b.is_empty() && x509_cert::Certificate::from_der(b).is_ok())
         };
         if is_cert {
-            if !keyrings || ignored.iter().any(|k| *k == name) {
+            if !keyrings || ignored.contains(&e.name) {
                 continue;
             }
-            keyring_map.push(&name, digest);
+            keyring_map.push(&e.name, &e.digest);
         } else if ima_buf {
-            ima_buf_map.push(&name, digest);
+            ima_buf_map.push(&e.name, &e.digest);
         }
     }
 }
@@ -714,15 +798,15 @@ fn hash_worker_sha256(
 
 /// Inputs of a policy generation (`vigil runtime-policy create`).
 #[derive(Debug, Default)]
-pub struct CreateInputs<'a> {
+pub struct CreateInputs {
     /// `--algo`.
     pub algo: Option<HashAlgo>,
     /// `--base-policy`.
     pub base: Option<RuntimePolicy>,
     /// `--allowlist` (already read).
     pub allowlist: Option<DigestMap>,
-    /// `--ima-measurement-list` (already parsed; unparsable entries dropped).
-    pub list: Option<Vec<Entry<'a>>>,
+    /// `--ima-measurement-list` (already read).
+    pub list: Option<MeasurementList>,
     /// `--rootfs` files (from [`collect_tree`]); hashed once the algorithm is known.
     pub rootfs: Option<RootfsTree>,
     /// `--excludelist` patterns.
@@ -767,10 +851,13 @@ pub fn create(
         .as_ref()
         .map(hint_from_map)
         .unwrap_or(AlgoHint::None);
-    let list_hint = match &inputs.list {
-        Some(l) => hint_from_list(l.first()),
-        None => AlgoHint::None,
-    };
+    let list_hint = inputs.list.as_ref().map_or(AlgoHint::None, |l| l.hint);
+    let list_name = inputs.list.as_ref().map_or(String::new(), |l| {
+        format!(
+            "IMA measurement list {} (its first line is no boot_aggregate entry of a known algorithm)",
+            l.file
+        )
+    });
     let algo = choose_algo(&[
         (
             inputs.algo.map(AlgoHint::Algo).unwrap_or(AlgoHint::None),
@@ -778,17 +865,21 @@ pub fn create(
         ),
         (base_hint, "base policy"),
         (allow_hint, "allowlist"),
-        (list_hint, "IMA measurement list"),
+        (list_hint, &list_name),
     ])?;
 
-    let list_digests = inputs.list.as_ref().map(|l| digests_from_list(l.iter()));
+    let list_digests = inputs.list.as_ref().map(|l| &l.digests);
     let rootfs_digests = inputs
         .rootfs
         .as_ref()
         .map(|tree| hash_tree(tree, algo, progress));
-    for d in [&inputs.allowlist, &list_digests, &rootfs_digests]
-        .into_iter()
-        .flatten()
+    for d in [
+        inputs.allowlist.as_ref(),
+        list_digests,
+        rootfs_digests.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
     {
         policy.digests.merge(d);
     }
@@ -801,10 +892,10 @@ pub fn create(
         .ignored_keyrings
         .extend(inputs.ignored_keyrings.iter().cloned());
     if inputs.keyrings || inputs.ima_buf {
-        if let Some(list) = &inputs.list {
+        if let Some(list) = inputs.list {
             let ignored = policy.ima.ignored_keyrings.clone();
             keyrings_from_list(
-                list.iter(),
+                &list.bufs?,
                 &ignored,
                 inputs.keyrings,
                 inputs.ima_buf,

@@ -694,9 +694,21 @@ pub fn parse(data: &[u8], binary_digest_algo: HashAlgo) -> Result<Vec<ListItem<'
     }
 }
 
-/// Only the entries that could be read (for policy generation).
-pub fn readable(items: Vec<ListItem<'static>>) -> Vec<Entry<'static>> {
-    items.into_iter().filter_map(|i| i.ok()).collect()
+/// A binary list rendered as the kernel's ASCII list (what policy generation, which
+/// reads ASCII lists as Keylime does, makes of a binary one).
+pub fn binary_as_ascii(data: &[u8], digest_algo: HashAlgo) -> Result<Vec<u8>> {
+    let endian = if data.len() >= 4 {
+        Endian::detect([data[0], data[1], data[2], data[3]])
+    } else {
+        Endian::native()
+    };
+    let mut reader = BinaryReader::new(data, digest_algo, endian);
+    let mut out = Vec::new();
+    while let Some(raw) = reader.next_raw()? {
+        let rec = raw.to_record(digest_algo, endian)?;
+        vigil_ima::list::ascii::format_record(&rec, endian, &mut out);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

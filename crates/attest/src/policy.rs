@@ -668,10 +668,11 @@ pub fn is_policy_digest(s: &str) -> bool {
 /// Read a plain-text allowlist in `sha256sum` format (`<hex>  <path>` per line) into
 /// `map` as Keylime's `process_flat_allowlist` does: lines are stripped, split on the
 /// first run of whitespace, lines without two parts are skipped, spaces in paths become
-/// `_` (IMA's rendering). Returns the number of entries read.
-pub fn read_allowlist(text: &str, map: &mut DigestMap) -> usize {
+/// `_` (IMA's rendering). Returns the number of entries read. A digest the policy
+/// schema would refuse is an error naming `file` and the line.
+pub fn read_allowlist(text: &str, file: &str, map: &mut DigestMap) -> Result<usize> {
     let mut n = 0;
-    for line in text.lines() {
+    for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -683,10 +684,20 @@ pub fn read_allowlist(text: &str, map: &mut DigestMap) -> usize {
         if path.is_empty() {
             continue;
         }
-        map.push(&path.replace(' ', "_"), digest);
+        let path = path.replace(' ', "_");
+        if !is_policy_digest(digest) {
+            return Err(Error::Line {
+                file: file.to_owned(),
+                line: i + 1,
+                message: format!(
+                    "digest {digest:?} of {path:?} does not match '^[0-9a-f]{{40,128}}$'"
+                ),
+            });
+        }
+        map.push(&path, digest);
         n += 1;
     }
-    n
+    Ok(n)
 }
 
 /// Read an exclude-list file: one Python regular expression per line, blank lines
@@ -862,15 +873,25 @@ mod tests {
     #[test]
     fn allowlist_and_merge() {
         let mut m = DigestMap::new();
-        let n = read_allowlist("aa  /usr/bin/a b\n\n  bb /x \nlonely\ncc\t/x\n", &mut m);
+        let (aa, bb, cc) = ("a".repeat(40), "b".repeat(64), "c".repeat(64));
+        let text = format!("{aa}  /usr/bin/a b\n\n  {bb} /x \nlonely\n{cc}\t/x\n");
+        let n = read_allowlist(&text, "allow", &mut m).unwrap();
         assert_eq!(n, 3);
-        assert_eq!(m.get("/usr/bin/a_b").unwrap(), ["aa"]);
-        assert_eq!(m.get("/x").unwrap(), ["bb", "cc"]);
+        assert_eq!(m.get("/usr/bin/a_b").unwrap(), [&aa]);
+        assert_eq!(m.get("/x").unwrap(), [&bb, &cc]);
+        // A digest the schema refuses names the file and the line.
+        let text = format!("{aa} /a\n\n{}Z /b\n", &bb[1..]);
+        let e = read_allowlist(&text, "allow", &mut DigestMap::new());
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.starts_with("allow: line 3: digest ") && e.contains("\"/b\""),
+            "{e}"
+        );
         let mut o = DigestMap::new();
         o.push("/x", "aa");
         o.push("/y", "dd");
         m.merge(&o);
-        assert_eq!(m.get("/x").unwrap(), ["aa", "bb", "cc"]);
+        assert_eq!(m.get("/x").unwrap(), ["aa", bb.as_str(), cc.as_str()]);
         assert_eq!(
             m.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             ["/usr/bin/a_b", "/x", "/y"]

@@ -67,7 +67,14 @@ fn allowlists_read_like_keylime() {
         let text =
             String::from_utf8(read(&format!("create-runtime-policy/allowlist-{alg}"))).unwrap();
         let mut m = DigestMap::new();
-        assert_eq!(vigil_attest::policy::read_allowlist(&text, &mut m), 1);
+        let n = vigil_attest::policy::read_allowlist(&text, "allowlist", &mut m);
+        if alg == "unknown" {
+            // Its 32-digit digest is refused by Keylime's schema (and algorithm guess).
+            let e = n.unwrap_err().to_string();
+            assert!(e.starts_with("allowlist: line 1: "), "{e}");
+            continue;
+        }
+        assert_eq!(n.unwrap(), 1);
         let want = text.split_whitespace().next().unwrap();
         assert_eq!(m.get("data").unwrap(), [want]);
     }

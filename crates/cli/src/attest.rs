@@ -177,8 +177,9 @@ pub struct CreateArgs {
     /// Exclude list: one Python regular expression per line.
     #[arg(short = 'e', long, value_name = "FILE")]
     excludelist: Option<PathBuf>,
-    /// Measurement list (ASCII or binary) whose ima-ng/ima-sig digests to add; its first
-    /// entry's boot_aggregate also tells the algorithm.
+    /// Measurement list whose ima-ng/ima-sig digests to add; its first entry's
+    /// boot_aggregate also tells the algorithm. Read as Keylime reads an ASCII list
+    /// (text lines split on single spaces); a binary list is read as its ASCII rendering.
     #[arg(short = 'm', long, value_name = "FILE")]
     ima_measurement_list: Option<PathBuf>,
     /// Ignore this keyring (repeatable; `*` ignores all).
@@ -646,7 +647,7 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
             let text = String::from_utf8(read(p)?)
                 .map_err(|_| anyhow!("{}: not UTF-8 text", p.display()))?;
             let mut m = DigestMap::new();
-            policy::read_allowlist(&text, &mut m);
+            policy::read_allowlist(&text, &p.display().to_string(), &mut m)?;
             Some(m)
         }
         None => None,
@@ -661,10 +662,15 @@ fn create(c: CreateArgs) -> anyhow::Result<ExitCode> {
     };
     let list_items = match &c.ima_measurement_list {
         Some(p) => {
-            let data = read(p)?;
-            Some(list::readable(
-                list::parse(&data, HashAlgo::Sha1).with_context(|| p.display().to_string())?,
-            ))
+            let mut data = read(p)?;
+            if list::ListFormat::detect(&data) == list::ListFormat::Binary {
+                data = list::binary_as_ascii(&data, HashAlgo::Sha1)
+                    .with_context(|| p.display().to_string())?;
+            }
+            Some(generate::MeasurementList::read(
+                &data,
+                &p.display().to_string(),
+            )?)
         }
         None => None,
     };

@@ -786,6 +786,94 @@ fn policy_generation_matches_keylime() {
     )
     .is_none());
 
+    // Measurement lists as found in the wild, read the way Keylime's generator reads
+    // them: text lines (CRLF too) split on single spaces; only the first line's
+    // boot_aggregate and, per line, the template, digest and name pieces count.
+    let list = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/testdata/ima-evm-utils/test_ascii_runtime_measurements"
+    ))
+    .unwrap();
+    let first = list.lines().next().unwrap();
+    let d = |c: char| c.to_string().repeat(64);
+    let variants = [
+        ("crlf", list.replace('\n', "\r\n")),
+        ("cr", list.replace('\n', "\r")),
+        (
+            "bad template hash",
+            list.replacen("cf41b43c", "zz41b43c", 1),
+        ),
+        (
+            "extra token",
+            list.replacen("boot_aggregate", "boot_aggregate extra", 1),
+        ),
+        (
+            "mid-list lines",
+            format!(
+                "{list}10 zz00 ima-ng sha256:{} /usr/bin/badtd\n\
+                 10 00 ima-ng sha256:{} /usr/bin/two words\n\
+                 10 00 ima-sig sha256:{} /usr/bin/signed \n\
+                  9 00 ima-ng sha256:{} /pcr9\n\
+                 10 00 ima sha256:{} /legacy\n\
+                 10 00 ima-ng sha256:{}\n\
+                 short line\n\
+                 10 00 ima-ng sha256:{} /last",
+                d('1'),
+                d('2'),
+                d('3'),
+                d('4'),
+                d('5'),
+                d('6'),
+                d('7')
+            ),
+        ),
+        ("cut mid-line", list[..list.len() - 20].to_owned()),
+        ("blank first line", format!("\n{list}")),
+        ("pcr 9 first", format!(" 9{}\n", &first[2..])),
+        ("sm3 prefix", first.replace("sha256:", "sm3:") + "\n"),
+        ("bare hex", first.replace("sha256:", "") + "\n"),
+        (
+            "wrong length",
+            first.replacen("f1b4c7c9", "f1b4c7c", 1) + "\n",
+        ),
+        (
+            "ima-buf",
+            format!("{first}\n10 00 ima-ng sha256:{} .ima\n", d('8')),
+        ),
+        ("uppercase digest", list.replace("ae06e032", "AE06E032")),
+        ("no colon", format!("{list}10 00 ima-ng {} /x\n", d('9'))),
+        (
+            "short digest",
+            format!("{list}10 00 ima-ng sha256:abcd /x\n"),
+        ),
+    ];
+    for (name, text) in variants {
+        let p = dir.join("list.txt");
+        std::fs::write(&p, &text).unwrap();
+        let args = ["-m", p.to_str().unwrap()];
+        let k = keylime(&args, &dir.join("k.json"));
+        let v = vigil(&args, &dir.join("v.json"));
+        assert_eq!(k.is_some(), v.is_some(), "{name}: one side refused");
+        if let (Some(k), Some(v)) = (k, v) {
+            assert_eq!(strip(k), strip(v), "{name}");
+        }
+        let _ = std::fs::remove_file(dir.join("k.json"));
+    }
+    // Errors name the file and the line.
+    let p = dir.join("list.txt");
+    std::fs::write(&p, format!("{list}10 00 ima-ng sha256:abcd /x\n")).unwrap();
+    let o = Command::new(VIGIL)
+        .args(["runtime-policy", "create", "-m"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        err.contains(&format!("{}: line 4: digest \"abcd\"", p.display())),
+        "{err}"
+    );
+
     // A root file system with excluded directories, a non-root file, a symlink,
     // spaces in names and an exclude list; plus keyrings from a list.
     let root = dir.join("root");
