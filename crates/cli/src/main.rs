@@ -77,13 +77,76 @@ fn run_vigil(cli: Cli) -> ExitCode {
 }
 
 /// Turn a command's result into the process exit status: errors (bad usage,
-/// unreadable input) are printed with their context and exit 2.
+/// unreadable input) are printed with their context and exit 2. A reader of
+/// [`stdout`] that went away (`| head`) ends the command quietly, exit 0.
 fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
+        Err(err) if err.chain().any(ClosedStdout::is) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("vigil: {err:#}");
+            eprintln!("vigil: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error with its causes, `: `-separated as `{:#}` prints them, leaving out a cause
+/// its context already ends with (an error that prints its source too).
+pub(crate) fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain().map(|c| c.to_string()) {
+        if text.ends_with(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
+/// Standard output has no reader any more (EPIPE): see [`finish`].
+#[derive(Debug)]
+struct ClosedStdout;
+
+impl std::fmt::Display for ClosedStdout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output closed")
+    }
+}
+
+impl std::error::Error for ClosedStdout {}
+
+impl ClosedStdout {
+    /// `e` is this error, or an `io::Error` that carries it.
+    fn is(e: &(dyn std::error::Error + 'static)) -> bool {
+        e.is::<ClosedStdout>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(|e| e.get_ref())
+                .is_some_and(|inner| inner.is::<ClosedStdout>())
+    }
+}
+
+/// Locked standard output for commands that print a lot: a write error is returned
+/// (never a panic as with `println!`), and EPIPE becomes an error that [`finish`]
+/// turns into a quiet exit.
+pub(crate) fn stdout() -> impl std::io::Write {
+    struct Out(std::io::StdoutLock<'static>);
+    fn mark(e: std::io::Error) -> std::io::Error {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::io::Error::new(e.kind(), ClosedStdout)
+        } else {
+            e
+        }
+    }
+    impl std::io::Write for Out {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf).map_err(mark)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush().map_err(mark)
+        }
+    }
+    Out(std::io::stdout().lock())
 }

@@ -1,6 +1,6 @@
 //! `vigil policy …`: check, print, combine, evaluate, lint and compare IMA policies.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -278,10 +278,11 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
     };
     String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
         anyhow::anyhow!(
-            "{}: not UTF-8 text (byte offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
+            "{}:{line}: not UTF-8 text (byte offset {at}): vigil reads policies as UTF-8",
+            path.display()
         )
     })
 }
@@ -347,21 +348,19 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let (p, ok) = load(&file, &kernel.config(), false)?;
             if ok {
-                print!(
-                    "{}",
-                    if loadable {
-                        p.to_loadable_string()
-                    } else {
-                        p.to_kernel_string()
-                    }
-                );
+                let text = if loadable {
+                    p.to_loadable_string()
+                } else {
+                    p.to_kernel_string()
+                };
+                crate::stdout().write_all(text.as_bytes())?;
             }
             Ok(status(ok))
         }
         PolicyCommand::Builtin { names, build } => {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
             let p = builtin::policy(&refs, &build.config())?;
-            print!("{}", p.to_kernel_string());
+            crate::stdout().write_all(p.to_kernel_string().as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Eval(args) => eval(*args),
@@ -379,18 +378,31 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 bail!("cannot compare: rejected rules (see above)");
             }
             let mut same = true;
+            let mut out = crate::stdout();
             for item in policy::diff(&a, &b) {
                 match item {
-                    policy::DiffItem::Same(i, _) => println!("  {}", a.rules[i]),
+                    policy::DiffItem::Same(i, _) => writeln!(out, "  {}", a.rules[i]),
                     policy::DiffItem::Removed(i) => {
                         same = false;
-                        println!("- {}    # {}:{}", a.rules[i], old.display(), a.lines[i])
+                        writeln!(
+                            out,
+                            "- {}    # {}:{}",
+                            a.rules[i],
+                            old.display(),
+                            a.lines[i]
+                        )
                     }
                     policy::DiffItem::Added(j) => {
                         same = false;
-                        println!("+ {}    # {}:{}", b.rules[j], new.display(), b.lines[j])
+                        writeln!(
+                            out,
+                            "+ {}    # {}:{}",
+                            b.rules[j],
+                            new.display(),
+                            b.lines[j]
+                        )
                     }
-                }
+                }?;
             }
             Ok(status(same))
         }
@@ -400,21 +412,22 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 fn check(files: &[PathBuf], cfg: &KernelConfig, json: bool) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut reports = Vec::new();
+    let mut out = crate::stdout();
     for f in files {
         let text = read_text(f)?;
-        let mut out = policy::parse_all(&text, cfg);
-        let empty = out.errors.is_empty() && out.policy.rules.is_empty();
+        let mut parsed = policy::parse_all(&text, cfg);
+        let empty = parsed.errors.is_empty() && parsed.policy.rules.is_empty();
         if empty {
             // ima_check_policy: closing the policy file with no rule written fails.
-            out.errors.push(vigil_ima::Error::PolicyRule {
+            parsed.errors.push(vigil_ima::Error::PolicyRule {
                 line: 0,
                 token: String::new(),
                 reason: "the policy has no rules; the kernel refuses an empty policy".into(),
             });
         }
-        all_ok &= out.errors.is_empty();
+        all_ok &= parsed.errors.is_empty();
         if json {
-            let errors: Vec<Value> = out
+            let errors: Vec<Value> = parsed
                 .errors
                 .iter()
                 .filter_map(|e| match e {
@@ -426,36 +439,42 @@ fn check(files: &[PathBuf], cfg: &KernelConfig, json: bool) -> anyhow::Result<Ex
                     _ => None,
                 })
                 .collect();
-            let warnings: Vec<Value> = out
+            let warnings: Vec<Value> = parsed
                 .warnings
                 .iter()
                 .map(|w| json!({"line": w.line, "token": w.token, "message": w.message}))
                 .collect();
             reports.push(json!({
                 "file": f.display().to_string(),
-                "rules": out.policy.rules.len(),
-                "ok": out.errors.is_empty(),
+                "rules": parsed.policy.rules.len(),
+                "ok": parsed.errors.is_empty(),
                 "errors": errors,
                 "warnings": warnings,
             }));
         } else {
-            report_parse(f, &out);
-            if out.errors.is_empty() {
-                println!("{}: {} rules OK", f.display(), out.policy.rules.len());
+            report_parse(f, &parsed);
+            if parsed.errors.is_empty() {
+                writeln!(
+                    out,
+                    "{}: {} rules OK",
+                    f.display(),
+                    parsed.policy.rules.len()
+                )?;
             } else if empty {
-                println!("{}: no rules", f.display());
+                writeln!(out, "{}: no rules", f.display())?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "{}: {} of {} rules rejected",
                     f.display(),
-                    out.errors.len(),
-                    out.errors.len() + out.policy.rules.len()
-                );
+                    parsed.errors.len(),
+                    parsed.errors.len() + parsed.policy.rules.len()
+                )?;
             }
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&reports)?)?;
     }
     Ok(status(all_ok))
 }
@@ -720,6 +739,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         classes: if classes == 0 { 0xf } else { classes },
     };
     let compiled = CompiledPolicy::new(&p);
+    let mut out = crate::stdout();
     let ex = compiled.explain(&req);
     let d = ex.decision;
     let where_ = |i: usize| {
@@ -759,7 +779,7 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             "fs_subtype": req.fs_subtype,
         });
         v["steps"] = json!(steps);
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for c in ActionClass::ALL {
@@ -769,7 +789,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         match d.class(c).rule {
             Some(i) => {
                 let i = i as usize;
-                println!(
+                writeln!(
+                    out,
                     "{:<9}{:<14} by {}: {}",
                     c.name(),
                     p.rules[i].action.token(),
@@ -777,8 +798,8 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
                     p.rules[i].to_string().trim_end()
                 )
             }
-            None => println!("{:<9}{:<14} (no rule matched)", c.name(), "-"),
-        }
+            None => writeln!(out, "{:<9}{:<14} (no rule matched)", c.name(), "-"),
+        }?;
     }
     let mut opts = Vec::new();
     if let Some(pcr) = d.pcr {
@@ -807,10 +828,9 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
         opts.push("hash taken over by appraisal".into());
     }
     if !opts.is_empty() {
-        println!("options  {}", opts.join(" "));
+        writeln!(out, "options  {}", opts.join(" "))?;
     }
-    println!();
-    println!("explanation:");
+    writeln!(out, "\nexplanation:")?;
     for s in &ex.steps {
         let what = match s.outcome {
             StepOutcome::NotAsked(c) => format!("skipped: {} not asked", c.name()),
@@ -818,11 +838,12 @@ fn eval(a: EvalArgs) -> anyhow::Result<ExitCode> {
             StepOutcome::NoMatch(m) => format!("no match: {m}"),
             StepOutcome::Decided(c) => format!("DECIDES {}", c.name()),
         };
-        println!(
+        writeln!(
+            out,
             "  {}: {}\n      {what}",
             where_(s.rule),
             p.rules[s.rule].to_string().trim_end()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -835,6 +856,7 @@ fn lint(
 ) -> anyhow::Result<ExitCode> {
     let (p, ok, source) = policy_from(file, names, cfg)?;
     let findings = analyze(&p);
+    let mut out = crate::stdout();
     let warn = findings.iter().any(|f| f.severity == Severity::Warning);
     if json {
         let items: Vec<Value> = findings
@@ -849,10 +871,11 @@ fn lint(
                 })
             })
             .collect();
-        println!(
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&json!({"policy": source, "ok": ok, "findings": items}))?
-        );
+        )?;
     } else {
         for f in &findings {
             let loc = if f.line == 0 {
@@ -860,7 +883,8 @@ fn lint(
             } else {
                 format!("{source}:{}", f.line)
             };
-            println!(
+            writeln!(
+                out,
                 "{loc}: {}: {}\n    {}",
                 if f.severity == Severity::Warning {
                     "warning"
@@ -869,10 +893,10 @@ fn lint(
                 },
                 f.message,
                 p.rules[f.rule].to_string().trim_end()
-            );
+            )?;
         }
         if findings.is_empty() && ok {
-            println!("{source}: {} rules, no findings", p.rules.len());
+            writeln!(out, "{source}: {} rules, no findings", p.rules.len())?;
         }
     }
     Ok(status(ok && !warn))

@@ -418,3 +418,50 @@ fn eval_takes_the_request_from_a_real_file() {
     assert_eq!(v["request"]["fsname"], "proc");
     assert_eq!(v["classes"]["measure"]["rule"], 1);
 }
+
+/// `vigil ARGS | head -1`: a reader that goes away ends the command quietly, exit 0
+/// (no panic, no message), as `vigil log show` does.
+#[test]
+fn closed_stdout_ends_output_quietly() {
+    let d = tempfile::tempdir().unwrap();
+    let rules = |from: u32| -> String {
+        (from..from + 3000)
+            .map(|i| format!("measure func=FILE_CHECK uid={i}\n"))
+            .collect()
+    };
+    let a = write(&d, "a", &rules(1));
+    let b = write(&d, "b", &rules(5001));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    for args in [
+        &["print", a][..],
+        &["eval", a, "--func", "FILE_CHECK", "--uid", "4000"],
+        &["lint", a],
+        &["diff", a, b],
+        &["check", a, a, a],
+        &["builtin", "tcb"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("policy")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn lint_names_built_in_rules_by_number_only() {
+    let o = vigil(&["policy", "lint", "--builtin", "appraise_tcb|secure_boot"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("warning: shadowed: rule 4 already decides"),
+        "{text}"
+    );
+    assert!(!text.contains("line 0"), "{text}");
+}

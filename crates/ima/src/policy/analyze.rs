@@ -164,8 +164,13 @@ fn pseudo_fs_reached(p: &Policy, j: usize, func: Option<Func>) -> Vec<&'static s
     hit
 }
 
-fn line(p: &Policy, i: usize) -> usize {
-    p.lines.get(i).copied().unwrap_or(0)
+/// Rule `i` named for a message: `rule N (line L)`, or `rule N` for a rule that
+/// comes from no file (line 0: a built-in policy).
+fn rule_ref(p: &Policy, i: usize) -> String {
+    match p.lines.get(i).copied().unwrap_or(0) {
+        0 => format!("rule {}", i + 1),
+        l => format!("rule {} (line {l})", i + 1),
+    }
 }
 
 /// Analyse a policy: shadowed and dead rules, then risky patterns.
@@ -176,7 +181,7 @@ pub fn analyze(p: &Policy) -> Vec<Finding> {
         let mut push = |severity, kind, message: String| {
             out.push(Finding {
                 rule: j,
-                line: line(p, j),
+                line: p.lines.get(j).copied().unwrap_or(0),
                 severity,
                 kind,
                 message,
@@ -189,8 +194,8 @@ pub fn analyze(p: &Policy) -> Vec<Finding> {
                     Severity::Warning,
                     FindingKind::IneffectiveSetxattr { first },
                     format!(
-                        "ineffective: only the first func=SETXATTR_CHECK rule (line {}) is used",
-                        line(p, first)
+                        "ineffective: only the first func=SETXATTR_CHECK rule is used: {}",
+                        rule_ref(p, first)
                     ),
                 ),
             }
@@ -209,9 +214,8 @@ pub fn analyze(p: &Policy) -> Vec<Finding> {
                 Severity::Warning,
                 FindingKind::Shadowed { by },
                 format!(
-                    "shadowed: rule {} (line {}) already decides {} for every request this rule matches",
-                    by + 1,
-                    line(p, by),
+                    "shadowed: {} already decides {} for every request this rule matches",
+                    rule_ref(p, by),
                     r.action.class().name()
                 ),
             );
