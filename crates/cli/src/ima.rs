@@ -210,8 +210,9 @@ pub struct SignArgs {
 pub struct VerifyArgs {
     /// Verification keys, comma-separated: X.509 certificates (DER or PEM), public
     /// keys, or private keys. Matched by key id (certificate SKID, else computed).
-    #[arg(short = 'k', long, default_value = DEFAULT_CERT)]
-    pub key: String,
+    /// Default: /etc/keys/x509_evm.der, needed only by files that carry a signature.
+    #[arg(short = 'k', long)]
+    pub key: Option<String>,
     #[command(flatten)]
     pub xattr: XattrOpts,
     /// Read the value from `FILE.sig` instead of the xattr.
@@ -621,6 +622,9 @@ struct ValueJson {
     path: String,
     value: String,
     algo: &'static str,
+    /// The file's digest (hex): `vigil ima hash`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keyid: Option<String>,
 }
@@ -631,7 +635,7 @@ fn finish_values(
     results: Vec<anyhow::Result<ValueJson>>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::stdout();
     let mut ok = Vec::new();
     let mut failed = 0;
     for (p, r) in files.iter().zip(results) {
@@ -640,7 +644,7 @@ fn finish_values(
             Ok(v) => writeln!(out, "{}  {}", v.value, p.display())?,
             Err(e) => {
                 failed += 1;
-                eprintln!("vigil: {e:#}");
+                eprintln!("vigil: {}", crate::error_text(&e));
             }
         }
     }
@@ -664,6 +668,7 @@ fn cmd_hash(a: HashArgs) -> anyhow::Result<ExitCode> {
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
         let digest = file_digest(p, a.hash_algo)?;
+        let digest_hex = hex::encode(&digest);
         let value = ImaXattr::from_digest(a.hash_algo, digest)?.encode();
         if !a.no_xattr {
             set_value(p, names.ima, &value)?;
@@ -672,6 +677,7 @@ fn cmd_hash(a: HashArgs) -> anyhow::Result<ExitCode> {
             path: p.display().to_string(),
             value: hex::encode(value),
             algo: a.hash_algo.name(),
+            digest: Some(digest_hex),
             keyid: None,
         })
     });
@@ -699,6 +705,7 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
             path: p.display().to_string(),
             value: hex::encode(value),
             algo: a.hash_algo.name(),
+            digest: None,
             keyid: Some(key.keyid().to_string()),
         })
     });
@@ -720,19 +727,32 @@ struct VerifyJson {
 }
 
 fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let ring = KeyRing::load_list(&a.key).context("loading verification keys")?;
+    // Without -k a missing default certificate fails only the files with signatures.
+    let (ring, no_key) = match &a.key {
+        Some(k) => (
+            KeyRing::load_list(k).context("loading verification keys")?,
+            None,
+        ),
+        None => match KeyRing::load_list(DEFAULT_CERT) {
+            Ok(ring) => (ring, None),
+            Err(e) => (KeyRing::new(), Some(e)),
+        },
+    };
     let verity = a.verity_opts.params()?;
     let files = expand(&a.files, a.recursive)?;
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
-        let v = read_ima_value(p, a.sigfile, names)
-            .and_then(|value| verify_ima_value(p, &value, &ring, &verity))?;
+        let value = read_ima_value(p, a.sigfile, names)?;
+        if let (Some(e), Ok(ImaXattr::Signature(_))) = (&no_key, ImaXattr::decode(&value)) {
+            bail!("no verification key (-k): {e}");
+        }
+        let v = verify_ima_value(p, &value, &ring, &verity)?;
         if a.require_signature && v.keyid.is_none() {
             bail!("has a hash value, not a signature");
         }
         Ok(v)
     });
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::stdout();
     let mut rows = Vec::new();
     let mut failed = 0;
     for (p, r) in files.iter().zip(results) {
@@ -754,13 +774,16 @@ fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             },
             Err(e) => {
                 failed += 1;
+                // The path starts the line already.
+                let text = crate::error_text(&e);
+                let prefix = format!("{}: ", p.display());
                 VerifyJson {
                     path: p.display().to_string(),
                     ok: false,
                     kind: None,
                     keyid: None,
                     algo: None,
-                    error: Some(format!("{e:#}")),
+                    error: Some(text.strip_prefix(&prefix).unwrap_or(&text).to_owned()),
                 }
             }
         };
@@ -856,7 +879,7 @@ pub(crate) fn sign_hash_line(
 fn cmd_sign_hash(a: SignHashArgs) -> anyhow::Result<ExitCode> {
     let key = a.key.load()?;
     let stdin = std::io::stdin().lock();
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::stdout();
     let mut n = 0;
     for (i, line) in stdin.lines().enumerate() {
         let line = line.context("reading standard input")?;
@@ -872,6 +895,26 @@ fn cmd_sign_hash(a: SignHashArgs) -> anyhow::Result<ExitCode> {
         bail!("no `HEX  PATH` lines on standard input");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sig` is exactly a DER `SEQUENCE { INTEGER r, INTEGER s }`: an ECDSA signature.
+fn is_der_ecdsa(sig: &[u8]) -> bool {
+    /// The content of the DER element with `tag` at the start of `b`, and the rest.
+    fn element(b: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, b) = b.split_first()?;
+        let (&l, b) = b.split_first()?;
+        let (len, b) = match l {
+            0..=0x7f => (l as usize, b),
+            0x81 => b.split_first().map(|(&n, b)| (n as usize, b))?,
+            _ => return None,
+        };
+        (t == tag && b.len() >= len).then(|| b.split_at(len))
+    }
+    let Some((seq, &[])) = element(sig, 0x30) else {
+        return false;
+    };
+    let r_s = element(seq, 0x02).and_then(|(_, rest)| element(rest, 0x02));
+    matches!(r_s, Some((s, &[])) if !s.is_empty())
 }
 
 /// A human explanation of a value, one fact per line.
@@ -897,10 +940,12 @@ pub(crate) fn explain(value: &[u8]) -> Vec<String> {
                     lines.push(format!("algorithm: {}", s.hash_algo));
                     lines.push(format!("keyid: {}", s.keyid));
                     lines.push(format!("sig_size: {}", s.sig.len()));
-                    let kind = match (s.sig.first(), s.sig.len()) {
-                        (Some(0x30), _) => "ECDSA (DER r,s)",
-                        (_, n) if n >= 64 && n.is_power_of_two() => "RSA PKCS#1 v1.5",
-                        _ => "raw",
+                    // An RSA signature is as long as the key's modulus and may start
+                    // with any byte; an ECDSA one is a DER SEQUENCE of two INTEGERs.
+                    let kind = match s.sig.len() {
+                        _ if is_der_ecdsa(&s.sig) => "ECDSA (DER r,s)".to_owned(),
+                        n if n >= 64 => format!("RSA PKCS#1 v1.5 ({}-bit key)", 8 * n),
+                        _ => "raw".to_owned(),
                     };
                     lines.push(format!("signature: {kind} {}", hex::encode(&s.sig)));
                     lines.push(
@@ -932,28 +977,22 @@ fn cmd_show(a: ShowArgs) -> anyhow::Result<ExitCode> {
             hex::decode(h.trim()).context("--hex: bad hex")?,
         ));
     }
+    // The worst outcome: 1 a file without a value (or an invalid one), 2 unreadable.
+    let mut code = 0u8;
     for f in &a.files {
-        if a.sigfile {
-            let data = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
-            items.push((f.display().to_string(), data));
-        } else {
-            let mut any = false;
-            for name in [names.ima, names.evm] {
-                match sys::get_xattr(f, name) {
-                    Ok(v) => {
-                        any = true;
-                        items.push((format!("{} {name}", f.display()), v));
-                    }
-                    Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                    Err(e) => return Err(e).with_context(|| format!("{}: {name}", f.display())),
-                }
+        match show_values(f, a.sigfile, names) {
+            Ok(v) if v.is_empty() => {
+                eprintln!("vigil: {}: no {} or {}", f.display(), names.ima, names.evm);
+                code = code.max(1);
             }
-            if !any {
-                bail!("{}: no {} or {}", f.display(), names.ima, names.evm);
+            Ok(v) => items.extend(v),
+            Err(e) => {
+                eprintln!("vigil: {}", crate::error_text(&e));
+                code = 2;
             }
         }
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::stdout();
     if a.json {
         let v: Vec<_> = items
             .iter()
@@ -969,12 +1008,32 @@ fn cmd_show(a: ShowArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let invalid = items.iter().any(|(_, v)| ImaXattr::decode(v).is_err());
-    Ok(if invalid {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if items.iter().any(|(_, v)| ImaXattr::decode(v).is_err()) {
+        code = code.max(1);
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The values `vigil ima show` explains for `f`: its `.sig` file, or its IMA and EVM
+/// xattrs (none if it has neither).
+fn show_values(
+    f: &Path,
+    sigfile: bool,
+    names: XattrNames,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    if sigfile {
+        let data = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
+        return Ok(vec![(f.display().to_string(), data)]);
+    }
+    let mut values = Vec::new();
+    for name in [names.ima, names.evm] {
+        match sys::get_xattr(f, name) {
+            Ok(v) => values.push((format!("{} {name}", f.display()), v)),
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => return Err(e).with_context(|| format!("{}: {name}", f.display())),
+        }
+    }
+    Ok(values)
 }
 
 // ---------------------------------------------------------------------------------
@@ -1166,4 +1225,44 @@ pub(crate) fn prompt_password() -> anyhow::Result<String> {
     }
     read?;
     Ok(s.trim_end_matches('\n').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain;
+
+    /// The `signature:` line of a v2 RSA/ECDSA value (sha256) carrying `sig`.
+    fn kind(sig: &[u8]) -> String {
+        let mut v = vec![0x03, 2, 4, 1, 2, 3, 4];
+        v.extend_from_slice(&(sig.len() as u16).to_be_bytes());
+        v.extend_from_slice(sig);
+        let lines = explain(&v);
+        let l = lines.iter().find(|l| l.starts_with("signature: ")).unwrap();
+        l["signature: ".len()..l.rfind(' ').unwrap()].to_owned()
+    }
+
+    #[test]
+    fn signature_kind_from_the_encoding_not_the_first_byte() {
+        // RSA signatures of any key size, also ones that start with 0x30.
+        let mut rsa = vec![0x5a; 256];
+        assert_eq!(kind(&rsa), "RSA PKCS#1 v1.5 (2048-bit key)");
+        rsa[0] = 0x30;
+        rsa[1] = 0x82;
+        assert_eq!(kind(&rsa), "RSA PKCS#1 v1.5 (2048-bit key)");
+        assert_eq!(kind(&[0x30; 384]), "RSA PKCS#1 v1.5 (3072-bit key)");
+        // ECDSA: DER SEQUENCE { INTEGER r, INTEGER s } (P-256, and P-521 with a long
+        // length form).
+        let mut ec = vec![0x30, 0x45, 0x02, 0x21, 0x00];
+        ec.extend([0x81; 32]);
+        ec.extend([0x02, 0x20]);
+        ec.extend([0x11; 32]);
+        assert_eq!(kind(&ec), "ECDSA (DER r,s)");
+        let mut ec = vec![0x30, 0x81, 0x86, 0x02, 0x41];
+        ec.extend([0x01; 65]);
+        ec.extend([0x02, 0x41]);
+        ec.extend([0x01; 65]);
+        assert_eq!(kind(&ec), "ECDSA (DER r,s)");
+        ec.push(0);
+        assert_ne!(kind(&ec), "ECDSA (DER r,s)");
+    }
 }

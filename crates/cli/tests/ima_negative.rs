@@ -154,6 +154,12 @@ fn missing_and_hash_values() {
     assert!(all_text(&v).contains("user.ima"), "{}", all_text(&v));
     let n = vigil(&["ima", "verify", "--xattr-user", "--key", &c, "f"], p);
     assert_eq!(code(&n), 1);
+    // The path once, at the start of the line.
+    assert!(
+        stdout(&n).starts_with("f: FAILED: user.ima: "),
+        "{}",
+        stdout(&n)
+    );
 
     // A hash value verifies as a hash in vigil, but is no signature for evmctl.
     ok(&vevmctl(&["ima_hash", "--xattr-user", "f"], p), "ima_hash");
@@ -188,6 +194,28 @@ fn missing_and_hash_values() {
     assert_eq!(code(&n), 1);
     assert!(stdout(&n).contains("hash does not match"), "{}", stdout(&n));
 
+    // Without -k, a missing default certificate fails only signed files.
+    if !std::path::Path::new("/etc/keys/x509_evm.der").exists() {
+        std::fs::write(p.join("g"), b"hashed").unwrap();
+        std::fs::write(p.join("s"), b"signed").unwrap();
+        ok(&vevmctl(&["ima_hash", "--xattr-user", "g"], p), "ima_hash");
+        let k = key("rsa2048");
+        ok(
+            &vevmctl(&["ima_sign", "--xattr-user", "--key", &k, "s"], p),
+            "ima_sign",
+        );
+        let n = vigil(&["ima", "verify", "--xattr-user", "g"], p);
+        ok(&n, "hash value without a key");
+        let n = vigil(&["ima", "verify", "--xattr-user", "g", "s"], p);
+        assert_eq!(code(&n), 1);
+        assert!(stdout(&n).contains("g: OK (sha256 hash)"), "{}", stdout(&n));
+        assert!(
+            stdout(&n).contains("s: FAILED: no verification key (-k): /etc/keys/x509_evm.der"),
+            "{}",
+            stdout(&n)
+        );
+    }
+
     // Unreadable keys are a usage error (2), not a verification failure.
     let n = vigil(
         &[
@@ -202,6 +230,13 @@ fn missing_and_hash_values() {
     );
     assert_eq!(code(&n), 2);
     assert!(all_text(&n).contains("/nonexistent.der"));
+    // The OS error once, although the key error also gives it as its source.
+    assert_eq!(
+        all_text(&n).matches("os error 2").count(),
+        1,
+        "{}",
+        all_text(&n)
+    );
 }
 
 #[test]
@@ -242,4 +277,39 @@ fn show_explains_and_flags_garbage() {
         "{}",
         stdout(&s)
     );
+}
+
+#[test]
+fn show_goes_on_after_a_file_without_values() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("none"), b"x").unwrap();
+    std::fs::write(p.join("f"), b"abc").unwrap();
+    ok(&vevmctl(&["ima_hash", "--xattr-user", "f"], p), "ima_hash");
+    let s = vigil(&["ima", "show", "--xattr-user", "none", "f"], p);
+    assert_eq!(code(&s), 1);
+    assert!(stdout(&s).contains("f user.ima:"), "{}", stdout(&s));
+    assert!(
+        all_text(&s).contains("none: no user.ima or user.evm"),
+        "{}",
+        all_text(&s)
+    );
+    // An unreadable file: 2, the others still shown.
+    let s = vigil(&["ima", "show", "--xattr-user", "missing", "f"], p);
+    assert_eq!(code(&s), 2);
+    assert!(stdout(&s).contains("f user.ima:"), "{}", stdout(&s));
+}
+
+#[test]
+fn hash_json_has_the_digest() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("abc"), b"abc").unwrap();
+    let o = vigil(&["ima", "hash", "-n", "--json", "abc"], p);
+    ok(&o, "hash --json");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sha256_abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(v[0]["digest"], sha256_abc);
+    assert_eq!(v[0]["value"], format!("0404{sha256_abc}"));
+    assert_eq!(v[0]["algo"], "sha256");
 }
