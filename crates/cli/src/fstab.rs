@@ -78,8 +78,17 @@ pub fn apply_options(a: &mut MountArgs, sloppy: bool) -> anyhow::Result<()> {
             ("noexec", None) => a.no_exec = true,
             ("exec", None) => a.no_exec = false,
             ("noatime", None) => a.no_atime = true,
-            ("atime" | "relatime", None) => a.no_atime = false,
-            ("nosuid" | "nodev", None) => {}
+            ("atime" | "relatime" | "strictatime", None) => a.no_atime = false,
+            // Access and change times are the backing files': these change nothing.
+            (
+                "nodiratime" | "diratime" | "norelatime" | "nostrictatime" | "lazytime"
+                | "nolazytime" | "async" | "nosuid" | "nodev",
+                None,
+            ) => {}
+            ("sync" | "dirsync", None) => bail!(
+                "-o {name}: not supported (a vigil mount writes through to the backing \
+                 files; mount those {name})"
+            ),
             ("suid" | "dev", None) => bail!("-o {name}: vigil mounts are always nosuid,nodev"),
             ("no-verify-reads", None) => a.no_verify_reads = true,
             ("policy", Some(v)) => e.policy = Some(v.into()),
@@ -96,8 +105,10 @@ pub fn apply_options(a: &mut MountArgs, sloppy: bool) -> anyhow::Result<()> {
             ("read-workers", Some(v)) => a.read_workers = Some(number(name, v)?),
             ("watchdog", Some(v)) => a.watchdog = number(name, v)?,
             (
-                "ro" | "rw" | "noexec" | "exec" | "noatime" | "atime" | "relatime" | "nosuid"
-                | "nodev" | "suid" | "dev" | "no-verify-reads",
+                "ro" | "rw" | "noexec" | "exec" | "noatime" | "atime" | "relatime" | "strictatime"
+                | "nodiratime" | "diratime" | "norelatime" | "nostrictatime" | "lazytime"
+                | "nolazytime" | "sync" | "dirsync" | "async" | "nosuid" | "nodev" | "suid" | "dev"
+                | "no-verify-reads",
                 Some(_),
             ) => bail!("-o {opt}: {name} takes no value"),
             (
@@ -171,6 +182,7 @@ pub fn helper_main(args: Vec<OsString>) -> ExitCode {
                     _ => {} // -t vigil or -t fuse.vigil: the type that chose this helper
                 }
             }
+            _ if s.starts_with("--") => return usage(&format!("unknown option {s}")),
             _ if s.starts_with("-o") => options.push(s[2..].to_owned()),
             _ if s.starts_with('-') && s.len() > 1 => {
                 for flag in s[1..].chars() {
@@ -273,6 +285,21 @@ mod tests {
     }
 
     #[test]
+    fn generic_vfs_options() {
+        let a = args(&[
+            "noatime,nodiratime,lazytime,nolazytime,async,norelatime,nostrictatime,diratime",
+        ])
+        .unwrap();
+        assert!(a.no_atime && !a.read_only && !a.no_exec);
+        for on in ["atime", "relatime", "strictatime"] {
+            assert!(!args(&["noatime", on]).unwrap().no_atime, "{on}");
+        }
+        let a =
+            args(&["users,user,nouser,owner,group,auto,noauto,nofail,defaults,rw,exec"]).unwrap();
+        assert!(!a.read_only && !a.no_exec && !a.no_atime);
+    }
+
+    #[test]
     fn later_options_win() {
         let a = args(&["ro,noexec", "rw,exec"]).unwrap();
         assert!(!a.read_only && !a.no_exec);
@@ -290,6 +317,8 @@ mod tests {
             "-o appraise=strict: expected one of enforce, log, fix, off"
         );
         assert_eq!(err("suid"), "-o suid: vigil mounts are always nosuid,nodev");
+        assert!(err("sync").starts_with("-o sync: not supported"));
+        assert_eq!(err("lazytime=1"), "-o lazytime=1: lazytime takes no value");
     }
 
     #[test]

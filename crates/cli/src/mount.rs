@@ -171,12 +171,15 @@ pub struct MountArgs {
     pub read_only: bool,
     /// Mount options, comma-separated as in fstab; repeatable, applied after the
     /// other options. `ro`, `rw`, `noexec`, `exec`, `noatime`, `atime`, `relatime`,
-    /// and every option above as NAME=VALUE or NAME: `policy=FILE`, `builtin=NAME`,
-    /// `appraise=MODE`, `keys=FILE` (one per key, or quoted: `keys="a.pem,b.pem"`),
-    /// `xattr=`, `hash-algo=`, `template=`, `state=DIR`, `log=FILE`, `threads=N`,
-    /// `workers=N`, `read-workers=N`, `watchdog=SECS`, `no-verify-reads`. mount(8)'s
-    /// own options (defaults, auto, noauto, nofail, user, users, owner, group,
-    /// _netdev, x-*, comment=) are ignored; nosuid and nodev are always in force.
+    /// `strictatime`, and every option above as NAME=VALUE or NAME: `policy=FILE`,
+    /// `builtin=NAME`, `appraise=MODE`, `keys=FILE` (one per key, or quoted:
+    /// `keys="a.pem,b.pem"`), `xattr=`, `hash-algo=`, `template=`, `state=DIR`,
+    /// `log=FILE`, `threads=N`, `workers=N`, `read-workers=N`, `watchdog=SECS`,
+    /// `no-verify-reads`. mount(8)'s own options (defaults, auto, noauto, nofail,
+    /// user, users, nouser, owner, group, _netdev, x-*, comment=) and the time options
+    /// that change nothing here (nodiratime, diratime, norelatime, nostrictatime,
+    /// lazytime, nolazytime, async) are ignored; nosuid and nodev are always in force
+    /// (suid and dev are refused, and so are sync and dirsync).
     #[arg(short = 'o', long = "options", value_name = "OPTS")]
     pub options: Vec<String>,
     /// `-o noexec`.
@@ -317,29 +320,38 @@ fn check_dir(p: &Path, what: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// The checks of `vigil mount` that need no change on the system: both directories,
-/// the policy and the keys. Returns (source, mount point, guard configuration).
+/// the state directory (not inside MNT; it need not exist yet), the policy and the
+/// keys. Returns (source, mount point, state directory, guard configuration).
 pub(crate) fn check_mount(
     a: &MountArgs,
-) -> anyhow::Result<(PathBuf, PathBuf, vigil_guard::Config)> {
+) -> anyhow::Result<(PathBuf, PathBuf, PathBuf, vigil_guard::Config)> {
     let src = check_dir(&a.source, "source")?;
     let mnt = check_dir(&a.mountpoint, "mount point")?;
     if vigil_fs::is_vigil_mount(&mnt) && src != mnt {
         bail!("{}: already a vigil mount", mnt.display());
     }
-    Ok((src, mnt, guard_config(&a.enforce)?))
-}
-
-pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
-    crate::fstab::apply_options(&mut a, false)?;
-    let (src, mnt, config) = check_mount(&a)?;
     let state = a
         .state
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/lib/vigil/mounts").join(flat_name(&mnt)));
-    std::fs::create_dir_all(&state)
-        .with_context(|| format!("state directory {}", state.display()))?;
-    let state = std::fs::canonicalize(&state)?;
-    if state.starts_with(&mnt) {
+    check_state(&resolve(&state)?, &mnt)?;
+    Ok((src, mnt, state, guard_config(&a.enforce)?))
+}
+
+/// `p` absolute, with symbolic links resolved as far as it exists and the rest
+/// appended: where a directory not created yet will be.
+fn resolve(p: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+    for base in abs.ancestors() {
+        if let Ok(c) = std::fs::canonicalize(base) {
+            return Ok(c.join(abs.strip_prefix(base).unwrap_or(Path::new(""))));
+        }
+    }
+    Ok(abs)
+}
+
+fn check_state(state: &Path, mnt: &Path) -> anyhow::Result<()> {
+    if state.starts_with(mnt) {
         // The daemon would do I/O on its own mount.
         bail!(
             "state directory {} is inside the mount point {}",
@@ -347,6 +359,17 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
             mnt.display()
         );
     }
+    Ok(())
+}
+
+pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
+    crate::fstab::apply_options(&mut a, false)?;
+    let (src, mnt, state, config) = check_mount(&a)?;
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    let state = std::fs::canonicalize(&state)
+        .with_context(|| format!("state directory {}", state.display()))?;
+    check_state(&state, &mnt)?;
     let setup = Setup {
         src: src.clone(),
         mnt: mnt.clone(),
@@ -601,6 +624,7 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .to_owned();
     let pcrs = String::from_utf8_lossy(&read("pcrs")?).into_owned();
     let records = ascii.lines().filter(|l| !l.trim().is_empty()).count();
+    let mut out = crate::stdout();
     if a.json {
         let v = serde_json::json!({
             "mountpoint": mnt,
@@ -609,16 +633,17 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "violations": violations.parse::<u64>().unwrap_or(0),
             "pcrs": pcrs.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!("mount:        {}", mnt.display());
-        println!(
+        writeln!(out, "mount:        {}", mnt.display())?;
+        writeln!(
+            out,
             "measurements: {records} records ({} bytes binary)",
             binary.len()
-        );
-        println!("violations:   {violations}");
+        )?;
+        writeln!(out, "violations:   {violations}")?;
         for l in pcrs.lines().filter(|l| !l.trim().is_empty()) {
-            println!("{l}");
+            writeln!(out, "{l}")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -312,6 +312,24 @@ fn mount_helper_flags_and_exit_status() {
     let o = run(&[&d.src.join("missing"), &d.mnt, &"-o", &state]);
     assert_eq!(o.status.code(), Some(32));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing"));
+    // -f checks the state directory as the mount does (not inside MNT, even one that
+    // does not exist yet), and long options are named.
+    let inside = format!("state={}", d.mnt.join("x/st").display());
+    for args in [&["-f"][..], &[]] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&d.src, &d.mnt, &"-o", &inside];
+        a.extend(args.iter().map(|s| s as &dyn AsRef<std::ffi::OsStr>));
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(32), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("is inside the mount point"));
+    }
+    assert!(!d.mnt.join("x").exists() && !mounted(&d.mnt));
+    let o = run(&[&d.src, &d.mnt, &"--policy", &"x", &"-f"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown option --policy"));
+    // Generic mount options of fstab lines.
+    let generic = "defaults,noatime,nodiratime,lazytime,async,strictatime,relatime,_netdev";
+    let o = run(&[&d.src, &d.mnt, &"-f", &"-o", &generic]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let o = run(&[&d.src, &d.mnt, &"-nv", &"-o", &state, &"-t", &"vigil"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
