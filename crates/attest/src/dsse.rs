@@ -357,9 +357,9 @@ pub fn is_envelope(text: &[u8]) -> bool {
 
 /// Parse an envelope.
 pub fn parse(text: &[u8]) -> Result<Envelope> {
-    serde_json::from_slice(text).map_err(|source| Error::Json {
+    serde_json::from_slice(text).map_err(|error| Error::Json {
         what: "DSSE envelope",
-        source,
+        error,
     })
 }
 

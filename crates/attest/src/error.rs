@@ -8,12 +8,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The text is not JSON at all.
-    #[error("{what} is not valid JSON: {source}")]
+    #[error("{what} is not valid JSON: {error}")]
     Json {
         /// Which document (e.g. "runtime policy").
         what: &'static str,
-        /// serde_json's message, with line and column.
-        source: serde_json::Error,
+        /// serde_json's message, with line and column (in the message, not a `source`
+        /// that error chains would print a second time).
+        error: serde_json::Error,
     },
     /// JSON that does not follow the runtime-policy schema; `key` is the path of the
     /// offending key, e.g. `digests["/usr/bin/ls"][0]` or `ima.log_hash_alg`.
@@ -71,12 +72,12 @@ pub enum Error {
     #[error("policy generation: {0}")]
     Generate(String),
     /// An I/O error on a named file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// The error.
-        source: std::io::Error,
+        /// The error (in the message, not a `source` printed twice in error chains).
+        error: std::io::Error,
     },
     /// An error from the IMA format layer.
     #[error(transparent)]
@@ -94,7 +95,7 @@ impl Error {
     pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Error {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            error: source,
         }
     }
 }

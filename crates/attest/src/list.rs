@@ -25,11 +25,11 @@ impl ListFormat {
     /// (`10 ` or ` 9 `), a binary one with a 4-byte PCR index.
     pub fn detect(data: &[u8]) -> ListFormat {
         // A binary list starts with a u32 PCR index (below 24: NUL bytes); an ASCII line
-        // with printable text.
+        // with printable text (or blank lines, tabs, CRLF line ends).
         let head = &data[..data.len().min(16)];
         if head
             .iter()
-            .all(|&b| b == b' ' || b == b'\n' || b.is_ascii_graphic())
+            .all(|&b| b.is_ascii_whitespace() || b.is_ascii_graphic())
         {
             ListFormat::Ascii
         } else {

@@ -439,7 +439,7 @@ fn classify(err: serde_json::Error) -> Error {
     match err.classify() {
         Category::Syntax | Category::Eof | Category::Io => Error::Json {
             what: "runtime policy",
-            source: err,
+            error: err,
         },
         Category::Data => {
             let text = strip_position(&err.to_string());
@@ -510,9 +510,9 @@ impl RuntimePolicy {
             // Nested errors lose their category; tell syntax errors apart by parsing
             // again without a schema (only on this error path).
             match serde_json::from_slice::<de::IgnoredAny>(text) {
-                Err(source) => Error::Json {
+                Err(error) => Error::Json {
                     what: "runtime policy",
-                    source,
+                    error,
                 },
                 Ok(_) => classify(e),
             }

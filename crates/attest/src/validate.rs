@@ -359,9 +359,9 @@ impl State {
 
     /// Parse a saved state.
     pub fn from_json(text: &[u8]) -> Result<State> {
-        serde_json::from_slice(text).map_err(|source| Error::Json {
+        serde_json::from_slice(text).map_err(|error| Error::Json {
             what: "attestation state",
-            source,
+            error,
         })
     }
 

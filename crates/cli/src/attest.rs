@@ -578,6 +578,11 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
         write_atomic(p, s.to_json().as_bytes())?;
     }
     print_report(&report, a.json)?;
+    if q.is_none() {
+        eprintln!(
+            "vigil: warning: no PCR quote given (--pcr/--pcrs): the list was not checked against PCR 10"
+        );
+    }
     // The process exits next: releasing a large policy and list one allocation at a
     // time would cost more than validating them.
     std::mem::forget(prepared);
@@ -884,15 +889,20 @@ fn verify(
     embedded: bool,
     require_signature: bool,
 ) -> anyhow::Result<ExitCode> {
+    // An unreadable or unusable key is an input error (exit 2) whatever the policy is.
+    let key = match key {
+        Some(k) => Some(PublicKey::from_pem_or_cert(
+            &read(k)?,
+            &k.display().to_string(),
+        )?),
+        None => None,
+    };
     let data = read(path)?;
     let what = path.display().to_string();
     let payload = if dsse::is_envelope(&data) {
         let env = dsse::parse(&data).with_context(|| what.clone())?;
         let res = match (key, embedded) {
-            (Some(k), _) => {
-                let pk = PublicKey::from_pem_or_cert(&read(k)?, &k.display().to_string())?;
-                dsse::verify(&env, &[pk])
-            }
+            (Some(pk), _) => dsse::verify(&env, &[pk]),
             (None, true) => dsse::verify_with_embedded_certs(&env).map(|(p, _)| p),
             (None, false) => {
                 bail!("{what}: a DSSE envelope: give --key, or --embedded-certs")
@@ -927,9 +937,9 @@ fn verify(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(vigil_attest::Error::Json { source, .. }) => Err(anyhow!(
-            "{what}: runtime policy is not valid JSON: {source}"
-        )),
+        Err(vigil_attest::Error::Json { error, .. }) => {
+            Err(anyhow!("{what}: runtime policy is not valid JSON: {error}"))
+        }
         Err(e) => {
             println!("{what}: {e}");
             Ok(ExitCode::from(1))

@@ -384,12 +384,12 @@ impl Source {
             .fill_buf()
             .with_context(|| format!("cannot read {name}"))?
             .to_vec();
+        // The same detection as `vigil attest --list`, plus JSON Lines.
         let format = match args.format {
-            Format::Auto => match head.first() {
-                None => Format::Binary,
-                Some(b' ' | b'0'..=b'9') => Format::Ascii,
-                Some(b'{') => Format::Json,
-                Some(_) => Format::Binary,
+            Format::Auto if head.trim_ascii_start().starts_with(b"{") => Format::Json,
+            Format::Auto => match vigil_attest::list::ListFormat::detect(&head) {
+                vigil_attest::list::ListFormat::Ascii => Format::Ascii,
+                vigil_attest::list::ListFormat::Binary => Format::Binary,
             },
             f => f,
         };
@@ -454,16 +454,16 @@ impl Source {
                 match lines.next() {
                     None => break None,
                     Some(line) => {
-                        let line = line.with_context(|| format!("reading {}", self.name))?;
+                        // Callers name the list.
+                        let line = line.context("reading")?;
                         if line.trim().is_empty() {
                             continue;
                         }
-                        let j: JsonRecord = serde_json::from_str(&line).with_context(|| {
-                            format!("{}: record {}: bad JSON", self.name, self.index)
-                        })?;
+                        let j: JsonRecord = serde_json::from_str(&line)
+                            .with_context(|| format!("record {}: bad JSON", self.index))?;
                         break Some(
                             j.into_record(self.endian)
-                                .with_context(|| format!("{}: record {}", self.name, self.index))?,
+                                .with_context(|| format!("record {}", self.index))?,
                         );
                     }
                 }

@@ -318,6 +318,32 @@ fn broken_inputs_give_clear_errors() {
     let o = vigil(&["attest", "--policy", "nope.json", "--list", &list], d);
     assert_eq!(code(&o), 2);
     assert!(text(&o).contains("nope.json"), "{}", text(&o));
+    // Each cause is said once.
+    std::fs::write(d.join("empty"), "").unwrap();
+    for args in [
+        &["attest", "--policy", "empty", "--list", &list][..],
+        &["runtime-policy", "create", "-p", "empty"],
+        &["runtime-policy", "create", "--rootfs", "nope"],
+    ] {
+        let o = vigil(args, d);
+        assert_eq!(code(&o), 2, "{args:?}");
+        let t = text(&o);
+        let cause = ["EOF while parsing", "No such file"]
+            .into_iter()
+            .find(|c| t.contains(c))
+            .unwrap_or_else(|| panic!("{args:?}: {t}"));
+        assert_eq!(t.matches(cause).count(), 1, "{args:?}: {t}");
+    }
+    // A list of tab-separated lines is text whose lines are unparsable entries
+    // (Keylime: failed entries), not a binary list.
+    let tabs = std::fs::read_to_string(&list).unwrap().replace(' ', "\t");
+    std::fs::write(d.join("tabs"), tabs).unwrap();
+    let o = vigil(&["attest", "--policy", "ok.json", "--list", "tabs"], d);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("unparsable entry"), "{}", text(&o));
+    // Without a quote, it says that no quote was checked.
+    let o = vigil(&["attest", "--policy", "ok.json", "--list", "text"], d);
+    assert!(text(&o).contains("no PCR quote given"), "{}", text(&o));
 }
 
 #[test]
@@ -454,6 +480,26 @@ fn verify_diff_merge_sign() {
         )),
         1
     );
+    // An unsigned policy with a good key: not signed (1); with a missing or unusable
+    // key: an input error (2), as for an envelope.
+    assert_eq!(
+        code(&vigil(
+            &["runtime-policy", "verify", "m.json", "-k", "k.pub"],
+            d
+        )),
+        1
+    );
+    std::fs::write(d.join("empty"), "").unwrap();
+    for (policy, key) in [
+        ("m.json", "missing.pub"),
+        ("m.json", "empty"),
+        ("s.json", "missing.pub"),
+        ("s.json", "empty"),
+    ] {
+        let o = vigil(&["runtime-policy", "verify", policy, "-k", key], d);
+        assert_eq!(code(&o), 2, "{policy} {key}: {}", text(&o));
+        assert!(text(&o).contains(key), "{}", text(&o));
+    }
     let list = format!("{DATA}/keylime/create-runtime-policy/ima-log-sha1");
     let o = vigil(
         &[

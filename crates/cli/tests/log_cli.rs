@@ -405,8 +405,38 @@ fn malformed_input_is_a_located_error() {
     let o = run(vigil().args(["log", "show"]).arg(&p));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8(o.stderr).unwrap().contains("line 1"));
-    // An ASCII list cut inside a line is truncated (--partial: stop before it).
+    // Text is detected as an ASCII list even with leading blank lines, tabs or a bad
+    // PCR (errors are ASCII ones), and the list is named once in errors.
     let ascii = std::fs::read(fixture("ima-evm-utils/test_ascii_runtime_measurements")).unwrap();
+    std::fs::write(&p, [&b"\n\n"[..], &ascii].concat()).unwrap();
+    assert_eq!(
+        stdout(&["log", "show", p.to_str().unwrap()])
+            .lines()
+            .count(),
+        3
+    );
+    for text in [
+        b"-1 00 ima-ng x\n".to_vec(),
+        ascii
+            .iter()
+            .map(|&b| if b == b' ' { b'\t' } else { b })
+            .collect(),
+    ] {
+        std::fs::write(&p, text).unwrap();
+        let o = run(vigil().args(["log", "show"]).arg(&p));
+        assert_eq!(o.status.code(), Some(2));
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(
+            err.contains("line 1 (offset 0)") && err.contains("PCR"),
+            "{err}"
+        );
+        assert_eq!(err.matches(p.to_str().unwrap()).count(), 1, "{err}");
+    }
+    let o = run(vigil().args(["log", "show", "--format", "json"]).arg(&p));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert_eq!(err.matches(p.to_str().unwrap()).count(), 1, "{err}");
+    // An ASCII list cut inside a line is truncated (--partial: stop before it).
     std::fs::write(&p, &ascii[..200]).unwrap();
     for cmd in [
         &["log", "show"][..],
