@@ -207,7 +207,7 @@ pub fn helper_main(args: Vec<OsString>) -> ExitCode {
     };
     a.options = options;
     if let Err(e) = apply_options(&mut a, sloppy) {
-        return usage(&format!("{e:#}"));
+        return usage(&crate::error_text(&e));
     }
     let (source, mountpoint) = (a.source.clone(), a.mountpoint.clone());
     let result = if fake {
@@ -227,7 +227,7 @@ pub fn helper_main(args: Vec<OsString>) -> ExitCode {
             code
         }
         Err(e) => {
-            eprintln!("mount.vigil: {e:#}");
+            eprintln!("mount.vigil: {}", crate::error_text(&e));
             ExitCode::from(32)
         }
     }

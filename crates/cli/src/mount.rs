@@ -512,7 +512,7 @@ fn daemon(setup: Setup, report: OwnedFd, log: Option<&Path>) -> i32 {
     let m = match setup.mount() {
         Ok(m) => m,
         Err(e) => {
-            let _ = write!(report, "{e:#}");
+            let _ = write!(report, "{}", crate::error_text(&e));
             return 2;
         }
     };

@@ -306,6 +306,10 @@ fn mount_helper_flags_and_exit_status() {
     let o = run(&[&d.src, &d.mnt, &"-f", &"-opolicy=/nonexistent/policy"]);
     assert_eq!(o.status.code(), Some(32));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/policy"));
+    let o = run(&[&d.src, &d.mnt, &"-f", &"-okeys=/nonexistent/key.der"]);
+    assert_eq!(o.status.code(), Some(32));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
     let o = run(&[&d.src]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected SOURCE and MOUNTPOINT"));
@@ -613,6 +617,10 @@ fn exec_refuses_what_execve_refuses() {
     assert!(err.contains("no execute permission"), "{err}");
     fs::set_permissions(&f, fs::Permissions::from_mode(0o744)).unwrap();
     assert_eq!(exec(&[&f], &d.run).0, Some(0));
+    // Other errors: 2, the OS error once (not again as the error's source).
+    let (code, _, err) = exec(&[&"--state", &"/proc/nonexistent/x", &f], &d.run);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("(os error 2)").count(), 1, "{err}");
     // A directory and a FIFO (not opened: it would block).
     for (p, make) in [(d.mnt.clone(), None), (d.src.join("fifo"), Some("mkfifo"))] {
         if let Some(tool) = make {
