@@ -1124,7 +1124,7 @@ impl SigStats {
                 SigCheck::Verified(_) => {
                     self.verified += 1;
                     if verbose {
-                        println!("{line}");
+                        writeln!(crate::stdout(), "{line}")?;
                     }
                 }
                 SigCheck::Unchecked(_) => {

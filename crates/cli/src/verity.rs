@@ -434,11 +434,12 @@ fn verify_sig(a: VerifySigArgs) -> anyhow::Result<ExitCode> {
 
 fn measure(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     let params = a.tree.params()?;
+    let mut out = crate::stdout();
     for path in &a.files {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let why = match sys::measure(&file) {
             Ok(Some(d)) => {
-                println!("{d} {}", path.display());
+                writeln!(out, "{d} {}", path.display())?;
                 continue;
             }
             Ok(None) => "the file does not have fs-verity enabled".to_owned(),
@@ -459,7 +460,7 @@ fn measure(a: MeasureArgs) -> anyhow::Result<ExitCode> {
                 format!("salt {}", hex::encode(params.salt()))
             }
         );
-        println!("{d} {}", path.display());
+        writeln!(out, "{d} {}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
