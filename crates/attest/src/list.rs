@@ -668,15 +668,19 @@ fn parse_ascii_line(line: &[u8]) -> ListItem<'static> {
     }
 }
 
+/// The byte order of a binary list, told by its first PCR index.
+fn binary_endian(data: &[u8]) -> Endian {
+    match data {
+        [a, b, c, d, ..] => Endian::detect([*a, *b, *c, *d]),
+        _ => Endian::native(),
+    }
+}
+
 /// Parse a binary list whose template-digest column is `digest_algo` (SHA-1 for the
 /// legacy file, the bank's algorithm for `binary_runtime_measurements_<alg>`). A
 /// structural error stops the list: binary records cannot be resynchronised.
 pub fn parse_binary(data: &[u8], digest_algo: HashAlgo) -> Result<Vec<ListItem<'static>>> {
-    let endian = if data.len() >= 4 {
-        Endian::detect([data[0], data[1], data[2], data[3]])
-    } else {
-        Endian::native()
-    };
+    let endian = binary_endian(data);
     let mut reader = BinaryReader::new(data, digest_algo, endian);
     let mut out = Vec::new();
     while let Some(raw) = reader.next_raw()? {
@@ -697,11 +701,7 @@ pub fn parse(data: &[u8], binary_digest_algo: HashAlgo) -> Result<Vec<ListItem<'
 /// A binary list rendered as the kernel's ASCII list (what policy generation, which
 /// reads ASCII lists as Keylime does, makes of a binary one).
 pub fn binary_as_ascii(data: &[u8], digest_algo: HashAlgo) -> Result<Vec<u8>> {
-    let endian = if data.len() >= 4 {
-        Endian::detect([data[0], data[1], data[2], data[3]])
-    } else {
-        Endian::native()
-    };
+    let endian = binary_endian(data);
     let mut reader = BinaryReader::new(data, digest_algo, endian);
     let mut out = Vec::new();
     while let Some(raw) = reader.next_raw()? {
