@@ -366,11 +366,11 @@ impl Shared {
     ) -> Result<(u64, FopenFlags), Errno> {
         let acc = flags & libc::O_ACCMODE;
         let writable = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        // Never O_APPEND: WRITEs come at the offset the kernel chose (an append is placed
-        // at EOF by the kernel, and its WRITE says so in its flags; see `write`), while a
-        // handle that was opened O_APPEND also carries page-cache writebacks of shared
-        // mappings and the writes made after `fcntl(F_SETFL)` cleared O_APPEND, which
-        // must land at their own offsets. pwrite on an O_APPEND descriptor would append them.
+        // Never O_APPEND: WRITEs go to the offset the kernel chose (it places appends at
+        // its cached size; see `write`), and a handle that was opened O_APPEND also
+        // carries page-cache writebacks of shared mappings, RWF_NOAPPEND writes and the
+        // writes made after `fcntl(F_SETFL)` cleared O_APPEND, which must land at their
+        // own offsets. pwrite on an O_APPEND descriptor would append them.
         let oflags = flags
             & !(libc::O_CREAT
                 | libc::O_EXCL
@@ -408,10 +408,15 @@ impl Shared {
         {
             let now = Stamp::of(&attrs);
             let mut cached = node.state.cached.lock().unwrap_or_else(|e| e.into_inner());
-            if *cached == Some(now) {
+            // A handle for writing drops them too: its open makes the kernel's size
+            // current (below), which may put a page of the file in the cache.
+            if *cached == Some(now) && !writable {
                 fopen |= FopenFlags::FOPEN_KEEP_CACHE;
             }
             *cached = Some(now);
+        }
+        if writable && node.kind == FileType::RegularFile {
+            self.refresh_size(&node, &file, acc, attrs.size);
         }
         node.state.opens.fetch_add(1, Ordering::AcqRel);
         let fh = self.handles.insert(Handle {
@@ -422,6 +427,42 @@ impl Shared {
             opened: Some(opened),
         });
         Ok((fh, fopen))
+    }
+
+    /// Make the kernel's idea of the file's size at least `size`, the backing file's
+    /// size at an open for writing. The kernel places appends (O_APPEND writes and
+    /// pwritev2(RWF_APPEND)) at the size it has cached, and without a writeback cache
+    /// it does not ask for the size before a write: if the file grew behind the mount,
+    /// an append through a handle opened now would overwrite what was appended there.
+    /// An inode invalidation does not change the cached size; a store of the file's
+    /// last byte (FUSE_NOTIFY_STORE) extends it to `size`. Called on a worker before the
+    /// OPEN is answered (so the opener's first write sees the size), never on the loop
+    /// (a store may wait for a page that a READ in the loop's queue holds). The kernel
+    /// then drops the file's pages at this open (no FOPEN_KEEP_CACHE for writers), so
+    /// the stored byte is not served from the cache afterwards.
+    fn refresh_size(&self, node: &Node, file: &File, acc: i32, size: u64) {
+        let Some(n) = self.notifier.get() else { return };
+        if size == 0 {
+            return;
+        }
+        let mut byte = [0u8; 1];
+        let read = if acc == libc::O_WRONLY {
+            sys::reopen(node.fd(), libc::O_RDONLY)
+                .and_then(|fd| File::from(fd).read_at(&mut byte, size - 1))
+        } else {
+            file.read_at(&mut byte, size - 1)
+        };
+        if read.ok() != Some(1) {
+            return;
+        }
+        let _ = n.store(INodeNo(node.ino), size - 1, &byte);
+        // A store that begins a page marks that page up to date: drop it at once
+        // rather than at the end of the open.
+        // SAFETY: trivial getter.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+        if (size - 1) % page == 0 {
+            let _ = n.inval_inode(INodeNo(node.ino), (size - 1) as i64, 1);
+        }
     }
 
     /// READ on a worker: verified against the measurement's tree when the handle has
@@ -1023,8 +1064,8 @@ impl Filesystem for VigilFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        write_flags: WriteFlags,
-        flags: OpenFlags,
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
@@ -1033,41 +1074,24 @@ impl Filesystem for VigilFs {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
-        // `flags` are the file's status flags at the time of this write(2) (after any
-        // fcntl(F_SETFL)); a page-cache writeback (mmap stores, pid 0, FUSE_WRITE_CACHE)
-        // carries none and always goes to its own offset.
-        let append =
-            flags.0 & libc::O_APPEND != 0 && !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        // The kernel placed the write: an O_APPEND descriptor's write, or a
+        // pwritev2(RWF_APPEND), comes at the kernel's cached size; RWF_NOAPPEND, a write
+        // after fcntl(F_SETFL) cleared O_APPEND and the writeback of a shared mapping
+        // come at their own offsets. `flags` (the file's status flags) cannot tell these
+        // apart, so every WRITE goes exactly where the kernel sent it. The kernel's size
+        // is made current when an open finds the file grown behind the mount (see
+        // `open_file`).
         // Page-cache writeback arrives here too, on some writable handle of the file: it
         // is counted like any other write.
         let m = tri!(reply, s.enforce.modify(node));
         // Bumped before the data changes (readers' checks stand down) and after (the
         // page cache is not kept at the next open).
         s.changed(node);
-        let r = if append {
-            // The kernel placed it at its cached size; the backing file's real end is
-            // where an append goes (it differs only if the file grew behind the mount).
-            sys::append(file, data)
-        } else {
-            file.write_all_at(data, offset)
-                .map(|()| offset.saturating_add(data.len() as u64))
-        };
+        let r = file.write_all_at(data, offset);
         s.changed(node);
         drop(m);
         match r {
-            Ok(end) => {
-                reply.written(data.len() as u32);
-                if append && end != offset.saturating_add(data.len() as u64) {
-                    // The kernel copied the data into its cache at `offset`: drop that
-                    // (from a worker: the writer holds those pages until it has the reply).
-                    let (shared, ino) = (s.clone(), node.ino);
-                    s.pool.run(move || {
-                        if let Some(n) = shared.notifier.get() {
-                            let _ = n.inval_inode(INodeNo(ino), 0, -1);
-                        }
-                    });
-                }
-            }
+            Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(errno(&e)),
         }
     }

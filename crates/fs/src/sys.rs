@@ -238,33 +238,6 @@ pub(crate) fn utimens_fd(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io:
     check(unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) }).map(drop)
 }
 
-/// Append `data` at the end of `file` as O_APPEND would (`pwritev2(RWF_APPEND)`: the
-/// descriptor itself is not O_APPEND); returns the file's size afterwards.
-pub(crate) fn append(file: &std::fs::File, data: &[u8]) -> io::Result<u64> {
-    let mut done = 0usize;
-    while done < data.len() {
-        let rest = &data[done..];
-        let iov = libc::iovec {
-            iov_base: rest.as_ptr() as *mut libc::c_void,
-            iov_len: rest.len(),
-        };
-        // SAFETY: one iovec describing `rest`, which outlives the call.
-        let n = unsafe { libc::pwritev2(file.as_raw_fd(), &iov, 1, 0, libc::RWF_APPEND) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        done += n as usize;
-    }
-    Ok(fstat(std::os::fd::AsFd::as_fd(file))?.st_size as u64)
-}
-
 /// Set the times of the symbolic link behind an `O_PATH | O_NOFOLLOW` descriptor, not
 /// of what it points to (`utimensat` with `AT_EMPTY_PATH`, Linux 5.8 and later).
 pub(crate) fn utimens_link(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io::Result<()> {
