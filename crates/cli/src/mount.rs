@@ -36,15 +36,16 @@ pub enum Command {
     ///
     /// Exit status: 0, or 2 if MNT is not a vigil mount.
     Status(StatusArgs),
-    /// Seal a file on a vigil mount: from then on, write opens, writes, truncation and
+    /// Seal a regular file on a vigil mount: from then on, write opens, writes, truncation and
     /// fallocate fail with EPERM until `vigil unseal`, and so do removing or renaming
     /// any of its names and renaming another file over one (RENAME_EXCHANGE too).
     /// Refused (EBUSY) while any writer or writable mapping exists; vigil retries until
     /// --timeout.
     ///
-    /// Exit status: 0 sealed, 1 still busy at the timeout, 2 other errors.
+    /// Exit status: 0 sealed, 1 still busy at the timeout, 2 other errors (such as not
+    /// a regular file — refused without opening it — or not on a vigil mount).
     Seal(SealArgs),
-    /// Remove the seal of a file on a vigil mount (root only).
+    /// Remove the seal of a regular file on a vigil mount (root only).
     ///
     /// Exit status: 0 unsealed, 2 on error.
     Unseal(UnsealArgs),
@@ -649,22 +650,62 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Issue one of the mount's ioctls on `path`.
-fn file_ioctl(path: &Path, cmd: u32) -> std::io::Result<i32> {
-    let f = std::fs::File::open(path)?;
+/// Issue one of the mount's ioctls on `path`, a regular file. Anything else is
+/// refused before it is opened: opening a FIFO blocks until a writer appears, and
+/// opening a device can have side effects (a tape rewinds).
+fn file_ioctl(path: &Path, cmd: u32) -> anyhow::Result<i32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || {
+        anyhow::anyhow!(
+            "{}: not a regular file: seals apply to regular files",
+            path.display()
+        )
+    };
+    let context = || path.display().to_string();
+    if !std::fs::metadata(path)
+        .with_context(context)?
+        .file_type()
+        .is_file()
+    {
+        return Err(not_regular());
+    }
+    // Non-blocking, in case the path was replaced by a FIFO since the stat.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .with_context(context)?;
+    if !f.metadata().with_context(context)?.file_type().is_file() {
+        return Err(not_regular());
+    }
     // SAFETY: an argument-less ioctl on our descriptor.
     let r = unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) };
     if r < 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(explain(path, std::io::Error::last_os_error()));
     }
     Ok(r)
 }
 
+/// The ioctl's error for `path`, said in words where the bare error would not say why.
 fn explain(path: &Path, e: std::io::Error) -> anyhow::Error {
-    if e.raw_os_error() == Some(libc::ENOTTY) || e.raw_os_error() == Some(libc::ENOSYS) {
-        anyhow::anyhow!("{}: not on a vigil mount", path.display())
-    } else {
-        anyhow::Error::new(e).context(path.display().to_string())
+    match e.raw_os_error() {
+        Some(libc::ENOTTY | libc::ENOSYS) => {
+            anyhow::anyhow!("{}: not on a vigil mount", path.display())
+        }
+        // The mount answers EINVAL for its .vigil/ files (regular files are refused
+        // above otherwise).
+        Some(libc::EINVAL)
+            if std::fs::canonicalize(path)
+                .ok()
+                .and_then(|p| p.parent()?.file_name().map(|n| n == ".vigil"))
+                .unwrap_or(false) =>
+        {
+            anyhow::anyhow!(
+                "{}: the .vigil files are read-only exports and cannot be sealed",
+                path.display()
+            )
+        }
+        _ => anyhow::Error::new(e).context(path.display().to_string()),
     }
 }
 
@@ -676,7 +717,7 @@ fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
         loop {
             match file_ioctl(p, ioctl::SEAL) {
                 Ok(_) => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                Err(e) if is_busy(&e) => {
                     if Instant::now() >= deadline {
                         let writers = file_ioctl(p, ioctl::STATUS)
                             .map(|s| s & !ioctl::STATUS_SEALED)
@@ -691,7 +732,7 @@ fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
                     std::thread::sleep(wait);
                     wait = (wait * 2).min(Duration::from_millis(200));
                 }
-                Err(e) => return Err(explain(p, e)),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -702,9 +743,14 @@ fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn is_busy(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+}
+
 fn unseal(a: UnsealArgs) -> anyhow::Result<ExitCode> {
     for p in &a.files {
-        file_ioctl(p, ioctl::UNSEAL).map_err(|e| explain(p, e))?;
+        file_ioctl(p, ioctl::UNSEAL)?;
     }
     Ok(ExitCode::SUCCESS)
 }

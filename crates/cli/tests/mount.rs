@@ -467,6 +467,76 @@ fn seal_and_unseal() {
     assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
 }
 
+/// `vigil ARGS`, killed (and the test failed) if it takes longer than `limit`.
+fn vigil_within(args: &[&dyn AsRef<std::ffi::OsStr>], run: &Path, limit: Duration) -> Output {
+    use std::process::Stdio;
+    let mut child = vigil_command(args, run)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "vigil {:?} did not return within {limit:?}",
+                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn seal_refuses_what_is_not_a_regular_file() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    fs::create_dir(d.src.join("dir")).unwrap();
+    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let fifo = d.mnt.join("fifo");
+    let outside = d._t.path().join("fifo");
+    for p in [&fifo, &outside] {
+        assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    }
+    // A FIFO (on the mount and off it) is never opened: that would block until a
+    // writer came. A directory and a device are refused the same way.
+    for p in [
+        &fifo,
+        &outside,
+        &d.mnt.join("dir"),
+        &PathBuf::from("/dev/zero"),
+    ] {
+        let seal: [&dyn AsRef<std::ffi::OsStr>; 4] = [&"seal", &"--timeout", &"1", p];
+        let unseal: [&dyn AsRef<std::ffi::OsStr>; 2] = [&"unseal", p];
+        for (cmd, args) in [("seal", &seal[..]), ("unseal", &unseal[..])] {
+            let o = vigil_within(args, &d.run, Duration::from_secs(10));
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {}: {err}", p.display());
+            assert!(
+                err.contains("not a regular file: seals apply to regular files"),
+                "{cmd} {}: {err}",
+                p.display()
+            );
+        }
+    }
+    // The .vigil/ files say why, not a bare EINVAL.
+    let o = vigil(&[&"seal", &d.mnt.join(".vigil/pcrs")], &d.run);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("read-only exports and cannot be sealed"),
+        "{err}"
+    );
+    assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
+}
+
 fn have(tool: &str) -> bool {
     Command::new("sh")
         .arg("-c")
