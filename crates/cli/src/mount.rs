@@ -59,8 +59,9 @@ pub enum Command {
     ///
     /// Exit status: that of the program; 1 if appraisal refused the file or its
     /// interpreter, or it changed while it was copied; 126 if execve would refuse it
-    /// (EACCES: not a regular file, no execute permission, noexec mount); 2 on bad
-    /// usage or an unreadable file.
+    /// (EACCES: not a regular file, no execute permission, noexec mount; ENOEXEC: no
+    /// known binary format and no `#!`, or no interpreter on the `#!` line; ELOOP:
+    /// more than five levels of interpreters); 2 on bad usage or an unreadable file.
     Exec(ExecArgs),
 }
 
@@ -756,7 +757,7 @@ fn unseal(a: UnsealArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Why `vigil exec` refuses to run a file: the exit status (126 for what execve
-/// refuses with EACCES/ELOOP, as a shell reports it; 1 for a failed appraisal) and the
+/// refuses with EACCES/ELOOP/ENOEXEC, as a shell reports it; 1 for a failed appraisal) and the
 /// message.
 #[derive(Debug)]
 struct Refused(u8, String);
@@ -975,7 +976,7 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
         let Shebang { name, arg } = match shebang(&head[..n]) {
             Ok(None) => break mem,
             Ok(Some(i)) => i,
-            Err(why) => bail!("{label}: {why} (ENOEXEC)"),
+            Err(why) => return Err(Refused(126, format!("{label}: {why} (ENOEXEC)")).into()),
         };
         depth += 1;
         if depth > 5 {
@@ -1019,7 +1020,13 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
     drop(tmp);
     // SAFETY: NULL-terminated argv/envp of valid C strings; on success this never returns.
     unsafe { libc::fexecve(mem.as_raw_fd(), argp.as_ptr(), envpp.as_ptr()) };
-    Err(std::io::Error::last_os_error()).with_context(|| format!("executing {}", path.display()))
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::ENOEXEC) {
+        // Neither a binary format the kernel knows nor a script: 126, as for the
+        // other files execve refuses.
+        return Err(Refused(126, format!("{label}: Exec format error (ENOEXEC)")).into());
+    }
+    Err(e).with_context(|| format!("executing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -701,6 +701,28 @@ fn exec_refuses_what_execve_refuses() {
         assert_eq!(code, Some(126), "{err}");
         assert!(err.contains("not a regular file"), "{err}");
     }
+    // No binary format and no #! line, or a #! line naming nothing: ENOEXEC, 126 too.
+    for (name, text, why) in [
+        ("plain", &b"echo x\n"[..], "Exec format error"),
+        (
+            "junk",
+            &b"\x00\x01\x02\x03 not a binary"[..],
+            "Exec format error",
+        ),
+        (
+            "empty-shebang",
+            &b"#!  \necho x\n"[..],
+            "no interpreter named",
+        ),
+    ] {
+        let p = d.src.join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        let (code, out, err) = exec(&[&p], &d.run);
+        assert_eq!(code, Some(126), "{name}: {err}");
+        assert!(out.is_empty(), "{name}: {out}");
+        assert!(err.contains(why), "{name}: {err}");
+    }
     // A noexec mount.
     let o = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "noexec", "tmpfs"])
