@@ -55,7 +55,9 @@ pub enum Command {
     /// growing, and execute that memfd — so what was verified is exactly what runs.
     /// A `#!` script's interpreter is checked the same way and run from its own memfd,
     /// given the script's memfd (`/dev/fd/N`) to read; for `#!/usr/bin/env NAME` that
-    /// is env, which then finds NAME in PATH itself.
+    /// is env, which then finds NAME in PATH itself. Unlike execve, this never grants
+    /// privileges: a set-user-ID or set-group-ID program, or one with file
+    /// capabilities, runs with the caller's credentials (vigil warns on stderr).
     ///
     /// Exit status: that of the program; 1 if appraisal refused the file or its
     /// interpreter, or it changed while it was copied; 126 if execve would refuse it
@@ -820,15 +822,50 @@ fn check_executable(path: &Path, label: &str) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// The privileges execve would give `who` running `file` that an exec of its memfd
+/// does not, said as "is set-user-ID", "is set-user-ID and set-group-ID", "has file
+/// capabilities", …; `None` if there are none. As the kernel decides them
+/// (`bprm_fill_uid`, file capabilities): none on a `nosuid` mount or under
+/// no_new_privs, set-group-ID only with group execute permission, and only those
+/// that would change the caller's credentials.
+fn privileges_lost(file: &std::fs::File, who: &Caller) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let nosuid = rustix::fs::fstatvfs(file)
+        .is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID));
+    if nosuid || rustix::thread::no_new_privs().unwrap_or(false) {
+        return None;
+    }
+    let meta = file.metadata().ok()?;
+    let mode = meta.mode();
+    let mut ids = Vec::new();
+    if mode & libc::S_ISUID != 0 && meta.uid() != who.euid {
+        ids.push("set-user-ID");
+    }
+    let sgid = libc::S_ISGID | libc::S_IXGRP;
+    if mode & sgid == sgid && meta.gid() != who.egid {
+        ids.push("set-group-ID");
+    }
+    let mut lost = Vec::new();
+    if !ids.is_empty() {
+        lost.push(format!("is {}", ids.join(" and ")));
+    }
+    // Root has every capability already. (ERANGE: a value longer than any known.)
+    let caps = rustix::fs::fgetxattr(file, "security.capability", &mut [0u8; 64]);
+    if who.euid != 0 && matches!(caps, Ok(_) | Err(rustix::io::Errno::RANGE)) {
+        lost.push("has file capabilities".to_owned());
+    }
+    (!lost.is_empty()).then(|| lost.join(" and "))
+}
+
 /// Open `path` as execve does, evaluate the policy for it as the kernel does for an
 /// exec — `FILE_CHECK` with `MAY_EXEC` at the open, then `BPRM_CHECK` — and copy what
-/// was appraised into a sealed memfd.
+/// was appraised into a sealed memfd. Also returns what [`privileges_lost`] says.
 fn verified_memfd(
     guard: &vigil_guard::Guard,
     who: &Caller,
     path: &Path,
     label: &str,
-) -> anyhow::Result<OwnedFd> {
+) -> anyhow::Result<(OwnedFd, Option<String>)> {
     use std::os::fd::AsFd;
     use vigil_guard::{Error, Hook};
     let file = check_executable(path, label)?;
@@ -854,7 +891,7 @@ fn verified_memfd(
         }
     }
     match guard.sealed_memfd(&ident, file.as_fd(), true) {
-        Ok(m) => Ok(m),
+        Ok(m) => Ok((m, privileges_lost(&file, who))),
         Err(e @ Error::Changed) => Err(Refused(1, format!("{label}: {e}")).into()),
         Err(e) => Err(e).with_context(|| format!("copying {label} into a sealed memfd")),
     }
@@ -968,13 +1005,20 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut depth = 0;
     let mut label = path.display().to_string();
     let mem = loop {
-        let mem = verified_memfd(&guard, &who, &path, &label)?;
+        let (mem, lost) = verified_memfd(&guard, &who, &path, &label)?;
         let mut head = [0u8; 256];
         let n = rustix::io::pread(&mem, &mut head, 0)
             .map_err(std::io::Error::from)
             .with_context(|| format!("reading the copy of {label}"))?;
         let Shebang { name, arg } = match shebang(&head[..n]) {
-            Ok(None) => break mem,
+            Ok(None) => {
+                // What the kernel loads decides the credentials (a script's own
+                // set-user-ID bit is ignored): fexecve of a memfd never changes them.
+                if let Some(lost) = lost {
+                    eprintln!("vigil exec: {label} {lost}; it runs without those privileges");
+                }
+                break mem;
+            }
             Ok(Some(i)) => i,
             Err(why) => return Err(Refused(126, format!("{label}: {why} (ENOEXEC)")).into()),
         };

@@ -739,6 +739,74 @@ fn exec_refuses_what_execve_refuses() {
 }
 
 #[test]
+fn exec_warns_that_set_user_id_programs_run_without_privileges() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    let id = d.src.join("id");
+    fs::copy("/usr/bin/id", &id).unwrap();
+    std::os::unix::fs::chown(&id, Some(65534), Some(65534)).unwrap();
+    // Set-user-ID and set-group-ID for nobody: execve would make root nobody; the
+    // memfd runs with the caller's credentials, and vigil says so.
+    for (mode, what) in [
+        (0o4755, "is set-user-ID;"),
+        (0o2755, "is set-group-ID;"),
+        (0o6755, "is set-user-ID and set-group-ID;"),
+    ] {
+        fs::set_permissions(&id, fs::Permissions::from_mode(mode)).unwrap();
+        let (code, out, err) = exec(&[&id, &"-u"], &d.run);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(out, "0\n");
+        assert_eq!(
+            err,
+            format!(
+                "vigil exec: {} {what} it runs without those privileges\n",
+                fs::canonicalize(&id).unwrap().display()
+            )
+        );
+    }
+    // File capabilities, for a caller that is not root.
+    if have("setcap") {
+        fs::set_permissions(&id, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(Command::new("setcap")
+            .arg("cap_net_raw+ep")
+            .arg(&id)
+            .status()
+            .unwrap()
+            .success());
+        for dir in [d._t.path(), &d.src] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let o = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_vigil"))
+            .arg("exec")
+            .arg(&id)
+            .arg("-u")
+            .env("VIGIL_RUN_DIR", &d.run)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "65534\n");
+        assert!(
+            err.ends_with(" has file capabilities; it runs without those privileges\n"),
+            "{err}"
+        );
+    }
+    // Nothing to lose: set-user-ID to the caller itself, set-group-ID without group
+    // execute permission (mandatory locking, not set-group-ID), a plain program.
+    std::os::unix::fs::chown(&id, Some(0), None).unwrap();
+    for mode in [0o4755, 0o2745, 0o755] {
+        fs::set_permissions(&id, fs::Permissions::from_mode(mode)).unwrap();
+        let (code, _, err) = exec(&[&id], &d.run);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(err, "", "{mode:o}");
+    }
+}
+
+#[test]
 fn exec_evaluates_file_check_and_bprm_check_for_program_and_interpreter() {
     if !can_mount() || !have("evmctl") || !have("openssl") {
         return;
