@@ -344,16 +344,17 @@ impl Shared {
         v
     }
 
-    /// Node id to show for a listing entry: its node if the kernel knows it.
+    /// Node id to show for a listing entry: the id a lookup of it gives.
     fn entry_ino(&self, dir: &Node, e: &Entry) -> u64 {
         if e.name == control::DIR_NAME.as_bytes() && dir.ino == ROOT_INO {
             return control::DIR_INO;
         }
-        let key = (dir.key.0, e.backing_ino);
-        self.inodes
-            .peek_key(key)
-            .or_else(|| self.inodes.stable_id(key))
-            .unwrap_or(e.backing_ino.max(1))
+        if e.name == b"." {
+            return dir.ino;
+        }
+        // The same mapping as lookups use. (A mount point's entry names the directory
+        // it covers, as a native listing does.)
+        self.inodes.id_of((dir.key.0, e.backing_ino))
     }
 
     fn open_file(

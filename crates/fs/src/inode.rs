@@ -2,15 +2,20 @@
 //!
 //! A node lives exactly as long as the kernel's lookup count for it: every entry reply
 //! adds one, FORGET subtracts, and at zero the node and its `O_PATH` descriptor go.
-//! A node's id, which is also the inode number the mount reports, is the backing
-//! file's own inode number whenever that can be (a file on the source's filesystem
-//! with an inode number of at least [`FIRST_DYNAMIC_INO`] and below [`FALLBACK_INO`]),
-//! so it is the same after the kernel forgot the node and looked it up again, and
-//! across mounts, as natively. Other files (on filesystems mounted inside the source,
-//! or with inode numbers outside that range) get ids counted from [`FALLBACK_INO`].
-//! The descriptor pins the backing inode while the kernel knows it, so the backing
-//! (st_dev, st_ino) of a live node cannot be recycled to another file, and an id is
-//! given to another file only after the kernel forgot it.
+//! A node's id, which is also the inode number the mount reports, comes from one
+//! mapping of the backing file's (st_dev, st_ino), [`InodeTable::id_of`], used by
+//! lookups, attribute replies and directory listings alike, so a listing's `d_ino` is
+//! the `st_ino` a stat of the entry reports. A file on the source's filesystem gets its
+//! own inode number ([`InodeTable::stable_id`]), so its id is the same after the kernel
+//! forgot the node and looked it up again, and across mounts, as natively; the few
+//! numbers below [`FIRST_DYNAMIC_INO`] (taken by the root and `.vigil/`) map to
+//! [`LOW_INO_BASE`] + number instead, which is just as stable. Files on filesystems
+//! mounted inside the source (other st_dev: their numbers could equal a source file's)
+//! get ids counted from [`FALLBACK_INO`], when first looked up or listed; such an id is
+//! the same for stat and readdir while the kernel knows the node, and may change once
+//! the kernel forgot it. The descriptor pins the backing inode while the kernel knows
+//! it, so the backing (st_dev, st_ino) of a live node cannot be recycled to another
+//! file, and a counted id is given to another file only after the kernel forgot it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,10 +29,22 @@ use crate::sys;
 
 /// The root's node id (fixed by the FUSE protocol).
 pub const ROOT_INO: u64 = 1;
-/// First node id handed to backing files; ids below are reserved for `.vigil/`.
-pub const FIRST_DYNAMIC_INO: u64 = 64;
+/// Ids below this are the root's and `.vigil/`'s; a source file whose own inode number
+/// is below it gets [`LOW_INO_BASE`] + its number.
+pub const FIRST_DYNAMIC_INO: u64 = 8;
 /// Node ids from here on are counted, for files whose own inode number cannot serve.
 pub const FALLBACK_INO: u64 = 1 << 63;
+/// Ids of the source's files with inode numbers below [`FIRST_DYNAMIC_INO`]:
+/// `LOW_INO_BASE + st_ino`. Source files whose own numbers fall in
+/// `LOW_INO_BASE..FALLBACK_INO` (or above) get counted ids, so no two files share one.
+pub const LOW_INO_BASE: u64 = FALLBACK_INO - FIRST_DYNAMIC_INO;
+/// Counted ids handed out by listings and not (yet) taken by a lookup are kept up to
+/// this many; past it they are forgotten (a later lookup counts a new id).
+const MAX_LISTED: usize = 1 << 20;
+
+const _: () = assert!(
+    crate::control::DIR_INO + (crate::control::ControlFile::ALL.len() as u64) < FIRST_DYNAMIC_INO
+);
 
 /// What is known about a backing file's content at the moment the page cache was filled,
 /// to decide whether a later open may keep the cached pages.
@@ -110,8 +127,19 @@ impl Node {
 struct Tables {
     nodes: HashMap<u64, Arc<Node>>,
     by_key: HashMap<(u64, u64), u64>,
+    /// Counted ids that directory listings showed for backing files with no node: the
+    /// next lookup of the file takes its id from here, so stat agrees with `d_ino`.
+    listed: HashMap<(u64, u64), u64>,
     /// Next counted id (from [`FALLBACK_INO`]).
     next: u64,
+}
+
+impl Tables {
+    fn count(&mut self) -> u64 {
+        let i = self.next;
+        self.next = self.next.wrapping_add(1).max(FALLBACK_INO);
+        i
+    }
 }
 
 pub struct InodeTable {
@@ -133,17 +161,51 @@ impl InodeTable {
             inner: RwLock::new(Tables {
                 nodes,
                 by_key,
+                listed: HashMap::new(),
                 next: FALLBACK_INO,
             }),
             root_dev: key.0,
         })
     }
 
-    /// The id a backing file gets when it is not in the table: its own inode number
-    /// if that can serve (see the module's documentation).
+    /// The id a file of the source's filesystem always gets: its own inode number, or
+    /// [`LOW_INO_BASE`] + number for the numbers below [`FIRST_DYNAMIC_INO`]; `None`
+    /// for other filesystems and for numbers the mapping cannot hold (see the module's
+    /// documentation). One-to-one on the source's files.
     pub fn stable_id(&self, key: (u64, u64)) -> Option<u64> {
-        (key.0 == self.root_dev && (FIRST_DYNAMIC_INO..FALLBACK_INO).contains(&key.1))
-            .then_some(key.1)
+        if key.0 != self.root_dev {
+            return None;
+        }
+        match key.1 {
+            n if n < FIRST_DYNAMIC_INO => Some(LOW_INO_BASE + n),
+            n if n < LOW_INO_BASE => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The id of the backing file `key` as a directory listing shows it: its node's if
+    /// the kernel knows it, else the id a lookup of it would give (a counted id is
+    /// assigned here and kept for that lookup).
+    pub fn id_of(&self, key: (u64, u64)) -> u64 {
+        {
+            let t = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = t.by_key.get(&key).or_else(|| t.listed.get(&key)) {
+                return *i;
+            }
+        }
+        if let Some(i) = self.stable_id(key) {
+            return i;
+        }
+        let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = t.by_key.get(&key).or_else(|| t.listed.get(&key)) {
+            return *i;
+        }
+        if t.listed.len() >= MAX_LISTED {
+            t.listed.clear();
+        }
+        let i = t.count();
+        t.listed.insert(key, i);
+        i
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
@@ -176,13 +238,14 @@ impl InodeTable {
                 return node.clone();
             }
         }
-        let ino = match self.stable_id(key).filter(|i| !t.nodes.contains_key(i)) {
+        let listed = t.listed.remove(&key);
+        let ino = match self
+            .stable_id(key)
+            .or(listed)
+            .filter(|i| !t.nodes.contains_key(i))
+        {
             Some(i) => i,
-            None => {
-                let i = t.next;
-                t.next = t.next.wrapping_add(1).max(FALLBACK_INO);
-                i
-            }
+            None => t.count(),
         };
         let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key));
         t.nodes.insert(ino, node.clone());
@@ -297,5 +360,45 @@ impl HandleTable {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> (InodeTable, u64) {
+        let fd = OwnedFd::from(File::open("/").unwrap());
+        let dev = sys::fstat(fd.as_fd()).unwrap().st_dev;
+        (InodeTable::new(fd).unwrap(), dev)
+    }
+
+    #[test]
+    fn ids_of_the_sources_files_are_one_to_one_and_stable() {
+        let (t, dev) = table();
+        // The root's and `.vigil/`'s ids are never a backing file's.
+        for n in 0..FIRST_DYNAMIC_INO {
+            let id = t.stable_id((dev, n)).unwrap();
+            assert_eq!(id, LOW_INO_BASE + n);
+            assert!((FIRST_DYNAMIC_INO..FALLBACK_INO).contains(&id));
+        }
+        for n in [
+            FIRST_DYNAMIC_INO,
+            11 + FIRST_DYNAMIC_INO,
+            1 << 40,
+            LOW_INO_BASE - 1,
+        ] {
+            assert_eq!(t.stable_id((dev, n)), Some(n));
+        }
+        // Numbers the low range takes, and above: counted.
+        for n in [LOW_INO_BASE, FALLBACK_INO - 1, FALLBACK_INO, u64::MAX] {
+            assert_eq!(t.stable_id((dev, n)), None);
+        }
+        // Another filesystem: counted, the listing's id is the lookup's.
+        let other = (dev.wrapping_add(1), 12);
+        assert_eq!(t.stable_id(other), None);
+        let listed = t.id_of(other);
+        assert!(listed >= FALLBACK_INO);
+        assert_eq!(t.id_of(other), listed);
     }
 }

@@ -1203,3 +1203,118 @@ fn unknown_ioctls_and_tmpfile() {
         libc::EOPNOTSUPP
     );
 }
+
+/// Unmounts a tmpfs (lazily) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path) -> Tmpfs {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = vigil_fs::detach(&self.0);
+    }
+}
+
+/// A source whose inode numbers are small (tmpfs numbers from 1, as an ext4
+/// filesystem's root directory has lost+found at 11): its files' ids are stable across
+/// cache eviction, the backing numbers from [`vigil_fs::inode::FIRST_DYNAMIC_INO`] on.
+/// Every listing's `d_ino` is the entry's `st_ino`, on the source's filesystem and on
+/// one mounted inside it (counted ids), also past the first READDIRPLUS buffer.
+#[test]
+fn small_inode_numbers_and_listings_agree_with_stat() {
+    use vigil_fs::inode::{FIRST_DYNAMIC_INO, LOW_INO_BASE};
+    if !can_mount() {
+        return;
+    }
+    let _serial = caches_lock();
+    let mut f = Fixture::new();
+    let outer = Tmpfs::mount(&f.src);
+    for i in 0..12 {
+        fs::write(f.s(&format!("f{i}")), b"x").unwrap();
+    }
+    fs::create_dir(f.s("d")).unwrap();
+    fs::write(f.s("d/inner"), b"y").unwrap();
+    fs::create_dir(f.s("nest")).unwrap();
+    let inner = Tmpfs::mount(&f.s("nest"));
+    fs::create_dir(f.s("nest/big")).unwrap();
+    for i in 0..3000 {
+        File::create(f.s(&format!("nest/big/n{i}"))).unwrap();
+    }
+    f.mount();
+
+    let source_files: Vec<String> = (0..12)
+        .map(|i| format!("f{i}"))
+        .chain(["d".into(), "d/inner".into()])
+        .collect();
+    let ids = |f: &Fixture| -> Vec<u64> {
+        source_files
+            .iter()
+            .map(|p| fs::metadata(f.m(p)).unwrap().ino())
+            .collect()
+    };
+    let before = ids(&f);
+    let mut low = 0;
+    for (p, id) in source_files.iter().zip(&before) {
+        let own = fs::metadata(f.s(p)).unwrap().ino();
+        if own < FIRST_DYNAMIC_INO {
+            low += 1;
+            assert_eq!(*id, LOW_INO_BASE + own, "{p}");
+        } else {
+            assert_eq!(*id, own, "{p}");
+        }
+    }
+    assert!(
+        low > 0,
+        "tmpfs gave no inode number below {FIRST_DYNAMIC_INO}"
+    );
+    let bg = f.bg.as_ref().unwrap();
+    assert_eq!(drop_caches_until(bg, 1), 1, "the kernel kept its nodes");
+    assert_eq!(
+        ids(&f),
+        before,
+        "ids changed after the kernel forgot the nodes"
+    );
+
+    // Listings first (no entry known to the kernel), then stat each entry.
+    assert_eq!(drop_caches_until(bg, 1), 1, "the kernel kept its nodes");
+    for dir in ["", "d", "nest", "nest/big"] {
+        let listed: Vec<(std::ffi::OsString, u64)> = fs::read_dir(f.m(dir))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), e.ino())
+            })
+            .collect();
+        assert!(!listed.is_empty());
+        let mut wrong = Vec::new();
+        for (name, d_ino) in &listed {
+            // A mount point's entry names the directory it covers, natively too.
+            if dir.is_empty() && (name == "nest" || name == ".vigil") {
+                continue;
+            }
+            let st_ino = fs::symlink_metadata(f.m(dir).join(name)).unwrap().ino();
+            if st_ino != *d_ino {
+                wrong.push((name.clone(), *d_ino, st_ino));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{dir}: {} of {} entries with d_ino != st_ino, e.g. {:?}",
+            wrong.len(),
+            listed.len(),
+            &wrong[..wrong.len().min(3)]
+        );
+    }
+    f.bg.take().unwrap().unmount().unwrap();
+    drop((inner, outer));
+}
