@@ -304,7 +304,15 @@ impl Mount {
                     }
                 })?;
         }
-        let r = session.run();
+        // A connection aborted while the session ends makes fuser 0.18 return the
+        // ECONNABORTED of its last read of /dev/fuse as an error (seen at unmounts in the
+        // tests, about once in 20 runs with 8 threads; fuser#212). The session is over
+        // either way, as after the ENODEV of an unmount: fuser later treats both alike
+        // (fuser#708).
+        let r = match session.run() {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+            r => r,
+        };
         shared.shutdown_workers();
         r
     }
