@@ -409,15 +409,10 @@ impl Shared {
         {
             let now = Stamp::of(&attrs);
             let mut cached = node.state.cached.lock().unwrap_or_else(|e| e.into_inner());
-            // A handle for writing drops them too: its open makes the kernel's size
-            // current (below), which may put a page of the file in the cache.
-            if *cached == Some(now) && !writable {
+            if *cached == Some(now) {
                 fopen |= FopenFlags::FOPEN_KEEP_CACHE;
             }
             *cached = Some(now);
-        }
-        if writable && node.kind == FileType::RegularFile {
-            self.refresh_size(&node, &file, acc, attrs.size);
         }
         node.state.opens.fetch_add(1, Ordering::AcqRel);
         let fh = self.handles.insert(Handle {
@@ -428,42 +423,6 @@ impl Shared {
             opened: Some(opened),
         });
         Ok((fh, fopen))
-    }
-
-    /// Make the kernel's idea of the file's size at least `size`, the backing file's
-    /// size at an open for writing. The kernel places appends (O_APPEND writes and
-    /// pwritev2(RWF_APPEND)) at the size it has cached, and without a writeback cache
-    /// it does not ask for the size before a write: if the file grew behind the mount,
-    /// an append through a handle opened now would overwrite what was appended there.
-    /// An inode invalidation does not change the cached size; a store of the file's
-    /// last byte (FUSE_NOTIFY_STORE) extends it to `size`. Called on a worker before the
-    /// OPEN is answered (so the opener's first write sees the size), never on the loop
-    /// (a store may wait for a page that a READ in the loop's queue holds). The kernel
-    /// then drops the file's pages at this open (no FOPEN_KEEP_CACHE for writers), so
-    /// the stored byte is not served from the cache afterwards.
-    fn refresh_size(&self, node: &Node, file: &File, acc: i32, size: u64) {
-        let Some(n) = self.notifier.get() else { return };
-        if size == 0 {
-            return;
-        }
-        let mut byte = [0u8; 1];
-        let read = if acc == libc::O_WRONLY {
-            sys::reopen(node.fd(), libc::O_RDONLY)
-                .and_then(|fd| File::from(fd).read_at(&mut byte, size - 1))
-        } else {
-            file.read_at(&mut byte, size - 1)
-        };
-        if read.ok() != Some(1) {
-            return;
-        }
-        let _ = n.store(INodeNo(node.ino), size - 1, &byte);
-        // A store that begins a page marks that page up to date: drop it at once
-        // rather than at the end of the open.
-        // SAFETY: trivial getter.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-        if (size - 1) % page == 0 {
-            let _ = n.inval_inode(INodeNo(node.ino), (size - 1) as i64, 1);
-        }
     }
 
     /// READ on a worker: verified against the measurement's tree when the handle has
@@ -1079,9 +1038,10 @@ impl Filesystem for VigilFs {
         // pwritev2(RWF_APPEND), comes at the kernel's cached size; RWF_NOAPPEND, a write
         // after fcntl(F_SETFL) cleared O_APPEND and the writeback of a shared mapping
         // come at their own offsets. `flags` (the file's status flags) cannot tell these
-        // apart, so every WRITE goes exactly where the kernel sent it. The kernel's size
-        // is made current when an open finds the file grown behind the mount (see
-        // `open_file`).
+        // apart, so every WRITE goes exactly where the kernel sent it. (A file grown
+        // behind the mount is appended to at the size the kernel has cached until its
+        // attributes expire: those bytes were never measured, and the protocol has no
+        // size check per write without a writeback cache.)
         // Page-cache writeback arrives here too, on some writable handle of the file: it
         // is counted like any other write.
         let m = tri!(reply, s.enforce.modify(node));

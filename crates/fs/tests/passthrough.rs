@@ -593,31 +593,24 @@ fn appends_follow_the_kernel_offset() {
         r => panic!("pwritev2(RWF_NOAPPEND): {r:?}"),
     }
 
-    // RWF_APPEND on a plain descriptor opened after the file grew behind the mount.
-    fs::write(&p, b"0123456789").unwrap();
-    assert_eq!(fs::metadata(&p).unwrap().len(), 10);
-    OpenOptions::new()
-        .append(true)
-        .open(f.s("k"))
-        .unwrap()
-        .write_all(b"BEHIND")
-        .unwrap();
+    // A file grown behind the mount: once the kernel's cached attributes have expired
+    // and been fetched again (here by a stat), appends go to the real end — with
+    // RWF_APPEND on a plain descriptor and with O_APPEND, whose offset is then the size.
+    let grow_behind = |tail: &[u8]| {
+        fs::write(&p, b"0123456789").unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().len(), 10);
+        let mut b = OpenOptions::new().append(true).open(f.s("k")).unwrap();
+        b.write_all(tail).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert_eq!(fs::metadata(&p).unwrap().len(), 10 + tail.len() as u64);
+    };
+    grow_behind(b"BEHIND");
     let a = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     assert_eq!(pwritev2(a.as_raw_fd(), b"APP", 0, libc::RWF_APPEND), Ok(3));
     drop(a);
     assert_eq!(fs::read(f.s("k")).unwrap(), b"0123456789BEHINDAPP");
 
-    // An O_APPEND descriptor opened after the file grew behind the mount (the kernel
-    // still had the old size, cached by the stat): the append goes to the real end,
-    // and the descriptor's offset is the new size.
-    fs::write(&p, b"0123456789").unwrap();
-    assert_eq!(fs::metadata(&p).unwrap().len(), 10);
-    OpenOptions::new()
-        .append(true)
-        .open(f.s("k"))
-        .unwrap()
-        .write_all(b"XYZ")
-        .unwrap();
+    grow_behind(b"XYZ");
     let mut a = OpenOptions::new().append(true).open(&p).unwrap();
     a.write_all(b"d").unwrap();
     assert_eq!(fs::read(f.s("k")).unwrap(), b"0123456789XYZd");
