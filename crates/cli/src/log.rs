@@ -691,7 +691,7 @@ impl Output {
     fn new(path: Option<&Path>) -> Result<Output> {
         match path {
             None => Ok(Output {
-                w: BufWriter::with_capacity(1 << 16, Box::new(io::stdout().lock())),
+                w: BufWriter::with_capacity(1 << 16, Box::new(crate::stdout())),
                 file: None,
             }),
             Some(p) if p.as_os_str() == "-" => Output::new(None),
@@ -714,10 +714,7 @@ impl Output {
 
     fn finish(self) -> Result<()> {
         let mut w = self.w;
-        match w.flush() {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            r => r?,
-        }
+        w.flush().map_err(out_err)?;
         drop(w);
         if let Some((tmp, path)) = self.file {
             tmp.as_file().sync_all()?;
@@ -728,16 +725,10 @@ impl Output {
     }
 }
 
-/// Write, treating a closed pipe (`| head`) as the end of output.
+/// A write error of the output (a closed standard output still ends the command
+/// quietly: see `crate::stdout`).
 fn out_err(e: io::Error) -> anyhow::Error {
     anyhow::Error::new(e).context("writing output")
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -747,47 +738,38 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     let mut src = Source::open(&a.input, None)?;
     let mut out = Output::new(None)?;
     let mut line = Vec::new();
-    let r: Result<()> = (|| {
-        while let Some((i, r)) = src.next_record().with_context(|| src.name.clone())? {
-            line.clear();
-            if a.ascii {
-                ascii::format_record(&r, src.endian, &mut line);
-            } else if a.json {
-                serde_json::to_writer(&mut line, &JsonRecord::from_record(i, &r, src.endian))?;
-                line.push(b'\n');
+    while let Some((i, r)) = src.next_record().with_context(|| src.name.clone())? {
+        line.clear();
+        if a.ascii {
+            ascii::format_record(&r, src.endian, &mut line);
+        } else if a.json {
+            serde_json::to_writer(&mut line, &JsonRecord::from_record(i, &r, src.endian))?;
+            line.push(b'\n');
+        } else {
+            let status = if r.is_violation() {
+                "viol"
+            } else if r.template_digest(r.digest_algo, src.endian)? == r.digest {
+                "ok"
             } else {
-                let status = if r.is_violation() {
-                    "viol"
-                } else if r.template_digest(r.digest_algo, src.endian)? == r.digest {
-                    "ok"
-                } else {
-                    "BAD"
-                };
-                write!(
-                    line,
-                    "{i:>6} {:>2} {status:<4} {} {}",
-                    r.pcr,
-                    hex::encode(&r.digest),
-                    r.template_name
-                )?;
-                for f in &r.fields {
-                    line.push(b' ');
-                    f.render_ascii(src.endian, &mut line);
-                }
-                line.push(b'\n');
+                "BAD"
+            };
+            write!(
+                line,
+                "{i:>6} {:>2} {status:<4} {} {}",
+                r.pcr,
+                hex::encode(&r.digest),
+                r.template_name
+            )?;
+            for f in &r.fields {
+                line.push(b' ');
+                f.render_ascii(src.endian, &mut line);
             }
-            out.w.write_all(&line).map_err(out_err)?;
+            line.push(b'\n');
         }
-        Ok(())
-    })();
-    match r {
-        Err(e) if is_broken_pipe(&e) => Ok(ExitCode::SUCCESS),
-        Err(e) => Err(e),
-        Ok(()) => {
-            out.finish()?;
-            Ok(ExitCode::SUCCESS)
-        }
+        out.w.write_all(&line).map_err(out_err)?;
     }
+    out.finish()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn convert(a: ConvertArgs) -> Result<ExitCode> {
@@ -805,12 +787,7 @@ fn convert(a: ConvertArgs) -> Result<ExitCode> {
                 buf.push(b'\n');
             }
         }
-        if let Err(e) = out.w.write_all(&buf) {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(out_err(e));
-        }
+        out.w.write_all(&buf).map_err(out_err)?;
     }
     out.finish()?;
     Ok(ExitCode::SUCCESS)
@@ -903,7 +880,7 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     if a.state.is_some() && state.records > before {
         state.last = Some(last.mark()?);
     }
-    let mut out = io::stdout().lock();
+    let mut out = crate::stdout();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &state)?;
         writeln!(out)?;
@@ -1386,7 +1363,7 @@ fn boot_aggregate_cmd(a: BootAggregateArgs) -> Result<ExitCode> {
             have.join(", ")
         );
     }
-    let mut out = io::stdout().lock();
+    let mut out = crate::stdout();
     for b in banks
         .banks
         .iter()
