@@ -481,7 +481,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if e.downcast_ref::<Reported>().is_none() {
-                eprintln!("{e:#}");
+                eprintln!("{}", crate::error_text(&e));
             }
             ExitCode::from(125)
         }
@@ -595,7 +595,7 @@ fn for_each_target(
             Ok(()) => {}
             Err(e) if opts.recursive => {
                 out.flush()?;
-                eprintln!("{e:#}");
+                eprintln!("{}", crate::error_text(&e));
             }
             Err(e) => return Err(e),
         }

@@ -1965,7 +1965,7 @@ pub fn evmctl_ima_boot_aggregate(
             read_sysfs_pcrs(&algos)
                 .inspect_err(|e| {
                     if verbose >= 1 {
-                        eprintln!("{e:#}");
+                        eprintln!("{}", crate::error_text(e));
                     }
                 })
                 .ok()
