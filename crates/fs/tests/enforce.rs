@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use vigil_fs::{Background, Mount, MountOptions};
 use vigil_guard::{AppraiseMode, Config, Guard, XattrSource};
 use vigil_ima::list::{BinaryReader, ExtendMode, Replay};
@@ -25,13 +27,11 @@ fn have(tool: &str) -> bool {
 }
 
 fn can_run() -> bool {
-    // SAFETY: trivial getter.
-    if unsafe { libc::geteuid() } != 0
-        || !Path::new("/dev/fuse").exists()
-        || !have("openssl")
-        || !have("evmctl")
-    {
-        eprintln!("skipping: needs root, /dev/fuse, openssl and evmctl");
+    if !common::can_mount() {
+        return false;
+    }
+    if !have("openssl") || !have("evmctl") {
+        eprintln!("skipping: needs openssl and evmctl");
         return false;
     }
     true
@@ -45,12 +45,7 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fs-tests");
-        fs::create_dir_all(base).unwrap();
-        let dir = tempfile::tempdir_in(fs::canonicalize(base).unwrap()).unwrap();
-        let (src, mnt) = (dir.path().join("src"), dir.path().join("mnt"));
-        fs::create_dir(&src).unwrap();
-        fs::create_dir(&mnt).unwrap();
+        let (dir, [src, mnt]) = common::scratch(["src", "mnt"]);
         Env { dir, src, mnt }
     }
     fn key(&self) -> (PathBuf, PathBuf) {

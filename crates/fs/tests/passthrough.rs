@@ -7,17 +7,10 @@ use std::os::unix::fs::{DirEntryExt, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vigil_fs::{Background, Mount, MountOptions};
+mod common;
 
-pub fn can_mount() -> bool {
-    // SAFETY: trivial getter.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root || !Path::new("/dev/fuse").exists() {
-        eprintln!("skipping: FUSE mounts need root and /dev/fuse");
-        return false;
-    }
-    true
-}
+use common::can_mount;
+use vigil_fs::{Background, Mount, MountOptions};
 
 /// A guard with no policy: nothing is measured or appraised (a plain passthrough with
 /// writer accounting and seals).
@@ -38,13 +31,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fs-tests");
-        fs::create_dir_all(base).unwrap();
-        let dir = tempfile::tempdir_in(base).unwrap();
-        let src = dir.path().join("src");
-        let mnt = dir.path().join("mnt");
-        fs::create_dir(&src).unwrap();
-        fs::create_dir(&mnt).unwrap();
+        let (dir, [src, mnt]) = common::scratch(["src", "mnt"]);
         Fixture {
             _dir: dir,
             src,

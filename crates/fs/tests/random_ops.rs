@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use vigil_fs::{Background, Mount, MountOptions};
 use vigil_guard::{Config, Guard};
 
@@ -168,9 +170,7 @@ fn drop_cached(f: &File) {
 /// `(operations, seed)` from the environment, or `None` (the test is skipped) without
 /// root or /dev/fuse.
 fn settings(default_ops: u64) -> Option<(u64, u64)> {
-    // SAFETY: trivial getter.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/fuse").exists() {
-        eprintln!("skipping: FUSE mounts need root and /dev/fuse");
+    if !common::can_mount() {
         return None;
     }
     let ops = std::env::var("VIGIL_RANDOM_OPS").map_or(default_ops, |v| v.parse().unwrap());
@@ -188,13 +188,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/fs-tests");
-        fs::create_dir_all(base).unwrap();
-        let dir = tempfile::tempdir_in(base).unwrap();
-        let [src, mnt, native] = ["src", "mnt", "native"].map(|n| dir.path().join(n));
-        for d in [&src, &mnt, &native] {
-            fs::create_dir(d).unwrap();
-        }
+        let (dir, [src, mnt, native]) = common::scratch(["src", "mnt", "native"]);
         Fixture {
             dir,
             src,
