@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use vigil_fs::{Background, Mount, MountOptions};
-use vigil_guard::{AppraiseMode, Config, Guard, XattrSource};
+use vigil_fs::Background;
+use vigil_guard::{AppraiseMode, Config, XattrSource};
 use vigil_ima::list::{BinaryReader, ExtendMode, Replay};
 use vigil_ima::{HashAlgo, KeyRing};
 
@@ -98,14 +98,9 @@ impl Env {
             appraise_mode: appraise,
             xattr: XattrSource::User,
             verifier,
-            tree_builder: Some(vigil_fs::verity::tree_builder()),
             ..Default::default()
         };
-        let guard = Guard::new(cfg, self.dir.path().join("state")).unwrap();
-        Mount::new(MountOptions::new(&self.src, &self.mnt, guard))
-            .unwrap()
-            .spawn()
-            .unwrap()
+        common::mount(&self.src, &self.mnt, self.dir.path(), cfg)
     }
     fn m(&self, f: &str) -> PathBuf {
         self.mnt.join(f)

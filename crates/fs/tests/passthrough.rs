@@ -10,17 +10,7 @@ use std::sync::Arc;
 mod common;
 
 use common::can_mount;
-use vigil_fs::{Background, Mount, MountOptions};
-
-/// A guard with no policy: nothing is measured or appraised (a plain passthrough with
-/// writer accounting and seals).
-fn plain_guard(dir: &Path) -> vigil_guard::Guard {
-    let cfg = vigil_guard::Config {
-        tree_builder: Some(vigil_fs::verity::tree_builder()),
-        ..Default::default()
-    };
-    vigil_guard::Guard::new(cfg, dir.join("state")).unwrap()
-}
+use vigil_fs::Background;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -40,8 +30,10 @@ impl Fixture {
         }
     }
     fn mount(&mut self) {
-        let opts = MountOptions::new(&self.src, &self.mnt, plain_guard(self._dir.path()));
-        self.bg = Some(Mount::new(opts).unwrap().spawn().unwrap());
+        // No policy: nothing is measured or appraised (a plain passthrough with writer
+        // accounting and seals).
+        let cfg = Default::default();
+        self.bg = Some(common::mount(&self.src, &self.mnt, self._dir.path(), cfg));
     }
     fn m(&self, p: &str) -> PathBuf {
         self.mnt.join(p)
@@ -450,8 +442,7 @@ fn mount_over_the_source_hides_it_and_lookups_are_released() {
     let _serial = caches_lock();
     let f = Fixture::new();
     fs::write(f.s("file"), b"content").unwrap();
-    let opts = MountOptions::new(&f.src, &f.src, plain_guard(f._dir.path()));
-    let bg = Mount::new(opts).unwrap().spawn().unwrap();
+    let bg = common::mount(&f.src, &f.src, f._dir.path(), Default::default());
     // The mount covers the source; writes land in the (hidden) backing directory.
     assert_eq!(fs::read(f.s("file")).unwrap(), b"content");
     fs::write(f.s("made-through-mount"), b"m").unwrap();

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 mod common;
 
-use vigil_fs::{Background, Mount, MountOptions};
-use vigil_guard::{Config, Guard};
+use vigil_fs::Background;
+use vigil_guard::Config;
 
 const MAX_SIZE: u64 = 3 << 20;
 
@@ -204,14 +204,9 @@ impl Fixture {
             .compile();
         let cfg = Config {
             policy: Arc::new(policy),
-            tree_builder: Some(vigil_fs::verity::tree_builder()),
             ..Default::default()
         };
-        let guard = Guard::new(cfg, self.dir.path().join("state")).unwrap();
-        Mount::new(MountOptions::new(&self.src, &self.mnt, guard))
-            .unwrap()
-            .spawn()
-            .unwrap()
+        common::mount(&self.src, &self.mnt, self.dir.path(), cfg)
     }
 }
 

@@ -3,6 +3,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use vigil_fs::{Background, Mount, MountOptions};
+use vigil_guard::{Config, Guard};
+
 /// FUSE mounts need root and /dev/fuse; without them the tests say so and pass.
 pub fn can_mount() -> bool {
     // SAFETY: trivial getter.
@@ -25,4 +28,18 @@ pub fn scratch<const N: usize>(subdirs: [&str; N]) -> (tempfile::TempDir, [PathB
         fs::create_dir(p).unwrap();
     }
     (dir, paths)
+}
+
+/// Mount `src` on `mnt` in the background, through a guard with `cfg` (which gets the
+/// real Merkle tree builder) and its state in `scratch`/state.
+pub fn mount(src: &Path, mnt: &Path, scratch: &Path, cfg: Config) -> Background {
+    let cfg = Config {
+        tree_builder: Some(vigil_fs::verity::tree_builder()),
+        ..cfg
+    };
+    let guard = Guard::new(cfg, scratch.join("state")).unwrap();
+    Mount::new(MountOptions::new(src, mnt, guard))
+        .unwrap()
+        .spawn()
+        .unwrap()
 }
