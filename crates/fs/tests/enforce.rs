@@ -486,12 +486,8 @@ fn parallel_readers_and_writers() {
 
     // Every handle is released (RELEASE is asynchronous): the last writer's release
     // queued a re-measurement, which ran without any open asking for it.
-    let t0 = Instant::now();
-    while bg.open_handles() > 0 && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    common::settle(&bg);
     assert_eq!(bg.open_handles(), 0);
-    bg.guard().wait_idle();
     let st = bg.guard().stats();
     assert!(
         st.jobs_queued + st.jobs_merged >= 1 && st.jobs_done >= 1,
@@ -514,6 +510,99 @@ fn parallel_readers_and_writers() {
     assert!(
         ascii.lines().any(|l| l.ends_with(&want)),
         "final version not measured:\n{ascii}"
+    );
+    bg.unmount().unwrap();
+}
+
+/// The `user.ima` value of `path`, if any.
+fn ima_xattr(path: &Path) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    // SAFETY: getxattr into a buffer we own, its length given.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"user.ima".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| buf[..n as usize].to_vec())
+}
+
+/// What `evmctl ima_hash` writes as the hash value of `content`.
+fn evmctl_hash_value(env: &Env, content: &[u8]) -> Vec<u8> {
+    let p = env.dir.path().join("evmctl-hash-input");
+    fs::write(&p, content).unwrap();
+    let o = Command::new("evmctl")
+        .args(["ima_hash", "--xattr-user", "-a", "sha256"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ima_xattr(&p).unwrap()
+}
+
+#[test]
+fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    fs::write(env.src.join("unlabelled"), b"no hash value yet").unwrap();
+    fs::write(env.src.join("rewritten"), vec![7u8; 100_000]).unwrap();
+    let policy = "appraise func=FILE_CHECK\n";
+    let bg = env.mount(policy, AppraiseMode::Fix, None);
+
+    // Opened: an unlabelled file gets its hash value, as evmctl ima_hash writes it.
+    assert_eq!(fs::read(env.m("unlabelled")).unwrap(), b"no hash value yet");
+    common::settle(&bg);
+    assert_eq!(
+        ima_xattr(&env.src.join("unlabelled")),
+        Some(evmctl_hash_value(&env, b"no hash value yet"))
+    );
+    // Written through the mount: the last writer's close refreshes the value.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(env.m("rewritten"))
+        .unwrap();
+    f.write_all_at(b"changed through the mount", 50_000)
+        .unwrap();
+    drop(f);
+    // Created through the mount.
+    fs::write(env.m("created"), b"a file made through the mount").unwrap();
+    common::settle(&bg);
+    for name in ["rewritten", "created"] {
+        let content = fs::read(env.src.join(name)).unwrap();
+        assert_eq!(
+            ima_xattr(&env.src.join(name)),
+            Some(evmctl_hash_value(&env, &content)),
+            "{name}"
+        );
+    }
+    bg.unmount().unwrap();
+
+    // Changed behind the mount afterwards: the value no longer matches.
+    fs::write(env.src.join("unlabelled"), b"changed behind the mount").unwrap();
+    let bg = env.mount(policy, AppraiseMode::Enforce, None);
+    for name in ["rewritten", "created"] {
+        assert_eq!(
+            fs::read(env.m(name)).unwrap(),
+            fs::read(env.src.join(name)).unwrap()
+        );
+    }
+    assert_eq!(errno(fs::read(env.m("unlabelled"))), libc::EACCES);
+    // In enforce mode too (as the kernel does) a hash value follows writes through the
+    // mount, so the file still opens after its last writer closed.
+    fs::write(env.m("created"), b"rewritten in enforce mode").unwrap();
+    common::settle(&bg);
+    assert_eq!(
+        ima_xattr(&env.src.join("created")),
+        Some(evmctl_hash_value(&env, b"rewritten in enforce mode"))
+    );
+    assert_eq!(
+        fs::read(env.m("created")).unwrap(),
+        b"rewritten in enforce mode"
     );
     bg.unmount().unwrap();
 }

@@ -18,7 +18,6 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 mod common;
 
@@ -151,15 +150,6 @@ fn read_at(f: &File, off: u64, len: usize) -> Result<Vec<u8>, i32> {
     }
     buf.truncate(got);
     Ok(buf)
-}
-
-/// Wait until the kernel has released every handle and the re-measurements are done.
-fn settle(bg: &Background) {
-    let t0 = std::time::Instant::now();
-    while bg.open_handles() > 0 && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    bg.guard().wait_idle();
 }
 
 fn drop_cached(f: &File) {
@@ -352,7 +342,7 @@ fn random_operations_agree_with_a_native_file() {
     // the mount's last measurement is of the final content.
     pair.rw = None;
     drop(pair.ro);
-    settle(&bg);
+    common::settle(&bg);
     let want = fs::read(native.join("f")).unwrap();
     assert!(
         fs::read(src.join("f")).unwrap() == want,
@@ -602,13 +592,13 @@ fn random_namespace_operations_agree_with_a_native_tree() {
     }
 
     drop(held);
-    settle(&bg);
+    common::settle(&bg);
     let (m, n) = (snapshot(&roots[0]), snapshot(&roots[1]));
     assert_eq!(m, n, "mount and native trees differ");
     assert_eq!(snapshot(&fx.src), n, "backing and native trees differ");
     // Every file's final content was measured (now, at the snapshot's read, or earlier
     // and unchanged since).
-    settle(&bg);
+    common::settle(&bg);
     let ascii = fs::read_to_string(fx.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
     for line in n.0.iter().filter(|l| l.contains("sha256 ")) {
         let digest = line.rsplit(' ').next().unwrap();

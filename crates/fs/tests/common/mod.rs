@@ -1,7 +1,9 @@
-//! What the mount tests share.
+//! What the mount tests share (each test file uses a part of it).
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use vigil_fs::{Background, Mount, MountOptions};
 use vigil_guard::{Config, Guard};
@@ -42,4 +44,14 @@ pub fn mount(src: &Path, mnt: &Path, scratch: &Path, cfg: Config) -> Background 
         .unwrap()
         .spawn()
         .unwrap()
+}
+
+/// Wait until the kernel has released every handle (RELEASE is asynchronous) and the
+/// guard's deferred work (re-measurements, hash refreshes) is done.
+pub fn settle(bg: &Background) {
+    let t0 = Instant::now();
+    while bg.open_handles() > 0 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bg.guard().wait_idle();
 }
