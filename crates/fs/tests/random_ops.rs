@@ -1,8 +1,9 @@
 //! Random operations through a measuring mount, mirrored natively (fsx-style
 //! differential tests), that must give the same results on both sides:
-//! * on one file: writes, reads, truncation, fallocate modes, mmap writes, appends,
-//!   copy_file_range, dropped page caches and reopenings (each last writer's close
-//!   re-measures; each later read is verified against the new tree);
+//! * on three files at once, each with its own sequence: writes, reads, truncation,
+//!   fallocate modes, mmap writes, appends, copy_file_range, dropped page caches and
+//!   reopenings (each last writer's close re-measures; each later read is verified
+//!   against the new tree);
 //! * on a small tree: create, rewrite, mkdir, rmdir, unlink, rename (with its flags),
 //!   link, symlink, chmod, truncate, xattrs, stat, listings, and reads through
 //!   descriptors held across all of these.
@@ -76,7 +77,7 @@ impl Pair {
     fn both(&mut self, what: &str, mut op: impl FnMut(&File) -> i64) {
         let [m, n] = self.writable();
         let (a, b) = (op(m), op(n));
-        assert_eq!(a, b, "{what}: mount and native disagree");
+        assert_eq!(a, b, "{what} {:?}: mount and native disagree", self.paths);
     }
     fn size(&self) -> u64 {
         fs::metadata(&self.paths[1]).unwrap().len()
@@ -206,13 +207,57 @@ fn random_operations_agree_with_a_native_file() {
         return;
     };
     let fx = Fixture::new();
-    let (src, mnt, native) = (fx.src.clone(), fx.mnt.clone(), fx.native.clone());
-    let start: Vec<u8> = Rng(seed).bytes(300_000);
-    fs::write(src.join("f"), &start).unwrap();
-    fs::write(native.join("f"), &start).unwrap();
+    let names = ["f0", "f1", "f2"];
+    for (i, name) in names.iter().enumerate() {
+        let start = Rng(seed + i as u64).bytes(300_000);
+        fs::write(fx.src.join(name), &start).unwrap();
+        fs::write(fx.native.join(name), &start).unwrap();
+    }
     let bg = fx.mount();
+    // Each file gets its own sequence, all at once, so the files' writes, re-measurements
+    // and verified reads interleave in the daemon.
+    std::thread::scope(|s| {
+        for (i, name) in names.iter().enumerate() {
+            let (bg, paths) = (&bg, [fx.mnt.join(name), fx.native.join(name)]);
+            s.spawn(move || mirror_random_ops(bg, paths, ops, seed + i as u64));
+        }
+    });
 
-    let paths = [mnt.join("f"), native.join("f")];
+    // Everything closed and re-measured: mount, backing file and native file agree, and
+    // the mount's last measurement of each file (at the latest by the open here) is of
+    // its final content.
+    common::settle(&bg);
+    for name in names {
+        let want = fs::read(fx.native.join(name)).unwrap();
+        let backing = fs::read(fx.src.join(name)).unwrap();
+        assert!(backing == want, "{name}: backing file differs");
+        let f = File::open(fx.mnt.join(name)).unwrap();
+        drop_cached(&f);
+        let got = read_at(&f, 0, MAX_SIZE as usize).unwrap();
+        assert!(got == want, "{name}: mount differs");
+    }
+    let ascii = fs::read_to_string(fx.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
+    for name in names {
+        let digest = sha256(&fs::read(fx.native.join(name)).unwrap());
+        let suffix = format!("/{name}");
+        // Violation records (all-zero template hash) measure nothing.
+        let last = ascii
+            .lines()
+            .rev()
+            .find(|l| l.ends_with(&suffix) && !l.starts_with(&format!("10 {}", "0".repeat(40))))
+            .unwrap();
+        assert!(
+            last.contains(&digest),
+            "last measurement {last} is not of {digest}"
+        );
+    }
+    bg.unmount().unwrap();
+}
+
+/// Run `ops` random operations on `paths` (a file through the mount and its native
+/// twin), checking that each gives the same result on both.
+fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) {
+    let name = paths[1].file_name().unwrap().to_string_lossy().into_owned();
     let mut pair = Pair {
         ro: [
             File::open(&paths[0]).unwrap(),
@@ -246,7 +291,7 @@ fn random_operations_agree_with_a_native_file() {
                 );
                 assert!(
                     m == n,
-                    "step {step}: read {off}+{len}: mount {:?} native {:?}\n{}",
+                    "{name} step {step}: read {off}+{len}: mount {:?} native {:?}\n{}",
                     m.as_ref().map(|v| v.len()),
                     n.as_ref().map(|v| v.len()),
                     trail.join("\n")
@@ -320,7 +365,7 @@ fn random_operations_agree_with_a_native_file() {
                 let m = read_at(&File::open(&pair.paths[0]).unwrap(), 0, MAX_SIZE as usize);
                 assert!(
                     m.as_ref() == Ok(&n),
-                    "step {step}: whole file: mount {:?} native {} bytes{}\n{}",
+                    "{name} step {step}: whole file: mount {:?} native {} bytes{}\n{}",
                     m.as_ref().map(|v| v.len()),
                     n.len(),
                     m.as_ref()
@@ -337,32 +382,6 @@ fn random_operations_agree_with_a_native_file() {
             trail.remove(0);
         }
     }
-
-    // Everything closed and re-measured: mount, backing file and native file agree, and
-    // the mount's last measurement is of the final content.
-    pair.rw = None;
-    drop(pair.ro);
-    common::settle(&bg);
-    let want = fs::read(native.join("f")).unwrap();
-    assert!(
-        fs::read(src.join("f")).unwrap() == want,
-        "backing file differs"
-    );
-    let f = File::open(mnt.join("f")).unwrap();
-    drop_cached(&f);
-    assert!(
-        read_at(&f, 0, MAX_SIZE as usize).unwrap() == want,
-        "mount differs"
-    );
-    let digest = sha256(&want);
-    let ascii = fs::read_to_string(mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
-    let last = ascii.lines().rev().find(|l| l.ends_with("/f")).unwrap();
-    assert!(
-        last.contains(&digest),
-        "last measurement {last} is not of {digest}"
-    );
-    drop(f);
-    bg.unmount().unwrap();
 }
 
 /// Names the namespace test works on: any of them may at any time be a file, a
