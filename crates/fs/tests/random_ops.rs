@@ -4,9 +4,9 @@
 //!   fallocate modes, mmap writes, appends, copy_file_range, dropped page caches and
 //!   reopenings (each last writer's close re-measures; each later read is verified
 //!   against the new tree);
-//! * on a small tree: create, rewrite, mkdir, rmdir, unlink, rename (with its flags),
-//!   link, symlink, chmod, truncate, xattrs, stat, listings, and reads through
-//!   descriptors held across all of these.
+//! * on a small tree, with the mount beside its source and over it: create, rewrite,
+//!   mkdir, rmdir, unlink, rename (with its flags), link, symlink, chmod, truncate,
+//!   xattrs, stat, listings, and reads through descriptors held across all of these.
 //!
 //! Needs root and /dev/fuse; skipped otherwise.
 //!
@@ -190,6 +190,11 @@ impl Fixture {
 
     /// Mount the source, measuring every file opened (so reads are verified).
     fn mount(&self) -> Background {
+        self.mount_at(&self.mnt)
+    }
+
+    /// As [`Fixture::mount`], on `mnt` (which may be the source itself).
+    fn mount_at(&self, mnt: &Path) -> Background {
         let policy = vigil_ima::policy::parse("measure func=FILE_CHECK\n")
             .unwrap()
             .compile();
@@ -197,7 +202,7 @@ impl Fixture {
             policy: Arc::new(policy),
             ..Default::default()
         };
-        common::mount(&self.src, &self.mnt, self.dir.path(), cfg)
+        common::mount(&self.src, mnt, self.dir.path(), cfg)
     }
 }
 
@@ -467,6 +472,17 @@ fn sha256(data: &[u8]) -> String {
 
 #[test]
 fn random_namespace_operations_agree_with_a_native_tree() {
+    mirror_random_namespace_ops(false);
+}
+
+/// As above with the mount over its own source, so every operation reaches the hidden
+/// backing directory through the descriptor opened before mounting.
+#[test]
+fn random_namespace_operations_on_a_mount_over_its_source() {
+    mirror_random_namespace_ops(true);
+}
+
+fn mirror_random_namespace_ops(over_source: bool) {
     let Some((ops, seed)) = settings(3000) else {
         return;
     };
@@ -477,8 +493,9 @@ fn random_namespace_operations_agree_with_a_native_tree() {
             fs::write(root.join(f), Rng(seed).bytes(10_000)).unwrap();
         }
     }
-    let bg = fx.mount();
-    let roots = [fx.mnt.clone(), fx.native.clone()];
+    let mnt = if over_source { &fx.src } else { &fx.mnt };
+    let bg = fx.mount_at(mnt);
+    let roots = [mnt.clone(), fx.native.clone()];
     let mut rng = Rng(seed ^ 0x5a5a);
     // Read-only descriptors held open across renames, unlinks and rewrites: each pair
     // (mount, native) must keep reading alike.
@@ -614,14 +631,14 @@ fn random_namespace_operations_agree_with_a_native_tree() {
     common::settle(&bg);
     let (m, n) = (snapshot(&roots[0]), snapshot(&roots[1]));
     assert_eq!(m, n, "mount and native trees differ");
-    assert_eq!(snapshot(&fx.src), n, "backing and native trees differ");
     // Every file's final content was measured (now, at the snapshot's read, or earlier
     // and unchanged since).
     common::settle(&bg);
-    let ascii = fs::read_to_string(fx.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
+    let ascii = fs::read_to_string(mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
     for line in n.0.iter().filter(|l| l.contains("sha256 ")) {
         let digest = line.rsplit(' ').next().unwrap();
         assert!(ascii.contains(digest), "{line}: content never measured");
     }
     bg.unmount().unwrap();
+    assert_eq!(snapshot(&fx.src), n, "backing and native trees differ");
 }
