@@ -1,9 +1,9 @@
 //! Random operations through a measuring mount, mirrored natively (fsx-style
 //! differential tests), that must give the same results on both sides:
 //! * on three files at once, each with its own sequence: writes, reads, truncation,
-//!   fallocate modes, mmap writes, appends, copy_file_range, dropped page caches and
-//!   reopenings (each last writer's close re-measures; each later read is verified
-//!   against the new tree);
+//!   fallocate modes, mmap writes, appends, copy_file_range, O_DIRECT reads and writes,
+//!   dropped page caches and reopenings (each last writer's close re-measures; each
+//!   later read is verified against the new tree);
 //! * on a small tree, with the mount beside its source and over it: create, rewrite,
 //!   mkdir, rmdir, unlink, rename (with its flags), link, symlink, chmod, truncate,
 //!   xattrs, stat, listings, and reads through descriptors held across all of these.
@@ -16,7 +16,7 @@ use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -137,6 +137,38 @@ fn copy_range(f: &File, from: u64, to: u64, len: u64) -> i64 {
             0,
         )
     } as i64)
+}
+
+/// A zeroed buffer at a 4 KiB-aligned address, as O_DIRECT needs.
+struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> AlignedBuf {
+        let storage = vec![0u8; len + 4096];
+        let start = storage.as_ptr().align_offset(4096);
+        AlignedBuf {
+            storage,
+            start,
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
 }
 
 fn read_at(f: &File, off: u64, len: usize) -> Result<Vec<u8>, i32> {
@@ -275,7 +307,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
     let mut trail: Vec<String> = Vec::new();
     for step in 0..ops {
         let size = pair.size();
-        let op = rng.below(14);
+        let op = rng.below(16);
         let what = match op {
             0..=2 => {
                 let off = rng.span(size + 70_000).min(MAX_SIZE - 1);
@@ -364,6 +396,47 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                 ];
                 drop_cached(&pair.ro[0]);
                 "reopen".to_string()
+            }
+            13 => {
+                // O_DIRECT bypasses the page cache: written straight through the daemon,
+                // after which the kernel drops the range from every cached view.
+                let off = rng.span(size + 8192).min(MAX_SIZE - 4096) & !4095;
+                let len = (rng.span(200_000) & !4095).clamp(4096, MAX_SIZE - off);
+                let mut buf = AlignedBuf::new(len as usize);
+                buf.copy_from_slice(&rng.bytes(len as usize));
+                for p in &pair.paths {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_DIRECT)
+                        .open(p)
+                        .unwrap();
+                    f.write_all_at(&buf, off).unwrap();
+                }
+                format!("direct write {off}+{len}")
+            }
+            14 => {
+                // An O_DIRECT read is served (and verified) by the daemon every time.
+                let off = rng.span(size + 4096) & !4095;
+                let len = (rng.span(1 << 20) & !4095).max(4096) as usize;
+                let read = |p: &Path| {
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_DIRECT)
+                        .open(p)
+                        .unwrap();
+                    let mut buf = AlignedBuf::new(len);
+                    let n = f.read_at(&mut buf, off).map_err(errno)?;
+                    Ok::<_, i32>(buf[..n].to_vec())
+                };
+                let (m, n) = (read(&pair.paths[0]), read(&pair.paths[1]));
+                assert!(
+                    m == n,
+                    "{name} step {step}: direct read {off}+{len}: mount {:?} native {:?}\n{}",
+                    m.as_ref().map(|v| v.len()),
+                    n.as_ref().map(|v| v.len()),
+                    trail.join("\n")
+                );
+                format!("direct read {off}+{len}")
             }
             _ => {
                 let n = read_at(&pair.ro[1], 0, MAX_SIZE as usize).unwrap();
