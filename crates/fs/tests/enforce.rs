@@ -4,7 +4,7 @@
 //! Real FUSE mounts; needs root, /dev/fuse, openssl and evmctl (skipped otherwise).
 
 use std::fs;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -305,6 +305,11 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
     let f = fs::File::open(env.m("f")).unwrap();
     let small = fs::File::open(env.m("small")).unwrap();
+    let direct = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(env.m("f"))
+        .unwrap();
     let mut buf = vec![0u8; data.len()];
     f.read_exact_at(&mut buf, 0).unwrap();
     assert_eq!(buf, data);
@@ -329,6 +334,12 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
             "block {i}"
         );
     }
+    // O_DIRECT reads bypass the page cache; the daemon verifies them all the same.
+    let mut blk = common::AlignedBuf::new(4096);
+    let e = direct.read_exact_at(&mut blk, 9 * 4096).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    direct.read_exact_at(&mut blk, 8 * 4096).unwrap();
+    assert_eq!(&blk[..], &data[8 * 4096..9 * 4096]);
     let mut s = [0u8; 9];
     assert_eq!(
         small.read_at(&mut s, 0).unwrap_err().raw_os_error(),
@@ -346,7 +357,7 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
     let mut tail = vec![0u8; 4];
     let r = f.read_at(&mut tail, data.len() as u64);
     assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
-    drop((f, small));
+    drop((f, small, direct));
     bg.unmount().unwrap();
 }
 

@@ -139,38 +139,6 @@ fn copy_range(f: &File, from: u64, to: u64, len: u64) -> i64 {
     } as i64)
 }
 
-/// A zeroed buffer at a 4 KiB-aligned address, as O_DIRECT needs.
-struct AlignedBuf {
-    storage: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl AlignedBuf {
-    fn new(len: usize) -> AlignedBuf {
-        let storage = vec![0u8; len + 4096];
-        let start = storage.as_ptr().align_offset(4096);
-        AlignedBuf {
-            storage,
-            start,
-            len,
-        }
-    }
-}
-
-impl std::ops::Deref for AlignedBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
-    }
-}
-
-impl std::ops::DerefMut for AlignedBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + self.len]
-    }
-}
-
 fn read_at(f: &File, off: u64, len: usize) -> Result<Vec<u8>, i32> {
     let mut buf = vec![0u8; len];
     let mut got = 0;
@@ -402,7 +370,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                 // after which the kernel drops the range from every cached view.
                 let off = rng.span(size + 8192).min(MAX_SIZE - 4096) & !4095;
                 let len = (rng.span(200_000) & !4095).clamp(4096, MAX_SIZE - off);
-                let mut buf = AlignedBuf::new(len as usize);
+                let mut buf = common::AlignedBuf::new(len as usize);
                 buf.copy_from_slice(&rng.bytes(len as usize));
                 for p in &pair.paths {
                     let f = OpenOptions::new()
@@ -424,7 +392,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                         .custom_flags(libc::O_DIRECT)
                         .open(p)
                         .unwrap();
-                    let mut buf = AlignedBuf::new(len);
+                    let mut buf = common::AlignedBuf::new(len);
                     let n = f.read_at(&mut buf, off).map_err(errno)?;
                     Ok::<_, i32>(buf[..n].to_vec())
                 };

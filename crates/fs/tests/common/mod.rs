@@ -55,3 +55,35 @@ pub fn settle(bg: &Background) {
     }
     bg.guard().wait_idle();
 }
+
+/// A zeroed buffer at a 4 KiB-aligned address, as O_DIRECT needs.
+pub struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    pub fn new(len: usize) -> AlignedBuf {
+        let storage = vec![0u8; len + 4096];
+        let start = storage.as_ptr().align_offset(4096);
+        AlignedBuf {
+            storage,
+            start,
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for AlignedBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+}
+
+impl std::ops::DerefMut for AlignedBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
