@@ -1,9 +1,9 @@
 //! Random operations through a measuring mount, mirrored natively (fsx-style
 //! differential tests), that must give the same results on both sides:
 //! * on three files at once, each with its own sequence: writes, reads, truncation,
-//!   fallocate modes, mmap writes, appends, copy_file_range, O_DIRECT reads and writes,
-//!   dropped page caches and reopenings (each last writer's close re-measures; each
-//!   later read is verified against the new tree);
+//!   fallocate modes, mmap reads and writes, appends, copy_file_range, O_DIRECT reads
+//!   and writes, dropped page caches and reopenings (each last writer's close
+//!   re-measures; each later read is verified against the new tree);
 //! * on a small tree, with the mount beside its source and over it: create, rewrite,
 //!   mkdir, rmdir, unlink, rename (with its flags), link, symlink, chmod, truncate,
 //!   xattrs, stat, listings, and reads through descriptors held across all of these.
@@ -122,6 +122,31 @@ fn mmap_write(f: &File, off: u64, data: &[u8]) -> i64 {
         libc::munmap(p, len);
     }
     (end - off) as i64
+}
+
+/// The whole file as a shared read-only mapping shows it (pages filled by the kernel's
+/// readahead and page faults, not by read calls).
+fn mmap_read(f: &File) -> Vec<u8> {
+    let len = f.metadata().unwrap().len() as usize;
+    if len == 0 {
+        return Vec::new();
+    }
+    // SAFETY: a read-only shared mapping of the file's `len` bytes, copied out within
+    // those bounds (nothing else changes the file meanwhile) and unmapped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        let out = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        libc::munmap(p, len);
+        out
+    }
 }
 
 fn copy_range(f: &File, from: u64, to: u64, len: u64) -> i64 {
@@ -275,7 +300,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
     let mut trail: Vec<String> = Vec::new();
     for step in 0..ops {
         let size = pair.size();
-        let op = rng.below(16);
+        let op = rng.below(17);
         let what = match op {
             0..=2 => {
                 let off = rng.span(size + 70_000).min(MAX_SIZE - 1);
@@ -405,6 +430,17 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                     trail.join("\n")
                 );
                 format!("direct read {off}+{len}")
+            }
+            15 => {
+                let (m, n) = (mmap_read(&pair.ro[0]), mmap_read(&pair.ro[1]));
+                assert!(
+                    m == n,
+                    "{name} step {step}: mapped read: mount {} native {} bytes\n{}",
+                    m.len(),
+                    n.len(),
+                    trail.join("\n")
+                );
+                "mapped read".to_string()
             }
             _ => {
                 let n = read_at(&pair.ro[1], 0, MAX_SIZE as usize).unwrap();
