@@ -82,6 +82,24 @@ fn einval() -> io::Error {
     io::Error::from_raw_os_error(libc::EINVAL)
 }
 
+/// Write `data` at `offset`, as much of it as the backing file takes: an error after
+/// some bytes landed (ENOSPC, EFBIG, EDQUOT) is a short write, as pwrite(2) reports it,
+/// so the writer learns how much is in the file and gets the error on its next write.
+fn write_at_most(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < data.len() {
+        match file.write_at(&data[done..], offset + done as u64) {
+            Ok(0) if done == 0 => return Err(io::Error::from_raw_os_error(libc::EIO)),
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) if done > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// The access ACL's xattr.
 const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
 
@@ -1048,11 +1066,11 @@ impl Filesystem for VigilFs {
         // Bumped before the data changes (readers' checks stand down) and after (the
         // page cache is not kept at the next open).
         s.changed(node);
-        let r = file.write_all_at(data, offset);
+        let r = write_at_most(file, data, offset);
         s.changed(node);
         drop(m);
         match r {
-            Ok(()) => reply.written(data.len() as u32),
+            Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -1179,13 +1179,13 @@ fn unknown_ioctls_and_tmpfile() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount(at: &Path) -> Tmpfs {
+    fn mount(at: &Path, options: &str) -> Tmpfs {
         let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(at)
             .status()
             .unwrap();
-        assert!(st.success(), "mount -t tmpfs {}", at.display());
+        assert!(st.success(), "mount -t tmpfs -o {options} {}", at.display());
         Tmpfs(at.to_path_buf())
     }
 }
@@ -1209,14 +1209,14 @@ fn small_inode_numbers_and_listings_agree_with_stat() {
     }
     let _serial = caches_lock();
     let mut f = Fixture::new();
-    let outer = Tmpfs::mount(&f.src);
+    let outer = Tmpfs::mount(&f.src, "defaults");
     for i in 0..12 {
         fs::write(f.s(&format!("f{i}")), b"x").unwrap();
     }
     fs::create_dir(f.s("d")).unwrap();
     fs::write(f.s("d/inner"), b"y").unwrap();
     fs::create_dir(f.s("nest")).unwrap();
-    let inner = Tmpfs::mount(&f.s("nest"));
+    let inner = Tmpfs::mount(&f.s("nest"), "defaults");
     fs::create_dir(f.s("nest/big")).unwrap();
     for i in 0..3000 {
         File::create(f.s(&format!("nest/big/n{i}"))).unwrap();
@@ -1288,4 +1288,45 @@ fn small_inode_numbers_and_listings_agree_with_stat() {
     }
     f.bg.take().unwrap().unmount().unwrap();
     drop((inner, outer));
+}
+
+/// Write 96 KiB at a time into a new file until the file system is full: the bytes
+/// taken and the error that stopped it.
+fn fill(path: &Path) -> (u64, i32) {
+    let mut f = File::create(path).unwrap();
+    let chunk = vec![0x5au8; 96 * 1024];
+    let mut total = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(n) => total += n as u64,
+            Err(e) => return (total, errno(e)),
+        }
+    }
+}
+
+#[test]
+fn a_full_backing_file_system_gives_a_short_write_then_enospc() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let native = f._dir.path().join("native");
+    fs::create_dir(&native).unwrap();
+    // Both 1 MiB: the mount's backing store and a native twin.
+    let _tmpfs = [
+        Tmpfs::mount(&f.src, "size=1m,mode=755"),
+        Tmpfs::mount(&native, "size=1m,mode=755"),
+    ];
+    f.mount();
+    let want = fill(&native.join("big"));
+    assert_eq!(want.1, libc::ENOSPC);
+    assert_eq!(want.0 % (96 * 1024), 64 * 1024, "no short write natively");
+    // The write that fills the file system lands partly and says how much; the next
+    // one fails. What the writer counted is what the file holds.
+    assert_eq!(fill(&f.m("big")), want);
+    assert_eq!(fs::metadata(f.s("big")).unwrap().len(), want.0);
+    assert_eq!(fs::metadata(f.m("big")).unwrap().len(), want.0);
+    let data = fs::read(f.m("big")).unwrap();
+    assert!(data.iter().all(|&b| b == 0x5a));
+    f.bg.take().unwrap().unmount().unwrap();
 }
