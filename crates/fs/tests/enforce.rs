@@ -617,3 +617,41 @@ fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
     );
     bg.unmount().unwrap();
 }
+
+/// When the state directory cannot take a measurement (its file system is full), the
+/// open that needs one fails with that error instead of using the file unmeasured; the
+/// log stays whole, and once there is room again the file opens and is measured, also
+/// after a restart.
+#[test]
+fn a_full_state_directory_refuses_opens_it_cannot_record() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    fs::write(env.src.join("small"), b"measured first").unwrap();
+    fs::write(env.src.join("big"), &big).unwrap();
+    let state = env.dir.path().join("state");
+    fs::create_dir(&state).unwrap();
+    let _tmpfs = common::Tmpfs::mount(&state, "size=1m");
+    let policy = "measure func=FILE_CHECK\n";
+    let bg = env.mount(policy, AppraiseMode::Off, None);
+    assert_eq!(fs::read(env.m("small")).unwrap(), b"measured first");
+
+    let filler = state.join("filler");
+    let mut f = fs::File::create(&filler).unwrap();
+    while std::io::Write::write(&mut f, &[0u8; 64 * 1024]).is_ok() {}
+    drop(f);
+    assert_eq!(errno(fs::read(env.m("big"))), libc::ENOSPC);
+    let ascii = check_log_replays(&env.mnt);
+    assert!(!ascii.contains(&sha256_hex(&big)), "{ascii}");
+
+    fs::remove_file(&filler).unwrap();
+    assert_eq!(fs::read(env.m("big")).unwrap(), big);
+    assert!(check_log_replays(&env.mnt).contains(&sha256_hex(&big)));
+    bg.unmount().unwrap();
+    let bg = env.mount(policy, AppraiseMode::Off, None);
+    let ascii = check_log_replays(&env.mnt);
+    assert_eq!(ascii.lines().count(), 2, "{ascii}");
+    bg.unmount().unwrap();
+}

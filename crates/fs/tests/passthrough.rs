@@ -1175,27 +1175,6 @@ fn unknown_ioctls_and_tmpfile() {
     );
 }
 
-/// Unmounts a tmpfs (lazily) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, options: &str) -> Tmpfs {
-        let st = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount -t tmpfs -o {options} {}", at.display());
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = vigil_fs::detach(&self.0);
-    }
-}
-
 /// A source whose inode numbers are small (tmpfs numbers from 1, as an ext4
 /// filesystem's root directory has lost+found at 11): its files' ids are stable across
 /// cache eviction, the backing numbers from [`vigil_fs::inode::FIRST_DYNAMIC_INO`] on.
@@ -1209,14 +1188,14 @@ fn small_inode_numbers_and_listings_agree_with_stat() {
     }
     let _serial = caches_lock();
     let mut f = Fixture::new();
-    let outer = Tmpfs::mount(&f.src, "defaults");
+    let outer = common::Tmpfs::mount(&f.src, "defaults");
     for i in 0..12 {
         fs::write(f.s(&format!("f{i}")), b"x").unwrap();
     }
     fs::create_dir(f.s("d")).unwrap();
     fs::write(f.s("d/inner"), b"y").unwrap();
     fs::create_dir(f.s("nest")).unwrap();
-    let inner = Tmpfs::mount(&f.s("nest"), "defaults");
+    let inner = common::Tmpfs::mount(&f.s("nest"), "defaults");
     fs::create_dir(f.s("nest/big")).unwrap();
     for i in 0..3000 {
         File::create(f.s(&format!("nest/big/n{i}"))).unwrap();
@@ -1314,8 +1293,8 @@ fn a_full_backing_file_system_gives_a_short_write_then_enospc() {
     fs::create_dir(&native).unwrap();
     // Both 1 MiB: the mount's backing store and a native twin.
     let _tmpfs = [
-        Tmpfs::mount(&f.src, "size=1m,mode=755"),
-        Tmpfs::mount(&native, "size=1m,mode=755"),
+        common::Tmpfs::mount(&f.src, "size=1m,mode=755"),
+        common::Tmpfs::mount(&native, "size=1m,mode=755"),
     ];
     f.mount();
     let want = fill(&native.join("big"));

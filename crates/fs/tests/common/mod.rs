@@ -87,3 +87,24 @@ impl std::ops::DerefMut for AlignedBuf {
         &mut self.storage[self.start..self.start + self.len]
     }
 }
+
+/// Unmounts a tmpfs (lazily) when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, options: &str) -> Tmpfs {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs -o {options} {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = vigil_fs::detach(&self.0);
+    }
+}
