@@ -655,3 +655,34 @@ fn a_full_state_directory_refuses_opens_it_cannot_record() {
     assert_eq!(ascii.lines().count(), 2, "{ascii}");
     bg.unmount().unwrap();
 }
+
+/// A hash value fix mode cannot write (the source is read-only) fails the appraisal,
+/// which fix mode allows, as the kernel does; the file is not hashed again at every
+/// open for another try; enforce mode refuses it.
+#[test]
+fn fix_mode_allows_what_it_cannot_label() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let _tmpfs = common::Tmpfs::mount(&env.src, "size=1m");
+    fs::write(env.src.join("f"), b"cannot be labelled").unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&env.src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let policy = "appraise func=FILE_CHECK\n";
+    let bg = env.mount(policy, AppraiseMode::Fix, None);
+    assert_eq!(fs::read(env.m("f")).unwrap(), b"cannot be labelled");
+    let measured = bg.guard().stats().measurements;
+    assert_eq!(fs::read(env.m("f")).unwrap(), b"cannot be labelled");
+    assert_eq!(bg.guard().stats().measurements, measured, "hashed again");
+    assert_eq!(ima_xattr(&env.src.join("f")), None);
+    bg.unmount().unwrap();
+
+    let bg = env.mount(policy, AppraiseMode::Enforce, None);
+    assert_eq!(errno(fs::read(env.m("f"))), libc::EACCES);
+    bg.unmount().unwrap();
+}

@@ -111,6 +111,11 @@ pub struct Measurement {
     pub verity: Option<(VerityTree, Option<TreeRef>)>,
     /// The IMA value (`security.ima` or configured source) read with the content.
     pub ima_value: Option<Vec<u8>>,
+    /// Why the hash value this measurement should have written (fix mode, a `hash`
+    /// rule, the refresh after writes) could not be: a read-only or full file system,
+    /// no xattr support. Not retried for this version of the file; a failed appraisal
+    /// names it.
+    pub value_error: Option<String>,
     /// PCRs this version was logged to (bit n = PCR n).
     logged: AtomicU64,
     /// Appraisal verdicts, by the appraise options that asked. A leaf lock: held only
@@ -1242,6 +1247,7 @@ impl Shared {
         };
         let mut ima_value = self.read_value(id, rfd.as_fd())?;
         let mut attrs = attrs;
+        let mut value_error = None;
         if refresh_value
             && st.gen.still_current(t)
             && ima_value
@@ -1250,10 +1256,16 @@ impl Shared {
         {
             let v = appraise::hash_value(algo, &digest);
             if ima_value.as_deref() != Some(&v[..]) {
-                self.write_value(id, rfd.as_fd(), &v)?;
-                // Our own xattr write changed ctime.
-                attrs = identity::identify_fd(rfd.as_fd())?.attrs;
-                ima_value = Some(v);
+                // As the kernel's ima_fix_xattr: a value that cannot be written leaves
+                // the appraisal to fail (allowed in fix mode), not the open.
+                match self.write_value(id, rfd.as_fd(), &v) {
+                    Ok(()) => {
+                        // Our own xattr write changed ctime.
+                        attrs = identity::identify_fd(rfd.as_fd())?.attrs;
+                        ima_value = Some(v);
+                    }
+                    Err(e) => value_error = Some(e.to_string()),
+                }
             }
         }
         let m = Arc::new(Measurement {
@@ -1263,6 +1275,7 @@ impl Shared {
             digest,
             verity,
             ima_value,
+            value_error,
             logged: AtomicU64::new(0),
             verdicts: Mutex::new(Vec::new()),
         });
@@ -1345,6 +1358,12 @@ impl Shared {
             &mut file_digest,
             verity,
         );
+        let v = match (v, &m.value_error) {
+            (Verdict::Fail(cause), Some(e)) => {
+                Verdict::Fail(format!("{cause}; writing the hash value failed: {e}"))
+            }
+            (v, _) => v,
+        };
         if !created {
             m.verdicts
                 .lock()
@@ -1423,6 +1442,9 @@ impl Shared {
 }
 
 fn needs_value_refresh(m: &Measurement) -> bool {
+    if m.value_error.is_some() {
+        return false;
+    }
     match m.ima_value.as_deref() {
         Some(v) if appraise::is_signature(v) => false,
         Some(v) => v != appraise::hash_value(m.algo, &m.digest),
