@@ -104,6 +104,9 @@ fn mmap_write(f: &File, off: u64, data: &[u8]) -> i64 {
         return 0;
     }
     let len = end as usize;
+    if let Err(e) = fault_free(f, len) {
+        return -(e as i64);
+    }
     // SAFETY: a shared mapping of the file's first `len` bytes (all within its size),
     // written inside those bounds, flushed and unmapped before it is let go.
     unsafe {
@@ -124,13 +127,22 @@ fn mmap_write(f: &File, off: u64, data: &[u8]) -> i64 {
     (end - off) as i64
 }
 
-/// The whole file as a shared read-only mapping shows it (pages filled by the kernel's
-/// readahead and page faults, not by read calls).
-fn mmap_read(f: &File) -> Vec<u8> {
+/// Read the first `len` bytes of `f` once, so that touching them through a mapping
+/// cannot fault to a failing read: that would be SIGBUS, killing the test process,
+/// whose exiting threads would then wait forever on its own (dead) FUSE daemon. A
+/// failure shows here, as the read's error, instead.
+fn fault_free(f: &File, len: usize) -> Result<(), i32> {
+    read_at(f, 0, len).map(drop)
+}
+
+/// The whole file as a shared read-only mapping shows it (the pages the read calls
+/// filled, mapped).
+fn mmap_read(f: &File) -> Result<Vec<u8>, i32> {
     let len = f.metadata().unwrap().len() as usize;
     if len == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
+    fault_free(f, len)?;
     // SAFETY: a read-only shared mapping of the file's `len` bytes, copied out within
     // those bounds (nothing else changes the file meanwhile) and unmapped.
     unsafe {
@@ -145,7 +157,7 @@ fn mmap_read(f: &File) -> Vec<u8> {
         assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
         let out = std::slice::from_raw_parts(p as *const u8, len).to_vec();
         libc::munmap(p, len);
-        out
+        Ok(out)
     }
 }
 
@@ -315,18 +327,11 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
             3..=5 => {
                 let off = rng.span(size + 4096);
                 let len = rng.span(1 << 20) as usize;
-                let (m, n) = (
-                    read_at(&pair.ro[0], off, len),
-                    read_at(&pair.ro[1], off, len),
-                );
-                assert!(
-                    m == n,
-                    "{name} step {step}: read {off}+{len}: mount {:?} native {:?}\n{}",
-                    m.as_ref().map(|v| v.len()),
-                    n.as_ref().map(|v| v.len()),
-                    trail.join("\n")
-                );
-                format!("read {off}+{len}")
+                let what = format!("read {off}+{len}");
+                let m = read_at(&pair.ro[0], off, len);
+                let n = read_at(&pair.ro[1], off, len);
+                same_bytes(&what, &m, &n, &trail);
+                what
             }
             6 => {
                 let len = rng.span(MAX_SIZE);
@@ -421,49 +426,46 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                     let n = f.read_at(&mut buf, off).map_err(errno)?;
                     Ok::<_, i32>(buf[..n].to_vec())
                 };
-                let (m, n) = (read(&pair.paths[0]), read(&pair.paths[1]));
-                assert!(
-                    m == n,
-                    "{name} step {step}: direct read {off}+{len}: mount {:?} native {:?}\n{}",
-                    m.as_ref().map(|v| v.len()),
-                    n.as_ref().map(|v| v.len()),
-                    trail.join("\n")
-                );
-                format!("direct read {off}+{len}")
+                let what = format!("direct read {off}+{len}");
+                same_bytes(&what, &read(&pair.paths[0]), &read(&pair.paths[1]), &trail);
+                what
             }
             15 => {
                 let (m, n) = (mmap_read(&pair.ro[0]), mmap_read(&pair.ro[1]));
-                assert!(
-                    m == n,
-                    "{name} step {step}: mapped read: mount {} native {} bytes\n{}",
-                    m.len(),
-                    n.len(),
-                    trail.join("\n")
-                );
+                same_bytes("mapped read", &m, &n, &trail);
                 "mapped read".to_string()
             }
             _ => {
-                let n = read_at(&pair.ro[1], 0, MAX_SIZE as usize).unwrap();
                 let m = read_at(&File::open(&pair.paths[0]).unwrap(), 0, MAX_SIZE as usize);
-                assert!(
-                    m.as_ref() == Ok(&n),
-                    "{name} step {step}: whole file: mount {:?} native {} bytes{}\n{}",
-                    m.as_ref().map(|v| v.len()),
-                    n.len(),
-                    m.as_ref()
-                        .ok()
-                        .and_then(|m| m.iter().zip(&n).position(|(a, b)| a != b))
-                        .map_or(String::new(), |i| format!(", first difference at {i}")),
-                    trail.join("\n")
-                );
+                let n = read_at(&pair.ro[1], 0, MAX_SIZE as usize);
+                same_bytes("whole file", &m, &n, &trail);
                 "compare whole".to_string()
             }
         };
-        trail.push(format!("{step}: {what}"));
+        trail.push(format!("{name} {step}: {what}"));
         if trail.len() > 40 {
             trail.remove(0);
         }
     }
+}
+
+/// Panics, with the latest operations, unless the mount's bytes (or error) are the
+/// native ones.
+fn same_bytes(what: &str, m: &Result<Vec<u8>, i32>, n: &Result<Vec<u8>, i32>, trail: &[String]) {
+    if m == n {
+        return;
+    }
+    let first_difference = match (m, n) {
+        (Ok(m), Ok(n)) => m.iter().zip(n).position(|(a, b)| a != b),
+        _ => None,
+    };
+    panic!(
+        "{what}: mount {:?} native {:?} bytes, first difference at {first_difference:?}\n\
+         after:\n{}",
+        m.as_ref().map(Vec::len),
+        n.as_ref().map(Vec::len),
+        trail.join("\n")
+    );
 }
 
 /// Names the namespace test works on: any of them may at any time be a file, a
