@@ -527,18 +527,9 @@ fn parallel_readers_and_writers() {
 
 /// The `user.ima` value of `path`, if any.
 fn ima_xattr(path: &Path) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
     let mut buf = [0u8; 512];
-    // SAFETY: getxattr into a buffer we own, its length given.
-    let n = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            c"user.ima".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
+    let n = rustix::fs::getxattr(path, "user.ima", &mut buf[..]).ok()?;
+    Some(buf[..n].to_vec())
 }
 
 /// What `evmctl ima_hash` writes as the hash value of `content`.
