@@ -1042,7 +1042,7 @@ impl Filesystem for VigilFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -1066,7 +1066,14 @@ impl Filesystem for VigilFs {
         // Bumped before the data changes (readers' checks stand down) and after (the
         // page cache is not kept at the next open).
         s.changed(node);
-        let r = write_at_most(file, data, offset);
+        // Page-cache writeback (a shared mapping's stores) has no writer to take a short
+        // count, and the kernel would drop the rest silently: only an error reaches
+        // msync/fsync.
+        let r = if write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+            file.write_all_at(data, offset).map(|()| data.len())
+        } else {
+            write_at_most(file, data, offset)
+        };
         s.changed(node);
         drop(m);
         match r {

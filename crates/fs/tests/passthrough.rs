@@ -1309,3 +1309,59 @@ fn a_full_backing_file_system_gives_a_short_write_then_enospc() {
     assert!(data.iter().all(|&b| b == 0x5a));
     f.bg.take().unwrap().unmount().unwrap();
 }
+
+/// Stores through a shared mapping reach the backing file at writeback, where no writer
+/// can take a short count: when the backing file system has room for only part of
+/// them, msync reports the error rather than losing the rest silently.
+#[test]
+fn writeback_that_does_not_fit_is_an_error_at_msync() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    let _tmpfs = common::Tmpfs::mount(&f.src, "size=1m,mode=755");
+    const LEN: usize = 256 * 1024;
+    File::create(f.s("m")).unwrap().set_len(LEN as u64).unwrap();
+    // Fill the file system, then free two pages: room for a part of the mapping.
+    let (taken, _) = fill(&f.s("filler"));
+    File::options()
+        .write(true)
+        .open(f.s("filler"))
+        .unwrap()
+        .set_len(taken - 8192)
+        .unwrap();
+    f.mount();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(f.m("m"))
+        .unwrap();
+    // SAFETY: shared mapping of the LEN-byte file we keep open, written within its
+    // bounds, unmapped below.
+    let synced = unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        std::ptr::write_bytes(p.cast::<u8>(), 0x77, LEN);
+        let r = libc::msync(p, LEN, libc::MS_SYNC);
+        let e = std::io::Error::last_os_error().raw_os_error();
+        libc::munmap(p, LEN);
+        (r, e)
+    };
+    assert_eq!(
+        synced.0, -1,
+        "msync reported success for stores that did not fit"
+    );
+    assert!(
+        matches!(synced.1, Some(libc::ENOSPC) | Some(libc::EIO)),
+        "{synced:?}"
+    );
+    drop(file);
+    f.bg.take().unwrap().unmount().unwrap();
+}
