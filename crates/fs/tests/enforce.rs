@@ -677,3 +677,27 @@ fn fix_mode_allows_what_it_cannot_label() {
     assert_eq!(errno(fs::read(env.m("f"))), libc::EACCES);
     bg.unmount().unwrap();
 }
+
+/// The re-measurement after the last writer closes reads the file on nobody's behalf:
+/// its atime stays as it was (natively, nothing reads it then under a measure rule).
+#[test]
+fn re_measurement_leaves_the_atime_alone() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    fs::write(env.src.join("f"), b"before").unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let f = fs::OpenOptions::new().write(true).open(env.m("f")).unwrap();
+    f.write_all_at(b"after!", 0).unwrap();
+    // An atime older than the ctime: relatime would move it at the next read.
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    f.set_times(fs::FileTimes::new().set_accessed(old).set_modified(old))
+        .unwrap();
+    drop(f);
+    common::settle(&bg);
+    assert!(bg.guard().stats().jobs_done >= 1, "no re-measurement ran");
+    let atime = fs::metadata(env.src.join("f")).unwrap().accessed().unwrap();
+    assert_eq!(atime, old);
+    bg.unmount().unwrap();
+}

@@ -123,7 +123,8 @@ pub fn name_to_handle(dirfd: BorrowedFd<'_>, path: &Path) -> io::Result<Option<R
     }))
 }
 
-/// `open_by_handle_at(mount_fd, handle, O_RDONLY|O_CLOEXEC)`; needs CAP_DAC_READ_SEARCH.
+/// `open_by_handle_at(mount_fd, handle, O_RDONLY|O_CLOEXEC|O_NOATIME)`; needs
+/// CAP_DAC_READ_SEARCH.
 pub fn open_by_handle(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Result<File> {
     if handle.bytes.len() > MAX_HANDLE_SZ {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -134,17 +135,27 @@ pub fn open_by_handle(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Resul
         f_handle: [0; MAX_HANDLE_SZ],
     };
     buf.f_handle[..handle.bytes.len()].copy_from_slice(&handle.bytes);
-    // SAFETY: `buf` is a valid `struct file_handle` of `handle_bytes` bytes.
-    let fd = unsafe {
-        libc::open_by_handle_at(
-            mount_fd.as_raw_fd(),
-            (&mut buf as *mut HandleBuf).cast(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
+    let mut open = |flags: i32| {
+        // SAFETY: `buf` is a valid `struct file_handle` of `handle_bytes` bytes.
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                mount_fd.as_raw_fd(),
+                (&mut buf as *mut HandleBuf).cast(),
+                libc::O_RDONLY | libc::O_CLOEXEC | flags,
+            )
+        };
+        if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(fd)
+        }
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // Reading a file to re-measure it is nobody's access, so its atime stays (O_NOATIME
+    // needs the file's owner or CAP_FOWNER; without, the file is opened as is).
+    let fd = match open(libc::O_NOATIME) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(0)?,
+        r => r?,
+    };
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
