@@ -107,19 +107,6 @@ impl Env {
     }
 }
 
-/// Drop the kernel's cached pages of `f`, so its next reads go through the daemon.
-fn drop_cached(f: &fs::File) {
-    // SAFETY: fadvise on a descriptor we hold.
-    unsafe {
-        libc::posix_fadvise(
-            std::os::fd::AsRawFd::as_raw_fd(f),
-            0,
-            0,
-            libc::POSIX_FADV_DONTNEED,
-        )
-    };
-}
-
 fn errno(r: std::io::Result<Vec<u8>>) -> i32 {
     r.unwrap_err().raw_os_error().unwrap_or(0)
 }
@@ -148,10 +135,6 @@ fn check_log_replays(mnt: &Path) -> String {
     let ascii = fs::read_to_string(mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
     assert_eq!(ascii.lines().count(), n);
     ascii
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(HashAlgo::Sha256.digest(b).unwrap())
 }
 
 #[test]
@@ -201,7 +184,7 @@ fn signed_tree_in_enforce_mode() {
     ] {
         let want = format!(
             "ima-ng sha256:{} {}",
-            sha256_hex(&content),
+            common::sha256_hex(&content),
             env.m(name).display()
         );
         assert!(
@@ -321,8 +304,8 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
         .unwrap();
     b.write_all_at(b"EVIL", 9 * 4096 + 100).unwrap();
     fs::write(env.src.join("small"), b"one bloc!").unwrap();
-    drop_cached(&f);
-    drop_cached(&small);
+    common::drop_cached(&f);
+    common::drop_cached(&small);
     let mut blk = vec![0u8; 4096];
     let e = f.read_exact_at(&mut blk, 9 * 4096).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EIO));
@@ -353,7 +336,7 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
         .unwrap();
     b.write_all_at(b"tail", data.len() as u64).unwrap();
     std::thread::sleep(Duration::from_millis(1100));
-    drop_cached(&f);
+    common::drop_cached(&f);
     let mut tail = vec![0u8; 4];
     let r = f.read_at(&mut tail, data.len() as u64);
     assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
@@ -396,7 +379,7 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     backing
         .write_all_at(b"EVIL", (2 * MIB + 5000) as u64)
         .unwrap();
-    drop_cached(&f);
+    common::drop_cached(&f);
     assert_eq!(
         read(2 * MIB, MIB).unwrap_err().raw_os_error(),
         Some(libc::EIO)
@@ -409,7 +392,7 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     }
 
     backing.set_len((MIB + MIB / 2) as u64).unwrap();
-    drop_cached(&f);
+    common::drop_cached(&f);
     // Past the new end: EIO while the kernel still has the old size, end of file once
     // it has the new one; never bytes.
     let r = read(3 * MIB, MIB);
@@ -449,7 +432,7 @@ fn parallel_readers_and_writers() {
             while !stop.load(Ordering::Relaxed) {
                 let f = fs::File::open(&p).unwrap();
                 let off = (k * 77_777) % (stable.len() as u64 - buf.len() as u64);
-                drop_cached(&f);
+                common::drop_cached(&f);
                 f.read_exact_at(&mut buf, off).unwrap();
                 assert_eq!(&buf[..], &stable[off as usize..off as usize + buf.len()]);
                 reads.fetch_add(1, Ordering::Relaxed);
@@ -515,7 +498,7 @@ fn parallel_readers_and_writers() {
     let ascii = check_log_replays(&env.mnt);
     let want = format!(
         "sha256:{} {}",
-        sha256_hex(&final_hot),
+        common::sha256_hex(&final_hot),
         env.m("hot").display()
     );
     assert!(
@@ -630,16 +613,14 @@ fn a_full_state_directory_refuses_opens_it_cannot_record() {
     assert_eq!(fs::read(env.m("small")).unwrap(), b"measured first");
 
     let filler = state.join("filler");
-    let mut f = fs::File::create(&filler).unwrap();
-    while std::io::Write::write(&mut f, &[0u8; 64 * 1024]).is_ok() {}
-    drop(f);
+    common::fill(&filler);
     assert_eq!(errno(fs::read(env.m("big"))), libc::ENOSPC);
     let ascii = check_log_replays(&env.mnt);
-    assert!(!ascii.contains(&sha256_hex(&big)), "{ascii}");
+    assert!(!ascii.contains(&common::sha256_hex(&big)), "{ascii}");
 
     fs::remove_file(&filler).unwrap();
     assert_eq!(fs::read(env.m("big")).unwrap(), big);
-    assert!(check_log_replays(&env.mnt).contains(&sha256_hex(&big)));
+    assert!(check_log_replays(&env.mnt).contains(&common::sha256_hex(&big)));
     bg.unmount().unwrap();
     let bg = env.mount(policy, AppraiseMode::Off, None);
     let ascii = check_log_replays(&env.mnt);

@@ -74,10 +74,6 @@ fn drop_caches_until(bg: &Background, want: usize) -> usize {
     }
 }
 
-fn errno(e: std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
-
 #[test]
 fn files_dirs_links_and_attributes() {
     if !can_mount() {
@@ -144,7 +140,7 @@ fn files_dirs_links_and_attributes() {
     fs::remove_file(f.m("hard")).unwrap();
     assert!(!f.s("hard").exists());
     assert_eq!(
-        errno(fs::remove_dir(f.m("sub")).unwrap_err()),
+        common::errno(fs::remove_dir(f.m("sub")).unwrap_err()),
         libc::ENOTEMPTY
     );
     fs::remove_file(f.m("sub/moved")).unwrap();
@@ -301,24 +297,24 @@ fn vigil_dir_is_read_only_and_hides_backing_entry() {
         0o444
     );
     assert_eq!(
-        errno(fs::write(f.m(".vigil/pcrs"), b"x").unwrap_err()),
+        common::errno(fs::write(f.m(".vigil/pcrs"), b"x").unwrap_err()),
         libc::EACCES
     );
     assert_eq!(
-        errno(fs::write(f.m(".vigil/new"), b"x").unwrap_err()),
+        common::errno(fs::write(f.m(".vigil/new"), b"x").unwrap_err()),
         libc::EACCES
     );
     assert_eq!(
-        errno(fs::remove_dir_all(f.m(".vigil")).unwrap_err()),
+        common::errno(fs::remove_dir_all(f.m(".vigil")).unwrap_err()),
         libc::EACCES
     );
     fs::create_dir(f.m("y")).unwrap();
     assert_eq!(
-        errno(fs::rename(f.m("y"), f.m(".vigil")).unwrap_err()),
+        common::errno(fs::rename(f.m("y"), f.m(".vigil")).unwrap_err()),
         libc::EACCES
     );
     assert_eq!(
-        errno(fs::rename(f.m(".vigil"), f.m("z")).unwrap_err()),
+        common::errno(fs::rename(f.m(".vigil"), f.m("z")).unwrap_err()),
         libc::EACCES
     );
     assert!(!f.m(".vigil/secret").exists());
@@ -521,7 +517,7 @@ fn append_semantics() {
     assert_eq!(fs::read(f.s("app")).unwrap(), b"abbabbabbc");
 }
 
-/// `pwritev2` with one flag, returning the byte count or the errno.
+/// `pwritev2` with one flag, returning the byte count or the common::errno.
 fn pwritev2(fd: i32, data: &[u8], offset: i64, flags: i32) -> Result<usize, i32> {
     let iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
@@ -637,7 +633,7 @@ fn last_errno() -> i32 {
         .unwrap_or(255)
 }
 
-/// open(2) and close: 0, or the errno.
+/// open(2) and close: 0, or the common::errno.
 fn try_open(p: &std::ffi::CStr, flags: i32, mode: libc::mode_t) -> i32 {
     // SAFETY: plain system calls on a valid C string.
     unsafe {
@@ -885,9 +881,15 @@ fn sealed_files_keep_their_names() {
     assert_eq!(rename2(&sx, &other, libc::RENAME_EXCHANGE), libc::EPERM);
     assert_eq!(rename2(&other, &sx, 0), libc::EPERM);
     assert_eq!(rename2(&sx, &f.m("moved"), 0), libc::EPERM);
-    assert_eq!(errno(fs::remove_file(&sx).unwrap_err()), libc::EPERM);
+    assert_eq!(
+        common::errno(fs::remove_file(&sx).unwrap_err()),
+        libc::EPERM
+    );
     fs::hard_link(&sx, f.m("sx2")).unwrap();
-    assert_eq!(errno(fs::remove_file(f.m("sx2")).unwrap_err()), libc::EPERM);
+    assert_eq!(
+        common::errno(fs::remove_file(f.m("sx2")).unwrap_err()),
+        libc::EPERM
+    );
     assert_eq!(rename2(&other, &f.m("sx2"), 0), libc::EPERM);
     assert_eq!(fs::read(&sx).unwrap(), b"sealed-content");
     assert_eq!(fs::read(f.s("sx")).unwrap(), b"sealed-content");
@@ -1269,20 +1271,6 @@ fn small_inode_numbers_and_listings_agree_with_stat() {
     drop((inner, outer));
 }
 
-/// Write 96 KiB at a time into a new file until the file system is full: the bytes
-/// taken and the error that stopped it.
-fn fill(path: &Path) -> (u64, i32) {
-    let mut f = File::create(path).unwrap();
-    let chunk = vec![0x5au8; 96 * 1024];
-    let mut total = 0;
-    loop {
-        match f.write(&chunk) {
-            Ok(n) => total += n as u64,
-            Err(e) => return (total, errno(e)),
-        }
-    }
-}
-
 #[test]
 fn a_full_backing_file_system_gives_a_short_write_then_enospc() {
     if !can_mount() {
@@ -1297,12 +1285,12 @@ fn a_full_backing_file_system_gives_a_short_write_then_enospc() {
         common::Tmpfs::mount(&native, "size=1m,mode=755"),
     ];
     f.mount();
-    let want = fill(&native.join("big"));
+    let want = common::fill(&native.join("big"));
     assert_eq!(want.1, libc::ENOSPC);
     assert_eq!(want.0 % (96 * 1024), 64 * 1024, "no short write natively");
     // The write that fills the file system lands partly and says how much; the next
     // one fails. What the writer counted is what the file holds.
-    assert_eq!(fill(&f.m("big")), want);
+    assert_eq!(common::fill(&f.m("big")), want);
     assert_eq!(fs::metadata(f.s("big")).unwrap().len(), want.0);
     assert_eq!(fs::metadata(f.m("big")).unwrap().len(), want.0);
     let data = fs::read(f.m("big")).unwrap();
@@ -1323,7 +1311,7 @@ fn writeback_that_does_not_fit_is_an_error_at_msync() {
     const LEN: usize = 256 * 1024;
     File::create(f.s("m")).unwrap().set_len(LEN as u64).unwrap();
     // Fill the file system, then free two pages: room for a part of the mapping.
-    let (taken, _) = fill(&f.s("filler"));
+    let (taken, _) = common::fill(&f.s("filler"));
     File::options()
         .write(true)
         .open(f.s("filler"))

@@ -191,11 +191,6 @@ fn read_at(f: &File, off: u64, len: usize) -> Result<Vec<u8>, i32> {
     Ok(buf)
 }
 
-fn drop_cached(f: &File) {
-    // SAFETY: fadvise on a descriptor we hold.
-    unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
 /// `(operations, seed)` from the environment, or `None` (the test is skipped) without
 /// root or /dev/fuse.
 fn settings(default_ops: u64) -> Option<(u64, u64)> {
@@ -280,13 +275,13 @@ fn random_operations_agree_with_a_native_file() {
         let backing = fs::read(fx.src.join(name)).unwrap();
         assert!(backing == want, "{name}: backing file differs");
         let f = File::open(fx.mnt.join(name)).unwrap();
-        drop_cached(&f);
+        common::drop_cached(&f);
         let got = read_at(&f, 0, MAX_SIZE as usize).unwrap();
         assert!(got == want, "{name}: mount differs");
     }
     let ascii = fs::read_to_string(fx.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
     for name in names {
-        let digest = sha256(&fs::read(fx.native.join(name)).unwrap());
+        let digest = common::sha256_hex(&fs::read(fx.native.join(name)).unwrap());
         let suffix = format!("/{name}");
         // Violation records (all-zero template hash) measure nothing.
         let last = ascii
@@ -384,7 +379,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                 format!("copy_file_range {from}->{to} {len}")
             }
             11 => {
-                drop_cached(&pair.ro[0]);
+                common::drop_cached(&pair.ro[0]);
                 "drop cached pages".to_string()
             }
             12 => {
@@ -398,7 +393,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                     File::open(&pair.paths[0]).unwrap(),
                     File::open(&pair.paths[1]).unwrap(),
                 ];
-                drop_cached(&pair.ro[0]);
+                common::drop_cached(&pair.ro[0]);
                 "reopen".to_string()
             }
             13 => {
@@ -429,7 +424,7 @@ fn mirror_random_ops(bg: &Background, paths: [PathBuf; 2], ops: u64, seed: u64) 
                         .open(p)
                         .unwrap();
                     let mut buf = common::AlignedBuf::new(len);
-                    let n = f.read_at(&mut buf, off).map_err(errno)?;
+                    let n = f.read_at(&mut buf, off).map_err(common::errno)?;
                     Ok::<_, i32>(buf[..n].to_vec())
                 };
                 let what = format!("direct read {off}+{len}");
@@ -524,21 +519,17 @@ fn ret(r: libc::c_int) -> Result<i64, i32> {
     }
 }
 
-fn errno(e: std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
-
 /// What `lstat` shows of a name that both trees must agree on. (Directory sizes and
 /// times depend on the filesystem's history, so they are left out.)
 fn shape(root: &Path, rel: &str) -> Result<(u32, u32, u64, u64), i32> {
-    let m = fs::symlink_metadata(root.join(rel)).map_err(errno)?;
+    let m = fs::symlink_metadata(root.join(rel)).map_err(common::errno)?;
     let size = if m.is_dir() { 0 } else { m.len() };
     Ok((m.mode(), m.nlink() as u32, size, m.uid() as u64))
 }
 
 fn listing(root: &Path, rel: &str) -> Result<Vec<String>, i32> {
     let mut names: Vec<String> = fs::read_dir(root.join(rel))
-        .map_err(errno)?
+        .map_err(common::errno)?
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| !(rel.is_empty() && n == ".vigil"))
         .collect();
@@ -567,7 +558,7 @@ fn snapshot(root: &Path) -> (Vec<String>, Vec<Vec<String>>) {
                 format!("-> {:?}", fs::read_link(root.join(&rel)).unwrap())
             } else {
                 let data = fs::read(root.join(&rel)).unwrap();
-                format!("{} bytes, sha256 {}", data.len(), sha256(&data))
+                format!("{} bytes, sha256 {}", data.len(), common::sha256_hex(&data))
             };
             out.push(format!("{rel}: {:?} {what}", shape(root, &rel)));
             by_ino.entry(m.ino()).or_default().push(rel);
@@ -580,10 +571,6 @@ fn snapshot(root: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     }
     links.sort();
     (out, links)
-}
-
-fn sha256(data: &[u8]) -> String {
-    hex::encode(vigil_ima::HashAlgo::Sha256.digest(data).unwrap())
 }
 
 #[test]
@@ -640,10 +627,12 @@ fn mirror_random_namespace_ops(over_source: bool) {
                         };
                         let fd = ret(libc::open(c(root, p).as_ptr(), flags, 0o644))?;
                         let f = File::from_raw_fd(fd as i32);
-                        f.write_all_at(&data, 0).map_err(errno)?;
+                        f.write_all_at(&data, 0).map_err(common::errno)?;
                         Ok(format!("wrote {}", data.len()))
                     }
-                    2 => fs::read(root.join(p)).map(|d| sha256(&d)).map_err(errno),
+                    2 => fs::read(root.join(p))
+                        .map(|d| common::sha256_hex(&d))
+                        .map_err(common::errno),
                     4 => ret(libc::mkdir(c(root, p).as_ptr(), 0o755)).map(|_| String::new()),
                     5 => ret(libc::rmdir(c(root, p).as_ptr())).map(|_| String::new()),
                     6 => ret(libc::unlink(c(root, p).as_ptr())).map(|_| String::new()),
@@ -667,7 +656,7 @@ fn mirror_random_namespace_ops(over_source: bool) {
                     }
                     11 => fs::read_link(root.join(p))
                         .map(|t| format!("{t:?}"))
-                        .map_err(errno),
+                        .map_err(common::errno),
                     12 => ret(libc::chmod(c(root, p).as_ptr(), mode)).map(|_| String::new()),
                     13 => {
                         ret(libc::truncate(c(root, p).as_ptr(), len as i64)).map(|_| String::new())
@@ -708,7 +697,7 @@ fn mirror_random_namespace_ops(over_source: bool) {
                             times.as_ptr(),
                             libc::AT_SYMLINK_NOFOLLOW,
                         ))?;
-                        let m = fs::symlink_metadata(root.join(p)).map_err(errno)?;
+                        let m = fs::symlink_metadata(root.join(p)).map_err(common::errno)?;
                         let (a, am) = (m.atime(), m.atime_nsec());
                         Ok(format!("{a}.{am} {}.{}", m.mtime(), m.mtime_nsec()))
                     }
@@ -738,7 +727,7 @@ fn mirror_random_namespace_ops(over_source: bool) {
         };
         let what = match op {
             17 if held.len() < 6 => {
-                let open = |r: &PathBuf| File::open(r.join(p)).map_err(errno);
+                let open = |r: &PathBuf| File::open(r.join(p)).map_err(common::errno);
                 let (m, n) = (open(&roots[0]), open(&roots[1]));
                 assert_eq!(m.is_ok(), n.is_ok(), "step {step}: hold {p}: {m:?} {n:?}");
                 if let (Ok(m), Ok(n)) = (m, n) {

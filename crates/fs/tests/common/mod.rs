@@ -108,3 +108,40 @@ impl Drop for Tmpfs {
         let _ = vigil_fs::detach(&self.0);
     }
 }
+
+/// The errno of an I/O error (0 if it has none).
+pub fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// Drop the kernel's cached pages of `f`, so its next reads go through the daemon.
+pub fn drop_cached(f: &std::fs::File) {
+    // SAFETY: fadvise on a descriptor we hold.
+    unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+}
+
+/// Hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(vigil_ima::HashAlgo::Sha256.digest(data).unwrap())
+}
+
+/// Write 96 KiB at a time into a new file until the file system is full: the bytes
+/// taken and the error that stopped it.
+pub fn fill(path: &Path) -> (u64, i32) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5au8; 96 * 1024];
+    let mut total = 0;
+    loop {
+        match std::io::Write::write(&mut f, &chunk) {
+            Ok(n) => total += n as u64,
+            Err(e) => return (total, errno(e)),
+        }
+    }
+}
