@@ -176,7 +176,8 @@ impl EvmctlOpts {
         let list = self.keys.as_deref().unwrap_or(ima::DEFAULT_CERT);
         let ring = KeyRing::load_list(list)?;
         for (i, k) in ring.keys().iter().enumerate() {
-            eprintln!("key {}: {} {}", i + 1, k.keyid(), k.source());
+            // evmctl prints key ids with `%x` here and `%04x` for --keyid-from-cert.
+            eprintln!("key {}: {:x} {}", i + 1, k.keyid().0, k.source());
         }
         Ok(ring)
     }
@@ -282,7 +283,7 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
                     });
                 match read {
                     Ok(k) => {
-                        eprintln!("keyid {k} (from {})", cert.display());
+                        eprintln!("keyid {:04x} (from {})", k.0, cert.display());
                         o.keyid = Some(k);
                     }
                     Err(e) => {
@@ -674,6 +675,7 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         return Err(missing("ima_verify"));
     }
     let names = opts.names();
+    let mut report = FailureReport::new(opts, &ring);
     let mut fails = 0;
     for f in rest {
         let p = Path::new(f);
@@ -693,11 +695,49 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
             Ok(_) => eprintln!("{f}: verification is OK"),
             Err(e) => {
                 fails += 1;
-                eprintln!("{f}: verification failed: {e:#}");
+                report.failed(f, &e);
             }
         }
     }
     Ok(u8::from(fails > 0))
+}
+
+/// Verification failures worded as evmctl words them: an unknown key id is
+/// numbered after the loaded keys, once per id (the file is named only with
+/// `-v`); a signature that does not verify is `verification failed: 0 (why)`.
+struct FailureReport {
+    verbose: bool,
+    loaded: usize,
+    unknown: Vec<KeyId>,
+}
+
+impl FailureReport {
+    fn new(opts: &EvmctlOpts, ring: &KeyRing) -> FailureReport {
+        FailureReport {
+            verbose: opts.verbose > 0,
+            loaded: ring.keys().len(),
+            unknown: Vec::new(),
+        }
+    }
+
+    fn failed(&mut self, file: &str, e: &anyhow::Error) {
+        match e.downcast_ref::<vigil_ima::Error>() {
+            Some(vigil_ima::Error::UnknownKeyId(k)) => {
+                if !self.unknown.contains(k) {
+                    self.unknown.push(*k);
+                    let n = self.loaded + self.unknown.len();
+                    eprintln!("key {n}: {:x} (unknown keyid)", k.0);
+                }
+                if self.verbose {
+                    eprintln!("{file}: verification failed: unknown keyid {:x}", k.0);
+                }
+            }
+            Some(sig @ vigil_ima::Error::BadSignature { .. }) => {
+                eprintln!("{file}: verification failed: 0 ({sig})")
+            }
+            _ => eprintln!("{file}: verification failed: {e:#}"),
+        }
+    }
 }
 
 fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
@@ -809,7 +849,7 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
             Ok(0)
         }
         Err(e) => {
-            eprintln!("{}: verification failed: {e}", file.display());
+            FailureReport::new(opts, &ring).failed(&file.display().to_string(), &e.into());
             Ok(1)
         }
     }

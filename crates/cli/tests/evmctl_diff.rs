@@ -138,7 +138,45 @@ fn key_lists_and_wrong_keys() {
         assert_eq!(code(&r), 1);
         assert_eq!(code(&v), 1, "{}", all_text(&v));
         assert!(all_text(&v).contains("unknown keyid"), "{}", all_text(&v));
+        assert_eq!(all_text(&v), all_text(&r));
+        // Verbose: the file is named; an id already reported is not numbered again.
+        std::fs::copy(p.join("f"), p.join("g")).unwrap();
+        set_xattr(
+            &p.join("g"),
+            "user.ima",
+            &get_xattr(&p.join("f"), "user.ima"),
+        );
+        let args = [
+            "-v",
+            "ima_verify",
+            "--xattr-user",
+            "--key",
+            &wrong,
+            "f",
+            "g",
+        ];
+        let text = all_text(&vevmctl(&args, p));
+        assert_eq!(text.matches("(unknown keyid)").count(), 1, "{text}");
+        assert!(
+            text.contains("f: verification failed: unknown keyid"),
+            "{text}"
+        );
+        assert!(
+            text.contains("g: verification failed: unknown keyid"),
+            "{text}"
+        );
     }
+    // A changed file: evmctl's "0 (reason)" form.
+    std::fs::write(p.join("f"), b"changed").unwrap();
+    let args = ["ima_verify", "--xattr-user", "--key", &list, "f"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    assert_eq!((code(&v), code(&r)), (1, 1));
+    assert!(all_text(&r).contains("f: verification failed: 0 ("));
+    assert!(
+        all_text(&v).contains("f: verification failed: 0 ("),
+        "{}",
+        all_text(&v)
+    );
 }
 
 /// `--sigfile` writes `FILE.sig` equal to the xattr; `ima_setxattr` copies it back;
