@@ -83,15 +83,23 @@ fn daemon_pid(d: &Dirs) -> i32 {
         .unwrap()
 }
 
+/// Whether every thread of `pid` has exited (a zombie leader counts as gone). The
+/// leader turns zombie while other threads may still be exiting with the state
+/// directory's lock held, so all of `/proc/PID/task` is checked.
 fn wait_gone(pid: i32) -> bool {
+    let zombie = |stat: &str| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    };
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat.is_empty()
-            || stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true;
+        };
+        let alive = tasks.flatten().any(|task| {
+            fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| !zombie(&stat))
+        });
+        if !alive {
             return true;
         }
         std::thread::sleep(Duration::from_millis(20));
