@@ -527,6 +527,13 @@ fn missing(cmd: &str) -> anyhow::Error {
     anyhow!("parameters missing").context(Reported)
 }
 
+/// The line evmctl ends a failed command with: `errno: No such file or directory (2)`.
+pub(crate) fn errno_line(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let reason = text.split(" (os error").next().unwrap_or_default();
+    format!("errno: {reason} ({})", e.raw_os_error().unwrap_or(0))
+}
+
 /// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
 fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
     let path = PathBuf::from(rest.first().ok_or_else(|| missing(cmd))?);
@@ -543,10 +550,8 @@ fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<
 /// read is reported and skipped.
 fn find(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let entries = std::fs::read_dir(dir).inspect_err(|e| {
-        let text = e.to_string();
-        let reason = text.split(" (os error").next().unwrap_or_default();
         eprintln!("Failed to open directory {}", dir.display());
-        eprintln!("errno: {reason} ({})", e.raw_os_error().unwrap_or(0));
+        eprintln!("{}", errno_line(e));
     })?;
     for entry in entries {
         let entry = entry?;
@@ -677,27 +682,43 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let names = opts.names();
     let mut report = FailureReport::new(opts, &ring);
     let mut fails = 0;
+    // evmctl reports the errno of the last failed read once, at the end.
+    let mut read_error = None;
     for f in rest {
         let p = Path::new(f);
-        let r = ima::read_ima_value(p, opts.sigfile, names).and_then(|v| {
-            let x = ImaXattr::decode(&v).with_context(|| format!("invalid {}", names.ima))?;
-            if !matches!(x.xattr_type(), XattrType::DigSig | XattrType::ImaVeritySig) {
-                bail!(
-                    "{} has no signature (type 0x{:02x} {})",
-                    names.ima,
-                    x.xattr_type() as u8,
-                    x.xattr_type().kernel_name()
-                );
+        let value = if opts.sigfile {
+            let sig = ima::sigfile_path(p);
+            eprintln!("Reading to {}", sig.display());
+            std::fs::read(&sig).inspect_err(|_| {
+                eprintln!("Failed to open: {}\nFailed reading: {f}", sig.display())
+            })
+        } else {
+            ima::sys::get_xattr(p, names.ima).inspect_err(|_| eprintln!("getxattr failed: {f}"))
+        };
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => {
+                fails += 1;
+                read_error = Some(e);
+                continue;
             }
-            ima::verify_ima_value(p, &v, &ring, &ima::VerityParams::default())
-        });
-        match r {
+        };
+        let signed = [XattrType::DigSig as u8, XattrType::ImaVeritySig as u8];
+        if !value.first().is_some_and(|t| signed.contains(t)) {
+            fails += 1;
+            eprintln!("{f}: xattr ima has no signature");
+            continue;
+        }
+        match ima::verify_ima_value(p, &value, &ring, &ima::VerityParams::default()) {
             Ok(_) => eprintln!("{f}: verification is OK"),
             Err(e) => {
                 fails += 1;
                 report.failed(f, &e);
             }
         }
+    }
+    if let Some(e) = read_error {
+        eprintln!("{}", errno_line(&e));
     }
     Ok(u8::from(fails > 0))
 }
@@ -818,8 +839,10 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let file = Path::new(rest.first().ok_or_else(|| missing("verify"))?);
     let ring = opts.keyring()?;
     let names = opts.names();
-    let value = ima::sys::get_xattr(file, names.evm)
-        .with_context(|| format!("getxattr failed: {}", file.display()))?;
+    let value = ima::sys::get_xattr(file, names.evm).map_err(|e| {
+        eprintln!("getxattr failed: {}\n{}", file.display(), errno_line(&e));
+        anyhow::Error::from(e).context(Reported)
+    })?;
     let sig = match value.first() {
         // A malformed signature is a failed verification, as in evmctl.
         Some(3) | Some(5) => match Signature::decode(&value) {

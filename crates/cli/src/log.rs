@@ -1425,7 +1425,7 @@ pub fn evmctl_ima_measurement(
         Ok(f) => f,
         Err(e) => {
             eprintln!("Failed to open measurement file: {}", file.display());
-            eprintln!("errno: {} ({})", e, e.raw_os_error().unwrap_or(0));
+            eprintln!("{}", crate::evmctl::errno_line(&e));
             return ExitCode::from(EVMCTL_ERROR);
         }
     };

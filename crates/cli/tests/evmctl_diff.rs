@@ -695,3 +695,53 @@ fn sign_hash_stops_at_bad_line() {
     assert_eq!(stdout(&v), stdout(&r));
     assert_eq!(stdout(&v).lines().count(), 1);
 }
+
+/// Files that cannot be verified for want of a value are reported in evmctl's words,
+/// with its closing `errno:` line: no xattr, a hash instead of a signature, a missing
+/// `.sig` file, no `security.evm`, a missing measurement list.
+#[test]
+fn read_failures_worded_as_evmctl() {
+    let d = scratch();
+    let p = d.path();
+    for f in ["bare", "hashed", "signed"] {
+        std::fs::write(p.join(f), f.as_bytes()).unwrap();
+    }
+    ok(
+        &evmctl(&["ima_hash", "--xattr-user", "hashed"], p),
+        "ima_hash",
+    );
+    ok(
+        &evmctl(
+            &[
+                "ima_sign",
+                "--xattr-user",
+                "--key",
+                &key("rsa2048"),
+                "signed",
+            ],
+            p,
+        ),
+        "ima_sign",
+    );
+    let c = cert("rsa2048");
+    let cases: [&[&str]; 5] = [
+        &[
+            "ima_verify",
+            "--xattr-user",
+            "--key",
+            &c,
+            "hashed",
+            "bare",
+            "signed",
+        ],
+        &["ima_verify", "--xattr-user", "--key", &c, "bare", "hashed"],
+        &["ima_verify", "--sigfile", "--key", &c, "bare"],
+        &["verify", "--xattr-user", "--key", &c, "bare"],
+        &["ima_measurement", "missing-list"],
+    ];
+    for args in cases {
+        let (r, v) = (evmctl(args, p), vevmctl(args, p));
+        assert_eq!(code(&v), code(&r), "{args:?}: {}", all_text(&v));
+        assert_eq!(all_text(&v), all_text(&r), "{args:?}");
+    }
+}
