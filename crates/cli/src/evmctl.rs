@@ -184,6 +184,10 @@ impl EvmctlOpts {
 
     fn signing_key(&self) -> anyhow::Result<PrivateKey> {
         let path = self.keys.as_deref().unwrap_or(ima::DEFAULT_PRIVATE_KEY);
+        if let Err(e) = std::fs::File::open(path) {
+            eprintln!("Failed to open keyfile: {path}\n{}", errno_line(&e));
+            return Err(anyhow::Error::from(e).context(Reported));
+        }
         let pass = if self.pass_prompt && self.pass.is_none() {
             Some(ima::prompt_password()?)
         } else {
@@ -538,6 +542,10 @@ pub(crate) fn errno_line(e: &std::io::Error) -> String {
 fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
     let path = PathBuf::from(rest.first().ok_or_else(|| missing(cmd))?);
     if !opts.recursive {
+        if let Err(e) = std::fs::symlink_metadata(&path) {
+            eprintln!("Failed to stat: {}\n{}", path.display(), errno_line(&e));
+            return Err(anyhow::Error::from(e).context(Reported));
+        }
         return Ok(vec![path]);
     }
     let mut files = Vec::new();
@@ -778,20 +786,39 @@ fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
 
 fn cmd_sign_hash(opts: &EvmctlOpts) -> anyhow::Result<u8> {
     let algo = opts.algo()?;
-    let key = opts.signing_key()?;
     let stdin = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
-    let mut signed = false;
+    // Loaded at the first line, as evmctl does: no input is "Parameters missing".
+    let mut key = None;
     for (i, line) in stdin.lines().enumerate() {
         let line = line.context("reading standard input")?;
         // evmctl stops at the first line it cannot sign.
         let parsed = ima::parse_hash_line(&line, algo, opts.veritysig, i + 1)?;
-        let sig = ima::sign_hash_line(&key, &parsed, opts.veritysig)?;
-        writeln!(out, "{} {}", parsed.line, hex::encode(sig.encode()))?;
-        signed = true;
+        let key = match &mut key {
+            Some(k) => k,
+            None => key.insert(opts.signing_key()?),
+        };
+        let sig = ima::sign_hash_line(key, &parsed, opts.veritysig)?.encode();
+        // What was signed: the digest itself, or for fs-verity its `ima_file_id` hash.
+        let (algo_name, signed) = if opts.veritysig {
+            let id = vigil_ima::ImaFileId {
+                hash_type: XattrType::ImaVeritySig,
+                hash_algo: parsed.algo,
+                hash: &parsed.digest,
+            };
+            (parsed.algo.to_string(), id.digest()?)
+        } else {
+            (opts.hash_algo.clone(), parsed.digest.clone())
+        };
+        eprintln!(
+            "hash({algo_name}): {}\nevm/ima signature: {} bytes",
+            hex::encode(signed),
+            sig.len() - 1
+        );
+        writeln!(out, "{} {}", parsed.line, hex::encode(sig))?;
     }
     out.flush()?;
-    if !signed {
+    if key.is_none() {
         return Err(missing("sign_hash"));
     }
     Ok(0)

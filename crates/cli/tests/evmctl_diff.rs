@@ -243,6 +243,30 @@ fn sign_hash_identical() {
     ok(&v, "vigil sign_hash");
     assert_eq!(stdout(&v), stdout(&r));
     assert_eq!(stdout(&v).lines().count(), 2);
+    // stderr: `hash(…)` and the signature size per line, as evmctl prints them.
+    assert_eq!(
+        String::from_utf8_lossy(&v.stderr),
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(
+        v.stderr
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"hash("))
+            .count(),
+        2
+    );
+    // No input: "Parameters missing", before the key is looked at.
+    let (r, v) = (
+        evmctl_stdin(&["sign_hash", "--key", "nokey.pem"], p, b""),
+        vevmctl_stdin(&["sign_hash", "--key", "nokey.pem"], p, b""),
+    );
+    assert_eq!((code(&v), code(&r)), (125, 125));
+    assert!(
+        all_text(&v).contains("Parameters missing"),
+        "{}",
+        all_text(&v)
+    );
+    assert!(!all_text(&v).contains("keyfile"), "{}", all_text(&v));
 }
 
 fn vigil_sha256(data: &[u8]) -> Vec<u8> {
@@ -696,9 +720,9 @@ fn sign_hash_stops_at_bad_line() {
     assert_eq!(stdout(&v).lines().count(), 1);
 }
 
-/// Files that cannot be verified for want of a value are reported in evmctl's words,
-/// with its closing `errno:` line: no xattr, a hash instead of a signature, a missing
-/// `.sig` file, no `security.evm`, a missing measurement list.
+/// What cannot be read is reported in evmctl's words, with its closing `errno:` line:
+/// no xattr, a hash instead of a signature, a missing `.sig` file, no
+/// `security.evm`, a missing measurement list, file or signing key.
 #[test]
 fn read_failures_worded_as_evmctl() {
     let d = scratch();
@@ -724,7 +748,8 @@ fn read_failures_worded_as_evmctl() {
         "ima_sign",
     );
     let c = cert("rsa2048");
-    let cases: [&[&str]; 5] = [
+    let k = key("rsa2048");
+    let cases: [&[&str]; 8] = [
         &[
             "ima_verify",
             "--xattr-user",
@@ -738,10 +763,21 @@ fn read_failures_worded_as_evmctl() {
         &["ima_verify", "--sigfile", "--key", &c, "bare"],
         &["verify", "--xattr-user", "--key", &c, "bare"],
         &["ima_measurement", "missing-list"],
+        &["ima_hash", "missing"],
+        &["ima_sign", "--key", &k, "missing"],
+        &["sign", "-n", "--key", &k, "missing"],
     ];
     for args in cases {
         let (r, v) = (evmctl(args, p), vevmctl(args, p));
         assert_eq!(code(&v), code(&r), "{args:?}: {}", all_text(&v));
         assert_eq!(all_text(&v), all_text(&r), "{args:?}");
     }
+    // A missing signing key: the same words (evmctl hashes the file first, so its
+    // `hash(…)` line comes before them).
+    let args = ["ima_sign", "-n", "--key", "missing.pem", "bare"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    assert_eq!((code(&v), code(&r)), (125, 125));
+    let words = "Failed to open keyfile: missing.pem\nerrno: No such file or directory (2)\n";
+    assert!(all_text(&r).ends_with(words), "{}", all_text(&r));
+    assert!(all_text(&v).ends_with(words), "{}", all_text(&v));
 }
