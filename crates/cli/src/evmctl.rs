@@ -839,7 +839,7 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         if opts.imahash {
             ima_hash_one(opts, algo, p, r)?;
         }
-        let digest = ima::evm_file_digest(p, names, &opts.evm, algo)?;
+        let digest = ima::evm_file_digest(p, names, &opts.evm, algo, &mut r.err)?;
         let kind = if opts.evm.portable {
             XattrType::EvmPortableDigSig
         } else {
@@ -892,7 +892,10 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         }
         evm.portable = true;
     }
-    let digest = ima::evm_file_digest(file, names, &evm, sig.hash_algo)?;
+    let mut log = String::new();
+    let digest = ima::evm_file_digest(file, names, &evm, sig.hash_algo, &mut log);
+    eprint!("{log}");
+    let digest = digest?;
     match ring.verify_signature(&sig, &digest) {
         Ok(_) => {
             eprintln!("{}: verification is OK", file.display());

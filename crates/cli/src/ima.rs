@@ -1088,13 +1088,17 @@ fn strtoul(s: &str) -> u64 {
     }
 }
 
-/// The EVM digest of `path` with `algo`, as evmctl's `calc_evm_hash()`.
+/// The EVM digest of `path` with `algo`, as evmctl's `calc_evm_hash()`, which also
+/// tells at its default level what it hashed (`generation: N`, `no xattr: NAME`,
+/// `name: NAME, size: N`): those lines are appended to `log`.
 pub(crate) fn evm_file_digest(
     path: &Path,
     names: XattrNames,
     p: &EvmParams,
     algo: HashAlgo,
+    log: &mut String,
 ) -> anyhow::Result<Vec<u8>> {
+    use std::fmt::Write as _;
     let st = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
     let mut meta = EvmMeta {
         ino: st.ino(),
@@ -1117,12 +1121,21 @@ pub(crate) fn evm_file_digest(
     }
     if let Some(v) = &p.generation {
         meta.generation = strtoul(v) as u32;
-    } else if !p.portable && matches!(meta.mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR) {
+    } else if matches!(meta.mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFDIR) {
         // evmctl decides from the mode after `--mode` is applied: `--mode 644` (no
-        // file type bits) means generation 0 even for a regular file.
-        meta.generation = sys::generation(path)
-            .with_context(|| format!("{}: reading the inode generation", path.display()))?;
+        // file type bits) means generation 0 even for a regular file. A portable
+        // signature leaves the generation out (evm_digest zeroes it), so there it is
+        // only shown, and a file system without generations is no error.
+        match sys::generation(path) {
+            Ok(g) => meta.generation = g,
+            Err(_) if p.portable => {}
+            Err(e) => {
+                return Err(anyhow::Error::from(e)
+                    .context(format!("{}: reading the inode generation", path.display())))
+            }
+        }
     }
+    let _ = writeln!(log, "generation: {}", meta.generation);
     let present =
         sys::list_xattrs(path).with_context(|| format!("{}: listxattr", path.display()))?;
     let list = if p.smack {
@@ -1132,6 +1145,7 @@ pub(crate) fn evm_file_digest(
     };
     let mut values: Vec<Vec<u8>> = Vec::new();
     for &name in list {
+        let mut shown = name;
         let v = if name == "security.selinux" && p.selinux.is_some() {
             let mut v = p.selinux.clone().unwrap_or_default().into_bytes();
             v.push(0);
@@ -1139,6 +1153,7 @@ pub(crate) fn evm_file_digest(
         } else if name == "security.ima" && p.ima.is_some() {
             hex::decode(p.ima.as_deref().unwrap_or_default()).context("--ima: bad hex")?
         } else if name == "security.ima" && p.portable {
+            shown = names.ima;
             sys::get_xattr(path, names.ima).with_context(|| {
                 format!(
                     "{}: EVM portable signature: {} required",
@@ -1154,9 +1169,17 @@ pub(crate) fn evm_file_digest(
         } else {
             match sys::get_xattr(path, name) {
                 Ok(v) if present.iter().any(|n| n == name) => v,
-                _ => continue,
+                Ok(_) => {
+                    let _ = writeln!(log, "skipping xattr: {name}");
+                    continue;
+                }
+                Err(_) => {
+                    let _ = writeln!(log, "no xattr: {name}");
+                    continue;
+                }
             }
         };
+        let _ = writeln!(log, "name: {shown}, size: {}", v.len());
         values.push(v);
     }
     let kind = if p.portable {

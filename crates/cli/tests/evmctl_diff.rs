@@ -567,6 +567,8 @@ fn evm_metadata_overrides_as_evmctl() {
     let d = scratch();
     let p = d.path();
     std::fs::write(p.join("f"), b"metadata").unwrap();
+    // A portable signature covers the IMA value as it is (`user.ima` here).
+    ok(&evmctl(&["ima_hash", "--xattr-user", "f"], p), "ima_hash");
     let k = key("rsa2048");
     for extra in [
         &["--mode", "644"][..],
@@ -578,6 +580,8 @@ fn evm_metadata_overrides_as_evmctl() {
         &["--generation=+7"][..],
         &["--generation=-2"][..],
         &["--inode=99999999999999999999999"][..],
+        &["--selinux=foo", "--ima=0401", "--caps="][..],
+        &["--portable"][..],
     ] {
         let mut args = vec!["sign", "-n", "-u", "--xattr-user", "--key", &k];
         args.extend_from_slice(extra);
@@ -587,7 +591,27 @@ fn evm_metadata_overrides_as_evmctl() {
         let v = vevmctl(&args, p);
         ok(&v, &format!("vigil {extra:?}"));
         assert_eq!(stdout(&v), stdout(&r), "sign {extra:?}");
+        // stderr too: what was hashed (`generation: N`, `no xattr: NAME`, `name: NAME,
+        // size: N`), then the hash and the signature size.
+        assert_eq!(all_text(&v), all_text(&r), "sign {extra:?}");
     }
+    // verify tells the same before its verdict.
+    ok(
+        &evmctl(&["sign", "-u", "--xattr-user", "--key", &k, "f"], p),
+        "evmctl sign",
+    );
+    let args = [
+        "verify",
+        "-u",
+        "--xattr-user",
+        "--key",
+        &cert("rsa2048"),
+        "f",
+    ];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    ok(&v, "vigil verify");
+    assert_eq!(all_text(&v), all_text(&r));
+    assert!(all_text(&v).contains("\ngeneration: "), "{}", all_text(&v));
 }
 
 /// `-r` walks as evmctl's `find()`: directory order, a file that fails is reported
