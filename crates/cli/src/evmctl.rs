@@ -777,8 +777,11 @@ fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     };
     let file = Path::new(file.ok_or_else(|| missing("ima_setxattr"))?);
     let sig = sig.unwrap_or_else(|| ima::sigfile_path(file));
-    let value =
-        std::fs::read(&sig).with_context(|| format!("Failed to open: {}", sig.display()))?;
+    eprintln!("Reading to {}", sig.display());
+    let value = std::fs::read(&sig).map_err(|e| {
+        eprintln!("Failed to open: {}\n{}", sig.display(), errno_line(&e));
+        anyhow::Error::from(e).context(Reported)
+    })?;
     ima::sys::set_xattr(file, opts.names().ima, &value)
         .with_context(|| format!("Setting IMA sig xattr failed: {}", file.display()))?;
     Ok(0)

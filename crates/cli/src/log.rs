@@ -1433,7 +1433,7 @@ pub fn evmctl_ima_measurement(
     let tpm = if pcr_files.is_empty() {
         read_sysfs_pcrs(&algos).ok()
     } else {
-        evmctl_read_pcr_files(pcr_files, &algos)
+        evmctl_read_pcr_files(pcr_files, &algos).ok()
     };
     let mut rd = BinaryReader::new(
         BufReader::with_capacity(1 << 16, f),
@@ -1591,33 +1591,37 @@ const EVMCTL_DEFAULT_KEY: &str = "/etc/keys/x509_evm.der";
 /// least one line gives its bank: lines `PCR-NN: hex` for NN = 0, 1, … in order set
 /// those PCRs (as far as the hex goes), every other line is skipped and the PCRs
 /// not given stay zero — so a garbage file is a bank of zeros, which then does not
-/// match (exit 1), never "no PCRs" (exit 0).
-fn evmctl_read_pcr_files(pcr_files: &[String], algos: &[HashAlgo]) -> Option<ExpectedPcrs> {
+/// match (exit 1), never "no PCRs" (exit 0). A file that cannot be read gives its
+/// error, for the `errno:` line evmctl ends a failed command with.
+fn evmctl_read_pcr_files(
+    pcr_files: &[String],
+    algos: &[HashAlgo],
+) -> Result<ExpectedPcrs, Option<std::io::Error>> {
     let mut banks = PcrBanks::default();
     for spec in pcr_files {
         let (alg, path) = spec.split_once(',').unwrap_or(("sha1", spec));
         let Some(&algo) = algos.iter().find(|a| a.name() == alg) else {
             eprintln!("Unknown algorithm '{alg}'");
-            return None;
+            return Err(None);
         };
-        let Ok(meta) = std::fs::metadata(path) else {
+        let meta = std::fs::metadata(path).map_err(|e| {
             eprintln!("Could not stat '{path}'");
-            return None;
-        };
+            Some(e)
+        })?;
         if !meta.is_file() {
             eprintln!("PCR file: not a regular file or link to regular file");
-            return None;
+            return Err(None);
         }
-        let Ok(text) = std::fs::read(path) else {
+        let text = std::fs::read(path).map_err(|e| {
             eprintln!("Could not open '{path}'");
-            return None;
-        };
+            Some(e)
+        })?;
         if !evmctl_read_one_bank(banks.bank_mut(algo), &text) {
-            return None;
+            return Err(None);
         }
     }
     let given = vec![(1 << NUM_PCRS) - 1; banks.banks.len()];
-    Some(ExpectedPcrs { banks, given })
+    Ok(ExpectedPcrs { banks, given })
 }
 
 /// evmctl's `read_one_bank`: `fgets` into a 136-byte buffer (longer lines are read
@@ -1962,20 +1966,22 @@ pub fn evmctl_ima_boot_aggregate(
         }
     } else {
         let banks = if pcr_files.is_empty() {
-            read_sysfs_pcrs(&algos)
-                .inspect_err(|e| {
-                    if verbose >= 1 {
-                        eprintln!("{}", crate::error_text(e));
-                    }
-                })
-                .ok()
+            read_sysfs_pcrs(&algos).map_err(|e| {
+                if verbose >= 1 {
+                    eprintln!("{}", crate::error_text(&e));
+                }
+                None
+            })
         } else {
             evmctl_read_pcr_files(pcr_files, &algos)
         };
         match banks {
-            Some(e) => e.banks,
-            None => {
+            Ok(e) => e.banks,
+            Err(io) => {
                 eprintln!("Failed to read any TPM PCRs");
+                if let Some(e) = io {
+                    eprintln!("{}", crate::evmctl::errno_line(&e));
+                }
                 return ExitCode::from(EVMCTL_ERROR);
             }
         }

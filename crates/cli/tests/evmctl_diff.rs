@@ -746,7 +746,7 @@ fn sign_hash_stops_at_bad_line() {
 
 /// What cannot be read is reported in evmctl's words, with its closing `errno:` line:
 /// no xattr, a hash instead of a signature, a missing `.sig` file, no
-/// `security.evm`, a missing measurement list, file or signing key.
+/// `security.evm`, a missing measurement list, file, signing key or PCR file.
 #[test]
 fn read_failures_worded_as_evmctl() {
     let d = scratch();
@@ -773,7 +773,7 @@ fn read_failures_worded_as_evmctl() {
     );
     let c = cert("rsa2048");
     let k = key("rsa2048");
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 10] = [
         &[
             "ima_verify",
             "--xattr-user",
@@ -790,7 +790,14 @@ fn read_failures_worded_as_evmctl() {
         &["ima_hash", "missing"],
         &["ima_sign", "--key", &k, "missing"],
         &["sign", "-n", "--key", &k, "missing"],
+        &["ima_boot_aggregate", "--pcrs", "sha256,missing"],
+        &["ima_setxattr", "--xattr-user", "signed"],
     ];
+    std::fs::write(
+        p.join("signed.sig"),
+        get_xattr(&p.join("signed"), "user.ima"),
+    )
+    .unwrap();
     for args in cases {
         let (r, v) = (evmctl(args, p), vevmctl(args, p));
         assert_eq!(code(&v), code(&r), "{args:?}: {}", all_text(&v));
@@ -804,4 +811,9 @@ fn read_failures_worded_as_evmctl() {
     let words = "Failed to open keyfile: missing.pem\nerrno: No such file or directory (2)\n";
     assert!(all_text(&r).ends_with(words), "{}", all_text(&r));
     assert!(all_text(&v).ends_with(words), "{}", all_text(&v));
+    // A missing .sig file: evmctl's words; vigil then fails (125) where evmctl says 0.
+    let args = ["ima_setxattr", "--xattr-user", "bare"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    assert_eq!((code(&v), code(&r)), (125, 0));
+    assert!(all_text(&v).starts_with(&all_text(&r)), "{}", all_text(&v));
 }
