@@ -185,8 +185,10 @@ impl EvmctlOpts {
     fn signing_key(&self) -> anyhow::Result<PrivateKey> {
         let path = self.keys.as_deref().unwrap_or(ima::DEFAULT_PRIVATE_KEY);
         if let Err(e) = std::fs::File::open(path) {
-            eprintln!("Failed to open keyfile: {path}\n{}", errno_line(&e));
-            return Err(anyhow::Error::from(e).context(Reported));
+            return Err(reported_io(
+                format_args!("Failed to open keyfile: {path}"),
+                e,
+            ));
         }
         let pass = if self.pass_prompt && self.pass.is_none() {
             Some(ima::prompt_password()?)
@@ -538,13 +540,22 @@ pub(crate) fn errno_line(e: &std::io::Error) -> String {
     format!("errno: {reason} ({})", e.raw_os_error().unwrap_or(0))
 }
 
+/// Print `what` and the errno line for `e`, as evmctl ends a command that failed on
+/// it; the error returned is marked as reported.
+fn reported_io(what: std::fmt::Arguments<'_>, e: std::io::Error) -> anyhow::Error {
+    eprintln!("{what}\n{}", errno_line(&e));
+    anyhow::Error::from(e).context(Reported)
+}
+
 /// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
 fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
     let path = PathBuf::from(rest.first().ok_or_else(|| missing(cmd))?);
     if !opts.recursive {
         if let Err(e) = std::fs::symlink_metadata(&path) {
-            eprintln!("Failed to stat: {}\n{}", path.display(), errno_line(&e));
-            return Err(anyhow::Error::from(e).context(Reported));
+            return Err(reported_io(
+                format_args!("Failed to stat: {}", path.display()),
+                e,
+            ));
         }
         return Ok(vec![path]);
     }
@@ -778,10 +789,8 @@ fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let file = Path::new(file.ok_or_else(|| missing("ima_setxattr"))?);
     let sig = sig.unwrap_or_else(|| ima::sigfile_path(file));
     eprintln!("Reading to {}", sig.display());
-    let value = std::fs::read(&sig).map_err(|e| {
-        eprintln!("Failed to open: {}\n{}", sig.display(), errno_line(&e));
-        anyhow::Error::from(e).context(Reported)
-    })?;
+    let value = std::fs::read(&sig)
+        .map_err(|e| reported_io(format_args!("Failed to open: {}", sig.display()), e))?;
     ima::sys::set_xattr(file, opts.names().ima, &value)
         .with_context(|| format!("Setting IMA sig xattr failed: {}", file.display()))?;
     Ok(0)
@@ -869,10 +878,8 @@ fn cmd_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let file = Path::new(rest.first().ok_or_else(|| missing("verify"))?);
     let ring = opts.keyring()?;
     let names = opts.names();
-    let value = ima::sys::get_xattr(file, names.evm).map_err(|e| {
-        eprintln!("getxattr failed: {}\n{}", file.display(), errno_line(&e));
-        anyhow::Error::from(e).context(Reported)
-    })?;
+    let value = ima::sys::get_xattr(file, names.evm)
+        .map_err(|e| reported_io(format_args!("getxattr failed: {}", file.display()), e))?;
     let sig = match value.first() {
         // A malformed signature is a failed verification, as in evmctl.
         Some(3) | Some(5) => match Signature::decode(&value) {
