@@ -518,9 +518,11 @@ impl Guard {
         let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |e| match e {
-                rustix::io::Errno::WOULDBLOCK => {
-                    Error::Config(format!("{}: in use by another guard", dir.display()))
-                }
+                rustix::io::Errno::WOULDBLOCK => Error::Config(format!(
+                    "{}: in use by another guard (a mount on this state directory, \
+                         or one still shutting down)",
+                    dir.display()
+                )),
                 e => Error::io("flock", &lock_path, e),
             },
         )?;
