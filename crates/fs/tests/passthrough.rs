@@ -403,21 +403,10 @@ fn mmap_writes_reach_the_backing_file() {
         .write(true)
         .open(f.m("m"))
         .unwrap();
-    // SAFETY: shared mapping of an 8 KiB file we keep open; unmapped below.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            8192,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        std::ptr::copy_nonoverlapping(b"mapped!".as_ptr(), p.cast::<u8>().add(4096), 7);
-        drop(file);
-        libc::munmap(p, 8192);
-    }
+    let mut map = common::SharedMap::new(&file, 8192, true);
+    map[4096..4103].copy_from_slice(b"mapped!");
+    drop(file);
+    drop(map);
     // The page-cache writeback (pid 0) precedes RELEASE; wait for it to be served.
     let mut ok = false;
     for _ in 0..100 {
@@ -482,21 +471,10 @@ fn append_semantics() {
     let data: Vec<u8> = b"0123456789".repeat(500);
     fs::write(&p, &data).unwrap();
     let file = OpenOptions::new().read(true).append(true).open(&p).unwrap();
-    // SAFETY: a 4 KiB shared mapping of the open file, unmapped below.
-    unsafe {
-        let m = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        );
-        assert_ne!(m, libc::MAP_FAILED);
-        std::ptr::copy_nonoverlapping(b"MMAP".as_ptr(), m.cast::<u8>(), 4);
-        assert_eq!(libc::msync(m, 4096, libc::MS_SYNC), 0);
-        libc::munmap(m, 4096);
-    }
+    let mut map = common::SharedMap::new(&file, 4096, true);
+    map[..4].copy_from_slice(b"MMAP");
+    map.sync().unwrap();
+    drop(map);
     drop(file);
     let mut want = data.clone();
     want[..4].copy_from_slice(b"MMAP");
@@ -1324,31 +1302,14 @@ fn writeback_that_does_not_fit_is_an_error_at_msync() {
         .write(true)
         .open(f.m("m"))
         .unwrap();
-    // SAFETY: shared mapping of the LEN-byte file we keep open, written within its
-    // bounds, unmapped below.
-    let synced = unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            LEN,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        std::ptr::write_bytes(p.cast::<u8>(), 0x77, LEN);
-        let r = libc::msync(p, LEN, libc::MS_SYNC);
-        let e = std::io::Error::last_os_error().raw_os_error();
-        libc::munmap(p, LEN);
-        (r, e)
-    };
-    assert_eq!(
-        synced.0, -1,
-        "msync reported success for stores that did not fit"
-    );
+    let mut map = common::SharedMap::new(&file, LEN, true);
+    map.fill(0x77);
+    let synced = map.sync();
+    drop(map);
+    let e = synced.expect_err("msync reported success for stores that did not fit");
     assert!(
-        matches!(synced.1, Some(libc::ENOSPC) | Some(libc::EIO)),
-        "{synced:?}"
+        matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EIO)),
+        "{e:?}"
     );
     drop(file);
     f.bg.take().unwrap().unmount().unwrap();

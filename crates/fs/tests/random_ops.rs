@@ -108,23 +108,10 @@ fn mmap_write(f: &File, off: u64, data: &[u8]) -> i64 {
     if let Err(e) = fault_free(f, len) {
         return -(e as i64);
     }
-    // SAFETY: a shared mapping of the file's first `len` bytes (all within its size),
-    // written inside those bounds, flushed and unmapped before it is let go.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
-        let dst = std::slice::from_raw_parts_mut(p as *mut u8, len);
-        dst[off as usize..].copy_from_slice(&data[..len - off as usize]);
-        assert_eq!(libc::msync(p, len, libc::MS_SYNC), 0);
-        libc::munmap(p, len);
-    }
+    // The file's first `len` bytes, all within its size.
+    let mut map = common::SharedMap::new(f, len, true);
+    map[off as usize..].copy_from_slice(&data[..len - off as usize]);
+    map.sync().unwrap();
     (end - off) as i64
 }
 
@@ -144,22 +131,8 @@ fn mmap_read(f: &File) -> Result<Vec<u8>, i32> {
         return Ok(Vec::new());
     }
     fault_free(f, len)?;
-    // SAFETY: a read-only shared mapping of the file's `len` bytes, copied out within
-    // those bounds (nothing else changes the file meanwhile) and unmapped.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
-        let out = std::slice::from_raw_parts(p as *const u8, len).to_vec();
-        libc::munmap(p, len);
-        Ok(out)
-    }
+    // Nothing else changes the file while it is copied out.
+    Ok(common::SharedMap::new(f, len, false).to_vec())
 }
 
 fn copy_range(f: &File, from: u64, to: u64, len: u64) -> i64 {

@@ -88,6 +88,74 @@ impl std::ops::DerefMut for AlignedBuf {
     }
 }
 
+/// A shared mapping of a file's first `len` bytes, unmapped when dropped. Touch only
+/// bytes within the file's size (beyond it is SIGBUS).
+pub struct SharedMap {
+    ptr: *mut libc::c_void,
+    len: usize,
+    writable: bool,
+}
+
+impl SharedMap {
+    pub fn new(file: &fs::File, len: usize, writable: bool) -> SharedMap {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a fresh mapping at an address the kernel picks; nothing else uses it.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                0,
+            )
+        };
+        assert_ne!(
+            ptr,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        SharedMap { ptr, len, writable }
+    }
+
+    /// `msync(MS_SYNC)` of the whole mapping: the stores' writeback and its error.
+    pub fn sync(&self) -> std::io::Result<()> {
+        // SAFETY: our mapping, whole.
+        match unsafe { libc::msync(self.ptr, self.len, libc::MS_SYNC) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    }
+}
+
+impl std::ops::Deref for SharedMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `len` mapped bytes, alive until drop.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for SharedMap {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        assert!(self.writable, "store into a read-only mapping");
+        // SAFETY: `len` mapped writable bytes, alive until drop, borrowed mutably once.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
 /// Unmounts a tmpfs (lazily) when dropped.
 pub struct Tmpfs(PathBuf);
 
