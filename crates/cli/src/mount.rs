@@ -881,7 +881,7 @@ fn verified_memfd(
             euid: who.euid,
             gid: who.gid,
             egid: who.egid,
-            path: path.display().to_string().into(),
+            path: path.into(),
             created: false,
         };
         match guard.on_open(&ident, file.as_fd(), &req) {

@@ -117,16 +117,26 @@ impl Enforcer {
         eprintln!("vigil-fs: {msg}");
     }
 
-    /// The path of `node` as the mount shows it (for the measurement log).
-    pub fn path_of(&self, node: &Node) -> String {
+    /// The path of `node` as the mount shows it, for the measurement log. As the
+    /// kernel's `ima_d_path` does, a path too long to resolve (`PATH_MAX` bytes with
+    /// its NUL) is replaced by the file's name; so is one whose backing path is (a
+    /// longer source directory than mount point can make that happen first).
+    pub fn path_of(&self, node: &Node) -> PathBuf {
         let link = std::fs::read_link(format!("/proc/self/fd/{}", node.fd().as_raw_fd()));
-        match link {
+        let path = match link {
             Ok(p) => match p.strip_prefix(&self.src) {
-                Ok(rel) if rel.as_os_str().is_empty() => self.mnt.display().to_string(),
-                Ok(rel) => self.mnt.join(rel).display().to_string(),
-                Err(_) => p.display().to_string(),
+                Ok(rel) if rel.as_os_str().is_empty() => self.mnt.clone(),
+                Ok(rel) => self.mnt.join(rel),
+                // Moved out of the source behind the mount: the kernel too would
+                // name it by where it is now.
+                Err(_) => p,
             },
-            Err(_) => format!("{}/<inode {}>", self.mnt.display(), node.key.1),
+            Err(_) => return node.name().into(),
+        };
+        if path.as_os_str().len() < libc::PATH_MAX as usize {
+            path
+        } else {
+            node.name().into()
         }
     }
 
@@ -178,7 +188,7 @@ impl Enforcer {
                 .map_err(|e| errno_of(&e))?,
         };
         let _ = node.ident.set(ident.id.clone());
-        let find_path = || self.path_of(node);
+        let find_path = || self.path_of(node).into_os_string();
         let mut req = OpenRequest {
             hook: Hook::FileCheck,
             mask: open_mask(flags),
@@ -206,7 +216,7 @@ impl Enforcer {
             // Log/fix mode: allowed, but recorded.
             self.audit(format_args!(
                 "open {} by uid {}: appraisal failed ({cause}), allowed",
-                req.path.get(),
+                Path::new(req.path.get()).display(),
                 who.uid
             ));
         }
@@ -240,7 +250,7 @@ impl Enforcer {
             };
             self.audit(format_args!(
                 "{what} {} by uid {} pid {}: {e} ({})",
-                req.path.get(),
+                Path::new(req.path.get()).display(),
                 who.uid,
                 who.pid,
                 std::io::Error::from_raw_os_error(errno.code())
@@ -270,8 +280,12 @@ impl Enforcer {
                 Some(c)
             }
             Err(e) => {
+                drop(slot);
                 let path = self.path_of(node);
-                self.audit(format_args!("{path}: no read verification: {e}"));
+                self.audit(format_args!(
+                    "{}: no read verification: {e}",
+                    path.display()
+                ));
                 None
             }
         }
@@ -288,7 +302,7 @@ impl Enforcer {
         check.verify(offset, data).map_err(|e| {
             self.audit(format_args!(
                 "read {} [{offset}, {}): {e}: EIO",
-                self.path_of(node),
+                self.path_of(node).display(),
                 offset + data.len() as u64
             ));
             Errno::EIO
@@ -320,7 +334,7 @@ impl Enforcer {
             if self.guard.on_release(h) == vigil_guard::ReleaseOutcome::QueueFull {
                 self.audit(format_args!(
                     "{}: re-measurement queue full; measured again at its next open",
-                    self.path_of(node)
+                    self.path_of(node).display()
                 ));
             }
         }
@@ -361,14 +375,17 @@ impl Enforcer {
             .seal(&ident, file.as_fd())
             .map(drop)
             .map_err(|e| errno_of(&e))?;
-        self.audit(format_args!("sealed {}", self.path_of(node)));
+        self.audit(format_args!("sealed {}", self.path_of(node).display()));
         Ok(())
     }
 
     pub fn unseal(&self, node: &Node, uid: u32) -> Result<(), Errno> {
         let id = self.file_id(node)?;
         self.guard.unseal(&id, uid).map_err(|e| errno_of(&e))?;
-        self.audit(format_args!("unsealed {} by uid {uid}", self.path_of(node)));
+        self.audit(format_args!(
+            "unsealed {} by uid {uid}",
+            self.path_of(node).display()
+        ));
         Ok(())
     }
 

@@ -243,7 +243,7 @@ impl Shared {
         let c = CString::new(name).map_err(|_| einval())?;
         let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let st = sys::fstat(fd.as_fd())?;
-        let node = self.inodes.lookup(fd, &st);
+        let node = self.inodes.lookup(fd, &st, OsStr::from_bytes(name));
         Ok((node, st))
     }
 
@@ -298,7 +298,11 @@ impl Shared {
             }
             st = sys::fstat(fd.as_fd())?;
         }
-        Ok((self.inodes.lookup(fd, &st), st))
+        Ok((
+            self.inodes
+                .lookup(fd, &st, OsStr::from_bytes(name.as_bytes())),
+            st,
+        ))
     }
 
     /// Record a change made through the mount (inner invalidation only): the node's
@@ -465,7 +469,7 @@ impl Shared {
                         Ok(st) => {
                             self.enforce.audit(format_args!(
                                 "read {}: file is {} bytes, measured {}: EIO",
-                                self.enforce.path_of(node),
+                                self.enforce.path_of(node).display(),
                                 st.st_size,
                                 c.size()
                             ));
@@ -611,6 +615,18 @@ impl Shared {
             Some(n) => self.enforce.sealed(&n),
             None => sys::openat(dir.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
                 .is_ok_and(|fd| self.enforce.sealed_fd(fd.as_fd())),
+        }
+    }
+
+    /// The entry `name` in `dir` was just renamed there: its node (if the kernel knows
+    /// it) takes the new name, as the kernel moves its dentry without a new lookup.
+    fn renamed(&self, dir: &Node, name: &OsStr) {
+        let Ok(c) = sys::cstr(name) else { return };
+        if let Ok(st) = sys::statat(dir.fd(), &c, libc::AT_SYMLINK_NOFOLLOW) {
+            let key = (st.st_dev, st.st_ino);
+            if let Some(n) = self.inodes.peek_key(key).and_then(|i| self.inodes.get(i)) {
+                n.set_name(name);
+            }
         }
     }
 
@@ -939,7 +955,13 @@ impl Filesystem for VigilFs {
             return reply.error(Errno::EPERM);
         }
         match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                s.renamed(&np, newname);
+                if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                    s.renamed(&p, name);
+                }
+                reply.ok();
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }

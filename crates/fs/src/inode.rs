@@ -16,8 +16,13 @@
 //! the kernel forgot it. The descriptor pins the backing inode while the kernel knows
 //! it, so the backing (st_dev, st_ino) of a live node cannot be recycled to another
 //! file, and a counted id is given to another file only after the kernel forgot it.
+//!
+//! Locks: the table's lock may be held while a node's `name` is taken (a lookup
+//! renames the node); a node's own locks (`name`, `check`, `state.cached`) are leaves,
+//! nothing is locked while one is held.
 
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -100,10 +105,13 @@ pub struct Node {
     pub ident: OnceLock<vigil_guard::FileId>,
     /// The read check of the latest measurement, with that measurement.
     pub check: Mutex<Option<(Arc<vigil_guard::Measurement>, Arc<crate::verity::ReadCheck>)>>,
+    /// The name the latest lookup or rename gave it: what the kernel's IMA logs for a
+    /// file whose path is too long to resolve (its dentry's name). A leaf lock.
+    name: Mutex<OsString>,
 }
 
 impl Node {
-    fn new(ino: u64, fd: OwnedFd, kind: FileType, key: (u64, u64)) -> Node {
+    fn new(ino: u64, fd: OwnedFd, kind: FileType, key: (u64, u64), name: &OsStr) -> Node {
         Node {
             ino,
             fd,
@@ -113,6 +121,19 @@ impl Node {
             state: NodeState::default(),
             ident: OnceLock::new(),
             check: Mutex::new(None),
+            name: Mutex::new(name.to_owned()),
+        }
+    }
+
+    /// Its name in the directory it was last looked up in or renamed into.
+    pub fn name(&self) -> OsString {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_name(&self, name: &OsStr) {
+        let mut n = self.name.lock().unwrap_or_else(|e| e.into_inner());
+        if *n != name {
+            *n = name.to_owned();
         }
     }
 
@@ -152,7 +173,13 @@ impl InodeTable {
     pub fn new(root: OwnedFd) -> std::io::Result<InodeTable> {
         let st = sys::fstat(root.as_fd())?;
         let key = (st.st_dev, st.st_ino);
-        let node = Arc::new(Node::new(ROOT_INO, root, FileType::Directory, key));
+        let node = Arc::new(Node::new(
+            ROOT_INO,
+            root,
+            FileType::Directory,
+            key,
+            OsStr::new(""),
+        ));
         let mut nodes = HashMap::new();
         nodes.insert(ROOT_INO, node);
         let mut by_key = HashMap::new();
@@ -227,14 +254,15 @@ impl InodeTable {
             .copied()
     }
 
-    /// Register one kernel lookup of the backing file behind `fd` (an `O_PATH`
-    /// descriptor) whose stat is `st`; returns its node.
-    pub fn lookup(&self, fd: OwnedFd, st: &libc::stat) -> Arc<Node> {
+    /// Register one kernel lookup, by `name`, of the backing file behind `fd` (an
+    /// `O_PATH` descriptor) whose stat is `st`; returns its node.
+    pub fn lookup(&self, fd: OwnedFd, st: &libc::stat, name: &OsStr) -> Arc<Node> {
         let key = (st.st_dev, st.st_ino);
         let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if let Some(ino) = t.by_key.get(&key).copied() {
             if let Some(node) = t.nodes.get(&ino) {
                 node.lookups.fetch_add(1, Ordering::Relaxed);
+                node.set_name(name);
                 return node.clone();
             }
         }
@@ -247,7 +275,7 @@ impl InodeTable {
             Some(i) => i,
             None => t.count(),
         };
-        let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key));
+        let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key, name));
         t.nodes.insert(ino, node.clone());
         t.by_key.insert(key, ino);
         node

@@ -132,7 +132,8 @@ fn check_log_replays(mnt: &Path) -> String {
         pcrs,
         "exported list does not replay to exported PCRs"
     );
-    let ascii = fs::read_to_string(mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
+    let ascii = fs::read(mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
+    let ascii = String::from_utf8_lossy(&ascii).into_owned();
     assert_eq!(ascii.lines().count(), n);
     ascii
 }
@@ -680,5 +681,109 @@ fn re_measurement_leaves_the_atime_alone() {
     assert!(bg.guard().stats().jobs_done >= 1, "no re-measurement ran");
     let atime = fs::metadata(env.src.join("f")).unwrap().accessed().unwrap();
     assert_eq!(atime, old);
+    bg.unmount().unwrap();
+}
+
+/// `mkdirat` + `openat` one level down (paths longer than `PATH_MAX` can only be
+/// reached one component at a time).
+fn subdir(dir: &fs::File, name: &str, create: bool) -> fs::File {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
+    unsafe {
+        if create {
+            assert_eq!(libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755), 0);
+        }
+        let fd = libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        );
+        assert!(fd >= 0, "{name}: {}", std::io::Error::last_os_error());
+        fs::File::from_raw_fd(fd)
+    }
+}
+
+fn open_in(dir: &fs::File, name: &str, flags: libc::c_int) -> std::io::Result<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o644) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened and owned by nobody else.
+    Ok(unsafe { fs::File::from_raw_fd(fd) })
+}
+
+/// Names go into the log as the kernel's IMA writes them: the path's bytes as they are
+/// (not UTF-8 here; spaces as `_`), and for a path too long to resolve, the file's own
+/// name (`ima_d_path` falls back to the dentry's name), which follows renames.
+#[test]
+fn logged_names_are_the_kernels() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    fs::write(env.src.join(OsStr::from_bytes(b"caf\xe9 menu")), b"odd").unwrap();
+    // 21 levels of 200-byte names: over 4096 bytes, below the mount and the source.
+    let level = "d".repeat(200);
+    let mut dir = fs::File::open(&env.src).unwrap();
+    for _ in 0..21 {
+        dir = subdir(&dir, &level, true);
+    }
+    for (name, content) in [("deep", "deep"), ("before", "renamed")] {
+        let f = open_in(&dir, name, libc::O_WRONLY | libc::O_CREAT).unwrap();
+        f.write_all_at(content.as_bytes(), 0).unwrap();
+    }
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+
+    let odd = fs::read(env.mnt.join(OsStr::from_bytes(b"caf\xe9 menu"))).unwrap();
+    assert_eq!(odd, b"odd");
+    let mut dir = fs::File::open(&env.mnt).unwrap();
+    for _ in 0..21 {
+        dir = subdir(&dir, &level, false);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut open_in(&dir, "deep", libc::O_RDONLY).unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(text, "deep");
+    // The kernel looks "before" up to rename it, then keeps the moved dentry: the open
+    // of "after" reaches the daemon with no lookup of that name.
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid descriptor and NUL-terminated names.
+    let r = unsafe {
+        libc::renameat(
+            dir.as_raw_fd(),
+            c"before".as_ptr(),
+            dir.as_raw_fd(),
+            c"after".as_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    drop(open_in(&dir, "after", libc::O_RDONLY).unwrap());
+    drop(dir);
+
+    check_log_replays(&env.mnt);
+    let ascii = fs::read(env.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
+    // Compared escaped, so that a failure shows readable names.
+    let names: Vec<String> = ascii
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.rsplit(|&b| b == b' ')
+                .next()
+                .unwrap()
+                .escape_ascii()
+                .to_string()
+        })
+        .collect();
+    let odd_path = format!("{}/caf\\xe9_menu", env.mnt.display());
+    assert_eq!(names, [&odd_path[..], "deep", "after"]);
     bg.unmount().unwrap();
 }

@@ -164,7 +164,7 @@ fn main() {
                             algo: vigil_ima::HashAlgo::Sha256,
                             digest: Some(&digest),
                             digest_type: vigil_guard::template::DigestType::Ima,
-                            name: &name,
+                            name: name.as_bytes(),
                             sig: &[],
                             buf: &[],
                         };

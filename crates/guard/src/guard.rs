@@ -2,8 +2,10 @@
 //! seals and sealed memfds.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -186,16 +188,17 @@ impl FileState {
 }
 
 /// The path a log record or an error names, found only when one is written: most
-/// opens write none, and finding the path can cost a system call.
+/// opens write none, and finding the path can cost a system call. Kept as the bytes
+/// the file system gave (the kernel logs names as they are, UTF-8 or not).
 #[derive(Clone)]
 pub struct LogPath<'a> {
-    found: OnceLock<String>,
-    find: Option<&'a (dyn Fn() -> String + Sync)>,
+    found: OnceLock<OsString>,
+    find: Option<&'a (dyn Fn() -> OsString + Sync)>,
 }
 
 impl<'a> LogPath<'a> {
     /// The path `find` returns, called at most once and only if the path is needed.
-    pub fn lazy(find: &'a (dyn Fn() -> String + Sync)) -> Self {
+    pub fn lazy(find: &'a (dyn Fn() -> OsString + Sync)) -> Self {
         LogPath {
             found: OnceLock::new(),
             find: Some(find),
@@ -203,24 +206,18 @@ impl<'a> LogPath<'a> {
     }
 
     /// The path.
-    pub fn get(&self) -> &str {
+    pub fn get(&self) -> &OsStr {
         self.found
-            .get_or_init(|| self.find.map_or_else(String::new, |find| find()))
+            .get_or_init(|| self.find.map_or_else(OsString::new, |find| find()))
     }
 }
 
-impl From<String> for LogPath<'_> {
-    fn from(path: String) -> Self {
+impl<T: Into<OsString>> From<T> for LogPath<'_> {
+    fn from(path: T) -> Self {
         LogPath {
-            found: OnceLock::from(path),
+            found: OnceLock::from(path.into()),
             find: None,
         }
-    }
-}
-
-impl From<&str> for LogPath<'_> {
-    fn from(path: &str) -> Self {
-        path.to_owned().into()
     }
 }
 
@@ -722,12 +719,15 @@ impl Guard {
             let v = s.verdict(&m, a, req.created, fd)?;
             if s.config.appraise_mode == AppraiseMode::Enforce {
                 if let Verdict::Fail(cause) = &v {
-                    return Err(Error::Denied(format!("{}: {cause}", req.path.get())));
+                    return Err(Error::Denied(format!(
+                        "{}: {cause}",
+                        Path::new(req.path.get()).display()
+                    )));
                 }
                 if write && v == Verdict::PassSignature {
                     return Err(Error::Denied(format!(
                         "{}: signed file is immutable",
-                        req.path.get()
+                        Path::new(req.path.get()).display()
                     )));
                 }
             }
@@ -968,7 +968,7 @@ impl Guard {
                 algo: s.config.hash_algo,
                 digest: Some(&digest),
                 digest_type: DigestType::Ima,
-                name,
+                name: name.as_bytes(),
                 sig: &[],
                 buf,
             },
@@ -1103,7 +1103,7 @@ impl Shared {
         }
     }
 
-    fn violation(&self, path: &str) -> Result<()> {
+    fn violation(&self, path: &OsStr) -> Result<()> {
         self.counters.violations.fetch_add(1, Ordering::Relaxed);
         let t = self.config.template;
         let rec = template::record(
@@ -1112,7 +1112,7 @@ impl Shared {
                 algo: self.config.hash_algo,
                 digest: None,
                 digest_type: DigestType::Ima,
-                name: path,
+                name: path.as_bytes(),
                 sig: &[],
                 buf: &[],
             },
@@ -1127,7 +1127,7 @@ impl Shared {
         m: &Measurement,
         ma: &MeasureAction,
         t: Template,
-        path: &str,
+        path: &OsStr,
     ) -> Result<()> {
         // `digest_type=verity` logs the fs-verity digest (labelled as such only by the
         // v2 templates); without a tree the content hash is logged, labelled `ima`.
@@ -1146,7 +1146,7 @@ impl Shared {
                 algo,
                 digest: Some(digest),
                 digest_type: dt,
-                name: path,
+                name: path.as_bytes(),
                 sig,
                 buf: &[],
             },

@@ -66,8 +66,8 @@ pub struct Event<'a> {
     pub digest: Option<&'a [u8]>,
     /// What the digest is (only shown by v2 templates).
     pub digest_type: DigestType,
-    /// The file name or event name.
-    pub name: &'a str,
+    /// The file name or event name, as the kernel logs it (any bytes but NUL).
+    pub name: &'a [u8],
     /// The `security.ima` signature for `sig` fields (empty if none).
     pub sig: &'a [u8],
     /// The buffer for `buf` fields.
@@ -91,7 +91,7 @@ pub fn record(t: Template, ev: &Event<'_>, pcr: u32) -> Result<Record> {
         },
         _ => Field::DigestNg { algo, digest },
     };
-    let mut fields = vec![d, Field::NameNg(kernel_name(ev.name.as_bytes()))];
+    let mut fields = vec![d, Field::NameNg(kernel_name(ev.name))];
     match t {
         Template::ImaSig | Template::ImaSigV2 => fields.push(Field::Sig(ev.sig.to_vec())),
         Template::ImaBuf => fields.push(Field::Buf(ev.buf.to_vec())),

@@ -30,7 +30,7 @@ fn event(name: &str, pcr: u32, violation: bool) -> Record {
         algo: HashAlgo::Sha256,
         digest: (!violation).then_some(&digest[..]),
         digest_type: DigestType::Ima,
-        name,
+        name: name.as_bytes(),
         sig,
         buf: &[],
     };

@@ -451,7 +451,7 @@ fn lazy_path_is_resolved_only_when_logged() {
     let asked = std::sync::atomic::AtomicUsize::new(0);
     let find = || {
         asked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        p.to_str().unwrap().to_owned()
+        p.as_os_str().to_owned()
     };
     for _ in 0..3 {
         let f = File::open(&p).unwrap();
