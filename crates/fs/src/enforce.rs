@@ -14,8 +14,10 @@
 //!   deferred re-measurement.
 //! * [`Enforcer::export`] — contents of the `.vigil/` files.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -117,21 +119,26 @@ impl Enforcer {
         eprintln!("vigil-fs: {msg}");
     }
 
-    /// The path of `node` as the mount shows it, for the measurement log. As the
-    /// kernel's `ima_d_path` does, a path too long to resolve (`PATH_MAX` bytes with
-    /// its NUL) is replaced by the file's name; so is one whose backing path is (a
-    /// longer source directory than mount point can make that happen first).
+    /// The path of `node` as the mount shows it, for the measurement log, as the
+    /// kernel's `ima_d_path` gives it: a file unlinked while open keeps its path
+    /// (`/proc` would append " (deleted)"), and a path too long to resolve (`PATH_MAX`
+    /// bytes with its NUL) is replaced by the file's name — as is one whose backing path
+    /// is too long (a source directory with a longer path than the mount point's).
     pub fn path_of(&self, node: &Node) -> PathBuf {
         let link = std::fs::read_link(format!("/proc/self/fd/{}", node.fd().as_raw_fd()));
-        let path = match link {
-            Ok(p) => match p.strip_prefix(&self.src) {
-                Ok(rel) if rel.as_os_str().is_empty() => self.mnt.clone(),
-                Ok(rel) => self.mnt.join(rel),
-                // Moved out of the source behind the mount: the kernel too would
-                // name it by where it is now.
-                Err(_) => p,
-            },
-            Err(_) => return node.name().into(),
+        let Ok(mut backing) = link else {
+            return node.name().into();
+        };
+        if node.stat().is_ok_and(|st| st.st_nlink == 0) {
+            if let Some(p) = backing.as_os_str().as_bytes().strip_suffix(b" (deleted)") {
+                backing = OsStr::from_bytes(p).into();
+            }
+        }
+        let path = match backing.strip_prefix(&self.src) {
+            Ok(rel) if rel.as_os_str().is_empty() => self.mnt.clone(),
+            Ok(rel) => self.mnt.join(rel),
+            // Moved out of the source behind the mount: named by where it is now.
+            Err(_) => backing,
         };
         if path.as_os_str().len() < libc::PATH_MAX as usize {
             path

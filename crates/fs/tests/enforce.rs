@@ -722,6 +722,7 @@ fn open_in(dir: &fs::File, name: &str, flags: libc::c_int) -> std::io::Result<fs
 #[test]
 fn logged_names_are_the_kernels() {
     use std::ffi::OsStr;
+    use std::os::fd::AsRawFd;
     use std::os::unix::ffi::OsStrExt;
     if !can_run() {
         return;
@@ -738,10 +739,14 @@ fn logged_names_are_the_kernels() {
         let f = open_in(&dir, name, libc::O_WRONLY | libc::O_CREAT).unwrap();
         f.write_all_at(content.as_bytes(), 0).unwrap();
     }
-    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let bg = env.mount(
+        "measure func=FILE_CHECK mask=MAY_READ\n",
+        AppraiseMode::Off,
+        None,
+    );
 
-    let odd = fs::read(env.mnt.join(OsStr::from_bytes(b"caf\xe9 menu"))).unwrap();
-    assert_eq!(odd, b"odd");
+    let content = fs::read(env.mnt.join(OsStr::from_bytes(b"caf\xe9 menu"))).unwrap();
+    assert_eq!(content, b"odd");
     let mut dir = fs::File::open(&env.mnt).unwrap();
     for _ in 0..21 {
         dir = subdir(&dir, &level, false);
@@ -755,7 +760,6 @@ fn logged_names_are_the_kernels() {
     assert_eq!(text, "deep");
     // The kernel looks "before" up to rename it, then keeps the moved dentry: the open
     // of "after" reaches the daemon with no lookup of that name.
-    use std::os::fd::AsRawFd;
     // SAFETY: valid descriptor and NUL-terminated names.
     let r = unsafe {
         libc::renameat(
@@ -768,6 +772,15 @@ fn logged_names_are_the_kernels() {
     assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
     drop(open_in(&dir, "after", libc::O_RDONLY).unwrap());
     drop(dir);
+    // Unlinked while open for writing, then opened again for reading through /proc:
+    // logged by its path without the " (deleted)" /proc shows (after the open_writers
+    // violation, logged under the same name).
+    let w = fs::File::create(env.m("gone")).unwrap();
+    w.write_all_at(b"gone", 0).unwrap();
+    fs::remove_file(env.m("gone")).unwrap();
+    let again = fs::read(format!("/proc/self/fd/{}", w.as_raw_fd())).unwrap();
+    assert_eq!(again, b"gone");
+    drop(w);
 
     check_log_replays(&env.mnt);
     let ascii = fs::read(env.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
@@ -783,7 +796,8 @@ fn logged_names_are_the_kernels() {
                 .to_string()
         })
         .collect();
-    let odd_path = format!("{}/caf\\xe9_menu", env.mnt.display());
-    assert_eq!(names, [&odd_path[..], "deep", "after"]);
+    let mnt = env.mnt.display();
+    let (odd, gone) = (format!("{mnt}/caf\\xe9_menu"), format!("{mnt}/gone"));
+    assert_eq!(names, [&odd[..], "deep", "after", &gone, &gone]);
     bg.unmount().unwrap();
 }
