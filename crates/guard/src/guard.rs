@@ -474,9 +474,20 @@ struct JobInfo {
     gid: u32,
 }
 
+/// The exclusive lock on `<state>/lock`, held for the guard's lifetime and released
+/// explicitly when dropped: a child process forked meanwhile by any thread shares the
+/// open file description until it execs, and closing the descriptor alone would leave
+/// the directory locked until then (a restart on it refused, now and then).
+struct StateLock(File);
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = rustix::fs::flock(&self.0, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
 struct Shared {
-    /// Holds the exclusive lock on `<state>/lock` for the guard's lifetime.
-    _lock: File,
+    _lock: StateLock,
     config: Config,
     files: RwLock<HashMap<FileId, Arc<FileState>>>,
     mounts: RwLock<HashMap<u64, Arc<OwnedFd>>>,
@@ -530,7 +541,7 @@ impl Guard {
         let seals_path = dir.join("seals");
         let seals = load_seals(&seals_path)?;
         let shared = Arc::new(Shared {
-            _lock: lock,
+            _lock: StateLock(lock),
             queue: DedupQueue::new(config.queue_capacity),
             config,
             files: RwLock::new(HashMap::new()),

@@ -647,6 +647,33 @@ fn one_guard_per_state_directory() {
     Guard::new(config(measure_all()), d.path().join("state")).unwrap();
 }
 
+/// A child forked while a guard runs (as any thread spawning a program does, until the
+/// child execs) shares the lock's open file description: the guard's end still frees
+/// the state directory at once.
+#[test]
+fn a_forked_child_does_not_keep_the_state_directory() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    // SAFETY: the child only sleeps and exits (async-signal-safe calls).
+    let child = unsafe { libc::fork() };
+    assert!(child >= 0, "fork: {}", std::io::Error::last_os_error());
+    if child == 0 {
+        // SAFETY: as above.
+        unsafe {
+            libc::sleep(30);
+            libc::_exit(0);
+        }
+    }
+    drop(g);
+    let again = Guard::new(config(measure_all()), d.path().join("state"));
+    // SAFETY: our own child.
+    unsafe {
+        libc::kill(child, libc::SIGKILL);
+        libc::waitpid(child, std::ptr::null_mut(), 0);
+    }
+    again.unwrap();
+}
+
 #[test]
 fn seal_waits_for_a_change_in_flight() {
     let d = scratch();
