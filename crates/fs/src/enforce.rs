@@ -14,10 +14,8 @@
 //!   deferred re-measurement.
 //! * [`Enforcer::export`] — contents of the `.vigil/` files.
 
-use std::ffi::OsStr;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -77,7 +75,6 @@ pub fn open_mask(flags: i32) -> u32 {
 
 pub struct Enforcer {
     guard: Guard,
-    src: PathBuf,
     mnt: PathBuf,
     /// Reads of measured files are checked against their Merkle tree.
     verify_reads: bool,
@@ -88,12 +85,11 @@ fn errno_of(e: &vigil_guard::Error) -> Errno {
 }
 
 impl Enforcer {
-    /// An enforcer for the mount of `src` (canonical path) on `mnt`. `root` is the
-    /// source directory's descriptor; a readable descriptor of it is registered with
-    /// the guard so its deferred jobs can reopen files by handle.
+    /// An enforcer for the mount on `mnt` (canonical path). `root` is the source
+    /// directory's descriptor; a readable descriptor of it is registered with the guard
+    /// so its deferred jobs can reopen files by handle.
     pub fn new(
         guard: Guard,
-        src: &Path,
         mnt: &Path,
         root: BorrowedFd<'_>,
         verify_reads: bool,
@@ -103,7 +99,6 @@ impl Enforcer {
         guard.register_mount(dir).map_err(std::io::Error::other)?;
         Ok(Enforcer {
             guard,
-            src: src.to_owned(),
             mnt: mnt.to_owned(),
             verify_reads,
         })
@@ -119,31 +114,18 @@ impl Enforcer {
         eprintln!("vigil-fs: {msg}");
     }
 
-    /// The path of `node` as the mount shows it, for the measurement log, as the
-    /// kernel's `ima_d_path` gives it: a file unlinked while open keeps its path
-    /// (`/proc` would append " (deleted)"), and a path too long to resolve (`PATH_MAX`
-    /// bytes with its NUL) is replaced by the file's name — as is one whose backing path
-    /// is too long (a source directory with a longer path than the mount point's).
+    /// The path of `node` in the mount, for the measurement log, as the kernel's
+    /// `ima_d_path` gives it: the path of the dentry it was reached by (so a file
+    /// unlinked while open keeps its path), or, for a path too long to resolve
+    /// (`PATH_MAX` bytes with its NUL), the file's own name.
     pub fn path_of(&self, node: &Node) -> PathBuf {
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", node.fd().as_raw_fd()));
-        let Ok(mut backing) = link else {
-            return node.name().into();
+        let fits = |rel: &Path| {
+            self.mnt.as_os_str().len() + 1 + rel.as_os_str().len() < libc::PATH_MAX as usize
         };
-        if node.stat().is_ok_and(|st| st.st_nlink == 0) {
-            if let Some(p) = backing.as_os_str().as_bytes().strip_suffix(b" (deleted)") {
-                backing = OsStr::from_bytes(p).into();
-            }
-        }
-        let path = match backing.strip_prefix(&self.src) {
-            Ok(rel) if rel.as_os_str().is_empty() => self.mnt.clone(),
-            Ok(rel) => self.mnt.join(rel),
-            // Moved out of the source behind the mount: named by where it is now.
-            Err(_) => backing,
-        };
-        if path.as_os_str().len() < libc::PATH_MAX as usize {
-            path
-        } else {
-            node.name().into()
+        match node.dentry_path() {
+            Some(rel) if rel.as_os_str().is_empty() => self.mnt.clone(),
+            Some(rel) if fits(&rel) => self.mnt.join(rel),
+            _ => node.name().into(),
         }
     }
 

@@ -236,14 +236,14 @@ impl Shared {
     }
 
     /// Look `name` up in the backing directory of `parent`; one kernel lookup.
-    fn do_lookup(&self, parent: &Node, name: &[u8]) -> io::Result<(Arc<Node>, libc::stat)> {
+    fn do_lookup(&self, parent: &Arc<Node>, name: &[u8]) -> io::Result<(Arc<Node>, libc::stat)> {
         if is_dot(name) || name.contains(&b'/') {
             return Err(einval());
         }
         let c = CString::new(name).map_err(|_| einval())?;
         let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let st = sys::fstat(fd.as_fd())?;
-        let node = self.inodes.lookup(fd, &st, OsStr::from_bytes(name));
+        let node = self.inodes.lookup(fd, &st, parent, OsStr::from_bytes(name));
         Ok((node, st))
     }
 
@@ -275,7 +275,7 @@ impl Shared {
     /// root), and register one kernel lookup of it.
     fn new_entry(
         &self,
-        parent: &Node,
+        parent: &Arc<Node>,
         name: &CString,
         req: &Request,
     ) -> io::Result<(Arc<Node>, libc::stat)> {
@@ -300,7 +300,7 @@ impl Shared {
         }
         Ok((
             self.inodes
-                .lookup(fd, &st, OsStr::from_bytes(name.as_bytes())),
+                .lookup(fd, &st, parent, OsStr::from_bytes(name.as_bytes())),
             st,
         ))
     }
@@ -619,13 +619,13 @@ impl Shared {
     }
 
     /// The entry `name` in `dir` was just renamed there: its node (if the kernel knows
-    /// it) takes the new name, as the kernel moves its dentry without a new lookup.
-    fn renamed(&self, dir: &Node, name: &OsStr) {
+    /// it) takes the new place, as the kernel moves its dentry without a new lookup.
+    fn renamed(&self, dir: &Arc<Node>, name: &OsStr) {
         let Ok(c) = sys::cstr(name) else { return };
         if let Ok(st) = sys::statat(dir.fd(), &c, libc::AT_SYMLINK_NOFOLLOW) {
             let key = (st.st_dev, st.st_ino);
             if let Some(n) = self.inodes.peek_key(key).and_then(|i| self.inodes.get(i)) {
-                n.set_name(name);
+                n.set_link(dir, name);
             }
         }
     }

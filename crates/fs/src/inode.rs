@@ -17,16 +17,22 @@
 //! it, so the backing (st_dev, st_ino) of a live node cannot be recycled to another
 //! file, and a counted id is given to another file only after the kernel forgot it.
 //!
-//! Locks: the table's lock may be held while a node's `name` is taken (a lookup
-//! renames the node); a node's own locks (`name`, `check`, `state.cached`) are leaves,
-//! nothing is locked while one is held.
+//! Each node also knows where the kernel's dentry for it is — its parent's node and its
+//! name, as the latest lookup or rename through the mount gave them — so its path is
+//! spelt as the kernel's IMA spells it (`d_absolute_path` of the dentry), without asking
+//! the backing file system, whose names may have moved on.
+//!
+//! Locks: the table's lock may be held while a node's `link` is taken (a lookup sets
+//! it); a node's own locks (`link`, `check`, `state.cached`) are leaves, nothing is
+//! locked while one is held.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 
 use fuser::FileType;
 
@@ -105,13 +111,18 @@ pub struct Node {
     pub ident: OnceLock<vigil_guard::FileId>,
     /// The read check of the latest measurement, with that measurement.
     pub check: Mutex<Option<(Arc<vigil_guard::Measurement>, Arc<crate::verity::ReadCheck>)>>,
-    /// The name the latest lookup or rename gave it: what the kernel's IMA logs for a
-    /// file whose path is too long to resolve (its dentry's name). A leaf lock.
-    name: Mutex<OsString>,
+    /// Where the kernel's dentry for it is. A leaf lock.
+    link: Mutex<Link>,
+}
+
+/// A node's parent directory and name in it, as the latest lookup or rename gave them.
+struct Link {
+    parent: Weak<Node>,
+    name: OsString,
 }
 
 impl Node {
-    fn new(ino: u64, fd: OwnedFd, kind: FileType, key: (u64, u64), name: &OsStr) -> Node {
+    fn new(ino: u64, fd: OwnedFd, kind: FileType, key: (u64, u64), link: Link) -> Node {
         Node {
             ino,
             fd,
@@ -121,20 +132,53 @@ impl Node {
             state: NodeState::default(),
             ident: OnceLock::new(),
             check: Mutex::new(None),
-            name: Mutex::new(name.to_owned()),
+            link: Mutex::new(link),
         }
+    }
+
+    fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Its name in the directory it was last looked up in or renamed into.
     pub fn name(&self) -> OsString {
-        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.link().name.clone()
     }
 
-    pub fn set_name(&self, name: &OsStr) {
-        let mut n = self.name.lock().unwrap_or_else(|e| e.into_inner());
-        if *n != name {
-            *n = name.to_owned();
+    /// It was looked up, or renamed, as `name` in `parent`.
+    pub fn set_link(&self, parent: &Arc<Node>, name: &OsStr) {
+        let mut l = self.link();
+        l.parent = Arc::downgrade(parent);
+        if l.name != name {
+            l.name = name.to_owned();
         }
+    }
+
+    /// Its path below the root as the kernel's dentries spell it, from the links of it
+    /// and its ancestors; `None` if an ancestor is no longer known or the chain is
+    /// longer than any path (a loop left by directories moved behind the mount).
+    pub fn dentry_path(&self) -> Option<PathBuf> {
+        if self.ino == ROOT_INO {
+            return Some(PathBuf::new());
+        }
+        let (mut parent, name) = {
+            let l = self.link();
+            (l.parent.upgrade(), l.name.clone())
+        };
+        let mut names = vec![name];
+        loop {
+            let dir = parent?;
+            if dir.ino == ROOT_INO {
+                break;
+            }
+            if names.len() > libc::PATH_MAX as usize / 2 {
+                return None;
+            }
+            let l = dir.link();
+            names.push(l.name.clone());
+            parent = l.parent.upgrade();
+        }
+        Some(names.iter().rev().collect())
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -178,7 +222,10 @@ impl InodeTable {
             root,
             FileType::Directory,
             key,
-            OsStr::new(""),
+            Link {
+                parent: Weak::new(),
+                name: OsString::new(),
+            },
         ));
         let mut nodes = HashMap::new();
         nodes.insert(ROOT_INO, node);
@@ -254,15 +301,21 @@ impl InodeTable {
             .copied()
     }
 
-    /// Register one kernel lookup, by `name`, of the backing file behind `fd` (an
-    /// `O_PATH` descriptor) whose stat is `st`; returns its node.
-    pub fn lookup(&self, fd: OwnedFd, st: &libc::stat, name: &OsStr) -> Arc<Node> {
+    /// Register one kernel lookup, by `name` in `parent`, of the backing file behind
+    /// `fd` (an `O_PATH` descriptor) whose stat is `st`; returns its node.
+    pub fn lookup(
+        &self,
+        fd: OwnedFd,
+        st: &libc::stat,
+        parent: &Arc<Node>,
+        name: &OsStr,
+    ) -> Arc<Node> {
         let key = (st.st_dev, st.st_ino);
         let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if let Some(ino) = t.by_key.get(&key).copied() {
             if let Some(node) = t.nodes.get(&ino) {
                 node.lookups.fetch_add(1, Ordering::Relaxed);
-                node.set_name(name);
+                node.set_link(parent, name);
                 return node.clone();
             }
         }
@@ -275,7 +328,11 @@ impl InodeTable {
             Some(i) => i,
             None => t.count(),
         };
-        let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key, name));
+        let link = Link {
+            parent: Arc::downgrade(parent),
+            name: name.to_owned(),
+        };
+        let node = Arc::new(Node::new(ino, fd, sys::mode_kind(st.st_mode), key, link));
         t.nodes.insert(ino, node.clone());
         t.by_key.insert(key, ino);
         node

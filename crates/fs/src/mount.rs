@@ -203,15 +203,7 @@ impl Mount {
         // caller's umask already).
         // SAFETY: trivial.
         unsafe { libc::umask(0) };
-        let source = std::fs::canonicalize(&opts.source)
-            .map_err(|e| io_context(e, format!("{}", opts.source.display())))?;
-        let enforcer = Enforcer::new(
-            opts.guard,
-            &source,
-            &mountpoint,
-            root.as_fd(),
-            opts.verify_reads,
-        )?;
+        let enforcer = Enforcer::new(opts.guard, &mountpoint, root.as_fd(), opts.verify_reads)?;
         let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers, opts.read_workers)?;
         let shared = fs.shared.clone();
         let mut config = Config::default();

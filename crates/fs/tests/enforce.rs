@@ -716,9 +716,10 @@ fn open_in(dir: &fs::File, name: &str, flags: libc::c_int) -> std::io::Result<fs
     Ok(unsafe { fs::File::from_raw_fd(fd) })
 }
 
-/// Names go into the log as the kernel's IMA writes them: the path's bytes as they are
-/// (not UTF-8 here; spaces as `_`), and for a path too long to resolve, the file's own
-/// name (`ima_d_path` falls back to the dentry's name), which follows renames.
+/// Names go into the log as the kernel's IMA writes them (`ima_d_path`): the path's
+/// bytes as they are (not UTF-8 here; spaces as `_`); the path the file was reached by
+/// after renames, unlinks and a second link made through the mount; and for a path too
+/// long to resolve, the file's own name.
 #[test]
 fn logged_names_are_the_kernels() {
     use std::ffi::OsStr;
@@ -773,14 +774,25 @@ fn logged_names_are_the_kernels() {
     drop(open_in(&dir, "after", libc::O_RDONLY).unwrap());
     drop(dir);
     // Unlinked while open for writing, then opened again for reading through /proc:
-    // logged by its path without the " (deleted)" /proc shows (after the open_writers
-    // violation, logged under the same name).
+    // logged by its path, without the " (deleted)" /proc would show (after the
+    // open_writers violation, logged under the same name).
     let w = fs::File::create(env.m("gone")).unwrap();
     w.write_all_at(b"gone", 0).unwrap();
     fs::remove_file(env.m("gone")).unwrap();
     let again = fs::read(format!("/proc/self/fd/{}", w.as_raw_fd())).unwrap();
     assert_eq!(again, b"gone");
     drop(w);
+    // A second name made through the mount, then the first one removed: logged by the
+    // name that is left.
+    fs::write(env.m("first"), b"linked").unwrap();
+    fs::hard_link(env.m("first"), env.m("second")).unwrap();
+    fs::remove_file(env.m("first")).unwrap();
+    assert_eq!(fs::read(env.m("second")).unwrap(), b"linked");
+    // A directory renamed through the mount: a file looked up in it before follows.
+    fs::create_dir(env.m("olddir")).unwrap();
+    fs::write(env.m("olddir/f"), b"in a directory").unwrap();
+    fs::rename(env.m("olddir"), env.m("newdir")).unwrap();
+    assert_eq!(fs::read(env.m("newdir/f")).unwrap(), b"in a directory");
 
     check_log_replays(&env.mnt);
     let ascii = fs::read(env.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
@@ -798,6 +810,10 @@ fn logged_names_are_the_kernels() {
         .collect();
     let mnt = env.mnt.display();
     let (odd, gone) = (format!("{mnt}/caf\\xe9_menu"), format!("{mnt}/gone"));
-    assert_eq!(names, [&odd[..], "deep", "after", &gone, &gone]);
+    let (second, moved) = (format!("{mnt}/second"), format!("{mnt}/newdir/f"));
+    assert_eq!(
+        names,
+        [&odd[..], "deep", "after", &gone, &gone, &second, &moved]
+    );
     bg.unmount().unwrap();
 }
