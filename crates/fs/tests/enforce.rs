@@ -718,8 +718,8 @@ fn open_in(dir: &fs::File, name: &str, flags: libc::c_int) -> std::io::Result<fs
 
 /// Names go into the log as the kernel's IMA writes them (`ima_d_path`): the path's
 /// bytes as they are (not UTF-8 here; spaces as `_`); the path the file was reached by
-/// after renames, unlinks and a second link made through the mount; and for a path too
-/// long to resolve, the file's own name.
+/// after renames, unlinks and a second link made through the mount, and after a move
+/// behind it; and for a path too long to resolve, the file's own name.
 #[test]
 fn logged_names_are_the_kernels() {
     use std::ffi::OsStr;
@@ -793,6 +793,14 @@ fn logged_names_are_the_kernels() {
     fs::write(env.m("olddir/f"), b"in a directory").unwrap();
     fs::rename(env.m("olddir"), env.m("newdir")).unwrap();
     assert_eq!(fs::read(env.m("newdir/f")).unwrap(), b"in a directory");
+    // Moved behind the mount while open: named where the mount last saw it, where the
+    // kernel's dentry still is.
+    let w = fs::File::create(env.m("seen")).unwrap();
+    w.write_all_at(b"seen", 0).unwrap();
+    fs::rename(env.src.join("seen"), env.src.join("moved")).unwrap();
+    let again = fs::read(format!("/proc/self/fd/{}", w.as_raw_fd())).unwrap();
+    assert_eq!(again, b"seen");
+    drop(w);
 
     check_log_replays(&env.mnt);
     let ascii = fs::read(env.mnt.join(".vigil/ascii_runtime_measurements")).unwrap();
@@ -811,9 +819,20 @@ fn logged_names_are_the_kernels() {
     let mnt = env.mnt.display();
     let (odd, gone) = (format!("{mnt}/caf\\xe9_menu"), format!("{mnt}/gone"));
     let (second, moved) = (format!("{mnt}/second"), format!("{mnt}/newdir/f"));
+    let seen = format!("{mnt}/seen");
     assert_eq!(
         names,
-        [&odd[..], "deep", "after", &gone, &gone, &second, &moved]
+        [
+            &odd[..],
+            "deep",
+            "after",
+            &gone,
+            &gone,
+            &second,
+            &moved,
+            &seen,
+            &seen
+        ]
     );
     bg.unmount().unwrap();
 }
