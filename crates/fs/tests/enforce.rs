@@ -684,26 +684,8 @@ fn re_measurement_leaves_the_atime_alone() {
     bg.unmount().unwrap();
 }
 
-/// `mkdirat` + `openat` one level down (paths longer than `PATH_MAX` can only be
-/// reached one component at a time).
-fn subdir(dir: &fs::File, name: &str, create: bool) -> fs::File {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let c = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid descriptor and NUL-terminated name; the result is checked.
-    unsafe {
-        if create {
-            assert_eq!(libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755), 0);
-        }
-        let fd = libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY,
-        );
-        assert!(fd >= 0, "{name}: {}", std::io::Error::last_os_error());
-        fs::File::from_raw_fd(fd)
-    }
-}
-
+/// `openat` of `name` in `dir` (paths longer than `PATH_MAX` can only be reached one
+/// component at a time).
 fn open_in(dir: &fs::File, name: &str, flags: libc::c_int) -> std::io::Result<fs::File> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let c = std::ffi::CString::new(name).unwrap();
@@ -714,6 +696,18 @@ fn open_in(dir: &fs::File, name: &str, flags: libc::c_int) -> std::io::Result<fs
     }
     // SAFETY: a descriptor just opened and owned by nobody else.
     Ok(unsafe { fs::File::from_raw_fd(fd) })
+}
+
+/// The directory `name` in `dir`, made first if `create`.
+fn subdir(dir: &fs::File, name: &str, create: bool) -> fs::File {
+    use std::os::fd::AsRawFd;
+    if create {
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: valid descriptor and NUL-terminated name.
+        let r = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) };
+        assert_eq!(r, 0, "{name}: {}", std::io::Error::last_os_error());
+    }
+    open_in(dir, name, libc::O_RDONLY | libc::O_DIRECTORY).unwrap()
 }
 
 /// Names go into the log as the kernel's IMA writes them (`ima_d_path`): the path's
