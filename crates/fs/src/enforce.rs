@@ -205,7 +205,7 @@ impl Enforcer {
             // Log/fix mode: allowed, but recorded.
             self.audit(format_args!(
                 "open {} by uid {}: appraisal failed ({cause}), allowed",
-                Path::new(req.path.get()).display(),
+                req.path.display(),
                 who.uid
             ));
         }
@@ -239,7 +239,7 @@ impl Enforcer {
             };
             self.audit(format_args!(
                 "{what} {} by uid {} pid {}: {e} ({})",
-                Path::new(req.path.get()).display(),
+                req.path.display(),
                 who.uid,
                 who.pid,
                 std::io::Error::from_raw_os_error(errno.code())

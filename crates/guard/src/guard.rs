@@ -188,8 +188,8 @@ impl FileState {
 }
 
 /// The path a log record or an error names, found only when one is written: most
-/// opens write none, and finding the path can cost a system call. Kept as the bytes
-/// the file system gave (the kernel logs names as they are, UTF-8 or not).
+/// opens write none, and finding the path has a cost. Kept as the bytes the file
+/// system gave (the kernel logs names as they are, UTF-8 or not).
 #[derive(Clone)]
 pub struct LogPath<'a> {
     found: OnceLock<OsString>,
@@ -209,6 +209,11 @@ impl<'a> LogPath<'a> {
     pub fn get(&self) -> &OsStr {
         self.found
             .get_or_init(|| self.find.map_or_else(OsString::new, |find| find()))
+    }
+
+    /// The path for messages (bytes that are not UTF-8 shown as U+FFFD).
+    pub fn display(&self) -> std::path::Display<'_> {
+        Path::new(self.get()).display()
     }
 }
 
@@ -730,15 +735,12 @@ impl Guard {
             let v = s.verdict(&m, a, req.created, fd)?;
             if s.config.appraise_mode == AppraiseMode::Enforce {
                 if let Verdict::Fail(cause) = &v {
-                    return Err(Error::Denied(format!(
-                        "{}: {cause}",
-                        Path::new(req.path.get()).display()
-                    )));
+                    return Err(Error::Denied(format!("{}: {cause}", req.path.display())));
                 }
                 if write && v == Verdict::PassSignature {
                     return Err(Error::Denied(format!(
                         "{}: signed file is immutable",
-                        Path::new(req.path.get()).display()
+                        req.path.display()
                     )));
                 }
             }
