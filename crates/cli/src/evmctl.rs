@@ -4,6 +4,7 @@
 //! fails (and on command-line errors), 125 on other errors.
 
 use std::io::{BufRead, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -120,7 +121,7 @@ pub struct EvmctlOpts {
     pub hwtpm: bool,
     /// `--engine` / `--provider` (accepted; vigil has no OpenSSL engines).
     pub engine: Option<String>,
-    /// `--rsa` (legacy v1 signatures; accepted, ignored).
+    /// `--rsa` (legacy v1 signatures and keys: ignored, but `import` refuses it).
     pub rsa: bool,
     /// `--v3` (upstream 2026): sigv3 over `ima_file_id` for IMA (type 0x03) and
     /// EVM (type 0x03/0x05) signatures; `--v2` switches back.
@@ -335,6 +336,11 @@ const CMDS: &[Cmd] = &[
         msg: "",
     },
     Cmd {
+        name: "import",
+        arg: "[--rsa] pubkey keyring",
+        msg: "Import public key into the keyring.\n",
+    },
+    Cmd {
         name: "sign",
         arg: "[-r] [--imahash | --imasig ] [--key key] [--pass [password] file",
         msg: "Sign file metadata.\n",
@@ -373,6 +379,16 @@ const CMDS: &[Cmd] = &[
         name: "ima_boot_aggregate",
         arg: "[--pcrs hash-algorithm,file] [TPM 1.2 BIOS event log]",
         msg: "Calculate per TPM bank boot_aggregate digests\n",
+    },
+    Cmd {
+        name: "ima_fix",
+        arg: "[-t fdsxm] path",
+        msg: "Recursively fix IMA/EVM xattrs in fix mode.\n",
+    },
+    Cmd {
+        name: "ima_clear",
+        arg: "[-t fdsxm] path",
+        msg: "Recursively remove IMA/EVM xattrs.\n",
     },
     Cmd {
         name: "sign_hash",
@@ -450,6 +466,17 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "ima_verify" => cmd_ima_verify(&opts, rest),
         "ima_setxattr" => cmd_ima_setxattr(&opts, rest),
         "sign_hash" => cmd_sign_hash(&opts),
+        "ima_fix" => cmd_ima_fix(&opts, rest),
+        "ima_clear" => cmd_ima_clear(&opts, rest),
+        "import" => cmd_import(&opts, rest),
+        "convert" | "hmac" => Err(anyhow!(
+            "{command}: not supported by vigil ({})",
+            if command == "convert" {
+                "it converts RSA keys for v1 signatures, which vigil does not make"
+            } else {
+                "evmctl's testing command for EVM HMACs with a key file in /etc/keys"
+            }
+        )),
         "sign" => cmd_sign(&opts, rest),
         "verify" => cmd_verify(&opts, rest),
         "ima_measurement" => {
@@ -548,26 +575,68 @@ fn reported_io(what: std::fmt::Arguments<'_>, e: std::io::Error) -> anyhow::Erro
 }
 
 /// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
-fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
+fn operand_targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
     let path = PathBuf::from(rest.first().ok_or_else(|| missing(cmd))?);
+    if opts.recursive {
+        walk(opts, &path)
+    } else {
+        Ok(vec![path])
+    }
+}
+
+/// [`operand_targets`], where an operand given without `-r` must exist (`Failed to
+/// stat`), as for the commands that hash and sign.
+fn targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let files = operand_targets(opts, rest, cmd)?;
     if !opts.recursive {
-        if let Err(e) = std::fs::symlink_metadata(&path) {
+        if let Err(e) = std::fs::symlink_metadata(&files[0]) {
             return Err(reported_io(
-                format_args!("Failed to stat: {}", path.display()),
+                format_args!("Failed to stat: {}", files[0].display()),
                 e,
             ));
         }
-        return Ok(vec![path]);
     }
-    let mut files = Vec::new();
-    find(&path, &mut files).context(Reported)?;
     Ok(files)
 }
 
-/// evmctl's `find()`: the regular files below `dir`, depth first in directory
-/// (readdir) order. The operand must be a directory; a subdirectory that cannot be
-/// read is reported and skipped.
-fn find(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// What a `-r` walk hands to the command, from `-t` as evmctl 1.4 reads it: regular
+/// files if `-t` holds `f` or is not given; with `m`, only directories on the
+/// operand's file system are entered. (`x` is `ima_fix`'s; `d` and `s` do nothing.)
+struct Walk {
+    regular: bool,
+    dev: Option<u64>,
+}
+
+/// The regular files below the operand directory that `-t` selects.
+fn walk(opts: &EvmctlOpts, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let types = opts.search_type.as_deref();
+    let mut how = Walk {
+        regular: types.map_or(true, |t| t.contains('f')),
+        dev: None,
+    };
+    if types.is_some_and(|t| t.contains('m')) {
+        let st = std::fs::symlink_metadata(dir)
+            .map_err(|e| reported_io(format_args!("Failed to stat: {}", dir.display()), e))?;
+        how.dev = Some(st.dev());
+    }
+    let mut files = Vec::new();
+    find(dir, &how, &mut files).context(Reported)?;
+    Ok(files)
+}
+
+/// evmctl's `find()`: depth first in directory (readdir) order. The operand must be
+/// a directory; a subdirectory that cannot be read is reported and skipped.
+fn find(dir: &Path, how: &Walk, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if let Some(dev) = how.dev {
+        match std::fs::symlink_metadata(dir) {
+            Ok(st) if st.dev() != dev => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("Failed to stat: {}", dir.display());
+                return Err(e);
+            }
+        }
+    }
     let entries = std::fs::read_dir(dir).inspect_err(|e| {
         eprintln!("Failed to open directory {}", dir.display());
         eprintln!("{}", errno_line(e));
@@ -576,12 +645,21 @@ fn find(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            let _ = find(&entry.path(), files);
-        } else if kind.is_file() {
+            let _ = find(&entry.path(), how, files);
+        } else if kind.is_file() && how.regular {
             files.push(entry.path());
         }
     }
     Ok(())
+}
+
+/// How evmctl names a file in its messages: as given, or, inside a `-r` walk, which
+/// works in each directory, by its bare name.
+fn shown<'a>(opts: &EvmctlOpts, p: &'a Path) -> &'a Path {
+    match p.file_name() {
+        Some(name) if opts.recursive => Path::new(name),
+        _ => p,
+    }
 }
 
 /// What one file printed: evmctl's diagnostics (stderr) and values (stdout). A
@@ -620,7 +698,9 @@ fn for_each_target(
             Ok(()) => {}
             Err(e) if opts.recursive => {
                 out.flush()?;
-                eprintln!("{}", crate::error_text(&e));
+                if e.downcast_ref::<Reported>().is_none() {
+                    eprintln!("{}", crate::error_text(&e));
+                }
             }
             Err(e) => return Err(e),
         }
@@ -675,12 +755,8 @@ fn ima_sign_one(
     r.out.push_str(&format!("{}\n", hex::encode(&value)));
     if opts.sigfile {
         let sig = ima::sigfile_path(p);
-        // evmctl's walk works inside each directory and so names the bare file.
-        let shown = match sig.file_name() {
-            Some(name) if opts.recursive => Path::new(name),
-            _ => &sig,
-        };
-        r.err.push_str(&format!("Writing to {}\n", shown.display()));
+        r.err
+            .push_str(&format!("Writing to {}\n", shown(opts, &sig).display()));
         ima::write_atomic(&sig, &value)?;
     }
     store(opts, p, opts.names().ima, &value, "IMA sig")
@@ -793,6 +869,134 @@ fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         .map_err(|e| reported_io(format_args!("Failed to open: {}", sig.display()), e))?;
     ima::sys::set_xattr(file, opts.names().ima, &value)
         .with_context(|| format!("Setting IMA sig xattr failed: {}", file.display()))?;
+    Ok(0)
+}
+
+/// A failure evmctl reports with `log_errno` (`WHAT: errno: REASON (N)`), and
+/// outside a walk once more when the command ends.
+fn errno_failure(
+    opts: &EvmctlOpts,
+    r: &mut Report,
+    what: String,
+    e: std::io::Error,
+) -> anyhow::Error {
+    r.err.push_str(&format!("{what}: {}\n", errno_line(&e)));
+    if !opts.recursive {
+        r.err.push_str(&format!("{}\n", errno_line(&e)));
+    }
+    anyhow::Error::from(e).context(Reported)
+}
+
+/// `ima_fix`: open each file for reading, so that IMA appraisal in fix mode (the
+/// kernel's `ima_appraise=fix`, or a `vigil mount --appraise fix`) measures it and
+/// writes its `security.ima`. With `-r -t x`, files that have both `security.ima`
+/// and `security.evm` are skipped.
+fn cmd_ima_fix(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let files = operand_targets(opts, rest, "ima_fix")?;
+    let skip_labelled =
+        opts.recursive && opts.search_type.as_deref().is_some_and(|t| t.contains('x'));
+    let names = opts.names();
+    for_each_target(opts, &files, |p, r| {
+        let shown = shown(opts, p);
+        r.err.push_str(&format!("{}\n", shown.display()));
+        if skip_labelled {
+            let present = ima::sys::list_xattrs(p).map_err(|e| {
+                let what = format!("Failed to read xattrs (llistxattr): {}", shown.display());
+                errno_failure(opts, r, what, e)
+            })?;
+            let has = |name: &str| present.iter().any(|x| x == name);
+            if has(names.ima) && has(names.evm) {
+                return Ok(());
+            }
+        }
+        // Non-blocking, so that a FIFO named on the command line cannot hang the run.
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)
+            .map(drop)
+            .map_err(|e| {
+                let what = format!("Failed to open file: {}", shown.display());
+                errno_failure(opts, r, what, e)
+            })
+    })
+}
+
+/// `ima_clear`: remove `security.ima` and `security.evm`; a name without them, or
+/// one that does not exist, is no error, as in evmctl.
+fn cmd_ima_clear(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let files = operand_targets(opts, rest, "ima_clear")?;
+    let names = opts.names();
+    for_each_target(opts, &files, |p, r| {
+        r.err.push_str(&format!("{}\n", shown(opts, p).display()));
+        let _ = ima::sys::remove_xattr(p, names.ima);
+        let _ = ima::sys::remove_xattr(p, names.evm);
+        Ok(())
+    })
+}
+
+/// `KEY_SPEC_USER_KEYRING`, where `import` adds keys unless told otherwise.
+const USER_KEYRING: i32 = -4;
+
+/// `add_key(2)`'s special keyring ids, by evmctl's (and keyctl's) names.
+const KEYRINGS: &[(&str, i32)] = &[
+    ("@t", -1),
+    ("@p", -2),
+    ("@s", -3),
+    ("@u", USER_KEYRING),
+    ("@us", -5),
+    ("@g", -6),
+];
+
+/// A keyring operand: a special name or a key serial (decimal, or hex with `0x`).
+fn keyring_id(ring: &str) -> anyhow::Result<i32> {
+    if let Some(&(_, id)) = KEYRINGS.iter().find(|(name, _)| *name == ring) {
+        return Ok(id);
+    }
+    let serial = match ring.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok().map(|v| v as i32),
+        None => ring.parse::<i32>().ok(),
+    };
+    serial.ok_or_else(|| {
+        anyhow!("keyring {ring:?}: not @t, @p, @s, @u, @us, @g or a key serial number")
+    })
+}
+
+/// `import [CERT [KEYRING]]`: add an X.509 certificate (DER, or PEM, which vigil
+/// converts) to a kernel keyring as an `asymmetric` key — for instance to `_ima`, whose
+/// keys the kernel appraises signatures with — and print the new key's serial.
+fn cmd_import(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    if opts.rsa {
+        bail!("import --rsa: v1 (RSA-only, `user` type) keys are not supported; import an X.509 certificate");
+    }
+    let (file, ring) = match rest.split_first() {
+        None => (ima::DEFAULT_CERT, None),
+        Some((file, more)) => (file.as_str(), more.first()),
+    };
+    let ring = ring.map_or(Ok(USER_KEYRING), |r| keyring_id(r))?;
+    let data = match std::fs::read(file) {
+        Ok(data) => data,
+        Err(e) => {
+            eprintln!("Failed to open keyfile: {file}\n{}", errno_line(&e));
+            return Ok(1);
+        }
+    };
+    let (der, key) = match vigil_ima::keys::cert_der(&data, file) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
+    eprintln!("Reading to {file}");
+    eprintln!(
+        "Importing public key {} from file {file} into keyring {ring}",
+        key.keyid()
+    );
+    let serial = ima::sys::add_key(c"asymmetric", &der, ring)
+        .map_err(|e| reported_io(format_args!("add_key failed"), e))?;
+    eprintln!("keyid: {serial}");
+    println!("{serial}");
     Ok(0)
 }
 

@@ -334,6 +334,32 @@ pub(crate) mod sys {
         rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).map_err(errno)
     }
 
+    /// Remove xattr `name`.
+    pub fn remove_xattr(path: &Path, name: &str) -> io::Result<()> {
+        rustix::fs::lremovexattr(path, name).map_err(errno)
+    }
+
+    /// Add `payload` to the kernel keyring `ring` as a key of type `key_type`
+    /// (`add_key(2)`, no description: the key type derives one) and return its serial.
+    pub fn add_key(key_type: &std::ffi::CStr, payload: &[u8], ring: i32) -> io::Result<i32> {
+        // SAFETY: add_key reads the NUL-terminated type, no description (NULL) and
+        // `payload.len()` bytes of the payload; it keeps no pointer.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                key_type.as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+                payload.as_ptr(),
+                payload.len(),
+                ring,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as i32)
+    }
+
     /// Names of the xattrs of `path`.
     pub fn list_xattrs(path: &Path) -> io::Result<Vec<String>> {
         let mut buf = vec![0u8; 65536];

@@ -817,3 +817,93 @@ fn read_failures_worded_as_evmctl() {
     assert_eq!((code(&v), code(&r)), (125, 0));
     assert!(all_text(&v).starts_with(&all_text(&r)), "{}", all_text(&v));
 }
+
+/// What `ima_clear`/`ima_fix` leave and print, run by `tool` on a fresh tree: the
+/// `user.*` xattrs of each file, then exit status and output.
+fn fix_clear_run(tool: fn(&[&str], &Path) -> std::process::Output, args: &[&str]) -> String {
+    let d = scratch();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("t/sub")).unwrap();
+    for f in ["t/a", "t/sub/b", "t/sub/c"] {
+        std::fs::write(p.join(f), f).unwrap();
+        set_xattr(&p.join(f), "user.ima", b"\x04\x01");
+    }
+    for f in ["t/a", "t/sub/c"] {
+        set_xattr(&p.join(f), "user.evm", b"\x05\x02");
+    }
+    std::os::unix::fs::symlink("a", p.join("t/link")).unwrap();
+    let fifo = std::ffi::CString::new(p.join("t/fifo").into_os_string().into_encoded_bytes());
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+    let o = tool(args, p);
+    let mut state = String::new();
+    for f in ["t/a", "t/sub/b", "t/sub/c"] {
+        let names = std::process::Command::new("getfattr")
+            .args(["--absolute-names", "-d", "-m", "^user\\."])
+            .arg(p.join(f))
+            .output()
+            .unwrap();
+        let listed = String::from_utf8_lossy(&names.stdout);
+        let kept: Vec<_> = listed.lines().filter(|l| l.starts_with("user.")).collect();
+        state += &format!("{f}: {kept:?}\n");
+    }
+    format!(
+        "{state}exit {}\nstdout:\n{}stderr:\n{}",
+        code(&o),
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `ima_clear` and `ima_fix` as evmctl runs them: what `-r` visits and what `-t`
+/// selects (`f` files, `m` one file system, `x` skip labelled files; without `f`
+/// nothing), what is removed, the names printed, and failures with their exit status.
+#[test]
+fn ima_clear_and_ima_fix_as_evmctl() {
+    let cases: &[&[&str]] = &[
+        &["ima_clear", "--xattr-user", "-r", "t"],
+        &["ima_clear", "--xattr-user", "t/sub/b"],
+        &["ima_clear", "--xattr-user", "t/missing"],
+        &["ima_clear", "--xattr-user", "-r", "-t", "m", "t"],
+        &["ima_clear", "--xattr-user", "-r", "-t", "fm", "t"],
+        &["ima_clear", "-r", "t"],
+        &["ima_clear", "--xattr-user", "-r", "t/a"],
+        &["ima_clear"],
+        &["ima_fix", "--xattr-user", "-r", "t"],
+        &["ima_fix", "--xattr-user", "-r", "-t", "fx", "t"],
+        &["ima_fix", "-r", "-t", "x", "t"],
+        &["ima_fix", "t/sub/b"],
+        &["ima_fix", "t/missing"],
+        &["ima_fix", "-r", "t/missing"],
+    ];
+    for args in cases {
+        let theirs = fix_clear_run(evmctl, args);
+        assert_eq!(fix_clear_run(vevmctl, args), theirs, "{args:?}");
+    }
+    // A FIFO named on the command line: evmctl blocks in open(2), vigil does not.
+    let d = scratch();
+    let fifo = std::ffi::CString::new(d.path().join("fifo").into_os_string().into_encoded_bytes());
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+    ok(&vevmctl(&["ima_fix", "fifo"], d.path()), "ima_fix FIFO");
+    // -t selects for the other commands' walks too.
+    let d = scratch();
+    let p = d.path();
+    std::fs::create_dir(p.join("t")).unwrap();
+    std::fs::write(p.join("t/f"), b"f").unwrap();
+    for t in ["m", "fm", "x"] {
+        let args = ["ima_hash", "-n", "-r", "-t", t, "t"];
+        let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+        assert_eq!((stdout(&v), code(&v)), (stdout(&r), code(&r)), "-t {t}");
+    }
+    // The commands evmctl has that vigil does not take say so.
+    for cmd in ["convert", "hmac"] {
+        let v = vevmctl(&[cmd, "t/f"], p);
+        assert_eq!(code(&v), 125);
+        assert!(
+            all_text(&v).contains("not supported by vigil"),
+            "{}",
+            all_text(&v)
+        );
+    }
+}

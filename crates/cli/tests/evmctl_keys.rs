@@ -337,3 +337,116 @@ fn key_error_messages() {
         all_text(&v)
     );
 }
+
+/// A keyring of this test's own, linked into the user keyring and dropped at the end.
+struct TestKeyring(i32);
+
+impl TestKeyring {
+    const USER_KEYRING: i32 = -4;
+
+    fn new(name: &str) -> Option<TestKeyring> {
+        let name = std::ffi::CString::new(format!("{name}-{}", std::process::id())).unwrap();
+        // SAFETY: add_key(2) with a NUL-terminated type and description, no payload.
+        let serial = unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                c"keyring".as_ptr(),
+                name.as_ptr(),
+                std::ptr::null::<u8>(),
+                0usize,
+                Self::USER_KEYRING,
+            )
+        };
+        (serial > 0).then_some(TestKeyring(serial as i32))
+    }
+
+    /// `/proc/keys` lines of the keys in this keyring, by serial.
+    fn key_line(&self, serial: &str) -> String {
+        let serial: i32 = serial.trim().parse().expect("a key serial on stdout");
+        let id = format!("{serial:08x} ");
+        std::fs::read_to_string("/proc/keys")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap_or_else(|| panic!("key {id} not in /proc/keys"))
+            .to_owned()
+    }
+}
+
+impl Drop for TestKeyring {
+    fn drop(&mut self) {
+        const KEYCTL_INVALIDATE: libc::c_long = 21;
+        // SAFETY: keyctl(2) on a keyring this test made.
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_INVALIDATE, self.0) };
+    }
+}
+
+/// `import` adds a certificate to a kernel keyring as an `asymmetric` key, as evmctl
+/// does: the same key (the kernel names it by subject, SKID and key id) from both
+/// tools, by decimal and by `0x` serial; vigil also takes PEM, which evmctl does not.
+#[test]
+fn import_into_a_kernel_keyring() {
+    let Some(ring) = TestKeyring::new("vigil-import-test") else {
+        eprintln!("skipping: this kernel has no keyrings");
+        return;
+    };
+    let d = scratch();
+    let p = d.path();
+    let der = cert("rsa2048");
+    openssl_in(p, &["x509", "-inform", "DER", "-in", &der, "-out", "c.pem"]);
+    let by_decimal = ring.0.to_string();
+    let by_hex = format!("0x{:x}", ring.0);
+
+    let r = evmctl(&["import", &der, &by_decimal], p);
+    ok(&r, "evmctl import");
+    let theirs = ring.key_line(&stdout(&r));
+    assert!(theirs.contains(" asymmetri "), "{theirs}");
+    for (file, ring_arg) in [
+        (der.as_str(), &by_decimal),
+        (&der, &by_hex),
+        ("c.pem", &by_hex),
+    ] {
+        let v = vevmctl(&["import", file, ring_arg], p);
+        ok(&v, "vigil import");
+        let ours = ring.key_line(&stdout(&v));
+        // Same type and description; serial and timeout fields differ.
+        assert_eq!(
+            ours.split_once(" asymmetri ").unwrap().1,
+            theirs.split_once(" asymmetri ").unwrap().1
+        );
+        let err = String::from_utf8_lossy(&v.stderr);
+        assert!(err.contains(&format!("into keyring {}", ring.0)), "{err}");
+    }
+    // What evmctl prints, but for the serial.
+    let serial_free = |o: &std::process::Output| {
+        let text = all_text(o);
+        text.replace(stdout(o).trim(), "SERIAL")
+    };
+    let v = vevmctl(&["import", &der, &by_decimal], p);
+    let r = evmctl(&["import", &der, &by_decimal], p);
+    assert_eq!(serial_free(&v), serial_free(&r));
+
+    // A keyring that does not exist, a missing file, a file that is no certificate.
+    for args in [
+        vec!["import", der.as_str(), "12345"],
+        vec!["import", "missing.der", &by_decimal],
+        vec!["import", &key("rsa2048"), &by_decimal],
+    ] {
+        let (v, r) = (vevmctl(&args, p), evmctl(&args, p));
+        assert_eq!(code(&v), code(&r), "{args:?}: {}", all_text(&v));
+        assert_ne!(code(&v), 0);
+        assert_eq!(stdout(&v), "");
+    }
+    // Refused before anything is added: a keyring name evmctl would have taken as the
+    // user keyring, and v1 keys.
+    let v = vevmctl(&["import", &der, "@bogus"], p);
+    assert_eq!(code(&v), 125);
+    assert!(
+        all_text(&v).contains("keyring \"@bogus\""),
+        "{}",
+        all_text(&v)
+    );
+    let v = vevmctl(&["import", "--rsa", &der, &by_decimal], p);
+    assert_eq!(code(&v), 125);
+    assert!(all_text(&v).contains("v1"), "{}", all_text(&v));
+}

@@ -1222,3 +1222,77 @@ fn lazy_umount_returns_at_once() {
         "daemon still running after its last file closed"
     );
 }
+
+/// `evmctl -r ima_fix` — vigil run as evmctl — through a mount in fix mode labels a
+/// whole tree, as it does on a kernel booted with `ima_appraise=fix`: each file it
+/// opens gets the hash value evmctl's `ima_hash` computes. `ima_clear` removes them.
+#[test]
+fn evmctl_ima_fix_labels_a_tree_through_a_fix_mode_mount() {
+    if !can_mount() || !have("evmctl") || !have("getfattr") {
+        return;
+    }
+    let d = dirs();
+    fs::create_dir_all(d.src.join("etc/sub")).unwrap();
+    let files = ["etc/passwd", "etc/sub/conf", "big"];
+    for (i, f) in files.iter().enumerate() {
+        let content: Vec<u8> = (0..(1000 + i * 150_000)).map(|b| (b % 241) as u8).collect();
+        fs::write(d.src.join(f), content).unwrap();
+    }
+    let link = d._t.path().join("evmctl");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vigil"), &link).unwrap();
+    let evmctl_as = |tool: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]| {
+        let mut c = Command::new(tool);
+        for a in args {
+            c.arg(a);
+        }
+        c.output().unwrap()
+    };
+    let label = |f: &str| {
+        let o = Command::new("getfattr")
+            .args(["--only-values", "-n", "user.ima"])
+            .arg(d.src.join(f))
+            .output()
+            .unwrap();
+        o.status.success().then(|| hex::encode(o.stdout))
+    };
+
+    let pol = d._t.path().join("fix.policy");
+    fs::write(&pol, "appraise func=FILE_CHECK\n").unwrap();
+    let o = vigil(
+        &[
+            &"mount",
+            &"--policy",
+            &pol,
+            &"--appraise",
+            &"fix",
+            &"--xattr",
+            &"user",
+            &"--state",
+            &d.state(),
+            &d.src,
+            &d.mnt,
+        ],
+        &d.run,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = evmctl_as(&link, &[&"-r", &"ima_fix", &d.mnt]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let named = String::from_utf8_lossy(&o.stderr);
+    for f in ["passwd", "conf", "big"] {
+        assert!(named.lines().any(|l| l == f), "{f} not visited:\n{named}");
+    }
+    let o = vigil(&[&"umount", &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in files {
+        let want = evmctl_as(Path::new("evmctl"), &[&"ima_hash", &"-n", &d.src.join(f)]);
+        assert!(want.status.success());
+        let got = label(f).unwrap_or_else(|| panic!("{f} has no user.ima"));
+        assert_eq!(got, String::from_utf8_lossy(&want.stdout).trim(), "{f}");
+    }
+
+    let o = evmctl_as(&link, &[&"--xattr-user", &"-r", &"ima_clear", &d.src]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in files {
+        assert_eq!(label(f), None, "{f} still labelled");
+    }
+}

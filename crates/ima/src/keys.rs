@@ -296,9 +296,13 @@ impl PublicKey {
     /// A DER X.509 certificate; the key id is the tail of its SKID if it has one.
     pub fn from_cert_der(der: &[u8], what: &str) -> Result<PublicKey> {
         let cert = x509_cert::Certificate::from_der(der).map_err(|e| key_err(what, e))?;
+        Self::from_cert(&cert, what)
+    }
+
+    fn from_cert(cert: &x509_cert::Certificate, what: &str) -> Result<PublicKey> {
         let spki = &cert.tbs_certificate.subject_public_key_info;
         let key = public_from_spki(spki, what)?;
-        Ok(PublicKey::new(key, skid_of(&cert), what))
+        Ok(PublicKey::new(key, skid_of(cert), what))
     }
 
     /// A DER SubjectPublicKeyInfo.
@@ -417,8 +421,9 @@ fn skid_of(cert: &x509_cert::Certificate) -> Option<KeyId> {
     })
 }
 
-/// The key id in a certificate's SKID (evmctl `--keyid-from-cert`). DER or PEM.
-pub fn keyid_from_cert(data: &[u8], what: &str) -> Result<KeyId> {
+/// The DER bytes of an X.509 certificate file (DER, or the first `CERTIFICATE` of a
+/// PEM file), checked to parse, with the parsed certificate.
+fn read_cert(data: &[u8], what: &str) -> Result<(Vec<u8>, x509_cert::Certificate)> {
     let der = if pem::is_pem(data) {
         pem::blocks(data)
             .map_err(|e| key_err(what, e))?
@@ -430,7 +435,20 @@ pub fn keyid_from_cert(data: &[u8], what: &str) -> Result<KeyId> {
         data.to_vec()
     };
     let cert = x509_cert::Certificate::from_der(&der).map_err(|e| key_err(what, e))?;
+    Ok((der, cert))
+}
+
+/// The key id in a certificate's SKID (evmctl `--keyid-from-cert`). DER or PEM.
+pub fn keyid_from_cert(data: &[u8], what: &str) -> Result<KeyId> {
+    let (_, cert) = read_cert(data, what)?;
     skid_of(&cert).ok_or_else(|| key_err(what, "certificate has no subject key identifier"))
+}
+
+/// A certificate file (DER or PEM) as the DER the kernel's `asymmetric` key type
+/// parses, with its public key.
+pub fn cert_der(data: &[u8], what: &str) -> Result<(Vec<u8>, PublicKey)> {
+    let (der, cert) = read_cert(data, what)?;
+    Ok((der, PublicKey::from_cert(&cert, what)?))
 }
 
 /// DER `DigestInfo` prefix for RSA PKCS#1 v1.5 (as OpenSSL and the kernel build it:
