@@ -126,9 +126,8 @@ pub struct HashArgs {
     /// Only print the values; do not write xattrs.
     #[arg(short = 'n', long)]
     pub no_xattr: bool,
-    /// Recurse into directories (regular files only, symlinks not followed).
-    #[arg(short = 'r', long)]
-    pub recursive: bool,
+    #[command(flatten)]
+    pub walk: WalkOpts,
     /// Print a JSON array of `{path, value, algo, digest}` instead of text.
     #[arg(long)]
     pub json: bool,
@@ -195,9 +194,8 @@ pub struct SignArgs {
     pub verity: bool,
     #[command(flatten)]
     pub verity_opts: VerityOpts,
-    /// Recurse into directories (regular files only), signing in parallel.
-    #[arg(short = 'r', long)]
-    pub recursive: bool,
+    #[command(flatten)]
+    pub walk: WalkOpts,
     /// Print a JSON array of `{path, value, keyid, algo}` instead of text.
     #[arg(long)]
     pub json: bool,
@@ -224,9 +222,8 @@ pub struct VerifyArgs {
     pub require_signature: bool,
     #[command(flatten)]
     pub verity_opts: VerityOpts,
-    /// Recurse into directories (regular files only), verifying in parallel.
-    #[arg(short = 'r', long)]
-    pub recursive: bool,
+    #[command(flatten)]
+    pub walk: WalkOpts,
     /// Print a JSON array of `{path, ok, kind, keyid, algo, error}` instead of text.
     #[arg(long)]
     pub json: bool,
@@ -588,28 +585,52 @@ pub(crate) fn verify_ima_value(
     }
 }
 
+/// How operands that are directories are walked.
+#[derive(Args, Clone, Copy)]
+pub struct WalkOpts {
+    /// Recurse into directories, in name order: regular files only, symbolic links
+    /// not followed. The files are done in parallel.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// With -r, stay on each operand's file system: directories that are mount points
+    /// of another one (/proc, /sys, a separate /home) are skipped, as `find -xdev` does.
+    #[arg(short = 'x', long, requires = "recursive")]
+    pub one_file_system: bool,
+}
+
 /// Regular files under each operand (the operand itself if not recursing).
-pub(crate) fn expand(files: &[PathBuf], recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
-    if !recursive {
+pub(crate) fn expand(files: &[PathBuf], how: WalkOpts) -> anyhow::Result<Vec<PathBuf>> {
+    if !how.recursive {
         return Ok(files.to_vec());
     }
     let mut out = Vec::new();
     for f in files {
-        walk(f, &mut out)?;
+        let meta = std::fs::symlink_metadata(f).with_context(|| format!("{}", f.display()))?;
+        let dev = how.one_file_system.then_some(meta.dev());
+        walk(f, meta, dev, &mut out)?;
     }
     Ok(out)
 }
 
-fn walk(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let meta = std::fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
+fn walk(
+    path: &Path,
+    meta: std::fs::Metadata,
+    dev: Option<u64>,
+    out: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
     if meta.is_dir() {
+        if dev.is_some_and(|d| d != meta.dev()) {
+            return Ok(());
+        }
         let mut entries: Vec<_> = std::fs::read_dir(path)
             .with_context(|| format!("{}", path.display()))?
             .collect::<Result<_, _>>()
             .with_context(|| format!("{}", path.display()))?;
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            walk(&e.path(), out)?;
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).with_context(|| format!("{}", p.display()))?;
+            walk(&p, meta, dev, out)?;
         }
     } else if meta.file_type().is_file() {
         out.push(path.to_owned());
@@ -690,7 +711,7 @@ fn set_value(path: &Path, name: &str, value: &[u8]) -> anyhow::Result<()> {
 }
 
 fn cmd_hash(a: HashArgs) -> anyhow::Result<ExitCode> {
-    let files = expand(&a.files, a.recursive)?;
+    let files = expand(&a.files, a.walk)?;
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
         let digest = file_digest(p, a.hash_algo)?;
@@ -717,7 +738,7 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let files = expand(&a.files, a.recursive)?;
+    let files = expand(&a.files, a.walk)?;
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
         let value = sign_file(p, &key, a.hash_algo, a.v3, verity.as_ref())?.encode();
@@ -765,7 +786,7 @@ fn cmd_verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let verity = a.verity_opts.params()?;
-    let files = expand(&a.files, a.recursive)?;
+    let files = expand(&a.files, a.walk)?;
     let names = a.xattr.names();
     let results = par_map(&files, |p| {
         let value = read_ima_value(p, a.sigfile, names)?;

@@ -443,6 +443,68 @@ fn recursive_sign() {
     assert_eq!(stdout(&v).matches(": OK").count(), 3);
 }
 
+/// A tmpfs mounted for a test, unmounted when dropped (also when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `-x` keeps a recursive walk on each operand's file system, as `find -xdev` and
+/// evmctl's `-t m` do: a tmpfs mounted inside the tree is left out.
+#[test]
+fn one_file_system_walks() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    }
+    let d = scratch();
+    let p = d.path();
+    std::fs::create_dir_all(p.join("tree/mnt")).unwrap();
+    std::fs::write(p.join("tree/x"), b"on the tree's file system").unwrap();
+    let mnt = p.join("tree/mnt");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "vigil-test"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let _tmpfs = Tmpfs(mnt.clone());
+    std::fs::write(mnt.join("y"), b"on a tmpfs").unwrap();
+    let listed = |args: &[&str]| {
+        let o = vigil(args, p);
+        ok(&o, "vigil ima hash -r");
+        let mut names: Vec<_> = stdout(&o)
+            .lines()
+            .map(|l| l.split_once("  ").unwrap().1.to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        listed(&["ima", "hash", "-n", "-r", "tree"]),
+        ["tree/mnt/y", "tree/x"]
+    );
+    assert_eq!(
+        listed(&["ima", "hash", "-n", "-r", "-x", "tree"]),
+        ["tree/x"]
+    );
+    // The evmctl front door's -t m, against evmctl's.
+    let theirs = evmctl(&["ima_hash", "-n", "-r", "-t", "fm", "tree"], p);
+    let ours = vevmctl(&["ima_hash", "-n", "-r", "-t", "fm", "tree"], p);
+    assert_eq!(stdout(&ours), stdout(&theirs));
+    assert_eq!(stdout(&ours).lines().count(), 1);
+    assert_eq!(
+        stdout(&vevmctl(&["ima_hash", "-n", "-r", "tree"], p))
+            .lines()
+            .count(),
+        2
+    );
+}
+
 /// Command-line behaviour scripts depend on.
 #[test]
 fn cli_conventions() {
