@@ -419,6 +419,8 @@ fn usage() {
   -p, --pass         password for encrypted signing key
   -r, --recursive    recurse into directories (sign)
   -t, --type         file types to fix 'fxm' (f: file)
+                     x - skip fixing if both ima and evm xattrs exist (use with caution)
+                     m - stay on the same filesystem (like 'find -xdev')
   -n                 print result to stdout instead of setting xattr
   -u, --uuid         use custom FS UUID for EVM (unspecified: from FS, empty: do not use)
       --smack        use extra SMACK xattrs for EVM
