@@ -40,6 +40,21 @@ impl Dirs {
     fn state(&self) -> PathBuf {
         self._t.path().join("state")
     }
+
+    /// `vigil mount OPTIONS… --state STATE SRC MNT`, which must succeed.
+    fn mount(&self, options: &[&dyn AsRef<std::ffi::OsStr>]) {
+        let state = self.state();
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"mount"];
+        args.extend_from_slice(options);
+        args.extend([
+            &"--state" as &dyn AsRef<std::ffi::OsStr>,
+            &state,
+            &self.src,
+            &self.mnt,
+        ]);
+        let o = vigil(&args, &self.run);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
 }
 
 fn dirs() -> Dirs {
@@ -124,8 +139,7 @@ fn mount_status_and_three_ways_to_unmount() {
     fs::write(d.src.join("f"), b"content").unwrap();
 
     // vigil umount; busy first while a file is open.
-    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.mount(&[]);
     assert_eq!(fs::read(d.mnt.join("f")).unwrap(), b"content");
     let o = vigil(&[&"status", &d.mnt], &d.run);
     assert!(o.status.success());
@@ -159,8 +173,7 @@ fn mount_status_and_three_ways_to_unmount() {
     assert!(!d.src.join(".vigil").exists());
 
     // fusermount3 -u
-    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    assert!(o.status.success());
+    d.mount(&[]);
     let pid = daemon_pid(&d);
     assert!(Command::new("fusermount3")
         .arg("-u")
@@ -415,8 +428,7 @@ fn seal_and_unseal() {
     let d = dirs();
     fs::write(d.src.join("f"), b"sealed content").unwrap();
     fs::set_permissions(d.src.join("f"), fs::Permissions::from_mode(0o666)).unwrap();
-    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    assert!(o.status.success());
+    d.mount(&[]);
     let f = d.mnt.join("f");
 
     // A writer is open: EBUSY until the timeout, exit 1.
@@ -506,8 +518,7 @@ fn seal_refuses_what_is_not_a_regular_file() {
     }
     let d = dirs();
     fs::create_dir(d.src.join("dir")).unwrap();
-    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.mount(&[]);
     let fifo = d.mnt.join("fifo");
     let outside = d._t.path().join("fifo");
     for p in [&fifo, &outside] {
@@ -1079,25 +1090,16 @@ fn signed_tree_in_enforce_mode_attests() {
         "measure func=FILE_CHECK\nappraise func=FILE_CHECK appraise_type=imasig\n",
     )
     .unwrap();
-    let o = vigil(
-        &[
-            &"mount",
-            &"--policy",
-            &pol,
-            &"--appraise",
-            &"enforce",
-            &"--keys",
-            &c,
-            &"--xattr",
-            &"user",
-            &"--state",
-            &d.state(),
-            &d.src,
-            &d.mnt,
-        ],
-        &d.run,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.mount(&[
+        &"--policy",
+        &pol,
+        &"--appraise",
+        &"enforce",
+        &"--keys",
+        &c,
+        &"--xattr",
+        &"user",
+    ]);
     assert_eq!(
         fs::read(d.mnt.join("bin/tool")).unwrap(),
         b"#!/bin/sh\necho signed tool\n"
@@ -1199,8 +1201,7 @@ fn lazy_umount_returns_at_once() {
     }
     let d = dirs();
     fs::write(d.src.join("f"), b"content").unwrap();
-    let o = vigil(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.mount(&[]);
     let pid = daemon_pid(&d);
     let held = fs::File::open(d.mnt.join("f")).unwrap();
     let t = Instant::now();
@@ -1258,23 +1259,14 @@ fn evmctl_ima_fix_labels_a_tree_through_a_fix_mode_mount() {
 
     let pol = d._t.path().join("fix.policy");
     fs::write(&pol, "appraise func=FILE_CHECK\n").unwrap();
-    let o = vigil(
-        &[
-            &"mount",
-            &"--policy",
-            &pol,
-            &"--appraise",
-            &"fix",
-            &"--xattr",
-            &"user",
-            &"--state",
-            &d.state(),
-            &d.src,
-            &d.mnt,
-        ],
-        &d.run,
-    );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.mount(&[
+        &"--policy",
+        &pol,
+        &"--appraise",
+        &"fix",
+        &"--xattr",
+        &"user",
+    ]);
     let o = evmctl_as(&link, &[&"-r", &"ima_fix", &d.mnt]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let named = String::from_utf8_lossy(&o.stderr);
