@@ -880,6 +880,17 @@ fn read_failures_worded_as_evmctl() {
     assert!(all_text(&v).starts_with(&all_text(&r)), "{}", all_text(&v));
 }
 
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+        0,
+        "mkfifo {}",
+        path.display()
+    );
+}
+
 /// What `ima_clear`/`ima_fix` leave and print, run by `tool` on a fresh tree: the
 /// `user.*` xattrs of each file, then exit status and output.
 fn fix_clear_run(tool: fn(&[&str], &Path) -> std::process::Output, args: &[&str]) -> String {
@@ -894,9 +905,7 @@ fn fix_clear_run(tool: fn(&[&str], &Path) -> std::process::Output, args: &[&str]
         set_xattr(&p.join(f), "user.evm", b"\x05\x02");
     }
     std::os::unix::fs::symlink("a", p.join("t/link")).unwrap();
-    let fifo = std::ffi::CString::new(p.join("t/fifo").into_os_string().into_encoded_bytes());
-    // SAFETY: a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+    mkfifo(&p.join("t/fifo"));
     let o = tool(args, p);
     let mut state = String::new();
     for f in ["t/a", "t/sub/b", "t/sub/c"] {
@@ -944,9 +953,7 @@ fn ima_clear_and_ima_fix_as_evmctl() {
     }
     // A FIFO named on the command line: evmctl blocks in open(2), vigil does not.
     let d = scratch();
-    let fifo = std::ffi::CString::new(d.path().join("fifo").into_os_string().into_encoded_bytes());
-    // SAFETY: a NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o600) }, 0);
+    mkfifo(&d.path().join("fifo"));
     ok(&vevmctl(&["ima_fix", "fifo"], d.path()), "ima_fix FIFO");
     // -t selects for the other commands' walks too.
     let d = scratch();

@@ -360,7 +360,7 @@ impl TestKeyring {
         (serial > 0).then_some(TestKeyring(serial as i32))
     }
 
-    /// `/proc/keys` lines of the keys in this keyring, by serial.
+    /// The `/proc/keys` line of the key with this serial (as printed in decimal).
     fn key_line(&self, serial: &str) -> String {
         let serial: i32 = serial.trim().parse().expect("a key serial on stdout");
         let id = format!("{serial:08x} ");
