@@ -991,9 +991,10 @@ fn cmd_import(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         }
     };
     eprintln!("Reading to {file}");
+    // `%x`, as evmctl prints it.
     eprintln!(
-        "Importing public key {} from file {file} into keyring {ring}",
-        key.keyid()
+        "Importing public key {:x} from file {file} into keyring {ring}",
+        key.keyid().0
     );
     let serial = ima::sys::add_key(c"asymmetric", &der, ring)
         .map_err(|e| reported_io(format_args!("add_key failed"), e))?;

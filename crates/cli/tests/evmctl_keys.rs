@@ -425,6 +425,15 @@ fn import_into_a_kernel_keyring() {
     let v = vevmctl(&["import", &der, &by_decimal], p);
     let r = evmctl(&["import", &der, &by_decimal], p);
     assert_eq!(serial_free(&v), serial_free(&r));
+    // The key id without leading zeros (`%x`), as evmctl prints it.
+    make_cert(p, &key("rsa2048"), "short.der", Some("1122334400000abc"));
+    let v = vevmctl(&["import", "short.der", &by_decimal], p);
+    ok(&v, "vigil import short.der");
+    assert!(
+        all_text(&v).contains("Importing public key abc from file short.der"),
+        "{}",
+        all_text(&v)
+    );
 
     // A keyring that does not exist, a missing file, a file that is no certificate.
     for args in [
