@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
-use vigil_ima::evm::MiscLayout;
+use vigil_ima::evm::{self, EvmMeta, MiscLayout};
 use vigil_ima::{HashAlgo, ImaXattr, KeyId, KeyRing, PrivateKey, Signature, XattrType};
 
 use crate::getopt::{self, HasArg, Opt};
@@ -67,6 +67,7 @@ const OPTS: &[Opt] = &[
     ),
     Opt::new(None, Some("veritysig"), HasArg::No, "veritysig"),
     Opt::new(None, Some("hwtpm"), HasArg::No, "hwtpm"),
+    Opt::new(None, Some("hmackey"), HasArg::Required, "hmackey"),
     Opt::new(None, Some("v2"), HasArg::No, "v2"),
     Opt::new(None, Some("v3"), HasArg::No, "v3"),
 ];
@@ -121,6 +122,9 @@ pub struct EvmctlOpts {
     pub hwtpm: bool,
     /// `--engine` / `--provider` (accepted; vigil has no OpenSSL engines).
     pub engine: Option<String>,
+    /// `--hmackey FILE`: the raw EVM HMAC key for `hmac` (default
+    /// `/etc/keys/evm-key-plain`).
+    pub hmackey: Option<PathBuf>,
     /// `--rsa` (legacy v1 signatures and keys: ignored, but `import` refuses it).
     pub rsa: bool,
     /// `--v3` (upstream 2026): sigv3 over `ima_file_id` for IMA (type 0x03) and
@@ -154,6 +158,7 @@ impl Default for EvmctlOpts {
             veritysig: false,
             hwtpm: false,
             engine: None,
+            hmackey: None,
             rsa: false,
             v3: false,
         }
@@ -183,20 +188,45 @@ impl EvmctlOpts {
         Ok(ring)
     }
 
-    fn signing_key(&self) -> anyhow::Result<PrivateKey> {
+    /// The `-k` signing key (default `/etc/keys/privkey_evm.pem`).
+    fn signing_key(&self) -> Result<PrivateKey, KeyFailure> {
         let path = self.keys.as_deref().unwrap_or(ima::DEFAULT_PRIVATE_KEY);
         if let Err(e) = std::fs::File::open(path) {
-            return Err(reported_io(
-                format_args!("Failed to open keyfile: {path}"),
-                e,
-            ));
+            return Err(KeyFailure {
+                what: format!("Failed to open keyfile: {path}"),
+                errno: Some(errno_line(&e)),
+            });
         }
+        let failure = |e: anyhow::Error| KeyFailure {
+            what: crate::error_text(&e),
+            errno: None,
+        };
         let pass = if self.pass_prompt && self.pass.is_none() {
-            Some(ima::prompt_password()?)
+            Some(ima::prompt_password().map_err(failure)?)
         } else {
             self.pass.clone()
         };
-        ima::load_signing_key(Path::new(path), pass.as_deref(), self.keyid, None)
+        ima::load_signing_key(Path::new(path), pass.as_deref(), self.keyid, None).map_err(failure)
+    }
+}
+
+/// A signing key that could not be loaded. evmctl reads its key when it signs,
+/// after it has printed the hash, so the failure is reported there, for each file.
+struct KeyFailure {
+    what: String,
+    /// The errno line for a key file that could not be opened.
+    errno: Option<String>,
+}
+
+impl KeyFailure {
+    /// Append what evmctl prints to `err`: the message, and the errno line it ends
+    /// the command with (not inside a `-r` walk, which goes on to the next file).
+    fn report(&self, opts: &EvmctlOpts, err: &mut String) -> anyhow::Error {
+        err.push_str(&format!("{}\n", self.what));
+        if let (Some(errno), false) = (&self.errno, opts.recursive) {
+            err.push_str(&format!("{errno}\n"));
+        }
+        anyhow!("{}", self.what).context(Reported)
     }
 }
 
@@ -302,6 +332,7 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
             }
             "veritysig" => o.veritysig = true,
             "hwtpm" => o.hwtpm = true,
+            "hmackey" => o.hmackey = v.map(PathBuf::from),
             "v2" => o.v3 = false,
             "v3" => o.v3 = true,
             other => unreachable!("option key {other} has no handler"),
@@ -395,6 +426,11 @@ const CMDS: &[Cmd] = &[
         arg: "[--veritysig] [--key key] [--pass [password]",
         msg: "Sign hashes from either shaXsum or \"fsverity digest\" output.\n",
     },
+    Cmd {
+        name: "hmac",
+        arg: "[--imahash | --imasig ] file",
+        msg: "Sign file metadata with HMAC using symmetric key (for testing purpose).\n",
+    },
 ];
 
 fn usage() {
@@ -412,6 +448,7 @@ fn usage() {
   -f, --sigfile      store IMA signature in .sig file instead of xattr
       --xattr-user   store xattrs in user namespace (for testing purposes)
   -k, --key          path to signing key (default: /etc/keys/{{privkey,pubkey}}_evm.pem)
+      --hmackey      path to symmetric key (default: /etc/keys/evm-key-plain)
       --keyid n      overwrite signature keyid with a 32-bit value in hex (for signing)
       --keyid-from-cert file
                      read keyid value from SKID of a x509 cert file
@@ -471,13 +508,10 @@ pub fn main(args: Vec<String>) -> ExitCode {
         "ima_fix" => cmd_ima_fix(&opts, rest),
         "ima_clear" => cmd_ima_clear(&opts, rest),
         "import" => cmd_import(&opts, rest),
-        "convert" | "hmac" => Err(anyhow!(
-            "{command}: not supported by vigil ({})",
-            if command == "convert" {
-                "it converts RSA keys for v1 signatures, which vigil does not make"
-            } else {
-                "evmctl's testing command for EVM HMACs with a key file in /etc/keys"
-            }
+        "hmac" => cmd_hmac(&opts, rest),
+        "convert" => Err(anyhow!(
+            "convert: not supported by vigil (it converts RSA keys for v1 signatures, \
+             which vigil does not make)"
         )),
         "sign" => cmd_sign(&opts, rest),
         "verify" => cmd_verify(&opts, rest),
@@ -574,6 +608,13 @@ pub(crate) fn errno_line(e: &std::io::Error) -> String {
 fn reported_io(what: std::fmt::Arguments<'_>, e: std::io::Error) -> anyhow::Error {
     eprintln!("{what}\n{}", errno_line(&e));
     anyhow::Error::from(e).context(Reported)
+}
+
+/// Print `what`, as evmctl ends a command that failed without an errno; the error
+/// returned is marked as reported.
+fn reported(what: std::fmt::Arguments<'_>) -> anyhow::Error {
+    eprintln!("{what}");
+    anyhow!("{what}").context(Reported)
 }
 
 /// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
@@ -736,24 +777,26 @@ fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
 /// evmctl's `sign_ima`: sign one file's content and store the value.
 fn ima_sign_one(
     opts: &EvmctlOpts,
-    key: &PrivateKey,
+    key: &Result<PrivateKey, KeyFailure>,
     algo: HashAlgo,
     p: &Path,
     r: &mut Report,
 ) -> anyhow::Result<()> {
     let digest = ima::file_digest(p, algo)?;
+    r.err.push_str(&format!(
+        "hash({}): {}\n",
+        opts.hash_algo,
+        hex::encode(&digest)
+    ));
+    let key = key.as_ref().map_err(|f| f.report(opts, &mut r.err))?;
     let value = if opts.v3 {
         vigil_ima::sign_v3(key, XattrType::DigSig, algo, &digest)?
     } else {
         vigil_ima::sign_digest(key, algo, &digest)?
     }
     .encode();
-    r.err.push_str(&format!(
-        "hash({}): {}\nevm/ima signature: {} bytes\n",
-        opts.hash_algo,
-        hex::encode(&digest),
-        value.len() - 1
-    ));
+    r.err
+        .push_str(&format!("evm/ima signature: {} bytes\n", value.len() - 1));
     r.out.push_str(&format!("{}\n", hex::encode(&value)));
     if opts.sigfile {
         let sig = ima::sigfile_path(p);
@@ -767,7 +810,7 @@ fn ima_sign_one(
 fn cmd_ima_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     let algo = opts.algo()?;
     let files = targets(opts, rest, "ima_sign")?;
-    let key = opts.signing_key()?;
+    let key = opts.signing_key();
     for_each_target(opts, &files, |p, r| ima_sign_one(opts, &key, algo, p, r))
 }
 
@@ -937,6 +980,109 @@ fn cmd_ima_clear(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     })
 }
 
+/// Where `hmac` reads the EVM key without `--hmackey`.
+const DEFAULT_HMAC_KEY: &str = "/etc/keys/evm-key-plain";
+
+/// `hmac`, evmctl's testing command: compute FILE's EVM HMAC with the raw key in
+/// `--hmackey` and store it as `security.evm` type 0x02 (unless `-n`); `-s`/`-d`
+/// first sign or hash FILE's content into `security.ima`, as `sign` does. The HMAC
+/// uses the `-a` algorithm (default sha256); the kernel checks HMAC-SHA1 (`-a sha1`).
+/// Only FILE's own metadata goes in (no `--uid`-style overrides, no UUID), and only
+/// regular files have a generation.
+fn cmd_hmac(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    let algo = opts.algo()?;
+    if opts.imasig || opts.imahash {
+        let files = targets(opts, rest, "hmac")?;
+        let key = opts.imasig.then(|| opts.signing_key());
+        for_each_target(opts, &files, |p, r| {
+            if let Some(key) = &key {
+                ima_sign_one(opts, key, algo, p, r)?;
+            }
+            if opts.imahash {
+                ima_hash_one(opts, algo, p, r)?;
+            }
+            Ok(())
+        })?;
+    }
+    let file = Path::new(rest.first().ok_or_else(|| missing("hmac"))?);
+    let keyfile = opts
+        .hmackey
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_HMAC_KEY));
+    eprintln!("Reading to {}", keyfile.display());
+    let key = match std::fs::read(keyfile) {
+        Ok(key) if key.is_empty() => {
+            return Err(reported(format_args!(
+                "Failed to fread 0 bytes: {0}\nFailed to read a key: {0}",
+                keyfile.display()
+            )))
+        }
+        Ok(key) => key,
+        Err(e) => {
+            return Err(reported_io(
+                format_args!(
+                    "Failed to open: {0}\nFailed to read a key: {0}",
+                    keyfile.display()
+                ),
+                e,
+            ))
+        }
+    };
+    if key.len() > evm::EVM_KEY_LEN {
+        return Err(reported(format_args!("key is too long: {}", key.len())));
+    }
+    let st = std::fs::symlink_metadata(file)
+        .map_err(|e| reported_io(format_args!("Failed to stat: {}", file.display()), e))?;
+    let mut generation = 0;
+    if st.file_type().is_file() {
+        let f = std::fs::File::open(file)
+            .map_err(|e| reported_io(format_args!("Failed to open {}", file.display()), e))?;
+        generation = ima::sys::file_generation(&f)
+            .map_err(|e| reported_io(format_args!("ioctl() failed"), e))?;
+    }
+    eprintln!("generation: {generation}");
+    let present = match ima::sys::list_xattrs(file) {
+        Ok(names) if !names.is_empty() => names,
+        Ok(_) => {
+            return Err(reported(format_args!(
+                "llistxattr() failed: {}",
+                file.display()
+            )))
+        }
+        Err(e) => {
+            return Err(reported_io(
+                format_args!("llistxattr() failed: {}", file.display()),
+                e,
+            ))
+        }
+    };
+    let mut log = String::new();
+    let mut values = Vec::new();
+    for name in opts.evm.xattr_list() {
+        if let Some(v) = ima::evm_xattr(file, name, &present, &mut log) {
+            log.push_str(&format!("name: {name}, size: {}\n", v.len()));
+            values.push(v);
+        }
+    }
+    eprint!("{log}");
+    let meta = EvmMeta {
+        ino: st.ino(),
+        generation,
+        uid: st.uid(),
+        gid: st.gid(),
+        mode: st.mode(),
+    };
+    let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+    let mac = evm::evm_hmac(algo, &key, &refs, &meta, opts.evm.layout)?;
+    eprintln!("hmac: {}", hex::encode(&mac));
+    if !opts.no_xattr {
+        let value = [&[XattrType::EvmHmac as u8][..], &mac].concat();
+        ima::sys::set_xattr(file, opts.names().evm, &value)
+            .map_err(|e| reported_io(format_args!("setxattr failed: {}", file.display()), e))?;
+    }
+    Ok(0)
+}
+
 /// `KEY_SPEC_USER_KEYRING`, where `import` adds keys unless told otherwise.
 const USER_KEYRING: i32 = -4;
 
@@ -1013,12 +1159,7 @@ fn cmd_sign_hash(opts: &EvmctlOpts) -> anyhow::Result<u8> {
         let line = line.context("reading standard input")?;
         // evmctl stops at the first line it cannot sign.
         let parsed = ima::parse_hash_line(&line, algo, opts.veritysig, i + 1)?;
-        let key = match &mut key {
-            Some(k) => k,
-            None => key.insert(opts.signing_key()?),
-        };
-        let sig = ima::sign_hash_line(key, &parsed, opts.veritysig)?.encode();
-        // What was signed: the digest itself, or for fs-verity its `ima_file_id` hash.
+        // What is signed: the digest itself, or for fs-verity its `ima_file_id` hash.
         let (algo_name, signed) = if opts.veritysig {
             let id = vigil_ima::ImaFileId {
                 hash_type: XattrType::ImaVeritySig,
@@ -1029,11 +1170,21 @@ fn cmd_sign_hash(opts: &EvmctlOpts) -> anyhow::Result<u8> {
         } else {
             (opts.hash_algo.clone(), parsed.digest.clone())
         };
-        eprintln!(
-            "hash({algo_name}): {}\nevm/ima signature: {} bytes",
-            hex::encode(signed),
-            sig.len() - 1
-        );
+        eprintln!("hash({algo_name}): {}", hex::encode(signed));
+        let key = match &mut key {
+            Some(k) => k,
+            None => match opts.signing_key() {
+                Ok(k) => key.insert(k),
+                Err(f) => {
+                    let mut err = String::new();
+                    let e = f.report(opts, &mut err);
+                    eprint!("{err}");
+                    return Err(e);
+                }
+            },
+        };
+        let sig = ima::sign_hash_line(key, &parsed, opts.veritysig)?.encode();
+        eprintln!("evm/ima signature: {} bytes", sig.len() - 1);
         writeln!(out, "{} {}", parsed.line, hex::encode(sig))?;
     }
     out.flush()?;
@@ -1049,7 +1200,7 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     }
     let algo = opts.algo()?;
     let files = targets(opts, rest, "sign")?;
-    let key = opts.signing_key()?;
+    let key = opts.signing_key();
     let names = opts.names();
     for_each_target(opts, &files, |p, r| {
         if opts.imasig {
@@ -1059,23 +1210,25 @@ fn cmd_sign(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
             ima_hash_one(opts, algo, p, r)?;
         }
         let digest = ima::evm_file_digest(p, names, &opts.evm, algo, &mut r.err)?;
+        r.err.push_str(&format!(
+            "hash({}): {}\n",
+            opts.hash_algo,
+            hex::encode(&digest)
+        ));
+        let key = key.as_ref().map_err(|f| f.report(opts, &mut r.err))?;
         let kind = if opts.evm.portable {
             XattrType::EvmPortableDigSig
         } else {
             XattrType::DigSig
         };
         let value = if opts.v3 {
-            vigil_ima::sign_v3(&key, kind, algo, &digest)?
+            vigil_ima::sign_v3(key, kind, algo, &digest)?
         } else {
-            vigil_ima::sig::sign_digest_as(&key, kind, algo, &digest)?
+            vigil_ima::sig::sign_digest_as(key, kind, algo, &digest)?
         }
         .encode();
-        r.err.push_str(&format!(
-            "hash({}): {}\nevm/ima signature: {} bytes\n",
-            opts.hash_algo,
-            hex::encode(&digest),
-            value.len() - 1
-        ));
+        r.err
+            .push_str(&format!("evm/ima signature: {} bytes\n", value.len() - 1));
         r.out.push_str(&format!("{}\n", hex::encode(&value)));
         store(opts, p, names.evm, &value, "EVM")
     })

@@ -370,13 +370,17 @@ pub(crate) mod sys {
 
     /// The inode generation (`FS_IOC_GETVERSION`).
     pub fn generation(path: &Path) -> io::Result<u32> {
+        file_generation(&std::fs::File::open(path)?)
+    }
+
+    /// The inode generation of an open file.
+    pub fn file_generation(f: &std::fs::File) -> io::Result<u32> {
         use std::os::fd::AsRawFd;
         const IOC_READ: libc::c_ulong = 2;
         const FS_IOC_GETVERSION: libc::c_ulong = (IOC_READ << 30)
             | ((std::mem::size_of::<libc::c_long>() as libc::c_ulong) << 16)
             | ((b'v' as libc::c_ulong) << 8)
             | 1;
-        let f = std::fs::File::open(path)?;
         let mut v: libc::c_long = 0;
         // SAFETY: FS_IOC_GETVERSION writes at most a `long` to the pointer given.
         let r = unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_GETVERSION as _, &mut v) };
@@ -1108,6 +1112,17 @@ pub struct EvmParams {
     pub caps: Option<Option<String>>,
 }
 
+impl EvmParams {
+    /// The xattrs EVM covers, in order: evmctl's list, or its longer `--smack` one.
+    pub fn xattr_list(&self) -> &'static [&'static str] {
+        if self.smack {
+            evm::EVM_XATTRS_SMACK
+        } else {
+            evm::EVM_XATTRS
+        }
+    }
+}
+
 /// C `strtoul(s, NULL, 10)`, as evmctl parses `--ino`, `--uid`, `--mode` and the
 /// like: leading blanks, an optional sign (a minus negates modulo 2^64), the longest
 /// run of digits (none: 0), saturating at `u64::MAX` on overflow.
@@ -1185,13 +1200,8 @@ pub(crate) fn evm_file_digest(
     let _ = writeln!(log, "generation: {}", meta.generation);
     let present =
         sys::list_xattrs(path).with_context(|| format!("{}: listxattr", path.display()))?;
-    let list = if p.smack {
-        evm::EVM_XATTRS_SMACK
-    } else {
-        evm::EVM_XATTRS
-    };
     let mut values: Vec<Vec<u8>> = Vec::new();
-    for &name in list {
+    for &name in p.xattr_list() {
         let mut shown = name;
         let v = if name == "security.selinux" && p.selinux.is_some() {
             let mut v = p.selinux.clone().unwrap_or_default().into_bytes();
@@ -1214,16 +1224,9 @@ pub(crate) fn evm_file_digest(
                 Some(c) => c.as_bytes().to_vec(),
             }
         } else {
-            match sys::get_xattr(path, name) {
-                Ok(v) if present.iter().any(|n| n == name) => v,
-                Ok(_) => {
-                    let _ = writeln!(log, "skipping xattr: {name}");
-                    continue;
-                }
-                Err(_) => {
-                    let _ = writeln!(log, "no xattr: {name}");
-                    continue;
-                }
+            match evm_xattr(path, name, &present, log) {
+                Some(v) => v,
+                None => continue,
             }
         };
         let _ = writeln!(log, "name: {shown}, size: {}", v.len());
@@ -1250,6 +1253,30 @@ pub(crate) fn evm_file_digest(
         p.layout,
         uuid.as_ref(),
     )?)
+}
+
+/// The value of the EVM-protected xattr `name` of `path` if it has one that
+/// `present` (its xattr list) also names; otherwise `None`, and why in `log`
+/// (`no xattr: NAME`, or `skipping xattr: NAME` when only a read finds it), as
+/// evmctl's `calc_evm_hash()` and `calc_evm_hmac()` say.
+pub(crate) fn evm_xattr(
+    path: &Path,
+    name: &str,
+    present: &[String],
+    log: &mut String,
+) -> Option<Vec<u8>> {
+    use std::fmt::Write as _;
+    match sys::get_xattr(path, name) {
+        Ok(v) if present.iter().any(|n| n == name) => Some(v),
+        Ok(_) => {
+            let _ = writeln!(log, "skipping xattr: {name}");
+            None
+        }
+        Err(_) => {
+            let _ = writeln!(log, "no xattr: {name}");
+            None
+        }
+    }
 }
 
 /// The UUID of the file system on device `dev`, via `blkid` as evmctl does.

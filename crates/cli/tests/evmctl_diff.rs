@@ -865,14 +865,48 @@ fn read_failures_worded_as_evmctl() {
         assert_eq!(code(&v), code(&r), "{args:?}: {}", all_text(&v));
         assert_eq!(all_text(&v), all_text(&r), "{args:?}");
     }
-    // A missing signing key: the same words (evmctl hashes the file first, so its
-    // `hash(…)` line comes before them).
-    let args = ["ima_sign", "-n", "--key", "missing.pem", "bare"];
-    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
-    assert_eq!((code(&v), code(&r)), (125, 125));
-    let words = "Failed to open keyfile: missing.pem\nerrno: No such file or directory (2)\n";
-    assert!(all_text(&r).ends_with(words), "{}", all_text(&r));
-    assert!(all_text(&v).ends_with(words), "{}", all_text(&v));
+    // A missing signing key is found when signing, after the hash is printed (and,
+    // for `sign --imahash`, stored); in a `-r` walk once per file, exit status 0.
+    std::fs::create_dir(p.join("dir")).unwrap();
+    std::fs::write(p.join("dir/one"), b"one").unwrap();
+    std::fs::write(p.join("dir/two"), b"two").unwrap();
+    let key_cases: [&[&str]; 5] = [
+        &["ima_sign", "-n", "--key", "missing.pem", "bare"],
+        &[
+            "sign",
+            "-u",
+            "--imahash",
+            "--xattr-user",
+            "--key",
+            "missing.pem",
+            "bare",
+        ],
+        &["-r", "ima_sign", "-n", "--key", "missing.pem", "dir"],
+        &["-r", "sign", "-n", "-u", "--key", "missing.pem", "dir"],
+        &["ima_sign", "-n", "--key", "bare", "bare"],
+    ];
+    for args in key_cases {
+        let (r, v) = (evmctl(args, p), vevmctl(args, p));
+        assert_eq!(code(&v), code(&r), "{args:?}: {}", all_text(&v));
+        assert_eq!(stdout(&v), stdout(&r), "{args:?}");
+        let (r_err, v_err) = (
+            String::from_utf8_lossy(&r.stderr),
+            String::from_utf8_lossy(&v.stderr),
+        );
+        if args.contains(&"missing.pem") {
+            assert_eq!(v_err, r_err, "{args:?}");
+        } else {
+            // A file that is no key: vigil's reason instead of OpenSSL's.
+            let hash_line = r_err.lines().next().unwrap();
+            assert!(hash_line.starts_with("hash(sha256): "), "{r_err}");
+            assert!(v_err.starts_with(hash_line), "{v_err}");
+        }
+    }
+    let stored = get_xattr(&p.join("bare"), "user.ima");
+    assert_eq!(
+        stored[0], 4,
+        "sign --imahash stores the hash before the key fails"
+    );
     // A missing .sig file: evmctl's words; vigil then fails (125) where evmctl says 0.
     let args = ["ima_setxattr", "--xattr-user", "bare"];
     let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
@@ -965,14 +999,185 @@ fn ima_clear_and_ima_fix_as_evmctl() {
         let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
         assert_eq!((stdout(&v), code(&v)), (stdout(&r), code(&r)), "-t {t}");
     }
-    // The commands evmctl has that vigil does not take say so.
-    for cmd in ["convert", "hmac"] {
-        let v = vevmctl(&[cmd, "t/f"], p);
-        assert_eq!(code(&v), 125);
-        assert!(
-            all_text(&v).contains("not supported by vigil"),
-            "{}",
-            all_text(&v)
-        );
+    // The command evmctl has that vigil does not take says so.
+    let v = vevmctl(&["convert", "t/f"], p);
+    assert_eq!(code(&v), 125);
+    assert!(
+        all_text(&v).contains("not supported by vigil"),
+        "{}",
+        all_text(&v)
+    );
+}
+
+/// `/etc/keys`, made for a test if missing and removed again if still empty.
+struct EtcKeys(bool);
+
+impl EtcKeys {
+    fn ensure() -> EtcKeys {
+        EtcKeys(std::fs::create_dir("/etc/keys").is_ok())
     }
+}
+
+impl Drop for EtcKeys {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::fs::remove_dir("/etc/keys");
+        }
+    }
+}
+
+/// `tool ARGS…` in `cwd` with the directory `keys` over `/etc/keys`, in a mount
+/// namespace of its own: evmctl 1.4 reads the HMAC key from
+/// `/etc/keys/evm-key-plain` only.
+fn with_keys(keys: &Path, tool: &Path, args: &[&str], cwd: &Path) -> std::process::Output {
+    let script = r#"mount --bind "$0" /etc/keys && exec "$@""#;
+    let (keys, tool) = (keys.to_str().unwrap(), tool.to_str().unwrap());
+    let mut argv = vec![
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        keys,
+        tool,
+    ];
+    argv.extend_from_slice(args);
+    run(Path::new("unshare"), &argv, cwd, None)
+}
+
+/// `hmac`, evmctl's testing command, as evmctl 1.4 runs it: the HMAC printed and
+/// stored for files, directories and symlinks, each `-a`, `--m32`, `--smack`,
+/// `--xattr-user`, `-n`, `-d`/`-s` first, keys of 1–128 bytes, and every failure
+/// with its words and exit status; `--hmackey` reads the key from elsewhere.
+#[test]
+fn hmac_as_evmctl() {
+    // SAFETY: trivial getter.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: security.* xattrs and a mount namespace need root");
+        return;
+    }
+    let _etc_keys = EtcKeys::ensure();
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"measured file").unwrap();
+    set_xattr(&p.join("f"), "security.ima", b"\x04\x04abc");
+    set_xattr(&p.join("f"), "security.apparmor", b"profile\0");
+    set_xattr(&p.join("f"), "security.SMACK64EXEC", b"label");
+    std::fs::create_dir(p.join("d")).unwrap();
+    set_xattr(&p.join("d"), "user.x", b"1");
+    std::os::unix::fs::symlink("f", p.join("l")).unwrap();
+    let o = run(
+        Path::new("setfattr"),
+        &["-h", "-n", "security.ima", "-v", "0x0401", "l"],
+        p,
+        None,
+    );
+    ok(&o, "setfattr -h");
+    std::fs::write(p.join("bare"), b"no xattrs").unwrap();
+    let shm = p.join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    let mounted = run(
+        Path::new("mount"),
+        &["-t", "tmpfs", "vigil-test", shm.to_str().unwrap()],
+        p,
+        None,
+    );
+    ok(&mounted, "mount tmpfs");
+    let _tmpfs = Tmpfs(shm.clone());
+    std::fs::write(shm.join("g"), b"on a tmpfs: no generation").unwrap();
+    set_xattr(&shm.join("g"), "user.x", b"1");
+    let signing_key = key("rsa2048");
+
+    let keys = |name: &str, content: &[u8]| {
+        let dir = p.join(name);
+        std::fs::create_dir(&dir).unwrap();
+        if name != "no-key" {
+            std::fs::write(dir.join("evm-key-plain"), content).unwrap();
+        }
+        dir
+    };
+    let key32 = keys("key32", &data(32, 1));
+    let cases: &[(&Path, &[&str])] = &[
+        (&key32, &["hmac", "f"]),
+        (&key32, &["-a", "sha1", "hmac", "f"]),
+        (&key32, &["-a", "sha1", "--m32", "hmac", "f"]),
+        (&key32, &["-n", "-a", "sha512", "hmac", "f"]),
+        (&key32, &["--smack", "-a", "sha1", "hmac", "f"]),
+        (&key32, &["--xattr-user", "-a", "sha1", "hmac", "f"]),
+        (&key32, &["-a", "sha1", "hmac", "d"]),
+        (&key32, &["-a", "sha1", "hmac", "l"]),
+        (&key32, &["-a", "sha1", "hmac", "bare"]),
+        (&key32, &["hmac", "shm/g"]),
+        (&key32, &["hmac", "missing"]),
+        (&key32, &["hmac"]),
+        (&key32, &["-d", "hmac", "missing"]),
+        (&key32, &["-d", "-a", "sha1", "hmac", "f"]),
+        (&key32, &["-s", "--key", &signing_key, "hmac", "f"]),
+        (&key32, &["-s", "-d", "--key", &signing_key, "hmac", "f"]),
+        (&key32, &["-s", "--key", "missing.pem", "hmac", "f"]),
+        (&keys("key128", &data(128, 2)), &["-a", "sha1", "hmac", "f"]),
+        (&keys("key129", &data(129, 3)), &["-a", "sha1", "hmac", "f"]),
+        (&keys("empty", b""), &["-a", "sha1", "hmac", "f"]),
+        (&keys("no-key", b""), &["hmac", "f"]),
+    ];
+    let evm_values = || {
+        ["f", "d", "l"].map(|f| {
+            let o = run(
+                Path::new("getfattr"),
+                &[
+                    "-h",
+                    "-e",
+                    "hex",
+                    "-d",
+                    "-m",
+                    "^(security|user)\\.(evm|ima)$",
+                    f,
+                ],
+                p,
+                None,
+            );
+            stdout(&o)
+        })
+    };
+    for (keys, args) in cases {
+        let theirs = with_keys(keys, Path::new(REF_EVMCTL), args, p);
+        let their_values = evm_values();
+        let ours = with_keys(keys, evmctl_link(), args, p);
+        let what = format!("{} {args:?}", keys.display());
+        assert_eq!(code(&ours), code(&theirs), "{what}: {}", all_text(&ours));
+        assert_eq!(stdout(&ours), stdout(&theirs), "{what}");
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stderr),
+            String::from_utf8_lossy(&theirs.stderr),
+            "{what}"
+        );
+        assert_eq!(evm_values(), their_values, "{what}");
+    }
+    // The value stored: type 0x02 and the HMAC printed, which `--hmackey` finds
+    // from a key anywhere.
+    let o = vevmctl(
+        &[
+            "-a",
+            "sha1",
+            "--hmackey",
+            key32.join("evm-key-plain").to_str().unwrap(),
+            "hmac",
+            "f",
+        ],
+        p,
+    );
+    ok(&o, "hmac --hmackey");
+    let printed = all_text(&o);
+    let mac = printed
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("hmac: ")
+        .unwrap();
+    assert_eq!(
+        hex::encode(get_xattr(&p.join("f"), "security.evm")),
+        format!("02{mac}")
+    );
+    assert_eq!(mac.len(), 40);
 }

@@ -79,6 +79,9 @@ pub enum Error {
         keyid: crate::keys::KeyId,
         reason: String,
     },
+    /// An EVM HMAC key longer than the kernel's 128 bytes.
+    #[error("key is too long: {0} bytes (an EVM key has at most 128)")]
+    EvmKeyLength(usize),
     /// A malformed `hash path` line for `sign_hash`.
     #[error("line {line}: {reason}")]
     HashLine { line: usize, reason: String },

@@ -10,7 +10,7 @@
 //! ```
 //! Portable signatures (type 0x05) zero `ino` and `generation` and never add the UUID.
 
-use crate::{HashAlgo, Hasher, Result};
+use crate::{Error, HashAlgo, Hasher, Result};
 
 /// The xattrs EVM protects, in the order they are hashed (evmctl's default list;
 /// with `--smack` the SMACK64EXEC/TRANSMUTE/MMAP names follow `security.SMACK64`).
@@ -114,6 +114,31 @@ pub fn evm_digest(
     Ok(h.finalize())
 }
 
+/// Length of EVM's HMAC key: the kernel (`evm_set_key`) and evmctl pad the key
+/// with zeros to this many bytes before keying the HMAC.
+pub const EVM_KEY_LEN: usize = 128;
+
+/// The EVM HMAC (`security.evm` type 0x02, `EVM_XATTR_HMAC`):
+/// `HMAC(key padded to 128 bytes, xattr values in EVM order ‖ h_misc)`, as the
+/// kernel's `evm_calc_hmac()` and evmctl's `calc_evm_hmac()` compute it. The kernel
+/// uses HMAC-SHA1 and, by default, no file system UUID (`EVM_ATTR_FSUUID` unset).
+pub fn evm_hmac(
+    algo: HashAlgo,
+    key: &[u8],
+    xattr_values: &[&[u8]],
+    meta: &EvmMeta,
+    layout: MiscLayout,
+) -> Result<Vec<u8>> {
+    if key.len() > EVM_KEY_LEN {
+        return Err(Error::EvmKeyLength(key.len()));
+    }
+    let mut padded = key.to_vec();
+    padded.resize(EVM_KEY_LEN, 0);
+    let misc = h_misc(meta, EvmKind::Bound, layout);
+    let parts: Vec<&[u8]> = xattr_values.iter().copied().chain([&misc[..]]).collect();
+    crate::hash::hmac(algo, &padded, &parts)
+}
+
 /// Parse a UUID in its text form (`8-4-4-4-12` hex digits) into 16 bytes.
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     let s = s.trim();
@@ -189,5 +214,19 @@ mod tests {
         )
         .unwrap();
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn hmac_key_is_zero_padded_to_128_bytes() {
+        let m = EvmMeta::default();
+        let mac = |key: &[u8]| evm_hmac(HashAlgo::Sha1, key, &[b"v"], &m, MiscLayout::M64);
+        let short = mac(b"secret").unwrap();
+        assert_eq!(short.len(), 20);
+        assert_eq!(short, mac(b"secret\0\0").unwrap());
+        let mut full = b"secret".to_vec();
+        full.resize(EVM_KEY_LEN, 0);
+        assert_eq!(short, mac(&full).unwrap());
+        full.push(0);
+        assert!(matches!(mac(&full), Err(Error::EvmKeyLength(129))));
     }
 }

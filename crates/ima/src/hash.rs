@@ -239,6 +239,14 @@ impl Hasher {
         each_state!(&mut self.state, h => Digest::update(h, data))
     }
 
+    /// The algorithm's input block size in bytes, to which HMAC pads its key.
+    pub fn block_size(&self) -> usize {
+        fn of<T: digest::core_api::BlockSizeUser>(_: &T) -> usize {
+            T::block_size()
+        }
+        each_state!(&self.state, h => of(h))
+    }
+
     /// Finish and write the digest into `out`, which must be exactly
     /// [`HashAlgo::digest_len`] bytes long. Allocation-free.
     ///
@@ -259,6 +267,28 @@ impl Hasher {
         self.finalize_into(&mut out);
         out
     }
+}
+
+/// HMAC (RFC 2104) of the concatenated `parts` with `key`, for any algorithm of the
+/// table: what the kernel's `hmac(ALG)` and OpenSSL's `HMAC()` compute.
+pub fn hmac(algo: HashAlgo, key: &[u8], parts: &[&[u8]]) -> Result<Vec<u8>> {
+    let mut inner = Hasher::new(algo)?;
+    let block = inner.block_size();
+    let mut padded = if key.len() > block {
+        algo.digest(key)?
+    } else {
+        key.to_vec()
+    };
+    padded.resize(block, 0);
+    let xor = |pad: u8| padded.iter().map(|b| b ^ pad).collect::<Vec<u8>>();
+    inner.update(&xor(0x36));
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Hasher::new(algo)?;
+    outer.update(&xor(0x5c));
+    outer.update(&inner.finalize());
+    Ok(outer.finalize())
 }
 
 impl std::io::Write for Hasher {
@@ -330,5 +360,62 @@ mod tests {
         let wp = hex_of(A::Wp512, abc);
         assert_eq!(hex_of(A::Wp256, abc), wp[..64]);
         assert_eq!(hex_of(A::Wp384, abc), wp[..96]);
+    }
+
+    #[test]
+    fn hmac_known_answers() {
+        use HashAlgo as A;
+        // RFC 2202 case 1, RFC 4231 cases 1 and 6 (a key longer than the block).
+        let short = [0x0b; 20];
+        let long = [0xaa; 131];
+        let large = b"Test Using Larger Than Block-Size Key - Hash Key First";
+        let mac = |a, k: &[u8], m: &[u8]| hex::encode(hmac(a, k, &[m]).unwrap());
+        assert_eq!(
+            mac(A::Sha1, &short, b"Hi There"),
+            "b617318655057264e28bc0b6fb378c8ef146be00"
+        );
+        assert_eq!(
+            mac(A::Sha256, &short, b"Hi There"),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+        );
+        assert_eq!(
+            mac(A::Sha256, &long, large),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        assert_eq!(
+            mac(A::Sha512, &long, large),
+            "80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f352\
+             6b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any key length (shorter, as long as, longer than a block) and split of the
+        /// message gives what RustCrypto's `hmac` crate computes.
+        #[test]
+        fn hmac_matches_the_hmac_crate(
+            key in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            msg in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..300,
+        ) {
+            use hmac::Mac;
+            use HashAlgo as A;
+            fn reference<D: Digest + digest::core_api::BlockSizeUser>(
+                key: &[u8],
+                msg: &[u8],
+            ) -> Vec<u8> {
+                let mut m = <hmac::SimpleHmac<D> as Mac>::new_from_slice(key).unwrap();
+                m.update(msg);
+                m.finalize().into_bytes().to_vec()
+            }
+            let (a, b) = msg.split_at(cut.min(msg.len()));
+            let ours = |algo| hmac(algo, &key, &[a, b]).unwrap();
+            proptest::prop_assert_eq!(ours(A::Sha1), reference::<sha1::Sha1>(&key, &msg));
+            proptest::prop_assert_eq!(ours(A::Sha256), reference::<sha2::Sha256>(&key, &msg));
+            proptest::prop_assert_eq!(ours(A::Sha512), reference::<sha2::Sha512>(&key, &msg));
+            proptest::prop_assert_eq!(ours(A::Sha3_256), reference::<sha3::Sha3_256>(&key, &msg));
+            proptest::prop_assert_eq!(ours(A::Sm3), reference::<sm3::Sm3>(&key, &msg));
+            proptest::prop_assert_eq!(ours(A::Md5), reference::<md5::Md5>(&key, &msg));
+        }
     }
 }

@@ -51,7 +51,7 @@ pub fn vigil_bin() -> &'static Path {
 }
 
 /// A directory holding an `evmctl` symlink to the vigil binary.
-fn evmctl_link() -> &'static Path {
+pub fn evmctl_link() -> &'static Path {
     static LINK: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     &LINK
         .get_or_init(|| {
@@ -63,7 +63,8 @@ fn evmctl_link() -> &'static Path {
         .1
 }
 
-fn run(prog: &Path, args: &[&str], cwd: &Path, stdin: Option<&[u8]>) -> Output {
+/// `prog ARGS…` in `cwd`, with `stdin` if given, capturing stdout and stderr.
+pub fn run(prog: &Path, args: &[&str], cwd: &Path, stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(prog);
     cmd.args(args)
         .current_dir(cwd)
