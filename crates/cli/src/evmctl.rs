@@ -990,6 +990,11 @@ const DEFAULT_HMAC_KEY: &str = "/etc/keys/evm-key-plain";
 /// Only FILE's own metadata goes in (no `--uid`-style overrides, no UUID), and only
 /// regular files have a generation.
 fn cmd_hmac(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
+    // One file: evmctl's hmac ignores -r.
+    let opts = &EvmctlOpts {
+        recursive: false,
+        ..opts.clone()
+    };
     let algo = opts.algo()?;
     if opts.imasig || opts.imahash {
         let files = targets(opts, rest, "hmac")?;

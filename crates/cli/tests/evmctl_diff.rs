@@ -1113,6 +1113,7 @@ fn hmac_as_evmctl() {
         (&key32, &["hmac"]),
         (&key32, &["-d", "hmac", "missing"]),
         (&key32, &["-d", "-a", "sha1", "hmac", "f"]),
+        (&key32, &["-r", "-d", "-a", "sha1", "hmac", "f"]),
         (&key32, &["-s", "--key", &signing_key, "hmac", "f"]),
         (&key32, &["-s", "-d", "--key", &signing_key, "hmac", "f"]),
         (&key32, &["-s", "--key", "missing.pem", "hmac", "f"]),
