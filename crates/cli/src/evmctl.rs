@@ -1015,27 +1015,31 @@ fn cmd_hmac(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         .as_deref()
         .unwrap_or(Path::new(DEFAULT_HMAC_KEY));
     eprintln!("Reading to {}", keyfile.display());
-    let key = match std::fs::read(keyfile) {
-        Ok(key) if key.is_empty() => {
-            return Err(reported(format_args!(
-                "Failed to fread 0 bytes: {0}\nFailed to read a key: {0}",
+    let unreadable = |e| {
+        reported_io(
+            format_args!(
+                "Failed to open: {0}\nFailed to read a key: {0}",
                 keyfile.display()
-            )))
-        }
-        Ok(key) => key,
-        Err(e) => {
-            return Err(reported_io(
-                format_args!(
-                    "Failed to open: {0}\nFailed to read a key: {0}",
-                    keyfile.display()
-                ),
-                e,
-            ))
-        }
+            ),
+            e,
+        )
     };
-    if key.len() > evm::EVM_KEY_LEN {
-        return Err(reported(format_args!("key is too long: {}", key.len())));
+    // As much as the file's size says, as evmctl reads it: nothing from a device
+    // or FIFO, and never more than a key's worth.
+    let key_file = std::fs::File::open(keyfile).map_err(unreadable)?;
+    let size = key_file.metadata().map_err(unreadable)?.len();
+    if size == 0 {
+        return Err(reported(format_args!(
+            "Failed to fread 0 bytes: {0}\nFailed to read a key: {0}",
+            keyfile.display()
+        )));
     }
+    if size > evm::EVM_KEY_LEN as u64 {
+        return Err(reported(format_args!("key is too long: {size}")));
+    }
+    let mut key = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(key_file, size), &mut key)
+        .map_err(unreadable)?;
     let st = std::fs::symlink_metadata(file)
         .map_err(|e| reported_io(format_args!("Failed to stat: {}", file.display()), e))?;
     let mut generation = 0;

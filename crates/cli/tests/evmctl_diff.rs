@@ -1181,4 +1181,12 @@ fn hmac_as_evmctl() {
         format!("02{mac}")
     );
     assert_eq!(mac.len(), 40);
+    // A key file is read as far as its size says: a device gives nothing, at once.
+    let o = vevmctl(&["--hmackey", "/dev/zero", "hmac", "f"], p);
+    assert_eq!(code(&o), 125);
+    assert!(
+        all_text(&o).contains("Failed to fread 0 bytes: /dev/zero\n"),
+        "{}",
+        all_text(&o)
+    );
 }
