@@ -117,7 +117,7 @@ fn hint_from_first_line(line: &str) -> AlgoHint {
 /// (CR, LF and CRLF all end a line), each line split on single spaces.
 #[derive(Debug)]
 pub struct MeasurementList {
-    /// The algorithm of the first line's `boot_aggregate` ([`hint_from_first_line`]).
+    /// The algorithm of the first line's `boot_aggregate` (see `hint_from_first_line`).
     pub hint: AlgoHint,
     /// Keylime's `get_hashes_from_measurement_list`: for lines of at least 5 pieces
     /// with template `ima-ng` or `ima-sig`, piece 4 (the name up to its first space)

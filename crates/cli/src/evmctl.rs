@@ -230,7 +230,7 @@ impl KeyFailure {
     }
 }
 
-/// Parse evmctl's options (everything after argv[0]) into options and operands.
+/// Parse evmctl's options (everything after `argv[0]`) into options and operands.
 pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExit> {
     let parsed = getopt::parse(OPTS, args).map_err(|e| {
         eprintln!("evmctl: {e}");
@@ -484,7 +484,7 @@ EVMCTL_KEY_PASSWORD  : Private key password to use; do not use --pass option
     );
 }
 
-/// Run as `evmctl` with `args` (without argv[0]).
+/// Run as `evmctl` with `args` (without `argv[0]`).
 pub fn main(args: Vec<String>) -> ExitCode {
     let (opts, operands) = match parse_args(&args) {
         Ok(x) => x,

@@ -179,7 +179,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Run with `args` (without argv[0]); returns (stdout, stderr, exit status). Binary
+/// Run with `args` (without `argv[0]`); returns (stdout, stderr, exit status). Binary
 /// output (dump_metadata) goes straight to stdout.
 fn run(args: &[OsString]) -> (Vec<u8>, Vec<u8>, u8) {
     if args.is_empty() {

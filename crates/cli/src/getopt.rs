@@ -140,7 +140,7 @@ impl Arg for std::ffi::OsString {
     }
 }
 
-/// Parse `args` (without argv[0]) against `spec`.
+/// Parse `args` (without `argv[0]`) against `spec`.
 pub fn parse(spec: &[Opt], args: &[String]) -> Result<Parsed, GetoptError> {
     parse_args(spec, args, false)
 }

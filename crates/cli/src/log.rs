@@ -41,7 +41,7 @@ pub enum Command {
     /// replayed and the boot_aggregate of each of its banks printed; with --pcrs, the
     /// given PCR values are used; with neither, the kernel's event log
     /// (/sys/kernel/security/tpm0/binary_bios_measurements) or the sysfs PCR files
-    /// (/sys/class/tpm/tpm0/pcr-<alg>/<n>).
+    /// (`/sys/class/tpm/tpm0/pcr-<alg>/<n>`).
     ///
     /// Output: one `<alg>:<hex>` line per bank, as `evmctl ima_boot_aggregate`
     /// prints it — SHA-1 over PCR 0–7, other banks over PCR 0–9 (current kernels).
@@ -89,7 +89,7 @@ pub enum LogCommand {
     /// record, every PCR the list extended equals the given value: the list may be
     /// ahead of the PCRs (the kernel appends before it extends), never behind.
     ///
-    /// PCR files (--pcrs [ALG,]FILE, ALG defaults to sha1) may be evmctl's
+    /// PCR files (`--pcrs [ALG,]FILE`, ALG defaults to sha1) may be evmctl's
     /// `PCR-NN: hex`, tsspcrread's `N: hex`, IBM TSS ` PCR NN: xx xx …` dumps or
     /// `vigil log replay` output. With no --pcrs, the sysfs PCR files of the TPM are
     /// read.

@@ -124,7 +124,7 @@ pub struct ExecArgs {
     pub state: Option<PathBuf>,
     /// The program to run.
     pub file: PathBuf,
-    /// Its arguments (argv[1…]; argv[0] is FILE as given).
+    /// Its arguments (`argv[1…]`; `argv[0]` is FILE as given).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<std::ffi::OsString>,
 }

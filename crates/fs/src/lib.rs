@@ -5,8 +5,8 @@
 //! The filesystem itself ([`Mount`]) is a multithreaded passthrough over a descriptor of
 //! the source directory opened before mounting (so the mount may cover the source and
 //! hide it from writes that bypass the mount). Enforcement plugs in through the
-//! [`Enforcement`] hooks at open, read, change and last close; `.vigil/` at the mount's
-//! root exports the measurement list.
+//! [`Enforcer`], which it calls at open, read, change and last close; `.vigil/` at the
+//! mount's root exports the measurement list.
 
 pub mod control;
 pub mod enforce;

@@ -47,8 +47,8 @@ pub enum ReadCheck {
 }
 
 impl ReadCheck {
-    /// The check for a file of `size` bytes with stored tree `tree` (from [`build`]),
-    /// whose content digest is `digest` in `algo`.
+    /// The check for a file of `size` bytes with stored tree `tree` (built by
+    /// [`tree_builder`]'s builder), whose content digest is `digest` in `algo`.
     pub fn new(
         size: u64,
         tree: Arc<Vec<u8>>,
