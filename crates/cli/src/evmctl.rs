@@ -617,6 +617,57 @@ fn reported(what: std::fmt::Arguments<'_>) -> anyhow::Error {
     anyhow!("{what}").context(Reported)
 }
 
+/// What [`file2bin`] could not read: evmctl's words, and the OS error when the file
+/// could not be opened or read.
+struct Unread(String, Option<std::io::Error>);
+
+impl Unread {
+    /// Print the words, then `more` (the caller's own line), then the errno line
+    /// evmctl ends the command with; the error returned is marked as reported.
+    fn reported(self, more: Option<String>) -> anyhow::Error {
+        eprintln!("{}", self.0);
+        if let Some(more) = more {
+            eprintln!("{more}");
+        }
+        match self.1 {
+            Some(e) => {
+                eprintln!("{}", errno_line(&e));
+                anyhow::Error::from(e).context(Reported)
+            }
+            None => anyhow!("{}", self.0).context(Reported),
+        }
+    }
+}
+
+/// evmctl's `file2bin`: say `Reading to PATH`, then read as many bytes as the
+/// file's size says, and fail on a file that is empty, as evmctl does. Opened
+/// without blocking, a FIFO or device gives nothing instead of hanging or flooding.
+fn file2bin(path: &Path) -> Result<Vec<u8>, Unread> {
+    use std::io::Read;
+    eprintln!("Reading to {}", path.display());
+    let failed = |e| Unread(format!("Failed to open: {}", path.display()), Some(e));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(failed)?;
+    let size = file.metadata().map_err(failed)?.len();
+    if size == 0 {
+        return Err(Unread(
+            format!("Failed to fread 0 bytes: {}", path.display()),
+            None,
+        ));
+    }
+    let mut data = Vec::new();
+    file.take(size).read_to_end(&mut data).map_err(|e| {
+        Unread(
+            format!("Failed to fread {size} bytes: {}", path.display()),
+            Some(e),
+        )
+    })?;
+    Ok(data)
+}
+
 /// evmctl's `do_cmd`: the first operand only, walked recursively with `-r`.
 fn operand_targets(opts: &EvmctlOpts, rest: &[String], cmd: &str) -> anyhow::Result<Vec<PathBuf>> {
     let path = PathBuf::from(rest.first().ok_or_else(|| missing(cmd))?);
@@ -909,9 +960,7 @@ fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     };
     let file = Path::new(file.ok_or_else(|| missing("ima_setxattr"))?);
     let sig = sig.unwrap_or_else(|| ima::sigfile_path(file));
-    eprintln!("Reading to {}", sig.display());
-    let value = std::fs::read(&sig)
-        .map_err(|e| reported_io(format_args!("Failed to open: {}", sig.display()), e))?;
+    let value = file2bin(&sig).map_err(|u| u.reported(None))?;
     ima::sys::set_xattr(file, opts.names().ima, &value)
         .with_context(|| format!("Setting IMA sig xattr failed: {}", file.display()))?;
     Ok(0)
@@ -1014,32 +1063,11 @@ fn cmd_hmac(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         .hmackey
         .as_deref()
         .unwrap_or(Path::new(DEFAULT_HMAC_KEY));
-    eprintln!("Reading to {}", keyfile.display());
-    let unreadable = |e| {
-        reported_io(
-            format_args!(
-                "Failed to open: {0}\nFailed to read a key: {0}",
-                keyfile.display()
-            ),
-            e,
-        )
-    };
-    // As much as the file's size says, as evmctl reads it: nothing from a device
-    // or FIFO, and never more than a key's worth.
-    let key_file = std::fs::File::open(keyfile).map_err(unreadable)?;
-    let size = key_file.metadata().map_err(unreadable)?.len();
-    if size == 0 {
-        return Err(reported(format_args!(
-            "Failed to fread 0 bytes: {0}\nFailed to read a key: {0}",
-            keyfile.display()
-        )));
+    let key = file2bin(keyfile)
+        .map_err(|u| u.reported(Some(format!("Failed to read a key: {}", keyfile.display()))))?;
+    if key.len() > evm::EVM_KEY_LEN {
+        return Err(reported(format_args!("key is too long: {}", key.len())));
     }
-    if size > evm::EVM_KEY_LEN as u64 {
-        return Err(reported(format_args!("key is too long: {size}")));
-    }
-    let mut key = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(key_file, size), &mut key)
-        .map_err(unreadable)?;
     let st = std::fs::symlink_metadata(file)
         .map_err(|e| reported_io(format_args!("Failed to stat: {}", file.display()), e))?;
     let mut generation = 0;

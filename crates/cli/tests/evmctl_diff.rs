@@ -912,6 +912,27 @@ fn read_failures_worded_as_evmctl() {
     let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
     assert_eq!((code(&v), code(&r)), (125, 0));
     assert!(all_text(&v).starts_with(&all_text(&r)), "{}", all_text(&v));
+    // An empty one (or a FIFO, which has no size): the same, and nothing is written.
+    std::fs::write(p.join("unsigned"), b"unsigned").unwrap();
+    std::fs::write(p.join("unsigned.sig"), b"").unwrap();
+    let args = ["ima_setxattr", "--xattr-user", "unsigned"];
+    let (r, v) = (evmctl(&args, p), vevmctl(&args, p));
+    assert_eq!((code(&v), code(&r)), (125, 0));
+    assert_eq!(
+        all_text(&v),
+        "Reading to unsigned.sig\nFailed to fread 0 bytes: unsigned.sig\n"
+    );
+    assert_eq!(all_text(&v), all_text(&r));
+    std::fs::remove_file(p.join("unsigned.sig")).unwrap();
+    mkfifo(&p.join("unsigned.sig"));
+    assert_eq!(all_text(&vevmctl(&args, p)), all_text(&v));
+    let listed = run(
+        Path::new("getfattr"),
+        &["-d", "-m", "^user\\.", "unsigned"],
+        p,
+        None,
+    );
+    assert_eq!(stdout(&listed), "", "no user.ima written");
 }
 
 fn mkfifo(path: &Path) {
