@@ -878,19 +878,21 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     for f in rest {
         let p = Path::new(f);
         let value = if opts.sigfile {
-            let sig = ima::sigfile_path(p);
-            eprintln!("Reading to {}", sig.display());
-            std::fs::read(&sig).inspect_err(|_| {
-                eprintln!("Failed to open: {}\nFailed reading: {f}", sig.display())
+            file2bin(&ima::sigfile_path(p)).map_err(|Unread(what, e)| {
+                eprintln!("{what}\nFailed reading: {f}");
+                e
             })
         } else {
-            ima::sys::get_xattr(p, names.ima).inspect_err(|_| eprintln!("getxattr failed: {f}"))
+            ima::sys::get_xattr(p, names.ima).map_err(|e| {
+                eprintln!("getxattr failed: {f}");
+                Some(e)
+            })
         };
         let value = match value {
             Ok(v) => v,
             Err(e) => {
                 fails += 1;
-                read_error = Some(e);
+                read_error = e.or(read_error);
                 continue;
             }
         };

@@ -923,6 +923,10 @@ fn read_failures_worded_as_evmctl() {
         "Reading to unsigned.sig\nFailed to fread 0 bytes: unsigned.sig\n"
     );
     assert_eq!(all_text(&v), all_text(&r));
+    let verify = ["ima_verify", "--sigfile", "--key", &c, "unsigned"];
+    let (rv, vv) = (evmctl(&verify, p), vevmctl(&verify, p));
+    assert_eq!((code(&vv), all_text(&vv)), (code(&rv), all_text(&rv)));
+    assert!(all_text(&vv).contains("Failed to fread 0 bytes"));
     std::fs::remove_file(p.join("unsigned.sig")).unwrap();
     mkfifo(&p.join("unsigned.sig"));
     assert_eq!(all_text(&vevmctl(&args, p)), all_text(&v));
