@@ -188,19 +188,18 @@ impl EvmctlOpts {
         Ok(ring)
     }
 
-    /// The `-k` signing key (default `/etc/keys/privkey_evm.pem`).
-    fn signing_key(&self) -> Result<PrivateKey, KeyFailure> {
+    /// The `-k` signing key (default `/etc/keys/privkey_evm.pem`). evmctl reads its
+    /// key when it signs, after it has printed the hash, so a failure is reported
+    /// there, for each file.
+    fn signing_key(&self) -> Result<PrivateKey, Failure> {
         let path = self.keys.as_deref().unwrap_or(ima::DEFAULT_PRIVATE_KEY);
         if let Err(e) = std::fs::File::open(path) {
-            return Err(KeyFailure {
-                what: format!("Failed to open keyfile: {path}"),
-                errno: Some(errno_line(&e)),
-            });
+            return Err(Failure::new(
+                format!("Failed to open keyfile: {path}"),
+                Some(&e),
+            ));
         }
-        let failure = |e: anyhow::Error| KeyFailure {
-            what: crate::error_text(&e),
-            errno: None,
-        };
+        let failure = |e: anyhow::Error| Failure::new(crate::error_text(&e), None);
         let pass = if self.pass_prompt && self.pass.is_none() {
             Some(ima::prompt_password().map_err(failure)?)
         } else {
@@ -210,21 +209,40 @@ impl EvmctlOpts {
     }
 }
 
-/// A signing key that could not be loaded. evmctl reads its key when it signs,
-/// after it has printed the hash, so the failure is reported there, for each file.
-struct KeyFailure {
+/// A failure in evmctl's words, with the errno line evmctl ends the command with
+/// when a system call failed.
+struct Failure {
     what: String,
-    /// The errno line for a key file that could not be opened.
     errno: Option<String>,
 }
 
-impl KeyFailure {
-    /// Append what evmctl prints to `err`: the message, and the errno line it ends
-    /// the command with (not inside a `-r` walk, which goes on to the next file).
+impl Failure {
+    fn new(what: String, e: Option<&std::io::Error>) -> Failure {
+        Failure {
+            what,
+            errno: e.map(errno_line),
+        }
+    }
+
+    /// Append it to a file's report in `err` (inside a `-r` walk, which goes on to
+    /// the next file, without the errno line).
     fn report(&self, opts: &EvmctlOpts, err: &mut String) -> anyhow::Error {
         err.push_str(&format!("{}\n", self.what));
         if let (Some(errno), false) = (&self.errno, opts.recursive) {
             err.push_str(&format!("{errno}\n"));
+        }
+        anyhow!("{}", self.what).context(Reported)
+    }
+
+    /// Print it now: the words, then `more` (the caller's own line), then the errno
+    /// line.
+    fn print(self, more: Option<String>) -> anyhow::Error {
+        eprintln!("{}", self.what);
+        if let Some(more) = more {
+            eprintln!("{more}");
+        }
+        if let Some(errno) = &self.errno {
+            eprintln!("{errno}");
         }
         anyhow!("{}", self.what).context(Reported)
     }
@@ -606,46 +624,22 @@ pub(crate) fn errno_line(e: &std::io::Error) -> String {
 /// Print `what` and the errno line for `e`, as evmctl ends a command that failed on
 /// it; the error returned is marked as reported.
 fn reported_io(what: std::fmt::Arguments<'_>, e: std::io::Error) -> anyhow::Error {
-    eprintln!("{what}\n{}", errno_line(&e));
-    anyhow::Error::from(e).context(Reported)
+    Failure::new(what.to_string(), Some(&e)).print(None)
 }
 
 /// Print `what`, as evmctl ends a command that failed without an errno; the error
 /// returned is marked as reported.
 fn reported(what: std::fmt::Arguments<'_>) -> anyhow::Error {
-    eprintln!("{what}");
-    anyhow!("{what}").context(Reported)
-}
-
-/// What [`file2bin`] could not read: evmctl's words, and the OS error when the file
-/// could not be opened or read.
-struct Unread(String, Option<std::io::Error>);
-
-impl Unread {
-    /// Print the words, then `more` (the caller's own line), then the errno line
-    /// evmctl ends the command with; the error returned is marked as reported.
-    fn reported(self, more: Option<String>) -> anyhow::Error {
-        eprintln!("{}", self.0);
-        if let Some(more) = more {
-            eprintln!("{more}");
-        }
-        match self.1 {
-            Some(e) => {
-                eprintln!("{}", errno_line(&e));
-                anyhow::Error::from(e).context(Reported)
-            }
-            None => anyhow!("{}", self.0).context(Reported),
-        }
-    }
+    Failure::new(what.to_string(), None).print(None)
 }
 
 /// evmctl's `file2bin`: say `Reading to PATH`, then read as many bytes as the
 /// file's size says, and fail on a file that is empty, as evmctl does. Opened
 /// without blocking, a FIFO or device gives nothing instead of hanging or flooding.
-fn file2bin(path: &Path) -> Result<Vec<u8>, Unread> {
+fn file2bin(path: &Path) -> Result<Vec<u8>, Failure> {
     use std::io::Read;
     eprintln!("Reading to {}", path.display());
-    let failed = |e| Unread(format!("Failed to open: {}", path.display()), Some(e));
+    let failed = |e| Failure::new(format!("Failed to open: {}", path.display()), Some(&e));
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -653,16 +647,16 @@ fn file2bin(path: &Path) -> Result<Vec<u8>, Unread> {
         .map_err(failed)?;
     let size = file.metadata().map_err(failed)?.len();
     if size == 0 {
-        return Err(Unread(
+        return Err(Failure::new(
             format!("Failed to fread 0 bytes: {}", path.display()),
             None,
         ));
     }
     let mut data = Vec::new();
     file.take(size).read_to_end(&mut data).map_err(|e| {
-        Unread(
+        Failure::new(
             format!("Failed to fread {size} bytes: {}", path.display()),
-            Some(e),
+            Some(&e),
         )
     })?;
     Ok(data)
@@ -828,7 +822,7 @@ fn cmd_ima_hash(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
 /// evmctl's `sign_ima`: sign one file's content and store the value.
 fn ima_sign_one(
     opts: &EvmctlOpts,
-    key: &Result<PrivateKey, KeyFailure>,
+    key: &Result<PrivateKey, Failure>,
     algo: HashAlgo,
     p: &Path,
     r: &mut Report,
@@ -878,14 +872,14 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     for f in rest {
         let p = Path::new(f);
         let value = if opts.sigfile {
-            file2bin(&ima::sigfile_path(p)).map_err(|Unread(what, e)| {
-                eprintln!("{what}\nFailed reading: {f}");
-                e
+            file2bin(&ima::sigfile_path(p)).map_err(|failure| {
+                eprintln!("{}\nFailed reading: {f}", failure.what);
+                failure.errno
             })
         } else {
             ima::sys::get_xattr(p, names.ima).map_err(|e| {
                 eprintln!("getxattr failed: {f}");
-                Some(e)
+                Some(errno_line(&e))
             })
         };
         let value = match value {
@@ -910,8 +904,8 @@ fn cmd_ima_verify(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
             }
         }
     }
-    if let Some(e) = read_error {
-        eprintln!("{}", errno_line(&e));
+    if let Some(errno) = read_error {
+        eprintln!("{errno}");
     }
     Ok(u8::from(fails > 0))
 }
@@ -962,7 +956,7 @@ fn cmd_ima_setxattr(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
     };
     let file = Path::new(file.ok_or_else(|| missing("ima_setxattr"))?);
     let sig = sig.unwrap_or_else(|| ima::sigfile_path(file));
-    let value = file2bin(&sig).map_err(|u| u.reported(None))?;
+    let value = file2bin(&sig).map_err(|f| f.print(None))?;
     ima::sys::set_xattr(file, opts.names().ima, &value)
         .with_context(|| format!("Setting IMA sig xattr failed: {}", file.display()))?;
     Ok(0)
@@ -1066,7 +1060,7 @@ fn cmd_hmac(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         .as_deref()
         .unwrap_or(Path::new(DEFAULT_HMAC_KEY));
     let key = file2bin(keyfile)
-        .map_err(|u| u.reported(Some(format!("Failed to read a key: {}", keyfile.display()))))?;
+        .map_err(|f| f.print(Some(format!("Failed to read a key: {}", keyfile.display()))))?;
     if key.len() > evm::EVM_KEY_LEN {
         return Err(reported(format_args!("key is too long: {}", key.len())));
     }
@@ -1212,15 +1206,7 @@ fn cmd_sign_hash(opts: &EvmctlOpts) -> anyhow::Result<u8> {
         eprintln!("hash({algo_name}): {}", hex::encode(signed));
         let key = match &mut key {
             Some(k) => k,
-            None => match opts.signing_key() {
-                Ok(k) => key.insert(k),
-                Err(f) => {
-                    let mut err = String::new();
-                    let e = f.report(opts, &mut err);
-                    eprint!("{err}");
-                    return Err(e);
-                }
-            },
+            None => key.insert(opts.signing_key().map_err(|f| f.print(None))?),
         };
         let sig = ima::sign_hash_line(key, &parsed, opts.veritysig)?.encode();
         eprintln!("evm/ima signature: {} bytes", sig.len() - 1);
