@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system tools vigil's tests compare against (the reference implementations)
-# and use (FUSE). Idempotent; does nothing for packages already present.
+# and use (FUSE, fio). Idempotent; does nothing for packages already present.
 set -euo pipefail
-packages=(fsverity ima-evm-utils fuse3 attr openssl xxd libcap2-bin)
+packages=(fsverity ima-evm-utils fuse3 attr openssl xxd libcap2-bin fio)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
