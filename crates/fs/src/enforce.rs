@@ -298,6 +298,13 @@ impl Enforcer {
         })
     }
 
+    /// `file` has just been created through the mount.
+    pub fn created(&self, file: BorrowedFd<'_>) -> Result<(), Errno> {
+        let ident = self.guard.identify(file).map_err(|e| errno_of(&e))?;
+        self.guard.on_create(&ident);
+        Ok(())
+    }
+
     /// A content change through the mount is about to happen (write, truncate,
     /// fallocate): keep the result until it is done. EPERM if sealed.
     pub fn modify(&self, node: &Node) -> Result<Modification, Errno> {

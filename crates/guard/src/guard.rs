@@ -134,13 +134,21 @@ impl Measurement {
 
 const MAPS_SHIFT: u32 = 24;
 const COUNT_MASK: u64 = (1 << 24) - 1;
+/// Writers or writable mappings are counted.
+const BUSY: u64 = COUNT_MASK | (COUNT_MASK << MAPS_SHIFT);
+/// The file passed its latest appraisal (IMA's `ima_file_status == INTEGRITY_PASS`).
+const PASSED: u64 = 1 << 61;
+/// Its content was changed through the mount since its hash value was last brought
+/// up to date.
+const WRITTEN: u64 = 1 << 62;
 const SEALED: u64 = 1 << 63;
 
 /// Per-file state. Its two locks (outer measurement lock, inner result slot) live in
 /// [`GenState`], whose documentation gives their order; everything else here is atomic.
 pub(crate) struct FileState {
     gen: GenState<Arc<Measurement>>,
-    /// writers (bits 0–23) | writable mappings (bits 24–47) | SEALED (bit 63).
+    /// writers (bits 0–23) | writable mappings (bits 24–47) | PASSED (bit 61) |
+    /// WRITTEN (bit 62) | SEALED (bit 63).
     acct: AtomicU64,
     readers: AtomicU32,
     may_emit_tomtou: AtomicBool,
@@ -184,6 +192,42 @@ impl FileState {
     fn release(&self, shift: u32) -> u32 {
         let prev = self.acct.fetch_sub(1 << shift, Ordering::AcqRel);
         ((prev >> shift) & COUNT_MASK) as u32
+    }
+
+    fn set(&self, bit: u64, on: bool) {
+        if on {
+            self.acct.fetch_or(bit, Ordering::AcqRel);
+        } else {
+            self.acct.fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the file's hash value is to follow its content: it passed appraisal
+    /// and was written through the mount since. The kernel trusts the writes it
+    /// carries out on a file that passed: until its last writer closes it keeps the
+    /// verdict, and then rewrites the hash value (`ima_update_xattr`, only for a file
+    /// whose status is PASS).
+    fn trusts_changes(&self) -> bool {
+        self.acct.load(Ordering::Acquire) & (PASSED | WRITTEN) == PASSED | WRITTEN
+    }
+
+    /// The hash value now matches measurement `m`: unless `m` is no longer current
+    /// or writers remain, the file no longer counts as written.
+    fn value_brought_up_to_date(&self, m: &Arc<Measurement>) {
+        let current = || self.gen.lookup().is_some_and(|cur| Arc::ptr_eq(&cur, m));
+        if !current() {
+            return;
+        }
+        let cleared = self
+            .acct
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
+                (a & BUSY == 0).then_some(a & !WRITTEN)
+            })
+            .is_ok();
+        // A change that began and ended between the two tests: written again.
+        if cleared && !current() {
+            self.set(WRITTEN, true);
+        }
     }
 }
 
@@ -669,6 +713,9 @@ impl Guard {
         } else {
             st.readers.fetch_add(1, Ordering::AcqRel);
         }
+        if req.created {
+            st.set(PASSED | WRITTEN, true);
+        }
         let handle = OpenHandle {
             id: file.id.clone(),
             state: Arc::clone(&st),
@@ -713,8 +760,14 @@ impl Guard {
                 verdict: None,
             });
         }
-        let fix = appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix;
-        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, fix)?;
+        // A file written through the mount since it passed has its hash value brought
+        // up to date before it is appraised, so that it passes while being written and
+        // right after (the last writer's RELEASE only queues the rewrite).
+        s.catch_change_behind(&st, &file.attrs, fd)?;
+        let trusted = appraise.is_some() && !req.created && st.trusts_changes();
+        let refresh =
+            trusted || (appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix);
+        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, refresh)?;
         if let Some(ma) = &actions.measure {
             if !write && req.mask & MAY_READ != 0 {
                 st.may_emit_tomtou.store(true, Ordering::Release);
@@ -732,7 +785,8 @@ impl Guard {
         }
         let mut verdict = None;
         if let Some(a) = appraise {
-            let v = s.verdict(&m, a, req.created, fd)?;
+            let v = s.verdict(&m, a, req.created, trusted, fd)?;
+            st.set(PASSED, v.passed());
             if s.config.appraise_mode == AppraiseMode::Enforce {
                 if let Verdict::Fail(cause) = &v {
                     return Err(Error::Denied(format!("{}: {cause}", req.path.display())));
@@ -753,6 +807,14 @@ impl Guard {
         })
     }
 
+    /// `file` was just created: like the kernel's `IMA_NEW_FILE`, it passes appraisal
+    /// for every opener until its last writer closes. Its creating open (`created` in
+    /// [`OpenRequest`]) says so too; this, called as soon as the file exists, also
+    /// covers another opener that comes first.
+    pub fn on_create(&self, file: &Identified) {
+        self.shared.state_for(&file.id).set(PASSED | WRITTEN, true);
+    }
+
     /// The content of `id` is about to change (write, truncate, fallocate,
     /// copy_file_range into it, size-changing setattr, O_TRUNC): keep the returned
     /// guard until the change is done. Never blocks; [`Error::Sealed`] if sealed.
@@ -761,6 +823,7 @@ impl Guard {
         // Counted as a writer while it lasts (as truncate(2) takes write access), so
         // a seal cannot slip in between this check and the change.
         st.acquire(0)?;
+        st.set(WRITTEN, true);
         let begin = st.gen.begin_modify();
         Ok(Modification {
             state: st,
@@ -825,7 +888,7 @@ impl Guard {
         let st = s.state_for(&file.id);
         st.acct
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| {
-                (a & (COUNT_MASK | (COUNT_MASK << MAPS_SHIFT)) == 0).then_some(a | SEALED)
+                (a & BUSY == 0).then_some(a | SEALED)
             })
             .map_err(|a| Error::Busy {
                 writers: (a & COUNT_MASK) as u32,
@@ -1170,8 +1233,24 @@ impl Shared {
     }
 
     /// The current measurement: the published one if it is valid for `attrs`, else a
-    /// fresh one under the outer lock (published if nothing changed meanwhile).
+    /// fresh one under the outer lock (published if nothing changed meanwhile). With
+    /// `refresh_value`, the file's hash value is brought up to date with it.
     fn measurement(
+        &self,
+        id: &FileId,
+        st: &FileState,
+        attrs: Option<&FileAttrs>,
+        fd: BorrowedFd<'_>,
+        refresh_value: bool,
+    ) -> Result<Arc<Measurement>> {
+        let m = self.current_measurement(id, st, attrs, fd, refresh_value)?;
+        if refresh_value && !needs_value_refresh(&m) {
+            st.value_brought_up_to_date(&m);
+        }
+        Ok(m)
+    }
+
+    fn current_measurement(
         &self,
         id: &FileId,
         st: &FileState,
@@ -1213,6 +1292,31 @@ impl Shared {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A file changed behind our back since its current measurement (a write that did
+    /// not pass through us) is dirty, and no longer counts as written through us: that
+    /// change is not to be taken into its hash value. `attrs` may be older than the
+    /// measurement, so the file is looked at again before it is judged.
+    fn catch_change_behind(
+        &self,
+        st: &FileState,
+        attrs: &FileAttrs,
+        fd: BorrowedFd<'_>,
+    ) -> Result<()> {
+        let Some(m) = st.gen.lookup() else {
+            return Ok(());
+        };
+        if m.attrs.same_version(attrs) {
+            return Ok(());
+        }
+        let now = identity::identify_fd(fd)?.attrs;
+        let current = st.gen.lookup().is_some_and(|cur| Arc::ptr_eq(&cur, &m));
+        if current && !m.attrs.same_version(&now) {
+            st.gen.invalidate();
+            st.set(WRITTEN, false);
+        }
+        Ok(())
     }
 
     /// One measurement; the caller holds the outer lock. Returns the measurement and
@@ -1343,14 +1447,19 @@ impl Shared {
         }
     }
 
+    /// The verdict on `m` for `action`. A `trusted` file (written through the mount
+    /// since it passed) is judged by the hash value it is being given: while it is
+    /// written, that value may lag behind the content measured.
     fn verdict(
         &self,
         m: &Measurement,
         action: &AppraiseAction,
         created: bool,
+        trusted: bool,
         fd: BorrowedFd<'_>,
     ) -> Result<Verdict> {
-        if !created {
+        let cache = !created && !trusted;
+        if cache {
             let cached = m.verdicts.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((_, v)) = cached.iter().find(|(a, _)| a == action) {
                 return Ok(v.clone());
@@ -1364,9 +1473,14 @@ impl Shared {
             hash_content(rfd.as_fd(), algo, None, &|| true).map_err(|e| e.to_string())
         };
         let verity = m.verity.as_ref().map(|(t, _)| (t.algo, &t.digest[..]));
+        let given = match m.ima_value.as_deref() {
+            Some(v) if appraise::is_signature(v) => None,
+            _ if trusted => Some(appraise::hash_value(m.algo, &m.digest)),
+            _ => None,
+        };
         let v = appraise::appraise(
             action,
-            m.ima_value.as_deref(),
+            given.as_deref().or(m.ima_value.as_deref()),
             created,
             m.attrs.size,
             self.config.verifier.as_deref(),
@@ -1379,7 +1493,7 @@ impl Shared {
             }
             (v, _) => v,
         };
-        if !created {
+        if cache {
             m.verdicts
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1450,7 +1564,8 @@ impl Shared {
         {
             return Ok(());
         }
-        let refresh = actions.hash || appraised;
+        self.catch_change_behind(&st, &now.attrs, f.as_fd())?;
+        let refresh = actions.hash || (appraised && st.trusts_changes());
         self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh)?;
         Ok(())
     }

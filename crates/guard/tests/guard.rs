@@ -311,12 +311,18 @@ fn appraisal_modes_against_evmctl() {
         let dec = open_read(&g, &p).unwrap();
         assert_eq!(dec.verdict, Some(Verdict::PassHash));
         drop(dec);
-        // Content changes: invalid-hash.
+        // Content changed behind the guard's back: invalid-hash.
+        std::fs::write(&p, b"changed\n").unwrap();
+        match open_read(&g, &p) {
+            Err(Error::Denied(msg)) => assert!(msg.contains("invalid-hash"), "{msg}"),
+            other => panic!("{:?}", other.map(|d| d.verdict)),
+        }
+        // A change through the guard does not restore trust in a file that failed.
         let f = File::open(&p).unwrap();
         let id = g.identify(f.as_fd()).unwrap();
         {
             let _m = g.modify(&id.id).unwrap();
-            std::fs::write(&p, b"changed\n").unwrap();
+            std::fs::write(&p, b"changed again\n").unwrap();
         }
         match open_read(&g, &p) {
             Err(Error::Denied(msg)) => assert!(msg.contains("invalid-hash"), "{msg}"),
@@ -403,6 +409,123 @@ fn last_writer_defers_hash_refresh() {
         .unwrap();
     assert_eq!(dec.verdict, Some(Verdict::PassHash));
     assert_eq!(g.stats().measurements, before);
+}
+
+/// As the kernel trusts the writes it carries out on a file that passed appraisal (it
+/// keeps the verdict until the last writer closes, then rewrites the hash value), a
+/// file written through the guard since it passed passes while it is written and
+/// right after, before the deferred refresh has run; a change behind the guard's back
+/// is still caught.
+#[test]
+fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
+    let d = scratch();
+    let g = guard(d.path(), appraise_hash());
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    let value = |f: &File| vigil_guard::sys::get_xattr(f.as_fd(), "user.ima").unwrap();
+    let write_at = |g: &Guard, f: &File, data: &[u8], off: u64| {
+        use std::os::unix::fs::FileExt;
+        let id = g.identify(f.as_fd()).unwrap();
+        let _m = g.modify(&id.id).unwrap();
+        f.write_all_at(data, off).unwrap();
+    };
+    let read_verdict = |g: &Guard, p: &std::path::Path| match open_read(g, p) {
+        Ok(dec) => dec.verdict.unwrap(),
+        Err(Error::Denied(msg)) => Verdict::Fail(msg),
+        Err(e) => panic!("{e}"),
+    };
+
+    // A labelled file: its writer passes, readers pass while it is written.
+    let p = write_file(
+        &d.path().join("labelled"),
+        b"version one
+",
+    );
+    evmctl_hash_user(&p);
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let w = g
+        .on_open(&id, f.as_fd(), &OpenRequest::write(p.to_str().unwrap()))
+        .unwrap();
+    assert_eq!(w.verdict, Some(Verdict::PassHash));
+    write_at(&g, &f, b"VERSION", 0);
+    assert_eq!(read_verdict(&g, &p), Verdict::PassHash);
+    write_at(
+        &g,
+        &f,
+        b" two, longer
+",
+        7,
+    );
+    // The last writer's release only queues the refresh: an open before it runs
+    // passes, and brings the value up to date itself.
+    assert_eq!(g.on_release(w.handle), ReleaseOutcome::Queued);
+    assert_eq!(read_verdict(&g, &p), Verdict::PassHash);
+    assert_eq!(value(&f).unwrap(), evmctl_hash_user(&p));
+    g.wait_idle();
+    // Episode over: a change behind the guard's back is caught.
+    std::fs::write(
+        &p,
+        b"tampered
+",
+    )
+    .unwrap();
+    assert!(
+        matches!(read_verdict(&g, &p), Verdict::Fail(m) if m.contains("invalid-hash")),
+        "tampering after the writes"
+    );
+
+    // A new file: others may open it while its creator writes it, before any write
+    // too, as the kernel keeps IMA_NEW_FILE until the last writer closes.
+    let n = d.path().join("new");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&n)
+        .unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let mut req = OpenRequest::write(n.to_str().unwrap());
+    req.created = true;
+    let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+    assert_eq!(w.verdict, Some(Verdict::PassNewFile));
+    assert!(read_verdict(&g, &n).passed());
+    write_at(
+        &g,
+        &f,
+        b"new content
+",
+        0,
+    );
+    assert_eq!(read_verdict(&g, &n), Verdict::PassHash);
+    drop(w);
+    g.wait_idle();
+    assert_eq!(value(&f).unwrap(), evmctl_hash_user(&n));
+
+    // Mid-episode, a change behind the guard's back after the last measurement is
+    // caught as well.
+    let f = OpenOptions::new().read(true).write(true).open(&n).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let w = g
+        .on_open(&id, f.as_fd(), &OpenRequest::write(n.to_str().unwrap()))
+        .unwrap();
+    write_at(&g, &f, b"NEW", 0);
+    assert_eq!(read_verdict(&g, &n), Verdict::PassHash);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&n)
+        .unwrap()
+        .write_all(b"evil")
+        .unwrap();
+    assert!(
+        matches!(read_verdict(&g, &n), Verdict::Fail(m) if m.contains("invalid-hash")),
+        "tampering between two opens of a file being written"
+    );
+    // Nor is the tampered content blessed when the writer is done.
+    drop(w);
+    g.wait_idle();
+    assert!(!read_verdict(&g, &n).passed());
 }
 
 #[test]
