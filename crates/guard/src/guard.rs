@@ -211,11 +211,12 @@ impl FileState {
         self.acct.load(Ordering::Acquire) & (PASSED | WRITTEN) == PASSED | WRITTEN
     }
 
-    /// The hash value now matches measurement `m`: unless `m` is no longer current
-    /// or writers remain, the file no longer counts as written.
+    /// A measurement made with its hash value brought up to date: if the value now
+    /// matches `m`, `m` is still current and no writer remains, the file no longer
+    /// counts as written.
     fn value_brought_up_to_date(&self, m: &Arc<Measurement>) {
         let current = || self.gen.lookup().is_some_and(|cur| Arc::ptr_eq(&cur, m));
-        if !current() {
+        if needs_value_refresh(m) || !current() {
             return;
         }
         let cleared = self
@@ -768,6 +769,9 @@ impl Guard {
         let refresh =
             trusted || (appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix);
         let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, refresh)?;
+        if refresh {
+            st.value_brought_up_to_date(&m);
+        }
         if let Some(ma) = &actions.measure {
             if !write && req.mask & MAY_READ != 0 {
                 st.may_emit_tomtou.store(true, Ordering::Release);
@@ -1234,23 +1238,9 @@ impl Shared {
 
     /// The current measurement: the published one if it is valid for `attrs`, else a
     /// fresh one under the outer lock (published if nothing changed meanwhile). With
-    /// `refresh_value`, the file's hash value is brought up to date with it.
+    /// `refresh_value`, the file's hash value is brought up to date with it (see
+    /// [`FileState::value_brought_up_to_date`]).
     fn measurement(
-        &self,
-        id: &FileId,
-        st: &FileState,
-        attrs: Option<&FileAttrs>,
-        fd: BorrowedFd<'_>,
-        refresh_value: bool,
-    ) -> Result<Arc<Measurement>> {
-        let m = self.current_measurement(id, st, attrs, fd, refresh_value)?;
-        if refresh_value && !needs_value_refresh(&m) {
-            st.value_brought_up_to_date(&m);
-        }
-        Ok(m)
-    }
-
-    fn current_measurement(
         &self,
         id: &FileId,
         st: &FileState,
@@ -1566,7 +1556,10 @@ impl Shared {
         }
         self.catch_change_behind(&st, &now.attrs, f.as_fd())?;
         let refresh = actions.hash || (appraised && st.trusts_changes());
-        self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh)?;
+        let m = self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh)?;
+        if refresh {
+            st.value_brought_up_to_date(&m);
+        }
         Ok(())
     }
 }
