@@ -298,11 +298,12 @@ impl Enforcer {
         })
     }
 
-    /// `file` has just been created through the mount.
-    pub fn created(&self, file: BorrowedFd<'_>) -> Result<(), Errno> {
+    /// `file` has just been created through the mount. Gives its identification for
+    /// [`Enforcer::open`].
+    pub fn created(&self, file: BorrowedFd<'_>) -> Result<Identified, Errno> {
         let ident = self.guard.identify(file).map_err(|e| errno_of(&e))?;
         self.guard.on_create(&ident);
-        Ok(())
+        Ok(ident)
     }
 
     /// A content change through the mount is about to happen (write, truncate,

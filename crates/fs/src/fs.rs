@@ -1429,27 +1429,28 @@ impl Filesystem for VigilFs {
         let oflags = (flags | libc::O_CREAT) & !(libc::O_NOCTTY | libc::O_DIRECT | libc::O_TRUNC);
         // Create through an O_PATH-free open, then take the node from the opened file so
         // a concurrent rename cannot swap it.
-        let r = (|| -> io::Result<(Arc<Node>, bool)> {
-            let created = sys::with_umask(umask, mode & 0o7777, |mode| {
+        let r = (|| -> io::Result<(Arc<Node>, Option<vigil_guard::Identified>)> {
+            let made = sys::with_umask(umask, mode & 0o7777, |mode| {
                 sys::openat(p.fd(), &c, oflags | libc::O_EXCL | libc::O_NOFOLLOW, mode)
             });
-            let created = match created {
-                Ok(file) => {
-                    // Before anyone else can open it.
+            let created = match made {
+                // Told to the guard before anyone else can open it.
+                Ok(file) => Some(
                     s.enforce
                         .created(file.as_fd())
-                        .map_err(|e| io::Error::from_raw_os_error(e.code()))?;
-                    true
-                }
+                        .map_err(|e| io::Error::from_raw_os_error(e.code()))?,
+                ),
                 // Another creator came first, or the name exists behind the mount:
                 // without O_EXCL that file is opened as it is, not as a new one.
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::O_EXCL == 0 => {
                     sys::openat(p.fd(), &c, (oflags & !libc::O_CREAT) | libc::O_NOFOLLOW, 0)?;
-                    false
+                    None
                 }
                 Err(e) => return Err(e),
             };
-            Ok((s.new_entry(&p, &c, req)?.0, created))
+            let (node, st) = s.new_entry(&p, &c, req)?;
+            // The node is the file made unless a rename replaced it meanwhile.
+            Ok((node, created.filter(|i| i.attrs.ino == st.st_ino)))
         })();
         let (node, created) = tri!(reply, r.map_err(|e| errno(&e)));
         let who = caller(req);
@@ -1458,7 +1459,8 @@ impl Filesystem for VigilFs {
         s.pool.run(move || {
             let s = &shared;
             let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC);
-            match s.open_file(node.clone(), flags, who, created, None) {
+            let made = created.is_some();
+            match s.open_file(node.clone(), flags, who, made, created) {
                 Ok((fh, fl)) => {
                     let st = tri!(reply, node.stat().map_err(|e| errno(&e)));
                     reply.created(
