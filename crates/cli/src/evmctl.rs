@@ -1106,7 +1106,7 @@ fn cmd_hmac(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         mode: st.mode(),
     };
     let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-    let mac = evm::evm_hmac(algo, &key, &refs, &meta, opts.evm.layout)?;
+    let mac = evm::evm_hmac(algo, &key, &refs, &meta, opts.evm.layout, None)?;
     eprintln!("hmac: {}", hex::encode(&mac));
     if !opts.no_xattr {
         let value = [&[XattrType::EvmHmac as u8][..], &mac].concat();

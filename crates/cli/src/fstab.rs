@@ -95,6 +95,8 @@ pub fn apply_options(a: &mut MountArgs, sloppy: bool) -> anyhow::Result<()> {
             ("builtin", Some(v)) => e.builtins.push(v.into()),
             ("appraise", Some(v)) => e.appraise = choice::<Appraise>(name, v)?,
             ("keys", Some(v)) => e.keys.push(v.into()),
+            ("evm-keys", Some(v)) => e.evm_keys.push(v.into()),
+            ("evm-hmac-key", Some(v)) => e.evm_hmac_key = Some(v.into()),
             ("xattr", Some(v)) => e.xattr = choice::<Xattr>(name, v)?,
             ("hash-algo", Some(v)) => e.hash_algo = v.into(),
             ("template", Some(v)) => e.template = v.into(),
@@ -112,8 +114,9 @@ pub fn apply_options(a: &mut MountArgs, sloppy: bool) -> anyhow::Result<()> {
                 Some(_),
             ) => bail!("-o {opt}: {name} takes no value"),
             (
-                "policy" | "builtin" | "appraise" | "keys" | "xattr" | "hash-algo" | "template"
-                | "state" | "log" | "threads" | "workers" | "read-workers" | "watchdog",
+                "policy" | "builtin" | "appraise" | "keys" | "evm-keys" | "evm-hmac-key" | "xattr"
+                | "hash-algo" | "template" | "state" | "log" | "threads" | "workers"
+                | "read-workers" | "watchdog",
                 None,
             ) => bail!("-o {name}: needs a value ({name}=…)"),
             _ if sloppy => {}

@@ -87,6 +87,22 @@ pub struct EnforceArgs {
     /// comma-separated list, repeatable (as evmctl --key).
     #[arg(long = "keys", value_name = "FILE[,FILE…]")]
     pub keys: Vec<String>,
+    /// Public keys or certificates that verify EVM signatures (security.evm types 3
+    /// and 5, as `evmctl sign` writes them); a comma-separated list, repeatable. With
+    /// these or --evm-hmac-key, EVM takes part in appraisal as in the kernel: a file
+    /// with an IMA value must also have a valid security.evm over its security xattrs
+    /// and its inode number, generation, owner, group and mode (causes missing-HMAC,
+    /// invalid-HMAC, invalid-fail-immutable), and a hash value under a valid portable
+    /// signature counts as signed (and immutable).
+    #[arg(long = "evm-keys", value_name = "FILE[,FILE…]")]
+    pub evm_keys: Vec<String>,
+    /// EVM's HMAC key (the raw bytes of the kernel's evm key, as evmctl reads
+    /// /etc/keys/evm-key-plain; at most 128 bytes): verifies security.evm HMACs
+    /// (HMAC-SHA1 with the file system UUID, as the kernel computes them), and
+    /// rewrites the HMAC whenever vigil rewrites a hash value (fix mode, hash rules,
+    /// writes through the mount), as the kernel does.
+    #[arg(long = "evm-hmac-key", value_name = "FILE")]
+    pub evm_hmac_key: Option<PathBuf>,
     /// Where files' IMA values are read (and written in fix mode): security.ima, or
     /// user.ima as `evmctl --xattr-user` writes them.
     #[arg(long, value_enum, default_value = "security")]
@@ -273,15 +289,12 @@ fn guard_config(e: &EnforceArgs) -> anyhow::Result<vigil_guard::Config> {
         let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
         pol.extend(policy::parse(&text).with_context(|| format!("{}", p.display()))?);
     }
-    let mut ring = vigil_ima::KeyRing::new();
-    for list in &e.keys {
-        for k in vigil_ima::KeyRing::load_list(list)
-            .with_context(|| format!("--keys {list}"))?
-            .keys()
-        {
-            ring.add(k.clone());
-        }
-    }
+    let ring = key_ring(&e.keys, "--keys")?;
+    let evm_ring = key_ring(&e.evm_keys, "--evm-keys")?;
+    let hmac_key = match &e.evm_hmac_key {
+        Some(p) => Some(hmac_key(p).with_context(|| format!("--evm-hmac-key {}", p.display()))?),
+        None => None,
+    };
     let hash_algo = vigil_ima::HashAlgo::from_name(&e.hash_algo)
         .with_context(|| format!("--hash-algo {}", e.hash_algo))?;
     let template = vigil_guard::Template::from_name(&e.template)
@@ -302,9 +315,43 @@ fn guard_config(e: &EnforceArgs) -> anyhow::Result<vigil_guard::Config> {
         policy: Arc::new(pol.compile()),
         verifier: (!ring.keys().is_empty())
             .then(|| Arc::new(ring) as Arc<dyn vigil_guard::SignatureVerifier>),
+        evm: vigil_guard::EvmKeys {
+            ring: (!evm_ring.keys().is_empty()).then(|| Arc::new(evm_ring)),
+            hmac_key,
+        },
         tree_builder: Some(vigil_fs::verity::tree_builder()),
         ..Default::default()
     })
+}
+
+/// The keys of comma-separated lists of key files (`option` names them in errors).
+fn key_ring(lists: &[String], option: &str) -> anyhow::Result<vigil_ima::KeyRing> {
+    let mut ring = vigil_ima::KeyRing::new();
+    for list in lists {
+        for k in vigil_ima::KeyRing::load_list(list)
+            .with_context(|| format!("{option} {list}"))?
+            .keys()
+        {
+            ring.add(k.clone());
+        }
+    }
+    Ok(ring)
+}
+
+/// An EVM HMAC key file: 1 to 128 raw bytes (the kernel's `MAX_KEY_SIZE`).
+fn hmac_key(p: &Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let max = vigil_ima::evm::EVM_KEY_LEN;
+    let f = std::fs::File::open(p)?;
+    if !f.metadata()?.is_file() {
+        bail!("not a regular file");
+    }
+    let mut key = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut key)?;
+    if key.is_empty() || key.len() > max {
+        bail!("an EVM key is 1 to {max} bytes");
+    }
+    Ok(key)
 }
 
 /// Where the daemon of the mount at `mnt` records its pid.

@@ -2,12 +2,14 @@
 //! `ima_appraise_measurement`), with the modes enforce / log / fix / off.
 //!
 //! Hash values (types 0x01 and 0x04) are checked here; signatures (0x03 v2/v3, 0x06
-//! v3 over the fs-verity digest) go to a [`SignatureVerifier`] — the key ring.
+//! v3 over the fs-verity digest) go to a [`SignatureVerifier`] — the key ring. EVM's
+//! status ([`crate::evm`]) is weighed first, as the kernel does.
 
 use std::path::PathBuf;
 
 use vigil_ima::{HashAlgo, ImaXattr, KeyRing, Signature, XattrType};
 
+use crate::evm::EvmStatus;
 use crate::policy::AppraiseAction;
 
 /// `ima_appraise=`.
@@ -41,7 +43,9 @@ pub enum XattrSource {
 pub enum Verdict {
     /// The hash value matches the content.
     PassHash,
-    /// A signature over the content (or its fs-verity digest) verified.
+    /// A signature over the content (or its fs-verity digest) verified, or the hash
+    /// value matches and an EVM portable signature over it verified: the file is
+    /// treated as signed (and immutable).
     PassSignature,
     /// No value, but the file was created by this opener (and may be written).
     PassNewFile,
@@ -112,10 +116,13 @@ impl SignatureVerifier for KeyRing {
     }
 }
 
-/// Appraise `value` (the file's IMA value, if any) for `action`.
+/// Appraise `value` (the file's IMA value, if any) for `action`; `evm` is EVM's status
+/// of that value (only asked for when there is one).
+#[allow(clippy::too_many_arguments)]
 pub fn appraise(
     action: &AppraiseAction,
     value: Option<&[u8]>,
+    evm: &mut dyn FnMut(&[u8]) -> EvmStatus,
     new_file: bool,
     size: u64,
     verifier: Option<&dyn SignatureVerifier>,
@@ -132,6 +139,16 @@ pub fn appraise(
         } else {
             "missing-hash"
         });
+    };
+    // ima_appraise_measurement: EVM first.
+    let evm_signed = match evm(v) {
+        EvmStatus::Unknown | EvmStatus::Pass => false,
+        EvmStatus::PassImmutable => true,
+        EvmStatus::NoLabel => return fail("missing-HMAC"),
+        EvmStatus::Fail(why) => return Verdict::Fail(format!("invalid-HMAC: {why}")),
+        EvmStatus::FailImmutable(why) => {
+            return Verdict::Fail(format!("invalid-fail-immutable: {why}"))
+        }
     };
     if is_signature(v) {
         if v[0] == 0x05 {
@@ -154,7 +171,9 @@ pub fn appraise(
             Err(cause) => Verdict::Fail(cause),
         };
     }
-    if action.require_signature {
+    // A hash value under a valid portable EVM signature counts as signed, except
+    // where only an fs-verity signature will do.
+    if action.require_signature && (!evm_signed || action.verity) {
         return fail("IMA-signature-required");
     }
     let (algo, want) = match ImaXattr::decode(v) {
@@ -167,6 +186,7 @@ pub fn appraise(
         return fail("invalid-hash");
     }
     match file_digest(algo) {
+        Ok(d) if d == want && evm_signed => Verdict::PassSignature,
         Ok(d) if d == want => Verdict::PassHash,
         Ok(_) => fail("invalid-hash"),
         Err(e) => Verdict::Fail(e),

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
-use vigil_ima::HashAlgo;
+use vigil_ima::{HashAlgo, XattrType};
 
 use crate::appraise::{self, AppraiseMode, SignatureVerifier, Verdict, XattrSource};
+use crate::evm::{self, EvmFile, EvmKeys, EvmNames, EvmStatus};
 use crate::genstate::GenState;
 use crate::identity::{self, FileAttrs, FileId, Identified};
 use crate::log::{LogConfig, MeasurementLog, IMA_PCR};
@@ -70,6 +71,8 @@ pub struct Config {
     pub policy: Arc<dyn PolicyEngine>,
     /// The key ring for signature values (none: every signature fails with `no-keys`).
     pub verifier: Option<Arc<dyn SignatureVerifier>>,
+    /// EVM's keys (none: EVM does not take part in appraisal).
+    pub evm: EvmKeys,
     /// The fs-verity tree builder (none: no trees, no verity digests).
     pub tree_builder: Option<Arc<dyn TreeBuilder>>,
     /// Worker threads for deferred jobs.
@@ -90,6 +93,7 @@ impl Default for Config {
             xattr: XattrSource::Security,
             policy: Arc::new(FixedPolicy::default()),
             verifier: None,
+            evm: EvmKeys::default(),
             tree_builder: None,
             workers: 2,
             queue_capacity: 4096,
@@ -113,6 +117,9 @@ pub struct Measurement {
     pub verity: Option<(VerityTree, Option<TreeRef>)>,
     /// The IMA value (`security.ima` or configured source) read with the content.
     pub ima_value: Option<Vec<u8>>,
+    /// The EVM portable signature read with it, if the file has one (the `sig`
+    /// field's fallback).
+    pub evm_portable_sig: Option<Vec<u8>>,
     /// Why the hash value this measurement should have written (fix mode, a `hash`
     /// rule, the refresh after writes) could not be: a read-only or full file system,
     /// no xattr support. Not retried for this version of the file; a failed appraisal
@@ -789,7 +796,7 @@ impl Guard {
         }
         let mut verdict = None;
         if let Some(a) = appraise {
-            let v = s.verdict(&m, a, req.created, trusted, fd)?;
+            let v = s.verdict(&file.id, &m, a, req.created, trusted, fd)?;
             st.set(PASSED, v.passed());
             if s.config.appraise_mode == AppraiseMode::Enforce {
                 if let Verdict::Fail(cause) = &v {
@@ -1216,8 +1223,10 @@ impl Shared {
             (Some((v, _)), true) => (v.algo, &v.digest[..], DigestType::Verity),
             _ => (m.algo, &m.digest[..], DigestType::Ima),
         };
-        let sig = match &m.ima_value {
-            Some(v) if matches!(v.first(), Some(0x03 | 0x06)) => &v[..],
+        // ima_eventsig_init: an IMA signature, else an EVM portable signature.
+        let sig = match (&m.ima_value, &m.evm_portable_sig) {
+            (Some(v), _) if matches!(v.first(), Some(0x03 | 0x06)) => &v[..],
+            (_, Some(e)) => &e[..],
             _ => &[][..],
         };
         let rec = template::record(
@@ -1355,6 +1364,12 @@ impl Shared {
             }
         };
         let mut ima_value = self.read_value(id, rfd.as_fd())?;
+        let evm_portable_sig = match self.evm_names() {
+            Some(n) => sys::get_xattr(rfd.as_fd(), n.evm)
+                .map_err(|e| Error::io("getxattr", n.evm, e))?
+                .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8))),
+            None => None,
+        };
         let mut attrs = attrs;
         let mut value_error = None;
         if refresh_value
@@ -1384,6 +1399,7 @@ impl Shared {
             digest,
             verity,
             ima_value,
+            evm_portable_sig,
             value_error,
             logged: AtomicU64::new(0),
             verdicts: Mutex::new(Vec::new()),
@@ -1398,11 +1414,33 @@ impl Shared {
     }
 
     fn value_name(&self) -> Option<&'static str> {
+        self.evm_names().map(|n| n.ima)
+    }
+
+    /// The xattrs of IMA and EVM values; `None` for a sidecar store.
+    fn evm_names(&self) -> Option<EvmNames> {
         match &self.config.xattr {
-            XattrSource::Security => Some("security.ima"),
-            XattrSource::User => Some("user.ima"),
+            XattrSource::Security => Some(EvmNames::new(false)),
+            XattrSource::User => Some(EvmNames::new(true)),
             XattrSource::Sidecar(_) => None,
         }
+    }
+
+    /// `fd` (of `id`, with `attrs`) as EVM sees it; `None` where EVM does not take
+    /// part (no EVM keys, or values kept in a sidecar store).
+    fn evm_file<'a>(
+        &self,
+        id: &FileId,
+        fd: BorrowedFd<'a>,
+        attrs: &'a FileAttrs,
+    ) -> Option<EvmFile<'a>> {
+        let names = self.evm_names().filter(|_| self.config.evm.loaded())?;
+        Some(EvmFile {
+            fd,
+            attrs,
+            fs_uuid: self.filesystem(id, fd).uuid,
+            names,
+        })
     }
 
     fn read_value(&self, id: &FileId, fd: BorrowedFd<'_>) -> Result<Option<Vec<u8>>> {
@@ -1423,11 +1461,17 @@ impl Shared {
     fn write_value(&self, id: &FileId, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
         match (&self.config.xattr, self.value_name()) {
             (_, Some(name)) => {
-                // A read-only descriptor cannot always set xattrs on every fs; use the
-                // path through /proc, which reaches the same inode.
-                let p = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                rustix::fs::setxattr(p.as_str(), name, v, rustix::fs::XattrFlags::empty())
-                    .map_err(|e| Error::io("setxattr", name, e))
+                evm::set_through_proc(fd, name, v).map_err(|e| Error::io("setxattr", name, e))?;
+                // The kernel's evm_inode_post_setxattr: the HMAC follows the new value.
+                if self.config.evm.hmac_key.is_some() {
+                    let attrs = identity::identify_fd(fd)?.attrs;
+                    if let Some(f) = self.evm_file(id, fd, &attrs) {
+                        evm::update_hmac(&self.config.evm, &f, v).map_err(|e| {
+                            Error::io("update EVM HMAC", name, std::io::Error::other(e))
+                        })?;
+                    }
+                }
+                Ok(())
             }
             (XattrSource::Sidecar(dir), None) => {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
@@ -1442,6 +1486,7 @@ impl Shared {
     /// written, that value may lag behind the content measured.
     fn verdict(
         &self,
+        id: &FileId,
         m: &Measurement,
         action: &AppraiseAction,
         created: bool,
@@ -1463,6 +1508,25 @@ impl Shared {
             hash_content(rfd.as_fd(), algo, None, &|| true).map_err(|e| e.to_string())
         };
         let verity = m.verity.as_ref().map(|(t, _)| (t.algo, &t.digest[..]));
+        // EVM judges the value on disk; a trusted file keeps the verdict it had, as
+        // the kernel keeps a passing one while the file is written.
+        let evm_file = self.evm_file(id, fd, &m.attrs).filter(|_| !trusted);
+        let fix = self.config.appraise_mode == AppraiseMode::Fix;
+        let mut evm_status = |v: &[u8]| {
+            let Some(f) = &evm_file else {
+                return EvmStatus::Unknown;
+            };
+            let status = evm::verify(&self.config.evm, f, v);
+            // Fix mode rewrites a hash value, and with it the HMAC (ima_fix_xattr).
+            let fixable = matches!(status, EvmStatus::NoLabel | EvmStatus::Fail(_));
+            if fix && fixable && !appraise::is_signature(v) && self.config.evm.hmac_key.is_some() {
+                return match evm::update_hmac(&self.config.evm, f, v) {
+                    Ok(()) => EvmStatus::Pass,
+                    Err(e) => EvmStatus::Fail(e),
+                };
+            }
+            status
+        };
         let given = match m.ima_value.as_deref() {
             Some(v) if appraise::is_signature(v) => None,
             _ if trusted => Some(appraise::hash_value(m.algo, &m.digest)),
@@ -1471,6 +1535,7 @@ impl Shared {
         let v = appraise::appraise(
             action,
             given.as_deref().or(m.ima_value.as_deref()),
+            &mut evm_status,
             created,
             m.attrs.size,
             self.config.verifier.as_deref(),

@@ -14,7 +14,8 @@
 //!   refresh hash values and rebuild trees with no per-file lock held while waiting.
 //! * **Measurement log** ([`log`]): the kernel's binary list, persisted with group
 //!   commit, software PCR banks, duplicate suppression and torn-tail recovery.
-//! * **Appraisal** ([`appraise`]): enforce / log / fix / off, hash and signature values.
+//! * **Appraisal** ([`appraise`]): enforce / log / fix / off, hash and signature values,
+//!   and EVM's check of the protected xattrs and metadata ([`evm`]) when it has keys.
 //! * **Seals**: EBUSY while writers or writable mappings exist, EPERM for later
 //!   changes; [`Guard::sealed_memfd`] hands verified content out in a sealed memfd.
 //! * **Tree store** ([`store`]): Merkle trees written temp → fsync → rename → fsync dir
@@ -24,6 +25,7 @@
 
 pub mod appraise;
 pub mod error;
+pub mod evm;
 pub mod genstate;
 mod guard;
 pub mod identity;
@@ -37,6 +39,7 @@ pub mod verity;
 
 pub use appraise::{AppraiseMode, SignatureVerifier, Verdict, XattrSource};
 pub use error::{Error, Result};
+pub use evm::{EvmKeys, EvmStatus};
 pub use guard::{
     Config, FileStatus, Guard, GuardStats, LogPath, MapToken, Measurement, Modification,
     OpenDecision, OpenHandle, OpenRequest, ReleaseOutcome, SealRecord, TreeBuilder, VerityTree,

@@ -170,7 +170,6 @@ pub fn inode_generation(fd: BorrowedFd<'_>) -> Option<u32> {
     (rc == 0).then_some(v as u32)
 }
 
-/// The filesystem magic (`statfs.f_type`) of the file.
 /// The legacy mount id of `fd`'s mount (the one mountinfo lists).
 pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
@@ -203,6 +202,7 @@ pub fn fs_uuid(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
     Some(uuid)
 }
 
+/// The filesystem magic (`statfs.f_type`) of the file.
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
 }

@@ -119,15 +119,18 @@ pub fn evm_digest(
 pub const EVM_KEY_LEN: usize = 128;
 
 /// The EVM HMAC (`security.evm` type 0x02, `EVM_XATTR_HMAC`):
-/// `HMAC(key padded to 128 bytes, xattr values in EVM order ‖ h_misc)`, as the
-/// kernel's `evm_calc_hmac()` and evmctl's `calc_evm_hmac()` compute it. The kernel
-/// uses HMAC-SHA1 and, by default, no file system UUID (`EVM_ATTR_FSUUID` unset).
+/// `HMAC(key padded to 128 bytes, xattr values in EVM order ‖ h_misc ‖ [uuid])`, as
+/// the kernel's `evm_calc_hmac()` and evmctl's `calc_evm_hmac()` compute it. The
+/// kernel uses HMAC-SHA1 and adds the file system's UUID (`s_uuid`, zeros where the
+/// file system has none) when built with `CONFIG_EVM_ATTR_FSUUID` (the default);
+/// evmctl 1.4's `hmac` never adds it.
 pub fn evm_hmac(
     algo: HashAlgo,
     key: &[u8],
     xattr_values: &[&[u8]],
     meta: &EvmMeta,
     layout: MiscLayout,
+    uuid: Option<&[u8; 16]>,
 ) -> Result<Vec<u8>> {
     if key.len() > EVM_KEY_LEN {
         return Err(Error::EvmKeyLength(key.len()));
@@ -135,7 +138,12 @@ pub fn evm_hmac(
     let mut padded = key.to_vec();
     padded.resize(EVM_KEY_LEN, 0);
     let misc = h_misc(meta, EvmKind::Bound, layout);
-    let parts: Vec<&[u8]> = xattr_values.iter().copied().chain([&misc[..]]).collect();
+    let parts: Vec<&[u8]> = xattr_values
+        .iter()
+        .copied()
+        .chain([&misc[..]])
+        .chain(uuid.map(|u| &u[..]))
+        .collect();
     crate::hash::hmac(algo, &padded, &parts)
 }
 
@@ -219,7 +227,7 @@ mod tests {
     #[test]
     fn hmac_key_is_zero_padded_to_128_bytes() {
         let m = EvmMeta::default();
-        let mac = |key: &[u8]| evm_hmac(HashAlgo::Sha1, key, &[b"v"], &m, MiscLayout::M64);
+        let mac = |key: &[u8]| evm_hmac(HashAlgo::Sha1, key, &[b"v"], &m, MiscLayout::M64, None);
         let short = mac(b"secret").unwrap();
         assert_eq!(short.len(), 20);
         assert_eq!(short, mac(b"secret\0\0").unwrap());
@@ -228,5 +236,17 @@ mod tests {
         assert_eq!(short, mac(&full).unwrap());
         full.push(0);
         assert!(matches!(mac(&full), Err(Error::EvmKeyLength(129))));
+    }
+
+    #[test]
+    fn hmac_with_uuid_appends_it_after_h_misc() {
+        let m = EvmMeta::default();
+        let u = [7u8; 16];
+        let with = evm_hmac(HashAlgo::Sha1, b"k", &[b"v"], &m, MiscLayout::M64, Some(&u));
+        let misc = h_misc(&m, EvmKind::Bound, MiscLayout::M64);
+        let mut key = b"k".to_vec();
+        key.resize(EVM_KEY_LEN, 0);
+        let by_hand = crate::hash::hmac(HashAlgo::Sha1, &key, &[b"v", &misc, &u]);
+        assert_eq!(with.unwrap(), by_hand.unwrap());
     }
 }

@@ -1,0 +1,413 @@
+//! EVM in appraisal: `security.evm` values written by evmctl (portable and inode-bound
+//! signatures) and HMACs computed with openssl from the kernel's definition, checked
+//! by the guard as the kernel's `evm_verifyxattr()` does.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use vigil_guard::{
+    AppraiseMode, Config, Error, EvmKeys, Guard, OpenRequest, Template, Verdict, XattrSource,
+};
+use vigil_ima::{KeyRing, PublicKey};
+
+fn run(cmd: &mut Command) -> Vec<u8> {
+    let o = cmd
+        .output()
+        .expect("tool (scripts/install-deps.sh installs openssl, ima-evm-utils)");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// An RSA key and a self-signed certificate with a subject key identifier.
+fn make_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join(format!("{name}.pem"));
+    let cert = dir.join(format!("{name}.der"));
+    let cnf = dir.join("genkey.cnf");
+    std::fs::write(
+        &cnf,
+        "[req]\ndistinguished_name=dn\nprompt=no\nx509_extensions=ext\n[dn]\nCN=vigil evm test\n\
+         [ext]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048"));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-new", "-key"])
+        .arg(&key)
+        .args(["-sha256", "-days", "30", "-batch", "-config"])
+        .arg(&cnf)
+        .args(["-set_serial", "1", "-outform", "DER", "-out"])
+        .arg(&cert));
+    (key, cert)
+}
+
+fn ring(cert: &Path) -> Arc<KeyRing> {
+    let mut ring = KeyRing::new();
+    ring.add(PublicKey::load(cert).unwrap());
+    Arc::new(ring)
+}
+
+fn guard_with(
+    dir: &Path,
+    policy: &str,
+    xattr: XattrSource,
+    mode: AppraiseMode,
+    evm: EvmKeys,
+) -> Guard {
+    let policy = vigil_ima::policy::parse(policy).unwrap().compile();
+    let cfg = Config {
+        policy: Arc::new(policy),
+        xattr,
+        appraise_mode: mode,
+        evm,
+        template: Template::ImaSig,
+        ..config(Default::default())
+    };
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Guard::new(cfg, dir.join(format!("state-{n}"))).unwrap()
+}
+
+fn open(g: &Guard, p: &Path, write: bool) -> vigil_guard::Result<vigil_guard::OpenDecision> {
+    let f = OpenOptions::new().read(true).write(write).open(p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let req = if write {
+        OpenRequest::write(p.to_str().unwrap())
+    } else {
+        OpenRequest::read(p.to_str().unwrap())
+    };
+    g.on_open(&id, f.as_fd(), &req)
+}
+
+/// The audit cause of a refused open.
+fn refused(r: vigil_guard::Result<vigil_guard::OpenDecision>) -> String {
+    match r {
+        Err(Error::Denied(m)) => m,
+        other => panic!("expected a refusal, got {:?}", other.map(|d| d.verdict)),
+    }
+}
+
+fn get_xattr(p: &Path, name: &str) -> Vec<u8> {
+    let f = std::fs::File::open(p).unwrap();
+    vigil_guard::sys::get_xattr(f.as_fd(), name)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{}: no {name}", p.display()))
+}
+
+fn set_xattr(p: &Path, name: &str, value: &[u8]) {
+    let f = std::fs::File::open(p).unwrap();
+    vigil_guard::sys::set_xattr(f.as_fd(), name, value).unwrap();
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+const SIGNED_ONLY: &str = "appraise func=FILE_CHECK appraise_type=imasig\n\
+                           measure func=FILE_CHECK\n";
+
+#[test]
+fn portable_signature_makes_a_hash_value_signed_and_covers_metadata() {
+    let d = scratch();
+    let (key, cert) = make_key(d.path(), "evm");
+    let evm = EvmKeys {
+        ring: Some(ring(&cert)),
+        hmac_key: None,
+    };
+    let g = guard_with(
+        d.path(),
+        SIGNED_ONLY,
+        XattrSource::User,
+        AppraiseMode::Enforce,
+        evm.clone(),
+    );
+    let p = write_file(&d.path().join("portable"), b"portable content\n");
+    chmod(&p, 0o644);
+    run(Command::new("evmctl")
+        .args([
+            "sign",
+            "--portable",
+            "--imahash",
+            "--xattr-user",
+            "-a",
+            "sha256",
+        ])
+        .args(["--key"])
+        .arg(&key)
+        .arg(&p));
+    let evm_value = get_xattr(&p, "user.evm");
+    assert_eq!(evm_value[0], 0x05, "evmctl wrote a portable signature");
+
+    // A hash value under a valid portable signature is signed, hence immutable.
+    let dec = open(&g, &p, false).unwrap();
+    assert_eq!(dec.verdict, Some(Verdict::PassSignature));
+    drop(dec);
+    let m = refused(open(&g, &p, true));
+    assert!(m.contains("immutable"), "{m}");
+    // The ima-sig record carries the EVM portable signature (ima_eventsig_init).
+    let recs = g.log().records().unwrap();
+    assert_eq!(recs.last().unwrap().signature(), Some(&evm_value[..]));
+
+    // Metadata changed behind the guard: the signature no longer verifies.
+    chmod(&p, 0o600);
+    let m = refused(open(&g, &p, false));
+    assert!(m.contains("invalid-fail-immutable"), "{m}");
+    chmod(&p, 0o644);
+    assert_eq!(
+        open(&g, &p, false).unwrap().verdict,
+        Some(Verdict::PassSignature)
+    );
+    // So is the hash value (rewritten to match other content).
+    std::fs::write(&p, b"other content\n").unwrap();
+    run(Command::new("evmctl")
+        .args(["ima_hash", "--xattr-user", "-a", "sha256"])
+        .arg(&p));
+    chmod(&p, 0o644);
+    let m = refused(open(&g, &p, false));
+    assert!(m.contains("invalid-fail-immutable"), "{m}");
+
+    // No security.evm at all, under EVM: missing-HMAC.
+    let q = write_file(&d.path().join("unlabelled"), b"hash only\n");
+    run(Command::new("evmctl")
+        .args(["ima_hash", "--xattr-user", "-a", "sha256"])
+        .arg(&q));
+    let m = refused(open(&g, &q, false));
+    assert!(m.contains("missing-HMAC"), "{m}");
+
+    // Signed with a key EVM does not trust.
+    let (stranger, _) = make_key(d.path(), "stranger");
+    let r = write_file(&d.path().join("stranger"), b"stranger's\n");
+    run(Command::new("evmctl")
+        .args([
+            "sign",
+            "--portable",
+            "--imahash",
+            "--xattr-user",
+            "-a",
+            "sha256",
+        ])
+        .args(["--key"])
+        .arg(&stranger)
+        .arg(&r));
+    let m = refused(open(&g, &r, false));
+    assert!(m.contains("invalid-fail-immutable"), "{m}");
+
+    // Without EVM keys, EVM does not take part: a hash value is not a signature, and
+    // a file without security.evm is judged by its IMA value alone.
+    let plain = guard_with(
+        d.path(),
+        SIGNED_ONLY,
+        XattrSource::User,
+        AppraiseMode::Enforce,
+        EvmKeys::default(),
+    );
+    chmod(&p, 0o644);
+    let m = refused(open(&plain, &q, false));
+    assert!(m.contains("IMA-signature-required"), "{m}");
+    let hash_only = guard_with(
+        d.path(),
+        "appraise func=FILE_CHECK\n",
+        XattrSource::User,
+        AppraiseMode::Enforce,
+        EvmKeys::default(),
+    );
+    assert_eq!(
+        open(&hash_only, &q, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
+}
+
+/// The file system UUID in its text form, as evmctl's `--uuid` takes it.
+fn uuid_text(p: &Path) -> String {
+    let f = std::fs::File::open(p).unwrap();
+    let u = vigil_guard::sys::fs_uuid(f.as_fd()).unwrap_or_default();
+    let h = hex::encode(u);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// `security.*` xattrs need CAP_SYS_ADMIN.
+fn root() -> bool {
+    // SAFETY: trivial getter.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: security.* xattrs need root");
+    }
+    root
+}
+
+#[test]
+fn inode_bound_signature_from_evmctl_verifies_and_binds_the_owner() {
+    if !root() {
+        return;
+    }
+    let d = scratch();
+    let (key, cert) = make_key(d.path(), "evm");
+    let g = guard_with(
+        d.path(),
+        "appraise func=FILE_CHECK\n",
+        XattrSource::Security,
+        AppraiseMode::Enforce,
+        EvmKeys {
+            ring: Some(ring(&cert)),
+            hmac_key: None,
+        },
+    );
+    let p = write_file(&d.path().join("bound"), b"bound to this inode\n");
+    run(Command::new("evmctl")
+        .args(["sign", "--imahash", "-a", "sha256"])
+        .arg(format!("--uuid={}", uuid_text(&p)))
+        .arg("--key")
+        .arg(&key)
+        .arg(&p));
+    assert_eq!(get_xattr(&p, "security.evm")[0], 0x03);
+    assert_eq!(
+        open(&g, &p, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
+    // An inode-bound signature does not make the file immutable.
+    drop(open(&g, &p, true).unwrap());
+
+    std::os::unix::fs::chown(&p, Some(4242), None).unwrap();
+    let m = refused(open(&g, &p, false));
+    assert!(m.contains("invalid-HMAC"), "{m}");
+
+    // A copy has another inode number: the signature does not travel with it.
+    std::os::unix::fs::chown(&p, Some(0), None).unwrap();
+    assert!(open(&g, &p, false).is_ok());
+    let copy = d.path().join("copy");
+    std::fs::copy(&p, &copy).unwrap();
+    for name in ["security.ima", "security.evm"] {
+        set_xattr(&copy, name, &get_xattr(&p, name));
+    }
+    let m = refused(open(&g, &copy, false));
+    assert!(m.contains("invalid-HMAC"), "{m}");
+}
+
+/// The kernel's HMAC of a file whose only protected xattr is `ima` (an independent
+/// computation: `struct h_misc` laid out by hand, HMAC by openssl).
+fn kernel_hmac(p: &Path, key: &[u8], ima: &[u8]) -> Vec<u8> {
+    let st = std::fs::metadata(p).unwrap();
+    let f = std::fs::File::open(p).unwrap();
+    let generation = vigil_guard::sys::inode_generation(f.as_fd()).unwrap_or(0);
+    let uuid = vigil_guard::sys::fs_uuid(f.as_fd()).unwrap_or_default();
+    let mut data = ima.to_vec();
+    data.extend_from_slice(&st.ino().to_ne_bytes());
+    data.extend_from_slice(&generation.to_ne_bytes());
+    data.extend_from_slice(&st.uid().to_ne_bytes());
+    data.extend_from_slice(&st.gid().to_ne_bytes());
+    data.extend_from_slice(&(st.mode() as u16).to_ne_bytes());
+    data.extend_from_slice(&[0, 0]);
+    data.extend_from_slice(&uuid);
+    let input = p.with_extension("hmac-input");
+    std::fs::write(&input, &data).unwrap();
+    let mut padded = key.to_vec();
+    padded.resize(128, 0);
+    let out = run(Command::new("openssl")
+        .args(["dgst", "-sha1", "-mac", "HMAC", "-macopt"])
+        .arg(format!("hexkey:{}", hex::encode(&padded)))
+        .arg("-r")
+        .arg(&input));
+    let text = String::from_utf8(out).unwrap();
+    hex::decode(text.split_whitespace().next().unwrap()).unwrap()
+}
+
+#[test]
+fn hmac_is_verified_fixed_and_kept_up_to_date() {
+    if !root() {
+        return;
+    }
+    let d = scratch();
+    let key = b"an EVM key of the test".to_vec();
+    let keys = EvmKeys {
+        ring: None,
+        hmac_key: Some(key.clone()),
+    };
+    let policy = "appraise func=FILE_CHECK\n";
+    let enforce = |evm: &EvmKeys| {
+        guard_with(
+            d.path(),
+            policy,
+            XattrSource::Security,
+            AppraiseMode::Enforce,
+            evm.clone(),
+        )
+    };
+    let g = enforce(&keys);
+    let p = write_file(&d.path().join("hmac"), b"kept by HMAC\n");
+    run(Command::new("evmctl")
+        .args(["ima_hash", "-a", "sha256"])
+        .arg(&p));
+    let ima = get_xattr(&p, "security.ima");
+    let m = refused(open(&g, &p, false));
+    assert!(m.contains("missing-HMAC"), "{m}");
+
+    // The kernel's HMAC, set by hand, verifies.
+    let mac = kernel_hmac(&p, &key, &ima);
+    set_xattr(&p, "security.evm", &[&[0x02][..], &mac].concat());
+    assert_eq!(
+        open(&g, &p, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
+    // One with another key does not; nor one over other metadata.
+    let other = enforce(&EvmKeys {
+        ring: None,
+        hmac_key: Some(b"another key".to_vec()),
+    });
+    assert!(refused(open(&other, &p, false)).contains("invalid-HMAC"));
+    chmod(&p, 0o640);
+    assert!(refused(open(&g, &p, false)).contains("invalid-HMAC"));
+
+    // Fix mode rewrites the HMAC (ima_fix_xattr), with the kernel's bytes.
+    let fix = guard_with(
+        d.path(),
+        policy,
+        XattrSource::Security,
+        AppraiseMode::Fix,
+        keys.clone(),
+    );
+    assert!(open(&fix, &p, false).unwrap().verdict.unwrap().passed());
+    let evm = get_xattr(&p, "security.evm");
+    assert_eq!(evm, [&[0x02][..], &kernel_hmac(&p, &key, &ima)].concat());
+    assert_eq!(
+        open(&g, &p, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
+
+    // Content changed: fix mode rewrites the hash value, and the HMAC with it.
+    std::fs::write(&p, b"new content\n").unwrap();
+    assert!(refused(open(&g, &p, false)).contains("invalid-hash"));
+    assert!(open(&fix, &p, false).unwrap().verdict.unwrap().passed());
+    let ima = get_xattr(&p, "security.ima");
+    assert_eq!(
+        hex::encode(&ima[2..]),
+        sha256_hex(b"new content\n"),
+        "hash value rewritten"
+    );
+    let evm = get_xattr(&p, "security.evm");
+    assert_eq!(evm, [&[0x02][..], &kernel_hmac(&p, &key, &ima)].concat());
+    assert_eq!(
+        open(&g, &p, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
+}
