@@ -1472,3 +1472,120 @@ fn enforce_mode_trusts_writes_through_the_mount() {
     assert_eq!(e.raw_os_error(), Some(libc::EACCES));
     assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
 }
+
+/// The value of the xattr `name` of `file` (empty if it has none).
+fn xattr_of(file: &Path, name: &str) -> Vec<u8> {
+    Command::new("getfattr")
+        .args(["--only-values", "-n", name])
+        .arg(file)
+        .output()
+        .unwrap()
+        .stdout
+}
+
+/// With EVM keys, the mount keeps what EVM vouches for as the kernel does: a file
+/// created through it gets an HMAC with its hash value, a chmod through the mount
+/// carries the HMAC along while one behind it is refused at the next open; metadata
+/// under a portable signature (evmctl) cannot be changed through the mount (EPERM),
+/// and nobody can set an HMAC by hand.
+#[test]
+fn evm_keys_protect_metadata_through_the_mount() {
+    if !can_mount() || !have("evmctl") || !have("getfattr") || !have("setfattr") {
+        return;
+    }
+    let d = dirs();
+    let (k, c) = key(d._t.path());
+    let hmac_key = d._t.path().join("evm-key");
+    fs::write(&hmac_key, b"the EVM key of this test").unwrap();
+    let portable = d.src.join("portable");
+    fs::write(&portable, b"signed with its metadata\n").unwrap();
+    fs::set_permissions(&portable, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = Command::new("evmctl")
+        .args([
+            "sign",
+            "--portable",
+            "--imahash",
+            "--xattr-user",
+            "-a",
+            "sha256",
+        ])
+        .arg("--key")
+        .arg(&k)
+        .arg(&portable)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let pol = d._t.path().join("appraise.policy");
+    fs::write(&pol, "measure func=FILE_CHECK\nappraise func=FILE_CHECK\n").unwrap();
+    d.mount(&[
+        &"--policy",
+        &pol,
+        &"--xattr",
+        &"user",
+        &"--evm-keys",
+        &c,
+        &"--evm-hmac-key",
+        &hmac_key,
+    ]);
+    let (m_new, m_portable) = (d.mnt.join("new"), d.mnt.join("portable"));
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m));
+
+    // Created and written through the mount: the deferred refresh after the last
+    // close writes the hash value and the HMAC over it.
+    fs::write(&m_new, b"written through the mount\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while xattr_of(&d.src.join("new"), "user.evm").first() != Some(&0x02) {
+        assert!(Instant::now() < deadline, "no HMAC written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fs::read(&m_new).unwrap(), b"written through the mount\n");
+    mode(&m_new, 0o600).unwrap();
+    assert_eq!(fs::read(&m_new).unwrap(), b"written through the mount\n");
+    // Behind the mount, the HMAC does not follow.
+    mode(&d.src.join("new"), 0o640).unwrap();
+    let e = fs::read(&m_new).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+    mode(&d.src.join("new"), 0o600).unwrap();
+    assert!(fs::read(&m_new).is_ok());
+
+    // A portable signature: readable, immutable, metadata fixed (a no-op is fine).
+    assert_eq!(
+        fs::read(&m_portable).unwrap(),
+        b"signed with its metadata\n"
+    );
+    let e = mode(&m_portable, 0o600).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    mode(&m_portable, 0o644).unwrap();
+    let e = fs::OpenOptions::new()
+        .append(true)
+        .open(&m_portable)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{e}");
+    assert_eq!(
+        fs::metadata(d.src.join("portable"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+
+    // Only signatures may be set as EVM values.
+    let o = Command::new("setfattr")
+        .args([
+            "-n",
+            "user.evm",
+            "-v",
+            "0x020102030405060708090a0b0c0d0e0f1011121314",
+        ])
+        .arg(&m_new)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not permitted"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(fs::read(&m_new).is_ok());
+}

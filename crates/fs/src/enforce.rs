@@ -15,7 +15,7 @@
 //! * [`Enforcer::export`] — contents of the `.vigil/` files.
 
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -311,6 +311,79 @@ impl Enforcer {
     pub fn modify(&self, node: &Node) -> Result<Modification, Errno> {
         let id = self.file_id(node)?;
         self.guard.modify(&id).map_err(|e| errno_of(&e))
+    }
+
+    /// The owner, group or mode of `node` is about to change through the mount
+    /// (`mode`, `uid`, `gid`: what is asked for): EPERM where EVM vouches for it (see
+    /// [`Guard::protect_attrs`]). Hand the result to [`Enforcer::metadata_changed`]
+    /// once the change is made.
+    pub fn protect_attrs(
+        &self,
+        node: &Node,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<Option<OwnedFd>, Errno> {
+        let Some(fd) = self.evm_subject(node)? else {
+            return Ok(None);
+        };
+        self.guard
+            .protect_attrs(fd.as_fd(), mode, uid, gid)
+            .map_err(|e| self.metadata_refused(node, &e))?;
+        Ok(Some(fd))
+    }
+
+    /// The xattr `name` of `node` is about to be set to `value` (`None`: removed)
+    /// through the mount: as [`Enforcer::protect_attrs`], for the xattrs EVM covers.
+    pub fn protect_xattr(
+        &self,
+        node: &Node,
+        name: &std::ffi::OsStr,
+        value: Option<&[u8]>,
+    ) -> Result<Option<OwnedFd>, Errno> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::str::from_utf8(name.as_bytes()).unwrap_or("");
+        if !self.guard.covers_xattr(name) {
+            return Ok(None);
+        }
+        let Some(fd) = self.evm_subject(node)? else {
+            return Ok(None);
+        };
+        let follow = self
+            .guard
+            .protect_xattr(fd.as_fd(), name, value)
+            .map_err(|e| self.metadata_refused(node, &e))?;
+        Ok(follow.then_some(fd))
+    }
+
+    /// After a change [`Enforcer::protect_attrs`] or [`Enforcer::protect_xattr`]
+    /// allowed: EVM's HMAC follows it. Like the kernel's post-change hooks, a failure
+    /// does not undo the change; it is reported.
+    pub fn metadata_changed(&self, node: &Node, subject: Option<OwnedFd>) {
+        if let Some(fd) = subject {
+            if let Err(e) = self.guard.metadata_changed(fd.as_fd()) {
+                self.audit(format_args!("{}: {e}", self.path_of(node).display()));
+            }
+        }
+    }
+
+    /// A readable descriptor of `node` for EVM's checks, if EVM takes part and the node
+    /// is a regular file.
+    fn evm_subject(&self, node: &Node) -> Result<Option<OwnedFd>, Errno> {
+        if !self.guard.evm_in_use() || node.kind != fuser::FileType::RegularFile {
+            return Ok(None);
+        }
+        crate::sys::reopen(node.fd(), libc::O_RDONLY)
+            .map(Some)
+            .map_err(|e| Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO)))
+    }
+
+    fn metadata_refused(&self, node: &Node, e: &vigil_guard::Error) -> Errno {
+        self.audit(format_args!(
+            "change of {} refused: {e}",
+            self.path_of(node).display()
+        ));
+        errno_of(e)
     }
 
     /// A metadata change through the mount happened (chmod, chown, xattrs).

@@ -552,6 +552,10 @@ impl Shared {
             res.map_err(|e| errno(&e))?;
         }
         let mut meta = false;
+        let evm = match (mode, uid, gid) {
+            (None, None, None) => None,
+            _ => self.enforce.protect_attrs(node, mode, uid, gid)?,
+        };
         if let Some(mode) = mode {
             if node.kind == FileType::Symlink {
                 return Err(Errno::EOPNOTSUPP);
@@ -573,6 +577,7 @@ impl Shared {
             }
             meta = true;
         }
+        self.enforce.metadata_changed(node, evm);
         if meta {
             self.meta_changed(node);
         }
@@ -1333,6 +1338,7 @@ impl Filesystem for VigilFs {
         let node = tri!(reply, s.node(ino));
         let path = tri!(reply, s.xattr_path(&node));
         let n = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let evm = tri!(reply, s.enforce.protect_xattr(&node, name, Some(value)));
         // SAFETY: valid C strings and a buffer of `value.len()` bytes.
         let r = unsafe {
             libc::setxattr(
@@ -1351,6 +1357,7 @@ impl Filesystem for VigilFs {
             // would also drop set-group-ID for a caller outside the file's group.
             tri!(reply, s.acl_kill_sgid(&node, req).map_err(|e| errno(&e)));
         }
+        s.enforce.metadata_changed(&node, evm);
         s.meta_changed(&node);
         reply.ok();
     }
@@ -1399,10 +1406,12 @@ impl Filesystem for VigilFs {
         let node = tri!(reply, s.node(ino));
         let path = tri!(reply, s.xattr_path(&node));
         let n = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
+        let evm = tri!(reply, s.enforce.protect_xattr(&node, name, None));
         // SAFETY: valid C strings.
         if unsafe { libc::removexattr(path.as_ptr(), n.as_ptr()) } < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
+        s.enforce.metadata_changed(&node, evm);
         s.meta_changed(&node);
         reply.ok();
     }

@@ -144,7 +144,7 @@ pub fn appraise(
     let evm_signed = match evm(v) {
         EvmStatus::Unknown | EvmStatus::Pass => false,
         EvmStatus::PassImmutable => true,
-        EvmStatus::NoLabel => return fail("missing-HMAC"),
+        EvmStatus::NoLabel | EvmStatus::NoXattrs => return fail("missing-HMAC"),
         EvmStatus::Fail(why) => return Verdict::Fail(format!("invalid-HMAC: {why}")),
         EvmStatus::FailImmutable(why) => {
             return Verdict::Fail(format!("invalid-fail-immutable: {why}"))

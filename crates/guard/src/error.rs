@@ -44,6 +44,11 @@ pub enum Error {
     /// Appraisal denied access (enforce mode).
     #[error("appraisal failed: {0}")]
     Denied(String),
+
+    /// EVM refuses a change of metadata it vouches for (audit cause
+    /// `appraise_metadata`): a portable signature, or an invalid `security.evm`.
+    #[error("metadata protected by EVM: {0}")]
+    MetadataProtected(String),
     /// A measurement was overtaken by a change of the file (a write, truncate,
     /// attribute or xattr change) and its result discarded.
     #[error("measurement cancelled: the file changed while it was being measured")]
@@ -94,7 +99,9 @@ impl Error {
     pub fn errno(&self) -> i32 {
         match self {
             Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            Error::Sealed | Error::NotAuthorised { .. } => libc::EPERM,
+            Error::Sealed | Error::NotAuthorised { .. } | Error::MetadataProtected(_) => {
+                libc::EPERM
+            }
             Error::Busy { .. } => libc::EBUSY,
             Error::TextBusy => libc::ETXTBSY,
             Error::Denied(_) => libc::EACCES,

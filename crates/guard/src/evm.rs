@@ -49,6 +49,8 @@ pub enum EvmStatus {
     PassImmutable,
     /// Protected xattrs but no `security.evm` (audit cause `missing-HMAC`).
     NoLabel,
+    /// Neither protected xattrs nor `security.evm`: nothing to protect (a new file).
+    NoXattrs,
     /// An invalid HMAC or inode-bound signature (`invalid-HMAC`), and why.
     Fail(String),
     /// An invalid portable signature (`invalid-fail-immutable`), and why.
@@ -92,11 +94,11 @@ pub struct EvmFile<'a> {
 impl EvmFile<'_> {
     /// The values of the protected xattrs the file has, in EVM's order, with
     /// `ima_value` as the IMA value.
-    fn protected_values(&self, ima_value: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    fn protected_values(&self, ima_value: Option<&[u8]>) -> Result<Vec<Vec<u8>>, String> {
         let mut values = Vec::new();
         for &name in EVM_XATTRS {
             if name == "security.ima" {
-                values.push(ima_value.to_vec());
+                values.extend(ima_value.map(<[u8]>::to_vec));
                 continue;
             }
             match sys::get_xattr(self.fd, name) {
@@ -134,20 +136,21 @@ impl EvmFile<'_> {
     }
 }
 
-/// EVM's verdict on `file` whose IMA value is `ima_value` (`evm_verifyxattr`).
-pub fn verify(keys: &EvmKeys, file: &EvmFile<'_>, ima_value: &[u8]) -> EvmStatus {
+/// EVM's verdict on `file` whose IMA value is `ima_value` (`evm_verifyxattr`, or
+/// `evm_verify_current_integrity` when a change of metadata is asked for).
+pub fn verify(keys: &EvmKeys, file: &EvmFile<'_>, ima_value: Option<&[u8]>) -> EvmStatus {
     if !keys.loaded() {
         return EvmStatus::Unknown;
     }
-    let value = match sys::get_xattr(file.fd, file.names.evm) {
-        // The IMA value is itself protected, so there is something EVM should cover.
-        Ok(None) => return EvmStatus::NoLabel,
-        Ok(Some(v)) => v,
-        Err(e) => return EvmStatus::Fail(format!("reading {}: {e}", file.names.evm)),
-    };
     let values = match file.protected_values(ima_value) {
         Ok(v) => v,
         Err(e) => return EvmStatus::Fail(e),
+    };
+    let value = match sys::get_xattr(file.fd, file.names.evm) {
+        Ok(None) if values.is_empty() => return EvmStatus::NoXattrs,
+        Ok(None) => return EvmStatus::NoLabel,
+        Ok(Some(v)) => v,
+        Err(e) => return EvmStatus::Fail(format!("reading {}: {e}", file.names.evm)),
     };
     match XattrType::from_u8(value.first().copied().unwrap_or(0)) {
         Ok(XattrType::EvmHmac) => {
@@ -200,10 +203,36 @@ pub fn verify(keys: &EvmKeys, file: &EvmFile<'_>, ima_value: &[u8]) -> EvmStatus
     }
 }
 
-/// After the IMA value of `file` became `ima_value`: rewrite its HMAC, as the kernel's
-/// `evm_inode_post_setxattr()` does when it has an HMAC key. A portable signature is
-/// left alone (it no longer verifies: the file is no longer what was signed).
-pub fn update_hmac(keys: &EvmKeys, file: &EvmFile<'_>, ima_value: &[u8]) -> Result<(), String> {
+/// Whether EVM lets a change of metadata it covers be made, given the file's
+/// `status` (`evm_inode_setattr`, `evm_protect_xattr`); `changes` is whether the change
+/// alters anything. `Err` says why not (EPERM).
+pub fn may_change_metadata(
+    keys: &EvmKeys,
+    status: &EvmStatus,
+    changes: bool,
+) -> Result<(), String> {
+    match status {
+        EvmStatus::Unknown | EvmStatus::Pass | EvmStatus::NoXattrs => Ok(()),
+        // A broken portable signature cannot be made worse; a valid one is immutable.
+        EvmStatus::FailImmutable(_) => Ok(()),
+        EvmStatus::PassImmutable if !changes => Ok(()),
+        EvmStatus::PassImmutable => Err("covered by a portable signature".into()),
+        // Without an HMAC key no HMAC will be written, so there is nothing to keep.
+        EvmStatus::NoLabel if keys.hmac_key.is_none() => Ok(()),
+        EvmStatus::NoLabel => Err("missing-HMAC".into()),
+        EvmStatus::Fail(why) => Err(format!("invalid-HMAC: {why}")),
+    }
+}
+
+/// After the IMA value of `file` became `ima_value`, or other metadata EVM covers
+/// changed: rewrite its HMAC, as the kernel's `evm_inode_post_setxattr()` and
+/// `evm_inode_post_setattr()` do when it has an HMAC key. A portable signature is
+/// left alone (it no longer verifies if what it covered changed).
+pub fn update_hmac(
+    keys: &EvmKeys,
+    file: &EvmFile<'_>,
+    ima_value: Option<&[u8]>,
+) -> Result<(), String> {
     let Some(key) = &keys.hmac_key else {
         return Ok(());
     };
@@ -212,7 +241,11 @@ pub fn update_hmac(keys: &EvmKeys, file: &EvmFile<'_>, ima_value: &[u8]) -> Resu
             return Ok(());
         }
     }
-    let mac = file.hmac(key, &file.protected_values(ima_value)?)?;
+    let values = file.protected_values(ima_value)?;
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mac = file.hmac(key, &values)?;
     let value = [&[XattrType::EvmHmac as u8][..], &mac].concat();
     set_through_proc(file.fd, file.names.evm, &value)
         .map_err(|e| format!("setxattr {}: {e}", file.names.evm))

@@ -826,6 +826,105 @@ impl Guard {
         self.shared.state_for(&file.id).set(PASSED | WRITTEN, true);
     }
 
+    /// The owner, group or mode of `fd`'s file is about to change through the
+    /// frontend (`mode`, `uid`, `gid`: what is asked for). As the kernel's
+    /// `evm_inode_setattr`: [`Error::MetadataProtected`] (EPERM) where EVM vouches for
+    /// the file with a portable signature (unless nothing changes) or its EVM value
+    /// is invalid. Without EVM keys, always `Ok`.
+    pub fn protect_attrs(
+        &self,
+        fd: BorrowedFd<'_>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<()> {
+        self.protect_metadata(fd, |a| {
+            mode.is_some_and(|m| m & 0o7777 != a.mode & 0o7777)
+                || uid.is_some_and(|u| u != a.uid)
+                || gid.is_some_and(|g| g != a.gid)
+        })
+    }
+
+    /// The xattr `name` of `fd`'s file is about to be set to `value` (`None`:
+    /// removed) through the frontend. As the kernel's `evm_inode_setxattr`: for the
+    /// xattrs EVM covers, the rules of [`Guard::protect_attrs`]; the EVM value itself
+    /// may only be set to a signature (types 0x03, 0x05), never an HMAC. `Ok(true)`:
+    /// call [`Guard::metadata_changed`] after the change (not after a change of the
+    /// EVM value itself, nor of an xattr EVM does not cover).
+    pub fn protect_xattr(
+        &self,
+        fd: BorrowedFd<'_>,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> Result<bool> {
+        if !self.covers_xattr(name) {
+            return Ok(false);
+        }
+        let evm_value = self.shared.evm_names().is_some_and(|n| n.evm == name);
+        if let (true, Some(v)) = (evm_value, value) {
+            if !matches!(v.first(), Some(0x03 | 0x05)) {
+                return Err(Error::MetadataProtected(format!(
+                    "{name}: only a signature may be set"
+                )));
+            }
+        }
+        let current = sys::get_xattr(fd, name).map_err(|e| Error::io("getxattr", name, e))?;
+        self.protect_metadata(fd, |_| current.as_deref() != value)?;
+        Ok(!evm_value)
+    }
+
+    /// Whether EVM takes part in appraisal (it has keys).
+    pub fn evm_in_use(&self) -> bool {
+        self.shared.config.evm.loaded()
+    }
+
+    /// Whether EVM takes part and covers the xattr `name` (or is kept in it).
+    pub fn covers_xattr(&self, name: &str) -> bool {
+        let Some(names) = self.shared.evm_names() else {
+            return false;
+        };
+        self.shared.config.evm.loaded()
+            && (name == names.ima
+                || name == names.evm
+                || (name != "security.ima" && vigil_ima::evm::EVM_XATTRS.contains(&name)))
+    }
+
+    fn protect_metadata(
+        &self,
+        fd: BorrowedFd<'_>,
+        changes: impl FnOnce(&FileAttrs) -> bool,
+    ) -> Result<()> {
+        let s = &self.shared;
+        if !s.config.evm.loaded() {
+            return Ok(());
+        }
+        let file = self.identify(fd)?;
+        let Some(f) = s.evm_file(&file.id, fd, &file.attrs) else {
+            return Ok(());
+        };
+        let value = s.read_value(&file.id, fd)?;
+        let status = evm::verify(&s.config.evm, &f, value.as_deref());
+        evm::may_change_metadata(&s.config.evm, &status, changes(&file.attrs))
+            .map_err(Error::MetadataProtected)
+    }
+
+    /// After a change of metadata EVM covers (owner, group, mode, a covered xattr):
+    /// the HMAC follows it, as the kernel's `evm_inode_post_setattr` and
+    /// `evm_inode_post_setxattr` keep it (only with an HMAC key).
+    pub fn metadata_changed(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        let s = &self.shared;
+        if s.config.evm.hmac_key.is_none() {
+            return Ok(());
+        }
+        let file = self.identify(fd)?;
+        let Some(f) = s.evm_file(&file.id, fd, &file.attrs) else {
+            return Ok(());
+        };
+        let value = s.read_value(&file.id, fd)?;
+        evm::update_hmac(&s.config.evm, &f, value.as_deref())
+            .map_err(|e| Error::io("update EVM HMAC", f.names.evm, std::io::Error::other(e)))
+    }
+
     /// The content of `id` is about to change (write, truncate, fallocate,
     /// copy_file_range into it, size-changing setattr, O_TRUNC): keep the returned
     /// guard until the change is done. Never blocks; [`Error::Sealed`] if sealed.
@@ -1466,7 +1565,7 @@ impl Shared {
                 if self.config.evm.hmac_key.is_some() {
                     let attrs = identity::identify_fd(fd)?.attrs;
                     if let Some(f) = self.evm_file(id, fd, &attrs) {
-                        evm::update_hmac(&self.config.evm, &f, v).map_err(|e| {
+                        evm::update_hmac(&self.config.evm, &f, Some(v)).map_err(|e| {
                             Error::io("update EVM HMAC", name, std::io::Error::other(e))
                         })?;
                     }
@@ -1516,11 +1615,11 @@ impl Shared {
             let Some(f) = &evm_file else {
                 return EvmStatus::Unknown;
             };
-            let status = evm::verify(&self.config.evm, f, v);
+            let status = evm::verify(&self.config.evm, f, Some(v));
             // Fix mode rewrites a hash value, and with it the HMAC (ima_fix_xattr).
             let fixable = matches!(status, EvmStatus::NoLabel | EvmStatus::Fail(_));
             if fix && fixable && !appraise::is_signature(v) && self.config.evm.hmac_key.is_some() {
-                return match evm::update_hmac(&self.config.evm, f, v) {
+                return match evm::update_hmac(&self.config.evm, f, Some(v)) {
                     Ok(()) => EvmStatus::Pass,
                     Err(e) => EvmStatus::Fail(e),
                 };
