@@ -262,6 +262,7 @@ mod tests {
         let a = args(&[
             "ro,noexec,noatime,appraise=log,builtin=tcb,builtin=appraise_tcb",
             "keys=/k1.pem,keys=\"/k2.pem,/k3.pem\",xattr=user,hash-algo=sha512",
+            "evm-keys=/e.der,evm-hmac-key=/etc/keys/evm-key-plain",
             "template=ima-sig,state=/st,log=/l,threads=3,workers=5,read-workers=2",
             "watchdog=0,no-verify-reads,policy=/q,defaults,noauto,nofail,_netdev,x-systemd.requires=a.service,nosuid,nodev",
         ])
@@ -271,6 +272,11 @@ mod tests {
         assert_eq!(e.appraise, Appraise::Log);
         assert_eq!(e.builtins, ["tcb", "appraise_tcb"]);
         assert_eq!(e.keys, ["/k1.pem", "/k2.pem,/k3.pem"]);
+        assert_eq!(e.evm_keys, ["/e.der"]);
+        assert_eq!(
+            e.evm_hmac_key.as_deref(),
+            Some(std::path::Path::new("/etc/keys/evm-key-plain"))
+        );
         assert_eq!(e.xattr, Xattr::User);
         assert_eq!(
             (e.hash_algo.as_str(), e.template.as_str()),

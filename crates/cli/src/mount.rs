@@ -193,7 +193,8 @@ pub struct MountArgs {
     /// other options. `ro`, `rw`, `noexec`, `exec`, `noatime`, `atime`, `relatime`,
     /// `strictatime`, and every option above as NAME=VALUE or NAME: `policy=FILE`,
     /// `builtin=NAME`, `appraise=MODE`, `keys=FILE` (one per key, or quoted:
-    /// `keys="a.pem,b.pem"`), `xattr=`, `hash-algo=`, `template=`, `state=DIR`,
+    /// `keys="a.pem,b.pem"`), `evm-keys=FILE`, `evm-hmac-key=FILE`, `xattr=`,
+    /// `hash-algo=`, `template=`, `state=DIR`,
     /// `log=FILE`, `threads=N`, `workers=N`, `read-workers=N`, `watchdog=SECS`,
     /// `no-verify-reads`. mount(8)'s own options (defaults, auto, noauto, nofail,
     /// user, users, nouser, owner, group, _netdev, x-*, comment=) and the time options
