@@ -111,7 +111,7 @@ pub struct EnforceArgs {
     #[arg(long, value_name = "ALG", default_value = "sha256")]
     pub hash_algo: String,
     /// Default template of measurement records (ima_template=): ima-ng, ima-sig,
-    /// ima-ngv2, ima-sigv2.
+    /// ima-ngv2, ima-sigv2, evm-sig.
     #[arg(long, value_name = "NAME", default_value = "ima-ng")]
     pub template: String,
 }

@@ -167,6 +167,7 @@ fn main() {
                             name: name.as_bytes(),
                             sig: &[],
                             buf: &[],
+                            inode: None,
                         };
                         let rec =
                             vigil_guard::template::record(vigil_guard::Template::ImaNg, &ev, 10)

@@ -25,7 +25,7 @@ use crate::policy::{
 use crate::queue::{DedupQueue, Push};
 use crate::store::{TreeRef, TreeStore};
 use crate::sys;
-use crate::template::{self, DigestType, Event, Template};
+use crate::template::{self, DigestType, Event, InodeFields, Template};
 use crate::{Error, Result};
 
 /// An fs-verity Merkle tree and the file digest it yields.
@@ -740,13 +740,13 @@ impl Guard {
             if st.readers.load(Ordering::Acquire) > 0
                 && st.may_emit_tomtou.swap(false, Ordering::AcqRel)
             {
-                s.violation(req.path.get())?;
+                s.violation(req.path.get(), fd, &file.attrs)?;
             }
         } else if actions.measure.is_some()
             && st.writers() > 0
             && !st.emitted_open_writers.swap(true, Ordering::AcqRel)
         {
-            s.violation(req.path.get())?;
+            s.violation(req.path.get(), fd, &file.attrs)?;
         }
         let appraise = actions
             .appraise
@@ -787,6 +787,7 @@ impl Guard {
             if m.logged.load(Ordering::Acquire) & bit == 0 {
                 s.log_measurement(
                     &m,
+                    fd,
                     ma,
                     ma.template.unwrap_or(s.config.template),
                     req.path.get(),
@@ -1157,6 +1158,7 @@ impl Guard {
                 name: name.as_bytes(),
                 sig: &[],
                 buf,
+                inode: None,
             },
             pcr,
         )?;
@@ -1289,9 +1291,10 @@ impl Shared {
         }
     }
 
-    fn violation(&self, path: &OsStr) -> Result<()> {
+    fn violation(&self, path: &OsStr, fd: BorrowedFd<'_>, attrs: &FileAttrs) -> Result<()> {
         self.counters.violations.fetch_add(1, Ordering::Relaxed);
         let t = self.config.template;
+        let inode = (t == Template::EvmSig).then(|| self.inode_fields(fd, attrs));
         let rec = template::record(
             t,
             &Event {
@@ -1301,6 +1304,7 @@ impl Shared {
                 name: path.as_bytes(),
                 sig: &[],
                 buf: &[],
+                inode: inode.as_ref(),
             },
             IMA_PCR,
         )?;
@@ -1311,6 +1315,7 @@ impl Shared {
     fn log_measurement(
         &self,
         m: &Measurement,
+        fd: BorrowedFd<'_>,
         ma: &MeasureAction,
         t: Template,
         path: &OsStr,
@@ -1328,6 +1333,7 @@ impl Shared {
             (_, Some(e)) => &e[..],
             _ => &[][..],
         };
+        let inode = (t == Template::EvmSig).then(|| self.inode_fields(fd, &m.attrs));
         let rec = template::record(
             t,
             &Event {
@@ -1337,6 +1343,7 @@ impl Shared {
                 name: path.as_bytes(),
                 sig,
                 buf: &[],
+                inode: inode.as_ref(),
             },
             pcr,
         )?;
@@ -1522,6 +1529,33 @@ impl Shared {
             XattrSource::Security => Some(EvmNames::new(false)),
             XattrSource::User => Some(EvmNames::new(true)),
             XattrSource::Sidecar(_) => None,
+        }
+    }
+
+    /// What an `evm-sig` record shows of `fd`'s file (the kernel's
+    /// `ima_eventevmsig_init`, `ima_eventinodexattr*_init`, `ima_eventinodedac_init`,
+    /// `ima_eventinodemode_init`): xattrs that cannot be read are left out.
+    fn inode_fields(&self, fd: BorrowedFd<'_>, attrs: &FileAttrs) -> InodeFields {
+        let names = self.evm_names();
+        let read = |name: &str| sys::get_xattr(fd, name).ok().flatten();
+        let xattrs = vigil_ima::evm::EVM_XATTRS
+            .iter()
+            .map(|&n| match names {
+                Some(names) if n == "security.ima" => names.ima,
+                _ => n,
+            })
+            .filter_map(|n| read(n).map(|v| (n.to_owned(), v)))
+            .collect();
+        let evm_sig = names
+            .and_then(|n| read(n.evm))
+            .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8)))
+            .unwrap_or_default();
+        InodeFields {
+            evm_sig,
+            xattrs,
+            uid: attrs.uid,
+            gid: attrs.gid,
+            mode: attrs.mode as u16,
         }
     }
 

@@ -117,8 +117,8 @@ impl PolicyEngine for FixedPolicy {
 
 /// The IMA policy language (a parsed and compiled `vigil_ima::policy::Policy`) as the
 /// guard's policy: first match per action class, options of the matching rules.
-/// A `template=` the guard cannot write (`ima`, `evm-sig`, `ima-modsig`, custom
-/// formats) falls back to the configured default template.
+/// A `template=` the guard cannot write (`ima`, `ima-modsig`, custom formats) falls
+/// back to the configured default template.
 impl PolicyEngine for vigil_ima::policy::CompiledPolicy {
     fn actions(&self, a: &Access<'_>) -> Actions {
         use vigil_ima::policy::{algos_from_bits, Func, Request};

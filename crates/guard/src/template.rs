@@ -1,9 +1,9 @@
 //! The templates the guard writes (`ima-ng`, `ima-sig`, `ima-ngv2`, `ima-sigv2`,
-//! `ima-buf`) and the measurement-list records of its events, built with
+//! `ima-buf`, `evm-sig`) and the measurement-list records of its events, built with
 //! `vigil_ima::list` (little-endian, as on x86 and arm64 and as `ima_canonical_fmt`
 //! writes everywhere).
 
-use vigil_ima::list::{kernel_name, DigestAlgo, Endian, Field, Record};
+use vigil_ima::list::{kernel_name, DigestAlgo, Endian, Field, FieldId, Record};
 use vigil_ima::HashAlgo;
 
 use crate::{Error, Result};
@@ -21,6 +21,8 @@ pub enum Template {
     ImaSigV2,
     /// `d-ng|n-ng|buf`
     ImaBuf,
+    /// `d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|iuid|igid|imode`
+    EvmSig,
 }
 
 impl Template {
@@ -32,6 +34,7 @@ impl Template {
             Template::ImaNgV2 => "ima-ngv2",
             Template::ImaSigV2 => "ima-sigv2",
             Template::ImaBuf => "ima-buf",
+            Template::EvmSig => "evm-sig",
         }
     }
 
@@ -43,6 +46,7 @@ impl Template {
             "ima-ngv2" => Template::ImaNgV2,
             "ima-sigv2" => Template::ImaSigV2,
             "ima-buf" => Template::ImaBuf,
+            "evm-sig" => Template::EvmSig,
             _ => return Err(Error::Config(format!("unsupported template {name:?}"))),
         })
     }
@@ -72,6 +76,65 @@ pub struct Event<'a> {
     pub sig: &'a [u8],
     /// The buffer for `buf` fields.
     pub buf: &'a [u8],
+    /// The file's EVM view for the `evm-sig` fields (empty fields without one).
+    pub inode: Option<&'a InodeFields>,
+}
+
+/// The fields `evm-sig` adds after `d-ng|n-ng`.
+const EVM_SIG_FIELDS: [FieldId; 7] = [
+    FieldId::EvmSig,
+    FieldId::XattrNames,
+    FieldId::XattrLengths,
+    FieldId::XattrValues,
+    FieldId::IUid,
+    FieldId::IGid,
+    FieldId::IMode,
+];
+
+/// What the `evm-sig` template records of a file: its EVM portable signature, the
+/// EVM-protected xattrs it has, and its owner, group and mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InodeFields {
+    /// The whole EVM value if it is a portable signature, else empty.
+    pub evm_sig: Vec<u8>,
+    /// The protected xattrs present, in EVM's order: (name, value).
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u16,
+}
+
+impl InodeFields {
+    /// The `evmsig` … `imode` fields, as the kernel's `evm_read_protected_xattrs`
+    /// lays them out: names joined by `|` and NUL-terminated, one little-endian u32
+    /// length per value, the values back to back.
+    fn fields(&self) -> Vec<Field> {
+        let mut names = self
+            .xattrs
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join("|")
+            .into_bytes();
+        if !names.is_empty() {
+            names.push(0);
+        }
+        let lengths = self
+            .xattrs
+            .iter()
+            .flat_map(|(_, v)| (v.len() as u32).to_le_bytes())
+            .collect();
+        let values = self.xattrs.iter().flat_map(|(_, v)| v.clone()).collect();
+        vec![
+            Field::EvmSig(self.evm_sig.clone()),
+            Field::XattrNames(names),
+            Field::XattrLengths(lengths),
+            Field::XattrValues(values),
+            Field::IUid(self.uid),
+            Field::IGid(self.gid),
+            Field::IMode(self.mode),
+        ]
+    }
 }
 
 /// The record of `ev` for PCR `pcr` (SHA-1 template digest, little-endian), a
@@ -95,6 +158,14 @@ pub fn record(t: Template, ev: &Event<'_>, pcr: u32) -> Result<Record> {
     match t {
         Template::ImaSig | Template::ImaSigV2 => fields.push(Field::Sig(ev.sig.to_vec())),
         Template::ImaBuf => fields.push(Field::Buf(ev.buf.to_vec())),
+        Template::EvmSig => match ev.inode {
+            Some(inode) => fields.extend(inode.fields()),
+            // No file (a buffer): every field is empty, as the kernel stores them.
+            None => fields.extend(EVM_SIG_FIELDS.map(|id| Field::Raw {
+                id,
+                data: Vec::new(),
+            })),
+        },
         Template::ImaNg | Template::ImaNgV2 => {}
     }
     let r = Record::new(pcr, t.name(), fields, HashAlgo::Sha1, Endian::Little)?;

@@ -33,6 +33,7 @@ fn event(name: &str, pcr: u32, violation: bool) -> Record {
         name: name.as_bytes(),
         sig,
         buf: &[],
+        inode: None,
     };
     record(Template::ImaSig, &ev, pcr).unwrap()
 }

@@ -162,6 +162,41 @@ fn portable_signature_makes_a_hash_value_signed_and_covers_metadata() {
     let recs = g.log().records().unwrap();
     assert_eq!(recs.last().unwrap().signature(), Some(&evm_value[..]));
 
+    // An evm-sig record carries what the signature covers, and it verifies from the
+    // record alone (as `vigil log verify --verify-sig` checks it).
+    let evm_sig = guard_with(
+        d.path(),
+        "measure func=FILE_CHECK template=evm-sig\n",
+        XattrSource::User,
+        AppraiseMode::Enforce,
+        evm.clone(),
+    );
+    drop(open(&evm_sig, &p, false).unwrap());
+    let recs = evm_sig.log().records().unwrap();
+    let rec = recs.last().unwrap();
+    assert_eq!(rec.template_name, "evm-sig");
+    let ima_value = get_xattr(&p, "user.ima");
+    let st = std::fs::metadata(&p).unwrap();
+    use vigil_ima::list::Field;
+    assert_eq!(
+        rec.fields[2..],
+        [
+            Field::EvmSig(evm_value.clone()),
+            Field::XattrNames(b"user.ima\0".to_vec()),
+            Field::XattrLengths((ima_value.len() as u32).to_le_bytes().to_vec()),
+            Field::XattrValues(ima_value),
+            Field::IUid(st.uid()),
+            Field::IGid(st.gid()),
+            Field::IMode(st.mode() as u16),
+        ]
+    );
+    let checks =
+        vigil_ima::list::check_signatures(rec, &ring(&cert), vigil_ima::list::Endian::Little);
+    assert!(
+        matches!(&checks[..], [(_, vigil_ima::list::SigCheck::Verified(_))]),
+        "{checks:?}"
+    );
+
     // Metadata changed behind the guard: the signature no longer verifies.
     chmod(&p, 0o600);
     let m = refused(open(&g, &p, false));
@@ -410,4 +445,62 @@ fn hmac_is_verified_fixed_and_kept_up_to_date() {
         open(&g, &p, false).unwrap().verdict,
         Some(Verdict::PassHash)
     );
+}
+
+/// The `evm-sig` record a kernel wrote (ibmtss `imatest.log`, entry 14: a file with
+/// `security.selinux`, `security.ima` and an EVM portable signature), rebuilt from the
+/// same inputs, has the kernel's bytes and template digest.
+#[test]
+fn evm_sig_record_has_the_kernels_bytes() {
+    use vigil_guard::template::{self, DigestType, Event, InodeFields};
+    use vigil_ima::list::binary::parse_all;
+    use vigil_ima::list::{DigestAlgo, Endian, Field};
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/testdata/ibmtss/imatest.log"
+    );
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let recs = parse_all(&data, vigil_ima::HashAlgo::Sha1, Endian::Little).unwrap();
+    let kernel = &recs[14];
+    assert_eq!(kernel.template_name, "evm-sig");
+    let (algo, digest) = match &kernel.fields[0] {
+        Field::DigestNg {
+            algo: DigestAlgo::Known(a),
+            digest,
+        } => (*a, digest.as_slice()),
+        f => panic!("{f:?}"),
+    };
+    let (Field::NameNg(name), Field::EvmSig(evm_sig)) = (&kernel.fields[1], &kernel.fields[2])
+    else {
+        panic!("{:?}", kernel.fields);
+    };
+    let inode = InodeFields {
+        evm_sig: evm_sig.clone(),
+        xattrs: vec![
+            (
+                "security.selinux".into(),
+                b"unconfined_u:object_r:unlabeled_t:s0\0".to_vec(),
+            ),
+            ("security.ima".into(), [&[0x04, 0x04][..], digest].concat()),
+        ],
+        uid: 0,
+        gid: 0,
+        mode: 0o100644,
+    };
+    let ours = template::record(
+        Template::EvmSig,
+        &Event {
+            algo,
+            digest: Some(digest),
+            digest_type: DigestType::Ima,
+            name,
+            sig: &[],
+            buf: &[],
+            inode: Some(&inode),
+        },
+        10,
+    )
+    .unwrap();
+    assert_eq!(ours.fields, kernel.fields);
+    assert_eq!(ours.digest, kernel.digest);
 }
