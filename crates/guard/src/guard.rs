@@ -1470,12 +1470,11 @@ impl Shared {
             }
         };
         let mut ima_value = self.read_value(id, rfd.as_fd())?;
-        let evm_portable_sig = match self.evm_names() {
-            Some(n) => sys::get_xattr(rfd.as_fd(), n.evm)
-                .map_err(|e| Error::io("getxattr", n.evm, e))?
-                .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8))),
-            None => None,
-        };
+        // Only for the log's `sig` field: a value that cannot be read is left out.
+        let evm_portable_sig = self
+            .evm_names()
+            .and_then(|n| sys::get_xattr(rfd.as_fd(), n.evm).ok().flatten())
+            .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8)));
         let mut attrs = attrs;
         let mut value_error = None;
         if refresh_value
