@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::fs::OpenOptions;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -12,47 +11,17 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
-use vigil_guard::{
-    AppraiseMode, Config, Error, EvmKeys, Guard, OpenRequest, Template, Verdict, XattrSource,
-};
+use vigil_guard::{AppraiseMode, Config, Error, EvmKeys, Guard, Template, Verdict, XattrSource};
 use vigil_ima::{KeyRing, PublicKey};
 
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let o = cmd
-        .output()
-        .expect("tool (scripts/install-deps.sh installs openssl, ima-evm-utils)");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o.stdout
-}
-
-/// An RSA key and a self-signed certificate with a subject key identifier.
-fn make_key(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key = dir.join(format!("{name}.pem"));
-    let cert = dir.join(format!("{name}.der"));
-    let cnf = dir.join("genkey.cnf");
-    std::fs::write(
-        &cnf,
-        "[req]\ndistinguished_name=dn\nprompt=no\nx509_extensions=ext\n[dn]\nCN=vigil evm test\n\
-         [ext]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\n\
-         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
-    run(Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&key)
-        .arg("2048"));
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-new", "-key"])
-        .arg(&key)
-        .args(["-sha256", "-days", "30", "-batch", "-config"])
-        .arg(&cnf)
-        .args(["-set_serial", "1", "-outform", "DER", "-out"])
-        .arg(&cert));
-    (key, cert)
+/// `evmctl sign --portable --imahash --xattr-user`: a hash value in user.ima and a
+/// portable signature over it in user.evm.
+fn sign_portable(key: &Path, file: &Path) {
+    run(Command::new("evmctl")
+        .args(["sign", "--portable", "--imahash", "--xattr-user"])
+        .args(["-a", "sha256", "--key"])
+        .arg(key)
+        .arg(file));
 }
 
 fn ring(cert: &Path) -> Arc<KeyRing> {
@@ -80,17 +49,6 @@ fn guard_with(
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Guard::new(cfg, dir.join(format!("state-{n}"))).unwrap()
-}
-
-fn open(g: &Guard, p: &Path, write: bool) -> vigil_guard::Result<vigil_guard::OpenDecision> {
-    let f = OpenOptions::new().read(true).write(write).open(p).unwrap();
-    let id = g.identify(f.as_fd()).unwrap();
-    let req = if write {
-        OpenRequest::write(p.to_str().unwrap())
-    } else {
-        OpenRequest::read(p.to_str().unwrap())
-    };
-    g.on_open(&id, f.as_fd(), &req)
 }
 
 /// The audit cause of a refused open.
@@ -137,18 +95,7 @@ fn portable_signature_makes_a_hash_value_signed_and_covers_metadata() {
     );
     let p = write_file(&d.path().join("portable"), b"portable content\n");
     chmod(&p, 0o644);
-    run(Command::new("evmctl")
-        .args([
-            "sign",
-            "--portable",
-            "--imahash",
-            "--xattr-user",
-            "-a",
-            "sha256",
-        ])
-        .args(["--key"])
-        .arg(&key)
-        .arg(&p));
+    sign_portable(&key, &p);
     let evm_value = get_xattr(&p, "user.evm");
     assert_eq!(evm_value[0], 0x05, "evmctl wrote a portable signature");
 
@@ -226,18 +173,7 @@ fn portable_signature_makes_a_hash_value_signed_and_covers_metadata() {
     // Signed with a key EVM does not trust.
     let (stranger, _) = make_key(d.path(), "stranger");
     let r = write_file(&d.path().join("stranger"), b"stranger's\n");
-    run(Command::new("evmctl")
-        .args([
-            "sign",
-            "--portable",
-            "--imahash",
-            "--xattr-user",
-            "-a",
-            "sha256",
-        ])
-        .args(["--key"])
-        .arg(&stranger)
-        .arg(&r));
+    sign_portable(&stranger, &r);
     let m = refused(open(&g, &r, false));
     assert!(m.contains("invalid-fail-immutable"), "{m}");
 

@@ -3,52 +3,15 @@
 
 mod common;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
-use vigil_guard::{Config, Error, FsVerityTrees, Guard, OpenRequest, Verdict};
+use vigil_guard::{Config, Error, FsVerityTrees, Guard, Verdict};
 use vigil_ima::{HashAlgo, KeyRing, PrivateKey, PublicKey, XattrType};
-
-fn run(cmd: &mut Command) {
-    let o = cmd
-        .output()
-        .expect("tool (scripts/install-deps.sh installs openssl, ima-evm-utils)");
-    assert!(
-        o.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// An RSA key and a self-signed certificate with a subject key identifier.
-fn make_key(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let key = dir.join("rsa.pem");
-    let cert = dir.join("rsa.der");
-    let cnf = dir.join("genkey.cnf");
-    std::fs::write(
-        &cnf,
-        "[req]\ndistinguished_name=dn\nprompt=no\nx509_extensions=ext\n[dn]\nCN=vigil test\n\
-         [ext]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\n\
-         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
-    )
-    .unwrap();
-    run(Command::new("openssl")
-        .args(["genrsa", "-out"])
-        .arg(&key)
-        .arg("2048"));
-    run(Command::new("openssl")
-        .args(["req", "-x509", "-new", "-key"])
-        .arg(&key)
-        .args(["-sha256", "-days", "30", "-batch", "-config"])
-        .arg(&cnf)
-        .args(["-set_serial", "1", "-outform", "DER", "-out"])
-        .arg(&cert));
-    (key, cert)
-}
 
 fn guard_with(dir: &Path, policy: &str, ring: KeyRing, trees: bool) -> Guard {
     let policy = vigil_ima::policy::parse(policy).unwrap().compile();
@@ -65,17 +28,6 @@ fn rand_suffix() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-fn open(g: &Guard, p: &Path, write: bool) -> vigil_guard::Result<vigil_guard::OpenDecision> {
-    let f = OpenOptions::new().read(true).write(write).open(p).unwrap();
-    let id = g.identify(f.as_fd()).unwrap();
-    let req = if write {
-        OpenRequest::write(p.to_str().unwrap())
-    } else {
-        OpenRequest::read(p.to_str().unwrap())
-    };
-    g.on_open(&id, f.as_fd(), &req)
 }
 
 #[test]
@@ -112,7 +64,7 @@ appraise func=FILE_CHECK fowner=4242 appraise_type=imasig
 #[test]
 fn evmctl_signatures_appraise_and_make_files_immutable() {
     let d = scratch();
-    let (key, cert) = make_key(d.path());
+    let (key, cert) = make_key(d.path(), "rsa");
     let mut ring = KeyRing::new();
     ring.add(PublicKey::load(&cert).unwrap());
     let g = guard_with(
@@ -142,7 +94,7 @@ fn evmctl_signatures_appraise_and_make_files_immutable() {
 
     // A signature by a key not in the ring fails.
     let other = tempfile::tempdir_in(d.path()).unwrap();
-    let (key2, _) = make_key(other.path());
+    let (key2, _) = make_key(other.path(), "rsa");
     let q = write_file(&d.path().join("signed by stranger"), b"x");
     run(Command::new("evmctl")
         .args(["ima_sign", "--xattr-user", "-a", "sha256", "--key"])
@@ -157,7 +109,7 @@ fn evmctl_signatures_appraise_and_make_files_immutable() {
 #[test]
 fn verity_v3_signature_appraises() {
     let d = scratch();
-    let (key, cert) = make_key(d.path());
+    let (key, cert) = make_key(d.path(), "rsa");
     let mut ring = KeyRing::new();
     ring.add(PublicKey::load(&cert).unwrap());
     let policy = "\

@@ -59,3 +59,61 @@ pub fn write_file(path: &Path, data: &[u8]) -> PathBuf {
     std::fs::write(path, data).unwrap();
     path.to_owned()
 }
+
+/// Run a tool, which must succeed; its standard output.
+pub fn run(cmd: &mut std::process::Command) -> Vec<u8> {
+    let o = cmd
+        .output()
+        .expect("tool (scripts/install-deps.sh installs openssl, ima-evm-utils)");
+    assert!(
+        o.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
+/// An RSA key `<name>.pem` and a self-signed certificate `<name>.der` with a subject
+/// key identifier, in `dir`.
+pub fn make_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    use std::process::Command;
+    let key = dir.join(format!("{name}.pem"));
+    let cert = dir.join(format!("{name}.der"));
+    let cnf = dir.join(format!("{name}.cnf"));
+    std::fs::write(
+        &cnf,
+        "[req]\ndistinguished_name=dn\nprompt=no\nx509_extensions=ext\n[dn]\nCN=vigil test\n\
+         [ext]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=digitalSignature\n\
+         subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n",
+    )
+    .unwrap();
+    run(Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048"));
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-new", "-key"])
+        .arg(&key)
+        .args(["-sha256", "-days", "30", "-batch", "-config"])
+        .arg(&cnf)
+        .args(["-set_serial", "1", "-outform", "DER", "-out"])
+        .arg(&cert));
+    (key, cert)
+}
+
+/// Open `p` (read-only, or read-write) and report the open to `g`, as a frontend does.
+pub fn open(g: &Guard, p: &Path, write: bool) -> vigil_guard::Result<vigil_guard::OpenDecision> {
+    use std::os::fd::AsFd;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(p)
+        .unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let req = if write {
+        vigil_guard::OpenRequest::write(p.to_str().unwrap())
+    } else {
+        vigil_guard::OpenRequest::read(p.to_str().unwrap())
+    };
+    g.on_open(&id, f.as_fd(), &req)
+}
