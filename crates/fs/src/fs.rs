@@ -551,11 +551,31 @@ impl Shared {
             self.changed(node);
             res.map_err(|e| errno(&e))?;
         }
-        let mut meta = false;
         let evm = match (mode, uid, gid) {
             (None, None, None) => None,
             _ => self.enforce.protect_attrs(node, mode, uid, gid)?,
         };
+        let changed = Self::change_attrs(node, mode, uid, gid, atime, mtime);
+        // Also after a failure part-way (mode set, owner refused): what did change is
+        // covered again and invalidates.
+        self.enforce.metadata_changed(node, evm);
+        if changed != Ok(false) {
+            self.meta_changed(node);
+        }
+        changed?;
+        node.stat().map_err(|e| errno(&e))
+    }
+
+    /// Set what SETATTR asks for besides the size; whether anything was asked.
+    fn change_attrs(
+        node: &Node,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> Result<bool, Errno> {
+        let mut meta = false;
         if let Some(mode) = mode {
             if node.kind == FileType::Symlink {
                 return Err(Errno::EOPNOTSUPP);
@@ -577,11 +597,7 @@ impl Shared {
             }
             meta = true;
         }
-        self.enforce.metadata_changed(node, evm);
-        if meta {
-            self.meta_changed(node);
-        }
-        node.stat().map_err(|e| errno(&e))
+        Ok(meta)
     }
 
     /// After an access ACL was set by `req`: clear set-group-ID unless the caller is in

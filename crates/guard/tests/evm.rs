@@ -273,6 +273,34 @@ fn inode_bound_signature_from_evmctl_verifies_and_binds_the_owner() {
     }
     let m = refused(open(&g, &copy, false));
     assert!(m.contains("invalid-HMAC"), "{m}");
+
+    // With an HMAC key too, a change of metadata through the frontend replaces the
+    // signature with the kernel's HMAC over the new metadata.
+    let key = b"hmac key".to_vec();
+    let both = guard_with(
+        d.path(),
+        "appraise func=FILE_CHECK\n",
+        XattrSource::Security,
+        AppraiseMode::Enforce,
+        EvmKeys {
+            ring: Some(ring(&cert)),
+            hmac_key: Some(key.clone()),
+        },
+    );
+    let f = std::fs::File::open(&p).unwrap();
+    both.protect_attrs(f.as_fd(), Some(0o600), None, None)
+        .unwrap();
+    chmod(&p, 0o600);
+    both.metadata_changed(f.as_fd()).unwrap();
+    let ima = get_xattr(&p, "security.ima");
+    assert_eq!(
+        get_xattr(&p, "security.evm"),
+        [&[0x02][..], &kernel_hmac(&p, &key, &ima)].concat()
+    );
+    assert_eq!(
+        open(&both, &p, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
 }
 
 /// The kernel's HMAC of a file whose only protected xattr is `ima` (an independent
