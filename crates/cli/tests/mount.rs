@@ -1407,6 +1407,7 @@ fn enforce_mode_trusts_writes_through_the_mount() {
     assert!(o.status.success());
     let pol = d._t.path().join("appraise.policy");
     fs::write(&pol, "measure func=FILE_CHECK\nappraise func=FILE_CHECK\n").unwrap();
+    let log = d._t.path().join("daemon.log");
     d.mount(&[
         &"--policy",
         &pol,
@@ -1414,6 +1415,8 @@ fn enforce_mode_trusts_writes_through_the_mount() {
         &"user",
         &"--appraise",
         &"enforce",
+        &"--log",
+        &log,
     ]);
 
     let refused = std::sync::atomic::AtomicUsize::new(0);
@@ -1454,7 +1457,12 @@ fn enforce_mode_trusts_writes_through_the_mount() {
             });
         }
     });
-    assert_eq!(refused.into_inner(), 0, "opens refused (see stderr)");
+    assert_eq!(
+        refused.into_inner(),
+        0,
+        "opens refused (see stderr); the daemon's log:\n{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
     // The last writer's refresh is brought about by the next open at the latest.
     for name in ["labelled", "created"] {
         fs::read(d.mnt.join(name)).unwrap();

@@ -772,11 +772,17 @@ impl Guard {
         // up to date before it is appraised, so that it passes while being written and
         // right after (the last writer's RELEASE only queues the rewrite).
         s.catch_change_behind(&st, &file.attrs, fd)?;
-        let trusted = appraise.is_some() && !req.created && st.trusts_changes();
-        let refresh =
-            trusted || (appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix);
-        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, refresh)?;
-        if refresh {
+        let may_trust = appraise.is_some() && !req.created;
+        let mut trusted = may_trust && st.trusts_changes();
+        let fix = appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix;
+        let mut m = s.measurement(&file.id, &st, Some(&file.attrs), fd, trusted || fix)?;
+        if may_trust && !trusted && st.trusts_changes() {
+            // A write through the mount came in while the file was measured, which
+            // then may hold it: the file is trusted, as it would be a moment later.
+            trusted = true;
+            m = s.measurement(&file.id, &st, None, fd, true)?;
+        }
+        if trusted || fix {
             st.value_brought_up_to_date(&m);
         }
         if let Some(ma) = &actions.measure {
@@ -1409,15 +1415,21 @@ impl Shared {
         attrs: &FileAttrs,
         fd: BorrowedFd<'_>,
     ) -> Result<()> {
+        if st
+            .gen
+            .lookup()
+            .map_or(true, |m| m.attrs.same_version(attrs))
+        {
+            return Ok(());
+        }
+        // The guard's own hash-value writes change the ctime too. They are made, and
+        // the measurement they belong to published, under the outer lock: judge only
+        // once no measurement is in progress.
+        let _outer = st.gen.measure_lock();
         let Some(m) = st.gen.lookup() else {
             return Ok(());
         };
-        if m.attrs.same_version(attrs) {
-            return Ok(());
-        }
-        let now = identity::identify_fd(fd)?.attrs;
-        let current = st.gen.lookup().is_some_and(|cur| Arc::ptr_eq(&cur, &m));
-        if current && !m.attrs.same_version(&now) {
+        if !m.attrs.same_version(&identity::identify_fd(fd)?.attrs) {
             st.gen.invalidate();
             st.set(WRITTEN, false);
         }
