@@ -117,9 +117,6 @@ pub struct Measurement {
     pub verity: Option<(VerityTree, Option<TreeRef>)>,
     /// The IMA value (`security.ima` or configured source) read with the content.
     pub ima_value: Option<Vec<u8>>,
-    /// The EVM portable signature read with it, if the file has one (the `sig`
-    /// field's fallback).
-    pub evm_portable_sig: Option<Vec<u8>>,
     /// Why the hash value this measurement should have written (fix mode, a `hash`
     /// rule, the refresh after writes) could not be: a read-only or full file system,
     /// no xattr support. Not retried for this version of the file; a failed appraisal
@@ -1334,9 +1331,13 @@ impl Shared {
             _ => (m.algo, &m.digest[..], DigestType::Ima),
         };
         // ima_eventsig_init: an IMA signature, else an EVM portable signature.
-        let sig = match (&m.ima_value, &m.evm_portable_sig) {
-            (Some(v), _) if matches!(v.first(), Some(0x03 | 0x06)) => &v[..],
-            (_, Some(e)) => &e[..],
+        let evm_sig;
+        let sig = match &m.ima_value {
+            Some(v) if matches!(v.first(), Some(0x03 | 0x06)) => &v[..],
+            _ if t.has_sig() => {
+                evm_sig = self.portable_evm_sig(fd);
+                &evm_sig[..]
+            }
             _ => &[][..],
         };
         let inode = (t == Template::EvmSig).then(|| self.inode_fields(fd, &m.attrs));
@@ -1482,11 +1483,6 @@ impl Shared {
             }
         };
         let mut ima_value = self.read_value(id, rfd.as_fd())?;
-        // Only for the log's `sig` field: a value that cannot be read is left out.
-        let evm_portable_sig = self
-            .evm_names()
-            .and_then(|n| sys::get_xattr(rfd.as_fd(), n.evm).ok().flatten())
-            .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8)));
         let mut attrs = attrs;
         let mut value_error = None;
         if refresh_value
@@ -1516,7 +1512,6 @@ impl Shared {
             digest,
             verity,
             ima_value,
-            evm_portable_sig,
             value_error,
             logged: AtomicU64::new(0),
             verdicts: Mutex::new(Vec::new()),
@@ -1543,26 +1538,30 @@ impl Shared {
         }
     }
 
+    /// `fd`'s EVM value if it is a portable signature, else empty (for log records:
+    /// a value that cannot be read is left out).
+    fn portable_evm_sig(&self, fd: BorrowedFd<'_>) -> Vec<u8> {
+        self.evm_names()
+            .and_then(|n| sys::get_xattr(fd, n.evm).ok().flatten())
+            .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8)))
+            .unwrap_or_default()
+    }
+
     /// What an `evm-sig` record shows of `fd`'s file (the kernel's
     /// `ima_eventevmsig_init`, `ima_eventinodexattr*_init`, `ima_eventinodedac_init`,
     /// `ima_eventinodemode_init`): xattrs that cannot be read are left out.
     fn inode_fields(&self, fd: BorrowedFd<'_>, attrs: &FileAttrs) -> InodeFields {
         let names = self.evm_names();
-        let read = |name: &str| sys::get_xattr(fd, name).ok().flatten();
         let xattrs = vigil_ima::evm::EVM_XATTRS
             .iter()
             .map(|&n| match names {
                 Some(names) if n == "security.ima" => names.ima,
                 _ => n,
             })
-            .filter_map(|n| read(n).map(|v| (n.to_owned(), v)))
+            .filter_map(|n| Some((n.to_owned(), sys::get_xattr(fd, n).ok()??)))
             .collect();
-        let evm_sig = names
-            .and_then(|n| read(n.evm))
-            .filter(|v| v.first() == Some(&(XattrType::EvmPortableDigSig as u8)))
-            .unwrap_or_default();
         InodeFields {
-            evm_sig,
+            evm_sig: self.portable_evm_sig(fd),
             xattrs,
             uid: attrs.uid,
             gid: attrs.gid,

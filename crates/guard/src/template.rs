@@ -38,6 +38,11 @@ impl Template {
         }
     }
 
+    /// Whether records have a `sig` field.
+    pub const fn has_sig(self) -> bool {
+        matches!(self, Template::ImaSig | Template::ImaSigV2)
+    }
+
     /// Parse a template name.
     pub fn from_name(name: &str) -> Result<Template> {
         Ok(match name {
