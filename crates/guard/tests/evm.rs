@@ -51,6 +51,17 @@ fn guard_with(
     Guard::new(cfg, dir.join(format!("state-{n}"))).unwrap()
 }
 
+/// A guard that appraises every file's `security.*` values in `mode`.
+fn appraising(dir: &Path, mode: AppraiseMode, evm: EvmKeys) -> Guard {
+    guard_with(
+        dir,
+        "appraise func=FILE_CHECK\n",
+        XattrSource::Security,
+        mode,
+        evm,
+    )
+}
+
 /// The audit cause of a refused open.
 fn refused(r: vigil_guard::Result<vigil_guard::OpenDecision>) -> String {
     match r {
@@ -234,10 +245,8 @@ fn inode_bound_signature_from_evmctl_verifies_and_binds_the_owner() {
     }
     let d = scratch();
     let (key, cert) = make_key(d.path(), "evm");
-    let g = guard_with(
+    let g = appraising(
         d.path(),
-        "appraise func=FILE_CHECK\n",
-        XattrSource::Security,
         AppraiseMode::Enforce,
         EvmKeys {
             ring: Some(ring(&cert)),
@@ -277,10 +286,8 @@ fn inode_bound_signature_from_evmctl_verifies_and_binds_the_owner() {
     // With an HMAC key too, a change of metadata through the frontend replaces the
     // signature with the kernel's HMAC over the new metadata.
     let key = b"hmac key".to_vec();
-    let both = guard_with(
+    let both = appraising(
         d.path(),
-        "appraise func=FILE_CHECK\n",
-        XattrSource::Security,
         AppraiseMode::Enforce,
         EvmKeys {
             ring: Some(ring(&cert)),
@@ -342,17 +349,7 @@ fn hmac_is_verified_fixed_and_kept_up_to_date() {
         ring: None,
         hmac_key: Some(key.clone()),
     };
-    let policy = "appraise func=FILE_CHECK\n";
-    let enforce = |evm: &EvmKeys| {
-        guard_with(
-            d.path(),
-            policy,
-            XattrSource::Security,
-            AppraiseMode::Enforce,
-            evm.clone(),
-        )
-    };
-    let g = enforce(&keys);
+    let g = appraising(d.path(), AppraiseMode::Enforce, keys.clone());
     let p = write_file(&d.path().join("hmac"), b"kept by HMAC\n");
     run(Command::new("evmctl")
         .args(["ima_hash", "-a", "sha256"])
@@ -369,22 +366,20 @@ fn hmac_is_verified_fixed_and_kept_up_to_date() {
         Some(Verdict::PassHash)
     );
     // One with another key does not; nor one over other metadata.
-    let other = enforce(&EvmKeys {
-        ring: None,
-        hmac_key: Some(b"another key".to_vec()),
-    });
+    let other = appraising(
+        d.path(),
+        AppraiseMode::Enforce,
+        EvmKeys {
+            ring: None,
+            hmac_key: Some(b"another key".to_vec()),
+        },
+    );
     assert!(refused(open(&other, &p, false)).contains("invalid-HMAC"));
     chmod(&p, 0o640);
     assert!(refused(open(&g, &p, false)).contains("invalid-HMAC"));
 
     // Fix mode rewrites the HMAC (ima_fix_xattr), with the kernel's bytes.
-    let fix = guard_with(
-        d.path(),
-        policy,
-        XattrSource::Security,
-        AppraiseMode::Fix,
-        keys.clone(),
-    );
+    let fix = appraising(d.path(), AppraiseMode::Fix, keys.clone());
     assert!(open(&fix, &p, false).unwrap().verdict.unwrap().passed());
     let evm = get_xattr(&p, "security.evm");
     assert_eq!(evm, [&[0x02][..], &kernel_hmac(&p, &key, &ima)].concat());
