@@ -898,35 +898,44 @@ impl Guard {
         fd: BorrowedFd<'_>,
         changes: impl FnOnce(&FileAttrs) -> bool,
     ) -> Result<()> {
-        let s = &self.shared;
-        if !s.config.evm.loaded() {
-            return Ok(());
-        }
-        let file = self.identify(fd)?;
-        let Some(f) = s.evm_file(&file.id, fd, &file.attrs) else {
-            return Ok(());
-        };
-        let value = s.read_value(&file.id, fd)?;
-        let status = evm::verify(&s.config.evm, &f, value.as_deref());
-        evm::may_change_metadata(&s.config.evm, &status, changes(&file.attrs))
-            .map_err(Error::MetadataProtected)
+        let keys = &self.shared.config.evm;
+        self.with_evm_file(fd, |f, value| {
+            let status = evm::verify(keys, f, value);
+            evm::may_change_metadata(keys, &status, changes(f.attrs))
+                .map_err(Error::MetadataProtected)
+        })
     }
 
     /// After a change of metadata EVM covers (owner, group, mode, a covered xattr):
     /// the HMAC follows it, as the kernel's `evm_inode_post_setattr` and
     /// `evm_inode_post_setxattr` keep it (only with an HMAC key).
     pub fn metadata_changed(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        let keys = &self.shared.config.evm;
+        if keys.hmac_key.is_none() {
+            return Ok(());
+        }
+        self.with_evm_file(fd, |f, value| {
+            evm::update_hmac(keys, f, value)
+                .map_err(|e| Error::io("update EVM HMAC", f.names.evm, std::io::Error::other(e)))
+        })
+    }
+
+    /// `job` on `fd`'s file as EVM sees it, with its IMA value; nothing where EVM
+    /// does not take part.
+    fn with_evm_file(
+        &self,
+        fd: BorrowedFd<'_>,
+        job: impl FnOnce(&EvmFile<'_>, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
         let s = &self.shared;
-        if s.config.evm.hmac_key.is_none() {
+        if !s.config.evm.loaded() {
             return Ok(());
         }
         let file = self.identify(fd)?;
-        let Some(f) = s.evm_file(&file.id, fd, &file.attrs) else {
-            return Ok(());
-        };
-        let value = s.read_value(&file.id, fd)?;
-        evm::update_hmac(&s.config.evm, &f, value.as_deref())
-            .map_err(|e| Error::io("update EVM HMAC", f.names.evm, std::io::Error::other(e)))
+        match s.evm_file(&file.id, fd, &file.attrs) {
+            Some(f) => job(&f, s.read_value(&file.id, fd)?.as_deref()),
+            None => Ok(()),
+        }
     }
 
     /// The content of `id` is about to change (write, truncate, fallocate,
