@@ -1017,7 +1017,7 @@ impl Guard {
                 writers: (a & COUNT_MASK) as u32,
                 writable_maps: ((a >> MAPS_SHIFT) & COUNT_MASK) as u32,
             })?;
-        let m = match s.measurement(&file.id, &st, None, fd, false) {
+        let m = match s.measurement(&file.id, &st, Some(&file.attrs), fd, false) {
             Ok(m) => m,
             Err(e) => {
                 st.acct.fetch_and(!SEALED, Ordering::AcqRel);

@@ -1,6 +1,10 @@
 //! Writers (write, truncate, rename-over) against measuring threads on real files for a
 //! bounded time. Every measurement that was ever published must equal the hash of the
 //! content the file had while the measurement's generation was current.
+//!
+//! A file is told apart from an earlier one that had the same handle (the file system
+//! may reuse an inode number and generation once the earlier file is gone) by its
+//! birth time, as the guard does before it trusts a cached measurement.
 
 mod common;
 
@@ -13,13 +17,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use vigil_guard::{FileId, OpenRequest};
+use vigil_guard::{FileId, Identified, OpenRequest};
 
-/// Per identity: the content changes in order, as (generation the change began,
+/// One file: its identity and its birth time.
+type Incarnation = (FileId, Option<i128>);
+
+fn incarnation(i: &Identified) -> Incarnation {
+    (i.id.clone(), i.attrs.btime_ns)
+}
+
+/// Per file: the content changes in order, as (generation the change began,
 /// generation the new content has, its hash).
-type Truth = Arc<Mutex<HashMap<FileId, Vec<(u64, u64, String)>>>>;
+type Truth = Arc<Mutex<HashMap<Incarnation, Vec<(u64, u64, String)>>>>;
 
-fn record(truth: &Truth, id: FileId, begin: u64, end: u64, digest: String) {
+fn record(truth: &Truth, id: Incarnation, begin: u64, end: u64, digest: String) {
     truth
         .lock()
         .unwrap()
@@ -39,10 +50,10 @@ fn no_stale_publication_under_concurrent_writes() {
     // Generation 0 of each initial file is its initial content.
     for p in &files {
         let id = vigil_guard::identity::identify_path(p).unwrap();
-        record(&truth, id.id, 0, 0, sha256_hex(b"initial"));
+        record(&truth, incarnation(&id), 0, 0, sha256_hex(b"initial"));
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let observed = Arc::new(Mutex::new(Vec::<(FileId, u64, String)>::new()));
+    let observed = Arc::new(Mutex::new(Vec::<(Incarnation, u64, String)>::new()));
     let measurements = Arc::new(AtomicU64::new(0));
     let mut threads = Vec::new();
 
@@ -60,7 +71,13 @@ fn no_stale_publication_under_concurrent_writes() {
                         let tmp = p.with_extension("tmp");
                         std::fs::write(&tmp, &content).unwrap();
                         let id = vigil_guard::identity::identify_path(&tmp).unwrap();
-                        record(&truth, id.id, 0, 0, sha256_hex(content.as_bytes()));
+                        record(
+                            &truth,
+                            incarnation(&id),
+                            0,
+                            0,
+                            sha256_hex(content.as_bytes()),
+                        );
                         let old = vigil_guard::identity::identify_path(&p).unwrap();
                         std::fs::rename(&tmp, &p).unwrap();
                         g.invalidate(&old.id);
@@ -75,7 +92,13 @@ fn no_stale_publication_under_concurrent_writes() {
                         let begin = m.begin_generation();
                         f.set_len(keep as u64).unwrap();
                         let end = m.finish();
-                        record(&truth, id.id, begin, end, sha256_hex(&cur[..keep]));
+                        record(
+                            &truth,
+                            incarnation(&id),
+                            begin,
+                            end,
+                            sha256_hex(&cur[..keep]),
+                        );
                     }
                     // write in place (two writes, so a reader could see it torn)
                     _ => {
@@ -89,7 +112,8 @@ fn no_stale_publication_under_concurrent_writes() {
                         std::thread::yield_now();
                         f.write_all(b).unwrap();
                         let end = m.finish();
-                        record(&truth, id.id, begin, end, sha256_hex(content.as_bytes()));
+                        let digest = sha256_hex(content.as_bytes());
+                        record(&truth, incarnation(&id), begin, end, digest);
                     }
                 }
             }
@@ -120,7 +144,7 @@ fn no_stale_publication_under_concurrent_writes() {
                 }
                 if let Some(m) = g.cached(&id.id) {
                     observed.lock().unwrap().push((
-                        id.id.clone(),
+                        (id.id.clone(), m.attrs.btime_ns),
                         m.generation,
                         hex::encode(&m.digest),
                     ));
