@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use vigil_ima::evm::{self, EvmMeta, MiscLayout};
+use vigil_ima::keys::{read_at_most, MAX_KEY_FILE};
 use vigil_ima::{HashAlgo, ImaXattr, KeyId, KeyRing, PrivateKey, Signature, XattrType};
 
 use crate::getopt::{self, HasArg, Opt};
@@ -328,7 +329,7 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
             },
             "keyid-from-cert" => {
                 let cert = PathBuf::from(v.unwrap_or_default());
-                let read = std::fs::read(&cert)
+                let read = read_at_most(&cert, MAX_KEY_FILE)
                     .map_err(anyhow::Error::from)
                     .and_then(|d| {
                         Ok(vigil_ima::keys::keyid_from_cert(
@@ -1155,7 +1156,7 @@ fn cmd_import(opts: &EvmctlOpts, rest: &[String]) -> anyhow::Result<u8> {
         Some((file, more)) => (file.as_str(), more.first()),
     };
     let ring = ring.map_or(Ok(USER_KEYRING), |r| keyring_id(r))?;
-    let data = match std::fs::read(file) {
+    let data = match read_at_most(Path::new(file), MAX_KEY_FILE) {
         Ok(data) => data,
         Err(e) => {
             eprintln!("Failed to open keyfile: {file}\n{}", errno_line(&e));

@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use rayon::prelude::*;
 use serde::Serialize;
 use vigil_ima::evm::{self, EvmKind, EvmMeta, MiscLayout};
+use vigil_ima::keys::{read_at_most, read_key_file};
 use vigil_ima::{HashAlgo, ImaXattr, KeyId, KeyRing, PrivateKey, Signature, XattrType};
 
 /// Default signing key of evmctl.
@@ -426,7 +427,7 @@ pub(crate) fn load_signing_key(
 ) -> anyhow::Result<PrivateKey> {
     let mut key = PrivateKey::load(path, pass)?;
     if let Some(cert) = keyid_from_cert {
-        let data = std::fs::read(cert).with_context(|| format!("{}", cert.display()))?;
+        let data = read_key_file(cert)?;
         key.set_keyid(vigil_ima::keys::keyid_from_cert(
             &data,
             &cert.display().to_string(),
@@ -499,6 +500,10 @@ pub(crate) fn verity_digest(
     Ok(tree.digest().as_bytes().to_vec())
 }
 
+/// The most a detached signature file (`--sigfile`) may hold: more than any value the
+/// kernel accepts in an xattr.
+const MAX_SIGFILE: u64 = 65536;
+
 /// `PATH.sig`.
 pub(crate) fn sigfile_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -530,10 +535,8 @@ pub(crate) fn read_ima_value(
 ) -> anyhow::Result<Vec<u8>> {
     if sigfile {
         let p = sigfile_path(path);
-        let data = std::fs::read(&p).with_context(|| format!("{}", p.display()))?;
-        if data.len() > 65536 {
-            bail!("{}: signature file is too big", p.display());
-        }
+        let data = read_at_most(&p, MAX_SIGFILE)
+            .with_context(|| format!("{}: signature file", p.display()))?;
         Ok(data)
     } else {
         sys::get_xattr(path, names.ima)
@@ -1073,7 +1076,8 @@ fn show_values(
     names: XattrNames,
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     if sigfile {
-        let data = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
+        let data = read_at_most(f, MAX_SIGFILE)
+            .with_context(|| format!("{}: signature file", f.display()))?;
         return Ok(vec![(f.display().to_string(), data)]);
     }
     let mut values = Vec::new();

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use rayon::prelude::*;
 use vigil_fsverity::{sys, HashAlg, Params, Tree, TreeBuilder};
+use vigil_ima::keys::{read_at_most, MAX_KEY_FILE};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -389,8 +390,9 @@ fn digest(a: DigestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Read a key, certificate or signature file (bounded: see `MAX_KEY_FILE`).
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    read_at_most(path, MAX_KEY_FILE).with_context(|| format!("reading {}", path.display()))
 }
 
 fn sign(a: SignArgs) -> anyhow::Result<ExitCode> {

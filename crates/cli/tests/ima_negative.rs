@@ -329,3 +329,47 @@ fn hash_json_has_the_digest() {
     assert_eq!(v[0]["value"], format!("0404{sha256_abc}"));
     assert_eq!(v[0]["algo"], "sha256");
 }
+
+#[test]
+fn endless_key_and_signature_files_are_refused() {
+    let d = scratch();
+    let p = d.path();
+    std::fs::write(p.join("f"), b"data").unwrap();
+    // /dev/zero never ends: every reader of a key, certificate or signature file must
+    // stop at its limit and name the file, not fill memory.
+    for args in [
+        &["ima", "verify", "--key", "/dev/zero", "f"][..],
+        &["ima", "sign", "--key", "/dev/zero", "f"],
+        &[
+            "sign",
+            "f",
+            "f.sig",
+            "--key",
+            "/dev/zero",
+            "--cert",
+            "/dev/zero",
+        ],
+    ] {
+        let o = vigil(args, p);
+        assert_eq!(code(&o), 2, "{args:?}: {}", all_text(&o));
+        assert!(
+            all_text(&o).contains("/dev/zero") && all_text(&o).contains("larger than"),
+            "{args:?}: {}",
+            all_text(&o)
+        );
+    }
+    let v = vevmctl(&["ima_verify", "--key", "/dev/zero", "f"], p);
+    assert_ne!(code(&v), 0, "{}", all_text(&v));
+    // A detached signature file larger than any xattr value.
+    std::fs::write(p.join("f.sig"), vec![3u8; 70_000]).unwrap();
+    let o = vigil(
+        &["ima", "verify", "--sigfile", "--key", &cert("rsa2048"), "f"],
+        p,
+    );
+    assert_eq!(code(&o), 1, "{}", all_text(&o));
+    assert!(
+        all_text(&o).contains("f: FAILED: f.sig: signature file: larger than 65536 bytes"),
+        "{}",
+        all_text(&o)
+    );
+}

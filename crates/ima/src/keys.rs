@@ -289,7 +289,7 @@ impl PublicKey {
     /// Read and parse a key or certificate file (see [`PublicKey::from_bytes`]).
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<PublicKey> {
         let path = path.as_ref();
-        let data = read(path)?;
+        let data = read_key_file(path)?;
         PublicKey::from_bytes(&data, &path.display().to_string())
     }
 
@@ -355,8 +355,29 @@ impl PublicKey {
     }
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|error| Error::Io {
+/// The most a key, certificate or certificate bundle file may hold.
+pub const MAX_KEY_FILE: u64 = 16 << 20;
+
+/// Read a small file whole, at most `limit` bytes: a larger one (or an endless one
+/// such as `/dev/zero`) is refused with `InvalidData` instead of filling memory.
+pub fn read_at_most(path: &std::path::Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(data)
+}
+
+/// Read a key or certificate file (at most [`MAX_KEY_FILE`] bytes).
+pub fn read_key_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    read_at_most(path, MAX_KEY_FILE).map_err(|error| Error::Io {
         path: path.display().to_string(),
         error,
     })
@@ -595,7 +616,7 @@ impl PrivateKey {
     /// Read and parse a private key file; `pass` decrypts an encrypted PKCS#8 key.
     pub fn load(path: impl AsRef<std::path::Path>, pass: Option<&str>) -> Result<PrivateKey> {
         let path = path.as_ref();
-        let data = read(path)?;
+        let data = read_key_file(path)?;
         PrivateKey::from_bytes(&data, pass.map(str::as_bytes), &path.display().to_string())
     }
 
