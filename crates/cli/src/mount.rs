@@ -31,8 +31,8 @@ pub enum Command {
     /// Exit status: 0 unmounted, 1 busy (files still open; see --lazy), 2 not a
     /// mount or other error.
     Umount(UmountArgs),
-    /// Summarise a vigil mount: measurement records, violations and PCR values, read
-    /// from MNT/.vigil/.
+    /// Summarise a vigil mount: measurement records, violations, policy rules and PCR
+    /// values, read from MNT/.vigil/.
     ///
     /// Exit status: 0, or 2 if MNT is not a vigil mount.
     Status(StatusArgs),
@@ -228,7 +228,7 @@ pub struct UmountArgs {
 pub struct StatusArgs {
     /// The mount point.
     pub mountpoint: PathBuf,
-    /// Print JSON instead of text.
+    /// Print JSON instead of text (with the policy's rules, not just their number).
     #[arg(long)]
     pub json: bool,
 }
@@ -675,6 +675,8 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         .trim()
         .to_owned();
     let pcrs = String::from_utf8_lossy(&read("pcrs")?).into_owned();
+    let policy = String::from_utf8_lossy(&read("policy")?).into_owned();
+    let rules: Vec<&str> = policy.lines().map(str::trim_end).collect();
     let records = ascii.lines().filter(|l| !l.trim().is_empty()).count();
     let mut out = crate::stdout();
     if a.json {
@@ -683,6 +685,7 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "records": records,
             "binary_list_bytes": binary.len(),
             "violations": violations.parse::<u64>().unwrap_or(0),
+            "policy": rules,
             "pcrs": pcrs.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>(),
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
@@ -694,6 +697,7 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             binary.len()
         )?;
         writeln!(out, "violations:   {violations}")?;
+        writeln!(out, "policy:       {} rules", rules.len())?;
         for l in pcrs.lines().filter(|l| !l.trim().is_empty()) {
             writeln!(out, "{l}")?;
         }

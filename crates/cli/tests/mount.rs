@@ -139,12 +139,36 @@ fn mount_status_and_three_ways_to_unmount() {
     fs::write(d.src.join("f"), b"content").unwrap();
 
     // vigil umount; busy first while a file is open.
-    d.mount(&[]);
+    let policy = d.state().with_file_name("policy");
+    fs::write(
+        &policy,
+        "# measure what is read\nmeasure mask=MAY_READ  func=FILE_CHECK\ndont_appraise fsmagic=0x9fa0\n",
+    )
+    .unwrap();
+    d.mount(&[&"--policy", &policy, &"--builtin", &"critical_data"]);
     assert_eq!(fs::read(d.mnt.join("f")).unwrap(), b"content");
     let o = vigil(&[&"status", &d.mnt], &d.run);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("violations:   0"), "{out}");
+    assert!(out.contains("policy:       3 rules"), "{out}");
+    // `.vigil/policy` shows the rules in force as securityfs would: built-in rules
+    // first, each in the kernel's normalised form (the same as `vigil policy print`).
+    let shown = fs::read_to_string(d.mnt.join(".vigil/policy")).unwrap();
+    assert_eq!(
+        shown,
+        "measure func=CRITICAL_DATA \n\
+         measure func=FILE_CHECK mask=MAY_READ \n\
+         dont_appraise fsmagic=0x9fa0 \n"
+    );
+    let printed = vigil(&[&"policy", &"print", &policy], &d.run);
+    assert!(
+        String::from_utf8_lossy(&printed.stdout).ends_with(&shown[shown.find('\n').unwrap() + 1..])
+    );
+    let o = vigil(&[&"status", &"--json", &d.mnt], &d.run);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["policy"][1], "measure func=FILE_CHECK mask=MAY_READ");
+    assert_eq!(v["records"], 1, "{v}");
     let pid = daemon_pid(&d);
     let held = fs::File::open(d.mnt.join("f")).unwrap();
     let o = vigil(&[&"umount", &d.mnt], &d.run);

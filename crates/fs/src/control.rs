@@ -1,5 +1,5 @@
-//! The read-only `.vigil/` directory at the root of every mount: the measurement list
-//! and PCR values as securityfs would show them, and the violations counter.
+//! The read-only `.vigil/` directory at the root of every mount: the measurement list,
+//! PCR values and policy as securityfs would show them, and the violations counter.
 
 /// Name of the control directory in the mount's root. A backing entry of that name is
 /// hidden and cannot be created, renamed or removed through the mount.
@@ -18,14 +18,17 @@ pub enum ControlFile {
     Violations,
     /// The emulated PCR values the measurement list extends.
     Pcrs,
+    /// The policy in force, one rule per line as the kernel shows it.
+    Policy,
 }
 
 impl ControlFile {
-    pub const ALL: [ControlFile; 4] = [
+    pub const ALL: [ControlFile; 5] = [
         ControlFile::AsciiMeasurements,
         ControlFile::BinaryMeasurements,
         ControlFile::Pcrs,
         ControlFile::Violations,
+        ControlFile::Policy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +37,7 @@ impl ControlFile {
             ControlFile::AsciiMeasurements => "ascii_runtime_measurements",
             ControlFile::Violations => "violations",
             ControlFile::Pcrs => "pcrs",
+            ControlFile::Policy => "policy",
         }
     }
 

@@ -486,6 +486,10 @@ impl Enforcer {
                 out = format_pcrs(&self.guard.pcrs()).into_bytes();
                 Ok(())
             }
+            ControlFile::Policy => {
+                out = self.guard.policy_text().as_bytes().to_vec();
+                Ok(())
+            }
         };
         if let Err(e) = r {
             self.audit(format_args!("exporting {}: {e}", f.name()));

@@ -284,10 +284,13 @@ fn vigil_dir_is_read_only_and_hides_backing_entry() {
             "ascii_runtime_measurements",
             "binary_runtime_measurements",
             "pcrs",
+            "policy",
             "violations"
         ]
     );
     assert_eq!(fs::read(f.m(".vigil/violations")).unwrap(), b"0\n");
+    // A policy that is not written in the policy language shows no rules.
+    assert_eq!(fs::read(f.m(".vigil/policy")).unwrap(), b"");
     assert_eq!(
         fs::metadata(f.m(".vigil/pcrs"))
             .unwrap()

@@ -1142,6 +1142,11 @@ impl Guard {
         self.shared.existing(id)?.gen.lookup()
     }
 
+    /// The policy in force, as the kernel's securityfs `policy` file would show it.
+    pub fn policy_text(&self) -> &str {
+        self.shared.config.policy.text()
+    }
+
     /// The measurement log.
     pub fn log(&self) -> &MeasurementLog {
         &self.shared.log

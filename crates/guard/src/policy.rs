@@ -103,6 +103,12 @@ pub struct Actions {
 pub trait PolicyEngine: Send + Sync {
     /// The actions for `access`.
     fn actions(&self, access: &Access<'_>) -> Actions;
+
+    /// The policy as the kernel's securityfs `policy` file would show it: one rule per
+    /// line. Empty for a policy that is not written in the policy language.
+    fn text(&self) -> &str {
+        ""
+    }
 }
 
 /// The same actions for every access.
@@ -120,6 +126,10 @@ impl PolicyEngine for FixedPolicy {
 /// A `template=` the guard cannot write (`ima`, `ima-modsig`, custom formats) falls
 /// back to the configured default template.
 impl PolicyEngine for vigil_ima::policy::CompiledPolicy {
+    fn text(&self) -> &str {
+        self.kernel_text()
+    }
+
     fn actions(&self, a: &Access<'_>) -> Actions {
         use vigil_ima::policy::{algos_from_bits, Func, Request};
         let func = match a.hook {

@@ -412,6 +412,8 @@ pub struct CompiledPolicy {
     lines: Vec<usize>,
     setxattr_algos: Option<u32>,
     index: Option<super::index::Index>,
+    /// The rules as the kernel shows them, for [`CompiledPolicy::kernel_text`].
+    text: Box<str>,
 }
 
 const ANY_ID: IdCond = IdCond {
@@ -532,7 +534,13 @@ impl CompiledPolicy {
             setxattr_algos,
             index: (policy.rules.len() <= super::index::MAX_INDEXED_RULES)
                 .then(|| super::index::Index::new(policy)),
+            text: policy.to_kernel_string().into(),
         }
+    }
+
+    /// The policy exactly as `cat /sys/kernel/security/ima/policy` shows it.
+    pub fn kernel_text(&self) -> &str {
+        &self.text
     }
 
     /// Number of rules.
