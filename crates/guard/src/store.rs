@@ -7,9 +7,11 @@
 //! 32-byte SHA-256 of the body · body (the Merkle tree bytes, leaf level last as
 //! fs-verity stores it). A tree is used only if the length and the checksum match.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use vigil_ima::HashAlgo;
 
@@ -70,6 +72,9 @@ pub struct TreeRecovery {
 /// Merkle trees under `<state>/trees`, named `<identity hex>-<digest hex>.tree`.
 pub struct TreeStore {
     dir: PathBuf,
+    /// The finished trees, as identity hex → digest hexes: finding an identity's
+    /// trees must not mean reading a directory that holds every file's tree.
+    index: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl TreeStore {
@@ -77,7 +82,10 @@ impl TreeStore {
     pub fn open(dir: impl Into<PathBuf>) -> Result<(TreeStore, TreeRecovery)> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| Error::io("mkdir", &dir, e))?;
-        let store = TreeStore { dir };
+        let store = TreeStore {
+            dir,
+            index: Mutex::new(HashMap::new()),
+        };
         let rec = store.recover()?;
         Ok((store, rec))
     }
@@ -124,11 +132,20 @@ impl TreeStore {
             }
         }
         sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))?;
-        rec.kept = fs::read_dir(&self.dir)
-            .map_err(|e| Error::io("readdir", &self.dir, e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tree"))
-            .count();
+        let mut index = self.lock_index();
+        index.clear();
+        for ent in fs::read_dir(&self.dir).map_err(|e| Error::io("readdir", &self.dir, e))? {
+            let ent = ent.map_err(|e| Error::io("readdir", &self.dir, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if let Some((key, digest)) = name.strip_suffix(".tree").and_then(|n| n.rsplit_once('-'))
+            {
+                index
+                    .entry(key.to_owned())
+                    .or_default()
+                    .push(digest.to_owned());
+                rec.kept += 1;
+            }
+        }
         Ok(rec)
     }
 
@@ -142,8 +159,8 @@ impl TreeStore {
         body: &mut dyn Iterator<Item = Vec<u8>>,
         keep_going: &dyn Fn() -> bool,
     ) -> Result<TreeRef> {
-        let key = format!("{key}-{}", hex::encode(digest));
-        let (tree, marker, tmp) = self.names(&key);
+        let digest_hex = hex::encode(digest);
+        let (tree, marker, tmp) = self.names(&format!("{key}-{digest_hex}"));
         File::create(&marker).map_err(|e| Error::io("create", &marker, e))?;
         sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))?;
         let r = (|| {
@@ -183,6 +200,12 @@ impl TreeStore {
         fs::remove_file(&marker).map_err(|e| Error::io("unlink", &marker, e))?;
         sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))?;
         r?;
+        let mut index = self.lock_index();
+        let digests = index.entry(key.to_owned()).or_default();
+        if !digests.contains(&digest_hex) {
+            digests.push(digest_hex);
+        }
+        drop(index);
         Ok(TreeRef {
             path: tree,
             digest: digest.to_vec(),
@@ -198,17 +221,37 @@ impl TreeStore {
     /// Delete the trees stored for an identity (`key` as given to
     /// [`TreeStore::store`]), except the one for digest `keep`.
     pub fn remove_for(&self, key: &str, keep: Option<&[u8]>) -> Result<()> {
-        let prefix = format!("{key}-");
-        let kept = keep.map(|d| format!("{key}-{}.tree", hex::encode(d)));
-        let rd = fs::read_dir(&self.dir).map_err(|e| Error::io("readdir", &self.dir, e))?;
-        for ent in rd.flatten() {
-            let name = ent.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) && name.ends_with(".tree") && Some(&name) != kept.as_ref()
-            {
-                fs::remove_file(ent.path()).map_err(|e| Error::io("unlink", ent.path(), e))?;
+        let keep = keep.map(hex::encode);
+        let doomed: Vec<String> = {
+            let mut index = self.lock_index();
+            let Some(digests) = index.get_mut(key) else {
+                return Ok(());
+            };
+            let doomed = digests
+                .iter()
+                .filter(|d| Some(*d) != keep.as_ref())
+                .cloned()
+                .collect();
+            digests.retain(|d| Some(d) == keep.as_ref());
+            if digests.is_empty() {
+                index.remove(key);
+            }
+            doomed
+        };
+        for digest in doomed {
+            let p = self.dir.join(format!("{key}-{digest}.tree"));
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("unlink", p, e))
+                }
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -316,3 +316,41 @@ fn torn_log_tail_is_cut() {
         other => panic!("{:?}", other.map(|l| l.stats())),
     }
 }
+
+#[test]
+fn removing_an_identitys_trees_leaves_the_others() {
+    let d = common::scratch();
+    let names = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let store_tree = |store: &TreeStore, key: &str, digest: &[u8]| {
+        store
+            .store(key, digest, &mut std::iter::once(vec![7u8; 64]), &|| true)
+            .unwrap();
+    };
+    {
+        let (store, _) = TreeStore::open(d.path().join("trees")).unwrap();
+        store_tree(&store, "aa", b"\x01");
+        store_tree(&store, "aa", b"\x02");
+        store_tree(&store, "ab", b"\x01");
+    }
+    // Trees stored before a restart are found again: the store reads its directory
+    // once when opened, not at every removal.
+    let (store, rec) = TreeStore::open(d.path().join("trees")).unwrap();
+    assert_eq!(rec.kept, 3);
+    store_tree(&store, "aa", b"\x03");
+    store.remove_for("aa", Some(b"\x03")).unwrap();
+    assert_eq!(names(store.dir()), ["aa-03.tree", "ab-01.tree"]);
+    store.remove_for("aa", None).unwrap();
+    store.remove_for("zz", None).unwrap();
+    assert_eq!(names(store.dir()), ["ab-01.tree"]);
+    // A tree stored again under the same name is one tree, removed once.
+    store_tree(&store, "ab", b"\x01");
+    store.remove_for("ab", None).unwrap();
+    assert!(names(store.dir()).is_empty());
+}
