@@ -144,6 +144,12 @@ impl Enforcer {
         m.attrs.same_version(&now.attrs).then_some(now)
     }
 
+    /// The backing file of a node the kernel forgot has no links left: drop the
+    /// guard's state, tree and seal for it.
+    pub fn forget_deleted(&self, id: &vigil_guard::FileId) {
+        self.guard.forget(id);
+    }
+
     /// The attributes of the open `file` now.
     pub fn attrs(&self, file: &File) -> Result<FileAttrs, Errno> {
         let ident = self.guard.identify(file.as_fd());

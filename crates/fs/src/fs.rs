@@ -828,7 +828,24 @@ impl Filesystem for VigilFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.shared.inodes.forget(ino.0, nlookup);
+        let Some(node) = self.shared.inodes.forget(ino.0, nlookup) else {
+            return;
+        };
+        // The kernel forgets an inode only once nothing has it open or mapped. If the
+        // backing file is gone too (no links left), no open can reach it again, so
+        // the guard drops what it keeps for it: its state, tree and seal. Otherwise
+        // a mount whose files come and go would keep all of them forever.
+        let Some(id) = node.ident.get().cloned() else {
+            return;
+        };
+        if node.kind == FileType::RegularFile && node.stat().is_ok_and(|st| st.st_nlink == 0) {
+            let shared = self.shared.clone();
+            // Off the loop thread (unlinking the tree is I/O); dropped if the workers
+            // are all busy, as the state would be at worst kept, never wrong.
+            self.shared
+                .pool
+                .try_run(move || shared.enforce.forget_deleted(&id));
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

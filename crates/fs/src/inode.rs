@@ -339,24 +339,24 @@ impl InodeTable {
     }
 
     /// Drop `n` kernel lookups of `ino`; at zero the node leaves the table (open
-    /// handles keep their own reference until released).
-    pub fn forget(&self, ino: u64, n: u64) {
+    /// handles keep their own reference until released) and is returned.
+    pub fn forget(&self, ino: u64, n: u64) -> Option<Arc<Node>> {
         if ino == ROOT_INO {
-            return;
+            return None;
         }
         let mut t = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let Some(node) = t.nodes.get(&ino) else {
-            return;
-        };
+        let node = t.nodes.get(&ino)?;
         let left = node.lookups.load(Ordering::Relaxed).saturating_sub(n);
         node.lookups.store(left, Ordering::Relaxed);
-        if left == 0 {
-            let key = node.key;
-            t.nodes.remove(&ino);
-            if t.by_key.get(&key) == Some(&ino) {
-                t.by_key.remove(&key);
-            }
+        if left > 0 {
+            return None;
         }
+        let key = node.key;
+        let node = t.nodes.remove(&ino);
+        if t.by_key.get(&key) == Some(&ino) {
+            t.by_key.remove(&key);
+        }
+        node
     }
 
     pub fn is_empty(&self) -> bool {

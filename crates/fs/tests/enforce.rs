@@ -830,3 +830,60 @@ fn logged_names_are_the_kernels() {
     );
     bg.unmount().unwrap();
 }
+
+/// A file that is gone (deleted through the mount or behind it) and that the kernel
+/// has forgotten leaves nothing behind in the guard: no state, no tree, no seal.
+#[test]
+fn deleted_files_are_forgotten() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let trees = env.dir.path().join("state/trees");
+    let count = |dir: &Path| fs::read_dir(dir).unwrap().count();
+    fs::write(env.m("kept"), b"stays").unwrap();
+    for i in 0..20 {
+        fs::write(env.m(&format!("gone{i}")), vec![i as u8; 10_000]).unwrap();
+    }
+    fs::write(env.src.join("sealed-behind"), b"sealed").unwrap();
+    for name in ["kept", "gone0", "gone19", "sealed-behind"] {
+        fs::read(env.m(name)).unwrap();
+    }
+    common::settle(&bg);
+    assert_eq!(
+        mount_ioctl(&env.m("sealed-behind"), vigil_fs::ioctl::SEAL),
+        0
+    );
+    let seals = env.dir.path().join("state/seals");
+    assert_eq!(fs::read_to_string(&seals).unwrap().lines().count(), 1);
+    let (files, stored) = (bg.guard().tracked_files(), count(&trees));
+    assert!(files >= 22 && stored >= 22, "{files} files, {stored} trees");
+
+    for i in 0..20 {
+        fs::remove_file(env.m(&format!("gone{i}"))).unwrap();
+    }
+    fs::remove_file(env.src.join("sealed-behind")).unwrap();
+    // The kernel forgets an inode removed behind the mount once a lookup (after the
+    // entry's timeout) finds it gone.
+    let t0 = std::time::Instant::now();
+    while bg.guard().tracked_files() > files - 21 && t0.elapsed() < Duration::from_secs(10) {
+        let _ = fs::metadata(env.m("sealed-behind"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(bg.guard().tracked_files(), files - 21);
+    assert_eq!(count(&trees), stored - 21);
+    assert_eq!(fs::read_to_string(&seals).unwrap(), "");
+    assert_eq!(fs::read(env.m("kept")).unwrap(), b"stays");
+    bg.unmount().unwrap();
+}
+
+fn mount_ioctl(p: &Path, cmd: u32) -> i32 {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(p).unwrap();
+    // SAFETY: an argument-less ioctl on our descriptor.
+    if unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) } < 0 {
+        return std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    }
+    0
+}

@@ -182,6 +182,10 @@ impl FileState {
         self.acct.load(Ordering::Acquire) & SEALED != 0
     }
 
+    fn in_use(&self) -> bool {
+        self.writers() > 0 || self.maps() > 0 || self.readers.load(Ordering::Acquire) > 0
+    }
+
     /// Count one more writer (shift 0) or writable mapping (shift 24), unless sealed.
     fn acquire(&self, shift: u32) -> Result<()> {
         self.acct
@@ -673,8 +677,13 @@ impl Guard {
             .remove(&mount);
     }
 
-    /// Drop the entry of one file (it was deleted, or its handle went stale).
+    /// Drop what is kept for one file that is gone (deleted, or its handle went
+    /// stale): its state, its trees and its seal. A state in use (open, or mapped
+    /// writable) is kept: its identity was handed out again, to a new file.
     pub fn forget(&self, id: &FileId) {
+        if self.shared.existing(id).is_some_and(|st| st.in_use()) {
+            return;
+        }
         self.shared.forget(id);
     }
 
@@ -1301,10 +1310,15 @@ impl Shared {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        let key = id.to_hex();
+        // Best effort: what cannot be removed now only takes space (a later file with
+        // the same handle gets a state of its own, without that seal).
         if self.config.tree_builder.is_some() {
-            // Best effort: a tree that cannot be removed now is keyed by an identity
-            // that is never handed out again.
-            let _ = self.trees.remove_for(&id.to_hex(), None);
+            let _ = self.trees.remove_for(&key, None);
+        }
+        let mut seals = self.seals.lock().unwrap_or_else(|e| e.into_inner());
+        if seals.remove(&key).is_some() {
+            let _ = save_seals(&self.seals_path, &seals);
         }
     }
 
