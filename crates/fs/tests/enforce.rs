@@ -833,6 +833,7 @@ fn logged_names_are_the_kernels() {
 
 /// A file that is gone (deleted through the mount or behind it) and that the kernel
 /// has forgotten leaves nothing behind in the guard: no state, no tree, no seal.
+/// (Every file here is larger than a block, so that it has a tree to store.)
 #[test]
 fn deleted_files_are_forgotten() {
     if !can_run() {
@@ -842,11 +843,11 @@ fn deleted_files_are_forgotten() {
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
     let trees = env.dir.path().join("state/trees");
     let count = |dir: &Path| fs::read_dir(dir).unwrap().count();
-    fs::write(env.m("kept"), b"stays").unwrap();
+    fs::write(env.m("kept"), vec![1u8; 5000]).unwrap();
     for i in 0..20 {
         fs::write(env.m(&format!("gone{i}")), vec![i as u8; 10_000]).unwrap();
     }
-    fs::write(env.src.join("sealed-behind"), b"sealed").unwrap();
+    fs::write(env.src.join("sealed-behind"), vec![2u8; 5000]).unwrap();
     for name in ["kept", "gone0", "gone19", "sealed-behind"] {
         fs::read(env.m(name)).unwrap();
     }
@@ -874,7 +875,7 @@ fn deleted_files_are_forgotten() {
     assert_eq!(bg.guard().tracked_files(), files - 21);
     assert_eq!(count(&trees), stored - 21);
     assert_eq!(fs::read_to_string(&seals).unwrap(), "");
-    assert_eq!(fs::read(env.m("kept")).unwrap(), b"stays");
+    assert_eq!(fs::read(env.m("kept")).unwrap(), vec![1u8; 5000]);
     bg.unmount().unwrap();
 }
 

@@ -113,7 +113,9 @@ pub struct Measurement {
     pub algo: HashAlgo,
     /// Content digest.
     pub digest: Vec<u8>,
-    /// fs-verity digest and stored tree, if a tree builder is configured.
+    /// fs-verity digest and stored tree, if a tree builder is configured. A file of
+    /// at most one block has an empty tree (its root hash is the block's hash), which
+    /// is not stored.
     pub verity: Option<(VerityTree, Option<TreeRef>)>,
     /// The IMA value (`security.ima` or configured source) read with the content.
     pub ima_value: Option<Vec<u8>>,
@@ -1490,15 +1492,20 @@ impl Shared {
             None => None,
             Some(Ok(tree)) => {
                 let key = id.to_hex();
-                let body = &mut std::iter::once(tree.tree.clone());
-                let stored = match self.trees.store(&key, &tree.digest, body, &keep) {
-                    Ok(r) => Some(r),
-                    Err(Error::Changed) => None,
-                    Err(e) => return Err(e),
+                let stored = if tree.tree.is_empty() {
+                    None
+                } else {
+                    let body = &mut std::iter::once(tree.tree.clone());
+                    match self.trees.store(&key, &tree.digest, body, &keep) {
+                        Ok(r) => Some(r),
+                        Err(Error::Changed) => None,
+                        Err(e) => return Err(e),
+                    }
                 };
-                if stored.is_some() {
+                if stored.is_some() || tree.tree.is_empty() {
                     // Trees of earlier contents of this file are of no use now.
-                    self.trees.remove_for(&key, Some(&tree.digest))?;
+                    let kept = stored.as_ref().map(|r| &r.digest[..]);
+                    self.trees.remove_for(&key, kept)?;
                 }
                 Some((tree, stored))
             }
