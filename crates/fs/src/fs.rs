@@ -835,16 +835,15 @@ impl Filesystem for VigilFs {
         // backing file is gone too (no links left), no open can reach it again, so
         // the guard drops what it keeps for it: its state, tree and seal. Otherwise
         // a mount whose files come and go would keep all of them forever.
-        let Some(id) = node.ident.get().cloned() else {
+        // Done here, not queued: a queue can be full (say, during an `rm -r`), and a
+        // dropped job would leave the file's state behind for good. It costs a map
+        // removal and, for a file with a stored tree, one unlink in the state
+        // directory (never on this mount).
+        let Some(id) = node.ident.get() else {
             return;
         };
         if node.kind == FileType::RegularFile && node.stat().is_ok_and(|st| st.st_nlink == 0) {
-            let shared = self.shared.clone();
-            // Off the loop thread (unlinking the tree is I/O); dropped if the workers
-            // are all busy, as the state would be at worst kept, never wrong.
-            self.shared
-                .pool
-                .try_run(move || shared.enforce.forget_deleted(&id));
+            self.shared.enforce.forget_deleted(id);
         }
     }
 

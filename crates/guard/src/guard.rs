@@ -197,10 +197,6 @@ impl FileState {
         self.acct.load(Ordering::Acquire) & SEALED != 0
     }
 
-    fn in_use(&self) -> bool {
-        self.writers() > 0 || self.maps() > 0 || self.readers.load(Ordering::Acquire) > 0
-    }
-
     /// Count one more writer (shift 0) or writable mapping (shift 24), unless sealed.
     fn acquire(&self, shift: u32) -> Result<()> {
         self.acct
@@ -693,12 +689,9 @@ impl Guard {
     }
 
     /// Drop what is kept for one file that is gone (deleted, or its handle went
-    /// stale): its state, its trees and its seal. A state in use (open, or mapped
-    /// writable) is kept: its identity was handed out again, to a new file.
+    /// stale): its state, its trees and its seal. Handles still open keep their own
+    /// reference to the state, so releasing them later counts as it should.
     pub fn forget(&self, id: &FileId) {
-        if self.shared.existing(id).is_some_and(|st| st.in_use()) {
-            return;
-        }
         self.shared.forget(id);
     }
 
