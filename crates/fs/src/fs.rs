@@ -831,14 +831,11 @@ impl Filesystem for VigilFs {
         let Some(node) = self.shared.inodes.forget(ino.0, nlookup) else {
             return;
         };
-        // The kernel forgets an inode only once nothing has it open or mapped. If the
-        // backing file is gone too (no links left), no open can reach it again, so
-        // the guard drops what it keeps for it: its state, tree and seal. Otherwise
-        // a mount whose files come and go would keep all of them forever.
-        // Done here, not queued: a queue can be full (say, during an `rm -r`), and a
-        // dropped job would leave the file's state behind for good. It costs a map
-        // removal and, for a file with a stored tree, one unlink in the state
-        // directory (never on this mount).
+        // The kernel forgets an inode only once nothing has it open or mapped; if the
+        // backing file has no links left either, no open can reach it again, and the
+        // guard drops its state, tree and seal. Done here rather than queued (a full
+        // queue would drop the job for good): a map removal and at most one unlink
+        // in the state directory, never on this mount.
         let Some(id) = node.ident.get() else {
             return;
         };

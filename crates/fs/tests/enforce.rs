@@ -853,7 +853,7 @@ fn deleted_files_are_forgotten() {
     }
     common::settle(&bg);
     assert_eq!(
-        mount_ioctl(&env.m("sealed-behind"), vigil_fs::ioctl::SEAL),
+        common::mount_ioctl(&env.m("sealed-behind"), vigil_fs::ioctl::SEAL),
         0
     );
     let seals = env.dir.path().join("state/seals");
@@ -877,14 +877,4 @@ fn deleted_files_are_forgotten() {
     assert_eq!(fs::read_to_string(&seals).unwrap(), "");
     assert_eq!(fs::read(env.m("kept")).unwrap(), vec![1u8; 5000]);
     bg.unmount().unwrap();
-}
-
-fn mount_ioctl(p: &Path, cmd: u32) -> i32 {
-    use std::os::fd::AsRawFd;
-    let f = fs::File::open(p).unwrap();
-    // SAFETY: an argument-less ioctl on our descriptor.
-    if unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) } < 0 {
-        return std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    }
-    0
 }

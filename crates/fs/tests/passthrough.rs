@@ -815,16 +815,6 @@ fn posix_acls_are_enforced() {
     assert_eq!(mode_of(&f.s("umasked")), 0o640);
 }
 
-fn mount_ioctl(p: &Path, cmd: u32) -> i32 {
-    use std::os::fd::AsRawFd;
-    let f = File::open(p).unwrap();
-    // SAFETY: an argument-less ioctl on our descriptor.
-    if unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) } < 0 {
-        return last_errno();
-    }
-    0
-}
-
 fn rename2(a: &Path, b: &Path, flags: u32) -> i32 {
     let (a, b) = (cpath(a), cpath(b));
     // SAFETY: valid C strings.
@@ -856,7 +846,7 @@ fn sealed_files_keep_their_names() {
     fs::write(f.s("other"), b"evil").unwrap();
     f.mount();
     let (sx, other) = (f.m("sx"), f.m("other"));
-    assert_eq!(mount_ioctl(&sx, vigil_fs::ioctl::SEAL), 0);
+    assert_eq!(common::mount_ioctl(&sx, vigil_fs::ioctl::SEAL), 0);
 
     assert_eq!(rename2(&other, &sx, libc::RENAME_EXCHANGE), libc::EPERM);
     assert_eq!(rename2(&sx, &other, libc::RENAME_EXCHANGE), libc::EPERM);
@@ -881,7 +871,7 @@ fn sealed_files_keep_their_names() {
     fs::remove_file(f.m("o2")).unwrap();
 
     // Unsealed, the file's names are free again.
-    assert_eq!(mount_ioctl(&sx, vigil_fs::ioctl::UNSEAL), 0);
+    assert_eq!(common::mount_ioctl(&sx, vigil_fs::ioctl::UNSEAL), 0);
     fs::remove_file(f.m("sx2")).unwrap();
     assert_eq!(rename2(&sx, &f.m("moved"), 0), 0);
     fs::remove_file(f.m("moved")).unwrap();

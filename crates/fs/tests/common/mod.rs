@@ -182,6 +182,17 @@ pub fn errno(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
+/// One of the mount's argument-less ioctls (`vigil_fs::ioctl`) on `p`: 0 or the errno.
+pub fn mount_ioctl(p: &Path, cmd: u32) -> i32 {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(p).unwrap();
+    // SAFETY: an argument-less ioctl on our descriptor.
+    if unsafe { libc::ioctl(f.as_raw_fd(), cmd as libc::c_ulong) } < 0 {
+        return errno(std::io::Error::last_os_error());
+    }
+    0
+}
+
 /// Drop the kernel's cached pages of `f`, so its next reads go through the daemon.
 pub fn drop_cached(f: &std::fs::File) {
     // SAFETY: fadvise on a descriptor we hold.
