@@ -136,6 +136,10 @@ impl Enforcer {
     pub fn open_is_cached(&self, node: &Node) -> Option<Identified> {
         let id = node.ident.get()?;
         let m = self.guard.cached(id)?;
+        // Reading a stored tree back is work for a worker, not the loop thread.
+        if !self.has_read_check(node, &m) {
+            return None;
+        }
         let known = Identified {
             id: id.clone(),
             attrs: m.attrs,
@@ -216,7 +220,7 @@ impl Enforcer {
             ));
         }
         let check = match (&d.measurement, self.verify_reads) {
-            (Some(m), true) => self.read_check(node, m),
+            (Some(m), true) => self.read_check(node, m)?,
             _ => None,
         };
         Ok(Opened {
@@ -254,25 +258,48 @@ impl Enforcer {
         })
     }
 
-    /// The read check of measurement `m`, built once per measurement and kept on the node.
-    fn read_check(&self, node: &Node, m: &Arc<Measurement>) -> Option<Arc<ReadCheck>> {
-        let (tree, _) = m.verity.as_ref()?;
+    /// Whether `node` holds the read check of measurement `m` (or `m` needs none that
+    /// would have to be read from the tree store). Never waits: the lock may be held
+    /// by a worker reading a tree.
+    fn has_read_check(&self, node: &Node, m: &Arc<Measurement>) -> bool {
+        if !self.verify_reads || m.tree().is_none() {
+            return true;
+        }
+        match node.check.try_lock() {
+            Ok(slot) => slot.as_ref().is_some_and(|(held, _)| Arc::ptr_eq(held, m)),
+            Err(_) => false,
+        }
+    }
+
+    /// The read check of measurement `m`, built once per measurement and kept on the
+    /// node. A stored tree that cannot be read back fails the open (EIO): reads are
+    /// never served unverified for want of it.
+    fn read_check(
+        &self,
+        node: &Node,
+        m: &Arc<Measurement>,
+    ) -> Result<Option<Arc<ReadCheck>>, Errno> {
         let mut slot = node.check.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((held, check)) = slot.as_ref() {
             if Arc::ptr_eq(held, m) {
-                return Some(check.clone());
+                return Ok(Some(check.clone()));
             }
         }
-        match ReadCheck::new(
-            m.attrs.size,
-            Arc::new(tree.tree.clone()),
-            m.algo,
-            m.digest.clone(),
-        ) {
+        let tree = match m.tree_bytes() {
+            Ok(Some(tree)) => tree,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                drop(slot);
+                let path = self.path_of(node);
+                self.audit(format_args!("{}: Merkle tree: {e}: EIO", path.display()));
+                return Err(Errno::EIO);
+            }
+        };
+        match ReadCheck::new(m.attrs.size, Arc::new(tree), m.algo, m.digest.clone()) {
             Ok(c) => {
                 let c = Arc::new(c);
                 *slot = Some((m.clone(), c.clone()));
-                Some(c)
+                Ok(Some(c))
             }
             Err(e) => {
                 drop(slot);
@@ -281,7 +308,7 @@ impl Enforcer {
                     "{}: no read verification: {e}",
                     path.display()
                 ));
-                None
+                Ok(None)
             }
         }
     }

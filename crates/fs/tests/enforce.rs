@@ -831,6 +831,11 @@ fn logged_names_are_the_kernels() {
     bg.unmount().unwrap();
 }
 
+/// Held by the tests that drop the kernel's inode cache and by those that count the
+/// kernel's forgets: a file forgotten before it is deleted behind the mount is never
+/// forgotten again.
+static INODE_CACHE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A file that is gone (deleted through the mount or behind it) and that the kernel
 /// has forgotten leaves nothing behind in the guard: no state, no tree, no seal.
 /// (Every file here is larger than a block, so that it has a tree to store.)
@@ -839,6 +844,7 @@ fn deleted_files_are_forgotten() {
     if !can_run() {
         return;
     }
+    let _cache = INODE_CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
     let trees = env.dir.path().join("state/trees");
@@ -876,5 +882,45 @@ fn deleted_files_are_forgotten() {
     assert_eq!(count(&trees), stored - 21);
     assert_eq!(fs::read_to_string(&seals).unwrap(), "");
     assert_eq!(fs::read(env.m("kept")).unwrap(), vec![1u8; 5000]);
+    bg.unmount().unwrap();
+}
+/// A stored Merkle tree is read back when a file is opened again after the kernel
+/// forgot it; one that was damaged in the state directory meanwhile fails the open
+/// (EIO) instead of letting reads go unverified.
+#[test]
+fn a_damaged_stored_tree_fails_the_open() {
+    if !can_run() {
+        return;
+    }
+    let _cache = INODE_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new();
+    let data = vec![5u8; 100_000];
+    fs::write(env.src.join("f"), &data).unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    assert_eq!(fs::read(env.m("f")).unwrap(), data);
+    common::settle(&bg);
+    // Read back from the store, not only held from the first open: still verified.
+    let t0 = std::time::Instant::now();
+    while bg.live_nodes() > 1 && t0.elapsed() < Duration::from_secs(10) {
+        fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fs::read(env.m("f")).unwrap(), data);
+
+    let trees: Vec<_> = fs::read_dir(env.dir.path().join("state/trees"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    let mut body = fs::read(&trees[0]).unwrap();
+    *body.last_mut().unwrap() ^= 1;
+    fs::write(&trees[0], &body).unwrap();
+    let t0 = std::time::Instant::now();
+    while bg.live_nodes() > 1 && t0.elapsed() < Duration::from_secs(10) {
+        fs::write("/proc/sys/vm/drop_caches", b"2").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(bg.live_nodes(), 1, "the kernel kept the file's inode");
+    assert_eq!(errno(fs::read(env.m("f"))), libc::EIO);
     bg.unmount().unwrap();
 }

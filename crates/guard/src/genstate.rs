@@ -119,13 +119,15 @@ impl<T: Clone> GenState<T> {
         if t.0 & INFLIGHT_MASK != 0 {
             return false;
         }
-        {
+        // The value replaced is dropped after the lock is released: dropping it may
+        // do I/O (a measurement's last hold on its stored tree deletes the tree).
+        let _replaced = {
             let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
             if self.word.load(Ordering::Acquire) != t.0 {
                 return false;
             }
-            *slot = Some((t.generation(), value));
-        }
+            slot.replace((t.generation(), value))
+        };
         self.word
             .compare_exchange(t.0, t.0 & !DIRTY, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()

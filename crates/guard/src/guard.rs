@@ -35,7 +35,9 @@ pub struct VerityTree {
     pub algo: HashAlgo,
     /// The fs-verity file digest (the digest of the descriptor).
     pub digest: Vec<u8>,
-    /// The tree bytes, as stored after the data.
+    /// The tree bytes, as stored after the data. In a [`Measurement`] whose tree is
+    /// in the tree store this is empty (see [`Measurement::tree_bytes`]): a tree is
+    /// 1/128 of its file, too much to keep for every file measured.
     pub tree: Vec<u8>,
 }
 
@@ -115,7 +117,7 @@ pub struct Measurement {
     pub digest: Vec<u8>,
     /// fs-verity digest and stored tree, if a tree builder is configured. A file of
     /// at most one block has an empty tree (its root hash is the block's hash), which
-    /// is not stored.
+    /// is not stored; a stored tree is not held in memory.
     pub verity: Option<(VerityTree, Option<TreeRef>)>,
     /// The IMA value (`security.ima` or configured source) read with the content.
     pub ima_value: Option<Vec<u8>>,
@@ -135,6 +137,17 @@ impl Measurement {
     /// The verity tree reference (for block verification of reads).
     pub fn tree(&self) -> Option<&TreeRef> {
         self.verity.as_ref().and_then(|(_, r)| r.as_ref())
+    }
+
+    /// The Merkle tree bytes (fs-verity layout), read back from the tree store when
+    /// the tree is stored there (checked against its checksum; the store keeps the
+    /// file for as long as this measurement exists). `None` without a tree builder.
+    pub fn tree_bytes(&self) -> Result<Option<Vec<u8>>> {
+        match &self.verity {
+            None => Ok(None),
+            Some((_, Some(stored))) => crate::store::load_tree(&stored.path).map(Some),
+            Some((tree, None)) => Ok(Some(tree.tree.clone())),
+        }
     }
 }
 
@@ -1301,10 +1314,13 @@ impl Shared {
     }
 
     fn forget(&self, id: &FileId) {
-        self.files
+        // Dropped outside the lock: dropping a measurement may delete its tree.
+        let state = self
+            .files
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        drop(state);
         let key = id.to_hex();
         // Best effort: what cannot be removed now only takes space (a later file with
         // the same handle gets a state of its own, without that seal).
@@ -1483,7 +1499,7 @@ impl Shared {
         let digest = hash_content(rfd.as_fd(), algo, tree.as_mut(), &read_on)?;
         let verity = match tree.map(|t| t.finish()) {
             None => None,
-            Some(Ok(tree)) => {
+            Some(Ok(mut tree)) => {
                 let key = id.to_hex();
                 let stored = if tree.tree.is_empty() {
                     None
@@ -1499,6 +1515,9 @@ impl Shared {
                     // Trees of earlier contents of this file are of no use now.
                     let kept = stored.as_ref().map(|r| &r.digest[..]);
                     self.trees.remove_for(&key, kept)?;
+                }
+                if stored.is_some() {
+                    tree.tree = Vec::new();
                 }
                 Some((tree, stored))
             }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use vigil_ima::HashAlgo;
 
@@ -51,14 +51,25 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 const TREE_MAGIC: &[u8; 8] = b"VIGILTRE";
 const TREE_HEADER: usize = 8 + 4 + 4 + 8 + 32;
 
-/// Where a finished tree lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a finished tree lives. The tree file stays on disk for as long as a
+/// `TreeRef` to it exists (clones included), even after [`TreeStore::remove_for`]:
+/// a measurement can always read its own tree back.
+#[derive(Debug, Clone)]
 pub struct TreeRef {
     /// The tree file.
     pub path: PathBuf,
     /// The fs-verity file digest the tree belongs to.
     pub digest: Vec<u8>,
+    _lease: Arc<Lease>,
 }
+
+impl PartialEq for TreeRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.digest == other.digest
+    }
+}
+
+impl Eq for TreeRef {}
 
 /// What [`TreeStore::recover`] found and erased.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -69,12 +80,84 @@ pub struct TreeRecovery {
     pub kept: usize,
 }
 
+/// One finished tree file in the index.
+struct Entry {
+    digest: String,
+    /// `TreeRef`s handed out and not yet dropped.
+    leases: usize,
+    /// Removed while leased: the file goes when the last lease does.
+    removed: bool,
+}
+
+/// The finished trees, as identity hex → trees: finding an identity's trees must not
+/// mean reading a directory that holds every file's tree. Tree files are renamed into
+/// place and unlinked only with this lock held, so it and the directory agree.
+type Index = HashMap<String, Vec<Entry>>;
+
+struct Shared {
+    dir: PathBuf,
+    index: Mutex<Index>,
+}
+
+impl Shared {
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tree_path(&self, key: &str, digest_hex: &str) -> PathBuf {
+        self.dir.join(format!("{key}-{digest_hex}.tree"))
+    }
+
+    /// Unlink a tree file and drop its entry (index lock held).
+    fn unlink(&self, index: &mut Index, key: &str, digest_hex: &str) -> Result<()> {
+        if let Some(entries) = index.get_mut(key) {
+            entries.retain(|e| e.digest != digest_hex);
+            if entries.is_empty() {
+                index.remove(key);
+            }
+        }
+        let p = self.tree_path(key, digest_hex);
+        match fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("unlink", p, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A `TreeRef`'s hold on its tree file.
+#[derive(Debug)]
+struct Lease {
+    store: Arc<Shared>,
+    key: String,
+    digest_hex: String,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeStore").field("dir", &self.dir).finish()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut index = self.store.lock_index();
+        let Some(entry) = index
+            .get_mut(&self.key)
+            .and_then(|v| v.iter_mut().find(|e| e.digest == self.digest_hex))
+        else {
+            return;
+        };
+        entry.leases -= 1;
+        if entry.leases == 0 && entry.removed {
+            // Best effort: a tree left behind is removed with the identity's next one.
+            let _ = self.store.unlink(&mut index, &self.key, &self.digest_hex);
+        }
+    }
+}
+
 /// Merkle trees under `<state>/trees`, named `<identity hex>-<digest hex>.tree`.
 pub struct TreeStore {
-    dir: PathBuf,
-    /// The finished trees, as identity hex → digest hexes: finding an identity's
-    /// trees must not mean reading a directory that holds every file's tree.
-    index: Mutex<HashMap<String, Vec<String>>>,
+    shared: Arc<Shared>,
 }
 
 impl TreeStore {
@@ -83,8 +166,10 @@ impl TreeStore {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(|e| Error::io("mkdir", &dir, e))?;
         let store = TreeStore {
-            dir,
-            index: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared {
+                dir,
+                index: Mutex::new(HashMap::new()),
+            }),
         };
         let rec = store.recover()?;
         Ok((store, rec))
@@ -92,25 +177,27 @@ impl TreeStore {
 
     /// The directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     fn names(&self, key: &str) -> (PathBuf, PathBuf, PathBuf) {
+        let dir = self.dir();
         (
-            self.dir.join(format!("{key}.tree")),
-            self.dir.join(format!("{key}.building")),
-            self.dir.join(format!("{key}.tmp")),
+            dir.join(format!("{key}.tree")),
+            dir.join(format!("{key}.building")),
+            dir.join(format!("{key}.tmp")),
         )
     }
 
     /// Erase every partial tree: any tree with a "building" marker (finished or not)
     /// and every temporary.
     pub fn recover(&self) -> Result<TreeRecovery> {
+        let dir = self.dir();
         let mut rec = TreeRecovery::default();
-        let rd = fs::read_dir(&self.dir).map_err(|e| Error::io("readdir", &self.dir, e))?;
+        let rd = fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))?;
         let mut names = Vec::new();
         for ent in rd {
-            let ent = ent.map_err(|e| Error::io("readdir", &self.dir, e))?;
+            let ent = ent.map_err(|e| Error::io("readdir", dir, e))?;
             names.push(ent.file_name().to_string_lossy().into_owned());
         }
         for n in &names {
@@ -124,25 +211,26 @@ impl TreeStore {
                 }
                 fs::remove_file(&marker).map_err(|e| Error::io("unlink", &marker, e))?;
             } else if n.ends_with(".tmp") {
-                let p = self.dir.join(n);
+                let p = dir.join(n);
                 if p.exists() {
                     fs::remove_file(&p).map_err(|e| Error::io("unlink", &p, e))?;
                     rec.erased += 1;
                 }
             }
         }
-        sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))?;
-        let mut index = self.lock_index();
+        sys::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+        let mut index = self.shared.lock_index();
         index.clear();
-        for ent in fs::read_dir(&self.dir).map_err(|e| Error::io("readdir", &self.dir, e))? {
-            let ent = ent.map_err(|e| Error::io("readdir", &self.dir, e))?;
+        for ent in fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))? {
+            let ent = ent.map_err(|e| Error::io("readdir", dir, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
             if let Some((key, digest)) = name.strip_suffix(".tree").and_then(|n| n.rsplit_once('-'))
             {
-                index
-                    .entry(key.to_owned())
-                    .or_default()
-                    .push(digest.to_owned());
+                index.entry(key.to_owned()).or_default().push(Entry {
+                    digest: digest.to_owned(),
+                    leases: 0,
+                    removed: false,
+                });
                 rec.kept += 1;
             }
         }
@@ -159,10 +247,11 @@ impl TreeStore {
         body: &mut dyn Iterator<Item = Vec<u8>>,
         keep_going: &dyn Fn() -> bool,
     ) -> Result<TreeRef> {
+        let dir = self.dir();
         let digest_hex = hex::encode(digest);
         let (tree, marker, tmp) = self.names(&format!("{key}-{digest_hex}"));
         File::create(&marker).map_err(|e| Error::io("create", &marker, e))?;
-        sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))?;
+        sys::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
         let r = (|| {
             let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
             f.write_all(&[0u8; TREE_HEADER])
@@ -191,24 +280,38 @@ impl TreeStore {
             if !keep_going() {
                 return Err(Error::Changed);
             }
+            let mut index = self.shared.lock_index();
             fs::rename(&tmp, &tree).map_err(|e| Error::io("rename", &tree, e))?;
-            sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))
+            let entries = index.entry(key.to_owned()).or_default();
+            match entries.iter_mut().find(|e| e.digest == digest_hex) {
+                Some(e) => {
+                    e.leases += 1;
+                    e.removed = false;
+                }
+                None => entries.push(Entry {
+                    digest: digest_hex.clone(),
+                    leases: 1,
+                    removed: false,
+                }),
+            }
+            drop(index);
+            let lease = Arc::new(Lease {
+                store: self.shared.clone(),
+                key: key.to_owned(),
+                digest_hex,
+            });
+            sys::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+            Ok(lease)
         })();
         if r.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         fs::remove_file(&marker).map_err(|e| Error::io("unlink", &marker, e))?;
-        sys::fsync_dir(&self.dir).map_err(|e| Error::io("fsync", &self.dir, e))?;
-        r?;
-        let mut index = self.lock_index();
-        let digests = index.entry(key.to_owned()).or_default();
-        if !digests.contains(&digest_hex) {
-            digests.push(digest_hex);
-        }
-        drop(index);
+        sys::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
         Ok(TreeRef {
             path: tree,
             digest: digest.to_vec(),
+            _lease: r?,
         })
     }
 
@@ -219,39 +322,28 @@ impl TreeStore {
     }
 
     /// Delete the trees stored for an identity (`key` as given to
-    /// [`TreeStore::store`]), except the one for digest `keep`.
+    /// [`TreeStore::store`]), except the one for digest `keep`. A tree some `TreeRef`
+    /// still refers to is deleted when the last such reference is dropped.
     pub fn remove_for(&self, key: &str, keep: Option<&[u8]>) -> Result<()> {
         let keep = keep.map(hex::encode);
-        let doomed: Vec<String> = {
-            let mut index = self.lock_index();
-            let Some(digests) = index.get_mut(key) else {
-                return Ok(());
-            };
-            let doomed = digests
-                .iter()
-                .filter(|d| Some(*d) != keep.as_ref())
-                .cloned()
-                .collect();
-            digests.retain(|d| Some(d) == keep.as_ref());
-            if digests.is_empty() {
-                index.remove(key);
-            }
-            doomed
+        let mut index = self.shared.lock_index();
+        let Some(entries) = index.get_mut(key) else {
+            return Ok(());
         };
-        for digest in doomed {
-            let p = self.dir.join(format!("{key}-{digest}.tree"));
-            match fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("unlink", p, e))
-                }
-                _ => {}
+        let mut unleased = Vec::new();
+        for e in entries.iter_mut() {
+            if Some(&e.digest) == keep.as_ref() {
+                continue;
+            }
+            e.removed = true;
+            if e.leases == 0 {
+                unleased.push(e.digest.clone());
             }
         }
+        for digest_hex in unleased {
+            self.shared.unlink(&mut index, key, &digest_hex)?;
+        }
         Ok(())
-    }
-
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
-        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

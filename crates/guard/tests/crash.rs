@@ -354,3 +354,37 @@ fn removing_an_identitys_trees_leaves_the_others() {
     store.remove_for("ab", None).unwrap();
     assert!(names(store.dir()).is_empty());
 }
+
+#[test]
+fn a_tree_in_use_outlives_its_removal() {
+    let d = common::scratch();
+    let (store, _) = TreeStore::open(d.path().join("trees")).unwrap();
+    let store_tree = |digest: &[u8]| {
+        store
+            .store("aa", digest, &mut std::iter::once(vec![7u8; 64]), &|| true)
+            .unwrap()
+    };
+    let held = store_tree(b"\x01");
+    let clone = held.clone();
+    store.remove_for("aa", None).unwrap();
+    assert_eq!(store.load(&held).unwrap(), vec![7u8; 64]);
+    drop(held);
+    assert!(
+        clone.path.exists(),
+        "removed while a clone still refers to it"
+    );
+    drop(clone);
+    let gone = store.dir().join("aa-01.tree");
+    assert!(!gone.exists(), "left behind after its last reference");
+
+    // Stored again while a removed one is still in use: kept past that use.
+    let held = store_tree(b"\x02");
+    store.remove_for("aa", Some(b"\x03")).unwrap();
+    let again = store_tree(b"\x02");
+    drop(held);
+    assert_eq!(store.load(&again).unwrap(), vec![7u8; 64]);
+    drop(again);
+    assert!(store.dir().join("aa-02.tree").exists());
+    store.remove_for("aa", None).unwrap();
+    assert!(!store.dir().join("aa-02.tree").exists());
+}

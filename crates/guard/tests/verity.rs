@@ -72,13 +72,15 @@ fn trees_match_fsverity_utils() {
             "size {size}"
         );
         let reference = std::fs::read(&ref_tree).unwrap();
-        assert_eq!(tree.tree, reference, "size {size}");
+        assert_eq!(m.tree_bytes().unwrap().unwrap(), reference, "size {size}");
         if size <= 4096 {
             // One block: the root hash is the block's hash, and there is no tree.
             assert!(reference.is_empty() && stored.is_none(), "size {size}");
         } else {
+            // Stored, and not held in memory as well.
             let stored = stored.as_ref().expect("tree stored");
             assert_eq!(g.trees().load(stored).unwrap(), reference, "size {size}");
+            assert!(tree.tree.is_empty(), "size {size}");
         }
         let rec = vigil_guard::log::ascii_line(&g.log().records().unwrap().pop().unwrap());
         assert!(
@@ -116,8 +118,19 @@ fn trees_match_fsverity_utils() {
         g.on_open(&now, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
             .unwrap()
     };
+    // A measurement still in use keeps its tree file past a re-measurement (an open
+    // in progress reads it back); the file goes with the last such measurement.
+    let held = g
+        .on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+        .unwrap()
+        .measurement
+        .unwrap();
     let dec = replace(&[9u8; 10_000]);
     assert!(dec.measurement.as_ref().unwrap().tree().is_some());
+    assert_eq!(count(), 2, "tree of a measurement in use removed");
+    let old_tree = std::fs::read(d.path().join("ref3.tree")).unwrap();
+    assert_eq!(held.tree_bytes().unwrap().unwrap(), old_tree);
+    drop(held);
     assert_eq!(count(), 1, "old tree left behind");
     drop(dec);
     // Shrunk to one block: no tree of its own, and none of the old content's either.
