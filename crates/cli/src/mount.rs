@@ -287,7 +287,7 @@ fn guard_config(e: &EnforceArgs) -> anyhow::Result<vigil_guard::Config> {
             .context("--builtin")?;
     }
     if let Some(p) = &e.policy {
-        let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+        let text = crate::policy::read_text(p)?;
         pol.extend(policy::parse(&text).with_context(|| format!("{}", p.display()))?);
     }
     let ring = key_ring(&e.keys, "--keys")?;

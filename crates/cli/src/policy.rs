@@ -267,15 +267,23 @@ pub struct EvalArgs {
     json: bool,
 }
 
-fn read_text(path: &Path) -> anyhow::Result<String> {
+/// Read a policy file (`-`: standard input) as UTF-8 text, at most
+/// [`policy::MAX_POLICY_FILE`] bytes.
+pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
+    let limit = policy::MAX_POLICY_FILE;
     let bytes = if path == Path::new("-") {
         let mut b = Vec::new();
         std::io::stdin()
+            .take(limit + 1)
             .read_to_end(&mut b)
             .context("reading standard input")?;
+        if b.len() as u64 > limit {
+            anyhow::bail!("standard input: larger than {limit} bytes: not a policy");
+        }
         b
     } else {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+        vigil_ima::keys::read_at_most(path, limit)
+            .with_context(|| format!("reading {}", path.display()))?
     };
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();

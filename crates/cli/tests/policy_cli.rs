@@ -465,3 +465,41 @@ fn lint_names_built_in_rules_by_number_only() {
     );
     assert!(!text.contains("line 0"), "{text}");
 }
+
+#[test]
+fn endless_policy_files_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    // /dev/zero never ends: a policy reader stops at its limit and names the input.
+    let src = d.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let runs = [
+        vigil(&["policy", "check", "/dev/zero"]),
+        vigil(&["policy", "print", "/dev/zero"]),
+        vigil(&[
+            "mount",
+            "--policy",
+            "/dev/zero",
+            src.to_str().unwrap(),
+            src.to_str().unwrap(),
+        ]),
+    ];
+    for o in &runs {
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+        assert!(
+            stderr(o).contains("/dev/zero") && stderr(o).contains("larger than 16777216 bytes"),
+            "{}",
+            stderr(o)
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["policy", "check", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("standard input: larger than 16777216 bytes"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -56,6 +56,11 @@ pub use parse::{parse, parse_all, parse_rule, KernelConfig, ParseOutcome, Warnin
 
 use crate::HashAlgo;
 
+/// The largest policy file vigil reads: far above any real policy (thousands of
+/// rules are a few hundred KiB), low enough that `/dev/zero` given as a policy is an
+/// error and not an exhausted memory.
+pub const MAX_POLICY_FILE: u64 = 16 << 20;
+
 /// `MAY_EXEC`: the file is executed or mapped executable.
 pub const MAY_EXEC: u8 = 0x1;
 /// `MAY_WRITE`: the file is opened for writing.
