@@ -31,8 +31,9 @@ pub enum Command {
     /// Exit status: 0 unmounted, 1 busy (files still open; see --lazy), 2 not a
     /// mount or other error.
     Umount(UmountArgs),
-    /// Summarise a vigil mount: measurement records, violations, policy rules and PCR
-    /// values, read from MNT/.vigil/.
+    /// Summarise a vigil mount: source and state directories, appraisal mode, read
+    /// verification, measurement records, violations, policy rules, file counters
+    /// and PCR values, read from MNT/.vigil/.
     ///
     /// Exit status: 0, or 2 if MNT is not a vigil mount.
     Status(StatusArgs),
@@ -228,7 +229,8 @@ pub struct UmountArgs {
 pub struct StatusArgs {
     /// The mount point.
     pub mountpoint: PathBuf,
-    /// Print JSON instead of text (with the policy's rules, not just their number).
+    /// Print JSON instead of text (with the policy's rules, not just their number, and
+    /// MNT/.vigil/status as the object "status").
     #[arg(long)]
     pub json: bool,
 }
@@ -678,8 +680,26 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let policy = String::from_utf8_lossy(&read("policy")?).into_owned();
     let rules: Vec<&str> = policy.lines().map(str::trim_end).collect();
     let records = ascii.lines().filter(|l| !l.trim().is_empty()).count();
+    let status = String::from_utf8_lossy(&read("status")?).into_owned();
+    let status: Vec<(&str, &str)> = status.lines().filter_map(|l| l.split_once(": ")).collect();
+    let field = |key: &str| {
+        status
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or("?", |(_, v)| *v)
+    };
     let mut out = crate::stdout();
     if a.json {
+        let daemon: serde_json::Map<String, serde_json::Value> = status
+            .iter()
+            .map(|(k, v)| {
+                let v = match v.parse::<u64>() {
+                    Ok(n) => n.into(),
+                    Err(_) => v.to_string().into(),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
         let v = serde_json::json!({
             "mountpoint": mnt,
             "records": records,
@@ -687,17 +707,43 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "violations": violations.parse::<u64>().unwrap_or(0),
             "policy": rules,
             "pcrs": pcrs.lines().filter(|l| !l.trim().is_empty()).collect::<Vec<_>>(),
+            "status": daemon,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         writeln!(out, "mount:        {}", mnt.display())?;
+        writeln!(out, "source:       {}", field("source"))?;
+        writeln!(out, "state:        {}", field("state"))?;
         writeln!(
             out,
-            "measurements: {records} records ({} bytes binary)",
-            binary.len()
+            "appraisal:    {} (IMA values from {})",
+            field("appraise"),
+            field("ima_value")
+        )?;
+        let reads = match field("verify_reads") {
+            "yes" => "verified against Merkle trees",
+            _ => "not verified",
+        };
+        writeln!(out, "reads:        {reads}")?;
+        writeln!(
+            out,
+            "measurements: {records} records ({} bytes binary; {}, template {})",
+            binary.len(),
+            field("hash"),
+            field("template")
         )?;
         writeln!(out, "violations:   {violations}")?;
         writeln!(out, "policy:       {} rules", rules.len())?;
+        writeln!(
+            out,
+            "files:        {} tracked, {} contents hashed, {} opens from cache, \
+             {} re-measurements waiting, {} failed",
+            field("tracked_files"),
+            field("contents_hashed"),
+            field("cache_hits"),
+            field("jobs_pending"),
+            field("jobs_failed")
+        )?;
         for l in pcrs.lines().filter(|l| !l.trim().is_empty()) {
             writeln!(out, "{l}")?;
         }

@@ -152,6 +152,38 @@ fn mount_status_and_three_ways_to_unmount() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("violations:   0"), "{out}");
     assert!(out.contains("policy:       3 rules"), "{out}");
+    let src = fs::canonicalize(&d.src).unwrap();
+    assert!(
+        out.contains(&format!("source:       {}\n", src.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("appraisal:    enforce (IMA values from security.ima)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("reads:        verified against Merkle trees"),
+        "{out}"
+    );
+    assert!(
+        out.contains("measurements: 1 records (") && out.contains("sha256, template ima-ng)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("files:        1 tracked, 1 contents hashed"),
+        "{out}"
+    );
+    // `.vigil/status`, one `key: value` per line, is where those come from.
+    let status = fs::read_to_string(d.mnt.join(".vigil/status")).unwrap();
+    assert!(
+        status.starts_with(&format!(
+            "source: {}\nstate: {}\nappraise: enforce\nima_value: security.ima\n\
+             verify_reads: yes\nhash: sha256\ntemplate: ima-ng\nrecords: 1\n",
+            src.display(),
+            fs::canonicalize(d.state()).unwrap().display()
+        )),
+        "{status}"
+    );
     // `.vigil/policy` shows the rules in force as securityfs would: built-in rules
     // first, each in the kernel's normalised form (the same as `vigil policy print`).
     let shown = fs::read_to_string(d.mnt.join(".vigil/policy")).unwrap();
@@ -169,6 +201,8 @@ fn mount_status_and_three_ways_to_unmount() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["policy"][1], "measure func=FILE_CHECK mask=MAY_READ");
     assert_eq!(v["records"], 1, "{v}");
+    assert_eq!(v["status"]["appraise"], "enforce", "{v}");
+    assert_eq!(v["status"]["tracked_files"], 1, "{v}");
     let pid = daemon_pid(&d);
     let held = fs::File::open(d.mnt.join("f")).unwrap();
     let o = vigil(&[&"umount", &d.mnt], &d.run);

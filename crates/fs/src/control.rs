@@ -1,5 +1,6 @@
 //! The read-only `.vigil/` directory at the root of every mount: the measurement list,
-//! PCR values and policy as securityfs would show them, and the violations counter.
+//! PCR values and policy as securityfs would show them, the violations counter, and
+//! the mount's own status.
 
 /// Name of the control directory in the mount's root. A backing entry of that name is
 /// hidden and cannot be created, renamed or removed through the mount.
@@ -20,15 +21,18 @@ pub enum ControlFile {
     Pcrs,
     /// The policy in force, one rule per line as the kernel shows it.
     Policy,
+    /// The mount's configuration and counters, one `key: value` per line.
+    Status,
 }
 
 impl ControlFile {
-    pub const ALL: [ControlFile; 5] = [
+    pub const ALL: [ControlFile; 6] = [
         ControlFile::AsciiMeasurements,
         ControlFile::BinaryMeasurements,
         ControlFile::Pcrs,
         ControlFile::Violations,
         ControlFile::Policy,
+        ControlFile::Status,
     ];
 
     pub fn name(self) -> &'static str {
@@ -38,6 +42,7 @@ impl ControlFile {
             ControlFile::Violations => "violations",
             ControlFile::Pcrs => "pcrs",
             ControlFile::Policy => "policy",
+            ControlFile::Status => "status",
         }
     }
 

@@ -76,6 +76,8 @@ pub fn open_mask(flags: i32) -> u32 {
 pub struct Enforcer {
     guard: Guard,
     mnt: PathBuf,
+    /// The source directory, for `.vigil/status`.
+    source: PathBuf,
     /// Reads of measured files are checked against their Merkle tree.
     verify_reads: bool,
 }
@@ -91,6 +93,7 @@ impl Enforcer {
     pub fn new(
         guard: Guard,
         mnt: &Path,
+        source: &Path,
         root: BorrowedFd<'_>,
         verify_reads: bool,
     ) -> std::io::Result<Enforcer> {
@@ -100,6 +103,7 @@ impl Enforcer {
         Ok(Enforcer {
             guard,
             mnt: mnt.to_owned(),
+            source: source.to_owned(),
             verify_reads,
         })
     }
@@ -523,6 +527,10 @@ impl Enforcer {
                 out = self.guard.policy_text().as_bytes().to_vec();
                 Ok(())
             }
+            ControlFile::Status => {
+                out = self.status_text().into_bytes();
+                Ok(())
+            }
         };
         if let Err(e) = r {
             self.audit(format_args!("exporting {}: {e}", f.name()));
@@ -537,6 +545,34 @@ impl Enforcer {
 
 /// `<alg> PCR-NN: <hex>` lines (as `vigil log replay` prints them) for every PCR of
 /// every bank that is not all zero.
+impl Enforcer {
+    /// `.vigil/status`: what the mount was started with and what it has done.
+    fn status_text(&self) -> String {
+        let g = &self.guard;
+        let cfg = g.config();
+        let stats = g.stats();
+        let log = g.log().stats();
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        let lines: [(&str, String); 14] = [
+            ("source", self.source.display().to_string()),
+            ("state", g.state_dir().display().to_string()),
+            ("appraise", cfg.appraise_mode.name().to_owned()),
+            ("ima_value", cfg.xattr.to_string()),
+            ("verify_reads", yes_no(self.verify_reads).to_owned()),
+            ("hash", cfg.hash_algo.name().to_owned()),
+            ("template", cfg.template.name().to_owned()),
+            ("records", log.records.to_string()),
+            ("violations", log.violations.to_string()),
+            ("tracked_files", g.tracked_files().to_string()),
+            ("contents_hashed", stats.measurements.to_string()),
+            ("cache_hits", stats.cache_hits.to_string()),
+            ("jobs_pending", g.pending_jobs().to_string()),
+            ("jobs_failed", stats.jobs_failed.to_string()),
+        ];
+        lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect()
+    }
+}
+
 pub fn format_pcrs(banks: &vigil_ima::list::PcrBanks) -> String {
     let mut s = String::new();
     for b in &banks.banks {

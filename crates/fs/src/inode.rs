@@ -42,7 +42,7 @@ use crate::sys;
 pub const ROOT_INO: u64 = 1;
 /// Ids below this are the root's and `.vigil/`'s; a source file whose own inode number
 /// is below it gets [`LOW_INO_BASE`] + its number.
-pub const FIRST_DYNAMIC_INO: u64 = 8;
+pub const FIRST_DYNAMIC_INO: u64 = 16;
 /// Node ids from here on are counted, for files whose own inode number cannot serve.
 pub const FALLBACK_INO: u64 = 1 << 63;
 /// Ids of the source's files with inode numbers below [`FIRST_DYNAMIC_INO`]:

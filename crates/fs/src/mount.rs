@@ -203,7 +203,14 @@ impl Mount {
         // caller's umask already).
         // SAFETY: trivial.
         unsafe { libc::umask(0) };
-        let enforcer = Enforcer::new(opts.guard, &mountpoint, root.as_fd(), opts.verify_reads)?;
+        let source = std::fs::canonicalize(&opts.source).unwrap_or_else(|_| opts.source.clone());
+        let enforcer = Enforcer::new(
+            opts.guard,
+            &mountpoint,
+            &source,
+            root.as_fd(),
+            opts.verify_reads,
+        )?;
         let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers, opts.read_workers)?;
         let shared = fs.shared.clone();
         let mut config = Config::default();

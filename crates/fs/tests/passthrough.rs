@@ -285,6 +285,7 @@ fn vigil_dir_is_read_only_and_hides_backing_entry() {
             "binary_runtime_measurements",
             "pcrs",
             "policy",
+            "status",
             "violations"
         ]
     );

@@ -26,6 +26,18 @@ pub enum AppraiseMode {
     Off,
 }
 
+impl AppraiseMode {
+    /// The `ima_appraise=` value: `enforce`, `log`, `fix` or `off`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AppraiseMode::Enforce => "enforce",
+            AppraiseMode::Log => "log",
+            AppraiseMode::Fix => "fix",
+            AppraiseMode::Off => "off",
+        }
+    }
+}
+
 /// Where a file's IMA value is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum XattrSource {
@@ -36,6 +48,17 @@ pub enum XattrSource {
     User,
     /// A sidecar store: the value of a file lives in `<dir>/<identity hex>.ima`.
     Sidecar(PathBuf),
+}
+
+impl std::fmt::Display for XattrSource {
+    /// `security.ima`, `user.ima` or `sidecar DIR`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XattrSource::Security => f.write_str("security.ima"),
+            XattrSource::User => f.write_str("user.ima"),
+            XattrSource::Sidecar(dir) => write!(f, "sidecar {}", dir.display()),
+        }
+    }
 }
 
 /// The outcome of appraising one file.

@@ -557,6 +557,7 @@ impl Drop for StateLock {
 
 struct Shared {
     _lock: StateLock,
+    state_dir: PathBuf,
     config: Config,
     files: RwLock<HashMap<FileId, Arc<FileState>>>,
     mounts: RwLock<HashMap<u64, Arc<OwnedFd>>>,
@@ -611,6 +612,7 @@ impl Guard {
         let seals = load_seals(&seals_path)?;
         let shared = Arc::new(Shared {
             _lock: StateLock(lock),
+            state_dir: std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned()),
             queue: DedupQueue::new(config.queue_capacity),
             config,
             files: RwLock::new(HashMap::new()),
@@ -1198,6 +1200,21 @@ impl Guard {
         )?;
         s.log.append(&rec)?;
         Ok(())
+    }
+
+    /// The configuration the guard was started with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Deferred jobs (re-measurements after a last writer) waiting for a worker.
+    pub fn pending_jobs(&self) -> usize {
+        self.shared.queue.len()
+    }
+
+    /// The state directory (log, trees, seals).
+    pub fn state_dir(&self) -> &Path {
+        &self.shared.state_dir
     }
 
     /// Counters.
