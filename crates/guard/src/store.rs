@@ -71,7 +71,7 @@ impl PartialEq for TreeRef {
 
 impl Eq for TreeRef {}
 
-/// What [`TreeStore::recover`] found and erased.
+/// What [`TreeStore::open`] found and erased.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TreeRecovery {
     /// Partial trees (with a "building" marker, or left-over temporaries) erased.
@@ -97,6 +97,12 @@ type Index = HashMap<String, Vec<Entry>>;
 struct Shared {
     dir: PathBuf,
     index: Mutex<Index>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeStore").field("dir", &self.dir).finish()
+    }
 }
 
 impl Shared {
@@ -132,12 +138,6 @@ struct Lease {
     digest_hex: String,
 }
 
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TreeStore").field("dir", &self.dir).finish()
-    }
-}
-
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut index = self.store.lock_index();
@@ -147,7 +147,7 @@ impl Drop for Lease {
         else {
             return;
         };
-        entry.leases -= 1;
+        entry.leases = entry.leases.saturating_sub(1);
         if entry.leases == 0 && entry.removed {
             // Best effort: a tree left behind is removed with the identity's next one.
             let _ = self.store.unlink(&mut index, &self.key, &self.digest_hex);
@@ -190,8 +190,9 @@ impl TreeStore {
     }
 
     /// Erase every partial tree: any tree with a "building" marker (finished or not)
-    /// and every temporary.
-    pub fn recover(&self) -> Result<TreeRecovery> {
+    /// and every temporary; index the finished ones. Run once, when the store is
+    /// opened (no `TreeRef` exists yet).
+    fn recover(&self) -> Result<TreeRecovery> {
         let dir = self.dir();
         let mut rec = TreeRecovery::default();
         let rd = fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))?;
