@@ -545,6 +545,52 @@ fn seal_and_unseal() {
     assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
 }
 
+/// Seal records outlive the mount their files were reached through: the source's
+/// mount is a new one at every boot (here: a bind mount made again), its file system
+/// is the same.
+#[test]
+fn seals_outlive_the_source_mount() {
+    if !can_mount() {
+        return;
+    }
+    struct Bind(PathBuf);
+    impl Drop for Bind {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let d = dirs();
+    let data = d.src.with_file_name("data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), b"sealed").unwrap();
+    let bind = || {
+        let ok = Command::new("mount")
+            .arg("--bind")
+            .arg(&data)
+            .arg(&d.src)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount --bind");
+        Bind(d.src.clone())
+    };
+    let f = d.mnt.join("f");
+    {
+        let _source = bind();
+        d.mount(&[]);
+        assert!(vigil(&[&"seal", &f], &d.run).status.success());
+        assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
+    }
+    let _source = bind();
+    d.mount(&[]);
+    let e = fs::OpenOptions::new().append(true).open(&f).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "seal lost");
+    assert!(vigil(&[&"unseal", &f], &d.run).status.success());
+    fs::write(&f, b"changed").unwrap();
+    assert!(vigil(&[&"umount", &d.mnt], &d.run).status.success());
+    assert_eq!(fs::read(data.join("f")).unwrap(), b"changed");
+}
+
 /// `vigil ARGS`, killed (and the test failed) if it takes longer than `limit`.
 fn vigil_within(args: &[&dyn AsRef<std::ffi::OsStr>], run: &Path, limit: Duration) -> Output {
     use std::process::Stdio;

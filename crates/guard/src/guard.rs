@@ -663,6 +663,9 @@ impl Guard {
     pub fn register_mount(&self, fd: OwnedFd) -> Result<u64> {
         let st = sys::statx(fd.as_fd(), Path::new(""))
             .map_err(|e| Error::io("statx", "<mount fd>", e))?;
+        let (_, fsid) =
+            sys::fs_magic_and_id(fd.as_fd()).map_err(|e| Error::io("fstatfs", "<mount fd>", e))?;
+        self.shared.rekey_seals(st.mnt_id, fsid)?;
         self.shared
             .mounts
             .write()
@@ -1328,6 +1331,25 @@ impl Shared {
                 .entry(id.clone())
                 .or_insert_with(|| Arc::new(FileState::new(sealed))),
         )
+    }
+
+    /// Seal records an earlier vigil kept by the mount id of this run's mount `mount`
+    /// are carried over to the key by file system id, which outlives the mount.
+    fn rekey_seals(&self, mount: u64, fsid: u64) -> Result<()> {
+        let mut seals = self.seals.lock().unwrap_or_else(|e| e.into_inner());
+        let old: Vec<(String, String)> = seals
+            .keys()
+            .filter_map(|k| Some((k.clone(), FileId::rekey_mount_keyed(k, mount, fsid)?)))
+            .collect();
+        if old.is_empty() {
+            return Ok(());
+        }
+        for (from, to) in old {
+            if let Some(rec) = seals.remove(&from) {
+                seals.insert(to, rec);
+            }
+        }
+        save_seals(&self.seals_path, &seals)
     }
 
     fn forget(&self, id: &FileId) {

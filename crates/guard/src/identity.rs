@@ -2,6 +2,10 @@
 //! generation), never by an open descriptor or a path, and every cached entry is checked
 //! against ctime (ns), size and birth time before it is trusted.
 //!
+//! What is kept across restarts (seals, tree names) is keyed by [`FileId::to_hex`], in
+//! which the file system's id (`f_fsid`) stands for the mount id where the file system
+//! has one: a mount id is new at every mount, so after a reboot it would match nothing.
+//!
 //! Filesystems that cannot encode handles get an inode key (device, inode number,
 //! `FS_IOC_GETVERSION` generation where present, birth time) instead; [`FileId::has_handle`]
 //! says which kind a file got, and such files cannot be reopened by deferred jobs.
@@ -24,6 +28,8 @@ pub struct FileId(Arc<Key>);
 enum Key {
     Handle {
         mount: u64,
+        /// `f_fsid` (0: none).
+        fsid: u64,
         handle_type: i32,
         handle: Box<[u8]>,
     },
@@ -76,11 +82,17 @@ impl FileId {
         match &*self.0 {
             Key::Handle {
                 mount,
+                fsid,
                 handle_type,
                 handle,
             } => {
-                v.push(b'h');
-                v.extend_from_slice(&mount.to_le_bytes());
+                if *fsid != 0 {
+                    v.push(b'f');
+                    v.extend_from_slice(&fsid.to_le_bytes());
+                } else {
+                    v.push(b'h');
+                    v.extend_from_slice(&mount.to_le_bytes());
+                }
                 v.extend_from_slice(&handle_type.to_le_bytes());
                 v.extend_from_slice(handle);
             }
@@ -100,6 +112,17 @@ impl FileId {
             }
         }
         v
+    }
+
+    /// A key an earlier vigil gave a file on mount `mount` (the mount id where
+    /// [`FileId::to_hex`] now puts the file system's id `fsid`), as `to_hex` gives it
+    /// now; `None` for any other key, or if the file system has no id.
+    pub(crate) fn rekey_mount_keyed(old: &str, mount: u64, fsid: u64) -> Option<String> {
+        if fsid == 0 {
+            return None;
+        }
+        let rest = old.strip_prefix(&hex::encode([&[b'h'][..], &mount.to_le_bytes()].concat()))?;
+        Some(hex::encode([&[b'f'][..], &fsid.to_le_bytes()].concat()) + rest)
     }
 
     /// Lowercase hex of [`FileId::to_bytes`].
@@ -125,11 +148,12 @@ impl fmt::Debug for FileId {
         match &*self.0 {
             Key::Handle {
                 mount,
+                fsid,
                 handle_type,
                 handle,
             } => write!(
                 f,
-                "FileId(mnt {mount}, handle {handle_type}:{})",
+                "FileId(mnt {mount}, fsid {fsid:x}, handle {handle_type}:{})",
                 hex::encode(handle)
             ),
             Key::Inode {
@@ -219,13 +243,14 @@ pub fn refresh_fd(id: &FileId, fd: BorrowedFd<'_>, fs_magic: u64) -> Result<Opti
 pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<Identified> {
     let empty = Path::new("");
     let st = sys::statx(fd, empty).map_err(|e| Error::io("statx", "<fd>", e))?;
-    let fs_magic = sys::fs_magic(fd).map_err(|e| Error::io("fstatfs", "<fd>", e))?;
+    let (fs_magic, fsid) = sys::fs_magic_and_id(fd).map_err(|e| Error::io("fstatfs", "<fd>", e))?;
     let attrs = attrs_of(&st, fs_magic);
     let key = match sys::name_to_handle(fd, empty)
         .map_err(|e| Error::io("name_to_handle_at", "<fd>", e))?
     {
         Some(h) => Key::Handle {
             mount: st.mnt_id,
+            fsid,
             handle_type: h.handle_type,
             handle: h.bytes.into_boxed_slice(),
         },

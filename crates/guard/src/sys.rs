@@ -204,7 +204,24 @@ pub fn fs_uuid(fd: BorrowedFd<'_>) -> Option<[u8; 16]> {
 
 /// The filesystem magic (`statfs.f_type`) of the file.
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<u64> {
-    Ok(rustix::fs::fstatfs(fd)?.f_type as u64)
+    Ok(fs_magic_and_id(fd)?.0)
+}
+
+/// The file system's magic number and its id (`f_fsid`, as one number; 0 when the
+/// file system gives none). Local file systems derive the id from what identifies the
+/// file system itself (ext4, XFS, btrfs: its UUID), so it is the same at every mount.
+pub fn fs_magic_and_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::statfs64>::zeroed();
+    // SAFETY: fstatfs64 fills the buffer on success; on failure it is not read.
+    if unsafe { libc::fstatfs64(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: filled above.
+    let st = unsafe { st.assume_init() };
+    // SAFETY: `fsid_t` is two C ints (its fields are private in `libc`).
+    let [a, b]: [libc::c_int; 2] = unsafe { std::mem::transmute(st.f_fsid) };
+    let id = u64::from(a as u32) | u64::from(b as u32) << 32;
+    Ok((st.f_type as u64, id))
 }
 
 /// Read an xattr; `Ok(None)` when absent or unsupported.

@@ -895,3 +895,41 @@ fn open_of_a_file_being_written_gets_a_decision() {
     );
     assert!(std::sync::Arc::ptr_eq(&g.cached(&id.id).unwrap(), &m));
 }
+
+/// A seal record an earlier vigil kept under the mount id (a key that a new mount of
+/// the file system would never match again) is carried over to the file system's id
+/// when that mount is registered.
+#[test]
+fn seals_kept_by_mount_id_are_carried_over() {
+    let d = scratch();
+    let p = write_file(&d.path().join("s"), b"sealed");
+    let f = File::open(&p).unwrap();
+    let seals = d.path().join("state/seals");
+    let new_key = {
+        let g = guard(d.path(), Actions::default());
+        let id = g.identify(f.as_fd()).unwrap();
+        g.seal(&id, f.as_fd()).unwrap();
+        id.id.to_hex()
+    };
+    // 'f' + f_fsid (8 bytes) here; the earlier form was 'h' + mount id (8 bytes).
+    assert!(new_key.starts_with("66"), "{new_key}");
+    let g = guard(d.path(), Actions::default());
+    let id = g.identify(f.as_fd()).unwrap();
+    let old_key = format!(
+        "68{}{}",
+        hex::encode(id.id.mount().to_le_bytes()),
+        &new_key[18..]
+    );
+    drop(g);
+    let text = std::fs::read_to_string(&seals).unwrap();
+    std::fs::write(&seals, text.replace(&new_key, &old_key)).unwrap();
+
+    let g = guard(d.path(), Actions::default());
+    assert!(g.seal_of(&id.id).is_none());
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    assert!(g.seal_of(&id.id).is_some(), "seal not carried over");
+    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    let text = std::fs::read_to_string(&seals).unwrap();
+    assert!(text.starts_with(&new_key), "{text}");
+}
