@@ -666,6 +666,7 @@ impl Guard {
         let (_, fsid) =
             sys::fs_magic_and_id(fd.as_fd()).map_err(|e| Error::io("fstatfs", "<mount fd>", e))?;
         self.shared.rekey_seals(st.mnt_id, fsid)?;
+        self.shared.sweep_gone(st.mnt_id, fsid, fd.as_fd())?;
         self.shared
             .mounts
             .write()
@@ -1350,6 +1351,30 @@ impl Shared {
             }
         }
         save_seals(&self.seals_path, &seals)
+    }
+
+    /// Drop the trees and seal records of files that are gone from the file system of
+    /// `mount` (id `fsid`): deleted while no mount showed them, or after the kernel had
+    /// forgotten them. One `open_by_handle_at` per file with a tree or seal. Trees an
+    /// earlier vigil named by this mount's id are dropped too (they are stored again,
+    /// under the file system's id, at the next measurement).
+    fn sweep_gone(&self, mount: u64, fsid: u64, mount_fd: BorrowedFd<'_>) -> Result<()> {
+        let gone = |key: &str| match FileId::handle_in_key(key, fsid) {
+            Some(h) => matches!(sys::handle_names_a_file(mount_fd, &h), Ok(false)),
+            None => FileId::rekey_mount_keyed(key, mount, fsid).is_some(),
+        };
+        for key in self.trees.keys() {
+            if gone(&key) {
+                self.trees.remove_for(&key, None)?;
+            }
+        }
+        let mut seals = self.seals.lock().unwrap_or_else(|e| e.into_inner());
+        let before = seals.len();
+        seals.retain(|key, _| !gone(key));
+        if seals.len() != before {
+            save_seals(&self.seals_path, &seals)?;
+        }
+        Ok(())
     }
 
     fn forget(&self, id: &FileId) {

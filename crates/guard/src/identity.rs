@@ -125,6 +125,21 @@ impl FileId {
         Some(hex::encode([&[b'f'][..], &fsid.to_le_bytes()].concat()) + rest)
     }
 
+    /// The file handle in a key [`FileId::to_hex`] gave a file on the file system with
+    /// id `fsid`; `None` for keys of other file systems or kinds.
+    pub(crate) fn handle_in_key(key: &str, fsid: u64) -> Option<sys::RawHandle> {
+        let bytes = hex::decode(key).ok()?;
+        let rest = bytes.strip_prefix(&[&[b'f'][..], &fsid.to_le_bytes()].concat()[..])?;
+        if fsid == 0 || rest.len() < 4 {
+            return None;
+        }
+        let (handle_type, handle) = rest.split_at(4);
+        Some(sys::RawHandle {
+            handle_type: i32::from_le_bytes(handle_type.try_into().ok()?),
+            bytes: handle.to_vec(),
+        })
+    }
+
     /// Lowercase hex of [`FileId::to_bytes`].
     pub fn to_hex(&self) -> String {
         hex::encode(self.to_bytes())

@@ -316,6 +316,11 @@ impl TreeStore {
         })
     }
 
+    /// The identities (`key`s as given to [`TreeStore::store`]) that have trees.
+    pub fn keys(&self) -> Vec<String> {
+        self.shared.lock_index().keys().cloned().collect()
+    }
+
     /// Load a finished tree, checking its length and checksum; a damaged or partial
     /// file is an error (and is never returned as a tree).
     pub fn load(&self, r: &TreeRef) -> Result<Vec<u8>> {

@@ -125,7 +125,25 @@ pub fn name_to_handle(dirfd: BorrowedFd<'_>, path: &Path) -> io::Result<Option<R
 
 /// `open_by_handle_at(mount_fd, handle, O_RDONLY|O_CLOEXEC|O_NOATIME)`; needs
 /// CAP_DAC_READ_SEARCH.
-pub fn open_by_handle(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Result<File> {
+/// Whether `handle` still names a file on the file system of `mount_fd` (`ESTALE`:
+/// the file is gone). Opens nothing but an `O_PATH` descriptor, closed at once.
+pub fn handle_names_a_file(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Result<bool> {
+    match open_by_handle_flags(mount_fd, handle, libc::O_PATH) {
+        Ok(fd) => {
+            // SAFETY: the kernel just returned this descriptor to us; closed here.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            Ok(true)
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ESTALE) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn open_by_handle_flags(
+    mount_fd: BorrowedFd<'_>,
+    handle: &RawHandle,
+    flags: i32,
+) -> io::Result<i32> {
     if handle.bytes.len() > MAX_HANDLE_SZ {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
@@ -135,21 +153,23 @@ pub fn open_by_handle(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Resul
         f_handle: [0; MAX_HANDLE_SZ],
     };
     buf.f_handle[..handle.bytes.len()].copy_from_slice(&handle.bytes);
-    let mut open = |flags: i32| {
-        // SAFETY: `buf` is a valid `struct file_handle` of `handle_bytes` bytes.
-        let fd = unsafe {
-            libc::open_by_handle_at(
-                mount_fd.as_raw_fd(),
-                (&mut buf as *mut HandleBuf).cast(),
-                libc::O_RDONLY | libc::O_CLOEXEC | flags,
-            )
-        };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(fd)
-        }
+    // SAFETY: `buf` is a valid `struct file_handle` of `handle_bytes` bytes.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount_fd.as_raw_fd(),
+            (&mut buf as *mut HandleBuf).cast(),
+            libc::O_CLOEXEC | flags,
+        )
     };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
+pub fn open_by_handle(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Result<File> {
+    let open = |flags: i32| open_by_handle_flags(mount_fd, handle, libc::O_RDONLY | flags);
     // Reading a file to re-measure it is nobody's access, so its atime stays (O_NOATIME
     // needs the file's owner or CAP_FOWNER; without, the file is opened as is).
     let fd = match open(libc::O_NOATIME) {

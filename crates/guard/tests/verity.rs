@@ -144,3 +144,51 @@ fn trees_match_fsverity_utils() {
     g.forget(&id.id);
     assert_eq!(count(), 0, "tree of a forgotten file left behind");
 }
+
+/// Trees and seals of files deleted while no guard was watching (or after the kernel
+/// forgot them) are dropped when the guard registers their file system's mount; those
+/// of files still there stay.
+#[test]
+fn trees_and_seals_of_files_gone_are_swept_at_registration() {
+    let d = scratch();
+    let cfg = || Config {
+        tree_builder: Some(Arc::new(FsVerityTrees::default())),
+        ..config(Actions {
+            measure: Some(MeasureAction {
+                pcr: 10,
+                template: None,
+                verity: true,
+            }),
+            ..Actions::default()
+        })
+    };
+    let names = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
+    {
+        let g = Guard::new(cfg(), d.path().join("state")).unwrap();
+        for name in ["kept", "gone", "sealed-gone", "sealed-kept"] {
+            let p = write_file(&d.path().join(name), &vec![name.len() as u8; 10_000]);
+            let f = File::open(&p).unwrap();
+            let id = g.identify(f.as_fd()).unwrap();
+            g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+                .unwrap();
+            if name.starts_with("sealed") {
+                g.seal(&id, f.as_fd()).unwrap();
+            }
+        }
+        assert_eq!(names(g.trees().dir()), 4);
+    }
+    std::fs::remove_file(d.path().join("gone")).unwrap();
+    std::fs::remove_file(d.path().join("sealed-gone")).unwrap();
+    let seals = || std::fs::read_to_string(d.path().join("state/seals")).unwrap();
+    assert_eq!(seals().lines().count(), 2);
+
+    let g = Guard::new(cfg(), d.path().join("state")).unwrap();
+    assert_eq!(names(g.trees().dir()), 4, "swept before registration");
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    assert_eq!(names(g.trees().dir()), 2);
+    assert_eq!(seals().lines().count(), 1);
+    let f = File::open(d.path().join("sealed-kept")).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    assert!(g.seal_of(&id.id).is_some());
+}
