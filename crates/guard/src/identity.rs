@@ -86,13 +86,10 @@ impl FileId {
                 handle_type,
                 handle,
             } => {
-                if *fsid != 0 {
-                    v.push(b'f');
-                    v.extend_from_slice(&fsid.to_le_bytes());
-                } else {
-                    v.push(b'h');
-                    v.extend_from_slice(&mount.to_le_bytes());
-                }
+                v = match *fsid {
+                    0 => key_prefix(b'h', *mount),
+                    fsid => key_prefix(b'f', fsid),
+                };
                 v.extend_from_slice(&handle_type.to_le_bytes());
                 v.extend_from_slice(handle);
             }
@@ -121,16 +118,19 @@ impl FileId {
         if fsid == 0 {
             return None;
         }
-        let rest = old.strip_prefix(&hex::encode([&[b'h'][..], &mount.to_le_bytes()].concat()))?;
-        Some(hex::encode([&[b'f'][..], &fsid.to_le_bytes()].concat()) + rest)
+        let rest = old.strip_prefix(&hex::encode(key_prefix(b'h', mount)))?;
+        Some(hex::encode(key_prefix(b'f', fsid)) + rest)
     }
 
     /// The file handle in a key [`FileId::to_hex`] gave a file on the file system with
     /// id `fsid`; `None` for keys of other file systems or kinds.
     pub(crate) fn handle_in_key(key: &str, fsid: u64) -> Option<sys::RawHandle> {
+        if fsid == 0 {
+            return None;
+        }
         let bytes = hex::decode(key).ok()?;
-        let rest = bytes.strip_prefix(&[&[b'f'][..], &fsid.to_le_bytes()].concat()[..])?;
-        if fsid == 0 || rest.len() < 4 {
+        let rest = bytes.strip_prefix(&key_prefix(b'f', fsid)[..])?;
+        if rest.len() < 4 {
             return None;
         }
         let (handle_type, handle) = rest.split_at(4);
@@ -156,6 +156,14 @@ impl FileId {
             btime_ns: 0,
         }))
     }
+}
+
+/// The start of a handle key: its kind (`f`: by file system id, `h`: by mount id)
+/// and that id.
+fn key_prefix(tag: u8, id: u64) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend_from_slice(&id.to_le_bytes());
+    v
 }
 
 impl fmt::Debug for FileId {

@@ -123,8 +123,6 @@ pub fn name_to_handle(dirfd: BorrowedFd<'_>, path: &Path) -> io::Result<Option<R
     }))
 }
 
-/// `open_by_handle_at(mount_fd, handle, O_RDONLY|O_CLOEXEC|O_NOATIME)`; needs
-/// CAP_DAC_READ_SEARCH.
 /// Whether `handle` still names a file on the file system of `mount_fd` (`ESTALE`:
 /// the file is gone). Opens nothing but an `O_PATH` descriptor, closed at once.
 pub fn handle_names_a_file(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Result<bool> {
@@ -168,6 +166,8 @@ fn open_by_handle_flags(
     }
 }
 
+/// `open_by_handle_at(mount_fd, handle, O_RDONLY|O_CLOEXEC|O_NOATIME)`; needs
+/// CAP_DAC_READ_SEARCH.
 pub fn open_by_handle(mount_fd: BorrowedFd<'_>, handle: &RawHandle) -> io::Result<File> {
     let open = |flags: i32| open_by_handle_flags(mount_fd, handle, libc::O_RDONLY | flags);
     // Reading a file to re-measure it is nobody's access, so its atime stays (O_NOATIME

@@ -22,10 +22,9 @@ fn fsverity_digest(path: &std::path::Path, tree_out: &std::path::Path) -> String
     String::from_utf8(o.stdout).unwrap().trim().to_owned()
 }
 
-#[test]
-fn trees_match_fsverity_utils() {
-    let d = scratch();
-    let cfg = Config {
+/// Measure every file opened, with fs-verity trees, logged as `ima-ngv2` records.
+fn verity_config() -> Config {
+    Config {
         tree_builder: Some(Arc::new(FsVerityTrees::default())),
         template: Template::ImaNgV2,
         ..config(Actions {
@@ -36,8 +35,13 @@ fn trees_match_fsverity_utils() {
             }),
             ..Actions::default()
         })
-    };
-    let g = Guard::new(cfg, d.path().join("state")).unwrap();
+    }
+}
+
+#[test]
+fn trees_match_fsverity_utils() {
+    let d = scratch();
+    let g = Guard::new(verity_config(), d.path().join("state")).unwrap();
     // Up to several of the guard's 1 MiB reads, the last one short.
     for (i, size) in [
         0usize,
@@ -151,20 +155,9 @@ fn trees_match_fsverity_utils() {
 #[test]
 fn trees_and_seals_of_files_gone_are_swept_at_registration() {
     let d = scratch();
-    let cfg = || Config {
-        tree_builder: Some(Arc::new(FsVerityTrees::default())),
-        ..config(Actions {
-            measure: Some(MeasureAction {
-                pcr: 10,
-                template: None,
-                verity: true,
-            }),
-            ..Actions::default()
-        })
-    };
     let names = |dir: &std::path::Path| std::fs::read_dir(dir).unwrap().count();
     {
-        let g = Guard::new(cfg(), d.path().join("state")).unwrap();
+        let g = Guard::new(verity_config(), d.path().join("state")).unwrap();
         for name in ["kept", "gone", "sealed-gone", "sealed-kept"] {
             let p = write_file(&d.path().join(name), &vec![name.len() as u8; 10_000]);
             let f = File::open(&p).unwrap();
@@ -182,7 +175,7 @@ fn trees_and_seals_of_files_gone_are_swept_at_registration() {
     let seals = || std::fs::read_to_string(d.path().join("state/seals")).unwrap();
     assert_eq!(seals().lines().count(), 2);
 
-    let g = Guard::new(cfg(), d.path().join("state")).unwrap();
+    let g = Guard::new(verity_config(), d.path().join("state")).unwrap();
     assert_eq!(names(g.trees().dir()), 4, "swept before registration");
     g.register_mount(File::open(d.path()).unwrap().into())
         .unwrap();
