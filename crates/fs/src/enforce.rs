@@ -276,8 +276,8 @@ impl Enforcer {
     }
 
     /// The read check of measurement `m`, built once per measurement and kept on the
-    /// node. A stored tree that cannot be read back fails the open (EIO): reads are
-    /// never served unverified for want of it.
+    /// node. A stored tree that cannot be read back, or does not fit the measurement,
+    /// fails the open (EIO): reads are never served unverified for want of it.
     fn read_check(
         &self,
         node: &Node,
@@ -289,17 +289,15 @@ impl Enforcer {
                 return Ok(Some(check.clone()));
             }
         }
-        let tree = match m.tree_bytes() {
-            Ok(Some(tree)) => tree,
+        let built = match m.tree_bytes() {
             Ok(None) => return Ok(None),
-            Err(e) => {
-                drop(slot);
-                let path = self.path_of(node);
-                self.audit(format_args!("{}: Merkle tree: {e}: EIO", path.display()));
-                return Err(Errno::EIO);
+            Ok(Some(tree)) => {
+                ReadCheck::new(m.attrs.size, Arc::new(tree), m.algo, m.digest.clone())
+                    .map_err(|e| e.to_string())
             }
+            Err(e) => Err(e.to_string()),
         };
-        match ReadCheck::new(m.attrs.size, Arc::new(tree), m.algo, m.digest.clone()) {
+        match built {
             Ok(c) => {
                 let c = Arc::new(c);
                 *slot = Some((m.clone(), c.clone()));
@@ -308,11 +306,8 @@ impl Enforcer {
             Err(e) => {
                 drop(slot);
                 let path = self.path_of(node);
-                self.audit(format_args!(
-                    "{}: no read verification: {e}",
-                    path.display()
-                ));
-                Ok(None)
+                self.audit(format_args!("{}: Merkle tree: {e}: EIO", path.display()));
+                Err(Errno::EIO)
             }
         }
     }

@@ -109,7 +109,8 @@ impl Default for Config {
 pub struct Measurement {
     /// Generation of the file the measurement belongs to.
     pub generation: u64,
-    /// Attributes when the measurement began.
+    /// Attributes when the measurement began; in an unpublished measurement of a file
+    /// that changed while it was read, the size is that of the bytes read.
     pub attrs: FileAttrs,
     /// Content digest algorithm (`ima_hash`).
     pub algo: HashAlgo,
@@ -520,7 +521,8 @@ pub struct GuardStats {
     pub jobs_refused: u64,
     /// Jobs finished.
     pub jobs_done: u64,
-    /// Jobs that failed (file gone, no mount registered, I/O error).
+    /// Jobs that failed (no mount registered, I/O error). A job whose file was
+    /// deleted meanwhile has nothing to do and counts as finished.
     pub jobs_failed: u64,
 }
 
@@ -1541,9 +1543,10 @@ impl Shared {
     }
 
     /// One measurement; the caller holds the outer lock. Returns the measurement and
-    /// whether it was published (only if the generation it started from is still
-    /// current). With `abandon_on_change`, a change noticed while reading stops it with
-    /// [`Error::Changed`]; without, it reads to the end (and does not publish).
+    /// whether it was published (only if the file did not change while it was read and
+    /// the generation it started from is still current). With `abandon_on_change`, a
+    /// change noticed while reading stops it with [`Error::Changed`]; without, it reads
+    /// to the end (and does not publish).
     fn measure_once(
         &self,
         id: &FileId,
@@ -1560,7 +1563,22 @@ impl Shared {
         let keep = || st.gen.still_current(t);
         let read_on = || !abandon_on_change || keep();
         let mut tree = self.config.tree_builder.as_ref().map(|b| b.start());
-        let digest = hash_content(rfd.as_fd(), algo, tree.as_mut(), &read_on)?;
+        let (digest, hashed) = hash_content(rfd.as_fd(), algo, tree.as_mut(), &read_on)?;
+        // A change behind our back while the file was read (no generation tells of
+        // it): the digest and tree are of the bytes read, not of the version `attrs`
+        // names. Retried; on the last attempt kept, sized as what was read (so the
+        // tree checks reads of exactly those bytes), and not published.
+        let steady = hashed == attrs.size
+            && identity::identify_fd(rfd.as_fd())?
+                .attrs
+                .same_version(&attrs);
+        let mut attrs = attrs;
+        if !steady {
+            if abandon_on_change {
+                return Err(Error::Changed);
+            }
+            attrs.size = hashed;
+        }
         let verity = match tree.map(|t| t.finish()) {
             None => None,
             Some(Ok(mut tree)) => {
@@ -1594,9 +1612,9 @@ impl Shared {
             }
         };
         let mut ima_value = self.read_value(id, rfd.as_fd())?;
-        let mut attrs = attrs;
         let mut value_error = None;
         if refresh_value
+            && steady
             && st.gen.still_current(t)
             && ima_value
                 .as_deref()
@@ -1627,7 +1645,7 @@ impl Shared {
             logged: AtomicU64::new(0),
             verdicts: Mutex::new(Vec::new()),
         });
-        let published = st.gen.publish(t, Arc::clone(&m));
+        let published = steady && st.gen.publish(t, Arc::clone(&m));
         if !published {
             self.counters
                 .publish_refused
@@ -1759,7 +1777,9 @@ impl Shared {
                 return Ok(m.digest.clone());
             }
             let rfd = readable(fd).map_err(|e| e.to_string())?;
-            hash_content(rfd.as_fd(), algo, None, &|| true).map_err(|e| e.to_string())
+            hash_content(rfd.as_fd(), algo, None, &|| true)
+                .map(|(digest, _)| digest)
+                .map_err(|e| e.to_string())
         };
         let verity = m.verity.as_ref().map(|(t, _)| (t.algo, &t.digest[..]));
         // EVM judges the value on disk; a trusted file keeps the verdict it had, as
@@ -1839,18 +1859,19 @@ impl Shared {
             .ok_or_else(|| {
                 Error::Config(format!("no descriptor registered for mount {}", id.mount()))
             })?;
+        // A file deleted since leaves nothing to do.
         let f = match identity::reopen(mount.as_fd(), id) {
             Ok(f) => f,
             Err(Error::Stale) => {
                 self.forget(id);
-                return Err(Error::Stale);
+                return Ok(());
             }
             Err(e) => return Err(e),
         };
         let now = identity::identify_fd(f.as_fd())?;
         if &now.id != id {
             self.forget(id);
-            return Err(Error::Stale);
+            return Ok(());
         }
         let actions: Actions = self.config.policy.actions(&Access {
             hook: Hook::FileCheck,
@@ -1896,13 +1917,14 @@ fn needs_value_refresh(m: &Measurement) -> bool {
 
 /// Hash the content of `fd` from offset 0 (and feed it to `tree`, if any), asking
 /// `keep_going` between chunks. One read of the file: while a chunk is hashed (content
-/// hash and tree side by side), the next one is read.
+/// hash and tree side by side), the next one is read. Gives the digest and the number
+/// of bytes hashed.
 fn hash_content(
     fd: BorrowedFd<'_>,
     algo: HashAlgo,
     mut tree: Option<&mut Box<dyn TreeBuild>>,
     keep_going: &dyn Fn() -> bool,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, u64)> {
     let mut h = vigil_ima::Hasher::new(algo)?;
     let (mut cur, mut next) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
     let mut n = pread_full(fd, &mut cur, 0)?;
@@ -1925,7 +1947,7 @@ fn hash_content(
             return Err(Error::Changed);
         }
     }
-    Ok(h.finalize())
+    Ok((h.finalize(), off))
 }
 
 /// Fill `buf` from `off` (short only at end of file).

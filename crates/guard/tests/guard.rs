@@ -411,6 +411,23 @@ fn last_writer_defers_hash_refresh() {
     assert_eq!(g.stats().measurements, before);
 }
 
+/// A file deleted after its last writer closed, before the re-measurement ran: the
+/// job has nothing to do, and is not counted as failed.
+#[test]
+fn the_job_of_a_deleted_file_is_done_not_failed() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    let p = write_file(&d.path().join("w"), b"v1");
+    let w = open(&g, &p, true).unwrap();
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(g.on_release(w.handle), ReleaseOutcome::Queued);
+    g.wait_idle();
+    let s = g.stats();
+    assert_eq!((s.jobs_done, s.jobs_failed), (1, 0), "{s:?}");
+}
+
 /// As the kernel trusts the writes it carries out on a file that passed appraisal (it
 /// keeps the verdict until the last writer closes, then rewrites the hash value), a
 /// file written through the guard since it passed passes while it is written and

@@ -185,3 +185,62 @@ fn trees_and_seals_of_files_gone_are_swept_at_registration() {
     let id = g.identify(f.as_fd()).unwrap();
     assert!(g.seal_of(&id.id).is_some());
 }
+
+/// A file that grows behind the guard's back while it is read: every measurement, the
+/// unpublished last attempts included, is of one prefix of the file, and says so — its
+/// size, content digest and tree all cover exactly the bytes it read (a size that did
+/// not match the tree left the reads of that open unverified).
+#[test]
+fn measurements_of_a_file_growing_behind_are_sized_as_read() {
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const MAX: usize = 24 << 20;
+    let pattern: Arc<Vec<u8>> = Arc::new((0..MAX).map(|i| (i % 251) as u8).collect());
+    let d = scratch();
+    let g = Guard::new(verity_config(), d.path().join("state")).unwrap();
+    let p = write_file(&d.path().join("growing"), &pattern[..4 << 20]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (p, pattern, stop) = (p.clone(), pattern.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            let mut off = 4 << 20;
+            while off < MAX && !stop.load(Ordering::Relaxed) {
+                f.write_all_at(&pattern[off..off + 512], off as u64)
+                    .unwrap();
+                off += 512;
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        })
+    };
+    let params = vigil_fsverity::Params::default();
+    let f = File::open(&p).unwrap();
+    let started = std::time::Instant::now();
+    while g.stats().publish_refused < 3 && started.elapsed().as_secs() < 60 {
+        let id = g.identify(f.as_fd()).unwrap();
+        let m = g
+            .on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
+            .unwrap()
+            .measurement
+            .unwrap();
+        let size = m.attrs.size as usize;
+        let read = &pattern[..size];
+        assert_eq!(hex::encode(&m.digest), sha256_hex(read), "size {size}");
+        let reference = vigil_fsverity::build_tree_from_slice(read, &params);
+        let (tree, _) = m.verity.as_ref().unwrap();
+        assert_eq!(tree.digest, reference.digest().as_bytes(), "size {size}");
+        assert_eq!(
+            m.tree_bytes().unwrap().unwrap(),
+            reference.merkle_tree(),
+            "size {size}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    appender.join().unwrap();
+    assert!(
+        g.stats().publish_refused >= 3,
+        "no measurement was overtaken by the growth: {:?}",
+        g.stats()
+    );
+}
