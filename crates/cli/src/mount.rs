@@ -535,7 +535,14 @@ struct Setup {
 impl Setup {
     /// Start the guard on the state directory and mount (threads start here).
     fn mount(self) -> anyhow::Result<Mount> {
-        let guard = vigil_guard::Guard::new(self.config, &self.state)
+        let config = vigil_guard::Config {
+            job_failures: Some(std::sync::Arc::new(|path, e| {
+                let path = Path::new(path).display();
+                vigil_fs::audit(format_args!("{path}: re-measurement failed: {e}"));
+            })),
+            ..self.config
+        };
+        let guard = vigil_guard::Guard::new(config, &self.state)
             .with_context(|| format!("state directory {}", self.state.display()))?;
         let mut opts = MountOptions::new(&self.src, &self.mnt, guard);
         if let Some(n) = self.threads {

@@ -53,6 +53,12 @@ pub struct Opened {
     pub attrs: FileAttrs,
 }
 
+/// A line of the daemon's log (its stderr, or its `--log` file). Written after the
+/// reply it concerns was sent or decided, never while holding a lock.
+pub fn audit(msg: std::fmt::Arguments<'_>) {
+    eprintln!("vigil-fs: {msg}");
+}
+
 /// The `MAY_*` mask IMA derives from `open(2)` flags (an exec's open asks `MAY_EXEC`
 /// alone, as the kernel's `open_exec_flags` do).
 pub fn open_mask(flags: i32) -> u32 {
@@ -112,10 +118,9 @@ impl Enforcer {
         &self.guard
     }
 
-    /// A log line (the daemon's stderr, or its `--log` file). Written after the reply
-    /// it concerns was sent or decided, never while holding a lock.
+    /// A log line (see [`audit`]).
     pub fn audit(&self, msg: std::fmt::Arguments<'_>) {
-        eprintln!("vigil-fs: {msg}");
+        audit(msg);
     }
 
     /// The path of `node` in the mount, for the measurement log, as the kernel's
@@ -433,10 +438,12 @@ impl Enforcer {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(h) = h {
-            if self.guard.on_release(h) == vigil_guard::ReleaseOutcome::QueueFull {
+            let find_path = || self.path_of(node).into_os_string();
+            let path = LogPath::lazy(&find_path);
+            if self.guard.on_release(h, &path) == vigil_guard::ReleaseOutcome::QueueFull {
                 self.audit(format_args!(
                     "{}: re-measurement queue full; measured again at its next open",
-                    self.path_of(node).display()
+                    path.display()
                 ));
             }
         }

@@ -20,7 +20,7 @@ mod sys;
 pub mod verity;
 
 pub use control::ControlFile;
-pub use enforce::{format_pcrs, Caller, Enforcer};
+pub use enforce::{audit, format_pcrs, Caller, Enforcer};
 pub use fs::MAX_IO;
 pub use mount::{
     abort_connection, block_signals, detach, is_vigil_mount, unmount, Background, Mount,

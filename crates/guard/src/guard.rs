@@ -56,6 +56,9 @@ pub trait TreeBuild: Send {
     fn finish(self: Box<Self>) -> std::result::Result<VerityTree, String>;
 }
 
+/// Where a failed deferred re-measurement is reported: the file's path, and why.
+pub type JobFailureReport = dyn Fn(&OsStr, &Error) + Send + Sync;
+
 /// Settings of a [`Guard`].
 #[derive(Clone)]
 pub struct Config {
@@ -83,6 +86,10 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Uids allowed to unseal (root always is).
     pub seal_admins: Vec<u32>,
+    /// Told of each deferred re-measurement that failed: the file's path as given at
+    /// its last writer's release, and why (none: only counted,
+    /// [`GuardStats::jobs_failed`]).
+    pub job_failures: Option<Arc<JobFailureReport>>,
 }
 
 impl Default for Config {
@@ -100,6 +107,7 @@ impl Default for Config {
             workers: 2,
             queue_capacity: 4096,
             seal_admins: Vec::new(),
+            job_failures: None,
         }
     }
 }
@@ -543,6 +551,8 @@ struct Counters {
 struct JobInfo {
     uid: u32,
     gid: u32,
+    /// For the report of a failure.
+    path: OsString,
 }
 
 /// The exclusive lock on `<state>/lock`, held for the guard's lifetime and released
@@ -754,6 +764,7 @@ impl Guard {
             job: write.then_some(JobInfo {
                 uid: req.uid,
                 gid: req.gid,
+                path: OsString::new(),
             }),
             released: false,
         };
@@ -996,13 +1007,19 @@ impl Guard {
     }
 
     /// A file handle is released (FUSE RELEASE). The last writer's release only queues a
-    /// re-measurement job (never blocks, holds no lock while queueing).
-    pub fn on_release(&self, mut handle: OpenHandle) -> ReleaseOutcome {
+    /// re-measurement job (never blocks, holds no lock while queueing); `path` names
+    /// the file if that job fails.
+    pub fn on_release(&self, mut handle: OpenHandle, path: &LogPath) -> ReleaseOutcome {
         if !handle.release_counts() {
             return ReleaseOutcome::Counted;
         }
         let s = &self.shared;
-        let info = handle.job.take().unwrap_or(JobInfo { uid: 0, gid: 0 });
+        let mut info = handle.job.take().unwrap_or(JobInfo {
+            uid: 0,
+            gid: 0,
+            path: OsString::new(),
+        });
+        info.path = path.get().to_owned();
         match s
             .queue
             .push(handle.id.clone(), handle.state.gen.generation(), info)
@@ -1833,11 +1850,14 @@ impl Shared {
 
     fn worker(self: Arc<Self>) {
         while let Some((id, _gen, info)) = self.queue.pop() {
-            let ok = self.run_job(&id, &info);
-            let c = if ok.is_ok() {
-                &self.counters.jobs_done
-            } else {
-                &self.counters.jobs_failed
+            let c = match self.run_job(&id, &info) {
+                Ok(()) => &self.counters.jobs_done,
+                Err(e) => {
+                    if let Some(report) = &self.config.job_failures {
+                        report(&info.path, &e);
+                    }
+                    &self.counters.jobs_failed
+                }
             };
             c.fetch_add(1, Ordering::Relaxed);
             self.queue.done();

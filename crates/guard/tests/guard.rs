@@ -6,6 +6,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use vigil_guard::{
@@ -118,8 +119,11 @@ fn violations_tomtou_and_open_writers() {
     let r3 = g.on_open(&id, f.as_fd(), &OpenRequest::read(path)).unwrap();
     assert_eq!(g.stats().violations, 2);
     assert_eq!(g.status(&id.id).unwrap().writers, 2);
-    assert_eq!(g.on_release(w.handle), ReleaseOutcome::Counted);
-    let last = g.on_release(w2.handle);
+    assert_eq!(
+        g.on_release(w.handle, &LogPath::from("w")),
+        ReleaseOutcome::Counted
+    );
+    let last = g.on_release(w2.handle, &LogPath::from("w2"));
     assert!(
         matches!(last, ReleaseOutcome::Queued | ReleaseOutcome::Merged),
         "{last:?}"
@@ -166,7 +170,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
         }) => {}
         other => panic!("expected EBUSY, got {other:?}"),
     }
-    g.on_release(w.handle);
+    g.on_release(w.handle, &LogPath::from("w"));
 
     // A real writable shared mapping, counted: EBUSY.
     // SAFETY: a fresh shared mapping of 8 KiB of our own file, unmapped below.
@@ -394,7 +398,10 @@ fn last_writer_defers_hash_refresh() {
         let _m = g.modify(&id.id).unwrap();
         (&f).write_all(b" and more").unwrap();
     }
-    assert_eq!(g.on_release(w.handle), ReleaseOutcome::Queued);
+    assert_eq!(
+        g.on_release(w.handle, &LogPath::from("w")),
+        ReleaseOutcome::Queued
+    );
     g.wait_idle();
     assert_eq!(g.stats().jobs_done, 1, "{:?}", g.stats());
     let v = vigil_guard::sys::get_xattr(f.as_fd(), "user.ima")
@@ -412,20 +419,49 @@ fn last_writer_defers_hash_refresh() {
 }
 
 /// A file deleted after its last writer closed, before the re-measurement ran: the
-/// job has nothing to do, and is not counted as failed.
+/// job has nothing to do, and is not counted as failed. A job that fails is reported
+/// with the path given at the release.
 #[test]
-fn the_job_of_a_deleted_file_is_done_not_failed() {
+fn deferred_jobs_of_deleted_files_are_done_and_failures_reported() {
     let d = scratch();
-    let g = guard(d.path(), measure_all());
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let r = reports.clone();
+    let config = Config {
+        job_failures: Some(Arc::new(move |path, e| {
+            r.lock()
+                .unwrap()
+                .push(format!("{}: {e}", path.to_string_lossy()))
+        })),
+        ..config(measure_all())
+    };
+    let g = Guard::new(config, d.path().join("state")).unwrap();
+    let p = write_file(&d.path().join("w"), b"v1");
+    // No mount registered: the job cannot reopen the file.
+    let w = open(&g, &p, true).unwrap();
+    assert_eq!(
+        g.on_release(w.handle, &LogPath::from("/mnt/w")),
+        ReleaseOutcome::Queued
+    );
+    g.wait_idle();
+    assert_eq!(g.stats().jobs_failed, 1, "{:?}", g.stats());
+    let reports = std::mem::take(&mut *reports.lock().unwrap());
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0].starts_with("/mnt/w: ") && reports[0].contains("no descriptor registered"),
+        "{reports:?}"
+    );
+
     g.register_mount(File::open(d.path()).unwrap().into())
         .unwrap();
-    let p = write_file(&d.path().join("w"), b"v1");
     let w = open(&g, &p, true).unwrap();
     std::fs::remove_file(&p).unwrap();
-    assert_eq!(g.on_release(w.handle), ReleaseOutcome::Queued);
+    assert_eq!(
+        g.on_release(w.handle, &LogPath::from("/mnt/w")),
+        ReleaseOutcome::Queued
+    );
     g.wait_idle();
     let s = g.stats();
-    assert_eq!((s.jobs_done, s.jobs_failed), (1, 0), "{s:?}");
+    assert_eq!((s.jobs_done, s.jobs_failed), (1, 1), "{s:?}");
 }
 
 /// As the kernel trusts the writes it carries out on a file that passed appraisal (it
@@ -476,7 +512,10 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
     );
     // The last writer's release only queues the refresh: an open before it runs
     // passes, and brings the value up to date itself.
-    assert_eq!(g.on_release(w.handle), ReleaseOutcome::Queued);
+    assert_eq!(
+        g.on_release(w.handle, &LogPath::from("w")),
+        ReleaseOutcome::Queued
+    );
     assert_eq!(read_verdict(&g, &p), Verdict::PassHash);
     assert_eq!(value(&f).unwrap(), evmctl_hash_user(&p));
     g.wait_idle();
@@ -563,7 +602,7 @@ fn queue_backpressure_is_reported() {
         let mut req = OpenRequest::write(p.to_str().unwrap());
         req.created = true;
         let w = g.on_open(&id, f.as_fd(), &req).unwrap();
-        outcomes.push(g.on_release(w.handle));
+        outcomes.push(g.on_release(w.handle, &LogPath::from("w")));
     }
     g.wait_idle();
     let s = g.stats();
