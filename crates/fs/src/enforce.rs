@@ -423,7 +423,19 @@ impl Enforcer {
         errno_of(e)
     }
 
-    /// A metadata change through the mount happened (chmod, chown, xattrs).
+    /// A link of the file `fd` names was made, moved or removed through the mount: its
+    /// ctime moved on, its content did not. Its measurement is dropped (the next open
+    /// measures again), so that the new ctime is not taken for a change behind the
+    /// mount, which would end the trust in writes made through it (a file created
+    /// through the mount and renamed before its hash value was written would then be
+    /// refused).
+    pub fn links_changed(&self, fd: BorrowedFd<'_>) {
+        if let Ok(i) = self.guard.identify(fd) {
+            self.guard.invalidate(&i.id);
+        }
+    }
+
+    /// A metadata change through the mount happened (chmod, chown, xattrs, links).
     pub fn invalidate(&self, node: &Node) {
         if let Ok(id) = self.file_id(node) {
             self.guard.invalidate(&id);

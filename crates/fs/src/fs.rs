@@ -639,6 +639,14 @@ impl Shared {
         }
     }
 
+    /// The regular file `name` in `dir`, if it is one, for [`Enforcer::links_changed`]
+    /// once a link of it is made, moved or removed.
+    fn regular_at(dir: &Node, name: &std::ffi::CStr) -> Option<std::os::fd::OwnedFd> {
+        let fd = sys::openat(dir.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0).ok()?;
+        let st = sys::fstat(fd.as_fd()).ok()?;
+        (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(fd)
+    }
+
     /// The entry `name` in `dir` was just renamed there: its node (if the kernel knows
     /// it) takes the new place, as the kernel moves its dentry without a new lookup.
     fn renamed(&self, dir: &Arc<Node>, name: &OsStr) {
@@ -933,8 +941,14 @@ impl Filesystem for VigilFs {
         if s.sealed_entry(&p, &c) {
             return reply.error(Errno::EPERM);
         }
+        let file = Shared::regular_at(&p, &c);
         match sys::unlinkat(p.fd(), &c, 0) {
-            Ok(()) => reply.ok(),
+            Ok(()) => {
+                reply.ok();
+                if let Some(f) = file {
+                    s.enforce.links_changed(f.as_fd());
+                }
+            }
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -988,6 +1002,9 @@ impl Filesystem for VigilFs {
         if s.sealed_entry(&p, &a) || s.sealed_entry(&np, &b) {
             return reply.error(Errno::EPERM);
         }
+        // Both files (the one moved, and the one replaced or exchanged) have their
+        // links changed.
+        let files = [Shared::regular_at(&p, &a), Shared::regular_at(&np, &b)];
         match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
             Ok(()) => {
                 s.renamed(&np, newname);
@@ -995,6 +1012,9 @@ impl Filesystem for VigilFs {
                     s.renamed(&p, name);
                 }
                 reply.ok();
+                for f in files.iter().flatten() {
+                    s.enforce.links_changed(f.as_fd());
+                }
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -1019,6 +1039,9 @@ impl Filesystem for VigilFs {
         let r = sys::link_fd(node.fd(), np.fd(), &c)
             .and_then(|()| s.do_lookup(&np, newname.as_bytes()));
         s.entry(reply, r);
+        if node.kind == FileType::RegularFile {
+            s.enforce.invalidate(&node);
+        }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

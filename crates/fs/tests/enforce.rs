@@ -593,6 +593,88 @@ fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
     bg.unmount().unwrap();
 }
 
+/// A file created through the mount passes appraisal before it has a hash value (its
+/// writes are trusted, as the kernel trusts a new file's); renaming it, linking it or
+/// removing another of its names through the mount changes its ctime, which must not
+/// be taken for a change behind the mount while it is still open, or after.
+#[test]
+fn created_files_pass_after_their_links_change_through_the_mount() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let policy = "measure func=FILE_CHECK mask=MAY_READ\nappraise func=FILE_CHECK\n";
+    let bg = env.mount(policy, AppraiseMode::Enforce, None);
+    let create = |name: &str| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(env.m(name))
+            .unwrap()
+    };
+    let mut held = Vec::new();
+    for (op, opened_as) in [
+        ("rename", "rename-moved"),
+        ("over", "over-victim"),
+        ("exchange", "exchange-other"),
+        ("link", "link"),
+        ("unlink", "unlink"),
+    ] {
+        let f = create(op);
+        match op {
+            "rename" => fs::rename(env.m(op), env.m(opened_as)).unwrap(),
+            "over" => {
+                drop(create(opened_as));
+                fs::rename(env.m(op), env.m(opened_as)).unwrap();
+            }
+            "exchange" => {
+                drop(create(opened_as));
+                let c = |n: &str| {
+                    std::ffi::CString::new(env.m(n).into_os_string().into_encoded_bytes()).unwrap()
+                };
+                let (a, b) = (c(op), c(opened_as));
+                // SAFETY: two NUL-terminated paths.
+                let r = unsafe {
+                    libc::renameat2(
+                        libc::AT_FDCWD,
+                        a.as_ptr(),
+                        libc::AT_FDCWD,
+                        b.as_ptr(),
+                        libc::RENAME_EXCHANGE,
+                    )
+                };
+                assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+            }
+            "link" => fs::hard_link(env.m(op), env.m("link-2")).unwrap(),
+            _ => {
+                fs::hard_link(env.m(op), env.m("unlink-2")).unwrap();
+                assert_eq!(fs::read(env.m("unlink-2")).unwrap(), b"");
+                fs::remove_file(env.m("unlink-2")).unwrap();
+            }
+        }
+        assert_eq!(fs::read(env.m(opened_as)).unwrap(), b"", "{op}, still open");
+        held.push((f, opened_as));
+    }
+    drop(held);
+    common::settle(&bg);
+    for name in [
+        "rename-moved",
+        "over-victim",
+        "exchange-other",
+        "link",
+        "unlink",
+    ] {
+        assert_eq!(fs::read(env.m(name)).unwrap(), b"", "{name}, closed");
+        assert_eq!(
+            ima_xattr(&env.src.join(name)),
+            Some(evmctl_hash_value(&env, b"")),
+            "{name}"
+        );
+    }
+    bg.unmount().unwrap();
+}
+
 /// When the state directory cannot take a measurement (its file system is full), the
 /// open that needs one fails with that error instead of using the file unmeasured; the
 /// log stays whole, and once there is room again the file opens and is measured, also
