@@ -454,7 +454,7 @@ impl Enforcer {
             let path = LogPath::lazy(&find_path);
             if self.guard.on_release(h, &path) == vigil_guard::ReleaseOutcome::QueueFull {
                 self.audit(format_args!(
-                    "{}: re-measurement queue full; measured again at its next open",
+                    "{}: re-measurement queue full; measured at its next open or at unmount",
                     path.display()
                 ));
             }
@@ -552,8 +552,10 @@ impl Enforcer {
         out
     }
 
+    /// At unmount: every re-measurement owed is made (also those a full queue
+    /// refused), so that hash values follow the writes made through the mount.
     pub fn shutdown(&self) {
-        self.guard.wait_idle();
+        self.guard.finish_jobs();
     }
 }
 

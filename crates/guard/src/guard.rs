@@ -181,6 +181,9 @@ pub(crate) struct FileState {
     readers: AtomicU32,
     may_emit_tomtou: AtomicBool,
     emitted_open_writers: AtomicBool,
+    /// The last writer's uid (high half) and gid: the subject of a re-measurement
+    /// that [`Guard::finish_jobs`] makes up for.
+    last_writer: AtomicU64,
 }
 
 impl FileState {
@@ -191,6 +194,7 @@ impl FileState {
             readers: AtomicU32::new(0),
             may_emit_tomtou: AtomicBool::new(false),
             emitted_open_writers: AtomicBool::new(false),
+            last_writer: AtomicU64::new(0),
         }
     }
 
@@ -750,6 +754,10 @@ impl Guard {
         });
         if write {
             st.acquire(0)?;
+            st.last_writer.store(
+                u64::from(req.uid) << 32 | u64::from(req.gid),
+                Ordering::Relaxed,
+            );
         } else {
             st.readers.fetch_add(1, Ordering::AcqRel);
         }
@@ -1020,18 +1028,9 @@ impl Guard {
             path: OsString::new(),
         });
         info.path = path.get().to_owned();
-        match s
-            .queue
-            .push(handle.id.clone(), handle.state.gen.generation(), info)
-        {
-            Push::Queued => {
-                s.counters.jobs_queued.fetch_add(1, Ordering::Relaxed);
-                ReleaseOutcome::Queued
-            }
-            Push::Merged => {
-                s.counters.jobs_merged.fetch_add(1, Ordering::Relaxed);
-                ReleaseOutcome::Merged
-            }
+        match s.push_job(&handle.id, &handle.state, info) {
+            Push::Queued => ReleaseOutcome::Queued,
+            Push::Merged => ReleaseOutcome::Merged,
             Push::Full | Push::Closed => {
                 s.counters.jobs_refused.fetch_add(1, Ordering::Relaxed);
                 ReleaseOutcome::QueueFull
@@ -1042,6 +1041,34 @@ impl Guard {
     /// Block until the deferred queue is empty and no job runs.
     pub fn wait_idle(&self) {
         self.shared.queue.wait_idle();
+    }
+
+    /// Re-measure, and bring up to date the hash values of, the files written through
+    /// the mount whose re-measurement a full queue refused ([`ReleaseOutcome::QueueFull`]:
+    /// they would otherwise wait for their next open, which after a restart no longer
+    /// trusts those writes), then wait until every job has run. For shutdown.
+    pub fn finish_jobs(&self) {
+        let s = &self.shared;
+        let waiting: Vec<(FileId, Arc<FileState>)> = s
+            .files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, st)| st.trusts_changes() && st.writers() == 0)
+            .map(|(id, st)| (id.clone(), Arc::clone(st)))
+            .collect();
+        for (id, st) in waiting {
+            let w = st.last_writer.load(Ordering::Relaxed);
+            let info = JobInfo {
+                uid: (w >> 32) as u32,
+                gid: w as u32,
+                path: OsString::new(),
+            };
+            while s.push_job(&id, &st, info.clone()) == Push::Full {
+                s.queue.wait_idle();
+            }
+        }
+        s.queue.wait_idle();
     }
 
     /// Seal a file: refused with [`Error::Busy`] while writers or writable mappings are
@@ -1334,6 +1361,18 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// Queue the re-measurement of `id`, counted.
+    fn push_job(&self, id: &FileId, st: &FileState, info: JobInfo) -> Push {
+        let pushed = self.queue.push(id.clone(), st.gen.generation(), info);
+        match pushed {
+            Push::Queued => &self.counters.jobs_queued,
+            Push::Merged => &self.counters.jobs_merged,
+            Push::Full | Push::Closed => return pushed,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        pushed
     }
 
     fn state_for(&self, id: &FileId) -> Arc<FileState> {
@@ -1854,7 +1893,12 @@ impl Shared {
                 Ok(()) => &self.counters.jobs_done,
                 Err(e) => {
                     if let Some(report) = &self.config.job_failures {
-                        report(&info.path, &e);
+                        // Jobs made up for at shutdown have no path.
+                        let name = match info.path.is_empty() {
+                            true => format!("file {}", id.to_hex()).into(),
+                            false => info.path,
+                        };
+                        report(&name, &e);
                     }
                     &self.counters.jobs_failed
                 }

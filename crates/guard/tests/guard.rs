@@ -418,6 +418,55 @@ fn last_writer_defers_hash_refresh() {
     assert_eq!(g.stats().measurements, before);
 }
 
+/// A re-measurement a full queue refused is made up for at shutdown
+/// ([`Guard::finish_jobs`]): the hash value of a file created through the guard
+/// follows its content even if it is not opened again before the restart.
+#[test]
+fn refused_re_measurements_are_made_at_shutdown() {
+    let d = scratch();
+    let g = Guard::new(
+        Config {
+            queue_capacity: 1,
+            workers: 1,
+            ..config(appraise_hash())
+        },
+        d.path().join("state"),
+    )
+    .unwrap();
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    // "big" keeps the one worker busy; "next" fills the queue (or is refused, if the
+    // worker has not taken "big" yet); "last" is refused either way.
+    let mut outcomes = Vec::new();
+    for (name, size) in [("big", 64 << 20), ("next", 10), ("last", 10)] {
+        let p = d.path().join(name);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .unwrap();
+        let id = g.identify(f.as_fd()).unwrap();
+        let mut req = OpenRequest::write(p.to_str().unwrap());
+        req.created = true;
+        let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+        {
+            let _m = g.modify(&id.id).unwrap();
+            (&f).write_all(&vec![b'x'; size]).unwrap();
+        }
+        outcomes.push(g.on_release(w.handle, &LogPath::from(name)));
+    }
+    assert_eq!(outcomes[2], ReleaseOutcome::QueueFull, "{outcomes:?}");
+    g.finish_jobs();
+    for name in ["big", "next", "last"] {
+        let p = d.path().join(name);
+        let v = vigil_guard::sys::get_xattr(File::open(&p).unwrap().as_fd(), "user.ima").unwrap();
+        assert_eq!(v, Some(evmctl_hash_user(&p)), "{name}");
+    }
+    let s = g.stats();
+    assert_eq!(s.jobs_done, s.jobs_queued, "{s:?}");
+}
+
 /// A file deleted after its last writer closed, before the re-measurement ran: the
 /// job has nothing to do, and is not counted as failed. A job that fails is reported
 /// with the path given at the release.
