@@ -181,8 +181,7 @@ pub(crate) struct FileState {
     readers: AtomicU32,
     may_emit_tomtou: AtomicBool,
     emitted_open_writers: AtomicBool,
-    /// The last writer's uid (high half) and gid: the subject of a re-measurement
-    /// that [`Guard::finish_jobs`] makes up for.
+    /// The last writer's uid (high half) and gid: the subject of its re-measurement.
     last_writer: AtomicU64,
 }
 
@@ -368,7 +367,6 @@ pub struct OpenHandle {
     id: FileId,
     state: Arc<FileState>,
     write: bool,
-    job: Option<JobInfo>,
     released: bool,
 }
 
@@ -769,11 +767,6 @@ impl Guard {
             state: Arc::clone(&st),
             write,
             // Only a writer's release queues a job.
-            job: write.then_some(JobInfo {
-                uid: req.uid,
-                gid: req.gid,
-                path: OsString::new(),
-            }),
             released: false,
         };
         // ima_rdwr_violation_check
@@ -1022,13 +1015,7 @@ impl Guard {
             return ReleaseOutcome::Counted;
         }
         let s = &self.shared;
-        let mut info = handle.job.take().unwrap_or(JobInfo {
-            uid: 0,
-            gid: 0,
-            path: OsString::new(),
-        });
-        info.path = path.get().to_owned();
-        match s.push_job(&handle.id, &handle.state, info) {
+        match s.push_job(&handle.id, &handle.state, path.get()) {
             Push::Queued => ReleaseOutcome::Queued,
             Push::Merged => ReleaseOutcome::Merged,
             Push::Full | Push::Closed => {
@@ -1058,13 +1045,7 @@ impl Guard {
             .map(|(id, st)| (id.clone(), Arc::clone(st)))
             .collect();
         for (id, st) in waiting {
-            let w = st.last_writer.load(Ordering::Relaxed);
-            let info = JobInfo {
-                uid: (w >> 32) as u32,
-                gid: w as u32,
-                path: OsString::new(),
-            };
-            while s.push_job(&id, &st, info.clone()) == Push::Full {
+            while s.push_job(&id, &st, OsStr::new("")) == Push::Full {
                 s.queue.wait_idle();
             }
         }
@@ -1363,8 +1344,15 @@ impl Shared {
             .cloned()
     }
 
-    /// Queue the re-measurement of `id`, counted.
-    fn push_job(&self, id: &FileId, st: &FileState, info: JobInfo) -> Push {
+    /// Queue the re-measurement of `id` (counted), for its last writer, naming it
+    /// `path` should it fail.
+    fn push_job(&self, id: &FileId, st: &FileState, path: &OsStr) -> Push {
+        let w = st.last_writer.load(Ordering::Relaxed);
+        let info = JobInfo {
+            uid: (w >> 32) as u32,
+            gid: w as u32,
+            path: path.to_owned(),
+        };
         let pushed = self.queue.push(id.clone(), st.gen.generation(), info);
         match pushed {
             Push::Queued => &self.counters.jobs_queued,
