@@ -809,12 +809,19 @@ impl Guard {
         let may_trust = appraise.is_some() && !req.created;
         let mut trusted = may_trust && st.trusts_changes();
         let fix = appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix;
-        let mut m = s.measurement(&file.id, &st, Some(&file.attrs), fd, trusted || fix)?;
+        let mut m = s.measurement(
+            &file.id,
+            &st,
+            Some(&file.attrs),
+            fd,
+            trusted || fix,
+            Purpose::Open,
+        )?;
         if may_trust && !trusted && st.trusts_changes() {
             // A write through the mount came in while the file was measured, which
             // then may hold it: the file is trusted, as it would be a moment later.
             trusted = true;
-            m = s.measurement(&file.id, &st, None, fd, true)?;
+            m = s.measurement(&file.id, &st, None, fd, true, Purpose::Open)?;
         }
         if trusted || fix {
             st.value_brought_up_to_date(&m);
@@ -1067,7 +1074,7 @@ impl Guard {
                 writers: (a & COUNT_MASK) as u32,
                 writable_maps: ((a >> MAPS_SHIFT) & COUNT_MASK) as u32,
             })?;
-        let m = match s.measurement(&file.id, &st, Some(&file.attrs), fd, false) {
+        let m = match s.measurement(&file.id, &st, Some(&file.attrs), fd, false, Purpose::Open) {
             Ok(m) => m,
             Err(e) => {
                 st.acct.fetch_and(!SEALED, Ordering::AcqRel);
@@ -1129,7 +1136,7 @@ impl Guard {
     ) -> Result<OwnedFd> {
         let s = &self.shared;
         let st = s.state_for(&file.id);
-        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, false)?;
+        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, false, Purpose::Open)?;
         if let Some(seal) = self.seal_of(&file.id) {
             if seal.algo != m.algo || seal.digest != m.digest {
                 return Err(Error::Changed);
@@ -1272,7 +1279,7 @@ impl Guard {
         let s = &self.shared;
         let st = s.state_for(id);
         let _outer = st.gen.measure_lock();
-        s.measure_once(id, &st, fd, false, true)
+        s.measure_once(id, &st, fd, false, true, Purpose::Open)
     }
 }
 
@@ -1518,6 +1525,7 @@ impl Shared {
         attrs: Option<&FileAttrs>,
         fd: BorrowedFd<'_>,
         refresh_value: bool,
+        purpose: Purpose,
     ) -> Result<Arc<Measurement>> {
         let valid = |m: &Measurement| attrs.map_or(true, |a| m.attrs.same_version(a));
         if let Some(m) = st.gen.lookup() {
@@ -1537,19 +1545,20 @@ impl Shared {
                 return Ok(m);
             }
         }
-        // Attempts overtaken by a change are abandoned and retried; the last attempt
-        // reads to the end whatever happens, so the caller always gets an answer. If
-        // the file kept changing, that answer is the (unpublished) measurement of the
-        // bytes actually read, as IMA measures a file that is being written; the file
-        // stays dirty and the next open measures it again.
+        // Attempts overtaken by a change are abandoned and retried; an open's last
+        // attempt reads to the end whatever happens, so that it gets an answer. If the
+        // file kept changing, that answer is the (unpublished) measurement of the bytes
+        // actually read, as IMA measures a file that is being written; the file stays
+        // dirty and the next open measures it again.
         let mut attempt = 0;
         loop {
             attempt += 1;
             let last = attempt >= MEASURE_ATTEMPTS;
-            match self.measure_once(id, st, fd, refresh_value, !last) {
-                Ok((m, published)) if published || last => return Ok(m),
-                Ok(_) => {}
-                Err(Error::Changed) if !last => {}
+            let to_the_end = last && purpose == Purpose::Open;
+            match self.measure_once(id, st, fd, refresh_value, !to_the_end, purpose) {
+                Ok((m, published)) if published || to_the_end => return Ok(m),
+                Ok(_) | Err(Error::Changed) if !last => {}
+                Ok(_) => return Err(Error::Changed),
                 Err(e) => return Err(e),
             }
         }
@@ -1589,8 +1598,9 @@ impl Shared {
     /// One measurement; the caller holds the outer lock. Returns the measurement and
     /// whether it was published (only if the file did not change while it was read and
     /// the generation it started from is still current). With `abandon_on_change`, a
-    /// change noticed while reading stops it with [`Error::Changed`]; without, it reads
-    /// to the end (and does not publish).
+    /// change noticed while reading (for a job, also the loss of the file's last name)
+    /// stops it with [`Error::Changed`]; without, it reads to the end (and does not
+    /// publish).
     fn measure_once(
         &self,
         id: &FileId,
@@ -1598,6 +1608,7 @@ impl Shared {
         fd: BorrowedFd<'_>,
         refresh_value: bool,
         abandon_on_change: bool,
+        purpose: Purpose,
     ) -> Result<(Arc<Measurement>, bool)> {
         self.counters.measurements.fetch_add(1, Ordering::Relaxed);
         let t = st.gen.ticket();
@@ -1605,7 +1616,10 @@ impl Shared {
         let attrs = identity::identify_fd(rfd.as_fd())?.attrs;
         let algo = self.config.hash_algo;
         let keep = || st.gen.still_current(t);
-        let read_on = || !abandon_on_change || keep();
+        let unlinked = || {
+            purpose == Purpose::Job && rustix::fs::fstat(rfd.as_fd()).is_ok_and(|s| s.st_nlink == 0)
+        };
+        let read_on = || !abandon_on_change || (keep() && !unlinked());
         let mut tree = self.config.tree_builder.as_ref().map(|b| b.start());
         let (digest, hashed) = hash_content(rfd.as_fd(), algo, tree.as_mut(), &read_on)?;
         // A change behind our back while the file was read (no generation tells of
@@ -1948,12 +1962,28 @@ impl Shared {
         }
         self.catch_change_behind(&st, &now.attrs, f.as_fd())?;
         let refresh = actions.hash || (appraised && st.trusts_changes());
-        let m = self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh)?;
+        let m = match self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh, Purpose::Job)
+        {
+            Err(Error::Changed) => return Ok(()),
+            m => m?,
+        };
         if refresh {
             st.value_brought_up_to_date(&m);
         }
         Ok(())
     }
+}
+
+/// Who a measurement is for, which decides what it gives up for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// An open (or a seal), which needs an answer: attempts overtaken by a change are
+    /// retried, and the last one reads to the end whatever happens.
+    Open,
+    /// A deferred re-measurement: given up ([`Error::Changed`]) when the file keeps
+    /// changing or loses its last name while it is read; a later job, or the next
+    /// open, measures what it becomes.
+    Job,
 }
 
 fn needs_value_refresh(m: &Measurement) -> bool {

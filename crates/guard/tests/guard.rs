@@ -418,6 +418,54 @@ fn last_writer_defers_hash_refresh() {
     assert_eq!(g.stats().measurements, before);
 }
 
+/// A re-measurement gives up on a file whose last name is removed while it is read
+/// (here a 1 TiB sparse file, which would take many minutes to hash).
+#[test]
+fn a_job_stops_reading_a_file_deleted_meanwhile() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    let p = write_file(&d.path().join("huge"), b"");
+    let w = open(&g, &p, true).unwrap();
+    {
+        let id = g.identify(File::open(&p).unwrap().as_fd()).unwrap();
+        let _m = g.modify(&id.id).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+    }
+    assert_eq!(
+        g.on_release(w.handle, &LogPath::from("huge")),
+        ReleaseOutcome::Queued
+    );
+    // Let the job start reading, then remove the file.
+    let before = g.stats().measurements;
+    let started = std::time::Instant::now();
+    while g.stats().measurements == before && started.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::fs::remove_file(&p).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let g = Arc::new(g);
+    let waiter = g.clone();
+    std::thread::spawn(move || {
+        waiter.wait_idle();
+        let _ = tx.send(());
+    });
+    if rx.recv_timeout(std::time::Duration::from_secs(30)).is_err() {
+        // Dropping the guard would wait for the job.
+        std::mem::forget(g);
+        panic!("the job is still reading a deleted file");
+    }
+    let s = g.stats();
+    assert_eq!((s.jobs_done, s.jobs_failed), (1, 0), "{s:?}");
+}
+
 /// A re-measurement a full queue refused is made up for at shutdown
 /// ([`Guard::finish_jobs`]): the hash value of a file created through the guard
 /// follows its content even if it is not opened again before the restart.
