@@ -26,7 +26,9 @@ pub enum Command {
     /// Exit status: 0 mounted (or, with --foreground, unmounted cleanly), 2 on bad
     /// usage or when the mount fails.
     Mount(MountArgs),
-    /// Unmount a vigil mount and wait for its daemon to finish writing its state.
+    /// Unmount a vigil mount and wait for its daemon to finish: the re-measurements
+    /// still owed to files written through the mount are made (hash values follow
+    /// those writes), and its state is written.
     ///
     /// Exit status: 0 unmounted, 1 busy (files still open; see --lazy), 2 not a
     /// mount or other error.
