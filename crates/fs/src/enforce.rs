@@ -118,6 +118,11 @@ impl Enforcer {
         &self.guard
     }
 
+    /// Where the mount is.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mnt
+    }
+
     /// A log line (see [`audit`]).
     pub fn audit(&self, msg: std::fmt::Arguments<'_>) {
         audit(msg);

@@ -5,12 +5,12 @@ use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -56,6 +56,11 @@ pub struct Shared {
     pub prefetch: Arc<Pool>,
     pub enforce: Arc<Enforcer>,
     pub notifier: OnceLock<Notifier>,
+    /// Nodes (each holds a descriptor) beyond which the kernel is asked to forget
+    /// some ([`Shared::relieve_descriptors`]); set while it is being asked.
+    max_nodes: usize,
+    forgetting: AtomicBool,
+    me: Weak<Shared>,
     pub ttl: Duration,
     /// The daemon runs as root: new files are given to the requesting user.
     chown_new: bool,
@@ -113,12 +118,14 @@ impl VigilFs {
         enforce: Arc<Enforcer>,
         workers: usize,
         read_workers: usize,
+        max_nodes: usize,
     ) -> io::Result<VigilFs> {
         let inodes = InodeTable::new(root)?;
         // SAFETY: trivial getter.
         let chown_new = unsafe { libc::geteuid() } == 0;
         Ok(VigilFs {
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|me| Shared {
+                me: me.clone(),
                 inodes,
                 handles: HandleTable::new(),
                 pool: Pool::new("vigil-fs-w", workers, workers * 16),
@@ -126,6 +133,8 @@ impl VigilFs {
                 prefetch: Pool::new("vigil-fs-ra", 1, 4),
                 enforce,
                 notifier: OnceLock::new(),
+                max_nodes,
+                forgetting: AtomicBool::new(false),
                 ttl: Duration::from_secs(1),
                 chown_new,
                 posix_acl: AtomicBool::new(false),
@@ -243,8 +252,61 @@ impl Shared {
         let c = CString::new(name).map_err(|_| einval())?;
         let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let st = sys::fstat(fd.as_fd())?;
-        let node = self.inodes.lookup(fd, &st, parent, OsStr::from_bytes(name));
-        Ok((node, st))
+        Ok((
+            self.add_lookup(fd, &st, parent, OsStr::from_bytes(name)),
+            st,
+        ))
+    }
+
+    /// Register one kernel lookup (see [`InodeTable::lookup`]), keeping the number of
+    /// nodes within budget.
+    fn add_lookup(
+        &self,
+        fd: OwnedFd,
+        st: &libc::stat,
+        parent: &Arc<Node>,
+        name: &OsStr,
+    ) -> Arc<Node> {
+        let node = self.inodes.lookup(fd, st, parent, name);
+        if self.inodes.len() > self.max_nodes {
+            self.relieve_descriptors();
+        }
+        node
+    }
+
+    /// Too many nodes, each holding a descriptor of its backing file (past the limit
+    /// of open files, lookups would fail with EMFILE): ask the kernel to drop the
+    /// dentries of some regular files no handle has open, down to 3/4 of the budget;
+    /// it then forgets the inodes no one uses, and FORGET closes their descriptors.
+    /// Directories are left alone, and so are files something is mounted on: dropping
+    /// a dentry detaches the mounts on it (only this mount namespace's are known).
+    /// From a thread of its own, as a notification must not be sent from a request
+    /// handler (the kernel may wait on that very request).
+    fn relieve_descriptors(&self) {
+        let Some(s) = self.me.upgrade() else { return };
+        if self.forgetting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("vigil-fs-forget".into())
+            .spawn(move || {
+                let excess = s.inodes.len().saturating_sub(s.max_nodes / 4 * 3);
+                let mounted = s.mount_points_within();
+                if let Some(n) = s.notifier.get() {
+                    for node in s.inodes.unused_files(excess) {
+                        if mounted.contains(&s.enforce.path_of(&node)) {
+                            continue;
+                        }
+                        if let Some((parent, name)) = node.entry() {
+                            let _ = n.inval_entry(INodeNo(parent), &name);
+                        }
+                    }
+                }
+                s.forgetting.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.forgetting.store(false, Ordering::Release);
+        }
     }
 
     /// Create `name` in `parent` with `make`, give it to the requesting user, and answer
@@ -299,8 +361,7 @@ impl Shared {
             st = sys::fstat(fd.as_fd())?;
         }
         Ok((
-            self.inodes
-                .lookup(fd, &st, parent, OsStr::from_bytes(name.as_bytes())),
+            self.add_lookup(fd, &st, parent, OsStr::from_bytes(name.as_bytes())),
             st,
         ))
     }
@@ -639,9 +700,19 @@ impl Shared {
         }
     }
 
+    /// Mount points below this mount (in this mount namespace).
+    fn mount_points_within(&self) -> std::collections::HashSet<std::path::PathBuf> {
+        let mnt = self.enforce.mountpoint();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        vigil_ima::mountinfo::parse(&info)
+            .map(|m| m.mount_point)
+            .filter(|p| p != mnt && p.starts_with(mnt))
+            .collect()
+    }
+
     /// The regular file `name` in `dir`, if it is one, for [`Enforcer::links_changed`]
     /// once a link of it is made, moved or removed.
-    fn regular_at(dir: &Node, name: &std::ffi::CStr) -> Option<std::os::fd::OwnedFd> {
+    fn regular_at(dir: &Node, name: &std::ffi::CStr) -> Option<OwnedFd> {
         let fd = sys::openat(dir.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0).ok()?;
         let st = sys::fstat(fd.as_fd()).ok()?;
         (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(fd)

@@ -145,6 +145,12 @@ impl Node {
         self.link().name.clone()
     }
 
+    /// Its parent directory's node id and its name there, if the parent is known.
+    pub fn entry(&self) -> Option<(u64, OsString)> {
+        let l = self.link();
+        Some((l.parent.upgrade()?.ino, l.name.clone()))
+    }
+
     /// It was looked up, or renamed, as `name` in `parent`.
     pub fn set_link(&self, parent: &Arc<Node>, name: &OsStr) {
         let mut l = self.link();
@@ -369,6 +375,20 @@ impl InodeTable {
             .unwrap_or_else(|e| e.into_inner())
             .nodes
             .len()
+    }
+
+    /// Up to `max` regular files that no handle has open, for the kernel to forget
+    /// (any of them: which ones the kernel uses most is not known here).
+    pub fn unused_files(&self, max: usize) -> Vec<Arc<Node>> {
+        let t = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        t.nodes
+            .values()
+            .filter(|n| {
+                n.kind == FileType::RegularFile && n.state.opens.load(Ordering::Acquire) == 0
+            })
+            .take(max)
+            .cloned()
+            .collect()
     }
 }
 

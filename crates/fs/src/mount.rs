@@ -39,6 +39,9 @@ pub struct MountOptions {
     pub verify_reads: bool,
     /// Mount flags beyond the fixed `nosuid,nodev`.
     pub flags: MountFlags,
+    /// Files and directories the daemon keeps open for the kernel (one descriptor each)
+    /// before it asks the kernel to forget some; `None`: 3/4 of the open-file limit.
+    pub max_nodes: Option<usize>,
 }
 
 /// The kernel's mount flags a user may choose (`nosuid` and `nodev` always hold).
@@ -88,6 +91,7 @@ impl MountOptions {
             guard,
             verify_reads: true,
             flags: MountFlags::default(),
+            max_nodes: None,
         }
     }
 }
@@ -144,8 +148,8 @@ pub fn abort_connection(conn: &str) -> io::Result<()> {
 /// Every node the kernel knows holds a descriptor of its backing file, so the usual
 /// default soft limit of 1024 open files would fail lookups and opens with EMFILE after
 /// about a thousand files: raise it to the kernel's ceiling (`fs.nr_open`) where the
-/// process may (root), else to the hard limit.
-fn raise_open_file_limit() {
+/// process may (root), else to the hard limit. Returns the limit.
+fn raise_open_file_limit() -> usize {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()
@@ -157,7 +161,7 @@ fn raise_open_file_limit() {
             maximum: Some(c),
         };
         if setrlimit(Resource::Nofile, lifted).is_ok() {
-            return;
+            return c as usize;
         }
     }
     let soft = match (now.maximum, ceiling) {
@@ -173,13 +177,16 @@ fn raise_open_file_limit() {
             },
         );
     }
+    getrlimit(Resource::Nofile)
+        .current
+        .map_or(usize::MAX, |n| n as usize)
 }
 
 impl Mount {
     /// Open the source, then mount over the mount point. Raises the process's limit
     /// of open files (each file the kernel has looked up holds one).
     pub fn new(opts: MountOptions) -> io::Result<Mount> {
-        raise_open_file_limit();
+        let open_files = raise_open_file_limit();
         let src = CString::new(opts.source.as_os_str().as_bytes())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: plain open of a C string path.
@@ -211,7 +218,15 @@ impl Mount {
             root.as_fd(),
             opts.verify_reads,
         )?;
-        let fs = VigilFs::new(root, Arc::new(enforcer), opts.workers, opts.read_workers)?;
+        // The rest is for open files, the state directory and the guard's work.
+        let max_nodes = opts.max_nodes.unwrap_or(open_files / 4 * 3);
+        let fs = VigilFs::new(
+            root,
+            Arc::new(enforcer),
+            opts.workers,
+            opts.read_workers,
+            max_nodes,
+        )?;
         let shared = fs.shared.clone();
         let mut config = Config::default();
         config.mount_options = vec![
@@ -389,6 +404,12 @@ impl Background {
     /// Open handles (files and directories).
     pub fn open_handles(&self) -> usize {
         self.shared.handles.len()
+    }
+
+    /// Files and directories the kernel knows through the mount (each holds a
+    /// descriptor of its backing file).
+    pub fn nodes(&self) -> usize {
+        self.shared.inodes.len()
     }
 
     /// Unmount (lazily if busy) and wait for the serving threads to end.
