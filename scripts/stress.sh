@@ -27,6 +27,15 @@ head -c 32 /dev/urandom >"$work/evm-key"
 # flags, fanotify/inotify on FUSE, FIEMAP, I/O priorities) are left out.
 exclude=binderfs,chattr,ioprio,fiemap,fanotify,inotify,inode-flags
 failed=0
+# The daemon holds a descriptor for every directory the kernel knows (it has the kernel
+# forget files, never directories): under a low hard limit of open files, the directory
+# stressors' trees are kept well below it.
+dir_limits=()
+hard=$(ulimit -Hn)
+if [[ $hard != unlimited ]] && ((hard < 262144)); then
+  n=$((hard / 8))
+  dir_limits=(--chdir-dirs "$n" --dir-dirs "$n" --dirdeep-inodes "$n")
+fi
 
 mount_vigil() { # MODE LOG
   "$vigil" mount --builtin tcb --builtin appraise_tcb --appraise "$1" \
@@ -57,7 +66,8 @@ for mode in fix enforce; do
   mount_vigil "$mode" "$log"
   echo "== $mode mode: stress-ng --class filesystem --all 1 -t ${secs}s --verify"
   if ! (cd "$work/mnt" && stress-ng --class filesystem --all 1 -t "$secs" --verify \
-        --temp-path "$work/mnt" --exclude "$exclude" >"$work/stress-$mode.out" 2>&1); then
+        --temp-path "$work/mnt" --exclude "$exclude" "${dir_limits[@]}" \
+        >"$work/stress-$mode.out" 2>&1); then
     echo "[$mode] stress-ng failed:"; grep -iE 'fail|error' "$work/stress-$mode.out" | head -20
     failed=1
   fi

@@ -276,10 +276,12 @@ impl Shared {
 
     /// Too many nodes, each holding a descriptor of its backing file (past the limit
     /// of open files, lookups would fail with EMFILE): ask the kernel to drop the
-    /// dentries of some regular files no handle has open, down to 3/4 of the budget;
-    /// it then forgets the inodes no one uses, and FORGET closes their descriptors.
-    /// Directories are left alone, and so are files something is mounted on: dropping
-    /// a dentry detaches the mounts on it (only this mount namespace's are known).
+    /// dentries of some files no handle has open, down to 3/4 of the budget; it then
+    /// forgets the inodes no one uses, and FORGET closes their descriptors. Left
+    /// alone: directories (one may be a process's working directory, whose getcwd
+    /// would fail while its dentry is dropped) and files something is mounted on
+    /// (dropping a dentry detaches the mounts on it; only this mount namespace's are
+    /// known).
     /// From a thread of its own, as a notification must not be sent from a request
     /// handler (the kernel may wait on that very request).
     fn relieve_descriptors(&self) {

@@ -377,15 +377,14 @@ impl InodeTable {
             .len()
     }
 
-    /// Up to `max` regular files that no handle has open, for the kernel to forget
-    /// (any of them: which ones the kernel uses most is not known here).
+    /// Up to `max` nodes other than directories that no handle has open, for the
+    /// kernel to forget (any of them: which ones the kernel uses most is not known
+    /// here).
     pub fn unused_files(&self, max: usize) -> Vec<Arc<Node>> {
         let t = self.inner.read().unwrap_or_else(|e| e.into_inner());
         t.nodes
             .values()
-            .filter(|n| {
-                n.kind == FileType::RegularFile && n.state.opens.load(Ordering::Acquire) == 0
-            })
+            .filter(|n| n.kind != FileType::Directory && n.state.opens.load(Ordering::Acquire) == 0)
             .take(max)
             .cloned()
             .collect()

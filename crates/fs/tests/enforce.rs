@@ -630,21 +630,10 @@ fn created_files_pass_after_their_links_change_through_the_mount() {
             }
             "exchange" => {
                 drop(create(opened_as));
-                let c = |n: &str| {
-                    std::ffi::CString::new(env.m(n).into_os_string().into_encoded_bytes()).unwrap()
-                };
-                let (a, b) = (c(op), c(opened_as));
-                // SAFETY: two NUL-terminated paths.
-                let r = unsafe {
-                    libc::renameat2(
-                        libc::AT_FDCWD,
-                        a.as_ptr(),
-                        libc::AT_FDCWD,
-                        b.as_ptr(),
-                        libc::RENAME_EXCHANGE,
-                    )
-                };
-                assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+                assert_eq!(
+                    common::rename2(&env.m(op), &env.m(opened_as), libc::RENAME_EXCHANGE),
+                    0
+                );
             }
             "link" => fs::hard_link(env.m(op), env.m("link-2")).unwrap(),
             _ => {

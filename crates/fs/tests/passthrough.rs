@@ -167,22 +167,9 @@ fn files_dirs_links_and_attributes() {
 
     // rename flags: RENAME_NOREPLACE refuses an existing target
     fs::write(f.m("x"), b"x").unwrap();
-    let a = std::ffi::CString::new(f.m("x").into_os_string().into_encoded_bytes()).unwrap();
-    let b = std::ffi::CString::new(f.m("pre").into_os_string().into_encoded_bytes()).unwrap();
-    // SAFETY: valid C strings.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    assert_eq!(r, -1);
     assert_eq!(
-        std::io::Error::last_os_error().raw_os_error(),
-        Some(libc::EEXIST)
+        common::rename2(&f.m("x"), &f.m("pre"), libc::RENAME_NOREPLACE),
+        libc::EEXIST
     );
 
     // readdir sees the backing entries plus .vigil
@@ -816,24 +803,6 @@ fn posix_acls_are_enforced() {
     assert_eq!(mode_of(&f.s("umasked")), 0o640);
 }
 
-fn rename2(a: &Path, b: &Path, flags: u32) -> i32 {
-    let (a, b) = (cpath(a), cpath(b));
-    // SAFETY: valid C strings.
-    if unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            flags,
-        )
-    } < 0
-    {
-        return last_errno();
-    }
-    0
-}
-
 /// A sealed file keeps its content at its names: no rename over it, no exchange from
 /// either side, no moving it away, no unlink (any of which lets other content take
 /// its name). A new hard link is allowed, and is the sealed file too.
@@ -849,10 +818,16 @@ fn sealed_files_keep_their_names() {
     let (sx, other) = (f.m("sx"), f.m("other"));
     assert_eq!(common::mount_ioctl(&sx, vigil_fs::ioctl::SEAL), 0);
 
-    assert_eq!(rename2(&other, &sx, libc::RENAME_EXCHANGE), libc::EPERM);
-    assert_eq!(rename2(&sx, &other, libc::RENAME_EXCHANGE), libc::EPERM);
-    assert_eq!(rename2(&other, &sx, 0), libc::EPERM);
-    assert_eq!(rename2(&sx, &f.m("moved"), 0), libc::EPERM);
+    assert_eq!(
+        common::rename2(&other, &sx, libc::RENAME_EXCHANGE),
+        libc::EPERM
+    );
+    assert_eq!(
+        common::rename2(&sx, &other, libc::RENAME_EXCHANGE),
+        libc::EPERM
+    );
+    assert_eq!(common::rename2(&other, &sx, 0), libc::EPERM);
+    assert_eq!(common::rename2(&sx, &f.m("moved"), 0), libc::EPERM);
     assert_eq!(
         common::errno(fs::remove_file(&sx).unwrap_err()),
         libc::EPERM
@@ -862,19 +837,19 @@ fn sealed_files_keep_their_names() {
         common::errno(fs::remove_file(f.m("sx2")).unwrap_err()),
         libc::EPERM
     );
-    assert_eq!(rename2(&other, &f.m("sx2"), 0), libc::EPERM);
+    assert_eq!(common::rename2(&other, &f.m("sx2"), 0), libc::EPERM);
     assert_eq!(fs::read(&sx).unwrap(), b"sealed-content");
     assert_eq!(fs::read(f.s("sx")).unwrap(), b"sealed-content");
     assert_eq!(fs::read(f.s("other")).unwrap(), b"evil");
 
     // Other files are not affected.
-    assert_eq!(rename2(&other, &f.m("o2"), 0), 0);
+    assert_eq!(common::rename2(&other, &f.m("o2"), 0), 0);
     fs::remove_file(f.m("o2")).unwrap();
 
     // Unsealed, the file's names are free again.
     assert_eq!(common::mount_ioctl(&sx, vigil_fs::ioctl::UNSEAL), 0);
     fs::remove_file(f.m("sx2")).unwrap();
-    assert_eq!(rename2(&sx, &f.m("moved"), 0), 0);
+    assert_eq!(common::rename2(&sx, &f.m("moved"), 0), 0);
     fs::remove_file(f.m("moved")).unwrap();
     assert!(!f.s("moved").exists());
 }

@@ -224,3 +224,26 @@ pub fn fill(path: &Path) -> (u64, i32) {
         }
     }
 }
+
+/// renameat2(2): 0, or the errno.
+pub fn rename2(a: &Path, b: &Path, flags: u32) -> i32 {
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (a, b) = (c(a), c(b));
+    // SAFETY: two NUL-terminated paths.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    if r < 0 {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(255)
+    } else {
+        0
+    }
+}
