@@ -171,10 +171,14 @@ const PASSED: u64 = 1 << 61;
 const WRITTEN: u64 = 1 << 62;
 const SEALED: u64 = 1 << 63;
 
-/// Per-file state. Its two locks (outer measurement lock, inner result slot) live in
-/// [`GenState`], whose documentation gives their order; everything else here is atomic.
+/// Per-file state. Its locks are the outer measurement lock and the inner result slot
+/// of [`GenState`] and `evm`; the documentation of [`crate::genstate`] gives their
+/// order. Everything else here is atomic.
 pub(crate) struct FileState {
     gen: GenState<Arc<Measurement>>,
+    /// Held while the xattrs EVM covers are checked or rewritten (an IMA value and its
+    /// HMAC are written as one, as the kernel does under the inode lock).
+    evm: Mutex<()>,
     /// writers (bits 0–23) | writable mappings (bits 24–47) | PASSED (bit 61) |
     /// WRITTEN (bit 62) | SEALED (bit 63).
     acct: AtomicU64,
@@ -189,6 +193,7 @@ impl FileState {
     fn new(sealed: bool) -> Self {
         FileState {
             gen: GenState::new(),
+            evm: Mutex::new(()),
             acct: AtomicU64::new(if sealed { SEALED } else { 0 }),
             readers: AtomicU32::new(0),
             may_emit_tomtou: AtomicBool::new(false),
@@ -976,6 +981,11 @@ impl Guard {
             return Ok(());
         }
         let file = self.identify(fd)?;
+        let st = s.state_for(&file.id);
+        let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock: a hash value being written with its HMAC is seen
+        // before or after, never between.
+        let file = self.identify(fd)?;
         match s.evm_file(&file.id, fd, &file.attrs) {
             Some(f) => job(&f, s.read_value(&file.id, fd)?.as_deref()),
             None => Ok(()),
@@ -1682,7 +1692,7 @@ impl Shared {
             if ima_value.as_deref() != Some(&v[..]) {
                 // As the kernel's ima_fix_xattr: a value that cannot be written leaves
                 // the appraisal to fail (allowed in fix mode), not the open.
-                match self.write_value(id, rfd.as_fd(), &v) {
+                match self.write_value(id, st, rfd.as_fd(), &v) {
                     Ok(()) => {
                         // Our own xattr write changed ctime.
                         attrs = identity::identify_fd(rfd.as_fd())?.attrs;
@@ -1788,9 +1798,10 @@ impl Shared {
         }
     }
 
-    fn write_value(&self, id: &FileId, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
+    fn write_value(&self, id: &FileId, st: &FileState, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
         match (&self.config.xattr, self.value_name()) {
             (_, Some(name)) => {
+                let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
                 evm::set_through_proc(fd, name, v).map_err(|e| Error::io("setxattr", name, e))?;
                 // The kernel's evm_inode_post_setxattr: the HMAC follows the new value.
                 if self.config.evm.hmac_key.is_some() {
@@ -1849,10 +1860,20 @@ impl Shared {
                 return EvmStatus::Unknown;
             };
             let status = evm::verify(&self.config.evm, f, Some(v));
-            // Fix mode rewrites a hash value, and with it the HMAC (ima_fix_xattr).
+            // Fix mode rewrites a hash value, and with it the HMAC (ima_fix_xattr),
+            // over the file's metadata as it is now (under the EVM lock: a metadata
+            // change may have come since the measurement).
             let fixable = matches!(status, EvmStatus::NoLabel | EvmStatus::Fail(_));
             if fix && fixable && !appraise::is_signature(v) && self.config.evm.hmac_key.is_some() {
-                return match evm::update_hmac(&self.config.evm, f, Some(v)) {
+                let st = self.state_for(id);
+                let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
+                let fixed = identity::identify_fd(fd)
+                    .map_err(|e| e.to_string())
+                    .and_then(|now| match self.evm_file(id, fd, &now.attrs) {
+                        Some(f) => evm::update_hmac(&self.config.evm, &f, Some(v)),
+                        None => Ok(()),
+                    });
+                return match fixed {
                     Ok(()) => EvmStatus::Pass,
                     Err(e) => EvmStatus::Fail(e),
                 };

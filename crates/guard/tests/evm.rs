@@ -463,3 +463,55 @@ fn evm_sig_record_has_the_kernels_bytes() {
     assert_eq!(ours.fields, kernel.fields);
     assert_eq!(ours.digest, kernel.digest);
 }
+
+/// A hash value and its HMAC are rewritten as one: a metadata change checked while
+/// fix mode rewrites them (the content changed behind the guard) never sees the new
+/// value under the old HMAC, and the HMAC left at the end covers what the file has.
+#[test]
+fn metadata_changes_never_see_a_hash_value_without_its_hmac() {
+    if !root() {
+        return;
+    }
+    let d = scratch();
+    let keys = EvmKeys {
+        ring: None,
+        hmac_key: Some(b"an EVM key of the test".to_vec()),
+    };
+    let fix = appraising(d.path(), AppraiseMode::Fix, keys.clone());
+    let p = write_file(&d.path().join("raced"), b"version 0\n");
+    assert!(open(&fix, &p, false).unwrap().verdict.unwrap().passed());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Stops the chmod loop however this thread ends.
+            struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
+            for i in 1..1000 {
+                std::fs::write(&p, format!("version {i}\n")).unwrap();
+                // Allowed in fix mode (it may fail while a chmod's HMAC is pending).
+                open(&fix, &p, false).unwrap();
+            }
+        });
+        let f = std::fs::File::open(&p).unwrap();
+        let mut mode = 0o644;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            mode ^= 0o040;
+            fix.protect_attrs(f.as_fd(), Some(mode), None, None)
+                .unwrap_or_else(|e| panic!("chmod refused: {e}"));
+            chmod(&p, mode);
+            fix.metadata_changed(f.as_fd()).unwrap();
+        }
+    });
+    // Settled: one more fix-mode open brings the value and HMAC up to date.
+    open(&fix, &p, false).unwrap();
+    let enforce = appraising(d.path(), AppraiseMode::Enforce, keys);
+    assert_eq!(
+        open(&enforce, &p, false).unwrap().verdict,
+        Some(Verdict::PassHash)
+    );
+}
