@@ -281,9 +281,8 @@ impl Shared {
     /// alone: directories (one may be a process's working directory, whose getcwd
     /// would fail while its dentry is dropped) and files something is mounted on
     /// (dropping a dentry detaches the mounts on it; only this mount namespace's are
-    /// known).
-    /// From a thread of its own, as a notification must not be sent from a request
-    /// handler (the kernel may wait on that very request).
+    /// known). From a thread of its own, as a notification must not be sent from a
+    /// request handler (the kernel may wait on that very request).
     fn relieve_descriptors(&self) {
         let Some(s) = self.me.upgrade() else { return };
         if self.forgetting.swap(true, Ordering::AcqRel) {
@@ -296,7 +295,7 @@ impl Shared {
                 let mounted = s.mount_points_within();
                 if let Some(n) = s.notifier.get() {
                     for node in s.inodes.unused_files(excess) {
-                        if mounted.contains(&s.enforce.path_of(&node)) {
+                        if !mounted.is_empty() && mounted.contains(&s.enforce.path_of(&node)) {
                             continue;
                         }
                         if let Some((parent, name)) = node.entry() {
