@@ -980,11 +980,11 @@ impl Guard {
         if !s.config.evm.loaded() {
             return Ok(());
         }
-        let file = self.identify(fd)?;
-        let st = s.state_for(&file.id);
+        let st = s.state_for(&self.identify(fd)?.id);
         let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
-        // Read under the lock: a hash value being written with its HMAC is seen
-        // before or after, never between.
+        // Looked at under the lock: a hash value being written with its HMAC is seen
+        // before or after, never between, and of two metadata changes the HMAC
+        // written last covers the later.
         let file = self.identify(fd)?;
         match s.evm_file(&file.id, fd, &file.attrs) {
             Some(f) => job(&f, s.read_value(&file.id, fd)?.as_deref()),
