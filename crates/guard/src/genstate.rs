@@ -7,9 +7,10 @@
 //! 1. **outer** — [`GenState::measure_lock`]: serialises measurements of the file and
 //!    is held across all of a measurement's I/O (reading, hashing, tree building,
 //!    xattr refresh). Nothing on the write/invalidate path ever takes it.
-//! 2. **evm** — `FileState::evm` (in `guard.rs`): held while the xattrs EVM covers are
-//!    checked or rewritten (an IMA value and its HMAC together), within a measurement
-//!    or on its own for a metadata change; only xattr I/O under it.
+//! 2. **evm** — `Shared::evm_lock` (in `guard.rs`, striped over files): held while the
+//!    xattrs EVM covers are checked or rewritten (an IMA value and its HMAC together),
+//!    within a measurement or on its own for a metadata change; only xattr I/O under
+//!    it, and no other EVM lock.
 //! 3. **inner** — the result slot (`slot`): held only to copy or replace the published
 //!    result, never across I/O and never while waiting for anything.
 //!

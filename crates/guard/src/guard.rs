@@ -171,14 +171,11 @@ const PASSED: u64 = 1 << 61;
 const WRITTEN: u64 = 1 << 62;
 const SEALED: u64 = 1 << 63;
 
-/// Per-file state. Its locks are the outer measurement lock and the inner result slot
-/// of [`GenState`] and `evm`; the documentation of [`crate::genstate`] gives their
-/// order. Everything else here is atomic.
+/// Per-file state. Its two locks (outer measurement lock, inner result slot) live in
+/// [`GenState`], whose documentation gives their order (and that of the EVM locks,
+/// [`Shared::evm_lock`]); everything else here is atomic.
 pub(crate) struct FileState {
     gen: GenState<Arc<Measurement>>,
-    /// Held while the xattrs EVM covers are checked or rewritten (an IMA value and its
-    /// HMAC are written as one, as the kernel does under the inode lock).
-    evm: Mutex<()>,
     /// writers (bits 0–23) | writable mappings (bits 24–47) | PASSED (bit 61) |
     /// WRITTEN (bit 62) | SEALED (bit 63).
     acct: AtomicU64,
@@ -193,7 +190,6 @@ impl FileState {
     fn new(sealed: bool) -> Self {
         FileState {
             gen: GenState::new(),
-            evm: Mutex::new(()),
             acct: AtomicU64::new(if sealed { SEALED } else { 0 }),
             readers: AtomicU32::new(0),
             may_emit_tomtou: AtomicBool::new(false),
@@ -589,7 +585,13 @@ struct Shared {
     seals: Mutex<BTreeMap<String, SealRecord>>,
     seals_path: PathBuf,
     counters: Counters,
+    /// See [`Shared::evm_lock`].
+    evm_locks: [Mutex<()>; EVM_LOCKS],
 }
+
+/// Stripes of the EVM lock: one per file would need state for every file whose
+/// metadata changes.
+const EVM_LOCKS: usize = 64;
 
 /// The enforcement core. Cheap to share (`Arc` inside); dropping the last copy stops
 /// the workers after they finish the queued jobs.
@@ -642,6 +644,7 @@ impl Guard {
             seals_path,
             filesystems: RwLock::default(),
             counters: Counters::default(),
+            evm_locks: std::array::from_fn(|_| Mutex::new(())),
         });
         let workers = (0..shared.config.workers.max(1))
             .map(|i| {
@@ -980,8 +983,7 @@ impl Guard {
         if !s.config.evm.loaded() {
             return Ok(());
         }
-        let st = s.state_for(&self.identify(fd)?.id);
-        let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
+        let _evm = s.evm_lock(&self.identify(fd)?.id);
         // Looked at under the lock: a hash value being written with its HMAC is seen
         // before or after, never between, and of two metadata changes the HMAC
         // written last covers the later.
@@ -1361,6 +1363,19 @@ impl Shared {
             .cloned()
     }
 
+    /// The EVM lock of `id`: held while the xattrs EVM covers are checked or rewritten
+    /// (an IMA value and its HMAC are written as one, as the kernel does under the
+    /// inode lock). Striped: a lock may be shared by several files, so no other is
+    /// ever taken under it.
+    fn evm_lock(&self, id: &FileId) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        self.evm_locks[h.finish() as usize % EVM_LOCKS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Queue the re-measurement of `id` (counted), for its last writer, naming it
     /// `path` should it fail.
     fn push_job(&self, id: &FileId, st: &FileState, path: &OsStr) -> Push {
@@ -1692,7 +1707,7 @@ impl Shared {
             if ima_value.as_deref() != Some(&v[..]) {
                 // As the kernel's ima_fix_xattr: a value that cannot be written leaves
                 // the appraisal to fail (allowed in fix mode), not the open.
-                match self.write_value(id, st, rfd.as_fd(), &v) {
+                match self.write_value(id, rfd.as_fd(), &v) {
                     Ok(()) => {
                         // Our own xattr write changed ctime.
                         attrs = identity::identify_fd(rfd.as_fd())?.attrs;
@@ -1798,10 +1813,10 @@ impl Shared {
         }
     }
 
-    fn write_value(&self, id: &FileId, st: &FileState, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
+    fn write_value(&self, id: &FileId, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
         match (&self.config.xattr, self.value_name()) {
             (_, Some(name)) => {
-                let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
+                let _evm = self.evm_lock(id);
                 evm::set_through_proc(fd, name, v).map_err(|e| Error::io("setxattr", name, e))?;
                 // The kernel's evm_inode_post_setxattr: the HMAC follows the new value.
                 if self.config.evm.hmac_key.is_some() {
@@ -1865,8 +1880,7 @@ impl Shared {
             // change may have come since the measurement).
             let fixable = matches!(status, EvmStatus::NoLabel | EvmStatus::Fail(_));
             if fix && fixable && !appraise::is_signature(v) && self.config.evm.hmac_key.is_some() {
-                let st = self.state_for(id);
-                let _evm = st.evm.lock().unwrap_or_else(|e| e.into_inner());
+                let _evm = self.evm_lock(id);
                 let fixed = identity::identify_fd(fd)
                     .map_err(|e| e.to_string())
                     .and_then(|now| match self.evm_file(id, fd, &now.attrs) {
