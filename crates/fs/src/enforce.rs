@@ -59,6 +59,20 @@ pub fn audit(msg: std::fmt::Arguments<'_>) {
     eprintln!("vigil-fs: {msg}");
 }
 
+/// The path of `node` in the mount on `mnt`, for the measurement log, as the kernel's
+/// `ima_d_path` gives it: the path of the dentry it was reached by (so a file unlinked
+/// while open keeps its path), or, for a path too long to resolve (`PATH_MAX` bytes with
+/// its NUL), the file's own name.
+fn path_in(mnt: &Path, node: &Node) -> PathBuf {
+    let fits =
+        |rel: &Path| mnt.as_os_str().len() + 1 + rel.as_os_str().len() < libc::PATH_MAX as usize;
+    match node.dentry_path() {
+        Some(rel) if rel.as_os_str().is_empty() => mnt.to_owned(),
+        Some(rel) if fits(&rel) => mnt.join(rel),
+        _ => node.name().into(),
+    }
+}
+
 /// The `MAY_*` mask IMA derives from `open(2)` flags (an exec's open asks `MAY_EXEC`
 /// alone, as the kernel's `open_exec_flags` do).
 pub fn open_mask(flags: i32) -> u32 {
@@ -81,7 +95,7 @@ pub fn open_mask(flags: i32) -> u32 {
 
 pub struct Enforcer {
     guard: Guard,
-    mnt: PathBuf,
+    mnt: Arc<Path>,
     /// The source directory, for `.vigil/status`.
     source: PathBuf,
     /// Reads of measured files are checked against their Merkle tree.
@@ -108,7 +122,7 @@ impl Enforcer {
         guard.register_mount(dir).map_err(std::io::Error::other)?;
         Ok(Enforcer {
             guard,
-            mnt: mnt.to_owned(),
+            mnt: mnt.into(),
             source: source.to_owned(),
             verify_reads,
         })
@@ -123,24 +137,10 @@ impl Enforcer {
         &self.mnt
     }
 
-    /// A log line (see [`audit`]).
-    pub fn audit(&self, msg: std::fmt::Arguments<'_>) {
-        audit(msg);
-    }
-
     /// The path of `node` in the mount, for the measurement log, as the kernel's
-    /// `ima_d_path` gives it: the path of the dentry it was reached by (so a file
-    /// unlinked while open keeps its path), or, for a path too long to resolve
-    /// (`PATH_MAX` bytes with its NUL), the file's own name.
+    /// `ima_d_path` gives it (see `path_in`).
     pub fn path_of(&self, node: &Node) -> PathBuf {
-        let fits = |rel: &Path| {
-            self.mnt.as_os_str().len() + 1 + rel.as_os_str().len() < libc::PATH_MAX as usize
-        };
-        match node.dentry_path() {
-            Some(rel) if rel.as_os_str().is_empty() => self.mnt.clone(),
-            Some(rel) if fits(&rel) => self.mnt.join(rel),
-            _ => node.name().into(),
-        }
+        path_in(&self.mnt, node)
     }
 
     /// Whether a read-only OPEN of `node` is decided from memory: the guard holds a
@@ -227,7 +227,7 @@ impl Enforcer {
         }
         if let Some(Verdict::Fail(cause)) = &d.verdict {
             // Log/fix mode: allowed, but recorded.
-            self.audit(format_args!(
+            audit(format_args!(
                 "open {} by uid {}: appraisal failed ({cause}), allowed",
                 req.path.display(),
                 who.uid
@@ -261,7 +261,7 @@ impl Enforcer {
             } else {
                 "open"
             };
-            self.audit(format_args!(
+            audit(format_args!(
                 "{what} {} by uid {} pid {}: {e} ({})",
                 req.path.display(),
                 who.uid,
@@ -316,7 +316,7 @@ impl Enforcer {
             Err(e) => {
                 drop(slot);
                 let path = self.path_of(node);
-                self.audit(format_args!("{}: Merkle tree: {e}: EIO", path.display()));
+                audit(format_args!("{}: Merkle tree: {e}: EIO", path.display()));
                 Err(Errno::EIO)
             }
         }
@@ -331,7 +331,7 @@ impl Enforcer {
         data: &[u8],
     ) -> Result<(), Errno> {
         check.verify(offset, data).map_err(|e| {
-            self.audit(format_args!(
+            audit(format_args!(
                 "read {} [{offset}, {}): {e}: EIO",
                 self.path_of(node).display(),
                 offset + data.len() as u64
@@ -404,7 +404,7 @@ impl Enforcer {
     pub fn metadata_changed(&self, node: &Node, subject: Option<OwnedFd>) {
         if let Some(fd) = subject {
             if let Err(e) = self.guard.metadata_changed(fd.as_fd()) {
-                self.audit(format_args!("{}: {e}", self.path_of(node).display()));
+                audit(format_args!("{}: {e}", self.path_of(node).display()));
             }
         }
     }
@@ -421,20 +421,15 @@ impl Enforcer {
     }
 
     fn metadata_refused(&self, node: &Node, e: &vigil_guard::Error) -> Errno {
-        self.audit(format_args!(
+        audit(format_args!(
             "change of {} refused: {e}",
             self.path_of(node).display()
         ));
         errno_of(e)
     }
 
-    /// A link of the file `fd` names was made, moved or removed through the mount: its
-    /// ctime moved on, its content did not. Its measurement is dropped (the next open
-    /// measures again), so that the new ctime is not taken for a change behind the
-    /// mount, which would end the trust in writes made through it (a file created
-    /// through the mount and renamed before its hash value was written would then be
-    /// refused).
-    pub fn links_changed(&self, fd: BorrowedFd<'_>) {
+    /// [`Enforcer::invalidate`] for a file the kernel has no node of.
+    pub fn invalidate_fd(&self, fd: BorrowedFd<'_>) {
         if let Ok(i) = self.guard.identify(fd) {
             self.guard.invalidate(&i.id);
         }
@@ -448,19 +443,19 @@ impl Enforcer {
     }
 
     /// RELEASE of a handle: the last writer's only queues a re-measurement.
-    pub fn release(&self, node: &Node, opened: &Opened) {
+    pub fn release(&self, node: &Arc<Node>, opened: &Opened) {
         let h = opened
             .handle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(h) = h {
-            let find_path = || self.path_of(node).into_os_string();
-            let path = LogPath::lazy(&find_path);
-            if self.guard.on_release(h, &path) == vigil_guard::ReleaseOutcome::QueueFull {
-                self.audit(format_args!(
+            let (mnt, n) = (self.mnt.clone(), node.clone());
+            let find_path = move || path_in(&mnt, &n).into_os_string();
+            if self.guard.on_release(h, find_path) == vigil_guard::ReleaseOutcome::QueueFull {
+                audit(format_args!(
                     "{}: re-measurement queue full; measured at its next open or at unmount",
-                    path.display()
+                    self.path_of(node).display()
                 ));
             }
         }
@@ -501,14 +496,14 @@ impl Enforcer {
             .seal(&ident, file.as_fd())
             .map(drop)
             .map_err(|e| errno_of(&e))?;
-        self.audit(format_args!("sealed {}", self.path_of(node).display()));
+        audit(format_args!("sealed {}", self.path_of(node).display()));
         Ok(())
     }
 
     pub fn unseal(&self, node: &Node, uid: u32) -> Result<(), Errno> {
         let id = self.file_id(node)?;
         self.guard.unseal(&id, uid).map_err(|e| errno_of(&e))?;
-        self.audit(format_args!(
+        audit(format_args!(
             "unsealed {} by uid {uid}",
             self.path_of(node).display()
         ));
@@ -552,7 +547,7 @@ impl Enforcer {
             }
         };
         if let Err(e) = r {
-            self.audit(format_args!("exporting {}: {e}", f.name()));
+            audit(format_args!("exporting {}: {e}", f.name()));
         }
         out
     }

@@ -76,6 +76,12 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A regular file found by name (see [`Shared::regular_at`]).
+enum FileAt {
+    Node(Arc<Node>),
+    Fd(OwnedFd),
+}
+
 /// One directory entry of a listing snapshot.
 pub struct Entry {
     name: Vec<u8>,
@@ -529,7 +535,7 @@ impl Shared {
                     match sys::fstat(file.as_fd()) {
                         Ok(st) if st.st_size as u64 == c.size() => {}
                         Ok(st) => {
-                            self.enforce.audit(format_args!(
+                            crate::enforce::audit(format_args!(
                                 "read {}: file is {} bytes, measured {}: EIO",
                                 self.enforce.path_of(node).display(),
                                 st.st_size,
@@ -677,27 +683,45 @@ impl Shared {
         sys::chmod_fd(node.fd(), st.st_mode & 0o7777 & !libc::S_ISGID)
     }
 
-    /// Whether `name` in `dir` is a sealed regular file.
-    fn sealed_entry(&self, dir: &Node, name: &std::ffi::CStr) -> bool {
-        if !self.enforce.guard().any_seals() {
-            return false;
-        }
-        let Ok(st) = sys::statat(dir.fd(), name, libc::AT_SYMLINK_NOFOLLOW) else {
-            return false;
-        };
+    /// The regular file `name` in `dir`, if it is one, as an unlink or rename is about
+    /// to find it: its node (the kernel holds the entries it unlinks or renames, so it
+    /// is normally in the table), else a descriptor.
+    fn regular_at(&self, dir: &Node, name: &std::ffi::CStr) -> Option<FileAt> {
+        let st = sys::statat(dir.fd(), name, libc::AT_SYMLINK_NOFOLLOW).ok()?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return false;
+            return None;
         }
-        // The kernel holds the entries it unlinks or renames, so their nodes are
-        // normally in the table.
         match self
             .inodes
             .peek_key((st.st_dev, st.st_ino))
             .and_then(|i| self.inodes.get(i))
         {
-            Some(n) => self.enforce.sealed(&n),
+            Some(n) => Some(FileAt::Node(n)),
             None => sys::openat(dir.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
-                .is_ok_and(|fd| self.enforce.sealed_fd(fd.as_fd())),
+                .ok()
+                .map(FileAt::Fd),
+        }
+    }
+
+    /// Whether `file` is sealed: its names and content stay (it may not be unlinked,
+    /// moved away, replaced or exchanged).
+    fn sealed(&self, file: Option<&FileAt>) -> bool {
+        match file {
+            Some(FileAt::Node(n)) => self.enforce.sealed(n),
+            Some(FileAt::Fd(fd)) => self.enforce.sealed_fd(fd.as_fd()),
+            None => false,
+        }
+    }
+
+    /// A link of `file` was made, moved or removed through the mount: its ctime moved
+    /// on, its content did not. Its measurement is dropped (the next open measures
+    /// again), so that the new ctime is not taken for a change behind the mount, which
+    /// would end the trust in writes made through it (a file created through the mount
+    /// and renamed before its hash value was written would then be refused).
+    fn links_changed(&self, file: &FileAt) {
+        match file {
+            FileAt::Node(n) => self.enforce.invalidate(n),
+            FileAt::Fd(fd) => self.enforce.invalidate_fd(fd.as_fd()),
         }
     }
 
@@ -709,14 +733,6 @@ impl Shared {
             .map(|m| m.mount_point)
             .filter(|p| p != mnt && p.starts_with(mnt))
             .collect()
-    }
-
-    /// The regular file `name` in `dir`, if it is one, for [`Enforcer::links_changed`]
-    /// once a link of it is made, moved or removed.
-    fn regular_at(dir: &Node, name: &std::ffi::CStr) -> Option<OwnedFd> {
-        let fd = sys::openat(dir.fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0).ok()?;
-        let st = sys::fstat(fd.as_fd()).ok()?;
-        (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(fd)
     }
 
     /// The entry `name` in `dir` was just renamed there: its node (if the kernel knows
@@ -1010,15 +1026,15 @@ impl Filesystem for VigilFs {
         let p = tri!(reply, s.node(parent));
         let c = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
         // Removing a sealed file's name would let other content take it.
-        if s.sealed_entry(&p, &c) {
+        let file = s.regular_at(&p, &c);
+        if s.sealed(file.as_ref()) {
             return reply.error(Errno::EPERM);
         }
-        let file = Shared::regular_at(&p, &c);
         match sys::unlinkat(p.fd(), &c, 0) {
             Ok(()) => {
                 reply.ok();
-                if let Some(f) = file {
-                    s.enforce.links_changed(f.as_fd());
+                if let Some(f) = &file {
+                    s.links_changed(f);
                 }
             }
             Err(e) => reply.error(errno(&e)),
@@ -1071,12 +1087,12 @@ impl Filesystem for VigilFs {
         // A sealed file keeps its names and content: it may not be moved away (which
         // frees its name for other content), replaced by a rename over it, or swapped
         // with RENAME_EXCHANGE from either side.
-        if s.sealed_entry(&p, &a) || s.sealed_entry(&np, &b) {
-            return reply.error(Errno::EPERM);
-        }
         // Both files (the one moved, and the one replaced or exchanged) have their
         // links changed.
-        let files = [Shared::regular_at(&p, &a), Shared::regular_at(&np, &b)];
+        let files = [s.regular_at(&p, &a), s.regular_at(&np, &b)];
+        if files.iter().any(|f| s.sealed(f.as_ref())) {
+            return reply.error(Errno::EPERM);
+        }
         match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
             Ok(()) => {
                 s.renamed(&np, newname);
@@ -1085,7 +1101,7 @@ impl Filesystem for VigilFs {
                 }
                 reply.ok();
                 for f in files.iter().flatten() {
-                    s.enforce.links_changed(f.as_fd());
+                    s.links_changed(f);
                 }
             }
             Err(e) => reply.error(errno(&e)),
@@ -1112,7 +1128,7 @@ impl Filesystem for VigilFs {
             .and_then(|()| s.do_lookup(&np, newname.as_bytes()));
         s.entry(reply, r);
         if node.kind == FileType::RegularFile {
-            s.enforce.invalidate(&node);
+            s.links_changed(&FileAt::Node(node));
         }
     }
 

@@ -86,8 +86,8 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Uids allowed to unseal (root always is).
     pub seal_admins: Vec<u32>,
-    /// Told of each deferred re-measurement that failed: the file's path as given at
-    /// its last writer's release, and why (none: only counted,
+    /// Told of each deferred re-measurement that failed: the file's path (found then
+    /// by the `find_path` of its last writer's release) and why (none: only counted,
     /// [`GuardStats::jobs_failed`]).
     pub job_failures: Option<Arc<JobFailureReport>>,
 }
@@ -550,13 +550,16 @@ struct Counters {
     jobs_failed: AtomicU64,
 }
 
-#[derive(Clone, Debug)]
 struct JobInfo {
     uid: u32,
     gid: u32,
-    /// For the report of a failure.
-    path: OsString,
+    /// Finds the file's path, for the report of a failure (none: made up for at
+    /// shutdown).
+    find_path: Option<FindPath>,
 }
+
+/// Finds a file's path when it is needed (see [`Guard::on_release`]).
+pub type FindPath = Box<dyn FnOnce() -> OsString + Send>;
 
 /// The exclusive lock on `<state>/lock`, held for the guard's lifetime and released
 /// explicitly when dropped: a child process forked meanwhile by any thread shares the
@@ -1027,14 +1030,18 @@ impl Guard {
     }
 
     /// A file handle is released (FUSE RELEASE). The last writer's release only queues a
-    /// re-measurement job (never blocks, holds no lock while queueing); `path` names
-    /// the file if that job fails.
-    pub fn on_release(&self, mut handle: OpenHandle, path: &LogPath) -> ReleaseOutcome {
+    /// re-measurement job (never blocks, holds no lock while queueing); `find_path`
+    /// names the file, called only if that job fails.
+    pub fn on_release(
+        &self,
+        mut handle: OpenHandle,
+        find_path: impl FnOnce() -> OsString + Send + 'static,
+    ) -> ReleaseOutcome {
         if !handle.release_counts() {
             return ReleaseOutcome::Counted;
         }
         let s = &self.shared;
-        match s.push_job(&handle.id, &handle.state, path.get()) {
+        match s.push_job(&handle.id, &handle.state, Some(Box::new(find_path))) {
             Push::Queued => ReleaseOutcome::Queued,
             Push::Merged => ReleaseOutcome::Merged,
             Push::Full | Push::Closed => {
@@ -1064,7 +1071,7 @@ impl Guard {
             .map(|(id, st)| (id.clone(), Arc::clone(st)))
             .collect();
         for (id, st) in waiting {
-            while s.push_job(&id, &st, OsStr::new("")) == Push::Full {
+            while s.push_job(&id, &st, None) == Push::Full {
                 s.queue.wait_idle();
             }
         }
@@ -1376,14 +1383,13 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queue the re-measurement of `id` (counted), for its last writer, naming it
-    /// `path` should it fail.
-    fn push_job(&self, id: &FileId, st: &FileState, path: &OsStr) -> Push {
+    /// Queue the re-measurement of `id` (counted), for its last writer.
+    fn push_job(&self, id: &FileId, st: &FileState, find_path: Option<FindPath>) -> Push {
         let w = st.last_writer.load(Ordering::Relaxed);
         let info = JobInfo {
             uid: (w >> 32) as u32,
             gid: w as u32,
-            path: path.to_owned(),
+            find_path,
         };
         let pushed = self.queue.push(id.clone(), st.gen.generation(), info);
         match pushed {
@@ -1930,10 +1936,9 @@ impl Shared {
                 Ok(()) => &self.counters.jobs_done,
                 Err(e) => {
                     if let Some(report) = &self.config.job_failures {
-                        // Jobs made up for at shutdown have no path.
-                        let name = match info.path.is_empty() {
-                            true => format!("file {}", id.to_hex()).into(),
-                            false => info.path,
+                        let name = match info.find_path {
+                            Some(find) => find(),
+                            None => format!("file {}", id.to_hex()).into(),
                         };
                         report(&name, &e);
                     }

@@ -41,9 +41,9 @@ pub use appraise::{AppraiseMode, SignatureVerifier, Verdict, XattrSource};
 pub use error::{Error, Result};
 pub use evm::{EvmKeys, EvmStatus};
 pub use guard::{
-    Config, FileStatus, Guard, GuardStats, JobFailureReport, LogPath, MapToken, Measurement,
-    Modification, OpenDecision, OpenHandle, OpenRequest, ReleaseOutcome, SealRecord, TreeBuilder,
-    VerityTree,
+    Config, FileStatus, FindPath, Guard, GuardStats, JobFailureReport, LogPath, MapToken,
+    Measurement, Modification, OpenDecision, OpenHandle, OpenRequest, ReleaseOutcome, SealRecord,
+    TreeBuilder, VerityTree,
 };
 pub use identity::{FileAttrs, FileId, Identified};
 pub use log::{Appended, LogConfig, LogStats, MeasurementLog};

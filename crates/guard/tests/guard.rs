@@ -120,10 +120,10 @@ fn violations_tomtou_and_open_writers() {
     assert_eq!(g.stats().violations, 2);
     assert_eq!(g.status(&id.id).unwrap().writers, 2);
     assert_eq!(
-        g.on_release(w.handle, &LogPath::from("w")),
+        g.on_release(w.handle, || "w".into()),
         ReleaseOutcome::Counted
     );
-    let last = g.on_release(w2.handle, &LogPath::from("w2"));
+    let last = g.on_release(w2.handle, || "w2".into());
     assert!(
         matches!(last, ReleaseOutcome::Queued | ReleaseOutcome::Merged),
         "{last:?}"
@@ -170,7 +170,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
         }) => {}
         other => panic!("expected EBUSY, got {other:?}"),
     }
-    g.on_release(w.handle, &LogPath::from("w"));
+    g.on_release(w.handle, || "w".into());
 
     // A real writable shared mapping, counted: EBUSY.
     // SAFETY: a fresh shared mapping of 8 KiB of our own file, unmapped below.
@@ -399,7 +399,7 @@ fn last_writer_defers_hash_refresh() {
         (&f).write_all(b" and more").unwrap();
     }
     assert_eq!(
-        g.on_release(w.handle, &LogPath::from("w")),
+        g.on_release(w.handle, || "w".into()),
         ReleaseOutcome::Queued
     );
     g.wait_idle();
@@ -439,7 +439,7 @@ fn a_job_stops_reading_a_file_deleted_meanwhile() {
             .unwrap();
     }
     assert_eq!(
-        g.on_release(w.handle, &LogPath::from("huge")),
+        g.on_release(w.handle, || "huge".into()),
         ReleaseOutcome::Queued
     );
     // Let the job start reading, then remove the file.
@@ -502,7 +502,7 @@ fn refused_re_measurements_are_made_at_shutdown() {
             let _m = g.modify(&id.id).unwrap();
             (&f).write_all(&vec![b'x'; size]).unwrap();
         }
-        outcomes.push(g.on_release(w.handle, &LogPath::from(name)));
+        outcomes.push(g.on_release(w.handle, move || name.into()));
     }
     assert_eq!(outcomes[2], ReleaseOutcome::QueueFull, "{outcomes:?}");
     g.finish_jobs();
@@ -536,7 +536,7 @@ fn deferred_jobs_of_deleted_files_are_done_and_failures_reported() {
     // No mount registered: the job cannot reopen the file.
     let w = open(&g, &p, true).unwrap();
     assert_eq!(
-        g.on_release(w.handle, &LogPath::from("/mnt/w")),
+        g.on_release(w.handle, || "/mnt/w".into()),
         ReleaseOutcome::Queued
     );
     g.wait_idle();
@@ -553,7 +553,7 @@ fn deferred_jobs_of_deleted_files_are_done_and_failures_reported() {
     let w = open(&g, &p, true).unwrap();
     std::fs::remove_file(&p).unwrap();
     assert_eq!(
-        g.on_release(w.handle, &LogPath::from("/mnt/w")),
+        g.on_release(w.handle, || "/mnt/w".into()),
         ReleaseOutcome::Queued
     );
     g.wait_idle();
@@ -610,7 +610,7 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
     // The last writer's release only queues the refresh: an open before it runs
     // passes, and brings the value up to date itself.
     assert_eq!(
-        g.on_release(w.handle, &LogPath::from("w")),
+        g.on_release(w.handle, || "w".into()),
         ReleaseOutcome::Queued
     );
     assert_eq!(read_verdict(&g, &p), Verdict::PassHash);
@@ -699,7 +699,7 @@ fn queue_backpressure_is_reported() {
         let mut req = OpenRequest::write(p.to_str().unwrap());
         req.created = true;
         let w = g.on_open(&id, f.as_fd(), &req).unwrap();
-        outcomes.push(g.on_release(w.handle, &LogPath::from("w")));
+        outcomes.push(g.on_release(w.handle, || "w".into()));
     }
     g.wait_idle();
     let s = g.stats();
