@@ -1819,6 +1819,21 @@ impl Shared {
         }
     }
 
+    /// The HMAC follows the IMA value `v`, over the file's metadata as it is now; the
+    /// caller holds the EVM lock of `id`.
+    fn rewrite_hmac(
+        &self,
+        id: &FileId,
+        fd: BorrowedFd<'_>,
+        v: &[u8],
+    ) -> std::result::Result<(), String> {
+        let attrs = identity::identify_fd(fd).map_err(|e| e.to_string())?.attrs;
+        match self.evm_file(id, fd, &attrs) {
+            Some(f) => evm::update_hmac(&self.config.evm, &f, Some(v)),
+            None => Ok(()),
+        }
+    }
+
     fn write_value(&self, id: &FileId, fd: BorrowedFd<'_>, v: &[u8]) -> Result<()> {
         match (&self.config.xattr, self.value_name()) {
             (_, Some(name)) => {
@@ -1826,12 +1841,9 @@ impl Shared {
                 evm::set_through_proc(fd, name, v).map_err(|e| Error::io("setxattr", name, e))?;
                 // The kernel's evm_inode_post_setxattr: the HMAC follows the new value.
                 if self.config.evm.hmac_key.is_some() {
-                    let attrs = identity::identify_fd(fd)?.attrs;
-                    if let Some(f) = self.evm_file(id, fd, &attrs) {
-                        evm::update_hmac(&self.config.evm, &f, Some(v)).map_err(|e| {
-                            Error::io("update EVM HMAC", name, std::io::Error::other(e))
-                        })?;
-                    }
+                    self.rewrite_hmac(id, fd, v).map_err(|e| {
+                        Error::io("update EVM HMAC", name, std::io::Error::other(e))
+                    })?;
                 }
                 Ok(())
             }
@@ -1887,13 +1899,7 @@ impl Shared {
             let fixable = matches!(status, EvmStatus::NoLabel | EvmStatus::Fail(_));
             if fix && fixable && !appraise::is_signature(v) && self.config.evm.hmac_key.is_some() {
                 let _evm = self.evm_lock(id);
-                let fixed = identity::identify_fd(fd)
-                    .map_err(|e| e.to_string())
-                    .and_then(|now| match self.evm_file(id, fd, &now.attrs) {
-                        Some(f) => evm::update_hmac(&self.config.evm, &f, Some(v)),
-                        None => Ok(()),
-                    });
-                return match fixed {
+                return match self.rewrite_hmac(id, fd, v) {
                     Ok(()) => EvmStatus::Pass,
                     Err(e) => EvmStatus::Fail(e),
                 };
