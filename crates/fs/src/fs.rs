@@ -56,6 +56,11 @@ pub struct Shared {
     pub prefetch: Arc<Pool>,
     pub enforce: Arc<Enforcer>,
     pub notifier: OnceLock<Notifier>,
+    /// The FUSE device (a duplicate of the session's descriptor), for the notification
+    /// fuser has no call for ([`sys::notify_prune`]).
+    pub device: OnceLock<OwnedFd>,
+    /// The kernel takes `FUSE_NOTIFY_PRUNE` (protocol 7.45 and later).
+    prune: AtomicBool,
     /// Nodes (each holds a descriptor) beyond which the kernel is asked to forget
     /// some ([`Shared::relieve_descriptors`]); set while it is being asked.
     max_nodes: usize,
@@ -139,6 +144,8 @@ impl VigilFs {
                 prefetch: Pool::new("vigil-fs-ra", 1, 4),
                 enforce,
                 notifier: OnceLock::new(),
+                device: OnceLock::new(),
+                prune: AtomicBool::new(false),
                 max_nodes,
                 forgetting: AtomicBool::new(false),
                 ttl: Duration::from_secs(1),
@@ -281,14 +288,10 @@ impl Shared {
     }
 
     /// Too many nodes, each holding a descriptor of its backing file (past the limit
-    /// of open files, lookups would fail with EMFILE): ask the kernel to drop the
-    /// dentries of some files no handle has open, down to 3/4 of the budget; it then
-    /// forgets the inodes no one uses, and FORGET closes their descriptors. Left
-    /// alone: directories (one may be a process's working directory, whose getcwd
-    /// would fail while its dentry is dropped) and files something is mounted on
-    /// (dropping a dentry detaches the mounts on it; only this mount namespace's are
-    /// known). From a thread of its own, as a notification must not be sent from a
-    /// request handler (the kernel may wait on that very request).
+    /// of open files, lookups would fail with EMFILE): ask the kernel to forget some,
+    /// down to 3/4 of the budget; FORGET then closes their descriptors. From a thread of
+    /// its own, as a notification must not be sent from a request handler (the kernel
+    /// may wait on that very request).
     fn relieve_descriptors(&self) {
         let Some(s) = self.me.upgrade() else { return };
         if self.forgetting.swap(true, Ordering::AcqRel) {
@@ -297,22 +300,62 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name("vigil-fs-forget".into())
             .spawn(move || {
-                let excess = s.inodes.len().saturating_sub(s.max_nodes / 4 * 3);
-                let mounted = s.mount_points_within();
-                if let Some(n) = s.notifier.get() {
-                    for node in s.inodes.unused_files(excess) {
-                        if !mounted.is_empty() && mounted.contains(&s.enforce.path_of(&node)) {
-                            continue;
-                        }
-                        if let Some((parent, name)) = node.entry() {
-                            let _ = n.inval_entry(INodeNo(parent), &name);
-                        }
-                    }
+                let target = s.max_nodes / 4 * 3;
+                if !s.prune.load(Ordering::Acquire) || s.prune_unused(target).is_err() {
+                    s.prune.store(false, Ordering::Release);
+                    s.invalidate_unused_files(target);
                 }
                 s.forgetting.store(false, Ordering::Release);
             });
         if spawned.is_err() {
             self.forgetting.store(false, Ordering::Release);
+        }
+    }
+
+    /// Whether unused directories are forgotten too ([`Self::prune_unused`]).
+    pub fn forgets_directories(&self) -> bool {
+        self.prune.load(Ordering::Acquire) && self.device.get().is_some()
+    }
+
+    /// Have the kernel prune unused nodes, directories included, until the table is
+    /// down to `target`. The kernel keeps whatever is in use — an open file, a working
+    /// directory, a mount point, a directory with cached children (it goes with its
+    /// last child) — so any unused node may be named.
+    fn prune_unused(&self, target: usize) -> io::Result<()> {
+        const BATCH: usize = 512;
+        let device = self.device.get().ok_or(io::ErrorKind::NotConnected)?;
+        let nodes = self.inodes.unused();
+        for batch in nodes.chunks(BATCH) {
+            if self.inodes.len() <= target {
+                break;
+            }
+            let ids: Vec<u64> = batch.iter().map(|n| n.ino).collect();
+            sys::notify_prune(device.as_fd(), &ids)?;
+            // The loop threads take the FORGETs the pruning queued before the table's
+            // size is looked at again.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    /// [`Self::prune_unused`] for kernels without `FUSE_NOTIFY_PRUNE`: drop the dentries
+    /// of unused files by name (`FUSE_NOTIFY_INVAL_ENTRY`), which the kernel does even
+    /// where they are in use. So directories are left alone (one may be a process's
+    /// working directory, whose getcwd would fail while its dentry is dropped), and so
+    /// are files something is mounted on (dropping the dentry detaches the mounts on it;
+    /// only this mount namespace's are known).
+    fn invalidate_unused_files(&self, target: usize) {
+        let Some(n) = self.notifier.get() else { return };
+        let excess = self.inodes.len().saturating_sub(target);
+        let mounted = self.mount_points_within();
+        let files = self.inodes.unused().into_iter();
+        for node in files.filter(|n| n.kind != FileType::Directory).take(excess) {
+            if !mounted.is_empty() && mounted.contains(&self.enforce.path_of(&node)) {
+                continue;
+            }
+            if let Some((parent, name)) = node.entry() {
+                let _ = n.inval_entry(INodeNo(parent), &name);
+            }
         }
     }
 
@@ -896,6 +939,10 @@ impl Filesystem for VigilFs {
             | InitFlags::FUSE_NO_EXPORT_SUPPORT;
         for flag in wanted.iter() {
             let _ = config.add_capabilities(flag);
+        }
+        let abi = config.kernel_abi();
+        if (abi.0, abi.1) >= (7, 45) {
+            self.shared.prune.store(true, Ordering::Release);
         }
         if config.capabilities().contains(InitFlags::FUSE_POSIX_ACL) {
             self.shared.posix_acl.store(true, Ordering::Relaxed);

@@ -377,17 +377,19 @@ impl InodeTable {
             .len()
     }
 
-    /// Up to `max` nodes other than directories that no handle has open, for the
-    /// kernel to forget (any of them: which ones the kernel uses most is not known
-    /// here).
-    pub fn unused_files(&self, max: usize) -> Vec<Arc<Node>> {
+    /// The nodes no handle has open (the root aside), for the kernel to forget: other
+    /// files first, then directories (a directory's dentry is in use while the kernel
+    /// caches any child's). Which ones the kernel uses most is not known here.
+    pub fn unused(&self) -> Vec<Arc<Node>> {
         let t = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        t.nodes
+        let mut v: Vec<Arc<Node>> = t
+            .nodes
             .values()
-            .filter(|n| n.kind != FileType::Directory && n.state.opens.load(Ordering::Acquire) == 0)
-            .take(max)
+            .filter(|n| n.ino != ROOT_INO && n.state.opens.load(Ordering::Acquire) == 0)
             .cloned()
-            .collect()
+            .collect();
+        v.sort_by_key(|n| n.kind == FileType::Directory);
+        v
     }
 }
 

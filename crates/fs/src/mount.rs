@@ -42,6 +42,10 @@ pub struct MountOptions {
     /// Files and directories the daemon keeps open for the kernel (one descriptor each)
     /// before it asks the kernel to forget some; `None`: 3/4 of the open-file limit.
     pub max_nodes: Option<usize>,
+    /// Have the kernel forget unused files and directories with `FUSE_NOTIFY_PRUNE`
+    /// where it takes that (default). Off, only what older kernels allow is done:
+    /// dropping unused files' dentries by name.
+    pub prune: bool,
 }
 
 /// The kernel's mount flags a user may choose (`nosuid` and `nodev` always hold).
@@ -92,6 +96,7 @@ impl MountOptions {
             verify_reads: true,
             flags: MountFlags::default(),
             max_nodes: None,
+            prune: true,
         }
     }
 }
@@ -249,6 +254,11 @@ impl Mount {
         let session = Session::new(fs, &mountpoint, &config)
             .map_err(|e| io_context(e, format!("mounting on {}", mountpoint.display())))?;
         let _ = shared.notifier.set(session.notifier());
+        if opts.prune {
+            if let Ok(device) = session.as_fd().try_clone_to_owned() {
+                let _ = shared.device.set(device);
+            }
+        }
         let conn = connection_of(&mountpoint);
         if let Some(c) = &conn {
             // Larger readahead means fewer, bigger READs (each is a round trip).
@@ -394,6 +404,12 @@ impl Background {
     /// Number of nodes the kernel currently holds (for tests of lookup accounting).
     pub fn live_nodes(&self) -> usize {
         self.shared.inodes.len()
+    }
+
+    /// Whether the kernel can be asked to forget unused directories too
+    /// (`FUSE_NOTIFY_PRUNE`, protocol 7.45); without it only other files are dropped.
+    pub fn forgets_directories(&self) -> bool {
+        self.shared.forgets_directories()
     }
 
     /// The enforcement core serving the mount.

@@ -276,6 +276,34 @@ pub(crate) fn close_dup(fd: BorrowedFd<'_>) -> io::Result<()> {
     check(unsafe { libc::close(d) }).map(drop)
 }
 
+/// `FUSE_NOTIFY_PRUNE` (protocol 7.45): the kernel drops the dentries of these nodes
+/// that nothing uses (no open file, working directory, mount or cached child holds
+/// them), and with the last one the inode, which it then forgets. Unknown ids are
+/// skipped. fuser has no call for this notification, so it is written to the FUSE
+/// device here: `fuse_out_header` (length, the code in `error`, unique 0), then
+/// `fuse_notify_prune_out` (count, padding, spare) and the ids.
+pub(crate) fn notify_prune(device: BorrowedFd<'_>, ids: &[u64]) -> io::Result<()> {
+    const FUSE_NOTIFY_PRUNE: i32 = 9;
+    let len = 16 + 16 + 8 * ids.len();
+    let mut msg = Vec::with_capacity(len);
+    msg.extend_from_slice(&(len as u32).to_ne_bytes());
+    msg.extend_from_slice(&FUSE_NOTIFY_PRUNE.to_ne_bytes());
+    msg.extend_from_slice(&0u64.to_ne_bytes());
+    msg.extend_from_slice(&(ids.len() as u32).to_ne_bytes());
+    msg.extend_from_slice(&[0; 12]);
+    for id in ids {
+        msg.extend_from_slice(&id.to_ne_bytes());
+    }
+    // SAFETY: the buffer pointer/length describe `msg`.
+    let n = unsafe { libc::write(device.as_raw_fd(), msg.as_ptr().cast(), len) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != len {
+        return Err(io::Error::other("short write of a FUSE notification"));
+    }
+    Ok(())
+}
 pub(crate) fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: libc::c_int) -> io::Result<i64> {
     // SAFETY: plain syscall.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };

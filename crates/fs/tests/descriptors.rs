@@ -14,6 +14,16 @@ use vigil_guard::{Config, Guard};
 
 #[test]
 fn a_walk_over_more_files_than_the_budget_stays_within_it() {
+    walk_over_files(true);
+}
+
+/// As kernels without `FUSE_NOTIFY_PRUNE` allow: files' dentries dropped by name.
+#[test]
+fn a_walk_over_more_files_than_the_budget_stays_within_it_without_prune() {
+    walk_over_files(false);
+}
+
+fn walk_over_files(prune: bool) {
     if !common::can_mount() {
         return;
     }
@@ -29,9 +39,11 @@ fn a_walk_over_more_files_than_the_budget_stays_within_it() {
     let guard = Guard::new(Config::default(), dir.path().join("state")).unwrap();
     let opts = MountOptions {
         max_nodes: Some(BUDGET),
+        prune,
         ..MountOptions::new(&src, &mnt, guard)
     };
     let bg = Mount::new(opts).unwrap().spawn().unwrap();
+    assert!(!bg.forgets_directories() || prune);
     // A file something is mounted on keeps its dentry (dropping it would detach the
     // mount).
     fs::write(src.join("mounted-on"), b"under").unwrap();
@@ -69,5 +81,86 @@ fn a_walk_over_more_files_than_the_budget_stays_within_it() {
     );
     run("umount", &[&target]);
     assert_eq!(fs::read(&target).unwrap(), b"under");
+    bg.unmount().unwrap();
+}
+
+#[test]
+fn a_walk_over_more_directories_than_the_budget_stays_within_it() {
+    if !common::can_mount() {
+        return;
+    }
+    const BUDGET: usize = 400;
+    let (dir, [src, mnt]) = common::scratch(["src", "mnt"]);
+    for d in 0..10 {
+        for s in 0..300 {
+            fs::create_dir_all(src.join(format!("d{d}/s{s}"))).unwrap();
+        }
+    }
+    fs::write(src.join("d0/s0/f"), b"0/0").unwrap();
+    fs::create_dir(src.join("mounted-on")).unwrap();
+    fs::create_dir(dir.path().join("bound")).unwrap();
+    fs::write(dir.path().join("bound/inside"), b"bound").unwrap();
+    let guard = Guard::new(Config::default(), dir.path().join("state")).unwrap();
+    let opts = MountOptions {
+        max_nodes: Some(BUDGET),
+        ..MountOptions::new(&src, &mnt, guard)
+    };
+    let bg = Mount::new(opts).unwrap().spawn().unwrap();
+    if !bg.forgets_directories() {
+        eprintln!("skipped: the kernel cannot be asked to forget directories (FUSE 7.45)");
+        bg.unmount().unwrap();
+        return;
+    }
+    // What the kernel uses stays: a working directory (getcwd must still name it) and
+    // a directory something is mounted on.
+    let cwd = mnt.join("d0/s0");
+    let mut inside = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys; sys.stdin.readline(); print(os.getcwd()); print(open('f').read())",
+        ])
+        .current_dir(&cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let target = mnt.join("mounted-on");
+    let run = |cmd: &str, args: &[&std::path::Path]| {
+        let ok = std::process::Command::new(cmd).args(args).status().unwrap();
+        assert!(ok.success(), "{cmd} {args:?}");
+    };
+    run(
+        "mount",
+        &["--bind".as_ref(), &dir.path().join("bound"), &target],
+    );
+    let mut most = 0;
+    for d in 0..10 {
+        for s in 0..300 {
+            // Empty directories: nothing but the directories themselves to forget.
+            let p = mnt.join(format!("d{d}/s{s}"));
+            assert!(fs::metadata(&p).unwrap().is_dir());
+            most = most.max(bg.nodes());
+        }
+    }
+    assert!(most < 2 * BUDGET, "{most} nodes for a budget of {BUDGET}");
+    let t0 = Instant::now();
+    while bg.nodes() > BUDGET && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(bg.nodes() <= BUDGET, "{} nodes", bg.nodes());
+    use std::io::Write;
+    inside.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let out = inside.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{}\n0/0\n", cwd.display())
+    );
+    assert_eq!(
+        fs::read(target.join("inside")).unwrap(),
+        b"bound",
+        "the bind mount was detached"
+    );
+    run("umount", &[&target]);
     bg.unmount().unwrap();
 }
