@@ -201,11 +201,12 @@ impl Fixture {
 
     /// Mount the source, measuring every file opened (so reads are verified).
     fn mount(&self) -> Background {
-        self.mount_at(&self.mnt)
+        self.mount_at(&self.mnt, None)
     }
 
-    /// As [`Fixture::mount`], on `mnt` (which may be the source itself).
-    fn mount_at(&self, mnt: &Path) -> Background {
+    /// As [`Fixture::mount`], on `mnt` (which may be the source itself), with at most
+    /// `max_nodes` nodes before the kernel is asked to forget some.
+    fn mount_at(&self, mnt: &Path, max_nodes: Option<usize>) -> Background {
         let policy = vigil_ima::policy::parse("measure func=FILE_CHECK\n")
             .unwrap()
             .compile();
@@ -213,7 +214,9 @@ impl Fixture {
             policy: Arc::new(policy),
             ..Default::default()
         };
-        common::mount(&self.src, mnt, self.dir.path(), cfg)
+        common::mount_with(&self.src, mnt, self.dir.path(), cfg, |o| {
+            o.max_nodes = max_nodes.or(o.max_nodes)
+        })
     }
 }
 
@@ -548,17 +551,26 @@ fn snapshot(root: &Path) -> (Vec<String>, Vec<Vec<String>>) {
 
 #[test]
 fn random_namespace_operations_agree_with_a_native_tree() {
-    mirror_random_namespace_ops(false);
+    mirror_random_namespace_ops(false, None);
 }
 
 /// As above with the mount over its own source, so every operation reaches the hidden
 /// backing directory through the descriptor opened before mounting.
 #[test]
 fn random_namespace_operations_on_a_mount_over_its_source() {
-    mirror_random_namespace_ops(true);
+    mirror_random_namespace_ops(true, None);
 }
 
-fn mirror_random_namespace_ops(over_source: bool) {
+/// As above with room for two nodes: at every lookup past them the kernel is asked to
+/// forget all it does not use, so files and directories are forgotten and looked up
+/// again between (and during) the operations. (That the budget holds is tested in
+/// `descriptors.rs`; here, that nothing changes meaning when nodes come and go.)
+#[test]
+fn random_namespace_operations_with_nodes_forgotten_all_the_time() {
+    mirror_random_namespace_ops(false, Some(2));
+}
+
+fn mirror_random_namespace_ops(over_source: bool, max_nodes: Option<usize>) {
     let Some((ops, seed)) = settings(3000) else {
         return;
     };
@@ -570,7 +582,7 @@ fn mirror_random_namespace_ops(over_source: bool) {
         }
     }
     let mnt = if over_source { &fx.src } else { &fx.mnt };
-    let bg = fx.mount_at(mnt);
+    let bg = fx.mount_at(mnt, max_nodes);
     let roots = [mnt.clone(), fx.native.clone()];
     let mut rng = Rng(seed ^ 0x5a5a);
     // Read-only descriptors held open across renames, unlinks and rewrites: each pair

@@ -35,15 +35,25 @@ pub fn scratch<const N: usize>(subdirs: [&str; N]) -> (tempfile::TempDir, [PathB
 /// Mount `src` on `mnt` in the background, through a guard with `cfg` (which gets the
 /// real Merkle tree builder) and its state in `scratch`/state.
 pub fn mount(src: &Path, mnt: &Path, scratch: &Path, cfg: Config) -> Background {
+    mount_with(src, mnt, scratch, cfg, |_| {})
+}
+
+/// As [`mount`], with the mount options changed by `edit`.
+pub fn mount_with(
+    src: &Path,
+    mnt: &Path,
+    scratch: &Path,
+    cfg: Config,
+    edit: impl FnOnce(&mut MountOptions),
+) -> Background {
     let cfg = Config {
         tree_builder: Some(vigil_fs::verity::tree_builder()),
         ..cfg
     };
     let guard = Guard::new(cfg, scratch.join("state")).unwrap();
-    Mount::new(MountOptions::new(src, mnt, guard))
-        .unwrap()
-        .spawn()
-        .unwrap()
+    let mut opts = MountOptions::new(src, mnt, guard);
+    edit(&mut opts);
+    Mount::new(opts).unwrap().spawn().unwrap()
 }
 
 /// Wait until the kernel has released every handle (RELEASE is asynchronous) and the
