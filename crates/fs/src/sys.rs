@@ -304,6 +304,7 @@ pub(crate) fn notify_prune(device: BorrowedFd<'_>, ids: &[u64]) -> io::Result<()
     }
     Ok(())
 }
+
 pub(crate) fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: libc::c_int) -> io::Result<i64> {
     // SAFETY: plain syscall.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
