@@ -755,6 +755,17 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             field("jobs_pending"),
             field("jobs_failed")
         )?;
+        writeln!(
+            out,
+            "nodes:        {} known to the kernel, one descriptor each (past {} unused {} \
+             forgotten)",
+            field("nodes"),
+            field("node_budget"),
+            match field("forgets_directories") {
+                "yes" => "files and directories are",
+                _ => "files are",
+            }
+        )?;
         for l in pcrs.lines().filter(|l| !l.trim().is_empty()) {
             writeln!(out, "{l}")?;
         }

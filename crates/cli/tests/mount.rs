@@ -173,6 +173,11 @@ fn mount_status_and_three_ways_to_unmount() {
         out.contains("files:        1 tracked, 1 contents hashed"),
         "{out}"
     );
+    // The root and `f`; the budget is 3/4 of the daemon's open-file limit.
+    assert!(
+        out.contains("nodes:        2 known to the kernel, one descriptor each (past "),
+        "{out}"
+    );
     // `.vigil/status`, one `key: value` per line, is where those come from.
     let status = fs::read_to_string(d.mnt.join(".vigil/status")).unwrap();
     assert!(
@@ -184,6 +189,7 @@ fn mount_status_and_three_ways_to_unmount() {
         )),
         "{status}"
     );
+    assert!(status.contains("\nnodes: 2\nnode_budget: "), "{status}");
     // `.vigil/policy` shows the rules in force as securityfs would: built-in rules
     // first, each in the kernel's normalised form (the same as `vigil policy print`).
     let shown = fs::read_to_string(d.mnt.join(".vigil/policy")).unwrap();

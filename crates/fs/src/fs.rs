@@ -312,6 +312,20 @@ impl Shared {
         }
     }
 
+    /// The `.vigil/status` lines on the descriptors held for the kernel's nodes.
+    fn node_status(&self) -> String {
+        format!(
+            "nodes: {}\nnode_budget: {}\nforgets_directories: {}\n",
+            self.inodes.len(),
+            self.max_nodes,
+            if self.forgets_directories() {
+                "yes"
+            } else {
+                "no"
+            }
+        )
+    }
+
     /// Whether unused directories are forgotten too ([`Self::prune_unused`]).
     pub fn forgets_directories(&self) -> bool {
         self.prune.load(Ordering::Acquire) && self.device.get().is_some()
@@ -1185,7 +1199,10 @@ impl Filesystem for VigilFs {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
                 return reply.error(Errno::EACCES);
             }
-            let data = s.enforce.export(f);
+            let mut data = s.enforce.export(f);
+            if f == ControlFile::Status {
+                data.extend_from_slice(s.node_status().as_bytes());
+            }
             let fh = s.handles.insert(Handle {
                 node: None,
                 kind: HandleKind::Control(data),
