@@ -34,8 +34,9 @@ pub enum Command {
     /// mount or other error.
     Umount(UmountArgs),
     /// Summarise a vigil mount: source and state directories, appraisal mode, read
-    /// verification, measurement records, violations, policy rules, file counters
-    /// and PCR values, read from MNT/.vigil/.
+    /// verification, measurement records, violations, policy rules, file counters,
+    /// the descriptors held for the kernel's nodes and PCR values, read from
+    /// MNT/.vigil/.
     ///
     /// Exit status: 0, or 2 if MNT is not a vigil mount.
     Status(StatusArgs),
