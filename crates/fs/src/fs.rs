@@ -774,7 +774,9 @@ impl Shared {
     /// on, its content did not. Its measurement is dropped (the next open measures
     /// again), so that the new ctime is not taken for a change behind the mount, which
     /// would end the trust in writes made through it (a file created through the mount
-    /// and renamed before its hash value was written would then be refused).
+    /// and renamed before its hash value was written would then be refused). Called
+    /// before the reply: the caller's next open, served by another thread, may
+    /// otherwise come first.
     fn links_changed(&self, file: &FileAt) {
         match file {
             FileAt::Node(n) => self.enforce.invalidate(n),
@@ -1093,10 +1095,10 @@ impl Filesystem for VigilFs {
         }
         match sys::unlinkat(p.fd(), &c, 0) {
             Ok(()) => {
-                reply.ok();
                 if let Some(f) = &file {
                     s.links_changed(f);
                 }
+                reply.ok();
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -1160,10 +1162,10 @@ impl Filesystem for VigilFs {
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
                     s.renamed(&p, name);
                 }
-                reply.ok();
                 for f in files.iter().flatten() {
                     s.links_changed(f);
                 }
+                reply.ok();
             }
             Err(e) => reply.error(errno(&e)),
         }
@@ -1185,12 +1187,14 @@ impl Filesystem for VigilFs {
         let node = tri!(reply, s.node(ino));
         let np = tri!(reply, s.node(newparent));
         let c = tri!(reply, sys::cstr(newname).map_err(|e| errno(&e)));
-        let r = sys::link_fd(node.fd(), np.fd(), &c)
-            .and_then(|()| s.do_lookup(&np, newname.as_bytes()));
-        s.entry(reply, r);
-        if node.kind == FileType::RegularFile {
+        let linked = sys::link_fd(node.fd(), np.fd(), &c);
+        if linked.is_ok() && node.kind == FileType::RegularFile {
             s.links_changed(&FileAt::Node(node));
         }
+        s.entry(
+            reply,
+            linked.and_then(|()| s.do_lookup(&np, newname.as_bytes())),
+        );
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
