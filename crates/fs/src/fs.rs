@@ -265,26 +265,23 @@ impl Shared {
         let c = CString::new(name).map_err(|_| einval())?;
         let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
         let st = sys::fstat(fd.as_fd())?;
-        Ok((
-            self.add_lookup(fd, &st, parent, OsStr::from_bytes(name)),
-            st,
-        ))
+        Ok(self.add_lookup(fd, st, parent, name))
     }
 
-    /// Register one kernel lookup (see [`InodeTable::lookup`]), keeping the number of
-    /// nodes within budget.
+    /// Register one kernel lookup of `name` in `parent` (see [`InodeTable::lookup`]),
+    /// keeping the number of nodes within budget; gives the node and `st`.
     fn add_lookup(
         &self,
         fd: OwnedFd,
-        st: &libc::stat,
+        st: libc::stat,
         parent: &Arc<Node>,
-        name: &OsStr,
-    ) -> Arc<Node> {
-        let node = self.inodes.lookup(fd, st, parent, name);
+        name: &[u8],
+    ) -> (Arc<Node>, libc::stat) {
+        let node = self.inodes.lookup(fd, &st, parent, OsStr::from_bytes(name));
         if self.inodes.len() > self.max_nodes {
             self.relieve_descriptors();
         }
-        node
+        (node, st)
     }
 
     /// Too many nodes, each holding a descriptor of its backing file (past the limit
@@ -301,7 +298,7 @@ impl Shared {
             .name("vigil-fs-forget".into())
             .spawn(move || {
                 let target = s.max_nodes / 4 * 3;
-                if !s.prune.load(Ordering::Acquire) || s.prune_unused(target).is_err() {
+                if !s.forgets_directories() || s.prune_unused(target).is_err() {
                     s.prune.store(false, Ordering::Release);
                     s.invalidate_unused_files(target);
                 }
@@ -314,15 +311,15 @@ impl Shared {
 
     /// The `.vigil/status` lines on the descriptors held for the kernel's nodes.
     fn node_status(&self) -> String {
+        let directories = if self.forgets_directories() {
+            "yes"
+        } else {
+            "no"
+        };
         format!(
-            "nodes: {}\nnode_budget: {}\nforgets_directories: {}\n",
+            "nodes: {}\nnode_budget: {}\nforgets_directories: {directories}\n",
             self.inodes.len(),
             self.max_nodes,
-            if self.forgets_directories() {
-                "yes"
-            } else {
-                "no"
-            }
         )
     }
 
@@ -424,10 +421,7 @@ impl Shared {
             }
             st = sys::fstat(fd.as_fd())?;
         }
-        Ok((
-            self.add_lookup(fd, &st, parent, OsStr::from_bytes(name.as_bytes())),
-            st,
-        ))
+        Ok(self.add_lookup(fd, st, parent, name.as_bytes()))
     }
 
     /// Record a change made through the mount (inner invalidation only): the node's

@@ -46,11 +46,7 @@ fn walk_over_files(prune: bool) {
     fs::write(dir.path().join("bound"), b"bound").unwrap();
     let bg = mount(dir.path(), &src, &mnt, prune);
     assert!(!bg.forgets_directories() || prune);
-    let target = mnt.join("mounted-on");
-    run(
-        "mount",
-        &["--bind".as_ref(), &dir.path().join("bound"), &target],
-    );
+    let target = bind_mount(&dir.path().join("bound"), &mnt.join("mounted-on"));
     let files = (0..10).flat_map(|d| (0..300).map(move |i| format!("d{d}/f{i}")));
     within_budget(&bg, files, |name| {
         // A lookup, an open and a read of each: none may fail.
@@ -100,11 +96,7 @@ fn a_walk_over_more_directories_than_the_budget_stays_within_it() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let target = mnt.join("mounted-on");
-    run(
-        "mount",
-        &["--bind".as_ref(), &dir.path().join("bound"), &target],
-    );
+    let target = bind_mount(&dir.path().join("bound"), &mnt.join("mounted-on"));
     // Empty directories: nothing but the directories themselves to forget.
     let dirs = (0..10).flat_map(|d| (0..300).map(move |s| format!("d{d}/s{s}")));
     within_budget(&bg, dirs, |name| {
@@ -152,6 +144,12 @@ fn within_budget(bg: &Background, names: impl Iterator<Item = String>, visit: im
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(bg.nodes() <= BUDGET, "{} nodes", bg.nodes());
+}
+
+/// Bind-mount `what` on `target`; gives `target`.
+fn bind_mount(what: &Path, target: &Path) -> std::path::PathBuf {
+    run("mount", &["--bind".as_ref(), what, target]);
+    target.to_owned()
 }
 
 fn run(cmd: &str, args: &[&Path]) {

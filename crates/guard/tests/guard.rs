@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use vigil_guard::{
-    Actions, AppraiseAction, AppraiseMode, Config, Error, FixedPolicy, Guard, LogPath,
-    MeasureAction, OpenRequest, ReleaseOutcome, Verdict,
+    Actions, AppraiseAction, AppraiseMode, Config, Error, FixedPolicy, Guard, Identified, LogPath,
+    MeasureAction, OpenDecision, OpenRequest, ReleaseOutcome, Verdict,
 };
 use vigil_ima::list::Endian;
 use vigil_ima::HashAlgo;
@@ -389,11 +389,8 @@ fn last_writer_defers_hash_refresh() {
     let p = write_file(&d.path().join("w"), b"v1");
     let path = p.to_str().unwrap();
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
-    let id = g.identify(f.as_fd()).unwrap();
     // New file, created by this opener: passes without a value.
-    let mut req = OpenRequest::write(path);
-    req.created = true;
-    let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+    let (id, w) = open_created(&g, &f, path);
     {
         let _m = g.modify(&id.id).unwrap();
         (&f).write_all(b" and more").unwrap();
@@ -494,10 +491,7 @@ fn refused_re_measurements_are_made_at_shutdown() {
             .create_new(true)
             .open(&p)
             .unwrap();
-        let id = g.identify(f.as_fd()).unwrap();
-        let mut req = OpenRequest::write(p.to_str().unwrap());
-        req.created = true;
-        let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+        let (id, w) = open_created(&g, &f, p.to_str().unwrap());
         {
             let _m = g.modify(&id.id).unwrap();
             (&f).write_all(&vec![b'x'; size]).unwrap();
@@ -637,10 +631,7 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
         .create_new(true)
         .open(&n)
         .unwrap();
-    let id = g.identify(f.as_fd()).unwrap();
-    let mut req = OpenRequest::write(n.to_str().unwrap());
-    req.created = true;
-    let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+    let (_, w) = open_created(&g, &f, n.to_str().unwrap());
     assert_eq!(w.verdict, Some(Verdict::PassNewFile));
     assert!(read_verdict(&g, &n).passed());
     write_at(
@@ -695,10 +686,7 @@ fn queue_backpressure_is_reported() {
     for i in 0..50 {
         let p = write_file(&d.path().join(format!("q{i}")), b"x");
         let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
-        let id = g.identify(f.as_fd()).unwrap();
-        let mut req = OpenRequest::write(p.to_str().unwrap());
-        req.created = true;
-        let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+        let (_, w) = open_created(&g, &f, p.to_str().unwrap());
         outcomes.push(g.on_release(w.handle, || "w".into()));
     }
     g.wait_idle();
@@ -1085,4 +1073,13 @@ fn seals_kept_by_mount_id_are_carried_over() {
     assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
     let text = std::fs::read_to_string(&seals).unwrap();
     assert!(text.starts_with(&new_key), "{text}");
+}
+
+/// Open `f`, a file its opener has just created, for writing through `g`.
+fn open_created(g: &Guard, f: &File, path: &str) -> (Identified, OpenDecision) {
+    let id = g.identify(f.as_fd()).unwrap();
+    let mut req = OpenRequest::write(path);
+    req.created = true;
+    let w = g.on_open(&id, f.as_fd(), &req).unwrap();
+    (id, w)
 }
