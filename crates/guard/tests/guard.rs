@@ -480,9 +480,9 @@ fn refused_re_measurements_are_made_at_shutdown() {
     .unwrap();
     g.register_mount(File::open(d.path()).unwrap().into())
         .unwrap();
-    // "big" keeps the one worker busy; "next" fills the queue (or is refused, if the
-    // worker has not taken "big" yet); "last" is refused either way.
-    let mut outcomes = Vec::new();
+    // Three files written through the guard; their last writers close once all are
+    // written, so the releases of "next" and "last" follow each other closely.
+    let mut writers = Vec::new();
     for (name, size) in [("big", 64 << 20), ("next", 10), ("last", 10)] {
         let p = d.path().join(name);
         let f = OpenOptions::new()
@@ -496,9 +496,26 @@ fn refused_re_measurements_are_made_at_shutdown() {
             let _m = g.modify(&id.id).unwrap();
             (&f).write_all(&vec![b'x'; size]).unwrap();
         }
-        outcomes.push(g.on_release(w.handle, move || name.into()));
+        writers.push((name, w.handle));
     }
-    assert_eq!(outcomes[2], ReleaseOutcome::QueueFull, "{outcomes:?}");
+    // "big" keeps the one worker busy once it has taken it from the queue; "next"
+    // then fills the queue and "last" is refused.
+    let mut outcomes = Vec::new();
+    for (name, handle) in writers {
+        outcomes.push(g.on_release(handle, move || name.into()));
+        let started = std::time::Instant::now();
+        while name == "big" && g.pending_jobs() > 0 && started.elapsed().as_secs() < 10 {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(
+        outcomes,
+        [
+            ReleaseOutcome::Queued,
+            ReleaseOutcome::Queued,
+            ReleaseOutcome::QueueFull
+        ]
+    );
     g.finish_jobs();
     for name in ["big", "next", "last"] {
         let p = d.path().join(name);
