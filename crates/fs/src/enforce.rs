@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use fuser::Errno;
 use vigil_guard::policy::{MAY_APPEND, MAY_EXEC, MAY_READ, MAY_WRITE};
 use vigil_guard::{
-    FileAttrs, Guard, Hook, Identified, LogPath, Measurement, Modification, OpenDecision,
-    OpenHandle, OpenRequest, Verdict,
+    FileAttrs, Guard, Hook, Identified, LogPath, Measurement, MetadataChange, Modification,
+    OpenDecision, OpenHandle, OpenRequest, Verdict,
 };
 use vigil_ima::HashAlgo;
 
@@ -428,18 +428,18 @@ impl Enforcer {
         errno_of(e)
     }
 
-    /// [`Enforcer::invalidate`] for a file the kernel has no node of.
-    pub fn invalidate_fd(&self, fd: BorrowedFd<'_>) {
-        if let Ok(i) = self.guard.identify(fd) {
-            self.guard.invalidate(&i.id);
-        }
+    /// A metadata change through the mount (chmod, chown, xattrs, links) is about to
+    /// be made: keep the returned guard until it is done (see
+    /// [`Guard::change_metadata`](vigil_guard::Guard::change_metadata)).
+    pub fn change_metadata(&self, node: &Node) -> Option<MetadataChange> {
+        let id = self.file_id(node).ok()?;
+        Some(self.guard.change_metadata(&id))
     }
 
-    /// A metadata change through the mount happened (chmod, chown, xattrs, links).
-    pub fn invalidate(&self, node: &Node) {
-        if let Ok(id) = self.file_id(node) {
-            self.guard.invalidate(&id);
-        }
+    /// [`Enforcer::change_metadata`] for a file the kernel has no node of.
+    pub fn change_metadata_fd(&self, fd: BorrowedFd<'_>) -> Option<MetadataChange> {
+        let i = self.guard.identify(fd).ok()?;
+        Some(self.guard.change_metadata(&i.id))
     }
 
     /// RELEASE of a handle: the last writer's only queues a re-measurement.

@@ -20,6 +20,7 @@ use fuser::{
     ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
+use vigil_guard::MetadataChange;
 
 use crate::control::{self, ControlFile};
 use crate::enforce::{Caller, Enforcer};
@@ -432,12 +433,6 @@ impl Shared {
         *node.state.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// A metadata change through the mount happened.
-    fn meta_changed(&self, node: &Node) {
-        self.changed(node);
-        self.enforce.invalidate(node);
-    }
-
     fn list_dir(&self, node: &Node) -> io::Result<Vec<Entry>> {
         let mut stream = sys::DirStream::open(node.fd())?;
         let mut out = Vec::new();
@@ -670,22 +665,25 @@ impl Shared {
             self.changed(node);
             res.map_err(|e| errno(&e))?;
         }
-        let evm = match (mode, uid, gid) {
-            (None, None, None) => None,
-            _ => self.enforce.protect_attrs(node, mode, uid, gid)?,
-        };
-        let changed = Self::change_attrs(node, mode, uid, gid, atime, mtime);
-        // Also after a failure part-way (mode set, owner refused): what did change is
-        // covered again and invalidates.
-        self.enforce.metadata_changed(node, evm);
-        if changed != Ok(false) {
-            self.meta_changed(node);
+        let owner_or_mode = mode.is_some() || uid.is_some() || gid.is_some();
+        if owner_or_mode || atime.is_some() || mtime.is_some() {
+            let evm = match owner_or_mode {
+                true => self.enforce.protect_attrs(node, mode, uid, gid)?,
+                false => None,
+            };
+            let change = self.enforce.change_metadata(node);
+            let changed = Self::change_attrs(node, mode, uid, gid, atime, mtime);
+            // Also after a failure part-way (mode set, owner refused): what did change
+            // is covered again and invalidates.
+            self.enforce.metadata_changed(node, evm);
+            drop(change);
+            self.changed(node);
+            changed?;
         }
-        changed?;
         node.stat().map_err(|e| errno(&e))
     }
 
-    /// Set what SETATTR asks for besides the size; whether anything was asked.
+    /// Set what SETATTR asks for besides the size.
     fn change_attrs(
         node: &Node,
         mode: Option<u32>,
@@ -693,18 +691,15 @@ impl Shared {
         gid: Option<u32>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-    ) -> Result<bool, Errno> {
-        let mut meta = false;
+    ) -> Result<(), Errno> {
         if let Some(mode) = mode {
             if node.kind == FileType::Symlink {
                 return Err(Errno::EOPNOTSUPP);
             }
             sys::chmod_fd(node.fd(), mode & 0o7777).map_err(|e| errno(&e))?;
-            meta = true;
         }
         if uid.is_some() || gid.is_some() {
             sys::chown_fd(node.fd(), uid, gid).map_err(|e| errno(&e))?;
-            meta = true;
         }
         if atime.is_some() || mtime.is_some() {
             let times = [sys::timespec(atime), sys::timespec(mtime)];
@@ -714,9 +709,8 @@ impl Shared {
             } else {
                 sys::utimens_fd(node.fd(), &times).map_err(|e| errno(&e))?;
             }
-            meta = true;
         }
-        Ok(meta)
+        Ok(())
     }
 
     /// After an access ACL was set by `req`: clear set-group-ID unless the caller is in
@@ -764,17 +758,14 @@ impl Shared {
         }
     }
 
-    /// A link of `file` was made, moved or removed through the mount: its ctime moved
-    /// on, its content did not. Its measurement is dropped (the next open measures
-    /// again), so that the new ctime is not taken for a change behind the mount, which
-    /// would end the trust in writes made through it (a file created through the mount
-    /// and renamed before its hash value was written would then be refused). Called
-    /// before the reply: the caller's next open, served by another thread, may
-    /// otherwise come first.
-    fn links_changed(&self, file: &FileAt) {
+    /// A link of `file` is about to be made, moved or removed through the mount: its
+    /// ctime moves on, its content does not. Keep the returned guard until the change
+    /// is done, and drop it before the reply (the caller's next open, served by another
+    /// thread, may otherwise find the old measurement).
+    fn change_links(&self, file: &FileAt) -> Option<MetadataChange> {
         match file {
-            FileAt::Node(n) => self.enforce.invalidate(n),
-            FileAt::Fd(fd) => self.enforce.invalidate_fd(fd.as_fd()),
+            FileAt::Node(n) => self.enforce.change_metadata(n),
+            FileAt::Fd(fd) => self.enforce.change_metadata_fd(fd.as_fd()),
         }
     }
 
@@ -1087,13 +1078,11 @@ impl Filesystem for VigilFs {
         if s.sealed(file.as_ref()) {
             return reply.error(Errno::EPERM);
         }
-        match sys::unlinkat(p.fd(), &c, 0) {
-            Ok(()) => {
-                if let Some(f) = &file {
-                    s.links_changed(f);
-                }
-                reply.ok();
-            }
+        let change = file.as_ref().and_then(|f| s.change_links(f));
+        let unlinked = sys::unlinkat(p.fd(), &c, 0);
+        drop(change);
+        match unlinked {
+            Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
     }
@@ -1144,20 +1133,24 @@ impl Filesystem for VigilFs {
         // A sealed file keeps its names and content: it may not be moved away (which
         // frees its name for other content), replaced by a rename over it, or swapped
         // with RENAME_EXCHANGE from either side.
-        // Both files (the one moved, and the one replaced or exchanged) have their
-        // links changed.
         let files = [s.regular_at(&p, &a), s.regular_at(&np, &b)];
         if files.iter().any(|f| s.sealed(f.as_ref())) {
             return reply.error(Errno::EPERM);
         }
-        match sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits()) {
+        // Both files (the one moved, and the one replaced or exchanged) have their
+        // links changed.
+        let changes: Vec<_> = files
+            .iter()
+            .flatten()
+            .filter_map(|f| s.change_links(f))
+            .collect();
+        let renamed = sys::renameat2(p.fd(), &a, np.fd(), &b, flags.bits());
+        drop(changes);
+        match renamed {
             Ok(()) => {
                 s.renamed(&np, newname);
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
                     s.renamed(&p, name);
-                }
-                for f in files.iter().flatten() {
-                    s.links_changed(f);
                 }
                 reply.ok();
             }
@@ -1181,10 +1174,11 @@ impl Filesystem for VigilFs {
         let node = tri!(reply, s.node(ino));
         let np = tri!(reply, s.node(newparent));
         let c = tri!(reply, sys::cstr(newname).map_err(|e| errno(&e)));
+        let change = (node.kind == FileType::RegularFile)
+            .then(|| s.enforce.change_metadata(&node))
+            .flatten();
         let linked = sys::link_fd(node.fd(), np.fd(), &c);
-        if linked.is_ok() && node.kind == FileType::RegularFile {
-            s.links_changed(&FileAt::Node(node));
-        }
+        drop(change);
         s.entry(
             reply,
             linked.and_then(|()| s.do_lookup(&np, newname.as_bytes())),
@@ -1541,6 +1535,7 @@ impl Filesystem for VigilFs {
         let path = tri!(reply, s.xattr_path(&node));
         let n = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
         let evm = tri!(reply, s.enforce.protect_xattr(&node, name, Some(value)));
+        let change = s.enforce.change_metadata(&node);
         // SAFETY: valid C strings and a buffer of `value.len()` bytes.
         let r = unsafe {
             libc::setxattr(
@@ -1554,14 +1549,20 @@ impl Filesystem for VigilFs {
         if r < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
-        if name.as_bytes() == ACL_ACCESS && s.posix_acl.load(Ordering::Relaxed) {
+        let killed_sgid = if name.as_bytes() == ACL_ACCESS && s.posix_acl.load(Ordering::Relaxed) {
             // The backing filesystem updated the mode from the ACL as root; the kernel
             // would also drop set-group-ID for a caller outside the file's group.
-            tri!(reply, s.acl_kill_sgid(&node, req).map_err(|e| errno(&e)));
-        }
+            s.acl_kill_sgid(&node, req)
+        } else {
+            Ok(())
+        };
         s.enforce.metadata_changed(&node, evm);
-        s.meta_changed(&node);
-        reply.ok();
+        drop(change);
+        s.changed(&node);
+        match killed_sgid {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -1609,12 +1610,14 @@ impl Filesystem for VigilFs {
         let path = tri!(reply, s.xattr_path(&node));
         let n = tri!(reply, sys::cstr(name).map_err(|e| errno(&e)));
         let evm = tri!(reply, s.enforce.protect_xattr(&node, name, None));
+        let change = s.enforce.change_metadata(&node);
         // SAFETY: valid C strings.
         if unsafe { libc::removexattr(path.as_ptr(), n.as_ptr()) } < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
         s.enforce.metadata_changed(&node, evm);
-        s.meta_changed(&node);
+        drop(change);
+        s.changed(&node);
         reply.ok();
     }
 

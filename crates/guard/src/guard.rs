@@ -184,6 +184,8 @@ pub(crate) struct FileState {
     emitted_open_writers: AtomicBool,
     /// The last writer's uid (high half) and gid: the subject of its re-measurement.
     last_writer: AtomicU64,
+    /// Metadata changes in progress ([`MetadataChange`]).
+    metadata_changes: AtomicU32,
 }
 
 impl FileState {
@@ -195,6 +197,7 @@ impl FileState {
             may_emit_tomtou: AtomicBool::new(false),
             emitted_open_writers: AtomicBool::new(false),
             last_writer: AtomicU64::new(0),
+            metadata_changes: AtomicU32::new(0),
         }
     }
 
@@ -481,6 +484,29 @@ impl Drop for Modification {
     fn drop(&mut self) {
         if !self.done {
             self.end();
+        }
+    }
+}
+
+/// A metadata change in progress ([`Guard::change_metadata`]): the file's ctime moves
+/// on while its content does not. Dropping it, once the change is done, invalidates the
+/// file's measurement.
+pub struct MetadataChange {
+    shared: Arc<Shared>,
+    id: FileId,
+    /// The file's state, if it had one when the change began.
+    state: Option<Arc<FileState>>,
+}
+
+impl Drop for MetadataChange {
+    fn drop(&mut self) {
+        // Invalidated before the count goes down: one who then finds no change in
+        // progress also finds the measurement that predates it gone.
+        if let Some(st) = self.shared.existing(&self.id) {
+            st.gen.invalidate();
+        }
+        if let Some(st) = &self.state {
+            st.metadata_changes.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -1014,11 +1040,21 @@ impl Guard {
         })
     }
 
-    /// A metadata change that is complete (chmod/chown, setxattr/removexattr, a rename
-    /// over the file): invalidate. Never blocks, never hashes.
-    pub fn invalidate(&self, id: &FileId) {
-        if let Some(st) = self.shared.existing(id) {
-            st.gen.invalidate();
+    /// A metadata change (chmod/chown, setxattr/removexattr, a link of the file made,
+    /// moved or removed) is about to be made: keep the returned guard until it is done,
+    /// EVM's HMAC update included. Until then the new ctime is not taken for a change
+    /// behind the guard (which would end the trust in writes made through it); when
+    /// the guard is dropped, the measurement is invalidated (the next open measures
+    /// again). Never blocks, never hashes.
+    pub fn change_metadata(&self, id: &FileId) -> MetadataChange {
+        let state = self.shared.existing(id);
+        if let Some(st) = &state {
+            st.metadata_changes.fetch_add(1, Ordering::SeqCst);
+        }
+        MetadataChange {
+            shared: Arc::clone(&self.shared),
+            id: id.clone(),
+            state,
         }
     }
 
@@ -1619,7 +1655,15 @@ impl Shared {
         let Some(m) = st.gen.lookup() else {
             return Ok(());
         };
-        if !m.attrs.same_version(&identity::identify_fd(fd)?.attrs) {
+        if m.attrs.same_version(&identity::identify_fd(fd)?.attrs) {
+            return Ok(());
+        }
+        // Looked at after the file: a metadata change through the guard that made the
+        // difference is either still in progress or has invalidated `m` (see
+        // `MetadataChange::drop`).
+        let through_guard = st.metadata_changes.load(Ordering::SeqCst) > 0
+            || !st.gen.lookup().is_some_and(|now| Arc::ptr_eq(&now, &m));
+        if !through_guard {
             st.gen.invalidate();
             st.set(WRITTEN, false);
         }

@@ -42,8 +42,8 @@ pub use error::{Error, Result};
 pub use evm::{EvmKeys, EvmStatus};
 pub use guard::{
     Config, FileStatus, FindPath, Guard, GuardStats, JobFailureReport, LogPath, MapToken,
-    Measurement, Modification, OpenDecision, OpenHandle, OpenRequest, ReleaseOutcome, SealRecord,
-    TreeBuilder, VerityTree,
+    Measurement, MetadataChange, Modification, OpenDecision, OpenHandle, OpenRequest,
+    ReleaseOutcome, SealRecord, TreeBuilder, VerityTree,
 };
 pub use identity::{FileAttrs, FileId, Identified};
 pub use log::{Appended, LogConfig, LogStats, MeasurementLog};

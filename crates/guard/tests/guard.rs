@@ -689,6 +689,52 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
     assert!(!read_verdict(&g, &n).passed());
 }
 
+/// A metadata change made through the guard (here a rename) moves the file's ctime
+/// on: while it is in progress, an open does not take the new ctime for a change
+/// behind the guard's back, so a file created through the guard keeps the trust in
+/// its writes (and passes before its hash value is written). The same change made
+/// behind the guard's back ends that trust.
+#[test]
+fn metadata_changes_through_the_guard_keep_the_trust_in_writes() {
+    let d = scratch();
+    let g = guard(d.path(), appraise_hash());
+    g.register_mount(File::open(d.path()).unwrap().into())
+        .unwrap();
+    let verdict = |p: &std::path::Path| match open_read(&g, p) {
+        Ok(dec) => dec.verdict.unwrap(),
+        Err(Error::Denied(msg)) => Verdict::Fail(msg),
+        Err(e) => panic!("{e}"),
+    };
+    // A file created through the guard, measured (without a hash value) at its
+    // creation, renamed once ctime (the kernel's coarse clock) has moved on.
+    let created_then_renamed = |name: &str, through_guard: bool| {
+        let p = d.path().join(name);
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .unwrap();
+        let (id, writer) = open_created(&g, &f, p.to_str().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let renamed = d.path().join(format!("{name} renamed"));
+        let change = through_guard.then(|| g.change_metadata(&id.id));
+        std::fs::rename(&p, &renamed).unwrap();
+        (renamed, change, writer)
+    };
+
+    let (p, change, _writer) = created_then_renamed("through", true);
+    assert_eq!(verdict(&p), Verdict::PassHash, "open during the rename");
+    drop(change);
+    assert_eq!(verdict(&p), Verdict::PassHash, "open after the rename");
+
+    let (p, _, _writer) = created_then_renamed("behind", false);
+    assert!(
+        matches!(verdict(&p), Verdict::Fail(m) if m.contains("missing-hash")),
+        "rename behind the guard's back"
+    );
+}
+
 #[test]
 fn queue_backpressure_is_reported() {
     let d = scratch();

@@ -79,8 +79,8 @@ fn no_stale_publication_under_concurrent_writes() {
                             sha256_hex(content.as_bytes()),
                         );
                         let old = vigil_guard::identity::identify_path(&p).unwrap();
+                        let _change = g.change_metadata(&old.id);
                         std::fs::rename(&tmp, &p).unwrap();
-                        g.invalidate(&old.id);
                     }
                     // truncate
                     3 => {
