@@ -8,8 +8,8 @@
 //! * [`Enforcer::check_read`] — on a worker thread, before data leaves the daemon:
 //!   verification of the range against the Merkle tree built at measurement time; a
 //!   mismatch is EIO (and a log line), never wrong bytes.
-//! * [`Enforcer::modify`] / [`Enforcer::invalidate`] — on the loop thread, around every
-//!   change made through the mount; they only invalidate (never hash, never wait).
+//! * [`Enforcer::modify`] / [`Enforcer::change_metadata`] — on the loop thread, around
+//!   every change made through the mount; they only invalidate (never hash, never wait).
 //! * [`Enforcer::release`] — at RELEASE; the last writer's release only queues a
 //!   deferred re-measurement.
 //! * [`Enforcer::export`] — contents of the `.vigil/` files.
