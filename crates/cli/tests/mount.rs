@@ -969,6 +969,8 @@ fn exec_evaluates_file_check_and_bprm_check_for_program_and_interpreter() {
     let (code, _, err) = run(&fc, &[&unsigned]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("IMA-signature-required"), "{err}");
+    let name = unsigned.file_name().unwrap().to_str().unwrap();
+    assert_eq!(err.matches(name).count(), 1, "the file named once: {err}");
     assert_eq!(run(&fc, &[&signed]).0, Some(0));
 
     // Measured by FILE_CHECK and BPRM_CHECK rules: one record per file version, also

@@ -41,7 +41,8 @@ pub enum Error {
         /// The caller.
         uid: u32,
     },
-    /// Appraisal denied access (enforce mode).
+    /// Appraisal denied access (enforce mode), with the cause (`missing-hash`,
+    /// `invalid-signature: …`); the caller names the file.
     #[error("appraisal failed: {0}")]
     Denied(String),
 

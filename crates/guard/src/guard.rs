@@ -885,13 +885,10 @@ impl Guard {
             st.set(PASSED, v.passed());
             if s.config.appraise_mode == AppraiseMode::Enforce {
                 if let Verdict::Fail(cause) = &v {
-                    return Err(Error::Denied(format!("{}: {cause}", req.path.display())));
+                    return Err(Error::Denied(cause.clone()));
                 }
                 if write && v == Verdict::PassSignature {
-                    return Err(Error::Denied(format!(
-                        "{}: signed file is immutable",
-                        req.path.display()
-                    )));
+                    return Err(Error::Denied("signed file is immutable".into()));
                 }
             }
             verdict = Some(v);
