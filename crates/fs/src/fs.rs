@@ -519,7 +519,12 @@ impl Shared {
         // The generation before measuring: a change through the mount from here on
         // (even one racing with the measurement) turns this handle's checks off.
         let opened_gen = node.state.generation();
-        let file = File::from(sys::reopen(node.fd(), oflags).map_err(|e| errno(&e))?);
+        let reopen = || sys::reopen(node.fd(), oflags).map(File::from);
+        let file = match writable {
+            true => reopen().map(Arc::new),
+            false => node.state.reader(oflags, reopen),
+        }
+        .map_err(|e| errno(&e))?;
         let opened = self
             .enforce
             .open(&node, &file, flags, who, created, known)?;

@@ -87,6 +87,9 @@ pub struct NodeState {
     pub opens: AtomicU32,
     /// Backing state when the kernel's page cache for this node was last (re)filled.
     pub cached: Mutex<Option<Stamp>>,
+    /// The backing file as read-only handles opened it (and those open flags), shared
+    /// by every read-only handle opened with the same flags while any holds it.
+    reader: Mutex<Option<(i32, Weak<File>)>>,
 }
 
 impl NodeState {
@@ -95,6 +98,28 @@ impl NodeState {
     }
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The backing file for a read-only handle opened with `flags`: the one such
+    /// handles hold already, else a new one from `open`. Reads are positional, so
+    /// handles can share a descriptor, and a file many hold open at once (a library
+    /// every process maps) costs the daemon one descriptor, not one per process.
+    pub fn reader(
+        &self,
+        flags: i32,
+        open: impl FnOnce() -> std::io::Result<File>,
+    ) -> std::io::Result<Arc<File>> {
+        let mut slot = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = slot
+            .as_ref()
+            .filter(|(f, _)| *f == flags)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(file);
+        }
+        let file = Arc::new(open()?);
+        *slot = Some((flags, Arc::downgrade(&file)));
+        Ok(file)
     }
 }
 
@@ -394,8 +419,9 @@ impl InodeTable {
 }
 
 pub enum HandleKind {
-    /// The backing file, and where READs on it are heading.
-    File(File, crate::prefetch::Stream),
+    /// The backing file (shared by read-only handles, see [`NodeState::reader`]), and
+    /// where READs on this handle are heading.
+    File(Arc<File>, crate::prefetch::Stream),
     /// A listing snapshot taken at offset 0; READDIR offsets index it.
     Dir(Mutex<Vec<crate::fs::Entry>>),
     /// A snapshot of a `.vigil/` file taken at open, so reads at any offset agree.

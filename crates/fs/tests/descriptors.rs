@@ -118,6 +118,59 @@ fn a_walk_over_more_directories_than_the_budget_stays_within_it() {
     bg.unmount().unwrap();
 }
 
+/// Read-only handles of a file share the daemon's descriptor of it, so a file held open
+/// by many at once (a library every process maps) costs one descriptor, not one per
+/// handle; a writable handle has its own.
+#[test]
+fn read_only_handles_of_a_file_share_one_descriptor() {
+    if !common::can_mount() {
+        return;
+    }
+    let (dir, [src, mnt]) = common::scratch(["src", "mnt"]);
+    let backing = src.join("lib");
+    fs::write(&backing, b"0123456789").unwrap();
+    let bg = mount(dir.path(), &src, &mnt, true);
+    // The daemon runs in this process: its descriptors of the backing file are this
+    // process's descriptors that name it (the node's O_PATH one among them).
+    let daemon_fds = || {
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| *target == backing)
+            .count()
+    };
+    let settles_at = |want: usize| {
+        let t0 = Instant::now();
+        while daemon_fds() != want && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        daemon_fds()
+    };
+    let readers: Vec<fs::File> = (0..200)
+        .map(|_| fs::File::open(mnt.join("lib")).unwrap())
+        .collect();
+    assert_eq!(daemon_fds(), 2, "node + one shared read-only descriptor");
+    use std::os::unix::fs::FileExt;
+    for (i, f) in readers.iter().enumerate().step_by(37) {
+        let mut b = [0u8; 3];
+        f.read_exact_at(&mut b, (i % 8) as u64).unwrap();
+        assert_eq!(&b, &b"0123456789"[i % 8..i % 8 + 3]);
+    }
+    let writer = fs::OpenOptions::new()
+        .write(true)
+        .open(mnt.join("lib"))
+        .unwrap();
+    assert_eq!(daemon_fds(), 3, "a writable handle has its own");
+    drop(writer);
+    drop(readers);
+    assert_eq!(
+        settles_at(1),
+        1,
+        "the shared descriptor closes with its last handle"
+    );
+    bg.unmount().unwrap();
+}
+
 /// Mount `src` on `mnt` with room for [`BUDGET`] nodes.
 fn mount(scratch: &Path, src: &Path, mnt: &Path, prune: bool) -> Background {
     let guard = Guard::new(Config::default(), scratch.join("state")).unwrap();
