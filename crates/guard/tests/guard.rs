@@ -388,9 +388,8 @@ fn last_writer_defers_hash_refresh() {
         .unwrap();
     let p = write_file(&d.path().join("w"), b"v1");
     let path = p.to_str().unwrap();
-    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     // New file, created by this opener: passes without a value.
-    let (id, w) = open_created(&g, &f, path);
+    let (f, id, w) = open_created(&g, &p);
     {
         let _m = g.modify(&id.id).unwrap();
         (&f).write_all(b" and more").unwrap();
@@ -485,13 +484,7 @@ fn refused_re_measurements_are_made_at_shutdown() {
     let mut writers = Vec::new();
     for (name, size) in [("big", 64 << 20), ("next", 10), ("last", 10)] {
         let p = d.path().join(name);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&p)
-            .unwrap();
-        let (id, w) = open_created(&g, &f, p.to_str().unwrap());
+        let (f, id, w) = open_created(&g, &p);
         {
             let _m = g.modify(&id.id).unwrap();
             (&f).write_all(&vec![b'x'; size]).unwrap();
@@ -642,13 +635,7 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
     // A new file: others may open it while its creator writes it, before any write
     // too, as the kernel keeps IMA_NEW_FILE until the last writer closes.
     let n = d.path().join("new");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&n)
-        .unwrap();
-    let (_, w) = open_created(&g, &f, n.to_str().unwrap());
+    let (f, _, w) = open_created(&g, &n);
     assert_eq!(w.verdict, Some(Verdict::PassNewFile));
     assert!(read_verdict(&g, &n).passed());
     write_at(
@@ -709,13 +696,7 @@ fn metadata_changes_through_the_guard_keep_the_trust_in_writes() {
     // creation, renamed once ctime (the kernel's coarse clock) has moved on.
     let created_then_renamed = |name: &str, through_guard: bool| {
         let p = d.path().join(name);
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&p)
-            .unwrap();
-        let (id, writer) = open_created(&g, &f, p.to_str().unwrap());
+        let (_f, id, writer) = open_created(&g, &p);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let renamed = d.path().join(format!("{name} renamed"));
         let change = through_guard.then(|| g.change_metadata(&id.id));
@@ -748,8 +729,7 @@ fn queue_backpressure_is_reported() {
     let mut outcomes = Vec::new();
     for i in 0..50 {
         let p = write_file(&d.path().join(format!("q{i}")), b"x");
-        let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
-        let (_, w) = open_created(&g, &f, p.to_str().unwrap());
+        let (_f, _, w) = open_created(&g, &p);
         outcomes.push(g.on_release(w.handle, || "w".into()));
     }
     g.wait_idle();
@@ -1138,11 +1118,18 @@ fn seals_kept_by_mount_id_are_carried_over() {
     assert!(text.starts_with(&new_key), "{text}");
 }
 
-/// Open `f`, a file its opener has just created, for writing through `g`.
-fn open_created(g: &Guard, f: &File, path: &str) -> (Identified, OpenDecision) {
+/// Create `p` (or take it as created if it is there) and open it for reading and
+/// writing through `g` as its creator.
+fn open_created(g: &Guard, p: &std::path::Path) -> (File, Identified, OpenDecision) {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .open(p)
+        .unwrap();
     let id = g.identify(f.as_fd()).unwrap();
-    let mut req = OpenRequest::write(path);
+    let mut req = OpenRequest::write(p.to_str().unwrap());
     req.created = true;
     let w = g.on_open(&id, f.as_fd(), &req).unwrap();
-    (id, w)
+    (f, id, w)
 }
