@@ -1125,6 +1125,7 @@ fn open_created(g: &Guard, p: &std::path::Path) -> (File, Identified, OpenDecisi
         .read(true)
         .write(true)
         .create(true)
+        .truncate(false)
         .open(p)
         .unwrap();
     let id = g.identify(f.as_fd()).unwrap();
