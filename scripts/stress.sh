@@ -27,15 +27,18 @@ head -c 32 /dev/urandom >"$work/evm-key"
 # flags, fanotify/inotify on FUSE, FIEMAP, I/O priorities) are left out.
 exclude=binderfs,chattr,ioprio,fiemap,fanotify,inotify,inode-flags
 failed=0
-# The daemon holds a descriptor for every file and directory the kernel knows. It has
-# the kernel forget unused ones, but the directory stressors keep more directories in
-# use at once than a low hard limit of open files allows (seen with a limit of 20000
-# in two-minute runs): under such a limit their trees are kept well below it.
-dir_limits=()
+# The daemon holds a descriptor for every file and directory the kernel knows, and
+# one for every open handle (read-only handles of a file share one). It has the kernel
+# forget unused nodes, but the directory stressors keep more directories in use at
+# once than a low hard limit of open files allows (seen with a limit of 20000 in
+# two-minute runs), and the open stressor holds as many distinct files open as its own
+# limit allows, two descriptors each in the daemon (seen in five-minute runs): under
+# such a limit they are kept well below it.
+fd_limits=()
 hard=$(ulimit -Hn)
 if [[ $hard != unlimited ]] && ((hard < 262144)); then
   n=$((hard / 8))
-  dir_limits=(--chdir-dirs "$n" --dir-dirs "$n" --dirdeep-inodes "$n")
+  fd_limits=(--chdir-dirs "$n" --dir-dirs "$n" --dirdeep-inodes "$n" --open-max "$n")
 fi
 
 mount_vigil() { # MODE LOG
@@ -67,7 +70,7 @@ for mode in fix enforce; do
   mount_vigil "$mode" "$log"
   echo "== $mode mode: stress-ng --class filesystem --all 1 -t ${secs}s --verify"
   if ! (cd "$work/mnt" && stress-ng --class filesystem --all 1 -t "$secs" --verify \
-        --temp-path "$work/mnt" --exclude "$exclude" "${dir_limits[@]}" \
+        --temp-path "$work/mnt" --exclude "$exclude" "${fd_limits[@]}" \
         >"$work/stress-$mode.out" 2>&1); then
     echo "[$mode] stress-ng failed:"; grep -iE 'fail|error' "$work/stress-$mode.out" | head -20
     failed=1
