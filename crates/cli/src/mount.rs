@@ -767,6 +767,14 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
                 _ => "files are",
             }
         )?;
+        let descriptors = field("file_handle_descriptors");
+        writeln!(
+            out,
+            "handles:      {} open on files, holding {descriptors} descriptor{} of the backing \
+             files (read-only handles of a file share one)",
+            field("file_handles"),
+            if descriptors == "1" { "" } else { "s" },
+        )?;
         for l in pcrs.lines().filter(|l| !l.trim().is_empty()) {
             writeln!(out, "{l}")?;
         }

@@ -147,9 +147,19 @@ fn mount_status_and_three_ways_to_unmount() {
     .unwrap();
     d.mount(&[&"--policy", &policy, &"--builtin", &"critical_data"]);
     assert_eq!(fs::read(d.mnt.join("f")).unwrap(), b"content");
+    // Two read-only handles open on `f` share a descriptor.
+    let held = [
+        fs::File::open(d.mnt.join("f")).unwrap(),
+        fs::File::open(d.mnt.join("f")).unwrap(),
+    ];
     let o = vigil(&[&"status", &d.mnt], &d.run);
+    drop(held);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("handles:      2 open on files, holding 1 descriptor of the backing files"),
+        "{out}"
+    );
     assert!(out.contains("violations:   0"), "{out}");
     assert!(out.contains("policy:       3 rules"), "{out}");
     let src = fs::canonicalize(&d.src).unwrap();
@@ -190,6 +200,10 @@ fn mount_status_and_three_ways_to_unmount() {
         "{status}"
     );
     assert!(status.contains("\nnodes: 2\nnode_budget: "), "{status}");
+    assert!(
+        status.contains("\nfile_handles: 0\nfile_handle_descriptors: 0\n"),
+        "{status}"
+    );
     // `.vigil/policy` shows the rules in force as securityfs would: built-in rules
     // first, each in the kernel's normalised form (the same as `vigil policy print`).
     let shown = fs::read_to_string(d.mnt.join(".vigil/policy")).unwrap();

@@ -317,8 +317,10 @@ impl Shared {
         } else {
             "no"
         };
+        let (file_handles, descriptors) = self.handles.files();
         format!(
-            "nodes: {}\nnode_budget: {}\nforgets_directories: {directories}\n",
+            "nodes: {}\nnode_budget: {}\nforgets_directories: {directories}\n\
+             file_handles: {file_handles}\nfile_handle_descriptors: {descriptors}\n",
             self.inodes.len(),
             self.max_nodes,
         )

@@ -490,6 +490,21 @@ impl HandleTable {
         self.map.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
+    /// Handles open on regular files, and the backing descriptors they hold (fewer:
+    /// read-only handles of a file share one).
+    pub fn files(&self) -> (usize, usize) {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let files: Vec<_> = map
+            .values()
+            .filter_map(|h| match &h.kind {
+                HandleKind::File(f, _) => Some(Arc::as_ptr(f)),
+                _ => None,
+            })
+            .collect();
+        let descriptors = files.iter().collect::<std::collections::HashSet<_>>().len();
+        (files.len(), descriptors)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
