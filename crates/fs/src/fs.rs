@@ -435,6 +435,17 @@ impl Shared {
         *node.state.cached.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
+    /// A metadata change through the mount (begun with [`Enforcer::change_metadata`])
+    /// is done: EVM's HMAC follows it (`evm`, from the check before it), then the
+    /// change ends in the guard (the new ctime, HMAC write included, is the mount's
+    /// own; the measurement is dropped), and the kernel's cached pages go at the next
+    /// open.
+    fn metadata_changed(&self, node: &Node, evm: Option<OwnedFd>, change: Option<MetadataChange>) {
+        self.enforce.metadata_changed(node, evm);
+        drop(change);
+        self.changed(node);
+    }
+
     fn list_dir(&self, node: &Node) -> io::Result<Vec<Entry>> {
         let mut stream = sys::DirStream::open(node.fd())?;
         let mut out = Vec::new();
@@ -682,9 +693,7 @@ impl Shared {
             let changed = Self::change_attrs(node, mode, uid, gid, atime, mtime);
             // Also after a failure part-way (mode set, owner refused): what did change
             // is covered again and invalidates.
-            self.enforce.metadata_changed(node, evm);
-            drop(change);
-            self.changed(node);
+            self.metadata_changed(node, evm, change);
             changed?;
         }
         node.stat().map_err(|e| errno(&e))
@@ -1563,9 +1572,7 @@ impl Filesystem for VigilFs {
         } else {
             Ok(())
         };
-        s.enforce.metadata_changed(&node, evm);
-        drop(change);
-        s.changed(&node);
+        s.metadata_changed(&node, evm, change);
         match killed_sgid {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
@@ -1622,9 +1629,7 @@ impl Filesystem for VigilFs {
         if unsafe { libc::removexattr(path.as_ptr(), n.as_ptr()) } < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }
-        s.enforce.metadata_changed(&node, evm);
-        drop(change);
-        s.changed(&node);
+        s.metadata_changed(&node, evm, change);
         reply.ok();
     }
 

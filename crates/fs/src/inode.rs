@@ -494,15 +494,15 @@ impl HandleTable {
     /// read-only handles of a file share one).
     pub fn files(&self) -> (usize, usize) {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let files: Vec<_> = map
-            .values()
-            .filter_map(|h| match &h.kind {
-                HandleKind::File(f, _) => Some(Arc::as_ptr(f)),
-                _ => None,
-            })
-            .collect();
-        let descriptors = files.iter().collect::<std::collections::HashSet<_>>().len();
-        (files.len(), descriptors)
+        let mut handles = 0;
+        let mut descriptors = std::collections::HashSet::new();
+        for h in map.values() {
+            if let HandleKind::File(f, _) = &h.kind {
+                handles += 1;
+                descriptors.insert(Arc::as_ptr(f));
+            }
+        }
+        (handles, descriptors.len())
     }
 
     pub fn is_empty(&self) -> bool {

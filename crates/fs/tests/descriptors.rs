@@ -52,12 +52,7 @@ fn walk_over_files(prune: bool) {
         // A lookup, an open and a read of each: none may fail.
         assert_eq!(fs::read_to_string(mnt.join(name)).unwrap(), name);
     });
-    assert_eq!(
-        fs::read(&target).unwrap(),
-        b"bound",
-        "the bind mount was detached"
-    );
-    run("umount", &[&target]);
+    still_bound_then_unbind(&target, &target);
     assert_eq!(fs::read(&target).unwrap(), b"under");
     bg.unmount().unwrap();
 }
@@ -109,12 +104,7 @@ fn a_walk_over_more_directories_than_the_budget_stays_within_it() {
         String::from_utf8(out.stdout).unwrap(),
         format!("{}\n0/0\n", cwd.display())
     );
-    assert_eq!(
-        fs::read(target.join("inside")).unwrap(),
-        b"bound",
-        "the bind mount was detached"
-    );
-    run("umount", &[&target]);
+    still_bound_then_unbind(&target, &target.join("inside"));
     bg.unmount().unwrap();
 }
 
@@ -203,6 +193,17 @@ fn within_budget(bg: &Background, names: impl Iterator<Item = String>, visit: im
 fn bind_mount(what: &Path, target: &Path) -> std::path::PathBuf {
     run("mount", &["--bind".as_ref(), what, target]);
     target.to_owned()
+}
+
+/// Check that the bind mount on `target` is still there (`file`, inside it, reads
+/// "bound"), then take it down.
+fn still_bound_then_unbind(target: &Path, file: &Path) {
+    assert_eq!(
+        fs::read(file).unwrap(),
+        b"bound",
+        "the bind mount was detached"
+    );
+    run("umount", &[target]);
 }
 
 fn run(cmd: &str, args: &[&Path]) {

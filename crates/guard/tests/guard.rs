@@ -24,6 +24,15 @@ fn open_read(g: &Guard, path: &std::path::Path) -> vigil_guard::Result<vigil_gua
     g.on_open(&id, f.as_fd(), &OpenRequest::read(path.to_str().unwrap()))
 }
 
+/// The appraisal verdict of a read open of `path` (a denial as the failure it is).
+fn read_verdict(g: &Guard, path: &std::path::Path) -> Verdict {
+    match open_read(g, path) {
+        Ok(dec) => dec.verdict.unwrap(),
+        Err(Error::Denied(msg)) => Verdict::Fail(msg),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[test]
 fn measures_caches_and_invalidates() {
     let d = scratch();
@@ -383,9 +392,7 @@ fn appraisal_modes_against_evmctl() {
 #[test]
 fn last_writer_defers_hash_refresh() {
     let d = scratch();
-    let g = guard(d.path(), appraise_hash());
-    g.register_mount(File::open(d.path()).unwrap().into())
-        .unwrap();
+    let g = mounted_guard(d.path(), appraise_hash());
     let p = write_file(&d.path().join("w"), b"v1");
     let path = p.to_str().unwrap();
     // New file, created by this opener: passes without a value.
@@ -419,9 +426,7 @@ fn last_writer_defers_hash_refresh() {
 #[test]
 fn a_job_stops_reading_a_file_deleted_meanwhile() {
     let d = scratch();
-    let g = guard(d.path(), measure_all());
-    g.register_mount(File::open(d.path()).unwrap().into())
-        .unwrap();
+    let g = mounted_guard(d.path(), measure_all());
     let p = write_file(&d.path().join("huge"), b"");
     let w = open(&g, &p, true).unwrap();
     {
@@ -573,20 +578,13 @@ fn deferred_jobs_of_deleted_files_are_done_and_failures_reported() {
 #[test]
 fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
     let d = scratch();
-    let g = guard(d.path(), appraise_hash());
-    g.register_mount(File::open(d.path()).unwrap().into())
-        .unwrap();
+    let g = mounted_guard(d.path(), appraise_hash());
     let value = |f: &File| vigil_guard::sys::get_xattr(f.as_fd(), "user.ima").unwrap();
     let write_at = |g: &Guard, f: &File, data: &[u8], off: u64| {
         use std::os::unix::fs::FileExt;
         let id = g.identify(f.as_fd()).unwrap();
         let _m = g.modify(&id.id).unwrap();
         f.write_all_at(data, off).unwrap();
-    };
-    let read_verdict = |g: &Guard, p: &std::path::Path| match open_read(g, p) {
-        Ok(dec) => dec.verdict.unwrap(),
-        Err(Error::Denied(msg)) => Verdict::Fail(msg),
-        Err(e) => panic!("{e}"),
     };
 
     // A labelled file: its writer passes, readers pass while it is written.
@@ -684,14 +682,7 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
 #[test]
 fn metadata_changes_through_the_guard_keep_the_trust_in_writes() {
     let d = scratch();
-    let g = guard(d.path(), appraise_hash());
-    g.register_mount(File::open(d.path()).unwrap().into())
-        .unwrap();
-    let verdict = |p: &std::path::Path| match open_read(&g, p) {
-        Ok(dec) => dec.verdict.unwrap(),
-        Err(Error::Denied(msg)) => Verdict::Fail(msg),
-        Err(e) => panic!("{e}"),
-    };
+    let g = mounted_guard(d.path(), appraise_hash());
     // A file created through the guard, measured (without a hash value) at its
     // creation, renamed once ctime (the kernel's coarse clock) has moved on.
     let created_then_renamed = |name: &str, through_guard: bool| {
@@ -705,13 +696,21 @@ fn metadata_changes_through_the_guard_keep_the_trust_in_writes() {
     };
 
     let (p, change, _writer) = created_then_renamed("through", true);
-    assert_eq!(verdict(&p), Verdict::PassHash, "open during the rename");
+    assert_eq!(
+        read_verdict(&g, &p),
+        Verdict::PassHash,
+        "open during the rename"
+    );
     drop(change);
-    assert_eq!(verdict(&p), Verdict::PassHash, "open after the rename");
+    assert_eq!(
+        read_verdict(&g, &p),
+        Verdict::PassHash,
+        "open after the rename"
+    );
 
     let (p, _, _writer) = created_then_renamed("behind", false);
     assert!(
-        matches!(verdict(&p), Verdict::Fail(m) if m.contains("missing-hash")),
+        matches!(read_verdict(&g, &p), Verdict::Fail(m) if m.contains("missing-hash")),
         "rename behind the guard's back"
     );
 }

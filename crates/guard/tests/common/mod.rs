@@ -51,6 +51,14 @@ pub fn guard(dir: &Path, actions: Actions) -> Guard {
     Guard::new(config(actions), dir.join("state")).expect("guard")
 }
 
+/// [`guard`] with `dir` registered as its mount (deferred jobs reopen files there).
+pub fn mounted_guard(dir: &Path, actions: Actions) -> Guard {
+    let g = guard(dir, actions);
+    g.register_mount(std::fs::File::open(dir).unwrap().into())
+        .unwrap();
+    g
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(vigil_ima::HashAlgo::Sha256.digest(data).unwrap())
 }
