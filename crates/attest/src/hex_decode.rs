@@ -22,7 +22,7 @@ const VALUE: [u8; 256] = {
 /// `h.len() / 2` bytes; `false` (with `out` partly written) if `h` has an odd length
 /// or a byte that is not a hex digit.
 pub(crate) fn decode(h: &[u8], out: &mut [u8]) -> bool {
-    if h.len() % 2 != 0 || out.len() != h.len() / 2 {
+    if !h.len().is_multiple_of(2) || out.len() != h.len() / 2 {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -55,7 +55,7 @@ mod sse2 {
     /// # Safety
     /// The slice lengths must be as stated.
     pub(super) unsafe fn decode16(h: &[u8], out: &mut [u8]) -> bool {
-        debug_assert!(h.len() % 16 == 0 && out.len() == h.len() / 2);
+        debug_assert!(h.len().is_multiple_of(16) && out.len() == h.len() / 2);
         let (h, o) = (h.as_ptr(), out.as_mut_ptr());
         let mut i = 0;
         while i < out.len() * 2 {

@@ -111,7 +111,7 @@ mod shani {
     /// length, a multiple of 64.
     #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
     pub(super) unsafe fn compress2(sa: &mut [u32; 5], sb: &mut [u32; 5], a: &[u8], b: &[u8]) {
-        debug_assert!(a.len() == b.len() && a.len() % 64 == 0);
+        debug_assert!(a.len() == b.len() && a.len().is_multiple_of(64));
         let mask = _mm_set_epi64x(0x0001_0203_0405_0607, 0x0809_0A0B_0C0D_0E0F);
         let load = |s: &[u32; 5]| {
             (

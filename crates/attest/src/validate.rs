@@ -799,7 +799,7 @@ impl<'p> Validator<'p> {
                 for (k, c) in chunks.iter().enumerate() {
                     work(k);
                     while claim[k].load(Ordering::Acquire) != DONE {
-                        if helper.as_ref().map_or(true, |h| h.is_finished()) {
+                        if helper.as_ref().is_none_or(|h| h.is_finished()) {
                             // The helper stopped without finishing this chunk: the
                             // rules are then all computed in order below.
                             break;

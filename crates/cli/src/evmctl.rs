@@ -700,7 +700,7 @@ struct Walk {
 fn walk(opts: &EvmctlOpts, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let types = opts.search_type.as_deref();
     let mut how = Walk {
-        regular: types.map_or(true, |t| t.contains('f')),
+        regular: types.is_none_or(|t| t.contains('f')),
         dev: None,
     };
     if types.is_some_and(|t| t.contains('m')) {

@@ -1367,7 +1367,7 @@ fn boot_aggregate_cmd(a: BootAggregateArgs) -> Result<ExitCode> {
     for b in banks
         .banks
         .iter()
-        .filter(|b| only.as_ref().map_or(true, |o| o.contains(&b.algo)))
+        .filter(|b| only.as_ref().is_none_or(|o| o.contains(&b.algo)))
     {
         let ranges: &[(AggregateRange, &str)] = match a.range {
             RangeArg::Kernel => &[(AggregateRange::kernel_default(b.algo), "")],

@@ -607,7 +607,7 @@ fn mount_fstype(path: &Path) -> Option<String> {
         let mnt = PathBuf::from(unescape(mnt));
         if path.starts_with(&mnt) {
             let depth = mnt.components().count();
-            if best.as_ref().map_or(true, |(d, _)| depth >= *d) {
+            if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
                 best = Some((depth, (*fstype).to_owned()));
             }
         }

@@ -71,6 +71,11 @@ fn main() {
             gbs(t)
         );
     }
+    let c = vigil_fsverity::leaf_calibration();
+    for (how, speed) in &c.speeds {
+        println!("leaf blocks, {how}: {:.2} GB/s (calibration)", speed / 1e9);
+    }
+    println!("leaf blocks are hashed with: {}", c.chosen);
     for alg in HashAlg::ALL {
         let params = Params::new(alg, 4096, &[]).unwrap();
         let t = best(&|| {

@@ -1591,7 +1591,7 @@ impl Shared {
         refresh_value: bool,
         purpose: Purpose,
     ) -> Result<Arc<Measurement>> {
-        let valid = |m: &Measurement| attrs.map_or(true, |a| m.attrs.same_version(a));
+        let valid = |m: &Measurement| attrs.is_none_or(|a| m.attrs.same_version(a));
         if let Some(m) = st.gen.lookup() {
             if valid(&m) && !(refresh_value && needs_value_refresh(&m)) {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -1638,11 +1638,7 @@ impl Shared {
         attrs: &FileAttrs,
         fd: BorrowedFd<'_>,
     ) -> Result<()> {
-        if st
-            .gen
-            .lookup()
-            .map_or(true, |m| m.attrs.same_version(attrs))
-        {
+        if st.gen.lookup().is_none_or(|m| m.attrs.same_version(attrs)) {
             return Ok(());
         }
         // The guard's own hash-value writes change the ctime too. They are made, and
@@ -1748,7 +1744,7 @@ impl Shared {
             && st.gen.still_current(t)
             && ima_value
                 .as_deref()
-                .map_or(true, |v| !appraise::is_signature(v))
+                .is_none_or(|v| !appraise::is_signature(v))
         {
             let v = appraise::hash_value(algo, &digest);
             if ima_value.as_deref() != Some(&v[..]) {

@@ -21,7 +21,7 @@ const CHILD_ENV: &str = "VIGIL_GUARD_CRASH_CHILD";
 
 fn event(name: &str, pcr: u32, violation: bool) -> Record {
     let digest = HashAlgo::Sha256.digest(name.as_bytes()).unwrap();
-    let sig: &[u8] = if name.len() % 2 == 0 {
+    let sig: &[u8] = if name.len().is_multiple_of(2) {
         b"\x03\x02sig"
     } else {
         b""

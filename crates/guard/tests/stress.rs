@@ -168,7 +168,7 @@ fn no_stale_publication_under_concurrent_writes() {
         let k = changes.iter().rposition(|(_, end, _)| end <= gen);
         let ok = match k {
             Some(k) => {
-                let next_begin_ok = changes.get(k + 1).map_or(true, |(b, _, _)| b > gen);
+                let next_begin_ok = changes.get(k + 1).is_none_or(|(b, _, _)| b > gen);
                 &changes[k].2 == digest && next_begin_ok
             }
             None => false,

@@ -72,7 +72,7 @@ impl Builder {
         let default = self.set(|i| vals[i].is_none());
         let sets = keys
             .iter()
-            .map(|k| self.set(|i| vals[i].as_ref().map_or(true, |v| v == k)))
+            .map(|k| self.set(|i| vals[i].as_ref().is_none_or(|v| v == k)))
             .collect();
         Dim {
             keys,
@@ -121,7 +121,7 @@ impl Index {
         for (extra, row) in mask.iter_mut().enumerate() {
             for (m, slot) in row.iter_mut().enumerate() {
                 let req = m as u8 | if extra == 1 { 0x10 } else { 0 };
-                *slot = b.set(|i| rules[i].mask.map_or(true, |c| c.matches(req)));
+                *slot = b.set(|i| rules[i].mask.is_none_or(|c| c.matches(req)));
             }
         }
         let class = super::ActionClass::ALL.map(|c| b.set(|i| rules[i].action.class() == c));
@@ -169,12 +169,12 @@ impl Index {
     #[inline]
     fn resid_ok(&self, i: usize, q: &Request) -> bool {
         let r = &self.resid[i];
-        r.uid.map_or(true, |c| {
-            super::eval::cred_matches(c, q.cap_setuid, q.uid, q.euid, q.suid)
-        }) && r.gid.map_or(true, |c| {
-            super::eval::cred_matches(c, q.cap_setgid, q.gid, q.egid, q.sgid)
-        }) && r.fowner.map_or(true, |c| c.matches(q.fowner))
-            && r.fgroup.map_or(true, |c| c.matches(q.fgroup))
+        r.uid
+            .is_none_or(|c| super::eval::cred_matches(c, q.cap_setuid, q.uid, q.euid, q.suid))
+            && r.gid
+                .is_none_or(|c| super::eval::cred_matches(c, q.cap_setgid, q.gid, q.egid, q.sgid))
+            && r.fowner.is_none_or(|c| c.matches(q.fowner))
+            && r.fgroup.is_none_or(|c| c.matches(q.fgroup))
     }
 
     /// Walk the candidates of a file request (not KEY_CHECK/CRITICAL_DATA) in rule
