@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +23,7 @@ use fuser::{
 use vigil_guard::MetadataChange;
 
 use crate::control::{self, ControlFile};
+use crate::direct;
 use crate::enforce::{Caller, Enforcer};
 use crate::inode::{Handle, HandleKind, HandleTable, InodeTable, Node, Stamp, ROOT_INO};
 use crate::ioctl;
@@ -72,6 +73,8 @@ pub struct Shared {
     chown_new: bool,
     /// FUSE_POSIX_ACL was negotiated: the kernel enforces ACLs it reads with GETXATTR.
     posix_acl: AtomicBool,
+    /// READs whose data was read from the disk directly ([`crate::direct`]).
+    direct_reads: AtomicU64,
 }
 
 pub struct VigilFs {
@@ -79,7 +82,7 @@ pub struct VigilFs {
 }
 
 thread_local! {
-    static READ_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static READ_BUF: RefCell<crate::direct::AlignedBuf> = RefCell::default();
 }
 
 /// A regular file found by name (see [`Shared::regular_at`]).
@@ -152,6 +155,7 @@ impl VigilFs {
                 ttl: Duration::from_secs(1),
                 chown_new,
                 posix_acl: AtomicBool::new(false),
+                direct_reads: AtomicU64::new(0),
             }),
         })
     }
@@ -310,7 +314,8 @@ impl Shared {
         }
     }
 
-    /// The `.vigil/status` lines on the descriptors held for the kernel's nodes.
+    /// The `.vigil/status` lines on the descriptors held for the kernel's nodes and
+    /// handles, and on how READs were read.
     fn node_status(&self) -> String {
         let directories = if self.forgets_directories() {
             "yes"
@@ -320,9 +325,11 @@ impl Shared {
         let (file_handles, descriptors) = self.handles.files();
         format!(
             "nodes: {}\nnode_budget: {}\nforgets_directories: {directories}\n\
-             file_handles: {file_handles}\nfile_handle_descriptors: {descriptors}\n",
+             file_handles: {file_handles}\nfile_handle_descriptors: {descriptors}\n\
+             direct_reads: {}\n",
             self.inodes.len(),
             self.max_nodes,
+            self.direct_reads.load(Ordering::Relaxed),
         )
     }
 
@@ -571,7 +578,7 @@ impl Shared {
         node.state.opens.fetch_add(1, Ordering::AcqRel);
         let fh = self.handles.insert(Handle {
             node: Some(node),
-            kind: HandleKind::File(file, Default::default()),
+            kind: HandleKind::File(file, Default::default(), OnceLock::new()),
             writable,
             opened_gen,
             opened: Some(opened),
@@ -581,6 +588,17 @@ impl Shared {
 
     /// READ on a worker: verified against the measurement's tree when the handle has
     /// one and the file has not been changed through the mount since it was opened.
+    /// The backing file of `h` opened for direct reads (opened at the first call), if
+    /// its file system reads directly.
+    fn direct_file<'h>(&self, h: &'h Handle) -> Option<&'h File> {
+        let (HandleKind::File(file, _, direct), Some(node)) = (&h.kind, &h.node) else {
+            return None;
+        };
+        direct
+            .get_or_init(|| node.state.direct(|| direct::open(file)))
+            .as_deref()
+    }
+
     fn read_into(&self, h: &Handle, offset: u64, size: u32, reply: ReplyData) {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
@@ -615,12 +633,23 @@ impl Shared {
             None => (offset, want_end),
         };
         READ_BUF.with(|b| {
-            let mut buf = b.borrow_mut();
+            let mut b = b.borrow_mut();
             let len = (end - start) as usize;
-            if buf.len() < len {
-                buf.resize(len, 0);
-            }
+            let aligned = len.next_multiple_of(direct::ALIGN);
+            let buf = b.get(aligned);
             let mut n = 0usize;
+            if len >= direct::MIN_LEN && start % direct::ALIGN as u64 == 0 {
+                if let Some(d) = self
+                    .direct_file(h)
+                    .filter(|_| direct::uncached(file, start, len))
+                {
+                    // On an error the page cache path below tries again (and reports it).
+                    if let Ok(k) = direct::read_at(d, buf, start) {
+                        n = k.min(len);
+                        self.direct_reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             while n < len {
                 match file.read_at(&mut buf[n..len], start + n as u64) {
                     Ok(0) => break,
@@ -1259,8 +1288,10 @@ impl Filesystem for VigilFs {
             let end = start.saturating_add(size as usize).min(data.len());
             return reply.data(&data[start..end]);
         }
-        if let HandleKind::File(_, stream) = &h.kind {
-            if let Some(r) = stream.read(offset, size, MAX_IO) {
+        if let HandleKind::File(_, stream, _) = &h.kind {
+            // Only a file read through the page cache gains from filling it ahead.
+            let ahead = stream.read(offset, size, MAX_IO);
+            if let Some(r) = ahead.filter(|_| s.direct_file(&h).is_none()) {
                 let h = h.clone();
                 s.prefetch.try_run(move || {
                     if let Some(f) = h.file() {

@@ -90,6 +90,9 @@ pub struct NodeState {
     /// The backing file as read-only handles opened it (and those open flags), shared
     /// by every read-only handle opened with the same flags while any holds it.
     reader: Mutex<Option<(i32, Weak<File>)>>,
+    /// The backing file opened for direct reads ([`crate::direct`]), shared by every
+    /// handle that reads directly while any holds it.
+    direct: Mutex<Option<(i32, Weak<File>)>>,
 }
 
 impl NodeState {
@@ -109,18 +112,37 @@ impl NodeState {
         flags: i32,
         open: impl FnOnce() -> std::io::Result<File>,
     ) -> std::io::Result<Arc<File>> {
-        let mut slot = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(file) = slot
-            .as_ref()
-            .filter(|(f, _)| *f == flags)
-            .and_then(|(_, w)| w.upgrade())
-        {
-            return Ok(file);
-        }
-        let file = Arc::new(open()?);
-        *slot = Some((flags, Arc::downgrade(&file)));
-        Ok(file)
+        shared_file(&self.reader, flags, open)
     }
+
+    /// The backing file opened for direct reads: the one other handles hold already,
+    /// else a new one from `open` (`None` where the file cannot be read directly).
+    pub fn direct(&self, open: impl FnOnce() -> Option<File>) -> Option<Arc<File>> {
+        shared_file(&self.direct, libc::O_DIRECT, || {
+            open().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::Unsupported))
+        })
+        .ok()
+    }
+}
+
+/// The file in `slot` if it was opened with `flags` and is still held, else a new one
+/// from `open`, which then takes the slot.
+fn shared_file(
+    slot: &Mutex<Option<(i32, Weak<File>)>>,
+    flags: i32,
+    open: impl FnOnce() -> std::io::Result<File>,
+) -> std::io::Result<Arc<File>> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(file) = slot
+        .as_ref()
+        .filter(|(f, _)| *f == flags)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(file);
+    }
+    let file = Arc::new(open()?);
+    *slot = Some((flags, Arc::downgrade(&file)));
+    Ok(file)
 }
 
 pub struct Node {
@@ -419,9 +441,14 @@ impl InodeTable {
 }
 
 pub enum HandleKind {
-    /// The backing file (shared by read-only handles, see [`NodeState::reader`]), and
-    /// where READs on this handle are heading.
-    File(Arc<File>, crate::prefetch::Stream),
+    /// The backing file (shared by read-only handles, see [`NodeState::reader`]), where
+    /// READs on this handle are heading, and the backing file for direct reads once a
+    /// READ asked for it (see [`NodeState::direct`]).
+    File(
+        Arc<File>,
+        crate::prefetch::Stream,
+        OnceLock<Option<Arc<File>>>,
+    ),
     /// A listing snapshot taken at offset 0; READDIR offsets index it.
     Dir(Mutex<Vec<crate::fs::Entry>>),
     /// A snapshot of a `.vigil/` file taken at open, so reads at any offset agree.
@@ -441,7 +468,7 @@ pub struct Handle {
 impl Handle {
     pub fn file(&self) -> Option<&File> {
         match &self.kind {
-            HandleKind::File(f, _) => Some(f),
+            HandleKind::File(f, ..) => Some(f),
             _ => None,
         }
     }
@@ -497,9 +524,12 @@ impl HandleTable {
         let mut handles = 0;
         let mut descriptors = std::collections::HashSet::new();
         for h in map.values() {
-            if let HandleKind::File(f, _) = &h.kind {
+            if let HandleKind::File(f, _, direct) = &h.kind {
                 handles += 1;
                 descriptors.insert(Arc::as_ptr(f));
+                if let Some(Some(d)) = direct.get() {
+                    descriptors.insert(Arc::as_ptr(d));
+                }
             }
         }
         (handles, descriptors.len())

@@ -9,6 +9,7 @@
 //! mount's root exports the measurement list.
 
 pub mod control;
+mod direct;
 pub mod enforce;
 mod fs;
 pub mod inode;

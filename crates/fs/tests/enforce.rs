@@ -406,6 +406,86 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     bg.unmount().unwrap();
 }
 
+/// Backing data that is not in the page cache is read from the disk directly
+/// (`O_DIRECT`) and verified all the same: the whole file reads back exactly, a block
+/// tampered behind the mount fails its read, the others still read.
+#[test]
+fn uncached_backing_data_is_read_directly_and_verified() {
+    if !can_run() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let env = Env::new();
+    let data: Vec<u8> = (0..4 * MIB + 1000)
+        .map(|i| (i * 29 + i / 4091) as u8)
+        .collect();
+    let path = env.src.join("f");
+    fs::write(&path, &data).unwrap();
+    let backing = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let direct_reads = || -> u64 {
+        let status = fs::read_to_string(env.m(".vigil/status")).unwrap();
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("direct_reads: "));
+        line.expect("direct_reads in .vigil/status")
+            .parse()
+            .unwrap()
+    };
+    // The open measures the file, which fills the backing page cache: empty both
+    // caches, so every READ finds its data on the disk only.
+    let f = fs::File::open(env.m("f")).unwrap();
+    let evict = || {
+        backing.sync_all().unwrap();
+        common::drop_cached(&backing);
+        common::drop_cached(&f);
+    };
+    let read = |at: usize, len: usize| {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, at as u64).map(|()| buf)
+    };
+    let supported = common::reads_directly(&path);
+    evict();
+    let before = direct_reads();
+    for at in (0..data.len()).step_by(MIB) {
+        let len = MIB.min(data.len() - at);
+        assert!(
+            read(at, len).unwrap() == data[at..at + len],
+            "chunk at {at}"
+        );
+    }
+    let after = direct_reads();
+    if supported {
+        assert!(
+            after > before,
+            "no direct reads ({before} before, {after} after)"
+        );
+    } else {
+        eprintln!("no direct reads on this file system: page cache path tested only");
+        assert_eq!(after, before);
+    }
+
+    backing
+        .write_all_at(b"EVIL", (2 * MIB + 5000) as u64)
+        .unwrap();
+    evict();
+    assert_eq!(
+        read(2 * MIB, MIB).unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
+    for at in [0, MIB, 3 * MIB] {
+        assert!(
+            read(at, MIB).unwrap() == data[at..at + MIB],
+            "chunk at {at}"
+        );
+    }
+    if supported {
+        assert!(direct_reads() > after);
+    }
+    drop(f);
+    bg.unmount().unwrap();
+}
+
 #[test]
 fn parallel_readers_and_writers() {
     if !can_run() {

@@ -216,6 +216,29 @@ pub fn drop_cached(f: &std::fs::File) {
     };
 }
 
+/// Whether the file system of `path` reads directly (`O_DIRECT`) at 4 KiB alignment,
+/// as `statx` reports it.
+pub fn reads_directly(path: &Path) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a zeroed statx is a valid value to be overwritten.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid path and statx to write.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            0,
+            libc::STATX_DIOALIGN,
+            &mut stx,
+        )
+    };
+    let fits = |a: u32| a != 0 && 4096 % a == 0;
+    r == 0
+        && stx.stx_mask & libc::STATX_DIOALIGN != 0
+        && fits(stx.stx_dio_mem_align)
+        && fits(stx.stx_dio_offset_align)
+}
+
 /// Hex SHA-256 of `data`.
 pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(vigil_ima::HashAlgo::Sha256.digest(data).unwrap())
