@@ -112,7 +112,8 @@ pub struct AlignedBuf {
 }
 
 impl AlignedBuf {
-    /// The first `len` bytes, aligned (contents unspecified).
+    /// The first `len` bytes, aligned. What they held is kept unless the buffer had to
+    /// grow (then they are zero).
     pub fn get(&mut self, len: usize) -> &mut [u8] {
         if self.bytes.len() < len + ALIGN {
             // A new allocation moves the start: the slack covers any alignment.

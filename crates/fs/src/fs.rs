@@ -43,6 +43,9 @@ pub const READ_AHEAD: u32 = 16 * MAX_IO;
 /// skips asynchronous readahead.
 const MAX_BACKGROUND: u16 = (2 * READ_AHEAD / MAX_IO + 16) as u16;
 
+/// Direct reads in flight at most: half a readahead window.
+const DIRECT_IO_THREADS: usize = (READ_AHEAD / MAX_IO / 2) as usize;
+
 /// State shared by the loop threads, the workers and the mount's owner.
 pub struct Shared {
     pub inodes: InodeTable,
@@ -53,6 +56,13 @@ pub struct Shared {
     /// a readahead window's READs all at once, late, instead of the first ones first
     /// (the reader needs the first to ask for the next window).
     pub readers: Arc<Pool>,
+    /// Threads that read READs' data from the disk directly ([`crate::direct`]) before a
+    /// READ worker verifies it: they wait on the disk, not the CPU, so there are enough
+    /// of them to keep a readahead window's reads in flight at once.
+    pub direct_io: Arc<Pool>,
+    /// Buffers of finished direct reads, for the next ones (a fresh buffer's pages cost
+    /// a fault each on first touch). A leaf lock.
+    spare_buffers: Mutex<Vec<direct::AlignedBuf>>,
     /// One worker that reads the backing files of sequential readers ahead
     /// ([`crate::prefetch`]).
     pub prefetch: Arc<Pool>,
@@ -83,6 +93,14 @@ pub struct VigilFs {
 
 thread_local! {
     static READ_BUF: RefCell<crate::direct::AlignedBuf> = RefCell::default();
+}
+
+/// A READ's data read from the disk directly ([`Shared::read_direct`]): `n` bytes of
+/// the file at `start`.
+struct DirectRead {
+    start: u64,
+    n: usize,
+    buf: direct::AlignedBuf,
 }
 
 /// A regular file found by name (see [`Shared::regular_at`]).
@@ -145,6 +163,8 @@ impl VigilFs {
                 handles: HandleTable::new(),
                 pool: Pool::new("vigil-fs-w", workers, workers * 16),
                 readers: Pool::new("vigil-fs-r", read_workers, MAX_BACKGROUND.into()),
+                direct_io: Pool::new("vigil-fs-io", DIRECT_IO_THREADS, MAX_BACKGROUND.into()),
+                spare_buffers: Mutex::new(Vec::new()),
                 prefetch: Pool::new("vigil-fs-ra", 1, 4),
                 enforce,
                 notifier: OnceLock::new(),
@@ -174,6 +194,8 @@ macro_rules! tri {
 impl Shared {
     /// Stop the worker pools, letting queued requests finish.
     pub fn shutdown_workers(&self) {
+        // Direct reads hand their READs on to the READ workers: stop them first.
+        self.direct_io.shutdown();
         self.readers.shutdown();
         self.prefetch.shutdown();
         self.pool.shutdown();
@@ -599,15 +621,79 @@ impl Shared {
             .as_deref()
     }
 
-    fn read_into(&self, h: &Handle, offset: u64, size: u32, reply: ReplyData) {
+    /// The read check that applies to `h`'s READs now: none once the file changed
+    /// through the mount since the handle was opened.
+    fn read_check<'h>(&self, h: &'h Handle) -> Option<&'h crate::verity::ReadCheck> {
+        let node = h.node.as_ref()?;
+        h.opened
+            .as_ref()
+            .and_then(|o| o.check.as_deref())
+            .filter(|_| node.state.generation() == h.opened_gen)
+    }
+
+    /// Read a READ's data from the disk directly, if it is large, aligned and wholly
+    /// absent from the page cache; [`Self::read_into`] then verifies and serves it.
+    fn read_direct(&self, h: &Handle, offset: u64, size: u32) -> Option<DirectRead> {
+        let (file, d) = (h.file()?, self.direct_file(h)?);
+        let want_end = offset.saturating_add(size as u64);
+        let (start, end) = match self.read_check(h) {
+            // Past the measured size: left to read_into, which checks the file's size.
+            Some(c) if want_end > c.size() => return None,
+            Some(c) => c.span(offset, size as u64),
+            None => (offset, want_end),
+        };
+        let len = (end - start) as usize;
+        if len < direct::MIN_LEN
+            || !start.is_multiple_of(direct::ALIGN as u64)
+            || !direct::uncached(file, start, len)
+        {
+            return None;
+        }
+        let spare = self
+            .spare_buffers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let mut buf = spare.unwrap_or_default();
+        match direct::read_at(d, buf.get(len.next_multiple_of(direct::ALIGN)), start) {
+            Ok(n) => {
+                self.direct_reads.fetch_add(1, Ordering::Relaxed);
+                Some(DirectRead {
+                    start,
+                    n: n.min(len),
+                    buf,
+                })
+            }
+            // The page cache path tries again (and reports the error).
+            Err(_) => {
+                self.spare(buf);
+                None
+            }
+        }
+    }
+
+    fn spare(&self, buf: direct::AlignedBuf) {
+        let mut spare = self.spare_buffers.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < DIRECT_IO_THREADS {
+            spare.push(buf);
+        }
+    }
+
+    /// READ on a READ worker: `data` (read directly, if it was) and the rest read
+    /// through the page cache, verified against the measurement's tree when the handle
+    /// has a check.
+    fn read_into(
+        &self,
+        h: &Handle,
+        offset: u64,
+        size: u32,
+        reply: ReplyData,
+        data: Option<DirectRead>,
+    ) {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
-        let check = h
-            .opened
-            .as_ref()
-            .and_then(|o| o.check.as_ref())
-            .filter(|_| node.state.generation() == h.opened_gen);
+        let check = self.read_check(h);
         let want_end = offset.saturating_add(size as u64);
         let (start, end) = match check {
             Some(c) => {
@@ -632,24 +718,8 @@ impl Shared {
             }
             None => (offset, want_end),
         };
-        READ_BUF.with(|b| {
-            let mut b = b.borrow_mut();
-            let len = (end - start) as usize;
-            let aligned = len.next_multiple_of(direct::ALIGN);
-            let buf = b.get(aligned);
-            let mut n = 0usize;
-            if len >= direct::MIN_LEN && start % direct::ALIGN as u64 == 0 {
-                if let Some(d) = self
-                    .direct_file(h)
-                    .filter(|_| direct::uncached(file, start, len))
-                {
-                    // On an error the page cache path below tries again (and reports it).
-                    if let Ok(k) = direct::read_at(d, buf, start) {
-                        n = k.min(len);
-                        self.direct_reads.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+        let len = (end - start) as usize;
+        let serve = |buf: &mut [u8], mut n: usize| {
             while n < len {
                 match file.read_at(&mut buf[n..len], start + n as u64) {
                     Ok(0) => break,
@@ -671,7 +741,14 @@ impl Shared {
             let from = ((offset.max(start) - start) as usize).min(n);
             let to = ((want_end.min(end) - start) as usize).clamp(from, n);
             reply.data(&buf[from..to]);
-        });
+        };
+        match data.filter(|d| d.start == start) {
+            Some(mut d) => {
+                serve(d.buf.get(len), d.n);
+                self.spare(d.buf);
+            }
+            None => READ_BUF.with(|b| serve(b.borrow_mut().get(len), 0)),
+        }
     }
 
     fn release_handle(&self, fh: FileHandle) {
@@ -1301,8 +1378,18 @@ impl Filesystem for VigilFs {
             }
         }
         let shared = self.shared.clone();
-        s.readers
-            .run(move || shared.read_into(&h, offset, size, reply));
+        if size as usize >= direct::MIN_LEN && s.direct_file(&h).is_some() {
+            s.direct_io.run(move || {
+                let data = shared.read_direct(&h, offset, size);
+                let s = shared.clone();
+                shared
+                    .readers
+                    .run(move || s.read_into(&h, offset, size, reply, data));
+            });
+        } else {
+            s.readers
+                .run(move || shared.read_into(&h, offset, size, reply, None));
+        }
     }
 
     fn write(

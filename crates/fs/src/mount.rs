@@ -296,7 +296,12 @@ impl Mount {
         } = self;
         if let (Some(limit), Some(conn)) = (watchdog, conn.clone()) {
             let mnt = mountpoint.clone();
-            let pools = [&shared.pool, &shared.readers, &shared.prefetch];
+            let pools = [
+                &shared.pool,
+                &shared.readers,
+                &shared.direct_io,
+                &shared.prefetch,
+            ];
             crate::pool::watchdog(&pools, limit, move |age| {
                 eprintln!(
                     "vigil-fs: a request on {} has run for {:?}; aborting the connection so no process hangs",
