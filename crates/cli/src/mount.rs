@@ -177,8 +177,9 @@ pub struct MountArgs {
     /// requests (default: 2 × CPUs, 4 to 32).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Worker threads that read and verify file data (default: one per CPU; more
-    /// share the CPUs and slow sequential reads down).
+    /// Worker threads that verify and serve file data (default: one per CPU; more
+    /// share the CPUs and slow sequential reads down). Data absent from the page cache
+    /// is read directly by eight I/O threads first; cached data by these workers.
     #[arg(long, value_name = "N")]
     pub read_workers: Option<usize>,
     /// Abort the FUSE connection when one request takes longer than SECS, so no
