@@ -608,8 +608,6 @@ impl Shared {
         Ok((fh, fopen))
     }
 
-    /// READ on a worker: verified against the measurement's tree when the handle has
-    /// one and the file has not been changed through the mount since it was opened.
     /// The backing file of `h` opened for direct reads (opened at the first call), if
     /// its file system reads directly.
     fn direct_file<'h>(&self, h: &'h Handle) -> Option<&'h File> {
@@ -681,7 +679,7 @@ impl Shared {
 
     /// READ on a READ worker: `data` (read directly, if it was) and the rest read
     /// through the page cache, verified against the measurement's tree when the handle
-    /// has a check.
+    /// has one and the file has not been changed through the mount since it was opened.
     fn read_into(
         &self,
         h: &Handle,
