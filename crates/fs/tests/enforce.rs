@@ -423,15 +423,7 @@ fn uncached_backing_data_is_read_directly_and_verified() {
     fs::write(&path, &data).unwrap();
     let backing = fs::OpenOptions::new().write(true).open(&path).unwrap();
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
-    let direct_reads = || -> u64 {
-        let status = fs::read_to_string(env.m(".vigil/status")).unwrap();
-        let line = status
-            .lines()
-            .find_map(|l| l.strip_prefix("direct_reads: "));
-        line.expect("direct_reads in .vigil/status")
-            .parse()
-            .unwrap()
-    };
+    let direct_reads = || direct_reads(&env.mnt);
     // The open measures the file, which fills the backing page cache: empty both
     // caches, so every READ finds its data on the disk only.
     let f = fs::File::open(env.m("f")).unwrap();
@@ -549,6 +541,17 @@ fn parallel_readers_and_writers() {
             }
         }));
     }
+    // Dropping the backing files' cached pages now and then sends READs down the
+    // direct path too, while the writers write.
+    for name in ["stable", "hot"] {
+        let (p, stop) = (env.src.join(name), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                common::drop_cached(&fs::File::open(&p).unwrap());
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }));
+    }
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(50));
@@ -558,6 +561,9 @@ fn parallel_readers_and_writers() {
         t.join().unwrap();
     }
     assert!(reads.load(Ordering::Relaxed) > 10);
+    if common::reads_directly(&env.src.join("stable")) {
+        assert!(direct_reads(&env.mnt) > 0, "no READ took the direct path");
+    }
 
     // Every handle is released (RELEASE is asynchronous): the last writer's release
     // queued a re-measurement, which ran without any open asking for it.
@@ -587,6 +593,17 @@ fn parallel_readers_and_writers() {
         "final version not measured:\n{ascii}"
     );
     bg.unmount().unwrap();
+}
+
+/// READs the mount at `mnt` has read from the disk directly (`.vigil/status`).
+fn direct_reads(mnt: &Path) -> u64 {
+    let status = fs::read_to_string(mnt.join(".vigil/status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("direct_reads: "));
+    line.expect("direct_reads in .vigil/status")
+        .parse()
+        .unwrap()
 }
 
 /// The `user.ima` value of `path`, if any.
