@@ -737,7 +737,11 @@ fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
             "yes" => "verified against Merkle trees",
             _ => "not verified",
         };
-        writeln!(out, "reads:        {reads}")?;
+        writeln!(
+            out,
+            "reads:        {reads}; {} read directly from the disk (uncached data)",
+            field("direct_reads")
+        )?;
         writeln!(
             out,
             "measurements: {records} records ({} bytes binary; {}, template {})",

@@ -183,7 +183,10 @@ fn mount_status_and_three_ways_to_unmount() {
         "{out}"
     );
     assert!(
-        out.contains("reads:        verified against Merkle trees"),
+        out.contains(
+            "reads:        verified against Merkle trees; 0 read directly from the disk \
+             (uncached data)"
+        ),
         "{out}"
     );
     assert!(
