@@ -347,9 +347,21 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
 
 /// Reads of 1 MiB at a time (the kernel's largest READs): a tampered block fails its
 /// read, a truncation behind the mount fails the reads past it, and the rest still
-/// reads correctly.
+/// reads correctly. The backing data is in the page cache (where the open's
+/// measurement left it, and the writes behind the mount put it).
 #[test]
 fn large_reads_tampered_or_truncated_behind_the_mount() {
+    large_reads_tampered_or_truncated(false);
+}
+
+/// The same with the backing file's pages dropped before every step: the READs find
+/// their data on the disk only and read it directly (`O_DIRECT`), verified all the same.
+#[test]
+fn uncached_large_reads_are_read_directly_and_verified() {
+    large_reads_tampered_or_truncated(true);
+}
+
+fn large_reads_tampered_or_truncated(uncached: bool) {
     if !can_run() {
         return;
     }
@@ -358,13 +370,39 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     let data: Vec<u8> = (0..4 * MIB + 1000)
         .map(|i| (i * 13 + i / 4093) as u8)
         .collect();
-    fs::write(env.src.join("f"), &data).unwrap();
+    let path = env.src.join("f");
+    fs::write(&path, &data).unwrap();
+    let backing = fs::OpenOptions::new().write(true).open(&path).unwrap();
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
     let f = fs::File::open(env.m("f")).unwrap();
+    // Drop the mount's cached pages, and the backing file's if `uncached`; the direct
+    // READs there have been since the previous step must have been some.
+    let direct = uncached && common::reads_directly(&path);
+    if uncached && !direct {
+        eprintln!("no direct reads on this file system: page cache path tested only");
+    }
+    let mut direct_before = direct_reads(&env.mnt);
+    let mut next_step = || {
+        if direct {
+            let now = direct_reads(&env.mnt);
+            assert!(now > direct_before, "no direct reads since the last step");
+            direct_before = now;
+        }
+        if uncached {
+            backing.sync_all().unwrap();
+            common::drop_cached(&backing);
+        }
+        common::drop_cached(&f);
+    };
     let read = |at: usize, len: usize| {
         let mut buf = vec![0u8; len];
         f.read_exact_at(&mut buf, at as u64).map(|()| buf)
     };
+    if uncached {
+        backing.sync_all().unwrap();
+        common::drop_cached(&backing);
+        common::drop_cached(&f);
+    }
     for at in (0..data.len()).step_by(MIB) {
         let len = MIB.min(data.len() - at);
         assert!(
@@ -373,14 +411,10 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
         );
     }
 
-    let backing = fs::OpenOptions::new()
-        .write(true)
-        .open(env.src.join("f"))
-        .unwrap();
     backing
         .write_all_at(b"EVIL", (2 * MIB + 5000) as u64)
         .unwrap();
-    common::drop_cached(&f);
+    next_step();
     assert_eq!(
         read(2 * MIB, MIB).unwrap_err().raw_os_error(),
         Some(libc::EIO)
@@ -393,7 +427,7 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
     }
 
     backing.set_len((MIB + MIB / 2) as u64).unwrap();
-    common::drop_cached(&f);
+    next_step();
     // Past the new end: EIO while the kernel still has the old size, end of file once
     // it has the new one; never bytes.
     let r = read(3 * MIB, MIB);
@@ -402,78 +436,7 @@ fn large_reads_tampered_or_truncated_behind_the_mount() {
         "read past a truncation behind the mount succeeded"
     );
     assert!(read(0, MIB).unwrap() == data[..MIB]);
-    drop(f);
-    bg.unmount().unwrap();
-}
-
-/// Backing data that is not in the page cache is read from the disk directly
-/// (`O_DIRECT`) and verified all the same: the whole file reads back exactly, a block
-/// tampered behind the mount fails its read, the others still read.
-#[test]
-fn uncached_backing_data_is_read_directly_and_verified() {
-    if !can_run() {
-        return;
-    }
-    const MIB: usize = 1 << 20;
-    let env = Env::new();
-    let data: Vec<u8> = (0..4 * MIB + 1000)
-        .map(|i| (i * 29 + i / 4091) as u8)
-        .collect();
-    let path = env.src.join("f");
-    fs::write(&path, &data).unwrap();
-    let backing = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
-    let direct_reads = || direct_reads(&env.mnt);
-    // The open measures the file, which fills the backing page cache: empty both
-    // caches, so every READ finds its data on the disk only.
-    let f = fs::File::open(env.m("f")).unwrap();
-    let evict = || {
-        backing.sync_all().unwrap();
-        common::drop_cached(&backing);
-        common::drop_cached(&f);
-    };
-    let read = |at: usize, len: usize| {
-        let mut buf = vec![0u8; len];
-        f.read_exact_at(&mut buf, at as u64).map(|()| buf)
-    };
-    let supported = common::reads_directly(&path);
-    evict();
-    let before = direct_reads();
-    for at in (0..data.len()).step_by(MIB) {
-        let len = MIB.min(data.len() - at);
-        assert!(
-            read(at, len).unwrap() == data[at..at + len],
-            "chunk at {at}"
-        );
-    }
-    let after = direct_reads();
-    if supported {
-        assert!(
-            after > before,
-            "no direct reads ({before} before, {after} after)"
-        );
-    } else {
-        eprintln!("no direct reads on this file system: page cache path tested only");
-        assert_eq!(after, before);
-    }
-
-    backing
-        .write_all_at(b"EVIL", (2 * MIB + 5000) as u64)
-        .unwrap();
-    evict();
-    assert_eq!(
-        read(2 * MIB, MIB).unwrap_err().raw_os_error(),
-        Some(libc::EIO)
-    );
-    for at in [0, MIB, 3 * MIB] {
-        assert!(
-            read(at, MIB).unwrap() == data[at..at + MIB],
-            "chunk at {at}"
-        );
-    }
-    if supported {
-        assert!(direct_reads() > after);
-    }
+    next_step();
     drop(f);
     bg.unmount().unwrap();
 }
