@@ -159,7 +159,7 @@ pub enum LeafHashing {
 }
 
 impl LeafHashing {
-    /// Every way, fastest first where the CPU has the features for it.
+    /// Every way there is (which ones this CPU has: [`LeafHashing::available`]).
     const ALL: [LeafHashing; 3] = [
         LeafHashing::Avx512x16,
         LeafHashing::ShaNix2,
