@@ -95,6 +95,15 @@ thread_local! {
     static READ_BUF: RefCell<crate::direct::AlignedBuf> = RefCell::default();
 }
 
+/// The part of the file a READ of `size` bytes at `offset` reads: whole Merkle blocks
+/// when it is verified with `check`.
+fn read_span(check: Option<&crate::verity::ReadCheck>, offset: u64, size: u32) -> (u64, u64) {
+    match check {
+        Some(c) => c.span(offset, size as u64),
+        None => (offset, offset.saturating_add(size as u64)),
+    }
+}
+
 /// A READ's data read from the disk directly ([`Shared::read_direct`]): `n` bytes of
 /// the file at `start`.
 struct DirectRead {
@@ -633,13 +642,12 @@ impl Shared {
     /// absent from the page cache; [`Self::read_into`] then verifies and serves it.
     fn read_direct(&self, h: &Handle, offset: u64, size: u32) -> Option<DirectRead> {
         let (file, d) = (h.file()?, self.direct_file(h)?);
-        let want_end = offset.saturating_add(size as u64);
-        let (start, end) = match self.read_check(h) {
-            // Past the measured size: left to read_into, which checks the file's size.
-            Some(c) if want_end > c.size() => return None,
-            Some(c) => c.span(offset, size as u64),
-            None => (offset, want_end),
-        };
+        let check = self.read_check(h);
+        // Past the measured size: left to read_into, which checks the file's size.
+        if check.is_some_and(|c| offset.saturating_add(size as u64) > c.size()) {
+            return None;
+        }
+        let (start, end) = read_span(check, offset, size);
         let len = (end - start) as usize;
         if len < direct::MIN_LEN
             || !start.is_multiple_of(direct::ALIGN as u64)
@@ -693,29 +701,24 @@ impl Shared {
         };
         let check = self.read_check(h);
         let want_end = offset.saturating_add(size as u64);
-        let (start, end) = match check {
-            Some(c) => {
-                if want_end > c.size() && offset < want_end {
-                    // Beyond the measured size: anything the backing file has there now
-                    // was never measured.
-                    match sys::fstat(file.as_fd()) {
-                        Ok(st) if st.st_size as u64 == c.size() => {}
-                        Ok(st) => {
-                            crate::enforce::audit(format_args!(
-                                "read {}: file is {} bytes, measured {}: EIO",
-                                self.enforce.path_of(node).display(),
-                                st.st_size,
-                                c.size()
-                            ));
-                            return reply.error(Errno::EIO);
-                        }
-                        Err(e) => return reply.error(errno(&e)),
-                    }
+        if let Some(c) = check.filter(|c| want_end > c.size() && offset < want_end) {
+            // Beyond the measured size: anything the backing file has there now was
+            // never measured.
+            match sys::fstat(file.as_fd()) {
+                Ok(st) if st.st_size as u64 == c.size() => {}
+                Ok(st) => {
+                    crate::enforce::audit(format_args!(
+                        "read {}: file is {} bytes, measured {}: EIO",
+                        self.enforce.path_of(node).display(),
+                        st.st_size,
+                        c.size()
+                    ));
+                    return reply.error(Errno::EIO);
                 }
-                c.span(offset, size as u64)
+                Err(e) => return reply.error(errno(&e)),
             }
-            None => (offset, want_end),
-        };
+        }
+        let (start, end) = read_span(check, offset, size);
         let len = (end - start) as usize;
         let serve = |buf: &mut [u8], mut n: usize| {
             while n < len {
@@ -1363,10 +1366,12 @@ impl Filesystem for VigilFs {
             let end = start.saturating_add(size as usize).min(data.len());
             return reply.data(&data[start..end]);
         }
+        // Large READs of a file that can be read directly go by the I/O threads.
+        let direct = size as usize >= direct::MIN_LEN && s.direct_file(&h).is_some();
         if let HandleKind::File(_, stream, _) = &h.kind {
             // Only a file read through the page cache gains from filling it ahead.
             let ahead = stream.read(offset, size, MAX_IO);
-            if let Some(r) = ahead.filter(|_| s.direct_file(&h).is_none()) {
+            if let Some(r) = ahead.filter(|_| !direct) {
                 let h = h.clone();
                 s.prefetch.try_run(move || {
                     if let Some(f) = h.file() {
@@ -1376,7 +1381,7 @@ impl Filesystem for VigilFs {
             }
         }
         let shared = self.shared.clone();
-        if size as usize >= direct::MIN_LEN && s.direct_file(&h).is_some() {
+        if direct {
             s.direct_io.run(move || {
                 let data = shared.read_direct(&h, offset, size);
                 let s = shared.clone();

@@ -118,20 +118,17 @@ impl NodeState {
     /// The backing file opened for direct reads: the one other handles hold already,
     /// else a new one from `open` (`None` where the file cannot be read directly).
     pub fn direct(&self, open: impl FnOnce() -> Option<File>) -> Option<Arc<File>> {
-        shared_file(&self.direct, libc::O_DIRECT, || {
-            open().ok_or_else(|| std::io::Error::from(std::io::ErrorKind::Unsupported))
-        })
-        .ok()
+        shared_file(&self.direct, libc::O_DIRECT, || open().ok_or(())).ok()
     }
 }
 
 /// The file in `slot` if it was opened with `flags` and is still held, else a new one
 /// from `open`, which then takes the slot.
-fn shared_file(
+fn shared_file<E>(
     slot: &Mutex<Option<(i32, Weak<File>)>>,
     flags: i32,
-    open: impl FnOnce() -> std::io::Result<File>,
-) -> std::io::Result<Arc<File>> {
+    open: impl FnOnce() -> Result<File, E>,
+) -> Result<Arc<File>, E> {
     let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(file) = slot
         .as_ref()

@@ -53,7 +53,12 @@ impl Lanes {
 
 impl BlockHasher {
     pub(crate) fn new(params: &Params) -> BlockHasher {
-        Self::with_leaf_hashing(params, leaf_calibration().chosen)
+        // Only SHA-256 has more than one way (and needs the calibration).
+        let how = match params.hash_alg() {
+            HashAlg::Sha256 => leaf_calibration().chosen,
+            HashAlg::Sha512 => LeafHashing::Sha2,
+        };
+        Self::with_leaf_hashing(params, how)
     }
 
     /// A hasher that hashes SHA-256 blocks the way `how` says (which this CPU must
