@@ -93,6 +93,9 @@ for r in $(seq 1 "$runs"); do
     warm[$name]+="$(rate "$f") $(rate "$f") "
   done
 done
+echo "cold MB/s per run (native, bindfs, vigil):"
+paste -d' ' <(tr ' ' '\n' <<<"${cold[native]}") <(tr ' ' '\n' <<<"${cold[bindfs]}") \
+  <(tr ' ' '\n' <<<"${cold[vigil]}") | awk 'NF == 3 {printf "  %s %s %s\n", $1, $2, $3}'
 # The host's speed drifts between runs, and the contenders take turns within each, so
 # the median of the per-run ratios is steadier than the ratio of the medians.
 lines() { tr ' ' '\n' <<<"$1" | grep .; }
@@ -127,6 +130,35 @@ for _ in range(20):
 rounds.sort(); print(f"{rounds[len(rounds)//2]:.1f}")
 PY
 }
+# The folios that hold each file's cached data (from /proc/kpageflags, after the runs):
+# a re-read's cost per page-cache entry is the same, so their size sets the warm ratio.
+folios() {
+  python3 - "$1" <<'PY'
+import mmap, os, struct, sys
+path = os.path.realpath(sys.argv[1])
+fd = os.open(path, os.O_RDONLY)
+size = os.fstat(fd).st_size
+m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+sum(m[i] for i in range(0, size, 4096))  # map every page
+lo = next(int(l.split("-")[0], 16) for l in open("/proc/self/maps") if l.rstrip().endswith(" " + path))
+pm, kf = open("/proc/self/pagemap", "rb"), open("/proc/kpageflags", "rb")
+sizes, run = [], 0
+for i in range(size // 4096):
+    pm.seek(((lo >> 12) + i) * 8)
+    entry = struct.unpack("Q", pm.read(8))[0]
+    kf.seek((entry & ((1 << 55) - 1)) * 8)
+    flags = struct.unpack("Q", kf.read(8))[0]
+    if not flags >> 16 & 1:  # not a compound tail: a new folio starts here
+        if run: sizes.append(run)
+        run = 0
+    run += 1
+sizes.append(run)
+big = sum(s for s in sizes if s >= 16) * 100 // sum(sizes)
+print(f"{len(sizes)} folios, largest {max(sizes) * 4} KiB, {big}% of the data in folios of 64 KiB or more")
+PY
+}
+folios_native=$(folios "$src/big"); folios_b=$(folios "$mnt_b/big"); folios_v=$(folios "$mnt_v/big")
+
 oc_native=$(openclose "$src"); oc_b=$(openclose "$mnt_b"); oc_v=$(openclose "$mnt_v")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -137,6 +169,9 @@ printf '%-34s %10s %10s %10s\n' "cold, host steal ms (all cores)" "${steal[nativ
 printf '%-34s %10s %10s %10s\n' "warm, first re-read, MB/s" "${first[native]}" "${first[bindfs]}" "${first[vigil]}"
 printf '%-34s %10s %10s %10s\n' "warm, later re-reads, MB/s" "${warm[native]}" "${warm[bindfs]}" "${warm[vigil]}"
 printf '%-34s %10s %10s %10s\n' "open+close, µs" "$oc_native" "$oc_b" "$oc_v"
+echo "page cache of the file, native: $folios_native"
+echo "                         bindfs: $folios_b"
+echo "                         vigil:  $folios_v"
 echo "first open of the ${size_mib} MiB file through vigil (measure + tree): ${measure_ms} ms"
 echo "vigil cold / bindfs cold:              $(ratio "${cold[vigil]}" "${cold[bindfs]}")  (target ≥ 1.0; median per-run ratio $(printf %.2f "$cold_runs"))"
 if [[ $calm_runs -gt 0 ]]; then
