@@ -1024,7 +1024,16 @@ fn verified_memfd(
             Err(e) => return Err(e).with_context(|| label.to_owned()),
         }
     }
-    match guard.sealed_memfd(&ident, file.as_fd(), true) {
+    // Both hooks measure the file; if it changed between them, neither version is
+    // handed out.
+    let mut decided: Option<&std::sync::Arc<vigil_guard::Measurement>> = None;
+    for m in decisions.iter().filter_map(|d| d.measurement.as_ref()) {
+        if decided.is_some_and(|d| d.algo != m.algo || d.digest != m.digest) {
+            return Err(Refused(1, format!("{label}: {}", Error::Changed)).into());
+        }
+        decided = Some(m);
+    }
+    match guard.sealed_memfd(&ident, file.as_fd(), true, decided) {
         Ok(m) => Ok((m, privileges_lost(&file, who))),
         Err(e @ Error::Changed) => Err(Refused(1, format!("{label}: {e}")).into()),
         Err(e) => Err(e).with_context(|| format!("copying {label} into a sealed memfd")),

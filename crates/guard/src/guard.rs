@@ -1178,17 +1178,25 @@ impl Guard {
 
     /// Verified content in a memfd sealed with WRITE, SHRINK, GROW and SEAL (created
     /// `MFD_EXEC` when `exec`, else `MFD_NOEXEC_SEAL`). The copy is hashed as it is made
-    /// and must equal the file's current measurement (and its seal, if sealed); else
+    /// and must equal `decided` — the measurement the caller's open decisions were made
+    /// on, so that what is handed out is exactly what was appraised — or, without one,
+    /// the file's current measurement; and the file's seal, if sealed. Else
     /// [`Error::Changed`].
     pub fn sealed_memfd(
         &self,
         file: &Identified,
         fd: BorrowedFd<'_>,
         exec: bool,
+        decided: Option<&Arc<Measurement>>,
     ) -> Result<OwnedFd> {
         let s = &self.shared;
-        let st = s.state_for(&file.id);
-        let m = s.measurement(&file.id, &st, Some(&file.attrs), fd, false, Purpose::Open)?;
+        let m = match decided {
+            Some(m) => Arc::clone(m),
+            None => {
+                let st = s.state_for(&file.id);
+                s.measurement(&file.id, &st, Some(&file.attrs), fd, false, Purpose::Open)?
+            }
+        };
         if let Some(seal) = self.seal_of(&file.id) {
             if seal.algo != m.algo || seal.digest != m.digest {
                 return Err(Error::Changed);

@@ -4,7 +4,7 @@ mod common;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -225,7 +225,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     assert!(g.any_seals());
 
     // Sealed memfd of the verified content.
-    let mem = g.sealed_memfd(&id, f.as_fd(), false).unwrap();
+    let mem = g.sealed_memfd(&id, f.as_fd(), false, None).unwrap();
     let seals = rustix::fs::fcntl_get_seals(&mem).unwrap();
     use rustix::fs::SealFlags as S;
     assert!(
@@ -279,9 +279,38 @@ fn sealed_memfd_refuses_changed_content() {
     std::fs::write(&p, b"tampered").unwrap();
     let now = g.identify(f.as_fd()).unwrap();
     assert!(matches!(
-        g.sealed_memfd(&now, f.as_fd(), true),
+        g.sealed_memfd(&now, f.as_fd(), true, None),
         Err(Error::Changed)
     ));
+}
+
+#[test]
+fn sealed_memfd_holds_only_what_the_open_decided_on() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    let p = write_file(&d.path().join("m"), b"original");
+    let path = p.to_str().unwrap();
+    let f = File::open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    let decision = g.on_open(&id, f.as_fd(), &OpenRequest::read(path)).unwrap();
+    let decided = decision.measurement.clone().unwrap();
+    // Unchanged: the copy is the content decided on.
+    let mem = g
+        .sealed_memfd(&id, f.as_fd(), true, Some(&decided))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(format!("/proc/self/fd/{}", mem.as_raw_fd())).unwrap(),
+        b"original"
+    );
+    // Changed behind the guard after the decision (same size): a fresh measurement of
+    // the new content would match a copy of it, but the copy must match the decision.
+    std::fs::write(&p, b"tampered").unwrap();
+    let now = g.identify(f.as_fd()).unwrap();
+    assert!(matches!(
+        g.sealed_memfd(&now, f.as_fd(), true, Some(&decided)),
+        Err(Error::Changed)
+    ));
+    assert!(g.sealed_memfd(&now, f.as_fd(), true, None).is_ok());
 }
 
 fn evmctl_hash_user(path: &std::path::Path) -> Vec<u8> {
