@@ -2,6 +2,7 @@
 //! mounts served by the detached daemon. Needs root and /dev/fuse; skipped otherwise.
 
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -1247,6 +1248,21 @@ fn signed_tree_in_enforce_mode_attests() {
         let e = fs::read(d.mnt.join(refused)).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{refused}: {e}");
     }
+    // A signed file is immutable: every write open is refused before anything changes,
+    // O_TRUNC with O_RDONLY too (it truncates, so IMA counts it as a write).
+    for (how, flags) in [
+        ("O_WRONLY", libc::O_WRONLY),
+        ("O_RDWR|O_APPEND", libc::O_RDWR | libc::O_APPEND),
+        ("O_WRONLY|O_TRUNC", libc::O_WRONLY | libc::O_TRUNC),
+        ("O_RDONLY|O_TRUNC", libc::O_RDONLY | libc::O_TRUNC),
+    ] {
+        let path = std::ffi::CString::new(d.mnt.join("big").into_os_string().into_vec());
+        let fd = unsafe { libc::open(path.unwrap().as_ptr(), flags | libc::O_CLOEXEC) };
+        let e = std::io::Error::last_os_error();
+        assert_eq!(fd, -1, "{how} opened");
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES), "{how}: {e}");
+    }
+    assert_eq!(fs::read(d.mnt.join("big")).unwrap(), big);
 
     let list = d.mnt.join(".vigil/ascii_runtime_measurements");
     let ascii = fs::read_to_string(&list).unwrap();

@@ -581,11 +581,18 @@ impl Shared {
             .open(&node, &file, flags, who, created, known)?;
         let mut attrs = opened.attrs;
         if flags & libc::O_TRUNC != 0 {
-            // Only sent with atomic O_TRUNC; truncate after the open was allowed.
+            // FUSE_ATOMIC_O_TRUNC: truncate once the open was allowed (an O_RDONLY
+            // handle truncates through a descriptor of its own, as the kernel does).
             let _m = self.enforce.modify(&node)?;
             self.changed(&node);
-            file.set_len(0).map_err(|e| errno(&e))?;
+            let truncated = match acc {
+                libc::O_RDONLY => {
+                    sys::reopen(node.fd(), libc::O_WRONLY).and_then(|fd| File::from(fd).set_len(0))
+                }
+                _ => file.set_len(0),
+            };
             self.changed(&node);
+            truncated.map_err(|e| errno(&e))?;
             attrs = self.enforce.attrs(&file)?;
         }
         // A read-only handle has nothing to flush (locks are the kernel's own): spare
@@ -1055,7 +1062,14 @@ impl Filesystem for VigilFs {
         // creation runs under the caller's umask, so the backing filesystem applies the
         // directory's default ACL or the umask, as it does natively. Setting an access
         // ACL updates the mode in the backing filesystem itself.
-        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+        //
+        // FUSE_ATOMIC_O_TRUNC: O_TRUNC arrives in OPEN, so the open is judged as the
+        // write it is (IMA's MAY_WRITE: a signed file refuses it, a sealed one is
+        // EPERM) before anything is truncated. Without it the kernel opens with the
+        // access mode alone and truncates with a SETATTR that names no handle, so an
+        // O_RDONLY|O_TRUNC open would pass as a read and truncate(2) the file.
+        let wanted = InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_DONT_MASK
