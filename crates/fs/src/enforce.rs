@@ -285,6 +285,18 @@ impl Enforcer {
         }
     }
 
+    /// The read check of the file's latest measurement while it is published, that is
+    /// while it is of the content as it has been since the last change through the
+    /// mount (a change begins by withdrawing it). For handles opened before such a
+    /// change, once the file was measured again.
+    pub fn current_check(&self, node: &Node) -> Option<Arc<ReadCheck>> {
+        if !self.verify_reads {
+            return None;
+        }
+        let m = self.guard.cached(node.ident.get()?)?;
+        self.read_check(node, &m).ok().flatten()
+    }
+
     /// The read check of measurement `m`, built once per measurement and kept on the
     /// node. A stored tree that cannot be read back, or does not fit the measurement,
     /// fails the open (EIO): reads are never served unverified for want of it.

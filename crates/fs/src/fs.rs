@@ -635,14 +635,21 @@ impl Shared {
             .as_deref()
     }
 
-    /// The read check that applies to `h`'s READs now: none once the file changed
-    /// through the mount since the handle was opened.
-    fn read_check<'h>(&self, h: &'h Handle) -> Option<&'h crate::verity::ReadCheck> {
+    /// The read check that applies to `h`'s READs now, and the node's generation it
+    /// holds for: the handle's own while the file is unchanged through the mount since
+    /// the open; after a change, that of the file's latest measurement once the file
+    /// was measured again (the re-measurement after its last writer closed, or a later
+    /// open's); none in between, while the content is the writers' to change.
+    fn read_check(&self, h: &Handle) -> Option<(Arc<crate::verity::ReadCheck>, u64)> {
         let node = h.node.as_ref()?;
-        h.opened
-            .as_ref()
-            .and_then(|o| o.check.as_deref())
-            .filter(|_| node.state.generation() == h.opened_gen)
+        // Read before the check is looked up: a change through the mount bumps the
+        // generation before it changes the data.
+        let generation = node.state.generation();
+        let check = match generation == h.opened_gen {
+            true => h.opened.as_ref()?.check.clone(),
+            false => self.enforce.current_check(node),
+        };
+        check.map(|c| (c, generation))
     }
 
     /// Read a READ's data from the disk directly, if it is large, aligned and wholly
@@ -650,6 +657,7 @@ impl Shared {
     fn read_direct(&self, h: &Handle, offset: u64, size: u32) -> Option<DirectRead> {
         let (file, d) = (h.file()?, self.direct_file(h)?);
         let check = self.read_check(h);
+        let check = check.as_ref().map(|(c, _)| &**c);
         // Past the measured size: left to read_into, which checks the file's size.
         if check.is_some_and(|c| offset.saturating_add(size as u64) > c.size()) {
             return None;
@@ -706,7 +714,8 @@ impl Shared {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
-        let check = self.read_check(h);
+        let checked = self.read_check(h);
+        let check = checked.as_ref().map(|(c, _)| &**c);
         let want_end = offset.saturating_add(size as u64);
         if let Some(c) = check.filter(|c| want_end > c.size() && offset < want_end) {
             // Beyond the measured size: anything the backing file has there now was
@@ -736,10 +745,10 @@ impl Shared {
                     Err(e) => return reply.error(errno(&e)),
                 }
             }
-            if let Some(c) = check {
+            if let Some((c, generation)) = &checked {
                 // A write through the mount bumps the generation before it changes the
                 // data: a mismatch seen after such a bump is that write, not tampering.
-                let racing = || node.state.generation() != h.opened_gen;
+                let racing = || node.state.generation() != *generation;
                 if c.verify(start, &buf[..n]).is_err() && !racing() {
                     if let Err(e) = self.enforce.check_read(node, c, start, &buf[..n]) {
                         return reply.error(e);

@@ -345,6 +345,54 @@ fn tampering_behind_the_mount_is_eio_for_those_blocks() {
     bg.unmount().unwrap();
 }
 
+/// A handle opened before a write through the mount cannot be checked against its own
+/// (outdated) tree; once the last writer closed and the file was measured again, its
+/// reads are checked against the new measurement's tree.
+#[test]
+fn handles_opened_before_a_write_are_checked_again_after_the_re_measurement() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let mut data: Vec<u8> = (0..16 * 4096u32).map(|i| (i * 13 / 5) as u8).collect();
+    fs::write(env.src.join("f"), &data).unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let reader = fs::File::open(env.m("f")).unwrap();
+    let mut buf = vec![0u8; data.len()];
+    reader.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, data);
+
+    let writer = fs::OpenOptions::new().write(true).open(env.m("f")).unwrap();
+    writer.write_all_at(b"new", 4096).unwrap();
+    data[4096..4099].copy_from_slice(b"new");
+    drop(writer);
+    // The writer's RELEASE (asynchronous) queues the re-measurement; wait for both.
+    let t0 = Instant::now();
+    while bg.open_handles() > 1 && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bg.guard().wait_idle();
+
+    // Changed behind the mount after the re-measurement: EIO for that block only.
+    let b = fs::OpenOptions::new()
+        .write(true)
+        .open(env.src.join("f"))
+        .unwrap();
+    b.write_all_at(b"EVIL", 5 * 4096 + 7).unwrap();
+    common::drop_cached(&reader);
+    let mut blk = vec![0u8; 4096];
+    let e = reader.read_exact_at(&mut blk, 5 * 4096).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    reader.read_exact_at(&mut blk, 4096).unwrap();
+    assert_eq!(
+        blk,
+        data[4096..2 * 4096],
+        "the write through the mount reads back"
+    );
+    drop(reader);
+    bg.unmount().unwrap();
+}
+
 /// Reads of 1 MiB at a time (the kernel's largest READs): a tampered block fails its
 /// read, a truncation behind the mount fails the reads past it, and the rest still
 /// reads correctly. The backing data is in the page cache (where the open's
