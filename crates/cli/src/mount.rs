@@ -36,9 +36,10 @@ pub enum Command {
     /// Summarise a vigil mount: source and state directories, appraisal mode, read
     /// verification, measurement records, violations, policy rules, file counters,
     /// the descriptors held for the kernel's nodes and PCR values, read from
-    /// MNT/.vigil/.
+    /// MNT/.vigil/ (whose measurement lists only root may read, as in securityfs).
     ///
-    /// Exit status: 0, or 2 if MNT is not a vigil mount.
+    /// Exit status: 0, or 2 if MNT is not a vigil mount or a file of MNT/.vigil/ cannot
+    /// be read.
     Status(StatusArgs),
     /// Seal a regular file on a vigil mount: from then on, write opens, writes, truncation and
     /// fallocate fail with EPERM until `vigil unseal`, and so do removing or renaming

@@ -46,6 +46,18 @@ impl ControlFile {
         }
     }
 
+    /// Permission bits (owner and group root), as securityfs gives them: the
+    /// measurement lists and the policy name every file measured and what is watched,
+    /// so only root reads them; the counters, PCR values and status are for everyone.
+    pub fn perm(self) -> u16 {
+        match self {
+            ControlFile::BinaryMeasurements
+            | ControlFile::AsciiMeasurements
+            | ControlFile::Policy => 0o440,
+            ControlFile::Violations | ControlFile::Pcrs | ControlFile::Status => 0o444,
+        }
+    }
+
     pub fn ino(self) -> u64 {
         DIR_INO + 1 + Self::ALL.iter().position(|&f| f == self).unwrap_or(0) as u64
     }

@@ -269,7 +269,7 @@ impl Shared {
         FileAttr {
             ino: INodeNo(f.ino()),
             kind: FileType::RegularFile,
-            perm: 0o444,
+            perm: f.perm(),
             nlink: 1,
             ..self.control_dir_attr()
         }
@@ -1012,20 +1012,42 @@ fn get_xattr(path: &CString, name: &OsStr, size: u32) -> io::Result<Xattr> {
     Ok(Xattr::Data(buf))
 }
 
+/// The value of field `name` (e.g. `"Groups:"`) in `/proc/PID/status`.
+fn proc_status(pid: u32, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+}
+
 /// The supplementary groups of process `pid` (empty if it cannot be read).
 fn groups_of(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("Groups:").map(|g| {
-                    g.split_whitespace()
-                        .filter_map(|x| x.parse().ok())
-                        .collect()
-                })
-            })
+    proc_status(pid, "Groups:")
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether process `pid` has CAP_SYS_ADMIN, which the `trusted.*` extended attributes
+/// need; if its status cannot be read, whether `uid` is root.
+fn has_sys_admin(pid: u32, uid: u32) -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    proc_status(pid, "CapEff:")
+        .and_then(|caps| u64::from_str_radix(&caps, 16).ok())
+        .map_or(uid == 0, |caps| caps >> CAP_SYS_ADMIN & 1 == 1)
+}
+
+/// The `trusted.*` names removed from a `listxattr` list (NUL-terminated names), as
+/// ext4 lists them to processes without CAP_SYS_ADMIN.
+fn without_trusted(list: Vec<u8>) -> Vec<u8> {
+    list.split_inclusive(|&b| b == 0)
+        .filter(|name| !name.starts_with(b"trusted."))
+        .flatten()
+        .copied()
+        .collect()
 }
 
 fn list_xattr(path: &CString) -> io::Result<Vec<u8>> {
@@ -1746,7 +1768,7 @@ impl Filesystem for VigilFs {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let s = &self.shared;
         if control::is_control(ino.0) {
             return reply_xattr(reply, size, Ok(Vec::new()));
@@ -1756,7 +1778,11 @@ impl Filesystem for VigilFs {
             return reply_xattr(reply, size, Ok(Vec::new()));
         }
         let path = tri!(reply, s.xattr_path(&node));
-        reply_xattr(reply, size, list_xattr(&path));
+        let list = match list_xattr(&path) {
+            Ok(l) if !has_sys_admin(req.pid(), req.uid()) => Ok(without_trusted(l)),
+            l => l,
+        };
+        reply_xattr(reply, size, list);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {

@@ -645,6 +645,74 @@ fn mode_of(p: &Path) -> u32 {
     fs::metadata(p).unwrap().mode() & 0o7777
 }
 
+/// What an unprivileged user sees as on ext4: `trusted.*` attributes are not listed to
+/// it, and the measurement lists and policy in `.vigil/` are root's (as securityfs
+/// has them), while the counters, PCRs and status are anyone's.
+#[test]
+fn unprivileged_users_see_what_they_would_natively() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(f.s("x"), b"x").unwrap();
+    fs::set_permissions(f.s("x"), fs::Permissions::from_mode(0o644)).unwrap();
+    f.mount();
+    let x = cpath(&f.m("x"));
+    for (name, value) in [(c"trusted.vigil-test", b"t"), (c"user.vigil-test", b"u")] {
+        // SAFETY: valid C strings and buffer.
+        let r = unsafe { libc::setxattr(x.as_ptr(), name.as_ptr(), value.as_ptr().cast(), 1, 0) };
+        assert_eq!(r, 0, "{name:?}: {}", std::io::Error::last_os_error());
+    }
+    let list = |p: &std::ffi::CStr| {
+        let mut buf = [0u8; 256];
+        // SAFETY: valid C string and buffer.
+        let n = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        // The size query agrees with the list.
+        // SAFETY: as above.
+        let size = unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+        match n == size && n >= 0 {
+            true => {
+                buf[..n as usize]
+                    .split(|&b| b == 0)
+                    .filter(|n| n.starts_with(b"trusted."))
+                    .count() as i32
+                    + 10 * buf[..n as usize]
+                        .split(|&b| b == 0)
+                        .filter(|n| n.starts_with(b"user."))
+                        .count() as i32
+            }
+            false => -1,
+        }
+    };
+    assert_eq!(list(&x), 11, "root lists both");
+    assert_eq!(
+        as_user(NOBODY, NOBODY, 0o022, || list(&x)),
+        10,
+        "nobody lists user.* only"
+    );
+
+    let vigil = f.mnt.join(".vigil");
+    for (name, readable) in [
+        ("ascii_runtime_measurements", false),
+        ("binary_runtime_measurements", false),
+        ("policy", false),
+        ("violations", true),
+        ("pcrs", true),
+        ("status", true),
+    ] {
+        let p = cpath(&vigil.join(name));
+        assert_eq!(try_open(&p, libc::O_RDONLY, 0), 0, "root reads {name}");
+        let want = if readable { 0 } else { libc::EACCES };
+        assert_eq!(
+            as_user(NOBODY, NOBODY, 0o022, || try_open(&p, libc::O_RDONLY, 0)),
+            want,
+            "{name}"
+        );
+    }
+}
+
 /// POSIX ACLs are enforced by the kernel (FUSE_POSIX_ACL), both ways, and set through
 /// the mount with the effects they have natively.
 #[test]
