@@ -183,8 +183,10 @@ pub struct MountArgs {
     /// is read directly by eight I/O threads first; cached data by these workers.
     #[arg(long, value_name = "N")]
     pub read_workers: Option<usize>,
-    /// Abort the FUSE connection when one request takes longer than SECS, so no
-    /// process hangs on the mount (0 disables).
+    /// Abort the FUSE connection when a request has run longer than SECS and no long
+    /// request made progress (CPU time or bytes read or written) for as long, so no
+    /// process hangs on the mount; measuring a huge file at its open, however long it
+    /// takes, is progress (0 disables).
     #[arg(long, value_name = "SECS", default_value_t = 120)]
     pub watchdog: u64,
     /// Write the daemon's log lines (audit records of refused opens, tampered blocks)

@@ -4,9 +4,12 @@
 //!
 //! Each worker publishes when its current job started; a watchdog thread reads those
 //! stamps and reports (through a callback) a job stuck longer than the limit, so the
-//! mount can be aborted instead of hanging every process that touches it.
+//! mount can be aborted instead of hanging every process that touches it. A job is
+//! stuck only while no long job makes progress: measuring a huge file legitimately
+//! takes minutes (reading and hashing every byte, as IMA does), and other opens may
+//! wait on it meanwhile.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -18,6 +21,8 @@ pub struct Pool {
     tx: Mutex<Option<SyncSender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     busy: Arc<Vec<AtomicU64>>,
+    /// Each worker's thread id, for its progress counters in /proc.
+    tids: Arc<Vec<AtomicU32>>,
     epoch: Instant,
     stop: AtomicBool,
 }
@@ -31,14 +36,21 @@ impl Pool {
         let (tx, rx) = sync_channel::<Job>(bound.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let busy: Arc<Vec<AtomicU64>> = Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let tids: Arc<Vec<AtomicU32>> = Arc::new((0..workers).map(|_| AtomicU32::new(0)).collect());
         let epoch = Instant::now();
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
             let rx: Arc<Mutex<Receiver<Job>>> = rx.clone();
-            let busy = busy.clone();
+            let (busy, tids) = (busy.clone(), tids.clone());
             let t = std::thread::Builder::new()
                 .name(format!("{name}{i}"))
                 .spawn(move || loop {
+                    if tids[i].load(Ordering::Relaxed) == 0 {
+                        tids[i].store(
+                            rustix::thread::gettid().as_raw_nonzero().get() as u32,
+                            Ordering::Relaxed,
+                        );
+                    }
                     let job = {
                         let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
                         rx.recv()
@@ -56,6 +68,7 @@ impl Pool {
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             busy,
+            tids,
             epoch,
             stop: AtomicBool::new(false),
         })
@@ -92,6 +105,20 @@ impl Pool {
             .max()
     }
 
+    /// The thread ids of the workers whose job has run longer than `age`.
+    fn long_jobs(&self, age: Duration) -> impl Iterator<Item = u32> + '_ {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let age = age.as_millis() as u64;
+        self.busy
+            .iter()
+            .zip(self.tids.iter())
+            .filter(move |(b, _)| {
+                let s = b.load(Ordering::Relaxed);
+                s != 0 && now.saturating_sub(s) > age
+            })
+            .map(|(_, t)| t.load(Ordering::Relaxed))
+    }
+
     /// Stop taking jobs, let the queued ones finish and join the workers.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -103,8 +130,30 @@ impl Pool {
     }
 }
 
+/// What thread `tid` of this process has done so far: CPU time (ns) plus bytes read and
+/// written through system calls. It grows while the thread works; a thread blocked
+/// for good leaves it still. 0 if unreadable.
+fn work_done(tid: u32) -> u64 {
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/self/task/{tid}/{f}"));
+    let cpu = read("schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let io = read("io").map_or(0, |s| {
+        s.lines()
+            .filter_map(|l| {
+                l.strip_prefix("rchar:")
+                    .or_else(|| l.strip_prefix("wchar:"))
+            })
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .sum()
+    });
+    cpu.wrapping_add(io)
+}
+
 /// Start the watchdog over `pools`: every quarter second, if a job has run longer than
-/// `limit`, call `on_stall` once (with the job's age) and stop watching.
+/// `limit` while no job that has run over a second made progress for as long, call
+/// `on_stall` once (with the oldest job's age) and stop watching.
 pub fn watchdog(
     pools: &[&Arc<Pool>],
     limit: Duration,
@@ -115,19 +164,34 @@ pub fn watchdog(
         .name("vigil-fs-watchdog".into())
         .spawn(move || {
             let tick = Duration::from_millis(250).min(limit);
+            // Short jobs come and go; only those past a second are sampled.
+            let long = Duration::from_secs(1).min(limit / 2);
+            let mut seen: std::collections::HashMap<u32, u64> = Default::default();
+            let mut progress = Instant::now();
             loop {
                 std::thread::sleep(tick);
                 let mut oldest = None;
+                let mut now_seen = std::collections::HashMap::new();
                 for pool in &watched {
                     let Some(pool) = pool.upgrade() else { return };
                     if pool.stop.load(Ordering::Relaxed) {
                         return;
                     }
                     oldest = oldest.max(pool.oldest_job());
+                    for tid in pool.long_jobs(long) {
+                        let done = work_done(tid);
+                        if seen.get(&tid).is_some_and(|&before| before != done) {
+                            progress = Instant::now();
+                        }
+                        now_seen.insert(tid, done);
+                    }
                 }
+                seen = now_seen;
                 if let Some(age) = oldest.filter(|&age| age > limit) {
-                    on_stall(age);
-                    return;
+                    if progress.elapsed() > limit {
+                        on_stall(age);
+                        return;
+                    }
                 }
             }
         });
@@ -173,6 +237,43 @@ mod tests {
             .recv_timeout(Duration::from_secs(3))
             .expect("watchdog fired");
         assert!(age > Duration::from_millis(100));
+        rel_tx.send(()).unwrap();
+        pool.shutdown();
+    }
+
+    /// A long job that keeps working (as measuring a huge file does) is not stuck, and
+    /// neither is one waiting on it; once all progress stops, the watchdog fires.
+    #[test]
+    fn watchdog_spares_long_jobs_that_make_progress() {
+        let pool = Pool::new("t", 2, 2);
+        let (tx, rx) = std::sync::mpsc::channel();
+        watchdog(&[&pool], Duration::from_millis(300), move |age| {
+            tx.send(age).unwrap();
+        });
+        let working = Arc::new(AtomicBool::new(true));
+        let w = working.clone();
+        pool.run(move || {
+            let mut buf = [0u8; 4096];
+            let mut zero = std::fs::File::open("/dev/zero").unwrap();
+            while w.load(Ordering::Relaxed) {
+                std::io::Read::read_exact(&mut zero, &mut buf).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(1500));
+        });
+        let (rel_tx, rel_rx) = std::sync::mpsc::channel::<()>();
+        pool.run(move || {
+            let _ = rel_rx.recv_timeout(Duration::from_secs(10));
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(2500)).is_err(),
+            "fired while a job made progress"
+        );
+        working.store(false, Ordering::Relaxed);
+        let age = rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("watchdog fired once progress stopped");
+        assert!(age > Duration::from_millis(300));
         rel_tx.send(()).unwrap();
         pool.shutdown();
     }
