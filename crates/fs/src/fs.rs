@@ -581,6 +581,7 @@ impl Shared {
             .open(&node, &file, flags, who, created, known)?;
         let mut attrs = opened.attrs;
         if flags & libc::O_TRUNC != 0 {
+            self.drop_sgid_before_change(&node, who);
             // FUSE_ATOMIC_O_TRUNC: truncate once the open was allowed (an O_RDONLY
             // handle truncates through a descriptor of its own, as the kernel does).
             let _m = self.enforce.modify(&node)?;
@@ -765,6 +766,33 @@ impl Shared {
                 self.spare(d.buf);
             }
             None => READ_BUF.with(|b| serve(b.borrow_mut().get(len), 0)),
+        }
+    }
+
+    /// Before `who` writes, truncates or extends `node`: clear its set-group-ID bit if
+    /// the kernel would — the file has no group execute permission (a set-group-ID bit
+    /// with it is cleared by FUSE's kernel side already) and `who` is neither in the
+    /// file's group nor holds CAP_FSETID.
+    fn drop_sgid_before_change(&self, node: &Node, who: Caller) {
+        let Ok(st) = node.stat() else { return };
+        let sgid_only = st.st_mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || !sgid_only || who.pid == 0 {
+            return;
+        }
+        let in_group = who.gid == st.st_gid || groups_of(who.pid).contains(&st.st_gid);
+        if in_group || has_capability(who.pid, who.uid, CAP_FSETID) {
+            return;
+        }
+        let mode = st.st_mode & 0o7777 & !libc::S_ISGID;
+        if self
+            .do_setattr(node, Some(mode), None, None, None, None, None, None)
+            .is_ok()
+        {
+            // The kernel's cached mode is stale now (a WRITE's reply carries no
+            // attributes); offset -1 drops the attributes only, taking no page lock.
+            if let Some(n) = self.notifier.get() {
+                let _ = n.inval_inode(INodeNo(node.ino), -1, 0);
+            }
         }
     }
 
@@ -1031,13 +1059,15 @@ fn groups_of(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Whether process `pid` has CAP_SYS_ADMIN, which the `trusted.*` extended attributes
-/// need; if its status cannot be read, whether `uid` is root.
-fn has_sys_admin(pid: u32, uid: u32) -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
+const CAP_FSETID: u32 = 4;
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// Whether process `pid` has capability `cap` in effect; if its status cannot be read,
+/// whether `uid` is root.
+fn has_capability(pid: u32, uid: u32, cap: u32) -> bool {
     proc_status(pid, "CapEff:")
         .and_then(|caps| u64::from_str_radix(&caps, 16).ok())
-        .map_or(uid == 0, |caps| caps >> CAP_SYS_ADMIN & 1 == 1)
+        .map_or(uid == 0, |caps| caps >> cap & 1 == 1)
 }
 
 /// The `trusted.*` names removed from a `listxattr` list (NUL-terminated names), as
@@ -1170,7 +1200,7 @@ impl Filesystem for VigilFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -1191,6 +1221,9 @@ impl Filesystem for VigilFs {
             return reply.error(Errno::EACCES);
         }
         let node = tri!(reply, s.node(ino));
+        if size.is_some() {
+            s.drop_sgid_before_change(&node, caller(req));
+        }
         match s.do_setattr(&node, mode, uid, gid, size, atime, mtime, fh) {
             Ok(st) => reply.attr(&s.ttl, &sys::to_attr(node.ino, &st)),
             Err(e) => reply.error(e),
@@ -1442,7 +1475,7 @@ impl Filesystem for VigilFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1466,7 +1499,10 @@ impl Filesystem for VigilFs {
         // attributes expire: those bytes were never measured, and the protocol has no
         // size check per write without a writeback cache.)
         // Page-cache writeback arrives here too, on some writable handle of the file: it
-        // is counted like any other write.
+        // is counted like any other write (with no writer to judge: pid 0).
+        if !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+            s.drop_sgid_before_change(node, caller(req));
+        }
         let m = tri!(reply, s.enforce.modify(node));
         // Bumped before the data changes (readers' checks stand down) and after (the
         // page cache is not kept at the next open).
@@ -1779,7 +1815,7 @@ impl Filesystem for VigilFs {
         }
         let path = tri!(reply, s.xattr_path(&node));
         let list = match list_xattr(&path) {
-            Ok(l) if !has_sys_admin(req.pid(), req.uid()) => Ok(without_trusted(l)),
+            Ok(l) if !has_capability(req.pid(), req.uid(), CAP_SYS_ADMIN) => Ok(without_trusted(l)),
             l => l,
         };
         reply_xattr(reply, size, list);
@@ -1906,7 +1942,7 @@ impl Filesystem for VigilFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1919,6 +1955,7 @@ impl Filesystem for VigilFs {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
+        s.drop_sgid_before_change(node, caller(req));
         let m = tri!(reply, s.enforce.modify(node));
         s.changed(node);
         // SAFETY: plain syscall on our descriptor.

@@ -713,6 +713,78 @@ fn unprivileged_users_see_what_they_would_natively() {
     }
 }
 
+/// A set-group-ID bit without group execute permission is cleared, as natively, when
+/// a process outside the file's group (without CAP_FSETID) writes, truncates or
+/// extends the file, and kept when root or a member of the group does.
+#[test]
+fn set_group_id_is_cleared_by_writes_of_non_members() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    f.mount();
+    fn write(p: &std::ffi::CStr, flags: i32) -> i32 {
+        // SAFETY: plain system calls on a valid C string.
+        unsafe {
+            let fd = libc::open(p.as_ptr(), flags);
+            if fd < 0 || libc::write(fd, b"x".as_ptr().cast(), 1) != 1 {
+                return last_errno();
+            }
+            libc::close(fd);
+        }
+        0
+    }
+    type Change = fn(&std::ffi::CStr) -> i32;
+    let cases: [(&str, u32, Change, u32); 5] = [
+        (
+            "append",
+            NOBODY,
+            |p| write(p, libc::O_WRONLY | libc::O_APPEND),
+            0o666,
+        ),
+        (
+            "truncate",
+            NOBODY,
+            |p| unsafe { libc::truncate(p.as_ptr(), 1) },
+            0o666,
+        ),
+        (
+            "fallocate",
+            NOBODY,
+            |p| unsafe {
+                let fd = libc::open(p.as_ptr(), libc::O_WRONLY);
+                libc::fallocate(fd, 0, 0, 8192)
+            },
+            0o666,
+        ),
+        (
+            "root append",
+            0,
+            |p| write(p, libc::O_WRONLY | libc::O_APPEND),
+            0o2666,
+        ),
+        (
+            "member append",
+            NOBODY,
+            |p| write(p, libc::O_WRONLY | libc::O_APPEND),
+            0o2666,
+        ),
+    ];
+    for (name, uid, change, want) in cases {
+        let m = f.m(name);
+        fs::write(&m, b"0").unwrap();
+        let group = if name == "member append" { NOBODY } else { 0 };
+        std::os::unix::fs::chown(&m, None, Some(group)).unwrap();
+        fs::set_permissions(&m, fs::Permissions::from_mode(0o2666)).unwrap();
+        let p = cpath(&m);
+        assert_eq!(as_user(uid, uid, 0o022, || change(&p)), 0, "{name}");
+        assert_eq!(mode_of(&m), want, "{name}: through the mount");
+        assert_eq!(mode_of(&f.s(name)), want, "{name}: backing file");
+    }
+}
+
 /// POSIX ACLs are enforced by the kernel (FUSE_POSIX_ACL), both ways, and set through
 /// the mount with the effects they have natively.
 #[test]
