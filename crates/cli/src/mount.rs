@@ -154,13 +154,13 @@ pub struct ExecArgs {
 pub struct MountArgs {
     /// The source directory.
     pub source: PathBuf,
-    /// The mount point (an existing directory; may be SOURCE).
+    /// The mount point (an existing directory; may be SOURCE, but not inside it).
     pub mountpoint: PathBuf,
     #[command(flatten)]
     pub enforce: EnforceArgs,
     /// State directory: the measurement log, Merkle trees and seals, kept across
     /// restarts (a restart on the same directory continues the log). Must not be inside
-    /// MNT. Default: /var/lib/vigil/mounts/<MNT with / as _>.
+    /// MNT or SOURCE. Default: /var/lib/vigil/mounts/<MNT with / as _>.
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
     /// Do not verify reads against Merkle trees (measurement and appraisal at open
@@ -391,11 +391,29 @@ pub(crate) fn check_mount(
     if vigil_fs::is_vigil_mount(&mnt) && src != mnt {
         bail!("{}: already a vigil mount", mnt.display());
     }
+    if mnt != src && mnt.starts_with(&src) {
+        // The daemon would reach its own mount through the source directory.
+        bail!(
+            "mount point {} is inside the source directory {} (mount it on SOURCE itself, or outside it)",
+            mnt.display(),
+            src.display()
+        );
+    }
     let state = a
         .state
         .clone()
         .unwrap_or_else(|| PathBuf::from("/var/lib/vigil/mounts").join(flat_name(&mnt)));
-    check_state(&resolve(&state)?, &mnt)?;
+    check_state(&resolve(&state)?, &src, &mnt)?;
+    if let Some(log) = &a.log {
+        if resolve(log)?.starts_with(&mnt) {
+            // The daemon would write its log through its own mount.
+            bail!(
+                "log file {} is inside the mount point {}",
+                log.display(),
+                mnt.display()
+            );
+        }
+    }
     Ok((src, mnt, state, guard_config(&a.enforce)?))
 }
 
@@ -411,13 +429,21 @@ fn resolve(p: &Path) -> anyhow::Result<PathBuf> {
     Ok(abs)
 }
 
-fn check_state(state: &Path, mnt: &Path) -> anyhow::Result<()> {
+fn check_state(state: &Path, src: &Path, mnt: &Path) -> anyhow::Result<()> {
     if state.starts_with(mnt) {
         // The daemon would do I/O on its own mount.
         bail!(
             "state directory {} is inside the mount point {}",
             state.display(),
             mnt.display()
+        );
+    }
+    if state.starts_with(src) {
+        // The log, trees and seals would be reachable, and writable, through the mount.
+        bail!(
+            "state directory {} is inside the source directory {}",
+            state.display(),
+            src.display()
         );
     }
     Ok(())
@@ -430,7 +456,18 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("state directory {}", state.display()))?;
     let state = std::fs::canonicalize(&state)
         .with_context(|| format!("state directory {}", state.display()))?;
-    check_state(&state, &mnt)?;
+    check_state(&state, &src, &mnt)?;
+    // Opened before detaching, so that a log that cannot be written is an error here.
+    let log = match a.log.as_ref().filter(|_| !a.foreground) {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("log file {}", p.display()))?,
+        ),
+        None => None,
+    };
     let setup = Setup {
         src: src.clone(),
         mnt: mnt.clone(),
@@ -480,7 +517,7 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
         -1 => Err(std::io::Error::last_os_error()).context("fork"),
         0 => {
             drop(rd);
-            let code = daemon(setup, wr, a.log.as_deref());
+            let code = daemon(setup, wr, log);
             std::process::exit(code);
         }
         _child => {
@@ -570,7 +607,7 @@ impl Setup {
 }
 
 /// The detached daemon: mount, report, serve. Returns the exit code.
-fn daemon(setup: Setup, report: OwnedFd, log: Option<&Path>) -> i32 {
+fn daemon(setup: Setup, report: OwnedFd, log: Option<std::fs::File>) -> i32 {
     // SAFETY: setsid in the freshly forked child.
     unsafe { libc::setsid() };
     vigil_fs::block_signals();
@@ -586,20 +623,12 @@ fn daemon(setup: Setup, report: OwnedFd, log: Option<&Path>) -> i32 {
     };
     let pidf = write_pid(mnt);
     // Detach from the terminal: stdin from /dev/null, stdout/stderr to the log file.
-    let out = log
-        .and_then(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .ok()
-        })
-        .or_else(|| {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/null")
-                .ok()
-        });
+    let out = log.or_else(|| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .ok()
+    });
     if let (Ok(null), Some(out)) = (std::fs::File::open("/dev/null"), out) {
         // SAFETY: dup2 onto the standard descriptors.
         unsafe {

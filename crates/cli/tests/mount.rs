@@ -509,6 +509,47 @@ fn mount_failures_are_reported() {
     let o = vigil(&[&"umount", &d.mnt], &d.run);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a vigil mount"));
+
+    // Where the daemon would wait on its own mount, or its state would be reachable
+    // through it, or its log could not be written: refused before anything is mounted.
+    let inner = d.src.join("inner");
+    fs::create_dir(&inner).unwrap();
+    let state = d.state();
+    let in_src = d.src.join("st");
+    let log_in_mnt = d.mnt.join("log");
+    let no_dir_log = d.src.join("no/such/dir/log");
+    let cases: [(&[&dyn AsRef<std::ffi::OsStr>], &str, &Path); 4] = [
+        (
+            &[&"--state", &state, &d.src, &inner],
+            "is inside the source directory",
+            &inner,
+        ),
+        (
+            &[&"--state", &in_src, &d.src, &d.mnt],
+            "is inside the source directory",
+            &d.mnt,
+        ),
+        (
+            &[&"--state", &state, &"--log", &log_in_mnt, &d.src, &d.mnt],
+            "is inside the mount point",
+            &d.mnt,
+        ),
+        (
+            &[&"--state", &state, &"--log", &no_dir_log, &d.src, &d.mnt],
+            "log file",
+            &d.mnt,
+        ),
+    ];
+    for (args, want, mnt) in cases {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"mount"];
+        a.extend_from_slice(args);
+        let o = vigil(&a, &d.run);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(!mounted(mnt), "{err}");
+    }
+    assert!(!in_src.exists());
 }
 
 #[test]
