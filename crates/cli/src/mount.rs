@@ -452,7 +452,9 @@ fn check_state(state: &Path, src: &Path, mnt: &Path) -> anyhow::Result<()> {
 pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
     crate::fstab::apply_options(&mut a, false)?;
     let (src, mnt, state, config) = check_mount(&a)?;
-    std::fs::create_dir_all(&state)
+    // The daemon's own (log, trees, seals): for root only when created here.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&state)
         .with_context(|| format!("state directory {}", state.display()))?;
     let state = std::fs::canonicalize(&state)
         .with_context(|| format!("state directory {}", state.display()))?;

@@ -6,6 +6,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -640,10 +641,16 @@ impl Guard {
     /// by a crash are removed here.
     pub fn new(config: Config, state_dir: impl AsRef<Path>) -> Result<Guard> {
         let dir = state_dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
+        crate::store::private_dir(dir)?;
         // One guard per state directory: the log, trees and seals have one writer.
         let lock_path = dir.join("lock");
-        let lock = File::create(&lock_path).map_err(|e| Error::io("create", &lock_path, e))?;
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| Error::io("create", &lock_path, e))?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
             |e| match e {
                 rustix::io::Errno::WOULDBLOCK => Error::Config(format!(
@@ -1894,7 +1901,8 @@ impl Shared {
             }
             (XattrSource::Sidecar(dir), None) => {
                 std::fs::create_dir_all(dir).map_err(|e| Error::io("mkdir", dir, e))?;
-                crate::store::write_atomic(&dir.join(format!("{}.ima", id.to_hex())), v)
+                // Readable as the xattr it stands for is; written by root only.
+                crate::store::write_atomic(&dir.join(format!("{}.ima", id.to_hex())), v, 0o644)
             }
             _ => Ok(()),
         }
@@ -2191,5 +2199,5 @@ fn save_seals(path: &Path, seals: &BTreeMap<String, SealRecord>) -> Result<()> {
         }
         s.push('\n');
     }
-    crate::store::write_atomic(path, s.as_bytes())
+    crate::store::write_atomic(path, s.as_bytes(), 0o600)
 }

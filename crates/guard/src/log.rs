@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -149,6 +150,8 @@ impl MeasurementLog {
             .read(true)
             .append(true)
             .create(true)
+            // It names every file measured: root's, as securityfs has the lists.
+            .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
         let mut buf = Vec::new();

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,9 +19,10 @@ use vigil_ima::HashAlgo;
 use crate::sys;
 use crate::{Error, Result};
 
-/// Write `data` to `path` atomically and durably: a temporary file in the same
-/// directory is written and fsynced, renamed over `path`, and the directory fsynced.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+/// Write `data` to `path` atomically and durably, with permission bits `mode` (exactly:
+/// the daemon's umask may be anything): a temporary file in the same directory is
+/// written and fsynced, renamed over `path`, and the directory fsynced.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -35,8 +37,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(mode)
             .open(&tmp)
             .map_err(|e| Error::io("create", &tmp, e))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::io("chmod", &tmp, e))?;
         f.write_all(data).map_err(|e| Error::io("write", &tmp, e))?;
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
         fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
@@ -46,6 +51,28 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     r
+}
+
+/// Create (or truncate) `path` readable and writable by its owner only: trees and
+/// seals are the daemon's own, whatever its umask.
+fn private_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io("create", path, e))
+}
+
+/// Create `dir` (and missing parents) for the owner only (mode 0700); an existing
+/// directory keeps its mode.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("mkdir", dir, e))
 }
 
 const TREE_MAGIC: &[u8; 8] = b"VIGILTRE";
@@ -164,7 +191,7 @@ impl TreeStore {
     /// Open (creating) the store and erase whatever a crash left half-built.
     pub fn open(dir: impl Into<PathBuf>) -> Result<(TreeStore, TreeRecovery)> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| Error::io("mkdir", &dir, e))?;
+        private_dir(&dir)?;
         let store = TreeStore {
             shared: Arc::new(Shared {
                 dir,
@@ -251,10 +278,10 @@ impl TreeStore {
         let dir = self.dir();
         let digest_hex = hex::encode(digest);
         let (tree, marker, tmp) = self.names(&format!("{key}-{digest_hex}"));
-        File::create(&marker).map_err(|e| Error::io("create", &marker, e))?;
+        private_file(&marker)?;
         sys::fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
         let r = (|| {
-            let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+            let mut f = private_file(&tmp)?;
             f.write_all(&[0u8; TREE_HEADER])
                 .map_err(|e| Error::io("write", &tmp, e))?;
             let mut h = vigil_ima::Hasher::new(HashAlgo::Sha256)?;

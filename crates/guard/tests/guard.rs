@@ -284,6 +284,26 @@ fn sealed_memfd_refuses_changed_content() {
     ));
 }
 
+/// The state directory's files are the daemon's alone, whatever its umask: a seal
+/// another user could rewrite would be no seal.
+#[test]
+fn state_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    let p = write_file(&d.path().join("s"), b"sealed");
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    g.seal(&id, f.as_fd()).unwrap();
+    let state = d.path().join("state");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("trees")), 0o700);
+    for name in ["seals", "measurements.bin", "lock"] {
+        assert_eq!(mode(&state.join(name)), 0o600, "{name}");
+    }
+}
+
 #[test]
 fn sealed_memfd_holds_only_what_the_open_decided_on() {
     let d = scratch();
