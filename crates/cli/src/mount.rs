@@ -143,11 +143,15 @@ pub struct ExecArgs {
     /// private temporary directory, discarded).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
-    /// The program to run.
-    pub file: PathBuf,
-    /// Its arguments (`argv[1…]`; `argv[0]` is FILE as given).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<std::ffi::OsString>,
+    /// The program to run, then its arguments (`argv[1…]`; `argv[0]` is FILE as
+    /// given). Everything after FILE is the program's, options included.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "FILE [ARGS]"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args)]
@@ -171,14 +175,14 @@ pub struct MountArgs {
     /// (`Type=notify`), READY=1 is sent once the mount is usable.
     #[arg(short, long)]
     pub foreground: bool,
-    /// FUSE event-loop threads (default: 2 × CPUs, 4 to 16).
+    /// FUSE event-loop threads, 1 to 256 (default: 2 × CPUs, 4 to 16).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Worker threads for opens (which may measure a file), fsync and other slow
-    /// requests (default: 2 × CPUs, 4 to 32).
+    /// requests, 1 to 1024 (default: 2 × CPUs, 4 to 32).
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
-    /// Worker threads that verify and serve file data (default: one per CPU; more
+    /// Worker threads that verify and serve file data, 1 to 256 (default: one per CPU; more
     /// share the CPUs and slow sequential reads down). Data absent from the page cache
     /// is read directly by eight I/O threads first; cached data by these workers.
     #[arg(long, value_name = "N")]
@@ -249,8 +253,8 @@ pub struct SealArgs {
     pub files: Vec<PathBuf>,
     /// Seconds to keep retrying while the file has writers (a writer's close reaches
     /// the daemon asynchronously).
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub timeout: f64,
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    pub timeout: Duration,
 }
 
 #[derive(Args)]
@@ -380,12 +384,37 @@ fn check_dir(p: &Path, what: &str) -> anyhow::Result<PathBuf> {
     Ok(c)
 }
 
+/// A number of seconds (fractions allowed), as a duration.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?}: not a duration (a finite number of seconds from 0 to 1.8e19)"))
+}
+
+/// The thread counts asked for, each within 1 to its limit (past it a daemon cannot
+/// start its threads, or runs out of descriptors for them).
+fn check_counts(a: &MountArgs) -> anyhow::Result<()> {
+    for (name, n, max) in [
+        ("threads", a.threads, 256),
+        ("workers", a.workers, 1024),
+        ("read-workers", a.read_workers, 256),
+    ] {
+        if let Some(n) = n.filter(|&n| n == 0 || n > max) {
+            bail!("--{name} {n}: must be 1 to {max}");
+        }
+    }
+    Ok(())
+}
+
 /// The checks of `vigil mount` that need no change on the system: both directories,
 /// the state directory (not inside MNT; it need not exist yet), the policy and the
 /// keys. Returns (source, mount point, state directory, guard configuration).
 pub(crate) fn check_mount(
     a: &MountArgs,
 ) -> anyhow::Result<(PathBuf, PathBuf, PathBuf, vigil_guard::Config)> {
+    check_counts(a)?;
     let src = check_dir(&a.source, "source")?;
     let mnt = check_dir(&a.mountpoint, "mount point")?;
     if vigil_fs::is_vigil_mount(&mnt) && src != mnt {
@@ -680,10 +709,11 @@ fn umount(a: UmountArgs) -> anyhow::Result<ExitCode> {
     }
     // A lazily detached mount may keep its daemon for as long as files stay open.
     if let Some(pid) = pid.filter(|_| !a.lazy) {
-        let deadline = Instant::now() + Duration::from_secs(a.wait);
+        // A wait too long to represent is no deadline.
+        let deadline = Instant::now().checked_add(Duration::from_secs(a.wait));
         // SAFETY: signal 0 only probes for the process.
         while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
-            if Instant::now() > deadline {
+            if deadline.is_some_and(|d| Instant::now() > d) {
                 eprintln!(
                     "vigil: {}: unmounted, but daemon {pid} is still running",
                     mnt.display()
@@ -883,13 +913,13 @@ fn explain(path: &Path, e: std::io::Error) -> anyhow::Error {
 fn seal(a: SealArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for p in &a.files {
-        let deadline = Instant::now() + Duration::from_secs_f64(a.timeout.max(0.0));
+        let deadline = Instant::now().checked_add(a.timeout);
         let mut wait = Duration::from_millis(5);
         loop {
             match file_ioctl(p, ioctl::SEAL) {
                 Ok(_) => break,
                 Err(e) if is_busy(&e) => {
-                    if Instant::now() >= deadline {
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
                         let writers = file_ioctl(p, ioctl::STATUS)
                             .map(|s| s & !ioctl::STATUS_SEALED)
                             .unwrap_or(-1);
@@ -1152,8 +1182,9 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
     use std::os::unix::ffi::OsStringExt;
 
     let config = guard_config(&a.enforce)?;
-    let mut path =
-        std::fs::canonicalize(&a.file).with_context(|| format!("{}", a.file.display()))?;
+    let mut command = a.command.into_iter();
+    let file = PathBuf::from(command.next().context("no FILE to run")?);
+    let mut path = std::fs::canonicalize(&file).with_context(|| format!("{}", file.display()))?;
     let tmp = match &a.state {
         Some(_) => None,
         None => Some(tempfile::tempdir().context("temporary state directory")?),
@@ -1176,8 +1207,8 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     // argv as binfmt_script builds it: each script level puts its interpreter, the
     // optional argument and the script's file name before the arguments after argv[0].
-    let mut argv0 = a.file.clone().into_os_string();
-    let mut rest: Vec<OsString> = a.args;
+    let mut argv0 = file.into_os_string();
+    let mut rest: Vec<OsString> = command.collect();
     let mut scripts = Vec::new();
     let mut depth = 0;
     let mut label = path.display().to_string();

@@ -826,6 +826,13 @@ fn exec_runs_verified_code_from_a_sealed_memfd() {
     let o = common(&[&echo, &"-n", &"binary ok"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "binary ok");
+    // Everything after FILE is the program's, vigil's own options and --help too.
+    let o = common(&[&echo, &"--appraise", &"off", &"--help"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "--appraise off --help\n"
+    );
 
     // The running script checks the seals of what it is read from.
     let py = d.src.join("seals.py");
