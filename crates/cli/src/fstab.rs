@@ -71,6 +71,9 @@ pub fn apply_options(a: &mut MountArgs, sloppy: bool) -> anyhow::Result<()> {
         if is_bookkeeping(name) {
             continue;
         }
+        if value == Some("") {
+            bail!("-o {opt}: empty value");
+        }
         let e = &mut a.enforce;
         match (name, value) {
             ("ro", None) => a.read_only = true,
@@ -319,6 +322,7 @@ mod tests {
         let err = |o: &str| format!("{:#}", args(&[o]).err().expect(o));
         assert_eq!(err("ro,frobnicate"), "-o frobnicate: unknown mount option");
         assert_eq!(err("policy"), "-o policy: needs a value (policy=…)");
+        assert_eq!(err("state="), "-o state=: empty value");
         assert_eq!(err("ro=1"), "-o ro=1: ro takes no value");
         assert_eq!(err("threads=many"), "-o threads=many: not a number");
         assert_eq!(

@@ -203,12 +203,13 @@ pub struct MountArgs {
     pub read_only: bool,
     /// Mount options, comma-separated as in fstab; repeatable, applied after the
     /// other options. `ro`, `rw`, `noexec`, `exec`, `noatime`, `atime`, `relatime`,
-    /// `strictatime`, and every option above as NAME=VALUE or NAME: `policy=FILE`,
+    /// `strictatime`, and these options above as NAME=VALUE or NAME: `policy=FILE`,
     /// `builtin=NAME`, `appraise=MODE`, `keys=FILE` (one per key, or quoted:
     /// `keys="a.pem,b.pem"`), `evm-keys=FILE`, `evm-hmac-key=FILE`, `xattr=`,
     /// `hash-algo=`, `template=`, `state=DIR`,
     /// `log=FILE`, `threads=N`, `workers=N`, `read-workers=N`, `watchdog=SECS`,
-    /// `no-verify-reads`. mount(8)'s own options (defaults, auto, noauto, nofail,
+    /// `no-verify-reads` (`--read-only`, `--no-exec` and `--no-atime` are `ro`,
+    /// `noexec` and `noatime`; `--foreground` has none). mount(8)'s own options (defaults, auto, noauto, nofail,
     /// user, users, nouser, owner, group, _netdev, x-*, comment=) and the time options
     /// that change nothing here (nodiratime, diratime, norelatime, nostrictatime,
     /// lazytime, nolazytime, async) are ignored; nosuid and nodev are always in force
@@ -378,10 +379,15 @@ fn pid_file(mnt: &Path) -> PathBuf {
 
 fn check_dir(p: &Path, what: &str) -> anyhow::Result<PathBuf> {
     let c = std::fs::canonicalize(p).with_context(|| format!("{what} {}", p.display()))?;
-    if !c.is_dir() {
-        bail!("{what} {}: not a directory", p.display());
+    match std::fs::metadata(&c) {
+        Ok(m) if m.is_dir() => Ok(c),
+        Ok(_) => bail!("{what} {}: not a directory", p.display()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => bail!(
+            "{what} {}: a mount whose daemon is gone (unmount it first: vigil umount {0})",
+            p.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("{what} {}", p.display())),
     }
-    Ok(c)
 }
 
 /// A number of seconds (fractions allowed), as a duration.
@@ -481,6 +487,9 @@ fn check_state(state: &Path, src: &Path, mnt: &Path) -> anyhow::Result<()> {
 pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
     crate::fstab::apply_options(&mut a, false)?;
     let (src, mnt, state, config) = check_mount(&a)?;
+    if std::fs::metadata(&state).is_ok_and(|m| !m.is_dir()) {
+        bail!("state directory {}: not a directory", state.display());
+    }
     // The daemon's own (log, trees, seals): for root only when created here.
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(&state)

@@ -171,8 +171,18 @@ struct Tok<'a> {
 fn reject(line: usize, token: &str, reason: impl Into<String>) -> Error {
     Error::PolicyRule {
         line,
-        token: token.to_owned(),
-        reason: reason.into(),
+        token: clip(token),
+        reason: clip(&reason.into()),
+    }
+}
+
+/// `s` as an error message shows it: a token (or a reason quoting one) of a stray
+/// megabyte-long line is cut to its first 100 characters and its length.
+fn clip(s: &str) -> String {
+    const SHOWN: usize = 100;
+    match s.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{}… ({} bytes)", &s[..end], s.len()),
+        None => s.to_owned(),
     }
 }
 
@@ -191,8 +201,8 @@ fn parse_line(
         let err = |reason: String| reject(line, tok, reason);
         let warn = |message: String| Warning {
             line,
-            token: tok.to_owned(),
-            message,
+            token: clip(tok),
+            message: clip(&message),
         };
         let (key, val) = match tok.find(['=', '<', '>']) {
             Some(i) => (&tok[..i], Some((tok.as_bytes()[i], &tok[i + 1..]))),

@@ -1300,3 +1300,15 @@ mod index_equivalence {
         }
     }
 }
+
+#[test]
+fn a_huge_token_is_shown_cut() {
+    let huge = "x".repeat(5 << 20);
+    let e = parse(&format!("measure {huge}")).unwrap_err().to_string();
+    assert!(e.len() < 300, "{} bytes", e.len());
+    assert!(e.contains("(5242880 bytes)"), "{e}");
+    let e = parse(&format!("measure func={huge}"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.len() < 500, "{} bytes", e.len());
+}
