@@ -79,9 +79,10 @@ pub struct EnforceArgs {
     /// after any --builtin policies.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// A built-in kernel policy: tcb, ima_tcb, appraise_tcb, secure_boot,
-    /// critical_data (repeatable). Without --policy and --builtin nothing is measured
-    /// or appraised.
+    /// A built-in kernel policy, as the kernel's ima_policy= names them: tcb, ima_tcb,
+    /// appraise_tcb, secure_boot, critical_data, fail_securely (no rules of its own;
+    /// accepted as the kernel accepts it); repeatable, or several joined with |.
+    /// Without --policy and --builtin nothing is measured or appraised.
     #[arg(long = "builtin", value_name = "NAME")]
     pub builtins: Vec<String>,
     /// Appraisal mode (ima_appraise=): enforce denies opens that fail (EACCES), log
@@ -295,6 +296,18 @@ fn flat_name(p: &Path) -> String {
 fn guard_config(e: &EnforceArgs) -> anyhow::Result<vigil_guard::Config> {
     use vigil_ima::policy;
     let mut pol = policy::Policy::default();
+    if let Some(b) = e
+        .builtins
+        .iter()
+        .find(|b| b.split('|').any(|n| n.trim().is_empty()))
+    {
+        bail!("--builtin {b:?}: names no policy");
+    }
+    for (option, lists) in [("--keys", &e.keys), ("--evm-keys", &e.evm_keys)] {
+        if let Some(k) = lists.iter().find(|k| k.split(',').any(|f| f.is_empty())) {
+            bail!("{option} {k:?}: an empty file name in the list");
+        }
+    }
     if !e.builtins.is_empty() {
         let names: Vec<&str> = e.builtins.iter().map(String::as_str).collect();
         pol = policy::builtin::policy(&names, &policy::builtin::BuiltinConfig::default())

@@ -518,7 +518,17 @@ fn mount_failures_are_reported() {
     let in_src = d.src.join("st");
     let log_in_mnt = d.mnt.join("log");
     let no_dir_log = d.src.join("no/such/dir/log");
-    let cases: [(&[&dyn AsRef<std::ffi::OsStr>], &str, &Path); 4] = [
+    let cases: [(&[&dyn AsRef<std::ffi::OsStr>], &str, &Path); 6] = [
+        (
+            &[&"--builtin", &"", &d.src, &d.mnt],
+            "names no policy",
+            &d.mnt,
+        ),
+        (
+            &[&"--keys", &",", &d.src, &d.mnt],
+            "an empty file name",
+            &d.mnt,
+        ),
         (
             &[&"--state", &state, &d.src, &inner],
             "is inside the source directory",
