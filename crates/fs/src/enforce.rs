@@ -445,13 +445,13 @@ impl Enforcer {
     /// [`Guard::change_metadata`](vigil_guard::Guard::change_metadata)).
     pub fn change_metadata(&self, node: &Node) -> Option<MetadataChange> {
         let id = self.file_id(node).ok()?;
-        Some(self.guard.change_metadata(&id))
+        Some(self.guard.change_metadata(&id, Some(node.fd())))
     }
 
     /// [`Enforcer::change_metadata`] for a file the kernel has no node of.
     pub fn change_metadata_fd(&self, fd: BorrowedFd<'_>) -> Option<MetadataChange> {
         let i = self.guard.identify(fd).ok()?;
-        Some(self.guard.change_metadata(&i.id))
+        Some(self.guard.change_metadata(&i.id, Some(fd)))
     }
 
     /// RELEASE of a handle: the last writer's only queues a re-measurement.

@@ -584,7 +584,7 @@ impl Shared {
             self.drop_sgid_before_change(&node, who);
             // FUSE_ATOMIC_O_TRUNC: truncate once the open was allowed (an O_RDONLY
             // handle truncates through a descriptor of its own, as the kernel does).
-            let _m = self.enforce.modify(&node)?;
+            let m = self.enforce.modify(&node)?;
             self.changed(&node);
             let truncated = match acc {
                 libc::O_RDONLY => {
@@ -593,6 +593,7 @@ impl Shared {
                 _ => file.set_len(0),
             };
             self.changed(&node);
+            m.done_at(node.fd());
             truncated.map_err(|e| errno(&e))?;
             attrs = self.enforce.attrs(&file)?;
         }
@@ -820,7 +821,7 @@ impl Shared {
         fh: Option<FileHandle>,
     ) -> Result<libc::stat, Errno> {
         if let Some(size) = size {
-            let _m = self.enforce.modify(node)?;
+            let m = self.enforce.modify(node)?;
             self.changed(node);
             let handle = fh.and_then(|fh| self.handles.get(fh.0));
             let res = match handle
@@ -832,6 +833,7 @@ impl Shared {
                     .and_then(|fd| File::from(fd).set_len(size)),
             };
             self.changed(node);
+            m.done_at(node.fd());
             res.map_err(|e| errno(&e))?;
         }
         let owner_or_mode = mode.is_some() || uid.is_some() || gid.is_some();
@@ -1516,7 +1518,7 @@ impl Filesystem for VigilFs {
             write_at_most(file, data, offset)
         };
         s.changed(node);
-        drop(m);
+        m.done_at(node.fd());
         match r {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
@@ -1961,7 +1963,7 @@ impl Filesystem for VigilFs {
         // SAFETY: plain syscall on our descriptor.
         let r = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as i64, length as i64) };
         s.changed(node);
-        drop(m);
+        m.done_at(node.fd());
         if r < 0 {
             return reply.error(errno(&io::Error::last_os_error()));
         }

@@ -701,6 +701,61 @@ fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
     bg.unmount().unwrap();
 }
 
+/// A change behind the mount while the file is being written through it (when no
+/// measurement stands for its content) is told apart from the writers' own changes:
+/// it ends the trust in them, so the re-measurement after the last writer closed does
+/// not take it into the hash value, and the file is refused. Without it, the value
+/// follows the writes.
+#[test]
+fn a_change_behind_the_mount_while_it_is_written_is_not_taken_for_the_writers() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let data: Vec<u8> = (0..16 * 4096u32).map(|i| (i * 7 / 3) as u8).collect();
+    for name in ["tampered", "untouched"] {
+        fs::write(env.src.join(name), &data).unwrap();
+        let o = Command::new("evmctl")
+            .args(["ima_hash", "--xattr-user", "-a", "sha256"])
+            .arg(env.src.join(name))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let policy = "measure func=FILE_CHECK\nappraise func=FILE_CHECK\n";
+    let bg = env.mount(policy, AppraiseMode::Enforce, None);
+    for name in ["tampered", "untouched"] {
+        assert_eq!(fs::read(env.m(name)).unwrap(), data);
+        let writer = fs::OpenOptions::new()
+            .write(true)
+            .open(env.m(name))
+            .unwrap();
+        writer.write_all_at(b"W", 0).unwrap();
+        if name == "tampered" {
+            let b = fs::OpenOptions::new()
+                .write(true)
+                .open(env.src.join(name))
+                .unwrap();
+            b.write_all_at(b"EVIL", 10 * 4096).unwrap();
+        }
+        drop(writer);
+    }
+    common::settle(&bg);
+    let now = fs::read(env.src.join("untouched")).unwrap();
+    assert_eq!(
+        ima_xattr(&env.src.join("untouched")),
+        Some(evmctl_hash_value(&env, &now))
+    );
+    assert_eq!(fs::read(env.m("untouched")).unwrap(), now);
+    let now = fs::read(env.src.join("tampered")).unwrap();
+    assert_ne!(
+        ima_xattr(&env.src.join("tampered")),
+        Some(evmctl_hash_value(&env, &now))
+    );
+    assert_eq!(errno(fs::read(env.m("tampered"))), libc::EACCES);
+    bg.unmount().unwrap();
+}
+
 /// A file created through the mount passes appraisal before it has a hash value (its
 /// writes are trusted, as the kernel trusts a new file's); renaming it, linking it or
 /// removing another of its names through the mount changes its ctime, which must not

@@ -14,6 +14,9 @@
 //! 3. **inner** — the result slot (`slot`): held only to copy or replace the published
 //!    result, never across I/O and never while waiting for anything.
 //!
+//! `FileState::own_version` (in `guard.rs`) is a leaf beside them: it may be taken
+//! under any of the three, and nothing is taken under it.
+//!
 //! The invalidation path (writes, truncates, attribute/xattr changes, renames over the
 //! file) takes **no lock at all**: it updates one atomic word holding the generation,
 //! the number of modifications in flight and the dirty bit.
@@ -100,6 +103,11 @@ impl<T: Clone> GenState<T> {
             debug_assert!(w & INFLIGHT_MASK != 0, "end_modify without begin_modify");
             w.wrapping_add(GEN_ONE).wrapping_sub(INFLIGHT_ONE) | DIRTY
         })
+    }
+
+    /// Whether a content change is in flight (begun, not yet ended).
+    pub fn in_flight(&self) -> bool {
+        self.word.load(Ordering::Acquire) & INFLIGHT_MASK != 0
     }
 
     /// The outer lock; hold it for the whole measurement.

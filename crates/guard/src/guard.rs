@@ -187,6 +187,12 @@ pub(crate) struct FileState {
     last_writer: AtomicU64,
     /// Metadata changes in progress ([`MetadataChange`]).
     metadata_changes: AtomicU32,
+    /// The file's version right after the latest change known as the guard's own (a
+    /// content or metadata change through it, or its own hash-value write). While no
+    /// published measurement stands for the content — from a write through the guard
+    /// until the file is measured again — a change behind the guard is told apart by
+    /// this. A leaf lock (see the lock order in `genstate`).
+    own_version: Mutex<Option<FileAttrs>>,
 }
 
 impl FileState {
@@ -199,7 +205,21 @@ impl FileState {
             emitted_open_writers: AtomicBool::new(false),
             last_writer: AtomicU64::new(0),
             metadata_changes: AtomicU32::new(0),
+            own_version: Mutex::new(None),
         }
+    }
+
+    /// A change of the guard's own left the file at `version` (of changes noting theirs
+    /// out of order, the later by ctime stands).
+    fn note_own(&self, version: FileAttrs) {
+        let mut own = self.own_version.lock().unwrap_or_else(|e| e.into_inner());
+        if own.is_none_or(|o| o.ctime_ns <= version.ctime_ns) {
+            *own = Some(version);
+        }
+    }
+
+    fn own_version(&self) -> Option<FileAttrs> {
+        *self.own_version.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn writers(&self) -> u32 {
@@ -469,6 +489,16 @@ impl Modification {
         self.end()
     }
 
+    /// End the change made to the file open as `fd` (any descriptor of it, `O_PATH`
+    /// too), noting the version it left as the guard's own; returns the generation of
+    /// the new content.
+    pub fn done_at(mut self, fd: BorrowedFd<'_>) -> u64 {
+        if let Ok(v) = identity::version_fd(fd) {
+            self.state.note_own(v);
+        }
+        self.end()
+    }
+
     fn end(&mut self) -> u64 {
         self.done = true;
         let generation = self.state.gen.end_modify();
@@ -497,10 +527,18 @@ pub struct MetadataChange {
     id: FileId,
     /// The file's state, if it had one when the change began.
     state: Option<Arc<FileState>>,
+    /// The file, where the caller had it and the guard has state for it: the version
+    /// the change leaves is noted as the guard's own.
+    file: Option<OwnedFd>,
 }
 
 impl Drop for MetadataChange {
     fn drop(&mut self) {
+        if let (Some(st), Some(fd)) = (&self.state, &self.file) {
+            if let Ok(v) = identity::version_fd(fd.as_fd()) {
+                st.note_own(v);
+            }
+        }
         // Invalidated before the count goes down: one who then finds no change in
         // progress also finds the measurement that predates it gone.
         if let Some(st) = self.shared.existing(&self.id) {
@@ -1050,15 +1088,19 @@ impl Guard {
     /// behind the guard (which would end the trust in writes made through it); when
     /// the guard is dropped, the measurement is invalidated (the next open measures
     /// again). Never blocks, never hashes.
-    pub fn change_metadata(&self, id: &FileId) -> MetadataChange {
+    pub fn change_metadata(&self, id: &FileId, fd: Option<BorrowedFd<'_>>) -> MetadataChange {
         let state = self.shared.existing(id);
         if let Some(st) = &state {
             st.metadata_changes.fetch_add(1, Ordering::SeqCst);
         }
+        let file = fd
+            .filter(|_| state.is_some())
+            .and_then(|fd| fd.try_clone_to_owned().ok());
         MetadataChange {
             shared: Arc::clone(&self.shared),
             id: id.clone(),
             state,
+            file,
         }
     }
 
@@ -1653,7 +1695,10 @@ impl Shared {
         attrs: &FileAttrs,
         fd: BorrowedFd<'_>,
     ) -> Result<()> {
-        if st.gen.lookup().is_none_or(|m| m.attrs.same_version(attrs)) {
+        let Some(m) = st.gen.lookup() else {
+            return self.catch_change_behind_own(st, fd);
+        };
+        if m.attrs.same_version(attrs) {
             return Ok(());
         }
         // The guard's own hash-value writes change the ctime too. They are made, and
@@ -1675,6 +1720,32 @@ impl Shared {
             st.gen.invalidate();
             st.set(WRITTEN, false);
         }
+        Ok(())
+    }
+
+    /// [`Self::catch_change_behind`] while no measurement stands for the content (it
+    /// was changed through the guard since): judged against the version the guard's
+    /// own latest change left, if it knows one, and only while no change of its own is
+    /// in progress.
+    fn catch_change_behind_own(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<()> {
+        let ours_in_progress =
+            || st.gen.in_flight() || st.metadata_changes.load(Ordering::SeqCst) > 0;
+        let Some(own) = st.own_version() else {
+            return Ok(());
+        };
+        if ours_in_progress() {
+            return Ok(());
+        }
+        let now = identity::version_fd(fd)?;
+        // Looked at again after the file: a change of ours that began, or ended and
+        // noted its version, meanwhile explains the difference.
+        let explained = |v: &FileAttrs| v.same_version(&now);
+        if explained(&own) || ours_in_progress() || st.own_version().is_some_and(|v| explained(&v))
+        {
+            return Ok(());
+        }
+        st.gen.invalidate();
+        st.set(WRITTEN, false);
         Ok(())
     }
 
@@ -1769,6 +1840,7 @@ impl Shared {
                     Ok(()) => {
                         // Our own xattr write changed ctime.
                         attrs = identity::identify_fd(rfd.as_fd())?.attrs;
+                        st.note_own(attrs);
                         ima_value = Some(v);
                     }
                     Err(e) => value_error = Some(e.to_string()),

@@ -262,6 +262,13 @@ pub fn refresh_fd(id: &FileId, fd: BorrowedFd<'_>, fs_magic: u64) -> Result<Opti
     }))
 }
 
+/// The version of the file open as `fd` (what [`FileAttrs::same_version`] compares:
+/// size, ctime, birth time, inode number), with one `statx`; `fs_magic` left 0.
+pub(crate) fn version_fd(fd: BorrowedFd<'_>) -> Result<FileAttrs> {
+    let st = sys::statx(fd, Path::new("")).map_err(|e| Error::io("statx", "<fd>", e))?;
+    Ok(attrs_of(&st, 0))
+}
+
 /// Identify the file open as `fd` (no race: the descriptor pins the inode while we look).
 pub fn identify_fd(fd: BorrowedFd<'_>) -> Result<Identified> {
     let empty = Path::new("");

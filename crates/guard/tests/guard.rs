@@ -739,7 +739,7 @@ fn metadata_changes_through_the_guard_keep_the_trust_in_writes() {
         let (_f, id, writer) = open_created(&g, &p);
         std::thread::sleep(std::time::Duration::from_millis(20));
         let renamed = d.path().join(format!("{name} renamed"));
-        let change = through_guard.then(|| g.change_metadata(&id.id));
+        let change = through_guard.then(|| g.change_metadata(&id.id, Some(_f.as_fd())));
         std::fs::rename(&p, &renamed).unwrap();
         (renamed, change, writer)
     };

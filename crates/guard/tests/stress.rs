@@ -79,7 +79,7 @@ fn no_stale_publication_under_concurrent_writes() {
                             sha256_hex(content.as_bytes()),
                         );
                         let old = vigil_guard::identity::identify_path(&p).unwrap();
-                        let _change = g.change_metadata(&old.id);
+                        let _change = g.change_metadata(&old.id, None);
                         std::fs::rename(&tmp, &p).unwrap();
                     }
                     // truncate
