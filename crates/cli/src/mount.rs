@@ -234,7 +234,7 @@ pub struct UmountArgs {
     #[arg(short, long)]
     pub lazy: bool,
     /// Seconds to wait for the daemon to exit after unmounting (not with --lazy).
-    #[arg(long, value_name = "SECS", default_value_t = 30, conflicts_with = "lazy")]
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
     pub wait: u64,
 }
 
