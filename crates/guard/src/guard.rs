@@ -218,6 +218,11 @@ impl FileState {
         }
     }
 
+    /// A change of the guard's own left a version it does not know.
+    fn forget_own(&self) {
+        *self.own_version.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     fn own_version(&self) -> Option<FileAttrs> {
         *self.own_version.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -484,8 +489,11 @@ impl Modification {
         self.begin
     }
 
-    /// End the change now; returns the generation of the new content.
+    /// End the change now; returns the generation of the new content. The version it
+    /// left is not known (see [`Modification::done_at`]): until a change notes one,
+    /// changes behind the guard are told apart by measurements only.
     pub fn finish(mut self) -> u64 {
+        self.state.forget_own();
         self.end()
     }
 
@@ -514,6 +522,7 @@ impl Modification {
 impl Drop for Modification {
     fn drop(&mut self) {
         if !self.done {
+            self.state.forget_own();
             self.end();
         }
     }
