@@ -297,6 +297,14 @@ impl Enforcer {
         self.read_check(node, &m).ok().flatten()
     }
 
+    /// Whether the file behind `node` was changed behind the mount while no measurement
+    /// stands for its content (see [`Guard::changed_behind`](vigil_guard::Guard::changed_behind)).
+    pub fn changed_behind(&self, node: &Node) -> bool {
+        node.ident
+            .get()
+            .is_some_and(|id| self.guard.changed_behind(id, node.fd()))
+    }
+
     /// The read check of measurement `m`, built once per measurement and kept on the
     /// node. A stored tree that cannot be read back, or does not fit the measurement,
     /// fails the open (EIO): reads are never served unverified for want of it.

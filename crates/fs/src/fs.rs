@@ -718,6 +718,17 @@ impl Shared {
         };
         let checked = self.read_check(h);
         let check = checked.as_ref().map(|(c, _)| &**c);
+        // A handle that was verified, whose tree no longer fits (the file is written
+        // through the mount) and for which no new measurement stands yet: its reads
+        // cannot be checked, but a change behind the mount meanwhile still refuses them.
+        let was_checked = h.opened.as_ref().is_some_and(|o| o.check.is_some());
+        if check.is_none() && was_checked && self.enforce.changed_behind(node) {
+            crate::enforce::audit(format_args!(
+                "read {}: changed behind the mount while written through it: EIO",
+                self.enforce.path_of(node).display()
+            ));
+            return reply.error(Errno::EIO);
+        }
         let want_end = offset.saturating_add(size as u64);
         if let Some(c) = check.filter(|c| want_end > c.size() && offset < want_end) {
             // Beyond the measured size: anything the backing file has there now was

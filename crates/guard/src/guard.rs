@@ -1299,6 +1299,17 @@ impl Guard {
         Ok(mem)
     }
 
+    /// Whether the file `id` (open as `fd`) was changed behind the guard since the
+    /// guard's own latest change, while no measurement stands for its content (it is
+    /// being written through the guard, or was and is not measured again yet). Such a
+    /// change ends the trust in its writes, as at an open.
+    pub fn changed_behind(&self, id: &FileId, fd: BorrowedFd<'_>) -> bool {
+        let s = &self.shared;
+        s.existing(id)
+            .filter(|st| st.gen.lookup().is_none())
+            .is_some_and(|st| s.catch_change_behind_own(&st, fd).unwrap_or(false))
+    }
+
     /// Writers, writable mappings, readers, seal and cache state of `id`.
     pub fn status(&self, id: &FileId) -> Option<FileStatus> {
         let st = self.shared.existing(id)?;
@@ -1705,7 +1716,7 @@ impl Shared {
         fd: BorrowedFd<'_>,
     ) -> Result<()> {
         let Some(m) = st.gen.lookup() else {
-            return self.catch_change_behind_own(st, fd);
+            return self.catch_change_behind_own(st, fd).map(drop);
         };
         if m.attrs.same_version(attrs) {
             return Ok(());
@@ -1736,14 +1747,15 @@ impl Shared {
     /// was changed through the guard since): judged against the version the guard's
     /// own latest change left, if it knows one, and only while no change of its own is
     /// in progress.
-    fn catch_change_behind_own(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<()> {
+    /// Returns whether it found such a change.
+    fn catch_change_behind_own(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool> {
         let ours_in_progress =
             || st.gen.in_flight() || st.metadata_changes.load(Ordering::SeqCst) > 0;
         let Some(own) = st.own_version() else {
-            return Ok(());
+            return Ok(false);
         };
         if ours_in_progress() {
-            return Ok(());
+            return Ok(false);
         }
         let now = identity::version_fd(fd)?;
         // Looked at again after the file: a change of ours that began, or ended and
@@ -1751,11 +1763,11 @@ impl Shared {
         let explained = |v: &FileAttrs| v.same_version(&now);
         if explained(&own) || ours_in_progress() || st.own_version().is_some_and(|v| explained(&v))
         {
-            return Ok(());
+            return Ok(false);
         }
         st.gen.invalidate();
         st.set(WRITTEN, false);
-        Ok(())
+        Ok(true)
     }
 
     /// One measurement; the caller holds the outer lock. Returns the measurement and
