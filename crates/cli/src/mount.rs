@@ -210,8 +210,9 @@ pub struct MountArgs {
     /// `hash-algo=`, `template=`, `state=DIR`,
     /// `log=FILE`, `threads=N`, `workers=N`, `read-workers=N`, `watchdog=SECS`,
     /// `no-verify-reads` (`--read-only`, `--no-exec` and `--no-atime` are `ro`,
-    /// `noexec` and `noatime`; `--foreground` has none). mount(8)'s own options (defaults, auto, noauto, nofail,
-    /// user, users, nouser, owner, group, _netdev, x-*, comment=) and the time options
+    /// `noexec` and `noatime`; `--foreground` has none). mount(8)'s own options
+    /// (defaults, auto, noauto, nofail, user, users, nouser, owner, group, _netdev,
+    /// x-*, comment=) and the time options
     /// that change nothing here (nodiratime, diratime, norelatime, nostrictatime,
     /// lazytime, nolazytime, async) are ignored; nosuid and nodev are always in force
     /// (suid and dev are refused, and so are sync and dirsync).
@@ -504,8 +505,7 @@ pub(crate) fn mount(mut a: MountArgs) -> anyhow::Result<ExitCode> {
         bail!("state directory {}: not a directory", state.display());
     }
     // The daemon's own (log, trees, seals): for root only when created here.
-    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-        .create(&state)
+    vigil_guard::store::private_dir(&state)
         .with_context(|| format!("state directory {}", state.display()))?;
     let state = std::fs::canonicalize(&state)
         .with_context(|| format!("state directory {}", state.display()))?;

@@ -786,9 +786,12 @@ impl Shared {
     /// with it is cleared by FUSE's kernel side already) and `who` is neither in the
     /// file's group nor holds CAP_FSETID.
     fn drop_sgid_before_change(&self, node: &Node, who: Caller) {
+        if who.pid == 0 {
+            return;
+        }
         let Ok(st) = node.stat() else { return };
         let sgid_only = st.st_mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG || !sgid_only || who.pid == 0 {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || !sgid_only {
             return;
         }
         let in_group = who.gid == st.st_gid || groups_of(who.pid).contains(&st.st_gid);

@@ -44,22 +44,20 @@ impl Pool {
             let (busy, tids) = (busy.clone(), tids.clone());
             let t = std::thread::Builder::new()
                 .name(format!("{name}{i}"))
-                .spawn(move || loop {
-                    if tids[i].load(Ordering::Relaxed) == 0 {
-                        tids[i].store(
-                            rustix::thread::gettid().as_raw_nonzero().get() as u32,
-                            Ordering::Relaxed,
-                        );
+                .spawn(move || {
+                    let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+                    tids[i].store(tid, Ordering::Relaxed);
+                    loop {
+                        let job = {
+                            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                            rx.recv()
+                        };
+                        let Ok(job) = job else { return };
+                        // Store "started at" in ms since the epoch, +1 so 0 means idle.
+                        busy[i].store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+                        job();
+                        busy[i].store(0, Ordering::Relaxed);
                     }
-                    let job = {
-                        let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-                        rx.recv()
-                    };
-                    let Ok(job) = job else { return };
-                    // Store "started at" in ms since the epoch, +1 so 0 means idle.
-                    busy[i].store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-                    job();
-                    busy[i].store(0, Ordering::Relaxed);
                 })
                 .expect("spawning a worker thread");
             threads.push(t);

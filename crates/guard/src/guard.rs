@@ -1746,8 +1746,7 @@ impl Shared {
     /// [`Self::catch_change_behind`] while no measurement stands for the content (it
     /// was changed through the guard since): judged against the version the guard's
     /// own latest change left, if it knows one, and only while no change of its own is
-    /// in progress.
-    /// Returns whether it found such a change.
+    /// in progress. Returns whether it found such a change.
     fn catch_change_behind_own(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool> {
         let ours_in_progress =
             || st.gen.in_flight() || st.metadata_changes.load(Ordering::SeqCst) > 0;

@@ -53,8 +53,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     r
 }
 
-/// Create (or truncate) `path` readable and writable by its owner only: trees and
-/// seals are the daemon's own, whatever its umask.
+/// Create (or truncate) `path` readable and writable by its owner only: trees are the
+/// daemon's own, whatever its umask.
 fn private_file(path: &Path) -> Result<File> {
     OpenOptions::new()
         .write(true)
