@@ -1103,6 +1103,8 @@ fn verified_memfd(
             egid: who.egid,
             path: path.into(),
             created: false,
+            // vigil exec itself waits: a signal ends it.
+            gone: None,
         };
         match guard.on_open(&ident, file.as_fd(), &req) {
             Ok(d) => decisions.push(d),

@@ -1809,3 +1809,103 @@ fn evm_keys_protect_metadata_through_the_mount() {
     );
     assert!(fs::read(&m_new).is_ok());
 }
+
+/// The FUSE connection of the mount at `mnt` is aborted (as
+/// `echo 1 > /sys/fs/fuse/connections/N/abort` does): every request fails at once.
+fn abort_connection(mnt: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata(mnt).unwrap().dev();
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let conn = Path::new("/sys/fs/fuse/connections").join((major << 20 | minor).to_string());
+    if !conn.exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "fusectl", "fusectl", "/sys/fs/fuse/connections"])
+            .status();
+    }
+    fs::write(conn.join("abort"), "1").unwrap();
+}
+
+/// A 64 GiB sparse file: measuring it reads and hashes zeros for most of a minute.
+fn huge_file(path: &Path) {
+    fs::File::create(path).unwrap().set_len(64 << 30).unwrap();
+}
+
+/// An aborted connection fails the open that waits for the measurement of a huge
+/// file, and the daemon exits at once: no one waits for that measurement any more.
+#[test]
+fn an_aborted_connection_gives_up_the_measurements_opens_wait_for() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    huge_file(&d.src.join("big"));
+    d.mount(&[&"--builtin", &"tcb"]);
+    let pid = daemon_pid(&d);
+    let mnt = fs::canonicalize(&d.mnt).unwrap();
+    let mut cat = Command::new("cat")
+        .arg(mnt.join("big"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(cat.try_wait().unwrap().is_none(), "the open is measuring");
+    let t = Instant::now();
+    abort_connection(&mnt);
+    assert!(!cat.wait().unwrap().success());
+    assert!(wait_gone(pid), "daemon still running");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    let _ = Command::new("umount").arg("-l").arg(&d.mnt).status();
+}
+
+/// A SIGTERM unmounts; the daemon then finishes the re-measurement of a file written
+/// through the mount before it exits. A second SIGTERM gives that up and it exits at
+/// once.
+#[test]
+fn a_second_sigterm_gives_up_the_re_measurements() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    huge_file(&d.src.join("big"));
+    d.mount(&[&"--builtin", &"tcb"]);
+    let pid = daemon_pid(&d);
+    // Written through the mount: its last close queues a re-measurement.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(d.mnt.join("big"))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"x", 0).unwrap();
+    drop(f);
+    std::thread::sleep(Duration::from_millis(300));
+    let term = || {
+        // SAFETY: plain kill(2).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    };
+    term();
+    let t = Instant::now();
+    while mounted(&d.mnt) && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!mounted(&d.mnt), "SIGTERM unmounts");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        fs::metadata(format!("/proc/{pid}")).is_ok(),
+        "the daemon finishes the re-measurement first"
+    );
+    let t = Instant::now();
+    term();
+    assert!(wait_gone(pid), "daemon still running");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}

@@ -17,6 +17,7 @@
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuser::Errno;
@@ -100,6 +101,8 @@ pub struct Enforcer {
     source: PathBuf,
     /// Reads of measured files are checked against their Merkle tree.
     verify_reads: bool,
+    /// The connection has ended: no opener waits for an answer any more.
+    ended: AtomicBool,
 }
 
 fn errno_of(e: &vigil_guard::Error) -> Errno {
@@ -125,6 +128,7 @@ impl Enforcer {
             mnt: mnt.into(),
             source: source.to_owned(),
             verify_reads,
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -202,6 +206,7 @@ impl Enforcer {
         };
         let _ = node.ident.set(ident.id.clone());
         let find_path = || self.path_of(node).into_os_string();
+        let gone = || self.gone(who);
         let mut req = OpenRequest {
             hook: Hook::FileCheck,
             mask: open_mask(flags),
@@ -211,6 +216,7 @@ impl Enforcer {
             egid: who.gid,
             path: LogPath::lazy(&find_path),
             created,
+            gone: Some(&gone),
         };
         let mut d = self.decide(&ident, file, &req, who)?;
         if flags & FMODE_EXEC != 0 {
@@ -507,13 +513,13 @@ impl Enforcer {
     }
 
     /// Seal (EBUSY while writers exist).
-    pub fn seal(&self, node: &Node, file: &File) -> Result<(), Errno> {
+    pub fn seal(&self, node: &Node, file: &File, who: Caller) -> Result<(), Errno> {
         let ident = self
             .guard
             .identify(file.as_fd())
             .map_err(|e| errno_of(&e))?;
         self.guard
-            .seal(&ident, file.as_fd())
+            .seal(&ident, file.as_fd(), Some(&|| self.gone(who)))
             .map(drop)
             .map_err(|e| errno_of(&e))?;
         audit(format_args!("sealed {}", self.path_of(node).display()));
@@ -576,6 +582,23 @@ impl Enforcer {
     /// refused), so that hash values follow the writes made through the mount.
     pub fn shutdown(&self) {
         self.guard.finish_jobs();
+    }
+
+    /// Whether `who` no longer waits for the answer to its request: it was killed, or
+    /// the connection ended (an abort fails every request in flight).
+    fn gone(&self, who: Caller) -> bool {
+        self.ended.load(Ordering::Relaxed) || crate::sys::killed(who.pid)
+    }
+
+    /// The connection to the kernel has ended: measurements that opens wait for are
+    /// given up. Deferred re-measurements still run to their end ([`Self::shutdown`]).
+    pub fn connection_ended(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+    }
+
+    /// Give up every measurement, deferred ones included, to stop now.
+    pub fn abandon_measurements(&self) {
+        self.guard.abandon_measurements();
     }
 }
 

@@ -982,7 +982,8 @@ impl Shared {
         Ok(sys::proc_path(node.fd().as_raw_fd()))
     }
 
-    fn ioctl_seal(&self, uid: u32, node: &Node, cmd: u32) -> Result<i32, Errno> {
+    fn ioctl_seal(&self, who: Caller, node: &Node, cmd: u32) -> Result<i32, Errno> {
+        let uid = who.uid;
         if node.kind != FileType::RegularFile {
             // Only regular files are sealed.
             return Err(Errno::EINVAL);
@@ -995,7 +996,7 @@ impl Shared {
                 }
                 let file =
                     File::from(sys::reopen(node.fd(), libc::O_RDONLY).map_err(|e| errno(&e))?);
-                self.enforce.seal(node, &file)?;
+                self.enforce.seal(node, &file, who)?;
                 Ok(0)
             }
             ioctl::UNSEAL => {
@@ -1056,17 +1057,9 @@ fn get_xattr(path: &CString, name: &OsStr, size: u32) -> io::Result<Xattr> {
     Ok(Xattr::Data(buf))
 }
 
-/// The value of field `name` (e.g. `"Groups:"`) in `/proc/PID/status`.
-fn proc_status(pid: u32, name: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
-}
-
 /// The supplementary groups of process `pid` (empty if it cannot be read).
 fn groups_of(pid: u32) -> Vec<u32> {
-    proc_status(pid, "Groups:")
+    sys::proc_status(pid, "Groups:")
         .map(|g| {
             g.split_whitespace()
                 .filter_map(|x| x.parse().ok())
@@ -1081,7 +1074,7 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// Whether process `pid` has capability `cap` in effect; if its status cannot be read,
 /// whether `uid` is root.
 fn has_capability(pid: u32, uid: u32, cap: u32) -> bool {
-    proc_status(pid, "CapEff:")
+    sys::proc_status(pid, "CapEff:")
         .and_then(|caps| u64::from_str_radix(&caps, 16).ok())
         .map_or(uid == 0, |caps| caps >> cap & 1 == 1)
 }
@@ -1165,7 +1158,9 @@ impl Filesystem for VigilFs {
         Ok(())
     }
 
+    /// At the end of the session (fuser calls it after an abort too).
     fn destroy(&mut self) {
+        self.shared.enforce.connection_ended();
         self.shared.shutdown_workers();
         self.shared.enforce.shutdown();
     }
@@ -1947,10 +1942,10 @@ impl Filesystem for VigilFs {
             return reply.error(Errno::EINVAL);
         }
         let node = tri!(reply, s.node(ino));
-        let (uid, shared) = (req.uid(), self.shared.clone());
+        let (who, shared) = (caller(req), self.shared.clone());
         // Sealing measures the file: on a worker.
         s.pool
-            .run(move || match shared.ioctl_seal(uid, &node, cmd) {
+            .run(move || match shared.ioctl_seal(who, &node, cmd) {
                 Ok(v) => reply.ioctl(v, &[]),
                 Err(e) => reply.error(e),
             });

@@ -314,12 +314,12 @@ impl Mount {
             });
         }
         if signals {
-            let mnt = mountpoint.clone();
+            let (mnt, shared) = (mountpoint.clone(), shared.clone());
             std::thread::Builder::new()
                 .name("vigil-fs-signals".into())
                 .spawn(move || {
                     // SAFETY: local sigset, sigwait on signals blocked in every thread.
-                    unsafe {
+                    let wait = || unsafe {
                         let mut set: libc::sigset_t = std::mem::zeroed();
                         libc::sigemptyset(&mut set);
                         for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
@@ -327,10 +327,19 @@ impl Mount {
                         }
                         let mut sig = 0;
                         libc::sigwait(&set, &mut sig);
-                    }
+                    };
+                    wait();
                     if let Err(e) = detach(&mnt) {
                         eprintln!("vigil-fs: unmounting {}: {e}", mnt.display());
                     }
+                    // The daemon ends once the mount's last user is gone and the
+                    // deferred re-measurements are done; a second signal stops those.
+                    wait();
+                    eprintln!(
+                        "vigil-fs: second signal: giving up the measurements in progress on {}",
+                        mnt.display()
+                    );
+                    shared.enforce.abandon_measurements();
                 })?;
         }
         // A connection aborted while the session ends makes fuser 0.18 return the

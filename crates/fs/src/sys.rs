@@ -478,3 +478,26 @@ pub(crate) fn timespec(t: Option<fuser::TimeOrNow>) -> libc::timespec {
 pub(crate) fn errno(e: &io::Error) -> fuser::Errno {
     fuser::Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
+
+/// The value of the `name` line (`"CapEff:"`) of process `pid`'s `/proc/PID/status`.
+pub(crate) fn proc_status(pid: u32, name: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+}
+
+/// Whether thread `tid` has been killed: a SIGKILL is pending for it, as for every
+/// thread of a process that a fatal signal ends, while it still waits in a system
+/// call (a FUSE request, once sent to the daemon, holds its caller until answered).
+/// False if that cannot be told (`tid` 0: a caller outside the daemon's PID
+/// namespace, or page-cache writeback).
+pub(crate) fn killed(tid: u32) -> bool {
+    const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
+    tid != 0
+        && ["SigPnd:", "ShdPnd:"].iter().any(|name| {
+            proc_status(tid, name)
+                .and_then(|set| u64::from_str_radix(&set, 16).ok())
+                .is_some_and(|set| set & SIGKILL_BIT != 0)
+        })
+}

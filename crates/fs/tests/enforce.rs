@@ -1170,3 +1170,61 @@ fn a_damaged_stored_tree_fails_the_open() {
     assert_eq!(errno(fs::read(env.m("f"))), libc::EIO);
     bg.unmount().unwrap();
 }
+
+/// Opens that wait for the measurement of a huge file end as soon as their callers are
+/// killed, both the one whose open is measuring and one waiting for that measurement:
+/// it is given up, nothing is logged for it, and the mount goes on serving.
+#[test]
+fn killed_openers_do_not_wait_for_the_measurement() {
+    use std::os::unix::process::ExitStatusExt;
+    if !common::can_mount() {
+        return;
+    }
+    let env = Env::new();
+    // Sparse: measuring it reads and hashes 64 GiB of zeros, most of a minute.
+    fs::File::create(env.src.join("big"))
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    fs::write(env.src.join("small"), b"small").unwrap();
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    let cat = || {
+        Command::new("cat")
+            .arg(env.m("big"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut measuring = cat();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut waiting = cat();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        bg.guard().stats().measurements,
+        1,
+        "the first open measures"
+    );
+    let killed = Instant::now();
+    for c in [&mut measuring, &mut waiting] {
+        c.kill().unwrap();
+    }
+    for c in [&mut measuring, &mut waiting] {
+        let status = loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(5),
+                "a killed opener still waits for the measurement"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+    assert_eq!(fs::read(env.m("small")).unwrap(), b"small");
+    let list = fs::read_to_string(env.m(".vigil/ascii_runtime_measurements")).unwrap();
+    assert!(list.contains("/small"), "{list}");
+    assert!(!list.contains("/big"), "{list}");
+    common::settle(&bg);
+    bg.unmount().unwrap();
+}

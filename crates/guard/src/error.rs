@@ -54,6 +54,11 @@ pub enum Error {
     /// attribute or xattr change) and its result discarded.
     #[error("measurement cancelled: the file changed while it was being measured")]
     Changed,
+    /// A measurement was given up because the one waiting for it has gone (an opener
+    /// killed while it waited) or the guard is abandoning its measurements
+    /// ([`crate::Guard::abandon_measurements`]); nothing was recorded (EINTR).
+    #[error("measurement given up: the opener has gone or the guard is stopping")]
+    Interrupted,
     /// The deferred-work queue is full: the job was not queued (the file stays dirty
     /// and is measured again at its next open).
     #[error("deferred-work queue full ({capacity} jobs)")]
@@ -107,6 +112,7 @@ impl Error {
             Error::TextBusy => libc::ETXTBSY,
             Error::Denied(_) => libc::EACCES,
             Error::Changed | Error::QueueFull { .. } => libc::EAGAIN,
+            Error::Interrupted => libc::EINTR,
             Error::Stale => libc::ESTALE,
             Error::Corrupt { .. } | Error::Config(_) | Error::Ima(_) => libc::EIO,
         }

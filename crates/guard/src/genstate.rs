@@ -33,7 +33,7 @@
 //! generation and sets the dirty bit, so a measurement that overlaps a change in any
 //! way cannot publish, and no lookup hits while a change is in flight.
 
-use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering, TryLockError};
 
 const DIRTY: u64 = 1;
 const INFLIGHT_ONE: u64 = 1 << 1;
@@ -113,6 +113,15 @@ impl<T: Clone> GenState<T> {
     /// The outer lock; hold it for the whole measurement.
     pub fn measure_lock(&self) -> MutexGuard<'_, ()> {
         self.measure.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The outer lock if it is free now.
+    pub fn try_measure_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.measure.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Begin a measurement (call with the outer lock held).

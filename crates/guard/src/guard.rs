@@ -1,6 +1,7 @@
 //! [`Guard`]: per-file state, the open/write/release hooks, deferred re-measurement,
 //! seals and sealed memfds.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -9,8 +10,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use vigil_ima::{HashAlgo, XattrType};
 
@@ -342,7 +344,7 @@ impl std::fmt::Debug for LogPath<'_> {
 }
 
 /// One access being opened.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenRequest<'a> {
     /// Hook (open, exec mmap, execve).
     pub hook: Hook,
@@ -360,6 +362,10 @@ pub struct OpenRequest<'a> {
     pub path: LogPath<'a>,
     /// The opener created the file (`O_CREAT` that made it).
     pub created: bool,
+    /// Whether the opener has gone (say, killed while it waited). Asked now and then
+    /// while the open waits for a measurement, which is then given up
+    /// ([`Error::Interrupted`]): a long measurement need not outlive the one waiting.
+    pub gone: Option<&'a (dyn Fn() -> bool + Sync)>,
 }
 
 impl<'a> OpenRequest<'a> {
@@ -374,6 +380,7 @@ impl<'a> OpenRequest<'a> {
             egid: 0,
             path: path.into(),
             created: false,
+            gone: None,
         }
     }
 
@@ -662,6 +669,8 @@ struct Shared {
     seals: Mutex<BTreeMap<String, SealRecord>>,
     seals_path: PathBuf,
     counters: Counters,
+    /// Set by [`Guard::abandon_measurements`].
+    abandoned: AtomicBool,
     /// See [`Shared::evm_lock`].
     evm_locks: [Mutex<()>; EVM_LOCKS],
 }
@@ -681,6 +690,8 @@ pub struct Guard {
 /// negligible (measured faster than 256 KiB).
 const READ_CHUNK: usize = 1 << 20;
 const MEASURE_ATTEMPTS: usize = 3;
+/// How often an open waiting for a measurement asks whether its opener has gone.
+const GONE_POLL: Duration = Duration::from_millis(50);
 
 impl Guard {
     /// Start a guard keeping its state (measurement log `measurements.bin`, Merkle trees
@@ -727,6 +738,7 @@ impl Guard {
             seals_path,
             filesystems: RwLock::default(),
             counters: Counters::default(),
+            abandoned: AtomicBool::new(false),
             evm_locks: std::array::from_fn(|_| Mutex::new(())),
         });
         let workers = (0..shared.config.workers.max(1))
@@ -896,7 +908,8 @@ impl Guard {
         // A file written through the mount since it passed has its hash value brought
         // up to date before it is appraised, so that it passes while being written and
         // right after (the last writer's RELEASE only queues the rewrite).
-        s.catch_change_behind(&st, &file.attrs, fd)?;
+        let purpose = Purpose::Open { gone: req.gone };
+        s.catch_change_behind(&st, &file.attrs, fd, purpose)?;
         let may_trust = appraise.is_some() && !req.created;
         let mut trusted = may_trust && st.trusts_changes();
         let fix = appraise.is_some() && s.config.appraise_mode == AppraiseMode::Fix;
@@ -906,13 +919,13 @@ impl Guard {
             Some(&file.attrs),
             fd,
             trusted || fix,
-            Purpose::Open,
+            purpose,
         )?;
         if may_trust && !trusted && st.trusts_changes() {
             // A write through the mount came in while the file was measured, which
             // then may hold it: the file is trusted, as it would be a moment later.
             trusted = true;
-            m = s.measurement(&file.id, &st, None, fd, true, Purpose::Open)?;
+            m = s.measurement(&file.id, &st, None, fd, true, purpose)?;
         }
         if trusted || fix {
             st.value_brought_up_to_date(&m);
@@ -1169,11 +1182,25 @@ impl Guard {
         s.queue.wait_idle();
     }
 
+    /// Give up every measurement in progress and every one to come
+    /// ([`Error::Interrupted`]), deferred re-measurements included: for a daemon that
+    /// has to stop now. Files whose re-measurement is given up stay dirty (measured
+    /// again at their next open), and their hash values are not brought up to date.
+    pub fn abandon_measurements(&self) {
+        self.shared.abandoned.store(true, Ordering::Relaxed);
+    }
+
     /// Seal a file: refused with [`Error::Busy`] while writers or writable mappings are
     /// counted; otherwise later writes, truncation and size changes get
     /// [`Error::Sealed`] until [`Guard::unseal`]. Records the digests of the content
-    /// sealed (persisted in the state directory).
-    pub fn seal(&self, file: &Identified, fd: BorrowedFd<'_>) -> Result<SealRecord> {
+    /// sealed (persisted in the state directory). `gone` is as in [`OpenRequest`]: the
+    /// sealer may go while the file is measured.
+    pub fn seal(
+        &self,
+        file: &Identified,
+        fd: BorrowedFd<'_>,
+        gone: Option<&(dyn Fn() -> bool + Sync)>,
+    ) -> Result<SealRecord> {
         let s = &self.shared;
         let st = s.state_for(&file.id);
         st.acct
@@ -1184,7 +1211,8 @@ impl Guard {
                 writers: (a & COUNT_MASK) as u32,
                 writable_maps: ((a >> MAPS_SHIFT) & COUNT_MASK) as u32,
             })?;
-        let m = match s.measurement(&file.id, &st, Some(&file.attrs), fd, false, Purpose::Open) {
+        let purpose = Purpose::Open { gone };
+        let m = match s.measurement(&file.id, &st, Some(&file.attrs), fd, false, purpose) {
             Ok(m) => m,
             Err(e) => {
                 st.acct.fetch_and(!SEALED, Ordering::AcqRel);
@@ -1252,7 +1280,8 @@ impl Guard {
             Some(m) => Arc::clone(m),
             None => {
                 let st = s.state_for(&file.id);
-                s.measurement(&file.id, &st, Some(&file.attrs), fd, false, Purpose::Open)?
+                let purpose = Purpose::Open { gone: None };
+                s.measurement(&file.id, &st, Some(&file.attrs), fd, false, purpose)?
             }
         };
         if let Some(seal) = self.seal_of(&file.id) {
@@ -1408,7 +1437,7 @@ impl Guard {
         let s = &self.shared;
         let st = s.state_for(id);
         let _outer = st.gen.measure_lock();
-        s.measure_once(id, &st, fd, false, true, Purpose::Open)
+        s.measure_once(id, &st, fd, false, true, Purpose::Open { gone: None })
     }
 }
 
@@ -1666,7 +1695,7 @@ impl Shared {
         attrs: Option<&FileAttrs>,
         fd: BorrowedFd<'_>,
         refresh_value: bool,
-        purpose: Purpose,
+        purpose: Purpose<'_>,
     ) -> Result<Arc<Measurement>> {
         let valid = |m: &Measurement| attrs.is_none_or(|a| m.attrs.same_version(a));
         if let Some(m) = st.gen.lookup() {
@@ -1679,7 +1708,7 @@ impl Shared {
                 st.gen.invalidate();
             }
         }
-        let _outer = st.gen.measure_lock();
+        let _outer = self.outer_lock(st, purpose)?;
         if let Some(m) = st.gen.lookup() {
             if valid(&m) && !(refresh_value && needs_value_refresh(&m)) {
                 self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -1695,7 +1724,7 @@ impl Shared {
         loop {
             attempt += 1;
             let last = attempt >= MEASURE_ATTEMPTS;
-            let to_the_end = last && purpose == Purpose::Open;
+            let to_the_end = last && matches!(purpose, Purpose::Open { .. });
             match self.measure_once(id, st, fd, refresh_value, !to_the_end, purpose) {
                 Ok((m, published)) if published || to_the_end => return Ok(m),
                 Ok(_) | Err(Error::Changed) if !last => {}
@@ -1714,6 +1743,7 @@ impl Shared {
         st: &FileState,
         attrs: &FileAttrs,
         fd: BorrowedFd<'_>,
+        purpose: Purpose<'_>,
     ) -> Result<()> {
         let Some(m) = st.gen.lookup() else {
             return self.catch_change_behind_own(st, fd).map(drop);
@@ -1724,7 +1754,7 @@ impl Shared {
         // The guard's own hash-value writes change the ctime too. They are made, and
         // the measurement they belong to published, under the outer lock: judge only
         // once no measurement is in progress.
-        let _outer = st.gen.measure_lock();
+        let _outer = self.outer_lock(st, purpose)?;
         let Some(m) = st.gen.lookup() else {
             return Ok(());
         };
@@ -1769,6 +1799,42 @@ impl Shared {
         Ok(true)
     }
 
+    fn give_up<'a>(&'a self, purpose: Purpose<'a>) -> GiveUp<'a> {
+        GiveUp {
+            abandoned: &self.abandoned,
+            gone: match purpose {
+                Purpose::Open { gone } => gone,
+                Purpose::Job => None,
+            },
+            next_ask: Cell::new(Instant::now()),
+        }
+    }
+
+    /// The outer lock of `st`. An open whose opener may go waits for it in short naps,
+    /// asking between them; anyone else simply blocks (the holder gives up when the
+    /// guard abandons its measurements).
+    fn outer_lock<'s>(
+        &self,
+        st: &'s FileState,
+        purpose: Purpose<'_>,
+    ) -> Result<MutexGuard<'s, ()>> {
+        let give_up = self.give_up(purpose);
+        if give_up.gone.is_none() {
+            let lock = st.gen.measure_lock();
+            give_up.check()?;
+            return Ok(lock);
+        }
+        let mut nap = Duration::from_micros(50);
+        loop {
+            if let Some(lock) = st.gen.try_measure_lock() {
+                return Ok(lock);
+            }
+            give_up.check()?;
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(Duration::from_millis(10));
+        }
+    }
+
     /// One measurement; the caller holds the outer lock. Returns the measurement and
     /// whether it was published (only if the file did not change while it was read and
     /// the generation it started from is still current). With `abandon_on_change`, a
@@ -1782,7 +1848,7 @@ impl Shared {
         fd: BorrowedFd<'_>,
         refresh_value: bool,
         abandon_on_change: bool,
-        purpose: Purpose,
+        purpose: Purpose<'_>,
     ) -> Result<(Arc<Measurement>, bool)> {
         self.counters.measurements.fetch_add(1, Ordering::Relaxed);
         let t = st.gen.ticket();
@@ -1791,9 +1857,17 @@ impl Shared {
         let algo = self.config.hash_algo;
         let keep = || st.gen.still_current(t);
         let unlinked = || {
-            purpose == Purpose::Job && rustix::fs::fstat(rfd.as_fd()).is_ok_and(|s| s.st_nlink == 0)
+            matches!(purpose, Purpose::Job)
+                && rustix::fs::fstat(rfd.as_fd()).is_ok_and(|s| s.st_nlink == 0)
         };
-        let read_on = || !abandon_on_change || (keep() && !unlinked());
+        let give_up = self.give_up(purpose);
+        let read_on = || {
+            give_up.check()?;
+            match !abandon_on_change || (keep() && !unlinked()) {
+                true => Ok(()),
+                false => Err(Error::Changed),
+            }
+        };
         let mut tree = self.config.tree_builder.as_ref().map(|b| b.start());
         let (digest, hashed) = hash_content(rfd.as_fd(), algo, tree.as_mut(), &read_on)?;
         // A change behind our back while the file was read (no generation tells of
@@ -2024,7 +2098,7 @@ impl Shared {
                 return Ok(m.digest.clone());
             }
             let rfd = readable(fd).map_err(|e| e.to_string())?;
-            hash_content(rfd.as_fd(), algo, None, &|| true)
+            hash_content(rfd.as_fd(), algo, None, &|| Ok(()))
                 .map(|(digest, _)| digest)
                 .map_err(|e| e.to_string())
         };
@@ -2151,7 +2225,7 @@ impl Shared {
         {
             return Ok(());
         }
-        self.catch_change_behind(&st, &now.attrs, f.as_fd())?;
+        self.catch_change_behind(&st, &now.attrs, f.as_fd(), Purpose::Job)?;
         let refresh = actions.hash || (appraised && st.trusts_changes());
         let m = match self.measurement(id, &st, Some(&now.attrs), f.as_fd(), refresh, Purpose::Job)
         {
@@ -2165,12 +2239,16 @@ impl Shared {
     }
 }
 
-/// Who a measurement is for, which decides what it gives up for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Purpose {
+/// Who a measurement is for, which decides what it gives up for. Any measurement is
+/// given up once the guard abandons them ([`Guard::abandon_measurements`]).
+#[derive(Clone, Copy)]
+enum Purpose<'a> {
     /// An open (or a seal), which needs an answer: attempts overtaken by a change are
-    /// retried, and the last one reads to the end whatever happens.
-    Open,
+    /// retried, and the last one reads to the end whatever happens, unless `gone`
+    /// tells that no one waits for the answer any more.
+    Open {
+        gone: Option<&'a (dyn Fn() -> bool + Sync)>,
+    },
     /// A deferred re-measurement: given up ([`Error::Changed`]) when the file keeps
     /// changing or loses its last name while it is read; a later job, or the next
     /// open, measures what it becomes.
@@ -2188,15 +2266,42 @@ fn needs_value_refresh(m: &Measurement) -> bool {
     }
 }
 
+/// When a measurement is given up ([`Error::Interrupted`]): the guard abandons its
+/// measurements, or the opener it is for has gone. The opener is asked at most every
+/// [`GONE_POLL`] (a look at /proc takes microseconds; a chunk is hashed in one).
+struct GiveUp<'a> {
+    abandoned: &'a AtomicBool,
+    gone: Option<&'a (dyn Fn() -> bool + Sync)>,
+    next_ask: Cell<Instant>,
+}
+
+impl GiveUp<'_> {
+    fn check(&self) -> Result<()> {
+        if self.abandoned.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        if let Some(gone) = self.gone {
+            let now = Instant::now();
+            if now >= self.next_ask.get() {
+                self.next_ask.set(now + GONE_POLL);
+                if gone() {
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Hash the content of `fd` from offset 0 (and feed it to `tree`, if any), asking
-/// `keep_going` between chunks. One read of the file: while a chunk is hashed (content
+/// `keep_going` between chunks (whose error ends it). One read of the file: while a chunk is hashed (content
 /// hash and tree side by side), the next one is read. Gives the digest and the number
 /// of bytes hashed.
 fn hash_content(
     fd: BorrowedFd<'_>,
     algo: HashAlgo,
     mut tree: Option<&mut Box<dyn TreeBuild>>,
-    keep_going: &dyn Fn() -> bool,
+    keep_going: &dyn Fn() -> Result<()>,
 ) -> Result<(Vec<u8>, u64)> {
     let mut h = vigil_ima::Hasher::new(algo)?;
     let (mut cur, mut next) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
@@ -2216,9 +2321,7 @@ fn hash_content(
         off += n as u64;
         n = read?;
         std::mem::swap(&mut cur, &mut next);
-        if !keep_going() {
-            return Err(Error::Changed);
-        }
+        keep_going()?;
     }
     Ok((h.finalize(), off))
 }

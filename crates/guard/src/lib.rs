@@ -59,5 +59,5 @@ pub use vigil_ima::list::{PcrBanks, Record};
 /// compile those two files against `loom`'s instead.
 pub(crate) mod sync {
     pub use std::sync::atomic::{AtomicU64, Ordering};
-    pub use std::sync::{Condvar, Mutex, MutexGuard};
+    pub use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 }

@@ -172,7 +172,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     let w = g
         .on_open(&id, f.as_fd(), &OpenRequest::write(path))
         .unwrap();
-    match g.seal(&id, f.as_fd()) {
+    match g.seal(&id, f.as_fd(), None) {
         Err(Error::Busy {
             writers: 1,
             writable_maps: 0,
@@ -195,7 +195,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     }
     .unwrap();
     let token = g.map_writable(&id.id).unwrap();
-    let e = g.seal(&id, f.as_fd()).unwrap_err();
+    let e = g.seal(&id, f.as_fd(), None).unwrap_err();
     assert_eq!(e.errno(), libc::EBUSY);
     // SAFETY: unmapping exactly what was mapped above.
     unsafe { munmap(addr, 8192).unwrap() };
@@ -203,7 +203,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
 
     // Now it seals; writes, truncation and new writable mappings get EPERM.
     assert!(!g.any_seals(), "a refused seal left a record");
-    let rec = g.seal(&id, f.as_fd()).unwrap();
+    let rec = g.seal(&id, f.as_fd(), None).unwrap();
     assert_eq!(hex::encode(&rec.digest), sha256_hex(&vec![7u8; 8192]));
     assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
     assert_eq!(
@@ -274,7 +274,7 @@ fn sealed_memfd_refuses_changed_content() {
     let p = write_file(&d.path().join("m"), b"original");
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     let id = g.identify(f.as_fd()).unwrap();
-    g.seal(&id, f.as_fd()).unwrap();
+    g.seal(&id, f.as_fd(), None).unwrap();
     // A change behind the guard's back (the backing file written directly).
     std::fs::write(&p, b"tampered").unwrap();
     let now = g.identify(f.as_fd()).unwrap();
@@ -294,7 +294,7 @@ fn state_files_are_private() {
     let p = write_file(&d.path().join("s"), b"sealed");
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     let id = g.identify(f.as_fd()).unwrap();
-    g.seal(&id, f.as_fd()).unwrap();
+    g.seal(&id, f.as_fd(), None).unwrap();
     let state = d.path().join("state");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&state), 0o700);
@@ -1039,13 +1039,13 @@ fn seal_waits_for_a_change_in_flight() {
     // A path truncate(2) in flight counts as a writer: no seal slips in before it.
     let m = g.modify(&id.id).unwrap();
     assert!(matches!(
-        g.seal(&id, f.as_fd()),
+        g.seal(&id, f.as_fd(), None),
         Err(Error::Busy { writers: 1, .. })
     ));
     f.set_len(4).unwrap();
     drop(m);
     let now = g.identify(f.as_fd()).unwrap();
-    let rec = g.seal(&now, f.as_fd()).unwrap();
+    let rec = g.seal(&now, f.as_fd(), None).unwrap();
     assert_eq!(hex::encode(rec.digest), sha256_hex(b"0123"));
     assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
     assert_eq!(g.status(&id.id).unwrap().writers, 0);
@@ -1140,7 +1140,7 @@ fn seals_kept_by_mount_id_are_carried_over() {
     let new_key = {
         let g = guard(d.path(), Actions::default());
         let id = g.identify(f.as_fd()).unwrap();
-        g.seal(&id, f.as_fd()).unwrap();
+        g.seal(&id, f.as_fd(), None).unwrap();
         id.id.to_hex()
     };
     // 'f' + f_fsid (8 bytes) here; the earlier form was 'h' + mount id (8 bytes).

@@ -4,6 +4,7 @@
 mod sync {
     pub use loom::sync::atomic::{AtomicU64, Ordering};
     pub use loom::sync::{Condvar, Mutex, MutexGuard};
+    pub use std::sync::TryLockError;
 }
 
 #[allow(dead_code)]

@@ -165,7 +165,7 @@ fn trees_and_seals_of_files_gone_are_swept_at_registration() {
             g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()))
                 .unwrap();
             if name.starts_with("sealed") {
-                g.seal(&id, f.as_fd()).unwrap();
+                g.seal(&id, f.as_fd(), None).unwrap();
             }
         }
         assert_eq!(names(g.trees().dir()), 4);
