@@ -1198,6 +1198,15 @@ fn exec(a: ExecArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The absolute path of `p`, to check and log; `p` itself where that does not fit in
+/// PATH_MAX (under a working directory nested that deep), as it still opens from there.
+fn full_path(p: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(p) {
+        Err(e) if e.raw_os_error() == Some(libc::ENAMETOOLONG) => Ok(p.to_owned()),
+        r => r,
+    }
+}
+
 /// `vigil exec`: as execve does, follow `#!` lines through up to five interpreters,
 /// each checked, appraised and copied into a sealed memfd; then `fexecve` the last,
 /// giving each script's interpreter the memfd of the script (`/dev/fd/N`) to read.
@@ -1208,7 +1217,7 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
     let config = guard_config(&a.enforce)?;
     let mut command = a.command.into_iter();
     let file = PathBuf::from(command.next().context("no FILE to run")?);
-    let mut path = std::fs::canonicalize(&file).with_context(|| format!("{}", file.display()))?;
+    let mut path = full_path(&file).with_context(|| format!("{}", file.display()))?;
     let tmp = match &a.state {
         Some(_) => None,
         None => Some(tempfile::tempdir().context("temporary state directory")?),
@@ -1271,7 +1280,7 @@ fn exec_verified(a: ExecArgs) -> anyhow::Result<ExitCode> {
         scripts.push(mem);
         let name = PathBuf::from(OsString::from_vec(name));
         label = format!("{label}: interpreter {}", name.display());
-        path = std::fs::canonicalize(&name).with_context(|| label.clone())?;
+        path = full_path(&name).with_context(|| label.clone())?;
         argv0 = name.into_os_string();
     };
     let argv: Vec<CString> = std::iter::once(argv0)

@@ -1909,3 +1909,24 @@ fn a_second_sigterm_gives_up_the_re_measurements() {
         t.elapsed()
     );
 }
+
+/// `vigil exec ./prog` runs from a working directory whose path is longer than
+/// PATH_MAX, as execve does.
+#[test]
+fn exec_runs_from_a_working_directory_deeper_than_path_max() {
+    let d = dirs();
+    let deep = "d".repeat(200);
+    let script = format!(
+        "set -e; cd \"$1\"; for i in $(seq 25); do mkdir {deep}; cd -P {deep}; done; \
+         cp /bin/echo .; exec \"$2\" exec ./echo deep ok"
+    );
+    let o = Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .arg(&d.src)
+        .arg(env!("CARGO_BIN_EXE_vigil"))
+        .env("VIGIL_RUN_DIR", &d.run)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "deep ok\n");
+}

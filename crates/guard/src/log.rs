@@ -104,15 +104,24 @@ pub struct MeasurementLog {
 pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, String)> {
     let mut rd = BinaryReader::new(buf, HashAlgo::Sha1, ENDIAN).tail_policy(TailPolicy::Stop);
     let mut out = Vec::new();
+    // The offset goes beside the description, not into it twice.
+    let bad = |at: u64, e: vigil_ima::Error| match e {
+        vigil_ima::Error::ListRecord {
+            record,
+            offset,
+            msg,
+        } => (offset, format!("record {record}: {msg}")),
+        e => (at, e.to_string()),
+    };
     loop {
         let at = rd.offset();
         match rd.next_raw() {
             Ok(Some(raw)) => out.push(
                 raw.to_record(HashAlgo::Sha1, ENDIAN)
-                    .map_err(|e| (raw.offset, e.to_string()))?,
+                    .map_err(|e| bad(raw.offset, e))?,
             ),
             Ok(None) => break,
-            Err(e) => return Err((at, e.to_string())),
+            Err(e) => return Err(bad(at, e)),
         }
     }
     Ok((out, rd.offset() as usize))

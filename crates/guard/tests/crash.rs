@@ -312,7 +312,12 @@ fn torn_log_tail_is_cut() {
     bad[0] = 200; // PCR index 200
     std::fs::write(&p, &bad).unwrap();
     match MeasurementLog::open(&p, LogConfig::default()) {
-        Err(vigil_guard::Error::Corrupt { offset: 0, .. }) => {}
+        Err(e @ vigil_guard::Error::Corrupt { offset: 0, .. }) => {
+            // Named once: "…: record 0: … at offset 0".
+            let msg = e.to_string();
+            assert_eq!(msg.matches("offset").count(), 1, "{msg}");
+            assert!(msg.contains("record 0: "), "{msg}");
+        }
         other => panic!("{:?}", other.map(|l| l.stats())),
     }
 }
