@@ -1013,6 +1013,89 @@ impl Shared {
     }
 }
 
+/// The inode-flag ioctls (`lsattr`/`chattr`: FS_IOC_GETFLAGS/SETFLAGS; `xfs_io`:
+/// FS_IOC_FSGETXATTR/FSSETXATTR). The kernel's VFS answers them for every file system
+/// and asks FUSE only after its own checks; it sends them on a handle it opens for the
+/// purpose (a read-only FUSE OPEN, measured like any other).
+#[derive(Clone, Copy)]
+struct FileAttrIoctl {
+    /// The ioctl that reads the attribute.
+    get: u32,
+    /// The one that sets it.
+    set: u32,
+    /// The size of its argument.
+    size: usize,
+    /// The bits of its first word that only CAP_LINUX_IMMUTABLE may change (immutable,
+    /// append-only).
+    guarded: u32,
+}
+
+impl FileAttrIoctl {
+    const FLAGS: FileAttrIoctl = FileAttrIoctl {
+        get: libc::FS_IOC_GETFLAGS as u32,
+        set: libc::FS_IOC_SETFLAGS as u32,
+        // The kernel passes an int, whatever the ioctl's number says.
+        size: 4,
+        guarded: 0x10 | 0x20, // FS_IMMUTABLE_FL | FS_APPEND_FL
+    };
+    const XATTR: FileAttrIoctl = FileAttrIoctl {
+        get: libc::_IOR::<[u8; 28]>(b'X' as u32, 31) as u32,
+        set: libc::_IOW::<[u8; 28]>(b'X' as u32, 32) as u32,
+        size: 28,            // struct fsxattr
+        guarded: 0x8 | 0x10, // FS_XFLAG_IMMUTABLE | FS_XFLAG_APPEND
+    };
+
+    fn of(cmd: u32) -> Option<FileAttrIoctl> {
+        [Self::FLAGS, Self::XATTR]
+            .into_iter()
+            .find(|a| cmd == a.get || cmd == a.set)
+    }
+}
+
+impl Shared {
+    /// A [`FileAttrIoctl`] on `node`, made on its backing file. The kernel checked a
+    /// change already (owner or CAP_FOWNER, CAP_LINUX_IMMUTABLE for the guarded bits);
+    /// the daemon, which may do anything, checks again against the backing file.
+    fn file_attr_ioctl(
+        &self,
+        who: Caller,
+        node: &Node,
+        cmd: u32,
+        input: &[u8],
+        out_size: u32,
+    ) -> Result<Vec<u8>, Errno> {
+        let attr = FileAttrIoctl::of(cmd).ok_or(Errno::ENOTTY)?;
+        let flags = match node.kind {
+            FileType::RegularFile => libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+            FileType::Directory => libc::O_RDONLY | libc::O_DIRECTORY,
+            _ => return Err(Errno::ENOTTY),
+        };
+        let fd = sys::reopen(node.fd(), flags).map_err(|e| errno(&e))?;
+        let mut now = vec![0u8; attr.size];
+        sys::ioctl_buf(fd.as_fd(), attr.get, &mut now).map_err(|e| errno(&e))?;
+        if cmd == attr.get {
+            now.truncate(out_size as usize);
+            return Ok(now);
+        }
+        let mut new = input.get(..attr.size).ok_or(Errno::EINVAL)?.to_vec();
+        let owner = node.stat().map_err(|e| errno(&e))?.st_uid;
+        if who.uid != owner && !has_capability(who.pid, who.uid, CAP_FOWNER) {
+            return Err(Errno::EPERM);
+        }
+        let first_word = |b: &[u8]| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+        if (first_word(&now) ^ first_word(&new)) & attr.guarded != 0
+            && !has_capability(who.pid, who.uid, CAP_LINUX_IMMUTABLE)
+        {
+            return Err(Errno::EPERM);
+        }
+        // The ctime changes: a change through the mount, not behind it.
+        let change = self.enforce.change_metadata(node);
+        let r = sys::ioctl_buf(fd.as_fd(), attr.set, &mut new);
+        self.metadata_changed(node, None, change);
+        r.map(|()| Vec::new()).map_err(|e| errno(&e))
+    }
+}
+
 fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
@@ -1068,7 +1151,9 @@ fn groups_of(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
+const CAP_FOWNER: u32 = 3;
 const CAP_FSETID: u32 = 4;
+const CAP_LINUX_IMMUTABLE: u32 = 9;
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// Whether process `pid` has capability `cap` in effect; if its status cannot be read,
@@ -1929,11 +2014,21 @@ impl Filesystem for VigilFs {
         _fh: FileHandle,
         _flags: IoctlFlags,
         cmd: u32,
-        _in_data: &[u8],
-        _out_size: u32,
+        in_data: &[u8],
+        out_size: u32,
         reply: ReplyIoctl,
     ) {
         let s = &self.shared;
+        if FileAttrIoctl::of(cmd).is_some() {
+            if control::is_control(ino.0) {
+                return reply.error(Errno::ENOTTY);
+            }
+            let node = tri!(reply, s.node(ino));
+            return match s.file_attr_ioctl(caller(req), &node, cmd, in_data, out_size) {
+                Ok(out) => reply.ioctl(0, &out),
+                Err(e) => reply.error(e),
+            };
+        }
         if !matches!(cmd, ioctl::SEAL | ioctl::UNSEAL | ioctl::STATUS) {
             // Not an ioctl of this filesystem, on any kind of file.
             return reply.error(Errno::ENOTTY);

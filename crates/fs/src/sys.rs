@@ -501,3 +501,10 @@ pub(crate) fn killed(tid: u32) -> bool {
                 .is_some_and(|set| set & SIGKILL_BIT != 0)
         })
 }
+
+/// ioctl `cmd` on `fd` with a pointer to `arg` (read from and/or written to).
+pub(crate) fn ioctl_buf(fd: BorrowedFd<'_>, cmd: u32, arg: &mut [u8]) -> io::Result<()> {
+    // SAFETY: `arg` is a live buffer of the size the ioctl's argument has (the caller's
+    // contract); the kernel reads or writes only that much.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg.as_mut_ptr()) }).map(drop)
+}

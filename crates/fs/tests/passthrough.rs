@@ -1423,3 +1423,118 @@ fn writeback_that_does_not_fit_is_an_error_at_msync() {
     drop(file);
     f.bg.take().unwrap().unmount().unwrap();
 }
+
+/// An inode-flag ioctl on `p`: FS_IOC_GETFLAGS (`set` None) gives the flags, or
+/// FS_IOC_SETFLAGS sets them and gives 0; a failure gives `-errno`.
+fn inode_flags(p: &Path, set: Option<i32>) -> i32 {
+    let c = cpath(p);
+    // SAFETY: plain system calls with an int argument.
+    unsafe {
+        let fd = libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK);
+        if fd < 0 {
+            return -last_errno();
+        }
+        let mut v = set.unwrap_or(0);
+        let cmd = match set {
+            Some(_) => libc::FS_IOC_SETFLAGS,
+            None => libc::FS_IOC_GETFLAGS,
+        };
+        let r = libc::ioctl(fd, cmd, &mut v);
+        let e = last_errno();
+        libc::close(fd);
+        match (r, set) {
+            (0, None) => v,
+            (0, Some(_)) => 0,
+            _ => -e,
+        }
+    }
+}
+
+/// struct fsxattr's first word (fsx_xflags) of `p` through FS_IOC_FSGETXATTR, or with
+/// `set`, FS_IOC_FSSETXATTR of the attributes read with that word replaced.
+fn xflags(p: &Path, set: Option<u32>) -> i32 {
+    let c = cpath(p);
+    let (get_cmd, set_cmd) = (
+        libc::_IOR::<[u8; 28]>(b'X' as u32, 31),
+        libc::_IOW::<[u8; 28]>(b'X' as u32, 32),
+    );
+    // SAFETY: plain system calls with a 28-byte struct fsxattr.
+    unsafe {
+        let fd = libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK);
+        if fd < 0 {
+            return -last_errno();
+        }
+        let mut fsx = [0u32; 7];
+        let mut r = libc::ioctl(fd, get_cmd, fsx.as_mut_ptr());
+        if r == 0 {
+            if let Some(x) = set {
+                fsx[0] = x;
+                r = libc::ioctl(fd, set_cmd, fsx.as_mut_ptr());
+            }
+        }
+        let e = last_errno();
+        libc::close(fd);
+        match (r, set) {
+            (0, None) => fsx[0] as i32,
+            (0, Some(_)) => 0,
+            _ => -e,
+        }
+    }
+}
+
+/// `lsattr`/`chattr` (and `xfs_io`'s fsxattr ioctls) act on the backing files, with
+/// the kernel's rules: the owner or CAP_FOWNER changes flags, and only
+/// CAP_LINUX_IMMUTABLE the immutable and append-only ones.
+#[test]
+fn inode_flags_are_the_backing_files() {
+    const IMMUTABLE: i32 = 0x10;
+    const APPEND: i32 = 0x20;
+    const NODUMP: i32 = 0x40;
+    const XFLAG_IMMUTABLE: u32 = 0x8;
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(f.s("f"), b"f").unwrap();
+    fs::write(f.s("mine"), b"nobody's").unwrap();
+    std::os::unix::fs::chown(f.s("mine"), Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::create_dir(f.s("d")).unwrap();
+    f.mount();
+    for name in ["f", "d"] {
+        let native = inode_flags(&f.s(name), None);
+        assert!(native >= 0, "{name}: {native}");
+        assert_eq!(inode_flags(&f.m(name), None), native, "{name}");
+        assert_eq!(xflags(&f.m(name), None), xflags(&f.s(name), None), "{name}");
+    }
+
+    // chattr +i through the mount: the backing file is immutable, writes are refused.
+    let flags = inode_flags(&f.s("f"), None);
+    assert_eq!(inode_flags(&f.m("f"), Some(flags | IMMUTABLE)), 0);
+    assert_eq!(inode_flags(&f.s("f"), None), flags | IMMUTABLE);
+    assert_eq!(try_open(&cpath(&f.m("f")), libc::O_WRONLY, 0), libc::EPERM);
+    assert_eq!(inode_flags(&f.m("f"), Some(flags)), 0);
+    assert_eq!(try_open(&cpath(&f.m("f")), libc::O_WRONLY, 0), 0);
+    // The same through struct fsxattr.
+    let x = xflags(&f.m("f"), None) as u32;
+    assert_eq!(xflags(&f.m("f"), Some(x | XFLAG_IMMUTABLE)), 0);
+    assert_eq!(inode_flags(&f.s("f"), None), flags | IMMUTABLE);
+    assert_eq!(xflags(&f.m("f"), Some(x)), 0);
+    assert_eq!(inode_flags(&f.s("f"), None), flags);
+    // chattr +a on a directory.
+    let dflags = inode_flags(&f.s("d"), None);
+    assert_eq!(inode_flags(&f.m("d"), Some(dflags | APPEND)), 0);
+    assert_eq!(inode_flags(&f.s("d"), None), dflags | APPEND);
+    assert_eq!(inode_flags(&f.m("d"), Some(dflags)), 0);
+
+    // Another user: not on a file it does not own; on its own, not +i.
+    let set_as_nobody =
+        |p: PathBuf, v: i32| as_user(NOBODY, NOBODY, 0o022, || -inode_flags(&p, Some(v)));
+    assert_eq!(set_as_nobody(f.m("f"), flags | NODUMP), libc::EPERM);
+    let mine = inode_flags(&f.s("mine"), None);
+    assert_eq!(set_as_nobody(f.m("mine"), mine | NODUMP), 0);
+    assert_eq!(inode_flags(&f.s("mine"), None), mine | NODUMP);
+    assert_eq!(set_as_nobody(f.m("mine"), mine | IMMUTABLE), libc::EPERM);
+    assert_eq!(inode_flags(&f.s("mine"), None), mine | NODUMP);
+}
