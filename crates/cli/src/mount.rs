@@ -180,7 +180,8 @@ pub struct MountArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Worker threads for opens (which may measure a file), fsync and other slow
-    /// requests, 1 to 1024 (default: 2 × CPUs, 4 to 32).
+    /// requests, 1 to 1024 (default: 2 × CPUs, 4 to 32). As many again measure files of
+    /// 64 MiB or more at their opens, so that huge files hold up no other open.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Worker threads that verify and serve file data, 1 to 256 (default: one per CPU; more

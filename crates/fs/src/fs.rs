@@ -43,6 +43,10 @@ pub const READ_AHEAD: u32 = 16 * MAX_IO;
 /// skips asynchronous readahead.
 const MAX_BACKGROUND: u16 = (2 * READ_AHEAD / MAX_IO + 16) as u16;
 
+/// Files from this size on take long to measure (some 50 ms at 1.4 GB/s), more for
+/// every byte: see [`Shared::measuring`].
+const LARGE_FILE: u64 = 64 << 20;
+
 /// Direct reads in flight at most: half a readahead window.
 const DIRECT_IO_THREADS: usize = (READ_AHEAD / MAX_IO / 2) as usize;
 
@@ -52,6 +56,12 @@ pub struct Shared {
     pub handles: HandleTable,
     /// Workers for opens (which may measure), fsync and other slow requests.
     pub pool: Arc<Pool>,
+    /// Workers for the opens and seals of large files ([`LARGE_FILE`]) whose measurement
+    /// is not cached: measuring reads all of a file, which for a huge one takes minutes,
+    /// so they must not hold up the opens of other files. As many workers as `pool`,
+    /// and a queue long enough that the loop threads, which hand it the jobs, wait for
+    /// a place only when that many such opens are pending.
+    pub measuring: Arc<Pool>,
     /// Workers for READs, one per CPU by default: more would share the CPUs and finish
     /// a readahead window's READs all at once, late, instead of the first ones first
     /// (the reader needs the first to ask for the next window).
@@ -171,6 +181,7 @@ impl VigilFs {
                 inodes,
                 handles: HandleTable::new(),
                 pool: Pool::new("vigil-fs-w", workers, workers * 16),
+                measuring: Pool::new("vigil-fs-m", workers, 1024),
                 readers: Pool::new("vigil-fs-r", read_workers, MAX_BACKGROUND.into()),
                 direct_io: Pool::new("vigil-fs-io", DIRECT_IO_THREADS, MAX_BACKGROUND.into()),
                 spare_buffers: Mutex::new(Vec::new()),
@@ -207,7 +218,19 @@ impl Shared {
         self.direct_io.shutdown();
         self.readers.shutdown();
         self.prefetch.shutdown();
+        self.measuring.shutdown();
         self.pool.shutdown();
+    }
+
+    /// The pool for a request on `node` that may measure it.
+    fn pool_for(&self, node: &Node) -> &Pool {
+        let large = node.kind == FileType::RegularFile
+            && node.stat().is_ok_and(|st| st.st_size as u64 >= LARGE_FILE);
+        if large {
+            &self.measuring
+        } else {
+            &self.pool
+        }
     }
 
     fn node(&self, ino: INodeNo) -> Result<Arc<Node>, Errno> {
@@ -1519,7 +1542,8 @@ impl Filesystem for VigilFs {
             }
         }
         let shared = self.shared.clone();
-        s.pool.run(move || answer(&shared, node, reply, None));
+        s.pool_for(&node)
+            .run(move || answer(&shared, node, reply, None));
     }
 
     fn read(
@@ -2039,7 +2063,7 @@ impl Filesystem for VigilFs {
         let node = tri!(reply, s.node(ino));
         let (who, shared) = (caller(req), self.shared.clone());
         // Sealing measures the file: on a worker.
-        s.pool
+        s.pool_for(&node)
             .run(move || match shared.ioctl_seal(who, &node, cmd) {
                 Ok(v) => reply.ioctl(v, &[]),
                 Err(e) => reply.error(e),

@@ -298,6 +298,7 @@ impl Mount {
             let mnt = mountpoint.clone();
             let pools = [
                 &shared.pool,
+                &shared.measuring,
                 &shared.readers,
                 &shared.direct_io,
                 &shared.prefetch,

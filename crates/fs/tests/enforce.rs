@@ -88,6 +88,15 @@ impl Env {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     fn mount(&self, policy: &str, appraise: AppraiseMode, cert: Option<&Path>) -> Background {
+        self.mount_with(policy, appraise, cert, |_| {})
+    }
+    fn mount_with(
+        &self,
+        policy: &str,
+        appraise: AppraiseMode,
+        cert: Option<&Path>,
+        edit: impl FnOnce(&mut vigil_fs::MountOptions),
+    ) -> Background {
         let pol = vigil_ima::policy::parse(policy).unwrap().compile();
         let verifier = cert.map(|c| {
             Arc::new(KeyRing::load_list(c.to_str().unwrap()).unwrap())
@@ -100,7 +109,7 @@ impl Env {
             verifier,
             ..Default::default()
         };
-        common::mount(&self.src, &self.mnt, self.dir.path(), cfg)
+        common::mount_with(&self.src, &self.mnt, self.dir.path(), cfg, edit)
     }
     fn m(&self, f: &str) -> PathBuf {
         self.mnt.join(f)
@@ -1225,6 +1234,47 @@ fn killed_openers_do_not_wait_for_the_measurement() {
     let list = fs::read_to_string(env.m(".vigil/ascii_runtime_measurements")).unwrap();
     assert!(list.contains("/small"), "{list}");
     assert!(!list.contains("/big"), "{list}");
+    common::settle(&bg);
+    bg.unmount().unwrap();
+}
+
+/// Measuring a huge file holds up no open of another file, even with a single worker
+/// for opens: opens of large files have workers of their own.
+#[test]
+fn measuring_a_huge_file_holds_up_no_other_open() {
+    if !common::can_mount() {
+        return;
+    }
+    let env = Env::new();
+    fs::File::create(env.src.join("big"))
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    fs::write(env.src.join("small"), b"small").unwrap();
+    let bg = env.mount_with("measure func=FILE_CHECK\n", AppraiseMode::Off, None, |o| {
+        o.workers = 1
+    });
+    let mut cat = Command::new("cat")
+        .arg(env.m("big"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        bg.guard().stats().measurements,
+        1,
+        "the big file is measured"
+    );
+    let t = Instant::now();
+    assert_eq!(fs::read(env.m("small")).unwrap(), b"small");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the open waited {:?}",
+        t.elapsed()
+    );
+    assert!(cat.try_wait().unwrap().is_none(), "still measuring");
+    cat.kill().unwrap();
+    cat.wait().unwrap();
     common::settle(&bg);
     bg.unmount().unwrap();
 }
