@@ -2268,7 +2268,7 @@ fn needs_value_refresh(m: &Measurement) -> bool {
 
 /// When a measurement is given up ([`Error::Interrupted`]): the guard abandons its
 /// measurements, or the opener it is for has gone. The opener is asked at most every
-/// [`GONE_POLL`] (a look at /proc takes microseconds; a chunk is hashed in one).
+/// [`GONE_POLL`], not after every chunk: asking may cost a read of /proc.
 struct GiveUp<'a> {
     abandoned: &'a AtomicBool,
     gone: Option<&'a (dyn Fn() -> bool + Sync)>,
