@@ -1033,13 +1033,17 @@ fn logged_names_are_the_kernels() {
     drop(w);
     // A second name made through the mount, then the first one removed: logged by the
     // name that is left.
+    // (Each writer's RELEASE, which the kernel sends after close() has returned, is
+    // waited for: a read open that overtook it would find a writer.)
     fs::write(env.m("first"), b"linked").unwrap();
+    common::settle(&bg);
     fs::hard_link(env.m("first"), env.m("second")).unwrap();
     fs::remove_file(env.m("first")).unwrap();
     assert_eq!(fs::read(env.m("second")).unwrap(), b"linked");
     // A directory renamed through the mount: a file looked up in it before follows.
     fs::create_dir(env.m("olddir")).unwrap();
     fs::write(env.m("olddir/f"), b"in a directory").unwrap();
+    common::settle(&bg);
     fs::rename(env.m("olddir"), env.m("newdir")).unwrap();
     assert_eq!(fs::read(env.m("newdir/f")).unwrap(), b"in a directory");
     // Moved behind the mount while open: named where the mount last saw it, where the
