@@ -1184,6 +1184,29 @@ fn a_damaged_stored_tree_fails_the_open() {
     bg.unmount().unwrap();
 }
 
+impl Env {
+    /// Sources `big`, sparse (measuring it reads and hashes 64 GiB of zeros, a minute
+    /// or more), and `small`.
+    fn with_huge_file() -> Env {
+        let env = Env::new();
+        fs::File::create(env.src.join("big"))
+            .unwrap()
+            .set_len(64 << 30)
+            .unwrap();
+        fs::write(env.src.join("small"), b"small").unwrap();
+        env
+    }
+}
+
+/// `cat FILE > /dev/null`, started.
+fn cat(file: &Path) -> std::process::Child {
+    Command::new("cat")
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Opens that wait for the measurement of a huge file end as soon as their callers are
 /// killed, both the one whose open is measuring and one waiting for that measurement:
 /// it is given up, nothing is logged for it, and the mount goes on serving.
@@ -1193,24 +1216,11 @@ fn killed_openers_do_not_wait_for_the_measurement() {
     if !common::can_mount() {
         return;
     }
-    let env = Env::new();
-    // Sparse: measuring it reads and hashes 64 GiB of zeros, most of a minute.
-    fs::File::create(env.src.join("big"))
-        .unwrap()
-        .set_len(64 << 30)
-        .unwrap();
-    fs::write(env.src.join("small"), b"small").unwrap();
+    let env = Env::with_huge_file();
     let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
-    let cat = || {
-        Command::new("cat")
-            .arg(env.m("big"))
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut measuring = cat();
+    let mut measuring = cat(&env.m("big"));
     std::thread::sleep(Duration::from_millis(300));
-    let mut waiting = cat();
+    let mut waiting = cat(&env.m("big"));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         bg.guard().stats().measurements,
@@ -1249,20 +1259,11 @@ fn measuring_a_huge_file_holds_up_no_other_open() {
     if !common::can_mount() {
         return;
     }
-    let env = Env::new();
-    fs::File::create(env.src.join("big"))
-        .unwrap()
-        .set_len(64 << 30)
-        .unwrap();
-    fs::write(env.src.join("small"), b"small").unwrap();
+    let env = Env::with_huge_file();
     let bg = env.mount_with("measure func=FILE_CHECK\n", AppraiseMode::Off, None, |o| {
         o.workers = 1
     });
-    let mut cat = Command::new("cat")
-        .arg(env.m("big"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cat = cat(&env.m("big"));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         bg.guard().stats().measurements,
