@@ -609,10 +609,27 @@ fn notify_systemd(state: &str) {
     }
 }
 
+/// Write the daemon's pid file, readable by all and writable by root only (the daemon
+/// runs with umask 0: the modes are its own).
 fn write_pid(mnt: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let p = pid_file(mnt);
-    std::fs::create_dir_all(p.parent()?).ok()?;
-    std::fs::write(&p, format!("{}\n", std::process::id())).ok()?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p.parent()?)
+        .ok()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&p)
+        .ok()?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .ok()?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .ok()?;
     Some(p)
 }
 
@@ -735,7 +752,7 @@ fn umount(a: UmountArgs) -> anyhow::Result<ExitCode> {
         // A wait too long to represent is no deadline.
         let deadline = Instant::now().checked_add(Duration::from_secs(a.wait));
         // SAFETY: signal 0 only probes for the process.
-        while unsafe { libc::kill(pid, 0) } == 0 && !is_zombie(pid) {
+        while unsafe { libc::kill(pid, 0) } == 0 && !has_exited(pid) {
             if deadline.is_some_and(|d| Instant::now() > d) {
                 eprintln!(
                     "vigil: {}: unmounted, but daemon {pid} is still running",
@@ -749,14 +766,20 @@ fn umount(a: UmountArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
+/// Whether every thread of process `pid` has exited. Its main thread turns zombie
+/// while the others may still be exiting, and the process's descriptors, among them
+/// the state directory's lock, are closed only with the last of them.
+fn has_exited(pid: i32) -> bool {
+    let zombie = |stat: &str| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).map_or(true, |stat| zombie(&stat))
+    })
 }
 
 fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {

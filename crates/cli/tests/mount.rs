@@ -1929,3 +1929,41 @@ fn exec_runs_from_a_working_directory_deeper_than_path_max() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "deep ok\n");
 }
+
+/// Once `vigil umount` returns, the daemon is gone, state lock and all: the same state
+/// directory mounts again at once. Its pid file is root's.
+#[test]
+fn umount_returns_once_the_daemon_is_gone() {
+    use std::os::unix::fs::MetadataExt;
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    fs::write(d.src.join("f"), b"content").unwrap();
+    for _ in 0..4 {
+        d.mount(&[]);
+        let pid = daemon_pid(&d);
+        let pid_file = fs::read_dir(&d.run)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        assert_eq!(fs::metadata(&pid_file).unwrap().mode() & 0o777, 0o644);
+        assert_eq!(fs::read(d.mnt.join("f")).unwrap(), b"content");
+        let o = vigil(&[&"umount", &d.mnt], &d.run);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let alive: Vec<String> = fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|t| fs::read_to_string(t.path().join("stat")).ok())
+            .filter(|stat| {
+                !stat
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+            .collect();
+        assert!(alive.is_empty(), "threads still running: {alive:?}");
+    }
+}

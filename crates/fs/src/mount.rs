@@ -315,7 +315,9 @@ impl Mount {
             });
         }
         if signals {
-            let (mnt, shared) = (mountpoint.clone(), shared.clone());
+            // Weak: the guard, whose drop releases the state directory's lock, goes when
+            // the session ends, not when the process does.
+            let (mnt, shared) = (mountpoint.clone(), Arc::downgrade(&shared));
             std::thread::Builder::new()
                 .name("vigil-fs-signals".into())
                 .spawn(move || {
@@ -340,7 +342,9 @@ impl Mount {
                         "vigil-fs: second signal: giving up the measurements in progress on {}",
                         mnt.display()
                     );
-                    shared.enforce.abandon_measurements();
+                    if let Some(shared) = shared.upgrade() {
+                        shared.enforce.abandon_measurements();
+                    }
                 })?;
         }
         // A connection aborted while the session ends makes fuser 0.18 return the
