@@ -1600,6 +1600,15 @@ impl Shared {
         Ok(())
     }
 
+    /// Whether `st` is the state kept for `id` (not forgotten meanwhile).
+    fn tracks(&self, id: &FileId, st: &FileState) -> bool {
+        self.files
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .is_some_and(|kept| std::ptr::eq(Arc::as_ptr(kept), st))
+    }
+
     fn forget(&self, id: &FileId) {
         // Dropped outside the lock: dropping a measurement may delete its tree.
         let state = self
@@ -1900,8 +1909,12 @@ impl Shared {
                     }
                 };
                 if stored.is_some() || tree.tree.is_empty() {
-                    // Trees of earlier contents of this file are of no use now.
+                    // Trees of earlier contents of this file are of no use now; none is,
+                    // if the file was forgotten (deleted, and let go of by the kernel)
+                    // while it was measured: the forgetting removed its trees before
+                    // this one was stored. (Forgotten from here on, it finds this one.)
                     let kept = stored.as_ref().map(|r| &r.digest[..]);
+                    let kept = kept.filter(|_| self.tracks(id, st));
                     self.trees.remove_for(&key, kept)?;
                 }
                 if stored.is_some() {

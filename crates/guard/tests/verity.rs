@@ -244,3 +244,29 @@ fn measurements_of_a_file_growing_behind_are_sized_as_read() {
         g.stats()
     );
 }
+
+/// A file forgotten while it is measured (deleted, and let go of by the kernel) leaves
+/// no tree behind: the forgetting removed the file's trees before its measurement
+/// stored this one.
+#[test]
+fn a_file_forgotten_while_measured_leaves_no_tree() {
+    let d = scratch();
+    let g = Guard::new(verity_config(), d.path().join("state")).unwrap();
+    let p = d.path().join("big");
+    // Sparse: measuring it takes a second or so.
+    File::create(&p).unwrap().set_len(1 << 30).unwrap();
+    let f = File::open(&p).unwrap();
+    let id = g.identify(f.as_fd()).unwrap();
+    std::thread::scope(|s| {
+        let open = s.spawn(|| g.on_open(&id, f.as_fd(), &OpenRequest::read("big")));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!open.is_finished(), "the file is still being measured");
+        g.forget(&id.id);
+        let decision = open.join().unwrap().unwrap();
+        assert!(decision.measurement.is_some());
+    });
+    let trees = std::fs::read_dir(d.path().join("state/trees"))
+        .unwrap()
+        .count();
+    assert_eq!(trees, 0);
+}
