@@ -59,8 +59,10 @@ pub struct Shared {
     /// Workers for the opens and seals of large files ([`LARGE_FILE`]) whose measurement
     /// is not cached: measuring reads all of a file, which for a huge one takes minutes,
     /// so they must not hold up the opens of other files. As many workers as `pool`,
-    /// and a queue long enough that the loop threads, which hand it the jobs, wait for
-    /// a place only when that many such opens are pending.
+    /// taking the users' jobs in turn, so that one user's many opens of huge files make
+    /// no other user's wait behind them all. Its queue has no bound: a loop thread,
+    /// which hands it the jobs, must never wait for a place (every request of the
+    /// mount would wait with it), and each job is a caller blocked in open(2).
     pub measuring: Arc<Pool>,
     /// Workers for READs, one per CPU by default: more would share the CPUs and finish
     /// a readahead window's READs all at once, late, instead of the first ones first
@@ -180,12 +182,16 @@ impl VigilFs {
                 me: me.clone(),
                 inodes,
                 handles: HandleTable::new(),
-                pool: Pool::new("vigil-fs-w", workers, workers * 16),
-                measuring: Pool::new("vigil-fs-m", workers, 1024),
-                readers: Pool::new("vigil-fs-r", read_workers, MAX_BACKGROUND.into()),
-                direct_io: Pool::new("vigil-fs-io", DIRECT_IO_THREADS, MAX_BACKGROUND.into()),
+                pool: Pool::new("vigil-fs-w", workers, Some(workers * 16)),
+                measuring: Pool::new("vigil-fs-m", workers, None),
+                readers: Pool::new("vigil-fs-r", read_workers, Some(MAX_BACKGROUND.into())),
+                direct_io: Pool::new(
+                    "vigil-fs-io",
+                    DIRECT_IO_THREADS,
+                    Some(MAX_BACKGROUND.into()),
+                ),
                 spare_buffers: Mutex::new(Vec::new()),
-                prefetch: Pool::new("vigil-fs-ra", 1, 4),
+                prefetch: Pool::new("vigil-fs-ra", 1, Some(4)),
                 enforce,
                 notifier: OnceLock::new(),
                 device: OnceLock::new(),
@@ -1246,7 +1252,11 @@ impl Filesystem for VigilFs {
         // EPERM) before anything is truncated. Without it the kernel opens with the
         // access mode alone and truncates with a SETATTR that names no handle, so an
         // O_RDONLY|O_TRUNC open would pass as a read and truncate(2) the file.
+        //
+        // FUSE_ABORT_ERROR: after an abort the device reads ECONNABORTED, not the
+        // ENODEV of an unmount, so the daemon tells the two apart (see `Mount::run`).
         let wanted = InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_ABORT_ERROR
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
@@ -1266,11 +1276,11 @@ impl Filesystem for VigilFs {
         Ok(())
     }
 
-    /// At the end of the session (fuser calls it after an abort too).
+    /// At the end of the session (fuser calls it after an abort too). The owed
+    /// re-measurements are made afterwards, by `Mount::run`.
     fn destroy(&mut self) {
         self.shared.enforce.connection_ended();
         self.shared.shutdown_workers();
-        self.shared.enforce.shutdown();
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -1543,7 +1553,7 @@ impl Filesystem for VigilFs {
         }
         let shared = self.shared.clone();
         s.pool_for(&node)
-            .run(move || answer(&shared, node, reply, None));
+            .run_for(who.uid, move || answer(&shared, node, reply, None));
     }
 
     fn read(
@@ -2064,7 +2074,7 @@ impl Filesystem for VigilFs {
         let (who, shared) = (caller(req), self.shared.clone());
         // Sealing measures the file: on a worker.
         s.pool_for(&node)
-            .run(move || match shared.ioctl_seal(who, &node, cmd) {
+            .run_for(who.uid, move || match shared.ioctl_seal(who, &node, cmd) {
                 Ok(v) => reply.ioctl(v, &[]),
                 Err(e) => reply.error(e),
             });

@@ -347,16 +347,22 @@ impl Mount {
                     }
                 })?;
         }
-        // A connection aborted while the session ends makes fuser 0.18 return the
-        // ECONNABORTED of its last read of /dev/fuse as an error (seen at unmounts in the
-        // tests, about once in 20 runs with 8 threads; fuser#212). The session is over
-        // either way, as after the ENODEV of an unmount: fuser later treats both alike
-        // (fuser#708).
-        let r = match session.run() {
-            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
-            r => r,
-        };
+        // An aborted connection makes fuser 0.18 return the ECONNABORTED of its read of
+        // /dev/fuse (FUSE_ABORT_ERROR; an unmount reads ENODEV) as an error (fuser#212).
+        // The session is over either way: fuser later treats both alike (fuser#708).
+        let r = session.run();
+        let aborted = matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED));
         shared.shutdown_workers();
+        // The re-measurements owed to files written through the mount are made, so
+        // that their hash values follow those writes; after an abort (by the watchdog
+        // or by hand: something is wrong, and the daemon is to go) they are given up.
+        if aborted {
+            shared.enforce.abandon_measurements();
+        }
+        shared.enforce.shutdown();
+        if aborted {
+            return Ok(());
+        }
         r
     }
 

@@ -1,6 +1,7 @@
-//! A bounded worker pool. FUSE loop threads hand it every request that may take long
-//! (reads that verify, opens that measure, fsync) together with the request's reply, so
-//! a loop thread never waits on hashing or on the backing store's slowest operations.
+//! A worker pool. FUSE loop threads hand it every request that may take long (reads
+//! that verify, opens that measure, fsync) together with the request's reply, so a loop
+//! thread never waits on hashing or on the backing store's slowest operations. Its
+//! queue is bounded or not, and serves the users it holds jobs of in turn.
 //!
 //! Each worker publishes when its current job started; a watchdog thread reads those
 //! stamps and reports (through a callback) a job stuck longer than the limit, so the
@@ -9,16 +10,16 @@
 //! takes minutes (reading and hashing every byte, as IMA does), and other opens may
 //! wait on it meanwhile.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 pub struct Pool {
-    tx: Mutex<Option<SyncSender<Job>>>,
+    queue: Arc<JobQueue>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     busy: Arc<Vec<AtomicU64>>,
     /// Each worker's thread id, for its progress counters in /proc.
@@ -30,29 +31,22 @@ pub struct Pool {
 impl Pool {
     /// `workers` threads named `{name}{i}` sharing a queue of at most `bound` waiting
     /// jobs (a full queue makes the submitting loop thread wait: back-pressure, never
-    /// unbounded memory).
-    pub fn new(name: &str, workers: usize, bound: usize) -> Arc<Pool> {
+    /// unbounded memory), or with no bound, for jobs whose number is bounded otherwise.
+    pub fn new(name: &str, workers: usize, bound: Option<usize>) -> Arc<Pool> {
         let workers = workers.max(1);
-        let (tx, rx) = sync_channel::<Job>(bound.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let queue = Arc::new(JobQueue::new(bound.map(|b| b.max(1))));
         let busy: Arc<Vec<AtomicU64>> = Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
         let tids: Arc<Vec<AtomicU32>> = Arc::new((0..workers).map(|_| AtomicU32::new(0)).collect());
         let epoch = Instant::now();
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
-            let rx: Arc<Mutex<Receiver<Job>>> = rx.clone();
-            let (busy, tids) = (busy.clone(), tids.clone());
+            let (queue, busy, tids) = (queue.clone(), busy.clone(), tids.clone());
             let t = std::thread::Builder::new()
                 .name(format!("{name}{i}"))
                 .spawn(move || {
                     let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
                     tids[i].store(tid, Ordering::Relaxed);
-                    loop {
-                        let job = {
-                            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
-                            rx.recv()
-                        };
-                        let Ok(job) = job else { return };
+                    while let Some(job) = queue.pop() {
                         // Store "started at" in ms since the epoch, +1 so 0 means idle.
                         busy[i].store(epoch.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
                         job();
@@ -63,7 +57,7 @@ impl Pool {
             threads.push(t);
         }
         Arc::new(Pool {
-            tx: Mutex::new(Some(tx)),
+            queue,
             threads: Mutex::new(threads),
             busy,
             tids,
@@ -74,22 +68,21 @@ impl Pool {
 
     /// Run `job` on a worker; after shutdown it runs on the caller.
     pub fn run(&self, job: impl FnOnce() + Send + 'static) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        match tx {
-            Some(tx) => {
-                if let Err(e) = tx.send(Box::new(job)) {
-                    (e.0)();
-                }
-            }
-            None => job(),
+        self.run_for(0, job);
+    }
+
+    /// [`Pool::run`] for `key` (the user the job is for): the workers take the keys'
+    /// jobs in turn, so one user's many jobs wait behind each other, not in front of
+    /// another user's.
+    pub fn run_for(&self, key: u32, job: impl FnOnce() + Send + 'static) {
+        if let Err(job) = self.queue.push(key, Box::new(job), true) {
+            job();
         }
     }
 
     /// Run `job` on a worker if one can take it without waiting; drop it otherwise.
     pub fn try_run(&self, job: impl FnOnce() + Send + 'static) {
-        if let Some(tx) = &*self.tx.lock().unwrap_or_else(|e| e.into_inner()) {
-            let _ = tx.try_send(Box::new(job));
-        }
+        let _ = self.queue.push(0, Box::new(job), false);
     }
 
     /// Age of the oldest job currently running.
@@ -120,11 +113,101 @@ impl Pool {
     /// Stop taking jobs, let the queued ones finish and join the workers.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::Relaxed);
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.queue.close();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {
             let _ = t.join();
         }
+    }
+}
+
+/// The jobs waiting for a worker, by key, taken round-robin over the keys. With a
+/// bound, a push waits while that many jobs wait.
+struct JobQueue {
+    state: Mutex<QueueState>,
+    /// A job came, or the queue closed.
+    filled: Condvar,
+    /// A job was taken, or the queue closed.
+    drained: Condvar,
+    bound: Option<usize>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: HashMap<u32, VecDeque<Job>>,
+    /// The keys with jobs, in the order of their turns.
+    turns: VecDeque<u32>,
+    len: usize,
+    closed: bool,
+}
+
+impl JobQueue {
+    fn new(bound: Option<usize>) -> JobQueue {
+        JobQueue {
+            state: Mutex::default(),
+            filled: Condvar::new(),
+            drained: Condvar::new(),
+            bound,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `job` for `key`, waiting for room if `wait`; gives the job back if the
+    /// queue is closed, or full and not to be waited for.
+    fn push(&self, key: u32, job: Job, wait: bool) -> Result<(), Job> {
+        let mut st = self.lock();
+        while !st.closed && self.bound.is_some_and(|b| st.len >= b) {
+            if !wait {
+                return Err(job);
+            }
+            st = self.drained.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        if st.closed {
+            return Err(job);
+        }
+        let jobs = st.jobs.entry(key).or_default();
+        jobs.push_back(job);
+        if jobs.len() == 1 {
+            st.turns.push_back(key);
+        }
+        st.len += 1;
+        drop(st);
+        self.filled.notify_one();
+        Ok(())
+    }
+
+    /// The next job, once there is one; `None` once the queue is closed and empty.
+    fn pop(&self) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if let Some(key) = st.turns.pop_front() {
+                let jobs = st.jobs.get_mut(&key).expect("a key with a turn has jobs");
+                let job = jobs.pop_front().expect("a key with a turn has jobs");
+                if jobs.is_empty() {
+                    st.jobs.remove(&key);
+                } else {
+                    st.turns.push_back(key);
+                }
+                st.len -= 1;
+                drop(st);
+                self.drained.notify_one();
+                return Some(job);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.filled.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Take no more jobs; those queued are still handed out.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.filled.notify_all();
+        self.drained.notify_all();
     }
 }
 
@@ -202,7 +285,7 @@ mod tests {
 
     #[test]
     fn runs_all_jobs_and_joins() {
-        let pool = Pool::new("t", 3, 2);
+        let pool = Pool::new("t", 3, Some(2));
         let n = Arc::new(AtomicUsize::new(0));
         for _ in 0..50 {
             let n = n.clone();
@@ -220,9 +303,32 @@ mod tests {
         assert_eq!(n.load(Ordering::SeqCst), 51);
     }
 
+    /// One user's many jobs wait behind each other, not in front of another user's; an
+    /// unbounded queue takes any number without making the caller wait.
+    #[test]
+    fn users_take_turns_in_an_unbounded_queue() {
+        let pool = Pool::new("t", 1, None);
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        pool.run(move || {
+            let _ = held.recv();
+        });
+        let order = Arc::new(Mutex::new(Vec::new()));
+        for (user, jobs) in [(1, 5000), (2, 2)] {
+            for i in 0..jobs {
+                let order = order.clone();
+                pool.run_for(user, move || order.lock().unwrap().push((user, i)));
+            }
+        }
+        release.send(()).unwrap();
+        pool.shutdown();
+        let order = order.lock().unwrap();
+        assert_eq!(order.len(), 5002);
+        assert_eq!(order[..4], [(1, 0), (2, 0), (1, 1), (2, 1)]);
+    }
+
     #[test]
     fn watchdog_reports_a_stuck_job() {
-        let pool = Pool::new("t", 1, 1);
+        let pool = Pool::new("t", 1, Some(1));
         let (tx, rx) = std::sync::mpsc::channel();
         watchdog(&[&pool], Duration::from_millis(100), move |age| {
             tx.send(age).unwrap();
@@ -243,7 +349,7 @@ mod tests {
     /// neither is one waiting on it; once all progress stops, the watchdog fires.
     #[test]
     fn watchdog_spares_long_jobs_that_make_progress() {
-        let pool = Pool::new("t", 2, 2);
+        let pool = Pool::new("t", 2, Some(2));
         let (tx, rx) = std::sync::mpsc::channel();
         watchdog(&[&pool], Duration::from_millis(300), move |age| {
             tx.send(age).unwrap();

@@ -1283,3 +1283,49 @@ fn measuring_a_huge_file_holds_up_no_other_open() {
     common::settle(&bg);
     bg.unmount().unwrap();
 }
+
+/// However many opens of huge files wait for their measurement, the mount goes on
+/// answering everything else (lookups, opens of small files, `.vigil/`): the loop
+/// threads never wait for a place in a queue.
+#[test]
+fn many_waiting_opens_of_huge_files_hold_up_nothing_else() {
+    const OPENERS: usize = 1100;
+    if !common::can_mount() {
+        return;
+    }
+    let env = Env::with_huge_file();
+    for i in 0..OPENERS {
+        fs::File::create(env.src.join(format!("h{i}")))
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+    }
+    let bg = env.mount_with("measure func=FILE_CHECK\n", AppraiseMode::Off, None, |o| {
+        o.workers = 1
+    });
+    let mut openers: Vec<_> = (0..OPENERS)
+        .map(|i| cat(&env.m(&format!("h{i}"))))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let (done, answered) = std::sync::mpsc::channel();
+    let (small, status) = (env.m("small"), env.m(".vigil/violations"));
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        let ok = fs::metadata(&small).is_ok()
+            && fs::read(&small).is_ok_and(|d| d == b"small")
+            && fs::read(&status).is_ok();
+        let _ = done.send((ok, t.elapsed()));
+    });
+    let answer = answered.recv_timeout(Duration::from_secs(10));
+    for c in &mut openers {
+        let _ = c.kill();
+    }
+    for c in &mut openers {
+        let _ = c.wait();
+    }
+    let (ok, took) = answer.expect("the mount answered nothing while huge files were measured");
+    assert!(ok);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    common::settle(&bg);
+    bg.unmount().unwrap();
+}

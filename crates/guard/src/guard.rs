@@ -1828,6 +1828,8 @@ impl Shared {
         purpose: Purpose<'_>,
     ) -> Result<MutexGuard<'s, ()>> {
         let give_up = self.give_up(purpose);
+        // An open queued behind others may find its opener gone before it starts.
+        give_up.check()?;
         if give_up.gone.is_none() {
             let lock = st.gen.measure_lock();
             give_up.check()?;
