@@ -599,10 +599,18 @@ impl Shared {
         // The generation before measuring: a change through the mount from here on
         // (even one racing with the measurement) turns this handle's checks off.
         let opened_gen = node.state.generation();
-        let reopen = || sys::reopen(node.fd(), oflags).map(File::from);
+        let reopen = |extra| sys::reopen(node.fd(), oflags | extra).map(File::from);
         let file = match writable {
-            true => reopen().map(Arc::new),
-            false => node.state.reader(oflags, reopen),
+            // An append-only file (`chattr +a`) opens for writing only with O_APPEND,
+            // and then takes every write at its end, whatever offset the write names.
+            true => match reopen(0) {
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) && flags & libc::O_APPEND != 0 => {
+                    reopen(libc::O_APPEND)
+                }
+                r => r,
+            }
+            .map(Arc::new),
+            false => node.state.reader(oflags, || reopen(0)),
         }
         .map_err(|e| errno(&e))?;
         let opened = self

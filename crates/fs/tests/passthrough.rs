@@ -1522,6 +1522,14 @@ fn inode_flags_are_the_backing_files() {
     assert_eq!(inode_flags(&f.s("f"), None), flags | IMMUTABLE);
     assert_eq!(xflags(&f.m("f"), Some(x)), 0);
     assert_eq!(inode_flags(&f.s("f"), None), flags);
+    // chattr +a: appends work, other writes do not, as natively.
+    assert_eq!(inode_flags(&f.m("f"), Some(flags | APPEND)), 0);
+    let mut log = fs::OpenOptions::new().append(true).open(f.m("f")).unwrap();
+    std::io::Write::write_all(&mut log, b" and more").unwrap();
+    drop(log);
+    assert_eq!(fs::read(f.s("f")).unwrap(), b"f and more");
+    assert_eq!(try_open(&cpath(&f.m("f")), libc::O_WRONLY, 0), libc::EPERM);
+    assert_eq!(inode_flags(&f.m("f"), Some(flags)), 0);
     // chattr +a on a directory.
     let dflags = inode_flags(&f.s("d"), None);
     assert_eq!(inode_flags(&f.m("d"), Some(dflags | APPEND)), 0);
