@@ -184,11 +184,10 @@ impl JobQueue {
         let mut st = self.lock();
         loop {
             if let Some(key) = st.turns.pop_front() {
+                // (A key's queue stays when empty: there are as many as users.)
                 let jobs = st.jobs.get_mut(&key).expect("a key with a turn has jobs");
                 let job = jobs.pop_front().expect("a key with a turn has jobs");
-                if jobs.is_empty() {
-                    st.jobs.remove(&key);
-                } else {
+                if !jobs.is_empty() {
                     st.turns.push_back(key);
                 }
                 st.len -= 1;
