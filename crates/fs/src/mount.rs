@@ -361,9 +361,10 @@ impl Mount {
         }
         shared.enforce.shutdown();
         if aborted {
-            return Ok(());
+            Ok(())
+        } else {
+            r
         }
-        r
     }
 
     /// Serve from a background thread (for embedding and tests).

@@ -494,12 +494,19 @@ pub(crate) fn proc_status(pid: u32, name: &str) -> Option<String> {
 /// namespace, or page-cache writeback).
 pub(crate) fn killed(tid: u32) -> bool {
     const SIGKILL_BIT: u64 = 1 << (libc::SIGKILL - 1);
-    tid != 0
-        && ["SigPnd:", "ShdPnd:"].iter().any(|name| {
-            proc_status(tid, name)
-                .and_then(|set| u64::from_str_radix(&set, 16).ok())
-                .is_some_and(|set| set & SIGKILL_BIT != 0)
-        })
+    if tid == 0 {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    // The thread's own pending signals and its process's.
+    status.lines().any(|l| {
+        l.strip_prefix("SigPnd:")
+            .or_else(|| l.strip_prefix("ShdPnd:"))
+            .and_then(|set| u64::from_str_radix(set.trim(), 16).ok())
+            .is_some_and(|set| set & SIGKILL_BIT != 0)
+    })
 }
 
 /// ioctl `cmd` on `fd` with a pointer to `arg` (read from and/or written to).
