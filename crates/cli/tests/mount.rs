@@ -1828,9 +1828,26 @@ fn abort_connection(mnt: &Path) {
     fs::write(conn.join("abort"), "1").unwrap();
 }
 
+/// Daemon `pid` exits within five seconds of `since`.
+fn exits_soon(pid: i32, since: Instant) {
+    assert!(wait_gone(pid), "daemon still running");
+    let took = since.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
 /// A 64 GiB sparse file: measuring it reads and hashes zeros for a minute or more.
 fn huge_file(path: &Path) {
     fs::File::create(path).unwrap().set_len(64 << 30).unwrap();
+}
+
+/// A source holding a [`huge_file`] `big`, mounted with the `tcb` policy (which
+/// measures root's reads); the daemon's pid.
+fn mounted_with_huge_file() -> (Dirs, i32) {
+    let d = dirs();
+    huge_file(&d.src.join("big"));
+    d.mount(&[&"--builtin", &"tcb"]);
+    let pid = daemon_pid(&d);
+    (d, pid)
 }
 
 /// An aborted connection fails the open that waits for the measurement of a huge
@@ -1841,10 +1858,7 @@ fn an_aborted_connection_gives_up_the_measurements() {
     if !can_mount() {
         return;
     }
-    let d = dirs();
-    huge_file(&d.src.join("big"));
-    d.mount(&[&"--builtin", &"tcb"]);
-    let pid = daemon_pid(&d);
+    let (d, pid) = mounted_with_huge_file();
     let mnt = fs::canonicalize(&d.mnt).unwrap();
     // Made through the mount: its re-measurement is owed.
     huge_file(&mnt.join("written"));
@@ -1859,12 +1873,7 @@ fn an_aborted_connection_gives_up_the_measurements() {
     let t = Instant::now();
     abort_connection(&mnt);
     assert!(!cat.wait().unwrap().success());
-    assert!(wait_gone(pid), "daemon still running");
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    exits_soon(pid, t);
 }
 
 /// A SIGTERM unmounts; the daemon then finishes the re-measurement of a file written
@@ -1875,10 +1884,7 @@ fn a_second_sigterm_gives_up_the_re_measurements() {
     if !can_mount() {
         return;
     }
-    let d = dirs();
-    huge_file(&d.src.join("big"));
-    d.mount(&[&"--builtin", &"tcb"]);
-    let pid = daemon_pid(&d);
+    let (d, pid) = mounted_with_huge_file();
     // Written through the mount: its last close queues a re-measurement.
     let f = fs::OpenOptions::new()
         .write(true)
@@ -1904,12 +1910,7 @@ fn a_second_sigterm_gives_up_the_re_measurements() {
     );
     let t = Instant::now();
     term();
-    assert!(wait_gone(pid), "daemon still running");
-    assert!(
-        t.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        t.elapsed()
-    );
+    exits_soon(pid, t);
 }
 
 /// `vigil exec ./prog` runs from a working directory whose path is longer than
