@@ -1529,13 +1529,20 @@ impl Filesystem for VigilFs {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
                 return reply.error(Errno::EACCES);
             }
-            let mut data = s.enforce.export(f);
-            if f == ControlFile::Status {
-                data.extend_from_slice(s.node_status().as_bytes());
-            }
+            let kind = match f {
+                ControlFile::BinaryMeasurements => {
+                    HandleKind::BinaryList(s.enforce.guard().log().durable_len())
+                }
+                ControlFile::Status => {
+                    let mut data = s.enforce.export(f);
+                    data.extend_from_slice(s.node_status().as_bytes());
+                    HandleKind::Control(data)
+                }
+                _ => HandleKind::Control(s.enforce.export(f)),
+            };
             let fh = s.handles.insert(Handle {
                 node: None,
-                kind: HandleKind::Control(data),
+                kind,
                 writable: false,
                 opened_gen: 0,
                 opened: None,
@@ -1577,10 +1584,20 @@ impl Filesystem for VigilFs {
     ) {
         let s = &self.shared;
         let h = tri!(reply, s.handle(fh));
-        if let HandleKind::Control(data) = &h.kind {
-            let start = (offset as usize).min(data.len());
-            let end = start.saturating_add(size as usize).min(data.len());
-            return reply.data(&data[start..end]);
+        match &h.kind {
+            HandleKind::Control(data) => {
+                let start = (offset as usize).min(data.len());
+                let end = start.saturating_add(size as usize).min(data.len());
+                return reply.data(&data[start..end]);
+            }
+            HandleKind::BinaryList(end) => {
+                let log = s.enforce.guard().log();
+                return match log.read_binary(*end, offset, size as usize) {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => reply.error(Errno::from_i32(e.errno())),
+                };
+            }
+            _ => {}
         }
         // Large READs of a file that can be read directly go by the I/O threads.
         let direct = size as usize >= direct::MIN_LEN && s.direct_file(&h).is_some();

@@ -450,6 +450,9 @@ pub enum HandleKind {
     Dir(Mutex<Vec<crate::fs::Entry>>),
     /// A snapshot of a `.vigil/` file taken at open, so reads at any offset agree.
     Control(Vec<u8>),
+    /// `.vigil/binary_runtime_measurements`, read from the state's log file (which is
+    /// that list) up to the length it had at open.
+    BinaryList(u64),
 }
 
 pub struct Handle {

@@ -328,6 +328,23 @@ impl MeasurementLog {
         Ok(r)
     }
 
+    /// The size of the durable part of the log: of the sha1 binary list now.
+    pub fn durable_len(&self) -> u64 {
+        self.lock().durable_len
+    }
+
+    /// Up to `len` bytes at `offset` of the sha1 binary list (`binary_runtime_measurements`)
+    /// as it was when it was `end` bytes long ([`Self::durable_len`]): the log file is
+    /// that list, so it is read from the file, not built in memory.
+    pub fn read_binary(&self, end: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let len = end.saturating_sub(offset).min(len as u64) as usize;
+        let mut buf = vec![0u8; len];
+        let n = rustix::io::pread(&self.file, &mut buf, offset)
+            .map_err(|e| Error::io("read", &self.path, e))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// Write the list as `binary_runtime_measurements_<bank>` (sha1: the legacy file).
     pub fn export_binary(&self, bank: HashAlgo, out: &mut dyn Write) -> Result<()> {
         let mut buf = Vec::new();

@@ -851,6 +851,16 @@ fn log_verifies_with_evmctl() {
     g.log().export_binary(HashAlgo::Sha1, &mut out).unwrap();
     std::fs::write(&bin, &out).unwrap();
     assert_eq!(out, std::fs::read(g.log().path()).unwrap());
+    // Read back in parts as the mount's `.vigil/binary_runtime_measurements` reads it.
+    let (log, end) = (g.log(), g.log().durable_len());
+    assert_eq!(end, out.len() as u64);
+    assert_eq!(log.read_binary(end, 0, usize::MAX).unwrap(), out);
+    assert_eq!(log.read_binary(end, 7, 10).unwrap(), out[7..17]);
+    assert_eq!(
+        log.read_binary(end - 3, end - 5, 10).unwrap(),
+        out[end as usize - 5..end as usize - 3]
+    );
+    assert!(log.read_binary(end, end + 5, 10).unwrap().is_empty());
     let mut pcr_args = Vec::new();
     for b in g.pcrs().banks {
         let bank = b.algo;
