@@ -1533,6 +1533,9 @@ impl Filesystem for VigilFs {
                 ControlFile::BinaryMeasurements => {
                     HandleKind::BinaryList(s.enforce.guard().log().durable_len())
                 }
+                ControlFile::AsciiMeasurements => {
+                    HandleKind::AsciiList(Mutex::new(s.enforce.guard().log().ascii_reader()))
+                }
                 ControlFile::Status => {
                     let mut data = s.enforce.export(f);
                     data.extend_from_slice(s.node_status().as_bytes());
@@ -1593,6 +1596,14 @@ impl Filesystem for VigilFs {
             HandleKind::BinaryList(end) => {
                 let log = s.enforce.guard().log();
                 return match log.read_binary(*end, offset, size as usize) {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => reply.error(Errno::from_i32(e.errno())),
+                };
+            }
+            HandleKind::AsciiList(reader) => {
+                let log = s.enforce.guard().log();
+                let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+                return match log.read_ascii(&mut reader, offset, size as usize) {
                     Ok(data) => reply.data(&data),
                     Err(e) => reply.error(Errno::from_i32(e.errno())),
                 };

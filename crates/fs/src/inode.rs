@@ -453,6 +453,9 @@ pub enum HandleKind {
     /// `.vigil/binary_runtime_measurements`, read from the state's log file (which is
     /// that list) up to the length it had at open.
     BinaryList(u64),
+    /// `.vigil/ascii_runtime_measurements`, formatted from the log file as it is read,
+    /// up to the length the log had at open.
+    AsciiList(Mutex<vigil_guard::log::AsciiReader>),
 }
 
 pub struct Handle {

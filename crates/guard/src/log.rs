@@ -63,6 +63,19 @@ pub enum Appended {
     Duplicate,
 }
 
+/// Where a reader of the ASCII list is ([`MeasurementLog::read_ascii`]).
+#[derive(Debug, Default)]
+pub struct AsciiReader {
+    /// The size of the binary list it reads (the log as it was when it began).
+    end: u64,
+    /// The log file offset of the next record to format.
+    next: u64,
+    /// The list offset of `pending`'s first byte.
+    start: u64,
+    /// Formatted, not yet read past.
+    pending: Vec<u8>,
+}
+
 /// Counters of a log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -343,6 +356,55 @@ impl MeasurementLog {
             .map_err(|e| Error::io("read", &self.path, e))?;
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// A reader of the sha1 ASCII list (`ascii_runtime_measurements`) as it is now.
+    pub fn ascii_reader(&self) -> AsciiReader {
+        AsciiReader {
+            end: self.durable_len(),
+            next: 0,
+            start: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Up to `len` bytes at `offset` of the ASCII list `r` reads. The records are read
+    /// from the log file and formatted as the reading goes: `r` keeps only what was
+    /// formatted and not yet read past (reading backwards starts again from the top).
+    pub fn read_ascii(&self, r: &mut AsciiReader, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset < r.start {
+            *r = AsciiReader {
+                end: r.end,
+                ..AsciiReader::default()
+            };
+        }
+        let want = offset.saturating_add(len as u64);
+        let mut chunk = 1 << 20;
+        while r.start + (r.pending.len() as u64) < want && r.next < r.end {
+            let buf = self.read_binary(r.end, r.next, chunk)?;
+            let (recs, used) = scan(&buf).map_err(|(at, what)| Error::Corrupt {
+                path: self.path.clone(),
+                offset: r.next + at,
+                what,
+            })?;
+            if used == 0 {
+                if buf.len() < chunk {
+                    break; // (the durable part holds whole records only)
+                }
+                chunk *= 2; // a record larger than a chunk
+                continue;
+            }
+            for rec in &recs {
+                ascii::format_record(rec, ENDIAN, &mut r.pending);
+            }
+            r.next += used as u64;
+            let past = (offset.saturating_sub(r.start) as usize).min(r.pending.len());
+            r.pending.drain(..past);
+            r.start += past as u64;
+        }
+        let from = (offset.saturating_sub(r.start) as usize).min(r.pending.len());
+        let to = from.saturating_add(len).min(r.pending.len());
+        Ok(r.pending[from..to].to_vec())
     }
 
     /// Write the list as `binary_runtime_measurements_<bank>` (sha1: the legacy file).

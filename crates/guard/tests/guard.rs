@@ -861,6 +861,29 @@ fn log_verifies_with_evmctl() {
         out[end as usize - 5..end as usize - 3]
     );
     assert!(log.read_binary(end, end + 5, 10).unwrap().is_empty());
+    // The ASCII list, formatted as it is read: in small pieces, and again after a
+    // read backwards, it is the whole export.
+    let mut ascii = Vec::new();
+    log.export_ascii(HashAlgo::Sha1, &mut ascii).unwrap();
+    let mut reader = log.ascii_reader();
+    let mut pieces = Vec::new();
+    while let Ok(piece) = log.read_ascii(&mut reader, pieces.len() as u64, 7) {
+        if piece.is_empty() {
+            break;
+        }
+        pieces.extend(piece);
+    }
+    assert_eq!(pieces, ascii);
+    assert_eq!(log.read_ascii(&mut reader, 3, 20).unwrap(), ascii[3..23]);
+    let tail = ascii.len() as u64 - 4;
+    assert_eq!(
+        log.read_ascii(&mut reader, tail, 100).unwrap(),
+        ascii[tail as usize..]
+    );
+    assert!(log
+        .read_ascii(&mut reader, ascii.len() as u64, 9)
+        .unwrap()
+        .is_empty());
     let mut pcr_args = Vec::new();
     for b in g.pcrs().banks {
         let bank = b.algo;
@@ -1191,4 +1214,29 @@ fn open_created(g: &Guard, p: &std::path::Path) -> (File, Identified, OpenDecisi
     req.created = true;
     let w = g.on_open(&id, f.as_fd(), &req).unwrap();
     (f, id, w)
+}
+
+/// A record larger than the pieces the ASCII list is formatted from is read whole.
+#[test]
+fn the_ascii_list_reads_records_of_any_size() {
+    let d = scratch();
+    let g = guard(d.path(), measure_all());
+    let big: Vec<u8> = (0..(3 << 20) + 11).map(|i| (i % 251) as u8).collect();
+    g.measure_buffer("small-before", b"a", 10).unwrap();
+    g.measure_buffer("big", &big, 10).unwrap();
+    g.measure_buffer("small-after", b"b", 10).unwrap();
+    let log = g.log();
+    let mut ascii = Vec::new();
+    log.export_ascii(HashAlgo::Sha1, &mut ascii).unwrap();
+    let mut reader = log.ascii_reader();
+    let mut read = Vec::new();
+    loop {
+        let piece = log.read_ascii(&mut reader, read.len() as u64, 1 << 16).unwrap();
+        if piece.is_empty() {
+            break;
+        }
+        read.extend(piece);
+    }
+    assert_eq!(read.len(), ascii.len());
+    assert!(read == ascii);
 }
