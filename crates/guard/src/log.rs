@@ -370,7 +370,8 @@ impl MeasurementLog {
 
     /// Up to `len` bytes at `offset` of the ASCII list `r` reads. The records are read
     /// from the log file and formatted as the reading goes: `r` keeps only what was
-    /// formatted and not yet read past (reading backwards starts again from the top).
+    /// formatted and not yet read past (reading backwards starts again from the top):
+    /// the lines of the 256 KiB of records it read last, about twice that.
     pub fn read_ascii(&self, r: &mut AsciiReader, offset: u64, len: usize) -> Result<Vec<u8>> {
         if offset < r.start {
             *r = AsciiReader {
@@ -379,7 +380,7 @@ impl MeasurementLog {
             };
         }
         let want = offset.saturating_add(len as u64);
-        let mut chunk = 1 << 20;
+        let mut chunk = 256 << 10;
         while r.start + (r.pending.len() as u64) < want && r.next < r.end {
             let buf = self.read_binary(r.end, r.next, chunk)?;
             let (recs, used) = scan(&buf).map_err(|(at, what)| Error::Corrupt {
