@@ -1295,8 +1295,10 @@ impl Guard {
         let mut h = vigil_ima::Hasher::new(m.algo)?;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut off = 0u64;
+        // The measured bytes, no more (a file grown since would be copied for good).
         loop {
-            let n = rustix::io::pread(rfd.as_fd(), &mut buf[..], off)
+            let want = m.attrs.size.saturating_sub(off).min(buf.len() as u64) as usize;
+            let n = rustix::io::pread(rfd.as_fd(), &mut buf[..want], off)
                 .map_err(|e| Error::io("pread", &*file_label(file), e))?;
             if n == 0 {
                 break;
@@ -1437,7 +1439,11 @@ impl Guard {
         let s = &self.shared;
         let st = s.state_for(id);
         let _outer = st.gen.measure_lock();
-        s.measure_once(id, &st, fd, false, true, Purpose::Open { gone: None })
+        let reading = Reading {
+            limit: read_limit(identity::version_fd(fd)?.size),
+            abandon_on_change: true,
+        };
+        s.measure_once(id, &st, fd, reading, false, Purpose::Open { gone: None })
     }
 }
 
@@ -1728,13 +1734,20 @@ impl Shared {
         // attempt reads to the end whatever happens, so that it gets an answer. If the
         // file kept changing, that answer is the (unpublished) measurement of the bytes
         // actually read, as IMA measures a file that is being written; the file stays
-        // dirty and the next open measures it again.
+        // dirty and the next open measures it again. No attempt reads much past the
+        // size the file had before the first: one that keeps growing (a truncate to a
+        // larger size grows it at no cost) would otherwise keep every attempt reading.
+        let limit = read_limit(identity::version_fd(fd)?.size);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let last = attempt >= MEASURE_ATTEMPTS;
             let to_the_end = last && matches!(purpose, Purpose::Open { .. });
-            match self.measure_once(id, st, fd, refresh_value, !to_the_end, purpose) {
+            let reading = Reading {
+                limit,
+                abandon_on_change: !to_the_end,
+            };
+            match self.measure_once(id, st, fd, reading, refresh_value, purpose) {
                 Ok((m, published)) if published || to_the_end => return Ok(m),
                 Ok(_) | Err(Error::Changed) if !last => {}
                 Ok(_) => return Err(Error::Changed),
@@ -1846,21 +1859,22 @@ impl Shared {
         }
     }
 
-    /// One measurement; the caller holds the outer lock. Returns the measurement and
-    /// whether it was published (only if the file did not change while it was read and
-    /// the generation it started from is still current). With `abandon_on_change`, a
-    /// change noticed while reading (for a job, also the loss of the file's last name)
-    /// stops it with [`Error::Changed`]; without, it reads to the end (and does not
-    /// publish).
+    /// One measurement, read as `reading` says; the caller holds the outer lock.
+    /// Returns the measurement and whether it was published (only if the file did not
+    /// change while it was read and the generation it started from is still current).
     fn measure_once(
         &self,
         id: &FileId,
         st: &FileState,
         fd: BorrowedFd<'_>,
+        reading: Reading,
         refresh_value: bool,
-        abandon_on_change: bool,
         purpose: Purpose<'_>,
     ) -> Result<(Arc<Measurement>, bool)> {
+        let Reading {
+            limit,
+            abandon_on_change,
+        } = reading;
         self.counters.measurements.fetch_add(1, Ordering::Relaxed);
         let t = st.gen.ticket();
         let rfd = readable(fd)?;
@@ -1880,7 +1894,8 @@ impl Shared {
             }
         };
         let mut tree = self.config.tree_builder.as_ref().map(|b| b.start());
-        let (digest, hashed) = hash_content(rfd.as_fd(), algo, tree.as_mut(), &read_on)?;
+        let upto = attrs.size.min(limit);
+        let (digest, hashed) = hash_content(rfd.as_fd(), algo, tree.as_mut(), upto, &read_on)?;
         // A change behind our back while the file was read (no generation tells of
         // it): the digest and tree are of the bytes read, not of the version `attrs`
         // names. Retried; on the last attempt kept, sized as what was read (so the
@@ -2113,7 +2128,7 @@ impl Shared {
                 return Ok(m.digest.clone());
             }
             let rfd = readable(fd).map_err(|e| e.to_string())?;
-            hash_content(rfd.as_fd(), algo, None, &|| Ok(()))
+            hash_content(rfd.as_fd(), algo, None, m.attrs.size, &|| Ok(()))
                 .map(|(digest, _)| digest)
                 .map_err(|e| e.to_string())
         };
@@ -2270,6 +2285,24 @@ enum Purpose<'a> {
     Job,
 }
 
+/// How one measurement attempt reads the file.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// Bytes read at most ([`read_limit`]).
+    limit: u64,
+    /// A change noticed while reading (for a job, also the loss of the file's last
+    /// name) stops it with [`Error::Changed`]; else it reads on to the end or the
+    /// limit (and does not publish).
+    abandon_on_change: bool,
+}
+
+/// How far the measurement of a file `size` bytes long before it began may read: a
+/// file appended to meanwhile is read to its end, one that keeps growing is not
+/// chased (twice its size and 64 MiB more at most).
+fn read_limit(size: u64) -> u64 {
+    size.saturating_mul(2).saturating_add(64 << 20)
+}
+
 fn needs_value_refresh(m: &Measurement) -> bool {
     if m.value_error.is_some() {
         return false;
@@ -2308,24 +2341,26 @@ impl GiveUp<'_> {
     }
 }
 
-/// Hash the content of `fd` from offset 0 (and feed it to `tree`, if any), asking
-/// `keep_going` between chunks (whose error ends it). One read of the file: while a chunk is hashed (content
-/// hash and tree side by side), the next one is read. Gives the digest and the number
-/// of bytes hashed.
+/// Hash the content of `fd` from offset 0 up to `size` at most (and feed it to `tree`,
+/// if any), asking `keep_going` between chunks (whose error ends it). One read of the
+/// file: while a chunk is hashed (content hash and tree side by side), the next one is
+/// read. Gives the digest and the number of bytes hashed.
 fn hash_content(
     fd: BorrowedFd<'_>,
     algo: HashAlgo,
     mut tree: Option<&mut Box<dyn TreeBuild>>,
+    size: u64,
     keep_going: &dyn Fn() -> Result<()>,
 ) -> Result<(Vec<u8>, u64)> {
     let mut h = vigil_ima::Hasher::new(algo)?;
     let (mut cur, mut next) = (vec![0u8; READ_CHUNK], vec![0u8; READ_CHUNK]);
-    let mut n = pread_full(fd, &mut cur, 0)?;
+    let upto = |off: u64| size.saturating_sub(off).min(READ_CHUNK as u64) as usize;
+    let mut n = pread_full(fd, &mut cur[..upto(0)], 0)?;
     let mut off = 0u64;
     while n > 0 {
         let chunk = &cur[..n];
         let (read, ()) = rayon::join(
-            || pread_full(fd, &mut next, off + n as u64),
+            || pread_full(fd, &mut next[..upto(off + n as u64)], off + n as u64),
             || match tree.as_mut() {
                 Some(t) => {
                     rayon::join(|| h.update(chunk), || t.update(chunk));

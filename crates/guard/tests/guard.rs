@@ -1231,7 +1231,9 @@ fn the_ascii_list_reads_records_of_any_size() {
     let mut reader = log.ascii_reader();
     let mut read = Vec::new();
     loop {
-        let piece = log.read_ascii(&mut reader, read.len() as u64, 1 << 16).unwrap();
+        let piece = log
+            .read_ascii(&mut reader, read.len() as u64, 1 << 16)
+            .unwrap();
         if piece.is_empty() {
             break;
         }
@@ -1239,4 +1241,49 @@ fn the_ascii_list_reads_records_of_any_size() {
     }
     assert_eq!(read.len(), ascii.len());
     assert!(read == ascii);
+}
+
+/// A file that keeps growing while it is measured (a truncate to a larger size grows
+/// it at no cost) is not chased: the measurement reads little past the size the file
+/// had when it began.
+#[test]
+fn a_file_growing_while_measured_is_not_chased() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let d = scratch();
+    let g = Arc::new(guard(d.path(), measure_all()));
+    let p = d.path().join("grows");
+    File::create(&p).unwrap().set_len(256 << 20).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, measured) = std::sync::mpsc::channel();
+    {
+        let (g, p) = (g.clone(), p.clone());
+        std::thread::spawn(move || {
+            let f = File::open(&p).unwrap();
+            let id = g.identify(f.as_fd()).unwrap();
+            let d = g.on_open(&id, f.as_fd(), &OpenRequest::read(p.to_str().unwrap()));
+            let _ = done.send(d.map(|d| d.measurement.unwrap().attrs.size));
+        });
+    }
+    // Grown by a GiB at a time once the measurement has begun (it reads a 256 MiB
+    // file in a few hundred ms; the file grows hundreds of GiB a second).
+    std::thread::sleep(Duration::from_millis(100));
+    let grower = {
+        let (p, stop) = (p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let f = OpenOptions::new().write(true).open(&p).unwrap();
+            let t = Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(5) {
+                let len = f.metadata().unwrap().len();
+                let _ = f.set_len(len + (1 << 30));
+            }
+        })
+    };
+    let size = measured.recv_timeout(Duration::from_secs(8));
+    stop.store(true, Ordering::Relaxed);
+    grower.join().unwrap();
+    let size = size
+        .expect("the measurement chases the growing file")
+        .unwrap();
+    assert!(size <= 2 * (256 << 20) + (64 << 20), "{size}");
 }
