@@ -115,8 +115,17 @@ pub struct MeasurementLog {
 /// they occupy (what follows is a torn tail), or the offset and description of a record
 /// that cannot be right.
 pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, String)> {
-    let mut rd = BinaryReader::new(buf, HashAlgo::Sha1, ENDIAN).tail_policy(TailPolicy::Stop);
     let mut out = Vec::new();
+    let len = scan_each(buf, &mut |rec| out.push(rec))?;
+    Ok((out, len))
+}
+
+/// [`scan`], handing each record to `each` instead of keeping them all.
+fn scan_each(
+    buf: &[u8],
+    each: &mut dyn FnMut(Record),
+) -> std::result::Result<usize, (u64, String)> {
+    let mut rd = BinaryReader::new(buf, HashAlgo::Sha1, ENDIAN).tail_policy(TailPolicy::Stop);
     // The offset goes beside the description, not into it twice.
     let bad = |at: u64, e: vigil_ima::Error| match e {
         vigil_ima::Error::ListRecord {
@@ -129,7 +138,7 @@ pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, Strin
     loop {
         let at = rd.offset();
         match rd.next_raw() {
-            Ok(Some(raw)) => out.push(
+            Ok(Some(raw)) => each(
                 raw.to_record(HashAlgo::Sha1, ENDIAN)
                     .map_err(|e| bad(raw.offset, e))?,
             ),
@@ -137,7 +146,7 @@ pub fn scan(buf: &[u8]) -> std::result::Result<(Vec<Record>, usize), (u64, Strin
             Err(e) => return Err(bad(at, e)),
         }
     }
-    Ok((out, rd.offset() as usize))
+    Ok(rd.offset() as usize)
 }
 
 /// The ASCII line of a record (without the newline), as securityfs prints it.
@@ -179,29 +188,41 @@ impl MeasurementLog {
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)
             .map_err(|e| Error::io("read", &path, e))?;
-        let (recs, len) = scan(&buf).map_err(|(offset, what)| Error::Corrupt {
-            path: path.clone(),
-            offset,
-            what,
-        })?;
         let mut state = State {
             pending: Vec::new(),
             next_seq: 0,
             synced_seq: 0,
             syncing: false,
             failed: None,
-            durable_len: len as u64,
+            durable_len: 0,
             syncs: 0,
             torn_bytes_cut: 0,
             replay: Replay::new(&config.banks, ExtendMode::PerBank),
             seen: HashSet::new(),
         };
-        for rec in &recs {
-            state.replay.extend_record(rec, ENDIAN)?;
-            if !rec.is_violation() {
-                state.seen.insert(dedup_key(&config, rec)?);
+        // Replayed one record at a time: a long log is never held parsed whole.
+        let mut failed = None;
+        let mut take = |rec: Record| {
+            let r = (|| -> Result<()> {
+                state.replay.extend_record(&rec, ENDIAN)?;
+                if !rec.is_violation() {
+                    state.seen.insert(dedup_key(&config, &rec)?);
+                }
+                Ok(())
+            })();
+            if let Err(e) = r {
+                failed.get_or_insert(e);
             }
+        };
+        let len = scan_each(&buf, &mut take).map_err(|(offset, what)| Error::Corrupt {
+            path: path.clone(),
+            offset,
+            what,
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
+        state.durable_len = len as u64;
         if len < buf.len() {
             state.torn_bytes_cut = (buf.len() - len) as u64;
             file.set_len(len as u64)
