@@ -26,7 +26,6 @@ use vigil_guard::{
     FileAttrs, Guard, Hook, Identified, LogPath, Measurement, MetadataChange, Modification,
     OpenDecision, OpenHandle, OpenRequest, Verdict,
 };
-use vigil_ima::HashAlgo;
 
 use crate::control::ControlFile;
 use crate::inode::Node;
@@ -103,6 +102,18 @@ pub struct Enforcer {
     verify_reads: bool,
     /// The connection has ended: no opener waits for an answer any more.
     ended: AtomicBool,
+}
+
+/// A `.vigil/` file as opened, so that reads at any offset agree.
+pub enum ControlData {
+    /// Made at the open.
+    Bytes(Vec<u8>),
+    /// The binary list, read from the state's log file (which is that list) up to the
+    /// length it had at the open.
+    BinaryList(u64),
+    /// The ASCII list, formatted from the log file as it is read, up to the length the
+    /// log had at the open.
+    AsciiList(Mutex<vigil_guard::log::AsciiReader>),
 }
 
 fn errno_of(e: &vigil_guard::Error) -> Errno {
@@ -548,34 +559,38 @@ impl Enforcer {
         }
     }
 
-    /// Contents of a `.vigil/` file.
-    pub fn export(&self, f: ControlFile) -> Vec<u8> {
+    /// A `.vigil/` file as it is at its open.
+    pub fn open_control(&self, f: ControlFile) -> ControlData {
         let log = self.guard.log();
-        let mut out = Vec::new();
-        let r = match f {
-            ControlFile::BinaryMeasurements => log.export_binary(HashAlgo::Sha1, &mut out),
-            ControlFile::AsciiMeasurements => log.export_ascii(HashAlgo::Sha1, &mut out),
-            ControlFile::Violations => {
-                out = format!("{}\n", log.stats().violations).into_bytes();
-                Ok(())
+        let text = |s: String| ControlData::Bytes(s.into_bytes());
+        match f {
+            ControlFile::BinaryMeasurements => ControlData::BinaryList(log.durable_len()),
+            ControlFile::AsciiMeasurements => {
+                ControlData::AsciiList(Mutex::new(log.ascii_reader()))
             }
-            ControlFile::Pcrs => {
-                out = format_pcrs(&self.guard.pcrs()).into_bytes();
-                Ok(())
+            ControlFile::Violations => text(format!("{}\n", log.stats().violations)),
+            ControlFile::Pcrs => text(format_pcrs(&self.guard.pcrs())),
+            ControlFile::Policy => text(self.guard.policy_text().to_owned()),
+            ControlFile::Status => text(self.status_text()),
+        }
+    }
+
+    /// Up to `size` bytes at `offset` of a `.vigil/` file opened as `d`.
+    pub fn read_control(&self, d: &ControlData, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let log = self.guard.log();
+        let listed = match d {
+            ControlData::Bytes(data) => {
+                let start = (offset as usize).min(data.len());
+                let end = start.saturating_add(size as usize).min(data.len());
+                return Ok(data[start..end].to_vec());
             }
-            ControlFile::Policy => {
-                out = self.guard.policy_text().as_bytes().to_vec();
-                Ok(())
-            }
-            ControlFile::Status => {
-                out = self.status_text().into_bytes();
-                Ok(())
+            ControlData::BinaryList(end) => log.read_binary(*end, offset, size as usize),
+            ControlData::AsciiList(reader) => {
+                let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
+                log.read_ascii(&mut reader, offset, size as usize)
             }
         };
-        if let Err(e) = r {
-            audit(format_args!("exporting {}: {e}", f.name()));
-        }
-        out
+        listed.map_err(|e| errno_of(&e))
     }
 
     /// At unmount: every re-measurement owed is made (also those a full queue

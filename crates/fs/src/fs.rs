@@ -24,7 +24,7 @@ use vigil_guard::MetadataChange;
 
 use crate::control::{self, ControlFile};
 use crate::direct;
-use crate::enforce::{Caller, Enforcer};
+use crate::enforce::{Caller, ControlData, Enforcer};
 use crate::inode::{Handle, HandleKind, HandleTable, InodeTable, Node, Stamp, ROOT_INO};
 use crate::ioctl;
 use crate::pool::Pool;
@@ -1529,23 +1529,13 @@ impl Filesystem for VigilFs {
             if flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
                 return reply.error(Errno::EACCES);
             }
-            let kind = match f {
-                ControlFile::BinaryMeasurements => {
-                    HandleKind::BinaryList(s.enforce.guard().log().durable_len())
-                }
-                ControlFile::AsciiMeasurements => {
-                    HandleKind::AsciiList(Mutex::new(s.enforce.guard().log().ascii_reader()))
-                }
-                ControlFile::Status => {
-                    let mut data = s.enforce.export(f);
-                    data.extend_from_slice(s.node_status().as_bytes());
-                    HandleKind::Control(data)
-                }
-                _ => HandleKind::Control(s.enforce.export(f)),
-            };
+            let mut data = s.enforce.open_control(f);
+            if let (ControlFile::Status, ControlData::Bytes(text)) = (f, &mut data) {
+                text.extend_from_slice(s.node_status().as_bytes());
+            }
             let fh = s.handles.insert(Handle {
                 node: None,
-                kind,
+                kind: HandleKind::Control(data),
                 writable: false,
                 opened_gen: 0,
                 opened: None,
@@ -1587,28 +1577,11 @@ impl Filesystem for VigilFs {
     ) {
         let s = &self.shared;
         let h = tri!(reply, s.handle(fh));
-        match &h.kind {
-            HandleKind::Control(data) => {
-                let start = (offset as usize).min(data.len());
-                let end = start.saturating_add(size as usize).min(data.len());
-                return reply.data(&data[start..end]);
-            }
-            HandleKind::BinaryList(end) => {
-                let log = s.enforce.guard().log();
-                return match log.read_binary(*end, offset, size as usize) {
-                    Ok(data) => reply.data(&data),
-                    Err(e) => reply.error(Errno::from_i32(e.errno())),
-                };
-            }
-            HandleKind::AsciiList(reader) => {
-                let log = s.enforce.guard().log();
-                let mut reader = reader.lock().unwrap_or_else(|e| e.into_inner());
-                return match log.read_ascii(&mut reader, offset, size as usize) {
-                    Ok(data) => reply.data(&data),
-                    Err(e) => reply.error(Errno::from_i32(e.errno())),
-                };
-            }
-            _ => {}
+        if let HandleKind::Control(data) = &h.kind {
+            return match s.enforce.read_control(data, offset, size) {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(e),
+            };
         }
         // Large READs of a file that can be read directly go by the I/O threads.
         let direct = size as usize >= direct::MIN_LEN && s.direct_file(&h).is_some();

@@ -448,14 +448,8 @@ pub enum HandleKind {
     ),
     /// A listing snapshot taken at offset 0; READDIR offsets index it.
     Dir(Mutex<Vec<crate::fs::Entry>>),
-    /// A snapshot of a `.vigil/` file taken at open, so reads at any offset agree.
-    Control(Vec<u8>),
-    /// `.vigil/binary_runtime_measurements`, read from the state's log file (which is
-    /// that list) up to the length it had at open.
-    BinaryList(u64),
-    /// `.vigil/ascii_runtime_measurements`, formatted from the log file as it is read,
-    /// up to the length the log had at open.
-    AsciiList(Mutex<vigil_guard::log::AsciiReader>),
+    /// A `.vigil/` file.
+    Control(crate::enforce::ControlData),
 }
 
 pub struct Handle {

@@ -1440,7 +1440,7 @@ impl Guard {
         let st = s.state_for(id);
         let _outer = st.gen.measure_lock();
         let reading = Reading {
-            limit: read_limit(identity::version_fd(fd)?.size),
+            limit: read_limit(fd)?,
             abandon_on_change: true,
         };
         s.measure_once(id, &st, fd, reading, false, Purpose::Open { gone: None })
@@ -1737,7 +1737,7 @@ impl Shared {
         // dirty and the next open measures it again. No attempt reads much past the
         // size the file had before the first: one that keeps growing (a truncate to a
         // larger size grows it at no cost) would otherwise keep every attempt reading.
-        let limit = read_limit(identity::version_fd(fd)?.size);
+        let limit = read_limit(fd)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -2296,11 +2296,12 @@ struct Reading {
     abandon_on_change: bool,
 }
 
-/// How far the measurement of a file `size` bytes long before it began may read: a
-/// file appended to meanwhile is read to its end, one that keeps growing is not
-/// chased (twice its size and 64 MiB more at most).
-fn read_limit(size: u64) -> u64 {
-    size.saturating_mul(2).saturating_add(64 << 20)
+/// How far a measurement of `fd` beginning now may read: a file appended to meanwhile
+/// is read to its end, one that keeps growing is not chased (twice its size now and
+/// 64 MiB more at most).
+fn read_limit(fd: BorrowedFd<'_>) -> Result<u64> {
+    let size = identity::version_fd(fd)?.size;
+    Ok(size.saturating_mul(2).saturating_add(64 << 20))
 }
 
 fn needs_value_refresh(m: &Measurement) -> bool {
