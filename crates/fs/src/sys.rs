@@ -458,18 +458,14 @@ pub(crate) fn timespec(t: Option<fuser::TimeOrNow>) -> libc::timespec {
                 tv_sec: d.as_secs() as i64,
                 tv_nsec: d.subsec_nanos() as i64,
             },
-            Err(e) => {
-                let d = e.duration();
-                let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
-                if n < 0 {
-                    s -= 1;
-                    n += 1_000_000_000;
-                }
-                libc::timespec {
-                    tv_sec: s,
-                    tv_nsec: n,
-                }
-            }
+            // fuser 0.18 turns the kernel's (tv_sec < 0, tv_nsec) into the epoch minus
+            // |tv_sec| s minus tv_nsec ns (its `system_time_from_time`), so the two are
+            // read back from that distance as they came, not as the time it names:
+            // 23:59:59.25 on 1969-12-31 arrives as (-1, 250000000).
+            Err(e) => libc::timespec {
+                tv_sec: -(e.duration().as_secs() as i64),
+                tv_nsec: e.duration().subsec_nanos() as i64,
+            },
         },
     }
 }

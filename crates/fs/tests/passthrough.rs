@@ -994,6 +994,39 @@ fn sealed_files_keep_their_names() {
     assert!(!f.s("moved").exists());
 }
 
+/// Times before 1970 with a fraction of a second are set as given (the kernel sends
+/// them as a negative second plus a positive fraction).
+#[test]
+fn times_before_1970() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::write(f.s("old"), b"o").unwrap();
+    f.mount();
+    let p = cpath(&f.m("old"));
+    for (sec, nsec) in [
+        (-1, 250_000_000),
+        (-1, 999_999_999),
+        (-2, 1),
+        (-300_000_000, 500_000_000),
+        (-5, 0),
+    ] {
+        let times = [libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        }; 2];
+        // SAFETY: valid C string and two timespecs.
+        let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        for q in [f.m("old"), f.s("old")] {
+            let md = fs::metadata(&q).unwrap();
+            assert_eq!((md.atime(), md.atime_nsec()), (sec, nsec), "{q:?}");
+            assert_eq!((md.mtime(), md.mtime_nsec()), (sec, nsec), "{q:?}");
+        }
+    }
+}
+
 /// The times of a symbolic link itself can be set (utimensat(AT_SYMLINK_NOFOLLOW)),
 /// so `touch -h`, `cp -a` and `rsync -a` keep them.
 #[test]
