@@ -2004,24 +2004,26 @@ impl Filesystem for VigilFs {
             let made = sys::with_umask(umask, mode & 0o7777, |mode| {
                 sys::openat(p.fd(), &c, oflags | libc::O_EXCL | libc::O_NOFOLLOW, mode)
             });
-            let created = match made {
-                // Told to the guard before anyone else can open it.
-                Ok(file) => Some(
-                    s.enforce
-                        .created(file.as_fd())
-                        .map_err(|e| io::Error::from_raw_os_error(e.code()))?,
-                ),
-                // Another creator came first, or the name exists behind the mount:
-                // without O_EXCL that file is opened as it is, not as a new one.
+            let file = match made {
+                Ok(file) => file,
+                // The name was taken behind the mount after the kernel's LOOKUP found
+                // nothing. Without O_EXCL that file must be opened as any open would:
+                // ESTALE has the kernel walk the path again (LOOKUP_REVAL), find it and
+                // open it, checking the caller's permissions and applying O_TRUNC (a
+                // CREATE reply would make it the caller's new file).
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) && flags & libc::O_EXCL == 0 => {
-                    sys::openat(p.fd(), &c, (oflags & !libc::O_CREAT) | libc::O_NOFOLLOW, 0)?;
-                    None
+                    return Err(io::Error::from_raw_os_error(libc::ESTALE));
                 }
                 Err(e) => return Err(e),
             };
+            // Told to the guard before anyone else can open it.
+            let created = s
+                .enforce
+                .created(file.as_fd())
+                .map_err(|e| io::Error::from_raw_os_error(e.code()))?;
             let (node, st) = s.new_entry(&p, &c, req)?;
             // The node is the file made unless a rename replaced it meanwhile.
-            Ok((node, created.filter(|i| i.attrs.ino == st.st_ino)))
+            Ok((node, Some(created).filter(|i| i.attrs.ino == st.st_ino)))
         })();
         let (node, created) = tri!(reply, r.map_err(|e| errno(&e)));
         let who = caller(req);

@@ -565,6 +565,103 @@ fn appends_follow_the_kernel_offset() {
     assert_eq!(fs::metadata(&p).unwrap().len(), 15);
 }
 
+/// O_CREAT without O_EXCL on a name that root's file takes behind the mount between
+/// the kernel's LOOKUP (nothing there) and its CREATE opens that file as any open
+/// would: with the opener's permissions (none on root's 0600 file), never as the
+/// opener's new file (which made it theirs).
+#[test]
+fn create_racing_a_creator_behind_the_mount() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::create_dir(f.s("shared")).unwrap();
+    fs::set_permissions(f.s("shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    f.mount();
+    const NAMES: i64 = 5000;
+    // SAFETY: a fresh shared anonymous page, shared with the forked child.
+    let page = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(page, libc::MAP_FAILED);
+    // SAFETY: the page is zeroed, aligned and lives until the end of the test.
+    let position: &'static AtomicI64 = unsafe { &*(page as *const AtomicI64) };
+    // Root makes n0, n1, … behind the mount, one about every 50 µs, and tells how far
+    // it got; the user opens names just ahead of it.
+    let creator = {
+        let dir = f.s("shared");
+        std::thread::spawn(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut made = Vec::new();
+            for i in 0..NAMES + 4 {
+                let new = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(dir.join(format!("n{i}")));
+                if new.is_ok() {
+                    made.push(i);
+                }
+                position.store(i, Ordering::Release);
+                let t = std::time::Instant::now();
+                while t.elapsed() < std::time::Duration::from_micros(50) {}
+            }
+            made
+        })
+    };
+    let names: Vec<_> = (0..NAMES + 4)
+        .map(|i| cpath(&f.m(&format!("shared/n{i}"))))
+        .collect();
+    let status = as_user(NOBODY, NOBODY, 0o022, || {
+        let mut ahead = 0;
+        loop {
+            let at = position.load(Ordering::Acquire);
+            if at >= NAMES {
+                return 0;
+            }
+            ahead = ahead % 3 + 1;
+            // SAFETY: plain system calls on a valid C string.
+            unsafe {
+                let fd = libc::open(
+                    names[(at + ahead) as usize].as_ptr(),
+                    libc::O_CREAT | libc::O_RDWR,
+                    0o644,
+                );
+                if fd >= 0 {
+                    let mut st: libc::stat = std::mem::zeroed();
+                    libc::fstat(fd, &mut st);
+                    libc::close(fd);
+                    if st.st_uid == 0 {
+                        return 1;
+                    }
+                }
+            }
+        }
+    });
+    let made = creator.join().unwrap();
+    assert_eq!(status, 0, "root's 0600 file opened by another user");
+    let taken = made
+        .iter()
+        .filter(|i| fs::metadata(f.s(&format!("shared/n{i}"))).unwrap().uid() != 0)
+        .count();
+    assert_eq!(
+        taken,
+        0,
+        "of {} files root made, {taken} changed owner",
+        made.len()
+    );
+    // SAFETY: the page mapped above; nothing uses it any more.
+    unsafe { libc::munmap(page, 4096) };
+}
+
 /// Run `f` in a child process with the given ids (no supplementary groups) and umask;
 /// returns `f`'s result as the child's exit status. `f` must only make plain system
 /// calls: it runs between fork and _exit in a threaded process.
