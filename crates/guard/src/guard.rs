@@ -1895,7 +1895,11 @@ impl Shared {
         };
         let mut tree = self.config.tree_builder.as_ref().map(|b| b.start());
         let upto = attrs.size.min(limit);
-        let (digest, hashed) = hash_content(rfd.as_fd(), algo, tree.as_mut(), upto, &read_on)?;
+        let mut feed_tree = tree.as_mut().map(|t| move |chunk: &[u8]| t.update(chunk));
+        let feed = feed_tree
+            .as_mut()
+            .map(|f| f as &mut (dyn FnMut(&[u8]) + Send));
+        let (digest, hashed) = hash_content(rfd.as_fd(), algo, feed, upto, &read_on)?;
         // A change behind our back while the file was read (no generation tells of
         // it): the digest and tree are of the bytes read, not of the version `attrs`
         // names. Retried; on the last attempt kept, sized as what was read (so the
@@ -2128,9 +2132,7 @@ impl Shared {
                 return Ok(m.digest.clone());
             }
             let rfd = readable(fd).map_err(|e| e.to_string())?;
-            hash_content(rfd.as_fd(), algo, None, m.attrs.size, &|| Ok(()))
-                .map(|(digest, _)| digest)
-                .map_err(|e| e.to_string())
+            digest_as_measured(rfd.as_fd(), algo, m.algo, &m.digest, m.attrs.size)
         };
         let verity = m.verity.as_ref().map(|(t, _)| (t.algo, &t.digest[..]));
         // EVM judges the value on disk; a trusted file keeps the verdict it had, as
@@ -2349,7 +2351,7 @@ impl GiveUp<'_> {
 fn hash_content(
     fd: BorrowedFd<'_>,
     algo: HashAlgo,
-    mut tree: Option<&mut Box<dyn TreeBuild>>,
+    mut also: Option<&mut (dyn FnMut(&[u8]) + Send)>,
     size: u64,
     keep_going: &dyn Fn() -> Result<()>,
 ) -> Result<(Vec<u8>, u64)> {
@@ -2362,9 +2364,9 @@ fn hash_content(
         let chunk = &cur[..n];
         let (read, ()) = rayon::join(
             || pread_full(fd, &mut next[..upto(off + n as u64)], off + n as u64),
-            || match tree.as_mut() {
-                Some(t) => {
-                    rayon::join(|| h.update(chunk), || t.update(chunk));
+            || match also.as_mut() {
+                Some(f) => {
+                    rayon::join(|| h.update(chunk), || f(chunk));
                 }
                 None => h.update(chunk),
             },
@@ -2375,6 +2377,27 @@ fn hash_content(
         keep_going()?;
     }
     Ok((h.finalize(), off))
+}
+
+/// The `algo` digest of the first `size` bytes of `fd`, for a signature over another
+/// algorithm than the measurement's. That takes a second read, so it hashes with the
+/// measurement's algorithm too: only if it read the bytes measured (`measured`, their
+/// `measured_algo` digest, which the tree lets through) does its digest speak for them.
+fn digest_as_measured(
+    fd: BorrowedFd<'_>,
+    algo: HashAlgo,
+    measured_algo: HashAlgo,
+    measured: &[u8],
+    size: u64,
+) -> std::result::Result<Vec<u8>, String> {
+    let mut again = vigil_ima::Hasher::new(measured_algo).map_err(|e| e.to_string())?;
+    let mut feed = |chunk: &[u8]| again.update(chunk);
+    let (digest, _) =
+        hash_content(fd, algo, Some(&mut feed), size, &|| Ok(())).map_err(|e| e.to_string())?;
+    if again.finalize() != measured {
+        return Err("the file changed while its signature was checked".into());
+    }
+    Ok(digest)
 }
 
 /// Fill `buf` from `off` (short only at end of file).
@@ -2446,4 +2469,28 @@ fn save_seals(path: &Path, seals: &BTreeMap<String, SealRecord>) -> Result<()> {
         s.push('\n');
     }
     crate::store::write_atomic(path, s.as_bytes(), 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A second read for a signature's algorithm that finds other bytes than were
+    /// measured refuses to give a digest (it would vouch for bytes never served).
+    #[test]
+    fn second_read_must_see_the_measured_bytes() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"signed content A").unwrap();
+        let fd = f.as_fd();
+        let a = HashAlgo::Sha256.digest(b"signed content A").unwrap();
+        let b = HashAlgo::Sha256.digest(b"served content B").unwrap();
+        let sha1 = HashAlgo::Sha1.digest(b"signed content A").unwrap();
+        assert_eq!(
+            digest_as_measured(fd, HashAlgo::Sha1, HashAlgo::Sha256, &a, 16),
+            Ok(sha1)
+        );
+        let e = digest_as_measured(fd, HashAlgo::Sha1, HashAlgo::Sha256, &b, 16).unwrap_err();
+        assert!(e.contains("changed"), "{e}");
+    }
 }
