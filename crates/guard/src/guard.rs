@@ -2348,10 +2348,13 @@ impl GiveUp<'_> {
 /// if any), asking `keep_going` between chunks (whose error ends it). One read of the
 /// file: while a chunk is hashed (content hash and tree side by side), the next one is
 /// read. Gives the digest and the number of bytes hashed.
+/// What else a read's chunks are given to, in order, while they are hashed.
+type Feed<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 fn hash_content(
     fd: BorrowedFd<'_>,
     algo: HashAlgo,
-    mut also: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+    mut also: Option<&mut Feed<'_>>,
     size: u64,
     keep_going: &dyn Fn() -> Result<()>,
 ) -> Result<(Vec<u8>, u64)> {
