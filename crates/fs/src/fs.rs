@@ -799,6 +799,17 @@ impl Shared {
                 // A write through the mount bumps the generation before it changes the
                 // data: a mismatch seen after such a bump is that write, not tampering.
                 let racing = || node.state.generation() != *generation;
+                // The file ends before the measured size (truncated behind the mount):
+                // the blocks that are gone are not served as an end of file either.
+                if n < len && !racing() {
+                    crate::enforce::audit(format_args!(
+                        "read {}: file ends at {}, measured {}: EIO",
+                        self.enforce.path_of(node).display(),
+                        start + n as u64,
+                        c.size()
+                    ));
+                    return reply.error(Errno::EIO);
+                }
                 if c.verify(start, &buf[..n]).is_err() && !racing() {
                     if let Err(e) = self.enforce.check_read(node, c, start, &buf[..n]) {
                         return reply.error(e);

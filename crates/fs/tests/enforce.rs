@@ -402,6 +402,41 @@ fn handles_opened_before_a_write_are_checked_again_after_the_re_measurement() {
     bg.unmount().unwrap();
 }
 
+/// A file truncated behind the mount at a block boundary while a handle is open: the
+/// blocks that are gone fail with EIO rather than reading as an end of file (which
+/// would hand a reader a silently shortened file).
+#[test]
+fn truncation_behind_the_mount_at_a_block_boundary_is_eio() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let data: Vec<u8> = (0..40960).map(|i| (i * 7 + i / 4096) as u8).collect();
+    for i in 0..2 {
+        fs::write(env.src.join(format!("t{i}")), &data).unwrap();
+    }
+    let bg = env.mount("measure func=FILE_CHECK\n", AppraiseMode::Off, None);
+    for (i, cut) in [8192u64, 0].into_iter().enumerate() {
+        let mut f = fs::File::open(env.m(&format!("t{i}"))).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(env.src.join(format!("t{i}")))
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let mut got = Vec::new();
+        let r = std::io::Read::read_to_end(&mut f, &mut got);
+        assert_eq!(
+            r.map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EIO)),
+            "cut at {cut}: read {} bytes",
+            got.len()
+        );
+        assert!(got.len() as u64 <= cut && got[..] == data[..got.len()]);
+    }
+    bg.unmount().unwrap();
+}
+
 /// Reads of 1 MiB at a time (the kernel's largest READs): a tampered block fails its
 /// read, a truncation behind the mount fails the reads past it, and the rest still
 /// reads correctly. The backing data is in the page cache (where the open's
