@@ -618,7 +618,7 @@ impl Shared {
             .open(&node, &file, flags, who, created, known)?;
         let mut attrs = opened.attrs;
         if flags & libc::O_TRUNC != 0 {
-            self.drop_sgid_before_change(&node, who);
+            self.drop_privileges_before_change(&node, who, false);
             // FUSE_ATOMIC_O_TRUNC: truncate once the open was allowed (an O_RDONLY
             // handle truncates through a descriptor of its own, as the kernel does).
             let m = self.enforce.modify(&node)?;
@@ -829,24 +829,37 @@ impl Shared {
         }
     }
 
-    /// Before `who` writes, truncates or extends `node`: clear its set-group-ID bit if
-    /// the kernel would — the file has no group execute permission (a set-group-ID bit
-    /// with it is cleared by FUSE's kernel side already) and `who` is neither in the
-    /// file's group nor holds CAP_FSETID.
-    fn drop_sgid_before_change(&self, node: &Node, who: Caller) {
+    /// Before `who` writes, truncates or extends `node`: clear its set-user-ID and
+    /// set-group-ID bits as the kernel would (setattr_should_drop_suidgid) unless `who`
+    /// holds CAP_FSETID. FUSE's kernel side clears set-user-ID, and set-group-ID with
+    /// group execute, before writes and truncates (`kernel_cleared`), but not before
+    /// an open's O_TRUNC; set-group-ID without group execute goes only if `who` is not
+    /// in the file's group.
+    fn drop_privileges_before_change(&self, node: &Node, who: Caller, kernel_cleared: bool) {
         if who.pid == 0 {
             return;
         }
         let Ok(st) = node.stat() else { return };
-        let sgid_only = st.st_mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID;
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG || !sgid_only {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return;
         }
-        let in_group = who.gid == st.st_gid || groups_of(who.pid).contains(&st.st_gid);
-        if in_group || has_capability(who.pid, who.uid, CAP_FSETID) {
+        let sgid = st.st_mode & (libc::S_ISGID | libc::S_IXGRP);
+        let mut drop = 0;
+        if !kernel_cleared {
+            drop |= st.st_mode & libc::S_ISUID;
+            if sgid == libc::S_ISGID | libc::S_IXGRP {
+                drop |= libc::S_ISGID;
+            }
+        }
+        if sgid == libc::S_ISGID
+            && !(who.gid == st.st_gid || groups_of(who.pid).contains(&st.st_gid))
+        {
+            drop |= libc::S_ISGID;
+        }
+        if drop == 0 || has_capability(who.pid, who.uid, CAP_FSETID) {
             return;
         }
-        let mode = st.st_mode & 0o7777 & !libc::S_ISGID;
+        let mode = st.st_mode & 0o7777 & !drop;
         if self
             .do_setattr(node, Some(mode), None, None, None, None, None, None)
             .is_ok()
@@ -1370,7 +1383,7 @@ impl Filesystem for VigilFs {
         }
         let node = tri!(reply, s.node(ino));
         if size.is_some() {
-            s.drop_sgid_before_change(&node, caller(req));
+            s.drop_privileges_before_change(&node, caller(req), true);
         }
         match s.do_setattr(&node, mode, uid, gid, size, atime, mtime, fh) {
             Ok(st) => reply.attr(&s.ttl, &sys::to_attr(node.ino, &st)),
@@ -1651,7 +1664,7 @@ impl Filesystem for VigilFs {
         // Page-cache writeback arrives here too, on some writable handle of the file: it
         // is counted like any other write (with no writer to judge: pid 0).
         if !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
-            s.drop_sgid_before_change(node, caller(req));
+            s.drop_privileges_before_change(node, caller(req), true);
         }
         let m = tri!(reply, s.enforce.modify(node));
         // Bumped before the data changes (readers' checks stand down) and after (the
@@ -2117,7 +2130,7 @@ impl Filesystem for VigilFs {
         let (Some(node), Some(file)) = (h.node.as_ref(), h.file()) else {
             return reply.error(Errno::EBADF);
         };
-        s.drop_sgid_before_change(node, caller(req));
+        s.drop_privileges_before_change(node, caller(req), true);
         let m = tri!(reply, s.enforce.modify(node));
         s.changed(node);
         // SAFETY: plain syscall on our descriptor.

@@ -882,6 +882,68 @@ fn set_group_id_is_cleared_by_writes_of_non_members() {
     }
 }
 
+/// An open's O_TRUNC clears set-user-ID and set-group-ID as a truncate does natively
+/// (FUSE_ATOMIC_O_TRUNC truncates in OPEN, where the kernel clears nothing): for
+/// callers without CAP_FSETID, set-group-ID without group execute only for
+/// non-members.
+#[test]
+fn open_truncate_clears_set_id_bits() {
+    if !can_mount() {
+        return;
+    }
+    let mut f = Fixture::new();
+    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    f.mount();
+    // name, file's group, mode, opener, open flags, mode after
+    let trunc = libc::O_WRONLY | libc::O_TRUNC;
+    let cases = [
+        ("suid", NOBODY, 0o4755, NOBODY, trunc, 0o755),
+        ("both", NOBODY, 0o6775, NOBODY, trunc, 0o775),
+        (
+            "create",
+            NOBODY,
+            0o6755,
+            NOBODY,
+            trunc | libc::O_CREAT,
+            0o755,
+        ),
+        (
+            "read-only",
+            NOBODY,
+            0o4777,
+            NOBODY,
+            libc::O_RDONLY | libc::O_TRUNC,
+            0o777,
+        ),
+        ("non-member", 0, 0o2666, NOBODY, trunc, 0o666),
+        ("member", NOBODY, 0o2666, NOBODY, trunc, 0o2666),
+        ("root", NOBODY, 0o6755, 0, trunc, 0o6755),
+        (
+            "no truncate",
+            NOBODY,
+            0o4755,
+            NOBODY,
+            libc::O_WRONLY,
+            0o4755,
+        ),
+    ];
+    for (name, group, mode, uid, flags, want) in cases {
+        let m = f.m(name);
+        fs::write(&m, b"content").unwrap();
+        std::os::unix::fs::chown(&m, Some(NOBODY), Some(group)).unwrap();
+        fs::set_permissions(&m, fs::Permissions::from_mode(mode)).unwrap();
+        let p = cpath(&m);
+        assert_eq!(
+            as_user(uid, uid, 0o022, || try_open(&p, flags, 0o644)),
+            0,
+            "{name}"
+        );
+        assert_eq!(mode_of(&f.s(name)), want, "{name}: backing file");
+        assert_eq!(mode_of(&m), want, "{name}: through the mount");
+    }
+}
+
 /// POSIX ACLs are enforced by the kernel (FUSE_POSIX_ACL), both ways, and set through
 /// the mount with the effects they have natively.
 #[test]
