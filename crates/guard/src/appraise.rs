@@ -153,14 +153,19 @@ pub fn appraise(
     verity: Option<(HashAlgo, &[u8])>,
 ) -> Verdict {
     let fail = |s: &str| Verdict::Fail(s.to_owned());
+    // The kernel's cause for a value that is not the signature the rule requires.
+    let signature_required = match action.verity {
+        true => "verity-signature-required",
+        false => "IMA-signature-required",
+    };
     let Some(v) = value else {
         if new_file && (!action.require_signature || size == 0) {
             return Verdict::PassNewFile;
         }
-        return fail(if action.require_signature {
-            "IMA-signature-required"
-        } else {
+        return fail(if !action.require_signature {
             "missing-hash"
+        } else {
+            signature_required
         });
     };
     // ima_appraise_measurement: EVM first.
@@ -177,8 +182,14 @@ pub fn appraise(
         if v[0] == 0x05 {
             return fail("invalid-signature");
         }
-        if action.verity && v[0] != 0x06 {
-            return fail("IMA-signature-required");
+        // xattr_verify: an fs-verity signature only where the rule asks for one
+        // (`digest_type=verity`); elsewhere the kernel checks it against the file
+        // hash, which it never signs.
+        match (action.verity, v[0] == 0x06) {
+            (true, false) => return fail(signature_required),
+            (false, true) if action.require_signature => return fail(signature_required),
+            (false, true) => return fail("invalid-verity-signature"),
+            _ => {}
         }
         if let (false, Some(alg)) = (action.algos.is_empty(), v.get(2)) {
             match HashAlgo::from_id(*alg) {
@@ -197,7 +208,7 @@ pub fn appraise(
     // A hash value under a valid portable EVM signature counts as signed, except
     // where only an fs-verity signature will do.
     if action.require_signature && (!evm_signed || action.verity) {
-        return fail("IMA-signature-required");
+        return fail(signature_required);
     }
     let (algo, want) = match ImaXattr::decode(v) {
         Ok(ImaXattr::Digest { algo, digest } | ImaXattr::DigestNg { algo, digest }) => {

@@ -151,8 +151,26 @@ appraise func=FILE_CHECK digest_type=verity appraise_type=sigv3
         .arg(&key)
         .arg(&q));
     match open(&g, &q, false) {
-        Err(Error::Denied(m)) => assert!(m.contains("IMA-signature-required"), "{m}"),
+        Err(Error::Denied(m)) => assert!(m.contains("verity-signature-required"), "{m}"),
         other => panic!("{:?}", other.map(|d| d.verdict)),
+    }
+
+    // The verity signature where the rule does not ask for one: a signature rule
+    // refuses it, and a hash rule finds it does not sign the file hash (as the kernel).
+    for (rule, cause) in [
+        (
+            "appraise func=FILE_CHECK appraise_type=imasig",
+            "IMA-signature-required",
+        ),
+        ("appraise func=FILE_CHECK", "invalid-verity-signature"),
+    ] {
+        let mut ring = KeyRing::new();
+        ring.add(PublicKey::load(&cert).unwrap());
+        let g = guard_with(d.path(), rule, ring, true);
+        match open(&g, &p, false) {
+            Err(Error::Denied(m)) => assert!(m.contains(cause), "{rule}: {m}"),
+            other => panic!("{rule}: {:?}", other.map(|d| d.verdict)),
+        }
     }
 }
 
