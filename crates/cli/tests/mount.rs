@@ -320,6 +320,61 @@ fn many_files_under_a_low_open_file_limit() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Directories held open by the hundred use up the daemon's descriptors (their nodes
+/// cannot be forgotten while in use), so opens fail with EMFILE; once they are closed,
+/// the mount recovers at the next failing lookup instead of failing for good.
+#[test]
+fn mount_recovers_once_descriptors_held_by_open_directories_are_let_go() {
+    if !can_mount() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let d = dirs();
+    for i in 0..600 {
+        fs::create_dir_all(d.src.join(format!("dirs/d{i}"))).unwrap();
+    }
+    fs::write(d.src.join("fresh"), b"fresh").unwrap();
+    let mut c = vigil_command(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let low = libc::rlimit {
+                rlim_cur: 400,
+                rlim_max: 400,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &low) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
+    };
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let held: Vec<_> = (0..600)
+        .filter_map(|i| fs::File::open(d.mnt.join(format!("dirs/d{i}"))).ok())
+        .collect();
+    assert!(held.len() < 600, "the daemon's limit was not reached");
+    assert_eq!(
+        fs::read(d.mnt.join("fresh")).map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EMFILE))
+    );
+    drop(held);
+    let since = Instant::now();
+    let read = loop {
+        match fs::read(d.mnt.join("fresh")) {
+            Err(e) if since.elapsed() < Duration::from_secs(10) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EMFILE));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            r => break r,
+        }
+    };
+    assert_eq!(read.unwrap(), b"fresh", "after {:?}", since.elapsed());
+    let o = vigil(&[&"umount", &d.mnt], &d.run);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// The mount helper as mount(8) runs it (`mount -t vigil`, an fstab line): in a private
 /// mount namespace whose /sbin holds only `mount.vigil`, a read-only, noexec mount with
 /// its policy and state directory given as -o options, then the same from an fstab.

@@ -328,9 +328,20 @@ impl Shared {
             return Err(einval());
         }
         let c = CString::new(name).map_err(|_| einval())?;
-        let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)?;
+        let fd = sys::openat(parent.fd(), &c, libc::O_PATH | libc::O_NOFOLLOW, 0)
+            .inspect_err(|e| self.out_of_descriptors(e))?;
         let st = sys::fstat(fd.as_fd())?;
         Ok(self.add_lookup(fd, st, parent, name))
+    }
+
+    /// An open failed for want of descriptors (nodes of files no longer in use hold
+    /// them, say, once the processes that held many directories open have gone): let
+    /// the kernel forget some, as when a lookup passes the budget. Else the failing
+    /// lookups, which never reach the budget check, would keep the mount failing.
+    fn out_of_descriptors(&self, e: &io::Error) {
+        if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+            self.relieve_descriptors();
+        }
     }
 
     /// Register one kernel lookup of `name` in `parent` (see [`InodeTable::lookup`]),
@@ -612,7 +623,10 @@ impl Shared {
             .map(Arc::new),
             false => node.state.reader(oflags, || reopen(0)),
         }
-        .map_err(|e| errno(&e))?;
+        .map_err(|e| {
+            self.out_of_descriptors(&e);
+            errno(&e)
+        })?;
         let opened = self
             .enforce
             .open(&node, &file, flags, who, created, known)?;
