@@ -1896,9 +1896,7 @@ impl Shared {
         let mut tree = self.config.tree_builder.as_ref().map(|b| b.start());
         let upto = attrs.size.min(limit);
         let mut feed_tree = tree.as_mut().map(|t| move |chunk: &[u8]| t.update(chunk));
-        let feed = feed_tree
-            .as_mut()
-            .map(|f| f as &mut (dyn FnMut(&[u8]) + Send));
+        let feed = feed_tree.as_mut().map(|f| f as &mut Feed<'_>);
         let (digest, hashed) = hash_content(rfd.as_fd(), algo, feed, upto, &read_on)?;
         // A change behind our back while the file was read (no generation tells of
         // it): the digest and tree are of the bytes read, not of the version `attrs`
@@ -2344,13 +2342,14 @@ impl GiveUp<'_> {
     }
 }
 
-/// Hash the content of `fd` from offset 0 up to `size` at most (and feed it to `tree`,
-/// if any), asking `keep_going` between chunks (whose error ends it). One read of the
-/// file: while a chunk is hashed (content hash and tree side by side), the next one is
-/// read. Gives the digest and the number of bytes hashed.
-/// What else a read's chunks are given to, in order, while they are hashed.
+/// What else a read's chunks are given to, in order, while they are hashed (a tree
+/// being built, a second hash).
 type Feed<'a> = dyn FnMut(&[u8]) + Send + 'a;
 
+/// Hash the content of `fd` from offset 0 up to `size` at most (and feed it to `also`,
+/// if any), asking `keep_going` between chunks (whose error ends it). One read of the
+/// file: while a chunk is hashed (content hash and `also` side by side), the next one
+/// is read. Gives the digest and the number of bytes hashed.
 fn hash_content(
     fd: BorrowedFd<'_>,
     algo: HashAlgo,
