@@ -279,31 +279,21 @@ fn mount_status_and_three_ways_to_unmount() {
     );
 }
 
-/// Every file the kernel has looked up holds a descriptor in the daemon: started with
-/// the common default soft limit of open files, it raises its own and serves many more.
-#[test]
-fn many_files_under_a_low_open_file_limit() {
-    if !can_mount() {
-        return;
-    }
+/// `vigil mount` of `d` started with the limit of open files `limit` makes of the
+/// current one.
+fn mount_with_file_limit(d: &Dirs, limit: fn(&mut libc::rlimit)) {
     use std::os::unix::process::CommandExt;
-    let d = dirs();
-    for i in 0..1500 {
-        fs::write(d.src.join(format!("f{i}")), format!("file {i}")).unwrap();
-    }
     let mut c = vigil_command(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    // SAFETY: only getrlimit and setrlimit, async-signal-safe, between fork and exec.
     unsafe {
-        // A soft limit of 1024 below a higher hard one, as systemd and most logins
-        // start processes.
-        c.pre_exec(|| {
-            let mut low = libc::rlimit {
+        c.pre_exec(move || {
+            let mut l = libc::rlimit {
                 rlim_cur: 0,
                 rlim_max: 0,
             };
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut low);
-            low.rlim_cur = 1024;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &low) == 0 {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+            limit(&mut l);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) == 0 {
                 Ok(())
             } else {
                 Err(std::io::Error::last_os_error())
@@ -312,6 +302,22 @@ fn many_files_under_a_low_open_file_limit() {
     };
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Every file the kernel has looked up holds a descriptor in the daemon: started with
+/// the common default soft limit of open files, it raises its own and serves many more.
+#[test]
+fn many_files_under_a_low_open_file_limit() {
+    if !can_mount() {
+        return;
+    }
+    let d = dirs();
+    for i in 0..1500 {
+        fs::write(d.src.join(format!("f{i}")), format!("file {i}")).unwrap();
+    }
+    // A soft limit of 1024 below a higher hard one, as systemd and most logins start
+    // processes.
+    mount_with_file_limit(&d, |l| l.rlim_cur = 1024);
     for i in 0..1500 {
         let got = fs::read(d.mnt.join(format!("f{i}")));
         assert_eq!(got.unwrap(), format!("file {i}").as_bytes(), "f{i}");
@@ -328,29 +334,12 @@ fn mount_recovers_once_descriptors_held_by_open_directories_are_let_go() {
     if !can_mount() {
         return;
     }
-    use std::os::unix::process::CommandExt;
     let d = dirs();
     for i in 0..600 {
         fs::create_dir_all(d.src.join(format!("dirs/d{i}"))).unwrap();
     }
     fs::write(d.src.join("fresh"), b"fresh").unwrap();
-    let mut c = vigil_command(&[&"mount", &"--state", &d.state(), &d.src, &d.mnt], &d.run);
-    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
-    unsafe {
-        c.pre_exec(|| {
-            let low = libc::rlimit {
-                rlim_cur: 400,
-                rlim_max: 400,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &low) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        })
-    };
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    mount_with_file_limit(&d, |l| (l.rlim_cur, l.rlim_max) = (400, 400));
     let held: Vec<_> = (0..600)
         .filter_map(|i| fs::File::open(d.mnt.join(format!("dirs/d{i}"))).ok())
         .collect();

@@ -29,6 +29,13 @@ impl Fixture {
             bg: None,
         }
     }
+    /// A fixture whose source directory any user may create files in (and reach).
+    fn open_to_all() -> Fixture {
+        let f = Fixture::new();
+        fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+        f
+    }
     fn mount(&mut self) {
         // No policy: nothing is measured or appraised (a plain passthrough with writer
         // accounting and seals).
@@ -818,9 +825,7 @@ fn set_group_id_is_cleared_by_writes_of_non_members() {
     if !can_mount() {
         return;
     }
-    let mut f = Fixture::new();
-    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut f = Fixture::open_to_all();
     f.mount();
     fn write(p: &std::ffi::CStr, flags: i32) -> i32 {
         // SAFETY: plain system calls on a valid C string.
@@ -891,9 +896,7 @@ fn open_truncate_clears_set_id_bits() {
     if !can_mount() {
         return;
     }
-    let mut f = Fixture::new();
-    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut f = Fixture::open_to_all();
     f.mount();
     // name, file's group, mode, opener, open flags, mode after
     let trunc = libc::O_WRONLY | libc::O_TRUNC;
@@ -951,9 +954,7 @@ fn posix_acls_are_enforced() {
     if !can_mount() {
         return;
     }
-    let mut f = Fixture::new();
-    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut f = Fixture::open_to_all();
     fs::write(f.s("secret"), b"secret\n").unwrap();
     fs::set_permissions(f.s("secret"), fs::Permissions::from_mode(0o644)).unwrap();
     fs::write(f.s("grant"), b"").unwrap();
@@ -1362,9 +1363,7 @@ fn new_files_keep_setid_bits() {
     if !can_mount() {
         return;
     }
-    let mut f = Fixture::new();
-    fs::set_permissions(f._dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(&f.src, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut f = Fixture::open_to_all();
     // A set-group-ID directory of a group nobody is not in.
     fs::create_dir(f.s("g")).unwrap();
     fs::set_permissions(f.s("g"), fs::Permissions::from_mode(0o2777)).unwrap();
