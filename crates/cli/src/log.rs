@@ -1563,9 +1563,17 @@ pub fn evmctl_ima_measurement(
             break;
         }
     }
+    // Without PCRs to compare, evmctl returns its last template check: 0 or 1, and
+    // -1 (exit 125) for a list without records.
     let mut rc = if tpm.is_none() {
         eprintln!("Failed to read any TPM PCRs");
-        0
+        if err < 0 {
+            eprintln!(
+                "{}",
+                crate::evmctl::errno_line(&std::io::Error::from_raw_os_error(libc::ENOENT))
+            );
+        }
+        err
     } else if err == 0 {
         eprintln!("Matched per TPM bank calculated digest(s).");
         0
@@ -1574,13 +1582,13 @@ pub fn evmctl_ima_measurement(
         0
     } else {
         eprintln!("Failed to match per TPM bank or SHA1 padded TPM digest(s).");
-        1
+        err
     };
     if invalid_digest {
         eprintln!("Failed to verify template data digest.");
         rc = 1;
     }
-    ExitCode::from(rc)
+    evmctl_exit(rc)
 }
 
 /// evmctl's default verification key.

@@ -327,10 +327,23 @@ fn ima_measurement_matches_evmctl() {
     let c = Case {
         name: "missing",
         list: &d.join("nonexistent"),
-        pcrs: both,
+        pcrs: both.clone(),
         flags: &[],
     };
     assert_eq!(compare(&c, false), 125);
+
+    // An empty list, with PCRs and with none (no TPM here): no record checked.
+    let emptyf = d.join("empty.bin");
+    std::fs::write(&emptyf, b"").unwrap();
+    for (name, pcrs) in [("empty list", both), ("empty list, no PCRs", vec![])] {
+        let c = Case {
+            name,
+            list: &emptyf,
+            pcrs,
+            flags: &[],
+        };
+        assert_eq!(compare(&c, false), 125, "{name}");
+    }
 }
 
 #[test]
