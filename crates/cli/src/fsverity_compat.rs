@@ -433,19 +433,35 @@ fn write_err(path: &OsStr, e: std::io::Error) -> Fail {
     ))
 }
 
-fn write_out(file: &mut File, path: &OsStr, bytes: &[u8]) -> Res<()> {
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| write_err(path, e))
+/// Write `bytes` at `offset` of an output file (a descriptor, a tree or a signature),
+/// as fsverity-utils' callbacks write them; a failure is reported as libfsverity
+/// reports the step it failed in (`step`), if any.
+fn write_out(file: &File, path: &OsStr, bytes: &[u8], offset: Option<u64>, step: &str) -> Res<()> {
+    use std::os::unix::fs::FileExt;
+    let written = match offset {
+        Some(at) => file.write_all_at(bytes, at),
+        None => (&*file).write_all(bytes),
+    };
+    written.map_err(|e| {
+        runtime(msg!(
+            "ERROR: writing to '",
+            path,
+            "': ",
+            strerror(&e),
+            "\n",
+            step
+        ))
+    })?;
+    sync_if_regular(file).map_err(|e| write_err(path, e))
 }
 
-/// The tree is written with `pwrite` from offset 0, as libfsverity does, so with several
-/// input files each tree overwrites the start of the previous one.
-fn write_tree(file: &mut File, path: &OsStr, bytes: &[u8]) -> Res<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(bytes, 0)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| write_err(path, e))
+/// Make a written output file durable; a pipe or device (`/dev/stdout`) has nothing
+/// to sync (and fsync fails there with EINVAL).
+fn sync_if_regular(file: &File) -> std::io::Result<()> {
+    match file.metadata()?.is_file() {
+        true => file.sync_all(),
+        false => Ok(()),
+    }
 }
 
 /// The `--out-merkle-tree` and `--out-descriptor` files of `digest` and `sign`, each
@@ -472,13 +488,35 @@ impl TreeOutputs {
         Ok(())
     }
 
-    /// Write the Merkle tree and the descriptor of `tree` where asked.
+    /// Write the Merkle tree and the descriptor of `tree` where asked, as libfsverity's
+    /// callbacks do: the tree file preallocated to the tree's size first (which fails
+    /// on a pipe or device), the tree written from offset 0 (with several input files
+    /// each tree overwrites the start of the previous one), then the descriptor.
     fn write(&mut self, tree: &Tree) -> Res<()> {
-        if let Some((f, p)) = &mut self.tree {
-            write_tree(f, p, tree.merkle_tree())?;
+        const FAILED: &str = "ERROR: failed to compute digest\n";
+        if let Some((f, p)) = &self.tree {
+            let bytes = tree.merkle_tree();
+            if !bytes.is_empty() {
+                use std::os::fd::AsRawFd;
+                // SAFETY: posix_fallocate on our own descriptor.
+                let res = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, bytes.len() as i64) };
+                if res != 0 && res != libc::EOPNOTSUPP {
+                    return Err(runtime(msg!(
+                        "ERROR: preallocating ",
+                        bytes.len().to_string(),
+                        "-byte file '",
+                        p,
+                        "'\nERROR: error processing Merkle tree size\n",
+                        FAILED
+                    )));
+                }
+            }
+            let step = format!("ERROR: error processing Merkle tree block\n{FAILED}");
+            write_out(f, p, bytes, Some(0), &step)?;
         }
-        if let Some((f, p)) = &mut self.desc {
-            write_out(f, p, &tree.descriptor_bytes())?;
+        if let Some((f, p)) = &self.desc {
+            let step = format!("ERROR: error processing fs-verity descriptor\n{FAILED}");
+            write_out(f, p, &tree.descriptor_bytes(), None, &step)?;
         }
         Ok(())
     }
@@ -557,6 +595,8 @@ fn digest(cmd: &Cmd, args: &[OsString], out: &mut Vec<u8>) -> Res<()> {
         } else {
             d.to_hex()
         };
+        // The outputs are written while the digest is computed, before it is printed.
+        outs.write(&tree)?;
         if compact {
             out.extend(msg!(hex, "\n"));
         } else if builtin {
@@ -564,7 +604,6 @@ fn digest(cmd: &Cmd, args: &[OsString], out: &mut Vec<u8>) -> Res<()> {
         } else {
             out.extend(msg!(d.alg().to_string(), ":", hex, " ", path, "\n"));
         }
-        outs.write(&tree)?;
     }
     Ok(())
 }
@@ -677,8 +716,8 @@ fn sign(cmd: &Cmd, args: &[OsString], out: &mut Vec<u8>) -> Res<()> {
     let sig = vigil_fsverity::sign(&tree.digest(), &sk, &crt).map_err(|_| {
         failed(b"ERROR: failed to add signer to PKCS#7 signature object\n".to_vec())
     })?;
-    let mut f = open_out(sig_path).map_err(runtime)?;
-    write_out(&mut f, sig_path, &sig)?;
+    let f = open_out(sig_path).map_err(runtime)?;
+    write_out(&f, sig_path, &sig, None, "")?;
     out.extend(msg!(
         "Signed file '",
         path,

@@ -735,6 +735,22 @@ fn devices_are_digested_as_fsverity_digests_them() {
     }
 }
 
+/// Outputs that are not files, such as `/dev/stdout` on a pipe, are written as
+/// fsverity-utils writes them (there is nothing to sync), and fail as they fail there:
+/// a tree file that cannot be preallocated, a descriptor that cannot be written, with
+/// no digest printed.
+#[test]
+fn outputs_to_pipes_and_devices() {
+    let e = env();
+    std::fs::write(e.path("f"), pattern(5000, 3)).unwrap();
+    let f = e.path("f");
+    e.same(&["digest", &f, "--out-descriptor=/dev/stdout"]);
+    e.same(&["digest", &f, "--out-descriptor=/dev/null"]);
+    e.same(&["digest", &f, "--out-merkle-tree=/dev/null"]);
+    e.same(&["digest", &f, "--out-merkle-tree=/dev/stdout"]);
+    e.same(&["digest", &f, "--out-descriptor=/dev/full"]);
+}
+
 #[test]
 fn small_differences_in_wording_and_precedence() {
     let e = env();
