@@ -335,37 +335,8 @@ fn write_out(path: Option<&Path>, data: &[u8]) -> anyhow::Result<()> {
             Ok(())
         }
         Some(p) if p == Path::new("-") => write_out(None, data),
-        Some(p) => write_atomic(p, data),
+        Some(p) => crate::write_atomic(p, data),
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.with_context(|| format!("writing {}", path.display()))
 }
 
 /// Read a policy file: plain JSON or a DSSE envelope (verified with `key` if given).
@@ -575,7 +546,7 @@ fn attest(a: AttestArgs) -> anyhow::Result<ExitCode> {
     };
     phase("validated");
     if let (Some(p), Some(s)) = (&a.state, &state) {
-        write_atomic(p, s.to_json().as_bytes())?;
+        crate::write_atomic(p, s.to_json().as_bytes())?;
     }
     print_report(&report, a.json)?;
     if q.is_none() {

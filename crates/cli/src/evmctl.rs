@@ -848,7 +848,7 @@ fn ima_sign_one(
         let sig = ima::sigfile_path(p);
         r.err
             .push_str(&format!("Writing to {}\n", shown(opts, &sig).display()));
-        ima::write_atomic(&sig, &value)?;
+        crate::write_atomic(&sig, &value)?;
     }
     store(opts, p, opts.names().ima, &value, "IMA sig")
 }

@@ -511,22 +511,6 @@ pub(crate) fn sigfile_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Write `data` to `dest` atomically: temp file in the same directory, fsync, rename.
-pub(crate) fn write_atomic(dest: &Path, data: &[u8]) -> anyhow::Result<()> {
-    let dir = match dest.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("{}: create temporary file", dir.display()))?;
-    tmp.write_all(data)
-        .and_then(|_| tmp.as_file().sync_all())
-        .with_context(|| format!("{}: write", dest.display()))?;
-    tmp.persist(dest)
-        .map_err(|e| anyhow!("{}: {}", dest.display(), e.error))?;
-    Ok(())
-}
-
 /// The IMA value of a file: from its xattr, or from `FILE.sig`.
 pub(crate) fn read_ima_value(
     path: &Path,
@@ -750,7 +734,7 @@ fn cmd_sign(a: SignArgs) -> anyhow::Result<ExitCode> {
     let results = par_map(&files, |p| {
         let value = sign_file(p, &key, a.hash_algo, a.v3, verity.as_ref())?.encode();
         if a.sigfile {
-            write_atomic(&sigfile_path(p), &value)?;
+            crate::write_atomic(&sigfile_path(p), &value)?;
         }
         if !a.no_xattr {
             set_value(p, names.ima, &value)?;

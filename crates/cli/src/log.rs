@@ -894,7 +894,7 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         }
     }
     if let Some(p) = &a.state {
-        write_atomic(p, &serde_json::to_vec_pretty(&state)?)?;
+        crate::write_atomic(p, &serde_json::to_vec_pretty(&state)?)?;
     }
     if let Some(i) = first_bad {
         eprintln!(
@@ -974,20 +974,6 @@ impl LastRecord {
             &self.data,
         )?)
     }
-}
-
-/// Write a file: temporary file in the same directory, fsync, rename.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -90,6 +90,32 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// Write a whole file in place of `dest` without ever leaving it half written: a
+/// temporary file in the same directory, fsync, rename, fsync of the directory. The
+/// file gets mode 0666 less the umask, as a file a program creates does.
+pub(crate) fn write_atomic(dest: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("{}: create temporary file", dir.display()))?;
+    tmp.write_all(data)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("{}: write", dest.display()))?;
+    tmp.persist(dest)
+        .map_err(|e| anyhow::anyhow!("{}: {}", dest.display(), e.error))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 /// An error with its causes, `: `-separated as `{:#}` prints them, leaving out a cause
 /// its context already ends with (an error that prints its source too).
 pub(crate) fn error_text(err: &anyhow::Error) -> String {

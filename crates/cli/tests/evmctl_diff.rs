@@ -198,6 +198,11 @@ fn sigfile_and_setxattr() {
     );
     let sig = std::fs::read(p.join("f.sig")).unwrap();
     assert_eq!(sig, get_xattr(&p.join("f"), "user.ima"));
+    let mode = |f: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p.join(f)).unwrap().permissions().mode()
+    };
+    let ours = mode("f.sig");
     ok(
         &evmctl(&["ima_verify", "--sigfile", "--key", &c, "f"], p),
         "evmctl --sigfile",
@@ -218,12 +223,15 @@ fn sigfile_and_setxattr() {
         &evmctl(&["ima_verify", "--xattr-user", "--key", &c, "g"], p),
         "evmctl verifies g",
     );
-    // evmctl's .sig is the same bytes (RSA is deterministic).
+    // evmctl's .sig is the same bytes (RSA is deterministic), made with the same mode
+    // (0666 less the umask).
+    std::fs::remove_file(p.join("f.sig")).unwrap();
     ok(
         &evmctl(&["ima_sign", "-n", "--sigfile", "--key", &k, "f"], p),
         "evmctl sigfile",
     );
     assert_eq!(std::fs::read(p.join("f.sig")).unwrap(), sig);
+    assert_eq!(format!("{:o}", mode("f.sig")), format!("{ours:o}"));
 }
 
 /// `sign_hash` output is identical for RSA, for sha*sum input.
