@@ -281,6 +281,9 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
                 None => o.pass_prompt = true,
             },
             "sigfile" => o.sigfile = true,
+            // evmctl: `-u` without a value sets HMAC_FLAG_NO_UUID for good; a later
+            // `--uuid=U` only names the UUID that flag then leaves unused.
+            "uuid" if o.evm.uuid == Some(None) => {}
             "uuid" => o.evm.uuid = Some(v),
             "rsa" => o.rsa = true,
             "key" => o.keys = v,

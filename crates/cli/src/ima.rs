@@ -1232,6 +1232,9 @@ pub(crate) fn evm_file_digest(
         }
         (None, _) => Some(fs_uuid(st.dev())?),
     };
+    if let Some(u) = &uuid {
+        let _ = writeln!(log, "uuid: {}", hex::encode(u));
+    }
     let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
     Ok(evm::evm_digest(
         algo,

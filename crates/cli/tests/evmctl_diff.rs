@@ -337,8 +337,9 @@ fn sign_hash_veritysig_vector() {
     assert_eq!(stdout(&n), out);
 }
 
-/// EVM signatures: portable (with --imasig) and inode-bound (no UUID, and a given
-/// UUID), signed by one and verified by the other; a metadata change fails both.
+/// EVM signatures: portable (with --imasig) and inode-bound (no UUID, a given UUID,
+/// and both options), signed by one and verified by the other; a metadata change
+/// fails both.
 #[test]
 fn evm_sign_verify_both_ways() {
     let d = scratch();
@@ -354,7 +355,14 @@ fn evm_sign_verify_both_ways() {
         ("vigil", "evmctl", &ek, &c),
         ("evmctl", "vigil", &ek, &c),
     ] {
-        for mode in [&["--portable", "--imasig"][..], &["-u"][..], &[uuid][..]] {
+        // `-u` before `--uuid=U` still means no UUID, as in evmctl.
+        let modes = [
+            &["--portable", "--imasig"][..],
+            &["-u"],
+            &[uuid],
+            &["-u", uuid],
+        ];
+        for mode in modes {
             let f = p.join("e");
             std::fs::write(&f, b"evm test").unwrap();
             let mut args = vec!["sign", "--xattr-user", "--key", sk.as_str()];
