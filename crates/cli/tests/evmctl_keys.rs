@@ -84,6 +84,13 @@ fn private_key_formats() {
     ok(&v, "-p from stdin");
     assert_eq!(stdout(&v), stdout(&r));
     assert_eq!(stdout(&v), reference);
+    // No password at all: the key being encrypted, it is asked for (OpenSSL's prompt).
+    let args = ["ima_sign", "-n", "--key", "enc.pem", "f"];
+    let r = evmctl_stdin(&args, p, b"secret\n");
+    let v = vevmctl_stdin(&args, p, b"secret\n");
+    ok(&r, "evmctl, password asked for");
+    ok(&v, "password asked for");
+    assert_eq!(stdout(&v), reference);
     let v = vevmctl(
         &["ima_sign", "-n", "--key", "enc.pem", "--pass=wrong", "f"],
         p,
