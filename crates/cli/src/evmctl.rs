@@ -350,21 +350,22 @@ pub fn parse_args(args: &[String]) -> Result<(EvmctlOpts, Vec<String>), ParseExi
             },
             "keyid-from-cert" => {
                 let cert = PathBuf::from(v.unwrap_or_default());
-                let read = read_at_most(&cert, MAX_KEY_FILE)
-                    .map_err(anyhow::Error::from)
-                    .and_then(|d| {
-                        Ok(vigil_ima::keys::keyid_from_cert(
-                            &d,
-                            &cert.display().to_string(),
-                        )?)
-                    });
+                let read = match read_at_most(&cert, MAX_KEY_FILE) {
+                    Err(e) => Err(format!(
+                        "Cannot open {}: {}",
+                        cert.display(),
+                        crate::strerror(&e)
+                    )),
+                    Ok(d) => vigil_ima::keys::keyid_from_cert(&d, &cert.display().to_string())
+                        .map_err(|e| e.to_string()),
+                };
                 match read {
                     Ok(k) => {
                         eprintln!("keyid {:04x} (from {})", k.0, cert.display());
                         o.keyid = Some(k);
                     }
-                    Err(e) => {
-                        eprintln!("{}: {e:#}\nError reading keyid.", cert.display());
+                    Err(why) => {
+                        eprintln!("{why}\nError reading keyid.");
                         return Err(ParseExit(ExitCode::from(1)));
                     }
                 }
@@ -638,9 +639,11 @@ fn missing(cmd: &str) -> anyhow::Error {
 
 /// The line evmctl ends a failed command with: `errno: No such file or directory (2)`.
 pub(crate) fn errno_line(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let reason = text.split(" (os error").next().unwrap_or_default();
-    format!("errno: {reason} ({})", e.raw_os_error().unwrap_or(0))
+    format!(
+        "errno: {} ({})",
+        crate::strerror(e),
+        e.raw_os_error().unwrap_or(0)
+    )
 }
 
 /// Print `what` and the errno line for `e`, as evmctl ends a command that failed on

@@ -163,14 +163,7 @@ fn once(cmd: &Cmd, slot: &mut Option<OsString>, key: &str, value: &OsStr) -> Res
     Ok(())
 }
 
-/// The C library's message for an errno (what `strerror` prints).
-fn strerror(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error ") {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
-}
+use crate::strerror;
 
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let (out, err, code) = run(&args);

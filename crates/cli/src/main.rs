@@ -90,6 +90,16 @@ fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     }
 }
 
+/// The C library's message for an errno (what `strerror` prints), as the C tools
+/// vigil stands in for print it.
+pub(crate) fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
 /// Write a whole file in place of `dest` without ever leaving it half written: a
 /// temporary file in the same directory, fsync, rename, fsync of the directory. The
 /// file gets mode 0666 less the umask, as a file a program creates does.
