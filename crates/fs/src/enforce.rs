@@ -389,7 +389,9 @@ impl Enforcer {
     /// fallocate): keep the result until it is done. EPERM if sealed.
     pub fn modify(&self, node: &Node) -> Result<Modification, Errno> {
         let id = self.file_id(node)?;
-        self.guard.modify(&id).map_err(|e| errno_of(&e))
+        self.guard
+            .modify(&id, Some(node.fd()))
+            .map_err(|e| errno_of(&e))
     }
 
     /// The owner, group or mode of `node` is about to change through the mount

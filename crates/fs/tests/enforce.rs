@@ -745,11 +745,12 @@ fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
     bg.unmount().unwrap();
 }
 
-/// A change behind the mount while the file is being written through it (when no
-/// measurement stands for its content) is told apart from the writers' own changes:
-/// it ends the trust in them, so the re-measurement after the last writer closed does
-/// not take it into the hash value, and the file is refused. Without it, the value
-/// follows the writes.
+/// A change behind the mount while the file is being written through it is told apart
+/// from the writers' own changes: it ends the trust in them, so the re-measurement
+/// after the last writer closed does not take it into the hash value, and the file is
+/// refused — also when the mount changes the file again afterwards (a write, a chmod),
+/// and when the change comes before the first write. Without it, the value follows
+/// the writes.
 #[test]
 fn a_change_behind_the_mount_while_it_is_written_is_not_taken_for_the_writers() {
     if !can_run() {
@@ -757,7 +758,14 @@ fn a_change_behind_the_mount_while_it_is_written_is_not_taken_for_the_writers() 
     }
     let env = Env::new();
     let data: Vec<u8> = (0..16 * 4096u32).map(|i| (i * 7 / 3) as u8).collect();
-    for name in ["tampered", "untouched"] {
+    let names = [
+        "tampered",
+        "tampered, then written",
+        "tampered, then chmod",
+        "tampered before the write",
+        "untouched",
+    ];
+    for name in names {
         fs::write(env.src.join(name), &data).unwrap();
         let o = Command::new("evmctl")
             .args(["ima_hash", "--xattr-user", "-a", "sha256"])
@@ -768,7 +776,14 @@ fn a_change_behind_the_mount_while_it_is_written_is_not_taken_for_the_writers() 
     }
     let policy = "measure func=FILE_CHECK\nappraise func=FILE_CHECK\n";
     let bg = env.mount(policy, AppraiseMode::Enforce, None);
-    for name in ["tampered", "untouched"] {
+    let tamper = |name: &str| {
+        let b = fs::OpenOptions::new()
+            .write(true)
+            .open(env.src.join(name))
+            .unwrap();
+        b.write_all_at(b"EVIL", 10 * 4096).unwrap();
+    };
+    for name in names {
         let reader = fs::File::open(env.m(name)).unwrap();
         let mut buf = vec![0u8; data.len()];
         reader.read_exact_at(&mut buf, 0).unwrap();
@@ -777,38 +792,47 @@ fn a_change_behind_the_mount_while_it_is_written_is_not_taken_for_the_writers() 
             .write(true)
             .open(env.m(name))
             .unwrap();
+        if name == "tampered before the write" {
+            tamper(name);
+        }
         writer.write_all_at(b"W", 0).unwrap();
-        if name == "tampered" {
-            let b = fs::OpenOptions::new()
-                .write(true)
-                .open(env.src.join(name))
-                .unwrap();
-            b.write_all_at(b"EVIL", 10 * 4096).unwrap();
+        match name {
+            "tampered" => tamper(name),
+            "tampered, then written" => {
+                tamper(name);
+                writer.write_all_at(b"X", 1).unwrap();
+            }
+            "tampered, then chmod" => {
+                tamper(name);
+                fs::set_permissions(env.m(name), fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            _ => {}
         }
         // A handle opened before the write: its reads in the window cannot be checked
         // against a tree, but a change behind the mount refuses them.
-        common::drop_cached(&reader);
-        let mut blk = vec![0u8; 4096];
-        let r = reader.read_exact_at(&mut blk, 10 * 4096);
-        match name {
-            "tampered" => assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO)),
-            _ => assert_eq!(r.map(|()| blk).unwrap(), data[10 * 4096..11 * 4096]),
+        if name == "tampered" || name == "untouched" {
+            common::drop_cached(&reader);
+            let mut blk = vec![0u8; 4096];
+            let r = reader.read_exact_at(&mut blk, 10 * 4096);
+            match name {
+                "tampered" => assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO)),
+                _ => assert_eq!(r.map(|()| blk).unwrap(), data[10 * 4096..11 * 4096]),
+            }
         }
         drop((writer, reader));
     }
     common::settle(&bg);
-    let now = fs::read(env.src.join("untouched")).unwrap();
-    assert_eq!(
-        ima_xattr(&env.src.join("untouched")),
-        Some(evmctl_hash_value(&env, &now))
-    );
-    assert_eq!(fs::read(env.m("untouched")).unwrap(), now);
-    let now = fs::read(env.src.join("tampered")).unwrap();
-    assert_ne!(
-        ima_xattr(&env.src.join("tampered")),
-        Some(evmctl_hash_value(&env, &now))
-    );
-    assert_eq!(errno(fs::read(env.m("tampered"))), libc::EACCES);
+    for name in names {
+        let now = fs::read(env.src.join(name)).unwrap();
+        let value = ima_xattr(&env.src.join(name));
+        if name == "untouched" {
+            assert_eq!(value, Some(evmctl_hash_value(&env, &now)));
+            assert_eq!(fs::read(env.m(name)).unwrap(), now);
+        } else {
+            assert_ne!(value, Some(evmctl_hash_value(&env, &now)), "{name}");
+            assert_eq!(errno(fs::read(env.m(name))), libc::EACCES, "{name}");
+        }
+    }
     bg.unmount().unwrap();
 }
 

@@ -274,6 +274,15 @@ impl FileState {
         self.acct.load(Ordering::Acquire) & (PASSED | WRITTEN) == PASSED | WRITTEN
     }
 
+    /// The file was changed behind the guard: its measurement no longer stands, and the
+    /// trust in its writes ends — the appraisal it passed was not of this content, so
+    /// writes through the guard from now on do not bring it back either (the next open
+    /// appraises the file as it is).
+    fn changed_behind(&self) {
+        self.gen.invalidate();
+        self.set(PASSED | WRITTEN, false);
+    }
+
     /// A measurement made with its hash value brought up to date: if the value now
     /// matches `m`, `m` is still current and no writer remains, the file no longer
     /// counts as written.
@@ -1087,11 +1096,13 @@ impl Guard {
         }
     }
 
-    /// The content of `id` is about to change (write, truncate, fallocate,
-    /// copy_file_range into it, size-changing setattr, O_TRUNC): keep the returned
-    /// guard until the change is done. Never blocks; [`Error::Sealed`] if sealed.
-    pub fn modify(&self, id: &FileId) -> Result<Modification> {
+    /// The content of `id` (open as `fd`, `O_PATH` will do, if the caller has it) is
+    /// about to change (write, truncate, fallocate, copy_file_range into it,
+    /// size-changing setattr, O_TRUNC): keep the returned guard until the change is
+    /// done. Never blocks; [`Error::Sealed`] if sealed.
+    pub fn modify(&self, id: &FileId, fd: Option<BorrowedFd<'_>>) -> Result<Modification> {
         let st = self.shared.state_for(id);
+        self.shared.catch_change_behind_before_own(&st, fd);
         // Counted as a writer while it lasts (as truncate(2) takes write access), so
         // a seal cannot slip in between this check and the change.
         st.acquire(0)?;
@@ -1113,6 +1124,7 @@ impl Guard {
     pub fn change_metadata(&self, id: &FileId, fd: Option<BorrowedFd<'_>>) -> MetadataChange {
         let state = self.shared.existing(id);
         if let Some(st) = &state {
+            self.shared.catch_change_behind_before_own(st, fd);
             st.metadata_changes.fetch_add(1, Ordering::SeqCst);
         }
         let file = fd
@@ -1777,6 +1789,11 @@ impl Shared {
         // the measurement they belong to published, under the outer lock: judge only
         // once no measurement is in progress.
         let _outer = self.outer_lock(st, purpose)?;
+        self.catch_change_behind_measured(st, fd)
+    }
+
+    /// [`Self::catch_change_behind`] with the outer lock held.
+    fn catch_change_behind_measured(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<()> {
         let Some(m) = st.gen.lookup() else {
             return Ok(());
         };
@@ -1789,10 +1806,29 @@ impl Shared {
         let through_guard = st.metadata_changes.load(Ordering::SeqCst) > 0
             || !st.gen.lookup().is_some_and(|now| Arc::ptr_eq(&now, &m));
         if !through_guard {
-            st.gen.invalidate();
-            st.set(WRITTEN, false);
+            st.changed_behind();
         }
         Ok(())
+    }
+
+    /// Before a change of the guard's own to `st` (open as `fd`, if given): a change
+    /// behind the guard since the file's measurement or the guard's previous change
+    /// must be caught now, as the version this change leaves would take it in (and the
+    /// re-measurement then write it into the hash value). Never blocks: where a
+    /// measurement is being made (which may write the hash value, changing the ctime)
+    /// the file is not judged, as an open does not judge it then either.
+    fn catch_change_behind_before_own(&self, st: &FileState, fd: Option<BorrowedFd<'_>>) {
+        let Some(fd) = fd else { return };
+        let Some(m) = st.gen.lookup() else {
+            let _ = self.catch_change_behind_own(st, fd);
+            return;
+        };
+        let unchanged = identity::version_fd(fd).is_ok_and(|v| m.attrs.same_version(&v));
+        if !unchanged {
+            if let Some(_outer) = st.gen.try_measure_lock() {
+                let _ = self.catch_change_behind_measured(st, fd);
+            }
+        }
     }
 
     /// [`Self::catch_change_behind`] while no measurement stands for the content (it
@@ -1816,8 +1852,7 @@ impl Shared {
         {
             return Ok(false);
         }
-        st.gen.invalidate();
-        st.set(WRITTEN, false);
+        st.changed_behind();
         Ok(true)
     }
 

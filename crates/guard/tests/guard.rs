@@ -59,7 +59,7 @@ fn measures_caches_and_invalidates() {
 
     // A write through the guard invalidates.
     {
-        let _m = g.modify(&id).unwrap();
+        let _m = g.modify(&id, None).unwrap();
         assert!(g.cached(&id).is_none(), "hit while a change is in flight");
         std::fs::write(&p, b"abcd").unwrap();
     }
@@ -205,7 +205,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     assert!(!g.any_seals(), "a refused seal left a record");
     let rec = g.seal(&id, f.as_fd(), None).unwrap();
     assert_eq!(hex::encode(&rec.digest), sha256_hex(&vec![7u8; 8192]));
-    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    assert!(matches!(g.modify(&id.id, None), Err(Error::Sealed)));
     assert_eq!(
         g.on_open(&id, f.as_fd(), &OpenRequest::write(path))
             .err()
@@ -220,7 +220,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
     drop(g);
     let g = guard(d.path(), Actions::default());
     let id = g.identify(f.as_fd()).unwrap();
-    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    assert!(matches!(g.modify(&id.id, None), Err(Error::Sealed)));
     assert_eq!(g.seal_of(&id.id).unwrap(), rec);
     assert!(g.any_seals());
 
@@ -261,7 +261,7 @@ fn seal_busy_then_eperm_and_sealed_memfd() {
         Err(Error::NotAuthorised { uid: 1000 })
     ));
     g.unseal(&id.id, 0).unwrap();
-    let m = g.modify(&id.id).unwrap();
+    let m = g.modify(&id.id, None).unwrap();
     drop(m);
     assert!(g.seal_of(&id.id).is_none());
     assert!(!g.any_seals());
@@ -383,7 +383,7 @@ fn appraisal_modes_against_evmctl() {
         let f = File::open(&p).unwrap();
         let id = g.identify(f.as_fd()).unwrap();
         {
-            let _m = g.modify(&id.id).unwrap();
+            let _m = g.modify(&id.id, None).unwrap();
             std::fs::write(&p, b"changed again\n").unwrap();
         }
         match open_read(&g, &p) {
@@ -447,7 +447,7 @@ fn last_writer_defers_hash_refresh() {
     // New file, created by this opener: passes without a value.
     let (f, id, w) = open_created(&g, &p);
     {
-        let _m = g.modify(&id.id).unwrap();
+        let _m = g.modify(&id.id, None).unwrap();
         (&f).write_all(b" and more").unwrap();
     }
     assert_eq!(
@@ -480,7 +480,7 @@ fn a_job_stops_reading_a_file_deleted_meanwhile() {
     let w = open(&g, &p, true).unwrap();
     {
         let id = g.identify(File::open(&p).unwrap().as_fd()).unwrap();
-        let _m = g.modify(&id.id).unwrap();
+        let _m = g.modify(&id.id, None).unwrap();
         OpenOptions::new()
             .write(true)
             .open(&p)
@@ -540,7 +540,7 @@ fn refused_re_measurements_are_made_at_shutdown() {
         let p = d.path().join(name);
         let (f, id, w) = open_created(&g, &p);
         {
-            let _m = g.modify(&id.id).unwrap();
+            let _m = g.modify(&id.id, None).unwrap();
             (&f).write_all(&vec![b'x'; size]).unwrap();
         }
         writers.push((name, w.handle));
@@ -632,7 +632,7 @@ fn writes_through_the_guard_to_a_file_that_passed_are_trusted() {
     let write_at = |g: &Guard, f: &File, data: &[u8], off: u64| {
         use std::os::unix::fs::FileExt;
         let id = g.identify(f.as_fd()).unwrap();
-        let _m = g.modify(&id.id).unwrap();
+        let _m = g.modify(&id.id, None).unwrap();
         f.write_all_at(data, off).unwrap();
     };
 
@@ -1070,7 +1070,7 @@ fn seal_waits_for_a_change_in_flight() {
     let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
     let id = g.identify(f.as_fd()).unwrap();
     // A path truncate(2) in flight counts as a writer: no seal slips in before it.
-    let m = g.modify(&id.id).unwrap();
+    let m = g.modify(&id.id, None).unwrap();
     assert!(matches!(
         g.seal(&id, f.as_fd(), None),
         Err(Error::Busy { writers: 1, .. })
@@ -1080,7 +1080,7 @@ fn seal_waits_for_a_change_in_flight() {
     let now = g.identify(f.as_fd()).unwrap();
     let rec = g.seal(&now, f.as_fd(), None).unwrap();
     assert_eq!(hex::encode(rec.digest), sha256_hex(b"0123"));
-    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    assert!(matches!(g.modify(&id.id, None), Err(Error::Sealed)));
     assert_eq!(g.status(&id.id).unwrap().writers, 0);
 }
 
@@ -1106,7 +1106,7 @@ fn open_of_a_file_being_written_gets_a_decision() {
             let mut k = 0u8;
             while !stop.load(Ordering::Relaxed) {
                 k = (k + 1) % 4;
-                let m = g.modify(&id.id).unwrap();
+                let m = g.modify(&id.id, None).unwrap();
                 let chunk = vec![k; SIZE / 8];
                 for i in 0..8 {
                     f.write_all_at(&chunk, (i * chunk.len()) as u64).unwrap();
@@ -1194,7 +1194,7 @@ fn seals_kept_by_mount_id_are_carried_over() {
     g.register_mount(File::open(d.path()).unwrap().into())
         .unwrap();
     assert!(g.seal_of(&id.id).is_some(), "seal not carried over");
-    assert!(matches!(g.modify(&id.id), Err(Error::Sealed)));
+    assert!(matches!(g.modify(&id.id, None), Err(Error::Sealed)));
     let text = std::fs::read_to_string(&seals).unwrap();
     assert!(text.starts_with(&new_key), "{text}");
 }

@@ -88,7 +88,7 @@ fn no_stale_publication_under_concurrent_writes() {
                         let id = g.identify(f.as_fd()).unwrap();
                         let cur = std::fs::read(&p).unwrap();
                         let keep = cur.len() / 2;
-                        let m = g.modify(&id.id).unwrap();
+                        let m = g.modify(&id.id, None).unwrap();
                         let begin = m.begin_generation();
                         f.set_len(keep as u64).unwrap();
                         let end = m.finish();
@@ -104,7 +104,7 @@ fn no_stale_publication_under_concurrent_writes() {
                     _ => {
                         let mut f = OpenOptions::new().write(true).open(&p).unwrap();
                         let id = g.identify(f.as_fd()).unwrap();
-                        let m = g.modify(&id.id).unwrap();
+                        let m = g.modify(&id.id, None).unwrap();
                         let begin = m.begin_generation();
                         f.set_len(0).unwrap();
                         let (a, b) = content.as_bytes().split_at(content.len() / 2);

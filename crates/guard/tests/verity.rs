@@ -115,7 +115,7 @@ fn trees_match_fsverity_utils() {
     };
     assert_eq!(count(), 1);
     let replace = |content: &[u8]| {
-        let m = g.modify(&id.id).unwrap();
+        let m = g.modify(&id.id, None).unwrap();
         std::fs::write(&p, content).unwrap();
         drop(m);
         let now = g.identify(f.as_fd()).unwrap();
