@@ -780,12 +780,19 @@ impl Shared {
             ));
             return reply.error(Errno::EIO);
         }
+        // A write through the mount bumps the generation before it changes the data: a
+        // mismatch seen after such a bump is that write, not tampering.
+        let racing = || {
+            checked
+                .as_ref()
+                .is_some_and(|(_, generation)| node.state.generation() != *generation)
+        };
         let want_end = offset.saturating_add(size as u64);
         if let Some(c) = check.filter(|c| want_end > c.size() && offset < want_end) {
             // Beyond the measured size: anything the backing file has there now was
             // never measured.
             match sys::fstat(file.as_fd()) {
-                Ok(st) if st.st_size as u64 == c.size() => {}
+                Ok(st) if st.st_size as u64 == c.size() || racing() => {}
                 Ok(st) => {
                     crate::enforce::audit(format_args!(
                         "read {}: file is {} bytes, measured {}: EIO",
@@ -809,10 +816,7 @@ impl Shared {
                     Err(e) => return reply.error(errno(&e)),
                 }
             }
-            if let Some((c, generation)) = &checked {
-                // A write through the mount bumps the generation before it changes the
-                // data: a mismatch seen after such a bump is that write, not tampering.
-                let racing = || node.state.generation() != *generation;
+            if let Some((c, _)) = &checked {
                 // The file ends before the measured size (truncated behind the mount):
                 // the blocks that are gone are not served as an end of file either.
                 if n < len && !racing() {

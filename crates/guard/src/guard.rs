@@ -1102,7 +1102,9 @@ impl Guard {
     /// done. Never blocks; [`Error::Sealed`] if sealed.
     pub fn modify(&self, id: &FileId, fd: Option<BorrowedFd<'_>>) -> Result<Modification> {
         let st = self.shared.state_for(id);
-        self.shared.catch_change_behind_before_own(&st, fd);
+        if let Some(fd) = fd {
+            self.shared.catch_change_behind_now(&st, fd);
+        }
         // Counted as a writer while it lasts (as truncate(2) takes write access), so
         // a seal cannot slip in between this check and the change.
         st.acquire(0)?;
@@ -1124,7 +1126,9 @@ impl Guard {
     pub fn change_metadata(&self, id: &FileId, fd: Option<BorrowedFd<'_>>) -> MetadataChange {
         let state = self.shared.existing(id);
         if let Some(st) = &state {
-            self.shared.catch_change_behind_before_own(st, fd);
+            if let Some(fd) = fd {
+                self.shared.catch_change_behind_now(st, fd);
+            }
             st.metadata_changes.fetch_add(1, Ordering::SeqCst);
         }
         let file = fd
@@ -1350,7 +1354,7 @@ impl Guard {
         let s = &self.shared;
         s.existing(id)
             .filter(|st| st.gen.lookup().is_none())
-            .is_some_and(|st| s.catch_change_behind_own(&st, fd).unwrap_or(false))
+            .is_some_and(|st| s.catch_change_behind_now(&st, fd))
     }
 
     /// Writers, writable mappings, readers, seal and cache state of `id`.
@@ -1769,7 +1773,8 @@ impl Shared {
     }
 
     /// A file changed behind our back since its current measurement (a write that did
-    /// not pass through us) is dirty, and no longer counts as written through us: that
+    /// not pass through us), or since the guard's own latest change while no
+    /// measurement stands, is dirty, and no longer counts as written through us: that
     /// change is not to be taken into its hash value. `attrs` may be older than the
     /// measurement, so the file is looked at again before it is judged.
     fn catch_change_behind(
@@ -1779,26 +1784,24 @@ impl Shared {
         fd: BorrowedFd<'_>,
         purpose: Purpose<'_>,
     ) -> Result<()> {
-        let Some(m) = st.gen.lookup() else {
-            return self.catch_change_behind_own(st, fd).map(drop);
-        };
-        if m.attrs.same_version(attrs) {
+        if st.gen.lookup().is_some_and(|m| m.attrs.same_version(attrs)) {
             return Ok(());
         }
         // The guard's own hash-value writes change the ctime too. They are made, and
-        // the measurement they belong to published, under the outer lock: judge only
-        // once no measurement is in progress.
+        // the measurement they belong to published (and their version noted), under
+        // the outer lock: judge only once no measurement is in progress.
         let _outer = self.outer_lock(st, purpose)?;
-        self.catch_change_behind_measured(st, fd)
+        self.catch_change_behind_locked(st, fd).map(drop)
     }
 
-    /// [`Self::catch_change_behind`] with the outer lock held.
-    fn catch_change_behind_measured(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<()> {
+    /// [`Self::catch_change_behind`] with the outer lock held; returns whether it
+    /// found such a change.
+    fn catch_change_behind_locked(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool> {
         let Some(m) = st.gen.lookup() else {
-            return Ok(());
+            return self.catch_change_behind_own(st, fd);
         };
         if m.attrs.same_version(&identity::identify_fd(fd)?.attrs) {
-            return Ok(());
+            return Ok(false);
         }
         // Looked at after the file: a metadata change through the guard that made the
         // difference is either still in progress or has invalidated `m` (see
@@ -1808,33 +1811,31 @@ impl Shared {
         if !through_guard {
             st.changed_behind();
         }
-        Ok(())
+        Ok(!through_guard)
     }
 
-    /// Before a change of the guard's own to `st` (open as `fd`, if given): a change
-    /// behind the guard since the file's measurement or the guard's previous change
-    /// must be caught now, as the version this change leaves would take it in (and the
-    /// re-measurement then write it into the hash value). Never blocks: where a
-    /// measurement is being made (which may write the hash value, changing the ctime)
-    /// the file is not judged, as an open does not judge it then either.
-    fn catch_change_behind_before_own(&self, st: &FileState, fd: Option<BorrowedFd<'_>>) {
-        let Some(fd) = fd else { return };
-        let Some(m) = st.gen.lookup() else {
-            let _ = self.catch_change_behind_own(st, fd);
-            return;
+    /// [`Self::catch_change_behind`] without waiting: where a measurement is being
+    /// made the file is not judged (as an open would wait for it to be). Before a
+    /// change of the guard's own (the version it leaves would take a change behind
+    /// in, and the re-measurement then write it into the hash value), and for reads.
+    fn catch_change_behind_now(&self, st: &FileState, fd: BorrowedFd<'_>) -> bool {
+        let unchanged = || {
+            st.gen
+                .lookup()
+                .is_some_and(|m| identity::version_fd(fd).is_ok_and(|v| m.attrs.same_version(&v)))
         };
-        let unchanged = identity::version_fd(fd).is_ok_and(|v| m.attrs.same_version(&v));
-        if !unchanged {
-            if let Some(_outer) = st.gen.try_measure_lock() {
-                let _ = self.catch_change_behind_measured(st, fd);
-            }
+        if unchanged() {
+            return false;
         }
+        st.gen
+            .try_measure_lock()
+            .is_some_and(|_outer| self.catch_change_behind_locked(st, fd).unwrap_or(false))
     }
 
-    /// [`Self::catch_change_behind`] while no measurement stands for the content (it
-    /// was changed through the guard since): judged against the version the guard's
-    /// own latest change left, if it knows one, and only while no change of its own is
-    /// in progress. Returns whether it found such a change.
+    /// [`Self::catch_change_behind_locked`] while no measurement stands for the
+    /// content (it was changed through the guard since): judged against the version the
+    /// guard's own latest change left, if it knows one, and only while no change of its
+    /// own is in progress. Returns whether it found such a change.
     fn catch_change_behind_own(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool> {
         let ours_in_progress =
             || st.gen.in_flight() || st.metadata_changes.load(Ordering::SeqCst) > 0;
