@@ -745,6 +745,65 @@ fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
     bg.unmount().unwrap();
 }
 
+/// Writers that truncate and rewrite one file through the mount over and over, with a
+/// reader, in enforce mode: their own changes (and the re-measurements writing the hash
+/// value between them) are never taken for a change behind the mount, so no open or
+/// read fails, and the hash value follows the last write.
+#[test]
+fn concurrent_truncating_writers_draw_no_spurious_errors() {
+    if !can_run() {
+        return;
+    }
+    let env = Env::new();
+    let policy = "measure func=FILE_CHECK\nappraise func=FILE_CHECK\n";
+    let bg = env.mount(policy, AppraiseMode::Enforce, None);
+    let path = env.m("shared");
+    fs::write(&path, b"").unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for w in 0..4u8 {
+            let (path, failures) = (&path, &failures);
+            s.spawn(move || {
+                let mut n = 0usize;
+                while std::time::Instant::now() < until {
+                    let len = [256, 51200][n % 2];
+                    n += 1;
+                    let r = fs::OpenOptions::new()
+                        .write(true)
+                        .truncate(true)
+                        .open(path)
+                        .and_then(|f| f.write_all_at(&vec![b'A' + w; len], 0));
+                    if let Err(e) = r {
+                        failures.lock().unwrap().push(format!("writer {w}: {e}"));
+                    }
+                }
+            });
+        }
+        s.spawn(|| {
+            while std::time::Instant::now() < until {
+                if let Err(e) = fs::read(&path) {
+                    failures.lock().unwrap().push(format!("reader: {e}"));
+                }
+            }
+        });
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failures, first {:?}",
+        failures.len(),
+        failures.first()
+    );
+    common::settle(&bg);
+    let now = fs::read(&path).unwrap();
+    assert_eq!(
+        ima_xattr(&env.src.join("shared")),
+        Some(evmctl_hash_value(&env, &now))
+    );
+    bg.unmount().unwrap();
+}
+
 /// A change behind the mount while the file is being written through it is told apart
 /// from the writers' own changes: it ends the trust in them, so the re-measurement
 /// after the last writer closed does not take it into the hash value, and the file is

@@ -2000,9 +2000,15 @@ impl Shared {
                 // the appraisal to fail (allowed in fix mode), not the open.
                 match self.write_value(id, rfd.as_fd(), &v) {
                     Ok(()) => {
-                        // Our own xattr write changed ctime.
-                        attrs = identity::identify_fd(rfd.as_fd())?.attrs;
-                        st.note_own(attrs);
+                        // Our own xattr write changed ctime: that version is the
+                        // guard's own, and the measurement's, unless a change through
+                        // the guard began meanwhile (its size, its ctime, would be of
+                        // content never read).
+                        let after = identity::identify_fd(rfd.as_fd())?.attrs;
+                        st.note_own(after);
+                        if st.gen.still_current(t) {
+                            attrs = after;
+                        }
                         ima_value = Some(v);
                     }
                     Err(e) => value_error = Some(e.to_string()),
