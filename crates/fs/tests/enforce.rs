@@ -746,9 +746,10 @@ fn hash_values_are_fixed_and_follow_writes_through_the_mount() {
 }
 
 /// Writers that truncate and rewrite one file through the mount over and over, with a
-/// reader, in enforce mode: their own changes (and the re-measurements writing the hash
-/// value between them) are never taken for a change behind the mount, so no open or
-/// read fails, and the hash value follows the last write.
+/// reader and metadata changes (times, mode, links), in enforce mode: their own changes
+/// (and the re-measurements writing the hash value between them) are never taken for a
+/// change behind the mount, so no open or read fails, and the hash value follows the
+/// last write.
 #[test]
 fn concurrent_truncating_writers_draw_no_spurious_errors() {
     if !can_run() {
@@ -784,6 +785,23 @@ fn concurrent_truncating_writers_draw_no_spurious_errors() {
             while std::time::Instant::now() < until {
                 if let Err(e) = fs::read(&path) {
                     failures.lock().unwrap().push(format!("reader: {e}"));
+                }
+            }
+        });
+        // Metadata changes through the mount in between: times, mode, links.
+        s.spawn(|| {
+            let link = env.m("shared.link");
+            let mut n = 0u32;
+            while std::time::Instant::now() < until {
+                n += 1;
+                let r = match n % 3 {
+                    0 => fs::File::open(&path)
+                        .and_then(|f| f.set_modified(std::time::SystemTime::now())),
+                    1 => fs::set_permissions(&path, fs::Permissions::from_mode(0o640 | (n & 4))),
+                    _ => fs::hard_link(&path, &link).and_then(|()| fs::remove_file(&link)),
+                };
+                if let Err(e) = r {
+                    failures.lock().unwrap().push(format!("metadata: {e}"));
                 }
             }
         });

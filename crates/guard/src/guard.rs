@@ -189,6 +189,10 @@ pub(crate) struct FileState {
     last_writer: AtomicU64,
     /// Metadata changes in progress ([`MetadataChange`]).
     metadata_changes: AtomicU32,
+    /// Changes of the guard's own (content and metadata) begun so far: a judgement
+    /// against the version the latest one left holds only if none began while it was
+    /// made.
+    own_changes_begun: AtomicU64,
     /// The file's version right after the latest change known as the guard's own (a
     /// content or metadata change through it, or its own hash-value write). While no
     /// published measurement stands for the content — from a write through the guard
@@ -207,17 +211,20 @@ impl FileState {
             emitted_open_writers: AtomicBool::new(false),
             last_writer: AtomicU64::new(0),
             metadata_changes: AtomicU32::new(0),
+            own_changes_begun: AtomicU64::new(0),
             own_version: Mutex::new(None),
         }
     }
 
-    /// A change of the guard's own left the file at `version` (of changes noting theirs
-    /// out of order, the later by ctime stands).
-    fn note_own(&self, version: FileAttrs) {
+    /// A change of the guard's own left the file (open as `fd`, any descriptor of it)
+    /// as it is now. The version is read with the lock held, so of changes noting
+    /// theirs out of order the last to note reads the latest version: two versions may
+    /// share a ctime (a write that began before a truncate's version was read takes the
+    /// truncate's ctime, and extends the file after), so the versions cannot be ordered
+    /// by ctime.
+    fn note_own(&self, fd: BorrowedFd<'_>) {
         let mut own = self.own_version.lock().unwrap_or_else(|e| e.into_inner());
-        if own.is_none_or(|o| o.ctime_ns <= version.ctime_ns) {
-            *own = Some(version);
-        }
+        *own = identity::version_fd(fd).ok();
     }
 
     /// A change of the guard's own left a version it does not know.
@@ -517,9 +524,7 @@ impl Modification {
     /// too), noting the version it left as the guard's own; returns the generation of
     /// the new content.
     pub fn done_at(mut self, fd: BorrowedFd<'_>) -> u64 {
-        if let Ok(v) = identity::version_fd(fd) {
-            self.state.note_own(v);
-        }
+        self.state.note_own(fd);
         self.end()
     }
 
@@ -560,9 +565,7 @@ pub struct MetadataChange {
 impl Drop for MetadataChange {
     fn drop(&mut self) {
         if let (Some(st), Some(fd)) = (&self.state, &self.file) {
-            if let Ok(v) = identity::version_fd(fd.as_fd()) {
-                st.note_own(v);
-            }
+            st.note_own(fd.as_fd());
         }
         // Invalidated before the count goes down: one who then finds no change in
         // progress also finds the measurement that predates it gone.
@@ -1110,6 +1113,8 @@ impl Guard {
         st.acquire(0)?;
         st.set(WRITTEN, true);
         let begin = st.gen.begin_modify();
+        // Counted after the change shows as in progress (see catch_change_behind_own).
+        st.own_changes_begun.fetch_add(1, Ordering::SeqCst);
         Ok(Modification {
             state: st,
             begin,
@@ -1130,6 +1135,7 @@ impl Guard {
                 self.shared.catch_change_behind_now(st, fd);
             }
             st.metadata_changes.fetch_add(1, Ordering::SeqCst);
+            st.own_changes_begun.fetch_add(1, Ordering::SeqCst);
         }
         let file = fd
             .filter(|_| state.is_some())
@@ -1837,20 +1843,21 @@ impl Shared {
     /// guard's own latest change left, if it knows one, and only while no change of its
     /// own is in progress. Returns whether it found such a change.
     fn catch_change_behind_own(&self, st: &FileState, fd: BorrowedFd<'_>) -> Result<bool> {
+        let begun = || st.own_changes_begun.load(Ordering::SeqCst);
         let ours_in_progress =
             || st.gen.in_flight() || st.metadata_changes.load(Ordering::SeqCst) > 0;
-        let Some(own) = st.own_version() else {
-            return Ok(false);
-        };
+        let before = begun();
         if ours_in_progress() {
             return Ok(false);
         }
+        // Every change of ours begun so far has ended, and noted its version.
+        let Some(own) = st.own_version() else {
+            return Ok(false);
+        };
         let now = identity::version_fd(fd)?;
-        // Looked at again after the file: a change of ours that began, or ended and
-        // noted its version, meanwhile explains the difference.
-        let explained = |v: &FileAttrs| v.same_version(&now);
-        if explained(&own) || ours_in_progress() || st.own_version().is_some_and(|v| explained(&v))
-        {
+        // Looked at again after the file: a change of ours that began meanwhile (and
+        // may have ended, noting a later version) explains the difference.
+        if own.same_version(&now) || begun() != before {
             return Ok(false);
         }
         st.changed_behind();
@@ -2004,8 +2011,8 @@ impl Shared {
                         // guard's own, and the measurement's, unless a change through
                         // the guard began meanwhile (its size, its ctime, would be of
                         // content never read).
+                        st.note_own(rfd.as_fd());
                         let after = identity::identify_fd(rfd.as_fd())?.attrs;
-                        st.note_own(after);
                         if st.gen.still_current(t) {
                             attrs = after;
                         }
