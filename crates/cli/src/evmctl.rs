@@ -206,26 +206,20 @@ impl EvmctlOpts {
         } else {
             self.pass.clone()
         };
-        let load = |pass: Option<&str>| {
-            ima::load_signing_key(Path::new(path), pass, self.keyid, None).map_err(failure)
-        };
+        let load =
+            |pass: Option<&str>| ima::load_signing_key(Path::new(path), pass, self.keyid, None);
         match load(pass.as_deref()) {
             // An encrypted key and no password given: OpenSSL asks for one, as -p does.
-            Err(_) if pass.is_none() && key_needs_password(Path::new(path)) => {
+            Err(e)
+                if pass.is_none()
+                    && matches!(e.downcast_ref(), Some(vigil_ima::Error::KeyPassword { .. })) =>
+            {
                 load(Some(&ima::prompt_password().map_err(failure)?))
             }
             r => r,
         }
+        .map_err(failure)
     }
-}
-
-/// Whether the key at `path` is encrypted: loading it without a password fails for
-/// want of one.
-fn key_needs_password(path: &Path) -> bool {
-    matches!(
-        PrivateKey::load(path, None),
-        Err(vigil_ima::Error::KeyPassword { .. })
-    )
 }
 
 /// A failure in evmctl's words, with the errno line evmctl ends the command with

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use vigil_fsverity::{sys, HashAlg, Params, Tree, TreeBuilder};
 
 use crate::getopt::{self, HasArg, Opt};
+use crate::strerror;
 
 const VERSION: &str = "fsverity v1.5";
 
@@ -162,8 +163,6 @@ fn once(cmd: &Cmd, slot: &mut Option<OsString>, key: &str, value: &OsStr) -> Res
     *slot = Some(value.to_owned());
     Ok(())
 }
-
-use crate::strerror;
 
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let (out, err, code) = run(&args);

@@ -668,16 +668,21 @@ fn ima_xattr(path: &Path) -> Option<Vec<u8>> {
     Some(buf[..n].to_vec())
 }
 
+/// Give `path` its hash value in `user.ima`, with `evmctl ima_hash`.
+fn evmctl_hash(path: &Path) {
+    let o = Command::new("evmctl")
+        .args(["ima_hash", "--xattr-user", "-a", "sha256"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// What `evmctl ima_hash` writes as the hash value of `content`.
 fn evmctl_hash_value(env: &Env, content: &[u8]) -> Vec<u8> {
     let p = env.dir.path().join("evmctl-hash-input");
     fs::write(&p, content).unwrap();
-    let o = Command::new("evmctl")
-        .args(["ima_hash", "--xattr-user", "-a", "sha256"])
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    evmctl_hash(&p);
     ima_xattr(&p).unwrap()
 }
 
@@ -844,12 +849,7 @@ fn a_change_behind_the_mount_while_it_is_written_is_not_taken_for_the_writers() 
     ];
     for name in names {
         fs::write(env.src.join(name), &data).unwrap();
-        let o = Command::new("evmctl")
-            .args(["ima_hash", "--xattr-user", "-a", "sha256"])
-            .arg(env.src.join(name))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        evmctl_hash(&env.src.join(name));
     }
     let policy = "measure func=FILE_CHECK\nappraise func=FILE_CHECK\n";
     let bg = env.mount(policy, AppraiseMode::Enforce, None);
